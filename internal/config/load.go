@@ -1,0 +1,188 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// merge says how an explicitly given flag combines with the file's value.
+type merge int
+
+const (
+	replace merge = iota // the flag replaces the file value
+	orFile               // file OR flag (rust-teos `|=`): --debug=false cannot clear the file's true
+)
+
+// flagSpec ties a flag to the Config field it sets.
+type flagSpec struct {
+	name  string
+	usage string
+	field func(*Config) any // pointer to the field
+	merge merge
+}
+
+// flagSpecs lists teosd's flags: rust-teos's long names (TOML key without
+// underscores). File-only keys have no flag; --datadir is handled apart.
+func flagSpecs() []flagSpec {
+	return []flagSpec{
+		{"apibind", "address the public HTTP API binds to", func(c *Config) any { return &c.APIBind }, replace},
+		{"apiport", "public HTTP API `port`", func(c *Config) any { return &c.APIPort }, replace},
+		{"rpcbind", "address the admin gRPC server binds to", func(c *Config) any { return &c.RPCBind }, replace},
+		{"rpcport", "admin gRPC `port`", func(c *Config) any { return &c.RPCPort }, replace},
+		{"btcnetwork", "bitcoin network: mainnet, testnet, signet or regtest", func(c *Config) any { return &c.BTCNetwork }, replace},
+		{"btcrpcuser", "bitcoind RPC user (with --btcrpcpassword, or use --btcrpccookie)", func(c *Config) any { return &c.BTCRPCUser }, replace},
+		{"btcrpcpassword", "bitcoind RPC password", func(c *Config) any { return &c.BTCRPCPassword }, replace},
+		{"btcrpccookie", "bitcoind RPC cookie file (instead of user/password)", func(c *Config) any { return &c.BTCRPCCookie }, replace},
+		{"btcrpcconnect", "bitcoind RPC host", func(c *Config) any { return &c.BTCRPCConnect }, replace},
+		{"btcrpcport", "bitcoind RPC `port` (0 = network default)", func(c *Config) any { return &c.BTCRPCPort }, replace},
+		{"debug", "log teos at debug level", func(c *Config) any { return &c.Debug }, orFile},
+		{"depsdebug", "log third-party libraries at debug level", func(c *Config) any { return &c.DepsDebug }, orFile},
+		{"overwritekey", "overwrite the tower secret key. IRREVERSIBLE: changes the tower id", func(c *Config) any { return &c.OverwriteKey }, replace},
+		{"forceupdate", "run even if a pruned node is too far out of sync (appointments may be missed)", func(c *Config) any { return &c.ForceUpdate }, replace},
+		{"torsupport", "also serve the API as a Tor onion service", func(c *Config) any { return &c.TorSupport }, orFile},
+		{"torcontrolport", "Tor control `port`", func(c *Config) any { return &c.TorControlPort }, replace},
+		{"onionhiddenserviceport", "`port` the onion service listens on", func(c *Config) any { return &c.OnionHiddenServicePort }, replace},
+		{"pollinginterval", "teos-go extension: bitcoind polling period (e.g. 200ms), wins over polling_delta", func(c *Config) any { return &c.PollingInterval }, replace},
+		{"metricsbind", "teos-go extension: metrics endpoint address (empty = off)", func(c *Config) any { return &c.MetricsBind }, replace},
+	}
+}
+
+// Load builds teosd's configuration from args (without the program name):
+// defaults, then <datadir>/teos.toml if present, then the flags explicitly
+// given. A file that cannot be read or parsed falls back to defaults, as in
+// rust-teos; that and unknown keys come back as warnings. Load does not call
+// Validate. -h/--help prints usage to stderr and returns flag.ErrHelp.
+func Load(args []string, stderr io.Writer) (Config, []string, error) {
+	// Parsing everything once gives --datadir before the file is read; the
+	// parsed values are applied afterwards, and only for flags given.
+	fromFlags := Default()
+	fromFlags.DataDir = defaultDataDir
+	specs := flagSpecs()
+	fs := newFlagSet(stderr, &fromFlags, specs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return Config{}, nil, err
+		}
+		return Config{}, nil, fmt.Errorf("parse flags: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return Config{}, nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	dataDir, err := expandHome(fromFlags.DataDir)
+	if err != nil {
+		return Config{}, nil, fmt.Errorf("datadir: %w", err)
+	}
+
+	cfg, warnings := readFile(filepath.Join(dataDir, FileName))
+	cfg.DataDir = dataDir
+
+	// rust-teos quirk: these two come from the command line only.
+	if cfg.OverwriteKey {
+		warnings = append(warnings, FileName+": overwrite_key is ignored, use --overwritekey")
+	}
+	if cfg.ForceUpdate {
+		warnings = append(warnings, FileName+": force_update is ignored, use --forceupdate")
+	}
+	cfg.OverwriteKey, cfg.ForceUpdate = false, false
+
+	byName := make(map[string]flagSpec, len(specs))
+	for _, s := range specs {
+		byName[s.name] = s
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if s, ok := byName[f.Name]; ok {
+			apply(s.field(&cfg), s.field(&fromFlags), s.merge)
+		}
+	})
+	return cfg, warnings, nil
+}
+
+// readFile decodes path over the defaults. Only a successful decode is
+// kept, so a half-parsed file never leaks into the result.
+func readFile(path string) (Config, []string) {
+	cfg := Default()
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return cfg, nil
+	}
+	if err != nil {
+		return cfg, []string{fmt.Sprintf("cannot read %s, using defaults: %v", path, err)}
+	}
+	decoded := cfg
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&decoded)
+	if err != nil {
+		return cfg, []string{fmt.Sprintf("cannot parse %s, using defaults: %v", path, err)}
+	}
+	var warnings []string
+	// rust-teos ignores unknown keys; refusing them would break its operators' files.
+	for _, key := range md.Undecoded() {
+		warnings = append(warnings, fmt.Sprintf("%s: unknown key %q ignored", path, key.String()))
+	}
+	return decoded, warnings
+}
+
+func newFlagSet(stderr io.Writer, into *Config, specs []flagSpec) *flag.FlagSet {
+	fs := flag.NewFlagSet("teosd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: teosd [flags]\n\nThe Eye of Satoshi - Lightning watchtower.\n"+
+			"Settings are read from <datadir>/%s; flags override them.\n\nFlags:\n", FileName)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&into.DataDir, "datadir", into.DataDir, "data directory")
+	for _, s := range specs {
+		switch p := s.field(into).(type) {
+		case *string:
+			fs.StringVar(p, s.name, *p, s.usage)
+		case *bool:
+			fs.BoolVar(p, s.name, *p, s.usage)
+		case *uint16:
+			fs.Var((*uint16Value)(p), s.name, s.usage)
+		case *time.Duration:
+			fs.DurationVar(p, s.name, *p, s.usage)
+		}
+	}
+	return fs
+}
+
+// apply copies a flag's value (src) into the config field (dst).
+func apply(dst, src any, m merge) {
+	switch d := dst.(type) {
+	case *string:
+		*d = *src.(*string)
+	case *bool:
+		if m == orFile {
+			*d = *d || *src.(*bool)
+		} else {
+			*d = *src.(*bool)
+		}
+	case *uint16:
+		*d = *src.(*uint16)
+	case *time.Duration:
+		*d = *src.(*time.Duration)
+	}
+}
+
+// uint16Value is a flag.Value for ports, rejecting values above 65535.
+type uint16Value uint16
+
+func (v *uint16Value) String() string { return strconv.FormatUint(uint64(*v), 10) }
+
+func (v *uint16Value) Set(s string) error {
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil {
+		return fmt.Errorf("want a number 0-65535: %w", err)
+	}
+	*v = uint16Value(n)
+	return nil
+}
