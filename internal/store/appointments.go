@@ -1,0 +1,394 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/teos-go/teos/pkg/teos"
+)
+
+func locatorKey(loc teos.Locator, id teos.UUID) []byte {
+	k := make([]byte, 0, teos.LocatorLen+teos.UUIDLen)
+	return append(append(k, loc[:]...), id[:]...)
+}
+
+func userApptKey(user teos.UserID, id teos.UUID) []byte {
+	k := make([]byte, 0, teos.UserIDLen+teos.UUIDLen)
+	return append(append(k, user[:]...), id[:]...)
+}
+
+func getAppointment(b *buckets, id teos.UUID) (*Appointment, error) {
+	v := b.appointments.Get(id[:])
+	if v == nil {
+		return nil, ErrNotFound
+	}
+	a, err := decodeAppointment(v)
+	if err != nil {
+		return nil, fmt.Errorf("appointment %s: %w", id, err)
+	}
+	return a, nil
+}
+
+// getTracker returns nil, nil when there is no tracker.
+func getTracker(b *buckets, id teos.UUID) (*Tracker, error) {
+	v := b.trackers.Get(id[:])
+	if v == nil {
+		return nil, nil
+	}
+	t, err := decodeTracker(id, v)
+	if err != nil {
+		return nil, fmt.Errorf("tracker %s: %w", id, err)
+	}
+	return t, nil
+}
+
+// deletedAppointment is what a refund needs to know about a deleted appointment.
+type deletedAppointment struct {
+	user    teos.UserID
+	blobLen int
+}
+
+// deleteAppointment removes an appointment, its tracker and both index entries. It returns
+// nil, nil if there was no such appointment.
+func deleteAppointment(b *buckets, id teos.UUID) (*deletedAppointment, error) {
+	v := b.appointments.Get(id[:])
+	if v == nil {
+		return nil, nil
+	}
+	loc, user, blobLen, err := appointmentHead(v)
+	if err != nil {
+		return nil, fmt.Errorf("appointment %s: %w", id, err)
+	}
+	for _, del := range []struct {
+		bkt interface{ Delete([]byte) error }
+		key []byte
+	}{
+		{b.appointments, id[:]},
+		{b.trackers, id[:]},
+		{b.locatorIdx, locatorKey(loc, id)},
+		{b.userAppts, userApptKey(user, id)},
+	} {
+		if err := del.bkt.Delete(del.key); err != nil {
+			return nil, fmt.Errorf("delete appointment %s: %w", id, err)
+		}
+	}
+	return &deletedAppointment{user: user, blobLen: blobLen}, nil
+}
+
+// UpsertAppointment inserts or replaces the appointment with a's UUID and updates its owner's
+// record in one transaction shared with concurrent writers (bbolt Batch). It reads the owner
+// (ErrUserNotFound if not registered), the appointment already stored under that UUID (nil if
+// none) and whether it has a tracker, then calls fn. If fn returns nil, the UserInfo it returns,
+// the appointment and its index entries are written and that UserInfo is returned. fn must be
+// pure, as it may run more than once; its error aborts everything and is returned unchanged.
+// a must not be modified until UpsertAppointment returns.
+func (s *Store) UpsertAppointment(a *Appointment, fn func(user UserInfo, prev *Appointment, triggered bool) (UserInfo, error)) (UserInfo, error) {
+	if a == nil {
+		return UserInfo{}, errors.New("upsert appointment: nil appointment")
+	}
+	id := a.UUID()
+	record := encodeAppointment(a)
+	var out UserInfo
+	err := s.batch(func(b *buckets) error {
+		out = UserInfo{}
+		user, ok, err := getUser(b, a.UserID)
+		if err != nil {
+			return fmt.Errorf("upsert appointment %s: %w", id, err)
+		}
+		if !ok {
+			return fmt.Errorf("upsert appointment %s: %w", id, ErrUserNotFound)
+		}
+		prev, err := getAppointment(b, id)
+		if errors.Is(err, ErrNotFound) {
+			prev, err = nil, nil
+		}
+		if err != nil {
+			return fmt.Errorf("upsert appointment: %w", err)
+		}
+		triggered := b.trackers.Get(id[:]) != nil
+		next, err := fn(user, prev, triggered)
+		if err != nil {
+			return err
+		}
+		if err := putUser(b, a.UserID, user, true, next); err != nil {
+			return fmt.Errorf("upsert appointment %s: store user: %w", id, err)
+		}
+		if err := b.appointments.Put(id[:], record); err != nil {
+			return fmt.Errorf("upsert appointment %s: %w", id, err)
+		}
+		if err := b.locatorIdx.Put(locatorKey(a.Locator, id), []byte{}); err != nil {
+			return fmt.Errorf("upsert appointment %s: %w", id, err)
+		}
+		if err := b.userAppts.Put(userApptKey(a.UserID, id), []byte{}); err != nil {
+			return fmt.Errorf("upsert appointment %s: %w", id, err)
+		}
+		out = next
+		return nil
+	})
+	if err != nil {
+		return UserInfo{}, err
+	}
+	return out, nil
+}
+
+// Appointment returns the appointment with that UUID, or ErrNotFound.
+func (s *Store) Appointment(id teos.UUID) (*Appointment, error) {
+	var a *Appointment
+	err := s.view(func(b *buckets) (err error) {
+		a, err = getAppointment(b, id)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("appointment %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load appointment: %w", err)
+	}
+	return a, nil
+}
+
+// Tracker returns the tracker with that UUID, or ErrNotFound.
+func (s *Store) Tracker(id teos.UUID) (*Tracker, error) {
+	var t *Tracker
+	err := s.view(func(b *buckets) (err error) {
+		t, err = getTracker(b, id)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load tracker: %w", err)
+	}
+	if t == nil {
+		return nil, fmt.Errorf("tracker %s: %w", id, ErrNotFound)
+	}
+	return t, nil
+}
+
+// scanLocator calls fn for every appointment in the locator index under loc, starting at the
+// cursor position k (the result of a Seek to loc or earlier), and returns the first key past them.
+func scanLocator(b *buckets, c interface{ Next() ([]byte, []byte) }, k []byte, loc teos.Locator, fn func(teos.UUID, *Appointment) error) ([]byte, error) {
+	for ; k != nil && bytes.HasPrefix(k, loc[:]); k, _ = c.Next() {
+		if len(k) != teos.LocatorLen+teos.UUIDLen {
+			return nil, fmt.Errorf("%w: locator_idx key is %d bytes", ErrCorrupt, len(k))
+		}
+		id := teos.UUID(k[teos.LocatorLen:])
+		a, err := getAppointment(b, id)
+		if errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("%w: index entry for missing appointment %s", ErrCorrupt, id)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := fn(id, a); err != nil {
+			return nil, err
+		}
+	}
+	return k, nil
+}
+
+// AppointmentsByLocator returns every user's appointment for loc, ordered by UUID.
+func (s *Store) AppointmentsByLocator(loc teos.Locator) ([]*Appointment, error) {
+	var out []*Appointment
+	err := s.view(func(b *buckets) error {
+		out = nil
+		c := b.locatorIdx.Cursor()
+		k, _ := c.Seek(loc[:])
+		_, err := scanLocator(b, c, k, loc, func(_ teos.UUID, a *Appointment) error {
+			out = append(out, a)
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("appointments for locator %s: %w", loc, err)
+	}
+	return out, nil
+}
+
+// AppointmentsByLocators returns the stored appointments (all users) whose locator is in locs,
+// grouped by locator; locators without appointments are absent from the map. The query is
+// sorted and answered by one forward cursor pass over the locator index, so a block's worth
+// of misses costs little more than the seeks.
+func (s *Store) AppointmentsByLocators(locs []teos.Locator) (map[teos.Locator][]*Appointment, error) {
+	sorted := slices.Clone(locs)
+	slices.SortFunc(sorted, func(x, y teos.Locator) int { return bytes.Compare(x[:], y[:]) })
+	sorted = slices.Compact(sorted)
+	out := make(map[teos.Locator][]*Appointment)
+	err := s.view(func(b *buckets) error {
+		clear(out)
+		c := b.locatorIdx.Cursor()
+		var k []byte
+		for i, loc := range sorted {
+			// Seek only when the cursor is behind loc; if it is already past loc, loc has no entries.
+			if i == 0 || bytes.Compare(k, loc[:]) < 0 {
+				k, _ = c.Seek(loc[:])
+			}
+			if k == nil {
+				break // past the last key: no later locator can match
+			}
+			var err error
+			k, err = scanLocator(b, c, k, loc, func(_ teos.UUID, a *Appointment) error {
+				out[loc] = append(out[loc], a)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if k == nil {
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("appointments for %d locators: %w", len(locs), err)
+	}
+	return out, nil
+}
+
+// DeleteAppointments deletes the appointments with these UUIDs, with their trackers and index
+// entries, in one transaction. With refund, each owner gets teos.Slots(len(blob)) slots back
+// (saturating). UUIDs that are not stored are skipped.
+func (s *Store) DeleteAppointments(ids []teos.UUID, refund bool) error {
+	err := s.update(func(b *buckets) error {
+		for _, id := range ids {
+			d, err := deleteAppointment(b, id)
+			if err != nil {
+				return err
+			}
+			if d == nil || !refund {
+				continue
+			}
+			user, ok, err := getUser(b, d.user)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue // nobody to refund
+			}
+			next := user
+			next.AvailableSlots = addSaturating(user.AvailableSlots, teos.Slots(d.blobLen))
+			if err := putUser(b, d.user, user, true, next); err != nil {
+				return fmt.Errorf("refund user %s: %w", d.user, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete %d appointments: %w", len(ids), err)
+	}
+	return nil
+}
+
+func addSaturating(a, b uint32) uint32 {
+	if a > ^uint32(0)-b {
+		return ^uint32(0)
+	}
+	return a + b
+}
+
+// PutTracker stores t, replacing any tracker with its UUID. The appointment must exist,
+// else ErrNotFound.
+func (s *Store) PutTracker(t *Tracker) error {
+	if t == nil {
+		return errors.New("put tracker: nil tracker")
+	}
+	record := encodeTracker(t)
+	err := s.update(func(b *buckets) error {
+		if b.appointments.Get(t.UUID[:]) == nil {
+			return fmt.Errorf("appointment %s: %w", t.UUID, ErrNotFound)
+		}
+		return b.trackers.Put(t.UUID[:], record)
+	})
+	if err != nil {
+		return fmt.Errorf("put tracker %s: %w", t.UUID, err)
+	}
+	return nil
+}
+
+// Trackers returns every tracker, ordered by UUID.
+func (s *Store) Trackers() ([]*Tracker, error) {
+	var out []*Tracker
+	err := s.view(func(b *buckets) error {
+		out = nil
+		return b.trackers.ForEach(func(k, v []byte) error {
+			if len(k) != teos.UUIDLen {
+				return fmt.Errorf("%w: tracker key is %d bytes", ErrCorrupt, len(k))
+			}
+			id := teos.UUID(k)
+			t, err := decodeTracker(id, v)
+			if err != nil {
+				return fmt.Errorf("tracker %s: %w", id, err)
+			}
+			out = append(out, t)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list trackers: %w", err)
+	}
+	return out, nil
+}
+
+// Counts returns the number of users, of appointments without a tracker and of trackers. It
+// counts keys page by page (bbolt bucket stats) without decoding values; appointments are
+// counted in the locator index, whose small keys fill far fewer pages than the records.
+func (s *Store) Counts() (users, watcherAppointments, trackers int, err error) {
+	err = s.view(func(b *buckets) error {
+		users = b.users.Stats().KeyN
+		trackers = b.trackers.Stats().KeyN
+		watcherAppointments = b.locatorIdx.Stats().KeyN - trackers
+		return nil
+	})
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("count records: %w", err)
+	}
+	return users, watcherAppointments, trackers, nil
+}
+
+// ForEachAppointment calls fn for every appointment with its tracker (nil if none), or only
+// for loc's appointments when loc is not nil. It runs inside one read transaction: fn gets
+// copies it may keep, but must not call the Store's write methods (that can deadlock). An
+// error from fn stops the walk and is returned unchanged.
+func (s *Store) ForEachAppointment(loc *teos.Locator, fn func(a *Appointment, t *Tracker) error) error {
+	var fnErr error
+	visit := func(b *buckets, id teos.UUID, a *Appointment) error {
+		t, err := getTracker(b, id)
+		if err != nil {
+			return err
+		}
+		if err := fn(a, t); err != nil {
+			fnErr = err
+			return err
+		}
+		return nil
+	}
+	err := s.view(func(b *buckets) error {
+		fnErr = nil
+		if loc != nil {
+			c := b.locatorIdx.Cursor()
+			k, _ := c.Seek(loc[:])
+			_, err := scanLocator(b, c, k, *loc, func(id teos.UUID, a *Appointment) error { return visit(b, id, a) })
+			return err
+		}
+		return b.appointments.ForEach(func(k, v []byte) error {
+			if len(k) != teos.UUIDLen {
+				return fmt.Errorf("%w: appointment key is %d bytes", ErrCorrupt, len(k))
+			}
+			id := teos.UUID(k)
+			a, err := decodeAppointment(v)
+			if err != nil {
+				return fmt.Errorf("appointment %s: %w", id, err)
+			}
+			return visit(b, id, a)
+		})
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	if err != nil {
+		return fmt.Errorf("walk appointments: %w", err)
+	}
+	return nil
+}
