@@ -1,0 +1,250 @@
+// Package chain follows bitcoind's best chain by polling, walks reorgs back to the fork point
+// with raw headers, and delivers block events to listeners in a fixed order.
+package chain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
+)
+
+// Window is how many recent blocks the monitor remembers to find fork points; a reorg deeper
+// than this cannot be followed (rust-teos keeps the same 100).
+const Window = 100
+
+// BlockSource is the part of bitcoind the monitor reads.
+type BlockSource interface {
+	BestBlockHash(ctx context.Context) (chainhash.Hash, error)
+	BlockHeader(ctx context.Context, hash chainhash.Hash) (*wire.BlockHeader, error)
+	Block(ctx context.Context, hash chainhash.Hash) (*wire.MsgBlock, error)
+}
+
+// Listener receives block events. Listeners are called one at a time, in the order given.
+type Listener interface {
+	BlockConnected(ctx context.Context, block *wire.MsgBlock, height uint32) error
+	BlockDisconnected(ctx context.Context, header *wire.BlockHeader, height uint32) error
+}
+
+// TipStore persists the last processed block.
+type TipStore interface {
+	SetLastBlock(hash chainhash.Hash, height uint32) error
+}
+
+// Config wires a monitor.
+type Config struct {
+	Source    BlockSource
+	Store     TipStore
+	Listeners []Listener
+	Logger    *slog.Logger
+	// IsTransient tells a connection failure (bitcoind unreachable) from other errors.
+	IsTransient func(error) bool
+}
+
+type link struct {
+	hash   chainhash.Hash
+	height uint32
+}
+
+// Monitor tracks the chain tip the tower has processed.
+type Monitor struct {
+	cfg       Config
+	log       *slog.Logger
+	mu        sync.Mutex // serialises Poll; guards chain
+	chain     []link     // last Window processed blocks, oldest first
+	height    atomic.Uint32
+	reachable atomic.Bool
+	lastMove  atomic.Int64 // unix nanos when the tip last moved
+}
+
+// New returns a monitor whose processed tip is (tip, height). It loads the Window blocks below
+// the tip with raw headers, which also works when tip has been reorganised away.
+func New(ctx context.Context, cfg Config, tip chainhash.Hash, height uint32) (*Monitor, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.IsTransient == nil {
+		cfg.IsTransient = func(error) bool { return false }
+	}
+	m := &Monitor{cfg: cfg, log: cfg.Logger.With("component", "chain")}
+	chain := []link{{tip, height}}
+	hash := tip
+	for h := height; h > 0 && len(chain) < Window; h-- {
+		hdr, err := cfg.Source.BlockHeader(ctx, hash)
+		if err != nil {
+			return nil, fmt.Errorf("load header %s: %w", hash, err)
+		}
+		hash = hdr.PrevBlock
+		chain = append(chain, link{hash, h - 1})
+	}
+	for i, j := 0, len(chain)-1; i < j; i, j = i+1, j-1 {
+		chain[i], chain[j] = chain[j], chain[i]
+	}
+	m.chain = chain
+	m.height.Store(height)
+	m.reachable.Store(true)
+	m.lastMove.Store(time.Now().UnixNano())
+	return m, nil
+}
+
+// Height is the height of the last processed block.
+func (m *Monitor) Height() uint32 { return m.height.Load() }
+
+// Tip is the last processed block.
+func (m *Monitor) Tip() (chainhash.Hash, uint32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l := m.chain[len(m.chain)-1]
+	return l.hash, l.height
+}
+
+// Reachable reports whether the last call to bitcoind succeeded.
+func (m *Monitor) Reachable() bool { return m.reachable.Load() }
+
+// Poll brings the processed tip up to bitcoind's best block: it disconnects blocks that left the
+// best chain (tip first) and connects the new ones in order. Each block is persisted as the
+// tip only after every listener has handled it, so a failure resumes at the same block.
+func (m *Monitor) Poll(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	best, err := m.cfg.Source.BestBlockHash(ctx)
+	if err != nil {
+		return m.sourceErr(fmt.Errorf("get best block hash: %w", err))
+	}
+	m.reachable.Store(true)
+	if best == m.chain[len(m.chain)-1].hash {
+		return nil
+	}
+	// Walk back from the new best block until a block we processed.
+	var branch []chainhash.Hash // newest first
+	fork := -1
+	for hash := best; fork < 0; {
+		if i := m.indexOf(hash); i >= 0 {
+			fork = i
+			break
+		}
+		if len(branch) > Window && m.chain[0].height > 0 {
+			return fmt.Errorf("new best block %s forks more than %d blocks below the tip", best, Window)
+		}
+		hdr, err := m.cfg.Source.BlockHeader(ctx, hash)
+		if err != nil {
+			return m.sourceErr(fmt.Errorf("get header %s: %w", hash, err))
+		}
+		branch = append(branch, hash)
+		if hash == hdr.PrevBlock { // cannot happen on a real chain; avoids looping on garbage
+			return fmt.Errorf("header %s is its own parent", hash)
+		}
+		hash = hdr.PrevBlock
+		if len(branch) > 1_000_000 {
+			return errors.New("no fork point found")
+		}
+	}
+	for len(m.chain)-1 > fork {
+		top := m.chain[len(m.chain)-1]
+		if err := m.disconnect(ctx, top); err != nil {
+			return err
+		}
+	}
+	for i := len(branch) - 1; i >= 0; i-- {
+		if err := m.connect(ctx, branch[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Monitor) indexOf(hash chainhash.Hash) int {
+	for i := len(m.chain) - 1; i >= 0; i-- {
+		if m.chain[i].hash == hash {
+			return i
+		}
+	}
+	return -1
+}
+
+func (m *Monitor) disconnect(ctx context.Context, top link) error {
+	hdr, err := m.cfg.Source.BlockHeader(ctx, top.hash)
+	if err != nil {
+		return m.sourceErr(fmt.Errorf("get header %s: %w", top.hash, err))
+	}
+	for _, l := range m.cfg.Listeners {
+		if err := l.BlockDisconnected(ctx, hdr, top.height); err != nil {
+			return fmt.Errorf("disconnect block %s at %d: %w", top.hash, top.height, err)
+		}
+	}
+	m.chain = m.chain[:len(m.chain)-1]
+	prev := m.chain[len(m.chain)-1]
+	if err := m.cfg.Store.SetLastBlock(prev.hash, prev.height); err != nil {
+		return fmt.Errorf("persist tip: %w", err)
+	}
+	m.height.Store(prev.height)
+	m.log.Warn("block disconnected", "block_hash", top.hash, "height", top.height)
+	return nil
+}
+
+func (m *Monitor) connect(ctx context.Context, hash chainhash.Hash) error {
+	block, err := m.cfg.Source.Block(ctx, hash)
+	if err != nil {
+		return m.sourceErr(fmt.Errorf("get block %s: %w", hash, err))
+	}
+	height := m.chain[len(m.chain)-1].height + 1
+	for _, l := range m.cfg.Listeners {
+		if err := l.BlockConnected(ctx, block, height); err != nil {
+			return fmt.Errorf("connect block %s at %d: %w", hash, height, err)
+		}
+	}
+	if err := m.cfg.Store.SetLastBlock(hash, height); err != nil {
+		return fmt.Errorf("persist tip: %w", err)
+	}
+	m.chain = append(m.chain, link{hash, height})
+	if len(m.chain) > Window {
+		m.chain = append(m.chain[:0], m.chain[len(m.chain)-Window:]...)
+	}
+	m.height.Store(height)
+	m.lastMove.Store(time.Now().UnixNano())
+	m.log.Debug("block connected", "block_hash", hash, "height", height, "txs", len(block.Transactions))
+	return nil
+}
+
+func (m *Monitor) sourceErr(err error) error {
+	if m.cfg.IsTransient(err) && m.reachable.Swap(false) {
+		m.log.Warn("bitcoind unreachable", "err", err)
+	}
+	return err
+}
+
+// Run polls every interval until ctx is done. Errors are logged and the next poll retries
+// from the same block, so none is skipped.
+func (m *Monitor) Run(ctx context.Context, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	stale := max(30*time.Minute, 60*every) // far longer than a block interval
+	warned := false
+	for {
+		wasReachable := m.Reachable()
+		if err := m.Poll(ctx); err != nil && ctx.Err() == nil {
+			if !m.cfg.IsTransient(err) {
+				m.log.Error("chain poll failed", "err", err)
+			}
+		} else if !wasReachable && m.Reachable() {
+			m.log.Info("bitcoind reachable again")
+		}
+		if idle := time.Since(time.Unix(0, m.lastMove.Load())); idle > stale && !warned {
+			m.log.Warn("chain tip has not moved", "for", idle.Round(time.Second), "height", m.Height())
+			warned = true
+		} else if idle <= stale {
+			warned = false
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,218 @@
+package chain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
+)
+
+var errDown = errors.New("connection refused")
+
+// fakeChain is an in-memory node: every block ever made stays fetchable (like a stale block
+// on bitcoind), and best is the active tip.
+type fakeChain struct {
+	mu     sync.Mutex
+	blocks map[chainhash.Hash]*wire.MsgBlock
+	best   chainhash.Hash
+	down   bool
+	nonce  uint32
+}
+
+func newFakeChain(n int) (*fakeChain, []chainhash.Hash) {
+	c := &fakeChain{blocks: map[chainhash.Hash]*wire.MsgBlock{}}
+	genesis := c.add(chainhash.Hash{})
+	c.best = genesis
+	return c, append([]chainhash.Hash{genesis}, c.extend(genesis, n)...)
+}
+
+func (c *fakeChain) add(prev chainhash.Hash) chainhash.Hash {
+	c.nonce++
+	b := &wire.MsgBlock{Header: wire.BlockHeader{PrevBlock: prev, Nonce: c.nonce}}
+	h := b.BlockHash()
+	c.blocks[h] = b
+	return h
+}
+
+// extend mines n blocks on top of from and makes the last one the best tip.
+func (c *fakeChain) extend(from chainhash.Hash, n int) []chainhash.Hash {
+	var out []chainhash.Hash
+	for range n {
+		from = c.add(from)
+		out = append(out, from)
+	}
+	if n > 0 {
+		c.best = from
+	}
+	return out
+}
+
+func (c *fakeChain) BestBlockHash(context.Context) (chainhash.Hash, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.down {
+		return chainhash.Hash{}, errDown
+	}
+	return c.best, nil
+}
+
+func (c *fakeChain) BlockHeader(_ context.Context, h chainhash.Hash) (*wire.BlockHeader, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.down {
+		return nil, errDown
+	}
+	b, ok := c.blocks[h]
+	if !ok {
+		return nil, fmt.Errorf("unknown block %s", h)
+	}
+	hdr := b.Header
+	return &hdr, nil
+}
+
+func (c *fakeChain) Block(_ context.Context, h chainhash.Hash) (*wire.MsgBlock, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.down {
+		return nil, errDown
+	}
+	return c.blocks[h], nil
+}
+
+// recorder is a listener that logs events as "+height:hash" / "-height:hash".
+type recorder struct {
+	name   string
+	events *[]string
+	failAt uint32
+}
+
+func (r *recorder) BlockConnected(_ context.Context, b *wire.MsgBlock, h uint32) error {
+	if h == r.failAt {
+		r.failAt = 0
+		return errors.New("listener failed")
+	}
+	*r.events = append(*r.events, fmt.Sprintf("%s+%d:%s", r.name, h, b.BlockHash()))
+	return nil
+}
+
+func (r *recorder) BlockDisconnected(_ context.Context, hdr *wire.BlockHeader, h uint32) error {
+	*r.events = append(*r.events, fmt.Sprintf("%s-%d:%s", r.name, h, hdr.BlockHash()))
+	return nil
+}
+
+type tipStore struct {
+	hash   chainhash.Hash
+	height uint32
+}
+
+func (s *tipStore) SetLastBlock(h chainhash.Hash, height uint32) error {
+	s.hash, s.height = h, height
+	return nil
+}
+
+func newMonitor(t *testing.T, c *fakeChain, tip chainhash.Hash, height uint32, ls ...Listener) (*Monitor, *tipStore) {
+	t.Helper()
+	st := &tipStore{}
+	m, err := New(t.Context(), Config{Source: c, Store: st, Listeners: ls, IsTransient: func(err error) bool { return errors.Is(err, errDown) }}, tip, height)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, st
+}
+
+func TestConnectsNewBlocksInOrderToEveryListener(t *testing.T) {
+	c, hs := newFakeChain(10)
+	var events []string
+	m, st := newMonitor(t, c, hs[10], 10, &recorder{name: "g", events: &events}, &recorder{name: "w", events: &events})
+	added := c.extend(hs[10], 3)
+	if err := m.Poll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i, h := range added {
+		want = append(want, fmt.Sprintf("g+%d:%s", 11+i, h), fmt.Sprintf("w+%d:%s", 11+i, h))
+	}
+	if !slices.Equal(events, want) {
+		t.Fatalf("events\n%v\nwant\n%v", events, want)
+	}
+	if st.hash != added[2] || st.height != 13 || m.Height() != 13 {
+		t.Fatalf("tip %s@%d (monitor %d), want %s@13", st.hash, st.height, m.Height(), added[2])
+	}
+}
+
+func TestReorgDisconnectsTipFirstThenConnects(t *testing.T) {
+	c, hs := newFakeChain(10)
+	var events []string
+	m, _ := newMonitor(t, c, hs[10], 10, &recorder{name: "l", events: &events})
+	fork := c.extend(hs[8], 4) // heights 9..12 replace 9..10
+	if err := m.Poll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{fmt.Sprintf("l-10:%s", hs[10]), fmt.Sprintf("l-9:%s", hs[9])}
+	for i, h := range fork {
+		want = append(want, fmt.Sprintf("l+%d:%s", 9+i, h))
+	}
+	if !slices.Equal(events, want) {
+		t.Fatalf("events\n%v\nwant\n%v", events, want)
+	}
+	if m.Height() != 12 {
+		t.Fatalf("height %d, want 12", m.Height())
+	}
+}
+
+func TestFailureResumesAtTheSameBlock(t *testing.T) {
+	c, hs := newFakeChain(10)
+	var events []string
+	rec := &recorder{name: "l", events: &events, failAt: 12}
+	m, st := newMonitor(t, c, hs[10], 10, rec)
+	added := c.extend(hs[10], 3)
+	if err := m.Poll(t.Context()); err == nil {
+		t.Fatal("listener failure not reported")
+	}
+	if st.height != 11 || m.Height() != 11 {
+		t.Fatalf("tip after failure %d/%d, want 11", st.height, m.Height())
+	}
+	if err := m.Poll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{fmt.Sprintf("l+11:%s", added[0]), fmt.Sprintf("l+12:%s", added[1]), fmt.Sprintf("l+13:%s", added[2])}
+	if !slices.Equal(events, want) {
+		t.Fatalf("events %v, want %v (no block skipped or repeated)", events, want)
+	}
+}
+
+func TestOutageMarksUnreachableAndSkipsNothing(t *testing.T) {
+	c, hs := newFakeChain(10)
+	var events []string
+	m, _ := newMonitor(t, c, hs[10], 10, &recorder{name: "l", events: &events})
+	c.down = true
+	added := c.extend(hs[10], 2)
+	if err := m.Poll(t.Context()); err == nil || m.Reachable() {
+		t.Fatalf("poll during outage: err %v, reachable %v", err, m.Reachable())
+	}
+	c.down = false
+	if err := m.Poll(t.Context()); err != nil || !m.Reachable() {
+		t.Fatalf("poll after outage: err %v, reachable %v", err, m.Reachable())
+	}
+	if len(events) != 2 || events[1] != fmt.Sprintf("l+12:%s", added[1]) {
+		t.Fatalf("events %v", events)
+	}
+}
+
+func TestStartFromStaleTipWalksBackThroughTheReorg(t *testing.T) {
+	c, hs := newFakeChain(10)
+	fork := c.extend(hs[7], 5) // the stored tip hs[10] is now stale
+	var events []string
+	m, _ := newMonitor(t, c, hs[10], 10, &recorder{name: "l", events: &events})
+	if err := m.Poll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 3+5 || events[0] != fmt.Sprintf("l-10:%s", hs[10]) || events[7] != fmt.Sprintf("l+12:%s", fork[4]) {
+		t.Fatalf("events %v", events)
+	}
+}
