@@ -1,0 +1,213 @@
+// Package carrier broadcasts transactions and looks them up in bitcoind's mempool. It sorts
+// bitcoind's answers into the statuses the responder acts on (rust-teos carrier.rs).
+//
+// Unlike rust-teos, the carrier never blocks while bitcoind is unreachable: a transport
+// failure comes back as an error, and the caller retries on its next block or poll. Nothing
+// then waits on a dead node while holding a lock.
+package carrier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
+
+	"github.com/teos-go/teos/internal/bitcoind"
+)
+
+// bitcoind's JSON-RPC codes that decide a broadcast's status (rpc/protocol.h).
+const (
+	CodeVerifyError          = -25
+	CodeVerifyRejected       = -26
+	CodeDeserializationError = -22
+	CodeVerifyAlreadyInChain = -27
+	// CodeUnknown stands for every other failure (rust-teos UNKNOWN_JSON_RPC_EXCEPTION).
+	CodeUnknown = -257
+)
+
+// Status is what became of a broadcast.
+type Status int
+
+const (
+	// StatusInMempool: bitcoind accepted the transaction, or already had it in its mempool.
+	StatusInMempool Status = iota + 1
+	// StatusIrrevocablyResolved: the transaction is already in the chain (code -27).
+	StatusIrrevocablyResolved
+	// StatusRejected: bitcoind refused it; Result.Code says why.
+	StatusRejected
+)
+
+func (s Status) String() string {
+	switch s {
+	case StatusInMempool:
+		return "in_mempool"
+	case StatusIrrevocablyResolved:
+		return "irrevocably_resolved"
+	case StatusRejected:
+		return "rejected"
+	}
+	return fmt.Sprintf("status(%d)", int(s))
+}
+
+// Result is a broadcast's outcome.
+type Result struct {
+	Status Status
+	// Code is bitcoind's error code when Status is StatusRejected: -26, -25, -22, or
+	// CodeUnknown for anything else.
+	Code int
+}
+
+// Client is the part of bitcoind the carrier calls; *bitcoind.Client satisfies it.
+type Client interface {
+	SendRawTransaction(ctx context.Context, tx *wire.MsgTx) (chainhash.Hash, error)
+	RawTransactionInfo(ctx context.Context, txid chainhash.Hash) (inMempool bool, blockHash *chainhash.Hash, err error)
+}
+
+// Carrier sends transactions through a Client. It is safe for concurrent use.
+type Carrier struct {
+	client      Client
+	log         *slog.Logger
+	unreachable atomic.Bool
+
+	mu    sync.Mutex
+	cache map[chainhash.Hash]Result // guarded by mu
+}
+
+// New returns a carrier that talks to bitcoind through c. A nil log discards messages.
+func New(c Client, log *slog.Logger) *Carrier {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Carrier{client: c, log: log.With("component", "carrier"), cache: make(map[chainhash.Hash]Result)}
+}
+
+// Send broadcasts tx with sendrawtransaction and maps the answer (PROTOCOL.md 8.4):
+//
+//	success                  StatusInMempool
+//	-27 already in chain     StatusIrrevocablyResolved
+//	-26, -25, -22            StatusRejected with that code
+//	other RPC or odd errors  StatusRejected with CodeUnknown
+//
+// One deliberate difference: a -26 for a transaction that is in the mempool is reported as
+// StatusInMempool. btcd answers -26 "already have transaction" where bitcoind answers success,
+// and a responder must not drop a penalty for being broadcast twice.
+//
+// A transport failure (bitcoind.IsUnreachable) or a cancelled ctx is returned as an error,
+// without waiting; it is never a rejection. A result is cached per txid, and returned without
+// asking bitcoind again, until ClearCache.
+func (c *Carrier) Send(ctx context.Context, tx *wire.MsgTx) (Result, error) {
+	if tx == nil {
+		return Result{}, errors.New("send: nil transaction")
+	}
+	txid := tx.TxHash()
+	c.mu.Lock()
+	res, ok := c.cache[txid]
+	c.mu.Unlock()
+	if ok {
+		return res, nil
+	}
+
+	res, err := c.send(ctx, txid, tx)
+	if err != nil {
+		return Result{}, err
+	}
+	c.mu.Lock()
+	c.cache[txid] = res
+	c.mu.Unlock()
+	return res, nil
+}
+
+func (c *Carrier) send(ctx context.Context, txid chainhash.Hash, tx *wire.MsgTx) (Result, error) {
+	_, err := c.client.SendRawTransaction(ctx, tx)
+	if err == nil {
+		c.reached()
+		c.log.Debug("transaction broadcast", "txid", txid)
+		return Result{Status: StatusInMempool}, nil
+	}
+	if err := c.transportError(ctx, err); err != nil {
+		return Result{}, fmt.Errorf("send %s: %w", txid, err)
+	}
+	var rpcErr *bitcoind.RPCError
+	if !errors.As(err, &rpcErr) {
+		c.log.Warn("broadcast failed", "txid", txid, "err", err)
+		return Result{Status: StatusRejected, Code: CodeUnknown}, nil
+	}
+	c.reached()
+	switch rpcErr.Code {
+	case CodeVerifyAlreadyInChain:
+		c.log.Debug("transaction already in chain", "txid", txid)
+		return Result{Status: StatusIrrevocablyResolved}, nil
+	case CodeVerifyRejected:
+		in, err := c.InMempool(ctx, txid)
+		if err != nil {
+			return Result{}, fmt.Errorf("send %s: %w", txid, err)
+		}
+		if in {
+			c.log.Debug("transaction already in mempool", "txid", txid)
+			return Result{Status: StatusInMempool}, nil
+		}
+		fallthrough
+	case CodeVerifyError, CodeDeserializationError:
+		c.log.Debug("transaction rejected", "txid", txid, "code", rpcErr.Code, "reason", rpcErr.Message)
+		return Result{Status: StatusRejected, Code: rpcErr.Code}, nil
+	}
+	c.log.Warn("transaction rejected with an unexpected code", "txid", txid, "code", rpcErr.Code, "reason", rpcErr.Message)
+	return Result{Status: StatusRejected, Code: CodeUnknown}, nil
+}
+
+// InMempool reports whether txid is in bitcoind's mempool: getrawtransaction finds it and it
+// has no block hash. A JSON-RPC error (-5 unknown txid, or any other) means false; a transport
+// failure or a cancelled ctx is returned as an error.
+func (c *Carrier) InMempool(ctx context.Context, txid chainhash.Hash) (bool, error) {
+	in, _, err := c.client.RawTransactionInfo(ctx, txid)
+	if err == nil {
+		c.reached()
+		return in, nil
+	}
+	var rpcErr *bitcoind.RPCError
+	if errors.As(err, &rpcErr) {
+		c.reached()
+		return false, nil
+	}
+	if terr := c.transportError(ctx, err); terr != nil {
+		return false, fmt.Errorf("look up %s: %w", txid, terr)
+	}
+	// Neither an RPC nor a transport error: treat as a node we cannot use, not as "absent".
+	return false, fmt.Errorf("look up %s: %w", txid, err)
+}
+
+// ClearCache forgets every cached Send result; the responder calls it after each block.
+func (c *Carrier) ClearCache() {
+	c.mu.Lock()
+	clear(c.cache)
+	c.mu.Unlock()
+}
+
+// Reachable reports whether the last call to bitcoind reached it.
+func (c *Carrier) Reachable() bool { return !c.unreachable.Load() }
+
+// transportError returns err (non-nil) when it means "try again later" rather than an answer
+// from the node: the caller gave up (ctx), or bitcoind could not be reached.
+func (c *Carrier) transportError(ctx context.Context, err error) error {
+	if bitcoind.IsUnreachable(err) {
+		if !c.unreachable.Swap(true) {
+			c.log.Warn("bitcoind unreachable", "err", err)
+		}
+		return err
+	}
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+func (c *Carrier) reached() {
+	if c.unreachable.Swap(false) {
+		c.log.Info("bitcoind reachable again")
+	}
+}

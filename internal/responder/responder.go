@@ -1,0 +1,334 @@
+// Package responder keeps a tracker for every penalty the watcher hands over: it broadcasts
+// the penalty, follows its confirmations, re-sends it when it is stuck or reorganised out, and
+// deletes the appointment (refunding its slots) once the penalty is irrevocably resolved
+// (rust-teos responder.rs; PROTOCOL.md section 8).
+//
+// Trackers live only in the store; the responder reloads them on every block (they are few)
+// and keeps in memory just the last 100 blocks' txids. HandleBreach, BlockConnected and
+// BlockDisconnected must be called from one goroutine at a time, as the chain monitor does.
+package responder
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
+
+	"github.com/teos-go/teos/internal/carrier"
+	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/pkg/teos"
+)
+
+// Store is the part of the database the responder uses; *store.Store satisfies it.
+type Store interface {
+	PutTracker(t *store.Tracker) error
+	Tracker(id teos.UUID) (*store.Tracker, error)
+	Trackers() ([]*store.Tracker, error)
+	DeleteAppointments(ids []teos.UUID, refund bool) error
+}
+
+// Carrier broadcasts and looks up transactions; *carrier.Carrier satisfies it.
+type Carrier interface {
+	Send(ctx context.Context, tx *wire.MsgTx) (carrier.Result, error)
+	InMempool(ctx context.Context, txid chainhash.Hash) (bool, error)
+	ClearCache()
+}
+
+// Config wires a responder to its collaborators.
+type Config struct {
+	Store   Store
+	Carrier Carrier
+	Logger  *slog.Logger
+}
+
+// Responder tracks broadcast penalties until they are irrevocably resolved.
+type Responder struct {
+	store   Store
+	carrier Carrier
+	log     *slog.Logger
+	height  atomic.Uint32 // last processed block
+	index   *txIndex
+}
+
+// New returns a responder whose last processed block is at height. Seed its tx index with
+// SeedBlock before the first block is connected.
+func New(cfg Config, height uint32) *Responder {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Responder{store: cfg.Store, carrier: cfg.Carrier, log: log.With("component", "responder"), index: newTxIndex()}
+	r.height.Store(height)
+	return r
+}
+
+// Height is the height of the last block the responder processed.
+func (r *Responder) Height() uint32 { return r.height.Load() }
+
+// SeedBlock adds a block's txids to the index of recent blocks; at start-up it is called for
+// the last 100 blocks up to the tip.
+func (r *Responder) SeedBlock(block *wire.MsgBlock, height uint32) { r.index.add(block, height) }
+
+// HandleBreach starts tracking penalty, which spends dispute, for the appointment id
+// (PROTOCOL.md 8.2). It reports whether the penalty is tracked; false means bitcoind rejected
+// it, and the caller deletes the appointment without refund. An error (bitcoind unreachable,
+// store failure) means nothing was decided: the caller retries later.
+//
+// It is idempotent: if id already has a tracker, it returns true without sending anything.
+// "Now" is Height, the last block the responder processed: while the watcher handles the
+// block at H that is H-1, as in rust-teos.
+//
+// Deliberate difference from rust-teos: when bitcoind answers that the penalty is already in
+// the chain (-27), rust-teos leaves the appointment untracked until its user expires (PROTOCOL.md
+// 16.7). Here it is tracked as confirmed at the current height: a transaction with the
+// penalty's txid is in the chain, so the user sees dispute_responded, and the tracker
+// completes 100 blocks later and refunds the slots. If the penalty was in fact mined in the
+// block being processed, BlockConnected moves the tracker to that block's height.
+func (r *Responder) HandleBreach(ctx context.Context, id teos.UUID, dispute, penalty *wire.MsgTx) (tracked bool, err error) {
+	if dispute == nil || penalty == nil {
+		return false, fmt.Errorf("handle breach %s: missing dispute or penalty", id)
+	}
+	switch _, err := r.store.Tracker(id); {
+	case err == nil:
+		return true, nil
+	case !errors.Is(err, store.ErrNotFound):
+		return false, fmt.Errorf("handle breach %s: %w", id, err)
+	}
+
+	height := r.Height()
+	t := &store.Tracker{UUID: id, DisputeTxID: dispute.TxHash(), PenaltyTxID: penalty.TxHash()}
+	if t.DisputeTx, err = serialize(dispute); err != nil {
+		return false, fmt.Errorf("handle breach %s: dispute: %w", id, err)
+	}
+	if t.PenaltyTx, err = serialize(penalty); err != nil {
+		return false, fmt.Errorf("handle breach %s: penalty: %w", id, err)
+	}
+
+	if h, ok := r.index.height(t.PenaltyTxID); ok {
+		t.Height, t.Confirmed = h, true
+	} else {
+		in, err := r.carrier.InMempool(ctx, t.PenaltyTxID)
+		if err != nil {
+			return false, fmt.Errorf("handle breach %s: %w", id, err)
+		}
+		if in {
+			t.Height = height
+		} else {
+			res, err := r.carrier.Send(ctx, penalty)
+			if err != nil {
+				return false, fmt.Errorf("handle breach %s: %w", id, err)
+			}
+			switch res.Status {
+			case carrier.StatusInMempool:
+				t.Height = height
+			case carrier.StatusIrrevocablyResolved:
+				t.Height, t.Confirmed = height, true
+			case carrier.StatusRejected:
+				r.log.Warn("penalty rejected", "uuid", id, "txid", t.PenaltyTxID, "code", res.Code)
+				return false, nil
+			default:
+				return false, fmt.Errorf("handle breach %s: carrier returned %v", id, res.Status)
+			}
+		}
+	}
+	if err := r.store.PutTracker(t); err != nil {
+		return false, fmt.Errorf("handle breach %s: %w", id, err)
+	}
+	r.log.Info("penalty tracked", "uuid", id, "txid", t.PenaltyTxID, "height", t.Height, "confirmed", t.Confirmed)
+	return true, nil
+}
+
+// BlockConnected processes the block at height (PROTOCOL.md 8.3): it records the block's
+// txids, confirms trackers whose penalty it holds, completes those confirmed 100 blocks ago
+// (deleting them with a slot refund), re-sends penalties whose block was reorganised out and
+// penalties unconfirmed for 6 blocks, and finally clears the carrier's cache.
+//
+// Every change is stored as soon as it is made, so when bitcoind becomes unreachable halfway
+// the returned error lets the chain monitor run the same block again: what was done is not
+// redone (a completed tracker is gone, a re-sent one is dated at this height), and what was
+// not is found again.
+//
+// Reorganised trackers are found from the store rather than kept in memory: when the block at
+// height is connected, every block at or above height that the responder saw before has been
+// disconnected, so a tracker confirmed at or above height whose penalty is not in this block
+// lost its confirmation. The set thus survives retries and restarts.
+func (r *Responder) BlockConnected(ctx context.Context, block *wire.MsgBlock, height uint32) error {
+	defer r.carrier.ClearCache()
+	r.index.add(block, height)
+	r.height.Store(height)
+
+	trackers, err := r.store.Trackers()
+	if err != nil {
+		return fmt.Errorf("responder block %d: %w", height, err)
+	}
+	inBlock := make(map[chainhash.Hash]struct{}, len(block.Transactions))
+	for _, tx := range block.Transactions {
+		inBlock[tx.TxHash()] = struct{}{}
+	}
+
+	var (
+		completed      []teos.UUID
+		reorged, stale []*store.Tracker
+	)
+	for _, t := range trackers {
+		_, mined := inBlock[t.PenaltyTxID]
+		switch {
+		case mined:
+			if t.Confirmed && t.Height == height {
+				continue // this block was already processed once
+			}
+			if err := r.setStatus(t, height, true); err != nil {
+				return fmt.Errorf("responder block %d: %w", height, err)
+			}
+			r.log.Info("penalty confirmed", "uuid", t.UUID, "txid", t.PenaltyTxID, "height", height)
+		case t.Confirmed && t.Height >= height:
+			reorged = append(reorged, t)
+		case t.Confirmed:
+			if height-t.Height >= teos.IrrevocablyResolved {
+				completed = append(completed, t.UUID)
+			}
+		case t.Height <= height && height-t.Height >= teos.ConfirmationsBeforeRetry:
+			stale = append(stale, t)
+		default:
+			r.log.Debug("penalty not confirmed yet", "uuid", t.UUID, "txid", t.PenaltyTxID, "since", t.Height)
+		}
+	}
+
+	if len(completed) > 0 {
+		if err := r.store.DeleteAppointments(completed, true); err != nil {
+			return fmt.Errorf("responder block %d: delete completed trackers: %w", height, err)
+		}
+		for _, id := range completed {
+			r.log.Info("tracker completed", "uuid", id, "height", height)
+		}
+	}
+	for _, t := range reorged {
+		if err := r.resendReorged(ctx, t, height); err != nil {
+			return fmt.Errorf("responder block %d: %w", height, err)
+		}
+	}
+	for _, t := range stale {
+		if err := r.rebroadcast(ctx, t, height); err != nil {
+			return fmt.Errorf("responder block %d: %w", height, err)
+		}
+	}
+	return nil
+}
+
+// BlockDisconnected forgets the block at height (PROTOCOL.md 8.5). Trackers confirmed in it
+// are re-sent when the next block is connected.
+//
+// Unlike rust-teos (PROTOCOL.md 16.9), Height becomes height-1, the last block still in
+// the chain.
+func (r *Responder) BlockDisconnected(_ context.Context, _ *wire.BlockHeader, height uint32) error {
+	r.index.remove(height)
+	if height > 0 {
+		r.height.Store(height - 1)
+	}
+	trackers, err := r.store.Trackers()
+	if err != nil {
+		return fmt.Errorf("responder disconnect %d: %w", height, err)
+	}
+	for _, t := range trackers {
+		if t.Confirmed && t.Height == height {
+			r.log.Warn("penalty confirmation reorganised out", "uuid", t.UUID, "txid", t.PenaltyTxID, "height", height)
+		}
+	}
+	return nil
+}
+
+// resendReorged re-sends the dispute and then the penalty of a tracker whose confirming block
+// left the chain. If either is rejected, the appointment is deleted without refund.
+func (r *Responder) resendReorged(ctx context.Context, t *store.Tracker, height uint32) error {
+	dispute, err := deserialize(t.DisputeTx)
+	if err != nil {
+		r.log.Error("cannot decode stored dispute", "uuid", t.UUID, "err", err)
+		return nil
+	}
+	res, err := r.carrier.Send(ctx, dispute)
+	if err != nil {
+		return fmt.Errorf("re-send dispute of %s: %w", t.UUID, err)
+	}
+	if res.Status == carrier.StatusRejected {
+		r.log.Warn("dispute rejected after a reorg; dropping tracker", "uuid", t.UUID, "txid", t.DisputeTxID, "code", res.Code)
+		return r.drop(t)
+	}
+	return r.rebroadcast(ctx, t, height)
+}
+
+// rebroadcast re-sends a tracker's penalty and stores the outcome: in the mempool since
+// height, confirmed (already in the chain, PROTOCOL.md 16.8), or deleted without refund.
+func (r *Responder) rebroadcast(ctx context.Context, t *store.Tracker, height uint32) error {
+	penalty, err := deserialize(t.PenaltyTx)
+	if err != nil {
+		r.log.Error("cannot decode stored penalty", "uuid", t.UUID, "err", err)
+		return nil
+	}
+	res, err := r.carrier.Send(ctx, penalty)
+	if err != nil {
+		return fmt.Errorf("re-send penalty of %s: %w", t.UUID, err)
+	}
+	switch res.Status {
+	case carrier.StatusInMempool:
+		r.log.Info("penalty re-sent", "uuid", t.UUID, "txid", t.PenaltyTxID, "height", height)
+		return r.setStatus(t, height, false)
+	case carrier.StatusIrrevocablyResolved:
+		// rust-teos cannot store this status and would fail; the penalty is mined, so call it
+		// confirmed, at its block's height if we saw that block.
+		at := height
+		if h, ok := r.index.height(t.PenaltyTxID); ok {
+			at = h
+		}
+		r.log.Info("penalty found in the chain", "uuid", t.UUID, "txid", t.PenaltyTxID, "height", at)
+		return r.setStatus(t, at, true)
+	case carrier.StatusRejected:
+		r.log.Warn("penalty rejected on re-send; dropping tracker", "uuid", t.UUID, "txid", t.PenaltyTxID, "code", res.Code)
+		return r.drop(t)
+	}
+	return fmt.Errorf("re-send penalty of %s: carrier returned %v", t.UUID, res.Status)
+}
+
+// setStatus stores t as confirmed at, or in the mempool since, height. An appointment deleted
+// meanwhile (its user expired) is not an error: there is nothing left to track.
+func (r *Responder) setStatus(t *store.Tracker, height uint32, confirmed bool) error {
+	t.Height, t.Confirmed = height, confirmed
+	err := r.store.PutTracker(t)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// drop deletes a tracker and its appointment without refund.
+func (r *Responder) drop(t *store.Tracker) error {
+	if err := r.store.DeleteAppointments([]teos.UUID{t.UUID}, false); err != nil {
+		return fmt.Errorf("delete tracker %s: %w", t.UUID, err)
+	}
+	return nil
+}
+
+func serialize(tx *wire.MsgTx) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(tx.SerializeSize())
+	if err := tx.Serialize(&buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func deserialize(b []byte) (*wire.MsgTx, error) {
+	tx := new(wire.MsgTx)
+	r := bytes.NewReader(b)
+	if err := tx.Deserialize(r); err != nil {
+		return nil, err
+	}
+	if r.Len() != 0 {
+		return nil, fmt.Errorf("%d bytes after the transaction", r.Len())
+	}
+	return tx, nil
+}
