@@ -1,0 +1,274 @@
+// Package httpapi is the tower's public HTTP/JSON API (teos v0.2). It checks each request
+// with the inspector, forwards it to the internal PublicTowerServices gRPC service and turns
+// the answer, or the gRPC status, into the JSON rust-teos clients expect.
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/teos-go/teos/internal/inspector"
+	"github.com/teos-go/teos/pkg/teos"
+	commonv2 "github.com/teos-go/teos/proto/common/teos/v2"
+	teosv2 "github.com/teos-go/teos/proto/teos/v2"
+)
+
+// Body limits in bytes, per route (teos/src/api/http.rs).
+const (
+	registerBodyLimit            = 87
+	addAppointmentBodyLimit      = 2048
+	getAppointmentBodyLimit      = 178
+	getSubscriptionInfoBodyLimit = 127
+)
+
+// warp's plain-text rejection bodies; clients only look at the status.
+const (
+	textMethodNotAllowed     = "HTTP method not allowed"
+	textLengthRequired       = "A content-length header is required"
+	textPayloadTooLarge      = "The request payload is too large"
+	textUnsupportedMediaType = "The request's content-type is not supported"
+	textBodyReadError        = "Request body read error"
+)
+
+type endpoint struct {
+	limit int64
+	serve func(w http.ResponseWriter, r *http.Request, body []byte)
+}
+
+type handler struct {
+	client    teosv2.PublicTowerServicesClient
+	logger    *slog.Logger
+	endpoints map[string]endpoint
+}
+
+// New returns the public API handler. Every POST endpoint is forwarded to client with the
+// request's context. A nil logger discards.
+func New(client teosv2.PublicTowerServicesClient, logger *slog.Logger) http.Handler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{client: client, logger: logger.With("component", "httpapi")}
+	h.endpoints = map[string]endpoint{
+		"register":              {registerBodyLimit, h.register},
+		"add_appointment":       {addAppointmentBodyLimit, h.addAppointment},
+		"get_appointment":       {getAppointmentBodyLimit, h.getAppointment},
+		"get_subscription_info": {getSubscriptionInfoBodyLimit, h.getSubscriptionInfo},
+	}
+	return h
+}
+
+// ServeHTTP routes as rust-teos's warp filters do. Each route matches on its first path
+// segment only (warp::path without path::end), so /register/x reaches register. A request
+// no route takes gets 405, never 404: some route always fails on the method, and warp
+// ranks that rejection above "not found".
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	name := firstSegment(r.URL.EscapedPath())
+	h.logger.Debug("request", "method", r.Method, "endpoint", truncate(name), "remote", r.RemoteAddr)
+	if name == "ping" && r.Method == http.MethodGet {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	ep, ok := h.endpoints[name]
+	if !ok || r.Method != http.MethodPost {
+		h.writeText(w, http.StatusMethodNotAllowed, textMethodNotAllowed)
+		return
+	}
+	body, status, text := readBody(w, r, ep.limit)
+	if status != 0 {
+		h.writeText(w, status, text)
+		return
+	}
+	ep.serve(w, r, body)
+}
+
+// firstSegment returns the path up to its second slash, without the leading one.
+func firstSegment(path string) string {
+	path, ok := strings.CutPrefix(path, "/")
+	if !ok {
+		return ""
+	}
+	segment, _, _ := strings.Cut(path, "/")
+	return segment
+}
+
+// truncate bounds what the client sent before it reaches a log line.
+func truncate(s string) string {
+	const maxLogged = 32
+	if len(s) > maxLogged {
+		return s[:maxLogged] + "..."
+	}
+	return s
+}
+
+// readBody applies warp's content_length_limit and json filters in their order: the
+// Content-Length header must be present (411) and within the limit (413) before anything
+// is read, and a Content-Type, if present, must be application/json (415). On failure it
+// returns the status and text to answer with.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int, string) {
+	length, ok := contentLength(r)
+	if !ok {
+		return nil, http.StatusLengthRequired, textLengthRequired
+	}
+	if length > uint64(limit) {
+		return nil, http.StatusRequestEntityTooLarge, textPayloadTooLarge
+	}
+	if ct, ok := r.Header["Content-Type"]; ok && (len(ct) == 0 || !isJSON(ct[0])) {
+		return nil, http.StatusUnsupportedMediaType, textUnsupportedMediaType
+	}
+	// net/http already stops at Content-Length; the cap also covers bodies handed in by
+	// other means (wrappers, tests) whatever the header claims.
+	src := r.Body
+	if src == nil { // only in-process callers can send no body at all
+		src = http.NoBody
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, src, limit))
+	if err != nil {
+		if _, tooBig := errors.AsType[*http.MaxBytesError](err); tooBig {
+			return nil, http.StatusRequestEntityTooLarge, textPayloadTooLarge
+		}
+		return nil, http.StatusBadRequest, textBodyReadError
+	}
+	return body, 0, ""
+}
+
+// contentLength reads the Content-Length header. net/http drops it for chunked bodies, so
+// those count as missing, as in warp. Requests built in-process (httptest.NewRequest) may
+// carry only r.ContentLength, which is then trusted.
+func contentLength(r *http.Request) (uint64, bool) {
+	if v, ok := r.Header["Content-Length"]; ok && len(v) > 0 {
+		n, err := strconv.ParseUint(strings.TrimSpace(v[0]), 10, 64)
+		return n, err == nil // warp treats an unparsable value as missing
+	}
+	if r.ContentLength > 0 {
+		return uint64(r.ContentLength), true
+	}
+	return 0, false
+}
+
+// isJSON accepts application/json in any case, with any parameters (e.g. charset).
+func isJSON(contentType string) bool {
+	mediaType, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mediaType == "application/json"
+}
+
+func (h *handler) register(w http.ResponseWriter, r *http.Request, body []byte) {
+	req, err := inspector.InspectRegister(body)
+	if err != nil {
+		h.writeRejection(w, r, err)
+		return
+	}
+	resp, err := h.client.Register(r.Context(), &commonv2.RegisterRequest{UserId: req.UserID[:]})
+	if err != nil {
+		h.writeStatus(w, r, err)
+		return
+	}
+	h.writeJSON(w, http.StatusOK, newRegisterReply(resp))
+}
+
+func (h *handler) addAppointment(w http.ResponseWriter, r *http.Request, body []byte) {
+	req, err := inspector.InspectAddAppointment(body)
+	if err != nil {
+		h.writeRejection(w, r, err)
+		return
+	}
+	resp, err := h.client.AddAppointment(r.Context(), &commonv2.AddAppointmentRequest{
+		Appointment: &commonv2.Appointment{
+			Locator:       req.Appointment.Locator[:],
+			EncryptedBlob: req.Appointment.EncryptedBlob,
+			ToSelfDelay:   req.Appointment.ToSelfDelay,
+		},
+		Signature: req.Signature,
+	})
+	if err != nil {
+		h.writeStatus(w, r, err)
+		return
+	}
+	h.writeJSON(w, http.StatusOK, newAddAppointmentReply(resp))
+}
+
+func (h *handler) getAppointment(w http.ResponseWriter, r *http.Request, body []byte) {
+	req, err := inspector.InspectGetAppointment(body)
+	if err != nil {
+		h.writeRejection(w, r, err)
+		return
+	}
+	resp, err := h.client.GetAppointment(r.Context(), &commonv2.GetAppointmentRequest{
+		Locator:   req.Locator[:],
+		Signature: req.Signature,
+	})
+	if err != nil {
+		h.writeStatus(w, r, err)
+		return
+	}
+	h.writeJSON(w, http.StatusOK, newGetAppointmentReply(resp))
+}
+
+func (h *handler) getSubscriptionInfo(w http.ResponseWriter, r *http.Request, body []byte) {
+	req, err := inspector.InspectGetSubscriptionInfo(body)
+	if err != nil {
+		h.writeRejection(w, r, err)
+		return
+	}
+	resp, err := h.client.GetSubscriptionInfo(r.Context(), &commonv2.GetSubscriptionInfoRequest{
+		Signature: req.Signature,
+	})
+	if err != nil {
+		h.writeStatus(w, r, err)
+		return
+	}
+	h.writeJSON(w, http.StatusOK, newSubscriptionInfoReply(resp))
+}
+
+// writeRejection answers a request the inspector refused: always 400.
+func (h *handler) writeRejection(w http.ResponseWriter, r *http.Request, err error) {
+	body := ErrorBody{Message: err.Error(), Code: teos.ErrCodeInvalidRequestFormat}
+	if ierr, ok := errors.AsType[*inspector.Error](err); ok {
+		body.Code = ierr.Code
+	}
+	h.logger.Debug("request rejected", "endpoint", truncate(firstSegment(r.URL.EscapedPath())), "error_code", body.Code)
+	h.writeJSON(w, http.StatusBadRequest, body)
+}
+
+// writeStatus answers a request the core refused or could not be asked. Code 255 means
+// something the tower did not expect, so the operator sees it.
+func (h *handler) writeStatus(w http.ResponseWriter, r *http.Request, err error) {
+	status, body := StatusToHTTP(err)
+	level := slog.LevelDebug
+	if body.Code == teos.ErrCodeUnexpectedError {
+		level = slog.LevelWarn
+	}
+	h.logger.Log(r.Context(), level, "request failed", "endpoint", truncate(firstSegment(r.URL.EscapedPath())),
+		"error_code", body.Code, "err", err)
+	h.writeJSON(w, status, body)
+}
+
+// writeJSON writes v compactly, without the HTML escaping encoding/json does by default:
+// the bytes then match serde_json's output.
+func (h *handler) writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		// Unreachable: the reply types hold only strings and numbers.
+		h.logger.Error("encode reply", "err", err)
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+}
+
+func (h *handler) writeText(w http.ResponseWriter, status int, text string) {
+	h.logger.Debug("request refused", "status", status)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, text)
+}
