@@ -19,6 +19,9 @@ import (
 // than this cannot be followed (rust-teos keeps the same 100).
 const Window = 100
 
+// catchUpReport is the backlog above which Poll reports its progress.
+const catchUpReport = 10
+
 // BlockSource is the part of bitcoind the monitor reads.
 type BlockSource interface {
 	BestBlockHash(ctx context.Context) (chainhash.Hash, error)
@@ -47,9 +50,10 @@ type Config struct {
 	IsTransient func(error) bool
 }
 
-type link struct {
-	hash   chainhash.Hash
-	height uint32
+// BlockRef names a block of the processed chain.
+type BlockRef struct {
+	Hash   chainhash.Hash
+	Height uint32
 }
 
 // Monitor tracks the chain tip the tower has processed.
@@ -57,7 +61,7 @@ type Monitor struct {
 	cfg       Config
 	log       *slog.Logger
 	mu        sync.Mutex // serialises Poll; guards chain
-	chain     []link     // last Window processed blocks, oldest first
+	chain     []BlockRef     // last Window processed blocks, oldest first
 	height    atomic.Uint32
 	reachable atomic.Bool
 	lastMove  atomic.Int64 // unix nanos when the tip last moved
@@ -73,7 +77,7 @@ func New(ctx context.Context, cfg Config, tip chainhash.Hash, height uint32) (*M
 		cfg.IsTransient = func(error) bool { return false }
 	}
 	m := &Monitor{cfg: cfg, log: cfg.Logger.With("component", "chain")}
-	chain := []link{{tip, height}}
+	chain := []BlockRef{{tip, height}}
 	hash := tip
 	for h := height; h > 0 && len(chain) < Window; h-- {
 		hdr, err := cfg.Source.BlockHeader(ctx, hash)
@@ -81,7 +85,7 @@ func New(ctx context.Context, cfg Config, tip chainhash.Hash, height uint32) (*M
 			return nil, fmt.Errorf("load header %s: %w", hash, err)
 		}
 		hash = hdr.PrevBlock
-		chain = append(chain, link{hash, h - 1})
+		chain = append(chain, BlockRef{hash, h - 1})
 	}
 	for i, j := 0, len(chain)-1; i < j; i, j = i+1, j-1 {
 		chain[i], chain[j] = chain[j], chain[i]
@@ -101,7 +105,14 @@ func (m *Monitor) Tip() (chainhash.Hash, uint32) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	l := m.chain[len(m.chain)-1]
-	return l.hash, l.height
+	return l.Hash, l.Height
+}
+
+// Recent returns the processed blocks the monitor remembers (up to Window), oldest first.
+func (m *Monitor) Recent() []BlockRef {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]BlockRef(nil), m.chain...)
 }
 
 // Reachable reports whether the last call to bitcoind succeeded.
@@ -118,7 +129,7 @@ func (m *Monitor) Poll(ctx context.Context) error {
 		return m.sourceErr(fmt.Errorf("get best block hash: %w", err))
 	}
 	m.reachable.Store(true)
-	if best == m.chain[len(m.chain)-1].hash {
+	if best == m.chain[len(m.chain)-1].Hash {
 		return nil
 	}
 	// Walk back from the new best block until a block we processed.
@@ -129,7 +140,7 @@ func (m *Monitor) Poll(ctx context.Context) error {
 			fork = i
 			break
 		}
-		if len(branch) > Window && m.chain[0].height > 0 {
+		if len(branch) > Window && m.chain[0].Height > 0 {
 			return fmt.Errorf("new best block %s forks more than %d blocks below the tip", best, Window)
 		}
 		hdr, err := m.cfg.Source.BlockHeader(ctx, hash)
@@ -151,9 +162,14 @@ func (m *Monitor) Poll(ctx context.Context) error {
 			return err
 		}
 	}
+	progress := time.Now()
 	for i := len(branch) - 1; i >= 0; i-- {
 		if err := m.connect(ctx, branch[i]); err != nil {
 			return err
+		}
+		if len(branch) >= catchUpReport && (i == 0 || time.Since(progress) > 5*time.Second) {
+			progress = time.Now()
+			m.log.Info("catching up with bitcoind", "height", m.Height(), "remaining", i, "of", len(branch))
 		}
 	}
 	return nil
@@ -161,30 +177,30 @@ func (m *Monitor) Poll(ctx context.Context) error {
 
 func (m *Monitor) indexOf(hash chainhash.Hash) int {
 	for i := len(m.chain) - 1; i >= 0; i-- {
-		if m.chain[i].hash == hash {
+		if m.chain[i].Hash == hash {
 			return i
 		}
 	}
 	return -1
 }
 
-func (m *Monitor) disconnect(ctx context.Context, top link) error {
-	hdr, err := m.cfg.Source.BlockHeader(ctx, top.hash)
+func (m *Monitor) disconnect(ctx context.Context, top BlockRef) error {
+	hdr, err := m.cfg.Source.BlockHeader(ctx, top.Hash)
 	if err != nil {
-		return m.sourceErr(fmt.Errorf("get header %s: %w", top.hash, err))
+		return m.sourceErr(fmt.Errorf("get header %s: %w", top.Hash, err))
 	}
 	for _, l := range m.cfg.Listeners {
-		if err := l.BlockDisconnected(ctx, hdr, top.height); err != nil {
-			return fmt.Errorf("disconnect block %s at %d: %w", top.hash, top.height, err)
+		if err := l.BlockDisconnected(ctx, hdr, top.Height); err != nil {
+			return fmt.Errorf("disconnect block %s at %d: %w", top.Hash, top.Height, err)
 		}
 	}
 	m.chain = m.chain[:len(m.chain)-1]
 	prev := m.chain[len(m.chain)-1]
-	if err := m.cfg.Store.SetLastBlock(prev.hash, prev.height); err != nil {
+	if err := m.cfg.Store.SetLastBlock(prev.Hash, prev.Height); err != nil {
 		return fmt.Errorf("persist tip: %w", err)
 	}
-	m.height.Store(prev.height)
-	m.log.Warn("block disconnected", "block_hash", top.hash, "height", top.height)
+	m.height.Store(prev.Height)
+	m.log.Warn("block disconnected", "block_hash", top.Hash, "height", top.Height)
 	return nil
 }
 
@@ -193,7 +209,7 @@ func (m *Monitor) connect(ctx context.Context, hash chainhash.Hash) error {
 	if err != nil {
 		return m.sourceErr(fmt.Errorf("get block %s: %w", hash, err))
 	}
-	height := m.chain[len(m.chain)-1].height + 1
+	height := m.chain[len(m.chain)-1].Height + 1
 	for _, l := range m.cfg.Listeners {
 		if err := l.BlockConnected(ctx, block, height); err != nil {
 			return fmt.Errorf("connect block %s at %d: %w", hash, height, err)
@@ -202,7 +218,7 @@ func (m *Monitor) connect(ctx context.Context, hash chainhash.Hash) error {
 	if err := m.cfg.Store.SetLastBlock(hash, height); err != nil {
 		return fmt.Errorf("persist tip: %w", err)
 	}
-	m.chain = append(m.chain, link{hash, height})
+	m.chain = append(m.chain, BlockRef{hash, height})
 	if len(m.chain) > Window {
 		m.chain = append(m.chain[:0], m.chain[len(m.chain)-Window:]...)
 	}
