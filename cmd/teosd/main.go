@@ -1,0 +1,299 @@
+// Command teosd is The Eye of Satoshi watchtower daemon, wire-compatible with rust-teos v0.2.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/teos-go/teos/internal/api/grpcapi"
+	"github.com/teos-go/teos/internal/api/httpapi"
+	"github.com/teos-go/teos/internal/bitcoind"
+	"github.com/teos-go/teos/internal/carrier"
+	"github.com/teos-go/teos/internal/chain"
+	"github.com/teos-go/teos/internal/config"
+	"github.com/teos-go/teos/internal/gatekeeper"
+	"github.com/teos-go/teos/internal/responder"
+	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/internal/watcher"
+	"github.com/teos-go/teos/pkg/teos"
+	teosv2 "github.com/teos-go/teos/proto/teos/v2"
+)
+
+// minChainHeight is the least chain height teosd starts on (rust-teos: IRREVOCABLY_RESOLVED).
+const minChainHeight = teos.IrrevocablyResolved
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run starts the tower and blocks until ctx is done; it returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, warnings, err := config.Load(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "teosd:", err)
+		return 1
+	}
+	level := slog.LevelInfo
+	if cfg.Debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+	if err := cfg.Validate(); err != nil {
+		log.Error("invalid configuration: " + err.Error())
+		return 1
+	}
+	if err := start(ctx, &cfg, log, stdout); err != nil {
+		log.Error(err.Error())
+		return 1
+	}
+	return 0
+}
+
+func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.Writer) error {
+	if attrs := cfg.NonDefault(); len(attrs) > 0 {
+		log.LogAttrs(ctx, slog.LevelInfo, "non-default options", attrs...)
+	}
+	if err := os.MkdirAll(cfg.NetworkDir(), 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	db, err := store.Open(filepath.Join(cfg.NetworkDir(), "teos.db"), nil)
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer db.Close()
+
+	key, err := towerKey(db, cfg.OverwriteKey)
+	if err != nil {
+		return err
+	}
+	towerID := teos.UserIDFromPubKey(key.PubKey())
+	fmt.Fprintf(stdout, "tower_id: %s\n", towerID)
+	log.Info("tower key loaded", "tower_id", towerID)
+
+	btc, err := connectBitcoind(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer btc.Close()
+
+	hash, height, err := startTip(ctx, cfg, db, btc, log)
+	if err != nil {
+		return err
+	}
+
+	gk := gatekeeper.New(gatekeeper.Config{
+		Store:                db,
+		SubscriptionSlots:    cfg.SubscriptionSlots,
+		SubscriptionDuration: cfg.SubscriptionDuration,
+		ExpiryDelta:          cfg.ExpiryDelta,
+		Logger:               log,
+	}, height)
+	resp := responder.New(responder.Config{Store: db, Carrier: carrier.New(btc, log), Logger: log}, height)
+	w := watcher.New(watcher.Config{Store: db, Gatekeeper: gk, Responder: resp, TowerKey: key, Logger: log})
+	mon, err := chain.New(ctx, chain.Config{
+		Source:      btc,
+		Store:       db,
+		Listeners:   []chain.Listener{gk, w, resp}, // rust-teos's order: users first, then breaches, then trackers
+		Logger:      log,
+		IsTransient: bitcoind.IsUnreachable,
+	}, hash, height)
+	if err != nil {
+		return fmt.Errorf("load recent blocks: %w", err)
+	}
+	if err := seed(ctx, btc, mon, w, resp); err != nil {
+		return err
+	}
+	// Catch up before opening any port, so receipts carry the real height and breaches mined
+	// while the tower was down are answered first.
+	if err := mon.Poll(ctx); err != nil {
+		return fmt.Errorf("catch up with bitcoind: %w", err)
+	}
+	log.Info("bootstrap completed", "height", mon.Height())
+
+	return serve(ctx, cfg, log, w, mon)
+}
+
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher.Watcher, mon *chain.Monitor) error {
+	internalAddr := net.JoinHostPort(cfg.InternalAPIBind, strconv.Itoa(int(cfg.InternalAPIPort)))
+	grpcLis, err := net.Listen("tcp", internalAddr)
+	if err != nil {
+		return fmt.Errorf("listen internal API: %w", err)
+	}
+	apiAddr := net.JoinHostPort(cfg.APIBind, strconv.Itoa(int(cfg.APIPort)))
+	httpLis, err := net.Listen("tcp", apiAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("listen HTTP API: %w", err)
+	}
+	grpcSrv := grpc.NewServer()
+	teosv2.RegisterPublicTowerServicesServer(grpcSrv, grpcapi.NewPublic(w, mon.Reachable, log))
+
+	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		grpcLis.Close()
+		httpLis.Close()
+		return fmt.Errorf("dial internal API: %w", err)
+	}
+	defer conn.Close()
+	httpSrv := &http.Server{
+		Handler:           httpapi.New(teosv2.NewPublicTowerServicesClient(conn), log),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return mon.Run(ctx, cfg.PollEvery()) })
+	g.Go(func() error { return grpcSrv.Serve(grpcLis) })
+	g.Go(func() error {
+		if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		err := httpSrv.Shutdown(sctx) // front door first: HTTP forwards to gRPC
+		t := time.AfterFunc(10*time.Second, grpcSrv.Stop)
+		defer t.Stop()
+		grpcSrv.GracefulStop()
+		return err
+	})
+	log.Info("tower ready", "api", httpLis.Addr().String(), "internal_api", grpcLis.Addr().String(), "height", mon.Height())
+	err = g.Wait()
+	log.Info("shutting down")
+	return err
+}
+
+// towerKey loads the newest tower key, or creates one on first start or with --overwritekey
+// (old keys are kept in the store).
+func towerKey(db *store.Store, overwrite bool) (*btcec.PrivateKey, error) {
+	if !overwrite {
+		sk, ok, err := db.TowerKey()
+		if err != nil {
+			return nil, fmt.Errorf("load tower key: %w", err)
+		}
+		if ok {
+			key, _ := btcec.PrivKeyFromBytes(sk[:])
+			return key, nil
+		}
+	}
+	key, err := btcec.NewPrivateKey()
+	if err != nil {
+		return nil, fmt.Errorf("generate tower key: %w", err)
+	}
+	var sk [32]byte
+	key.Key.PutBytesUnchecked(sk[:])
+	if err := db.AddTowerKey(sk); err != nil {
+		return nil, fmt.Errorf("store tower key: %w", err)
+	}
+	return key, nil
+}
+
+func connectBitcoind(ctx context.Context, cfg *config.Config) (*bitcoind.Client, error) {
+	user, pass := cfg.BTCRPCUser, cfg.BTCRPCPassword
+	if cfg.BTCRPCCookie != "" {
+		var err error
+		if user, pass, err = config.ReadCookie(cfg.BTCRPCCookie); err != nil {
+			return nil, fmt.Errorf("read bitcoind cookie: %w", err)
+		}
+	}
+	host := net.JoinHostPort(cfg.BTCRPCConnect, strconv.Itoa(int(cfg.BitcoindRPCPort())))
+	btc, err := bitcoind.New(bitcoind.Config{Host: host, User: user, Pass: pass, Timeout: 30 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("bitcoind client: %w", err)
+	}
+	chainName, err := btc.ChainName(ctx)
+	if err != nil {
+		btc.Close()
+		return nil, fmt.Errorf("cannot connect to bitcoind at %s: %w", host, err)
+	}
+	if want := cfg.BitcoindNetwork(); chainName != want {
+		btc.Close()
+		return nil, fmt.Errorf("bitcoind is running on %s but teosd is set to run on %s", chainName, want)
+	}
+	return btc, nil
+}
+
+// startTip picks the block the tower resumes from: the last one it processed, or bitcoind's
+// tip on first start. On a pruned node whose blocks since then are gone it refuses to start
+// unless --forceupdate, which skips ahead (appointments in the skipped blocks may be missed).
+func startTip(ctx context.Context, cfg *config.Config, db *store.Store, btc *bitcoind.Client, log *slog.Logger) (chainhash.Hash, uint32, error) {
+	hash, height, ok, err := db.LastBlock()
+	if err != nil {
+		return hash, 0, fmt.Errorf("load last block: %w", err)
+	}
+	if !ok {
+		if hash, err = btc.BestBlockHash(ctx); err != nil {
+			return hash, 0, fmt.Errorf("get best block: %w", err)
+		}
+		if height, err = btc.BlockHeight(ctx, hash); err != nil {
+			return hash, 0, fmt.Errorf("get best block height: %w", err)
+		}
+	}
+	if height < minChainHeight {
+		return hash, 0, fmt.Errorf("Not enough blocks to start teosd (height %d, need %d)", height, minChainHeight)
+	}
+	pruneHeight, pruned, err := btc.PruneHeight(ctx)
+	if err != nil {
+		return hash, 0, fmt.Errorf("get prune height: %w", err)
+	}
+	if pruned && height-chain.Window+1 < pruneHeight {
+		if !cfg.ForceUpdate {
+			return hash, 0, fmt.Errorf("the blocks since the last one teosd processed (%d) were pruned by bitcoind (prune height %d); restart with --forceupdate to skip them, knowing appointments triggered in them may be missed", height, pruneHeight)
+		}
+		height = pruneHeight + chain.Window
+		if hash, err = btc.BlockHash(ctx, height); err != nil {
+			return hash, 0, fmt.Errorf("get block at %d: %w", height, err)
+		}
+		log.Warn("skipping pruned blocks (--forceupdate)", "height", height)
+	}
+	return hash, height, nil
+}
+
+// seed fills the responder's tx index with the last Window blocks and the watcher's locator
+// cache with the newest of them, as the tower had them before it stopped.
+func seed(ctx context.Context, btc *bitcoind.Client, mon *chain.Monitor, w *watcher.Watcher, resp *responder.Responder) error {
+	hashes := mon.Recent()
+	for i, l := range hashes {
+		block, err := btc.Block(ctx, l.Hash)
+		if err != nil {
+			return fmt.Errorf("load block %s: %w", l.Hash, err)
+		}
+		resp.SeedBlock(block, l.Height)
+		if i >= len(hashes)-watcher.CacheBlocks {
+			w.SeedBlock(block)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,198 @@
+// Package grpcapi serves the tower's gRPC services and translates between proto messages and
+// the core's types and errors.
+package grpcapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/teos-go/teos/internal/gatekeeper"
+	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/internal/watcher"
+	"github.com/teos-go/teos/pkg/teos"
+	commonv2 "github.com/teos-go/teos/proto/common/teos/v2"
+	teosv2 "github.com/teos-go/teos/proto/teos/v2"
+)
+
+// Messages the public API returns; clients match some of them, so they are exact.
+const (
+	msgUnavailable       = "Service currently unavailable"
+	msgInvalidUserID     = "Provided public key does not match expected format (33-byte compressed key)"
+	msgMaxSlots          = "Subscription maximum slots count reached"
+	msgAddUnauthorized   = "Invalid signature or user does not have enough slots available"
+	msgGetUnauthorized   = "User cannot be authenticated"
+	msgInfoUnauthorized  = "User not found. Have you registered?"
+	msgAlreadyTriggered  = "The provided appointment has already been triggered"
+	msgNotFound          = "Appointment not found"
+	msgInvalidLocator    = "The provided locator does not match the expected format (16-byte hexadecimal string)"
+	msgMissingAppointent = "The request has no appointment"
+	msgInternal          = "internal error"
+)
+
+// Public implements PublicTowerServices on top of the watcher.
+type Public struct {
+	teosv2.UnimplementedPublicTowerServicesServer
+	watcher   *watcher.Watcher
+	reachable func() bool
+	log       *slog.Logger
+}
+
+var _ teosv2.PublicTowerServicesServer = (*Public)(nil)
+
+// NewPublic returns the public service. reachable reports whether bitcoind answers; while it
+// does not, every method fails with Unavailable, as in rust-teos.
+func NewPublic(w *watcher.Watcher, reachable func() bool, logger *slog.Logger) *Public {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Public{watcher: w, reachable: reachable, log: logger.With("component", "grpcapi")}
+}
+
+func (p *Public) Register(_ context.Context, req *commonv2.RegisterRequest) (*commonv2.RegisterResponse, error) {
+	if !p.reachable() {
+		return nil, status.Error(codes.Unavailable, msgUnavailable)
+	}
+	r, err := p.watcher.Register(req.GetUserId())
+	switch {
+	case err == nil:
+	case errors.Is(err, watcher.ErrInvalidUserID):
+		return nil, status.Error(codes.InvalidArgument, msgInvalidUserID)
+	case errors.Is(err, gatekeeper.ErrMaxSlots):
+		return nil, status.Error(codes.ResourceExhausted, msgMaxSlots)
+	default:
+		return nil, p.internal("register", err)
+	}
+	return &commonv2.RegisterResponse{
+		UserId:                r.UserID[:],
+		AvailableSlots:        r.AvailableSlots,
+		SubscriptionStart:     r.SubscriptionStart,
+		SubscriptionExpiry:    r.SubscriptionExpiry,
+		SubscriptionSignature: r.Signature,
+	}, nil
+}
+
+func (p *Public) AddAppointment(_ context.Context, req *commonv2.AddAppointmentRequest) (*commonv2.AddAppointmentResponse, error) {
+	if !p.reachable() {
+		return nil, status.Error(codes.Unavailable, msgUnavailable)
+	}
+	pa := req.GetAppointment()
+	if pa == nil {
+		return nil, status.Error(codes.InvalidArgument, msgMissingAppointent)
+	}
+	loc, err := teos.LocatorFromBytes(pa.GetLocator())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, msgInvalidLocator)
+	}
+	a := teos.Appointment{Locator: loc, EncryptedBlob: pa.GetEncryptedBlob(), ToSelfDelay: pa.GetToSelfDelay()}
+	acc, err := p.watcher.AddAppointment(a, req.GetSignature())
+	var expired *gatekeeper.SubscriptionExpiredError
+	switch {
+	case err == nil:
+	case errors.Is(err, gatekeeper.ErrAuthenticationFailed), errors.Is(err, gatekeeper.ErrNotEnoughSlots):
+		return nil, status.Error(codes.Unauthenticated, msgAddUnauthorized)
+	case errors.As(err, &expired):
+		return nil, expiredStatus(expired)
+	case errors.Is(err, watcher.ErrAlreadyTriggered):
+		return nil, status.Error(codes.AlreadyExists, msgAlreadyTriggered)
+	default:
+		return nil, p.internal("add_appointment", err)
+	}
+	return &commonv2.AddAppointmentResponse{
+		Locator:            acc.Locator[:],
+		StartBlock:         acc.StartBlock,
+		Signature:          acc.Signature,
+		AvailableSlots:     acc.AvailableSlots,
+		SubscriptionExpiry: acc.SubscriptionExpiry,
+	}, nil
+}
+
+func (p *Public) GetAppointment(_ context.Context, req *commonv2.GetAppointmentRequest) (*commonv2.GetAppointmentResponse, error) {
+	if !p.reachable() {
+		return nil, status.Error(codes.Unavailable, msgUnavailable)
+	}
+	loc, err := teos.LocatorFromBytes(req.GetLocator())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, msgInvalidLocator)
+	}
+	a, t, err := p.watcher.GetAppointment(loc, req.GetSignature())
+	var expired *gatekeeper.SubscriptionExpiredError
+	switch {
+	case err == nil:
+	case errors.Is(err, gatekeeper.ErrAuthenticationFailed):
+		return nil, status.Error(codes.Unauthenticated, msgGetUnauthorized)
+	case errors.As(err, &expired):
+		return nil, expiredStatus(expired)
+	case errors.Is(err, watcher.ErrNotFound):
+		return nil, status.Error(codes.NotFound, msgNotFound)
+	default:
+		return nil, p.internal("get_appointment", err)
+	}
+	if t != nil {
+		return &commonv2.GetAppointmentResponse{
+			AppointmentData: TrackerData(t),
+			Status:          commonv2.GetAppointmentResponse_DISPUTE_RESPONDED,
+		}, nil
+	}
+	return &commonv2.GetAppointmentResponse{
+		AppointmentData: AppointmentData(a),
+		Status:          commonv2.GetAppointmentResponse_BEING_WATCHED,
+	}, nil
+}
+
+func (p *Public) GetSubscriptionInfo(_ context.Context, req *commonv2.GetSubscriptionInfoRequest) (*commonv2.GetSubscriptionInfoResponse, error) {
+	if !p.reachable() {
+		return nil, status.Error(codes.Unavailable, msgUnavailable)
+	}
+	info, locs, err := p.watcher.SubscriptionInfo(req.GetSignature())
+	var expired *gatekeeper.SubscriptionExpiredError
+	switch {
+	case err == nil:
+	case errors.Is(err, gatekeeper.ErrAuthenticationFailed):
+		return nil, status.Error(codes.Unauthenticated, msgInfoUnauthorized)
+	case errors.As(err, &expired):
+		return nil, expiredStatus(expired)
+	default:
+		return nil, p.internal("get_subscription_info", err)
+	}
+	out := make([][]byte, len(locs))
+	for i := range locs {
+		out[i] = locs[i][:]
+	}
+	return &commonv2.GetSubscriptionInfoResponse{
+		AvailableSlots:     info.AvailableSlots,
+		SubscriptionExpiry: info.SubscriptionExpiry,
+		Locators:           out,
+	}, nil
+}
+
+// internal logs the cause and hides it from the client.
+func (p *Public) internal(method string, err error) error {
+	p.log.Error("request failed", "method", method, "err", err)
+	return status.Error(codes.Internal, msgInternal)
+}
+
+func expiredStatus(e *gatekeeper.SubscriptionExpiredError) error {
+	return status.Errorf(codes.Unauthenticated, "Your subscription expired at %d", e.Expiry)
+}
+
+// AppointmentData wraps a stored appointment for the wire.
+func AppointmentData(a *store.Appointment) *commonv2.AppointmentData {
+	return &commonv2.AppointmentData{AppointmentData: &commonv2.AppointmentData_Appointment{Appointment: &commonv2.Appointment{
+		Locator:       a.Locator[:],
+		EncryptedBlob: a.EncryptedBlob,
+		ToSelfDelay:   a.ToSelfDelay,
+	}}}
+}
+
+// TrackerData wraps a tracker for the wire; txids stay in internal byte order.
+func TrackerData(t *store.Tracker) *commonv2.AppointmentData {
+	return &commonv2.AppointmentData{AppointmentData: &commonv2.AppointmentData_Tracker{Tracker: &commonv2.Tracker{
+		DisputeTxid:  t.DisputeTxID[:],
+		PenaltyTxid:  t.PenaltyTxID[:],
+		PenaltyRawtx: t.PenaltyTx,
+	}}}
+}

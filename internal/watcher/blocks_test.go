@@ -1,0 +1,339 @@
+package watcher
+
+import (
+	"bytes"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/btcsuite/btcd/wire"
+
+	"github.com/teos-go/teos/pkg/teos"
+	"github.com/teos-go/teos/pkg/wtcrypto"
+)
+
+func TestBlockConnectedHandsBreachOver(t *testing.T) {
+	f := newFixture(t)
+	u := f.newUser()
+	b := newBreach(1)
+	f.add(u, b.loc, b.blob)
+	id := uuid(b.loc, u)
+
+	f.connect(newTx(100), newTx(101)) // no dispute
+	if n := f.resp.totalCalls(); n != 0 {
+		t.Fatalf("%d HandleBreach calls for a block without disputes", n)
+	}
+
+	f.connect(newTx(102), b.dispute, newTx(103))
+	got, ok := f.resp.breachOf(id)
+	if !ok {
+		t.Fatal("breach not handed to the responder")
+	}
+	if got.dispute.TxHash() != b.dispute.TxHash() {
+		t.Errorf("dispute %s, want %s", got.dispute.TxHash(), b.dispute.TxHash())
+	}
+	if !bytes.Equal(serialize(got.penalty), serialize(b.penalty)) {
+		t.Errorf("penalty %s, want %s", got.penalty.TxHash(), b.penalty.TxHash())
+	}
+	if !f.stored(id) || !f.hasTracker(id) {
+		t.Error("a tracked breach must keep its appointment and have a tracker")
+	}
+
+	f.connect(b.dispute) // the same dispute again (as after a reorg): already tracked
+	if n := f.resp.callCount(id); n != 1 {
+		t.Errorf("HandleBreach called %d times, want 1", n)
+	}
+}
+
+func TestBlockConnectedSharedLocator(t *testing.T) {
+	f := newFixture(t)
+	b := newBreach(1)
+	other := spend(b.dispute, 777) // the second user has a different penalty for the same dispute
+	u1, u2 := f.newUser(), f.newUser()
+	f.add(u1, b.loc, b.blob)
+	f.add(u2, b.loc, wtcrypto.Encrypt(serialize(other), b.dispute.TxHash()))
+
+	f.connect(b.dispute)
+	for _, c := range []struct {
+		u    testUser
+		want *wire.MsgTx
+	}{{u1, b.penalty}, {u2, other}} {
+		got, ok := f.resp.breachOf(uuid(b.loc, c.u))
+		if !ok {
+			t.Errorf("user %s: breach not handed over", c.u.id)
+			continue
+		}
+		if got.penalty.TxHash() != c.want.TxHash() {
+			t.Errorf("user %s: penalty %s, want %s", c.u.id, got.penalty.TxHash(), c.want.TxHash())
+		}
+	}
+}
+
+func TestBlockConnectedDeletesInvalidWithoutRefund(t *testing.T) {
+	f := newFixture(t)
+	b1, b2 := newBreach(1), newBreach(2)
+	valid, garbage, notTx, rejected := f.newUser(), f.newUser(), f.newUser(), f.newUser()
+	f.add(valid, b1.loc, b1.blob)
+	f.add(garbage, b1.loc, bytes.Repeat([]byte{0xaa}, 200))                                       // tag does not verify
+	f.add(notTx, b1.loc, wtcrypto.Encrypt(append(serialize(b1.penalty), 0), b1.dispute.TxHash())) // trailing byte
+	f.add(rejected, b2.loc, b2.blob)                                                              // a valid blob the responder refuses
+	f.resp.reject[uuid(b2.loc, rejected)] = true
+	for _, u := range []testUser{valid, garbage, notTx, rejected} {
+		if got := f.slots(u); got != testSlots-1 {
+			t.Fatalf("slots after add = %d, want %d", got, testSlots-1)
+		}
+	}
+
+	f.connect(b1.dispute, b2.dispute)
+
+	if _, ok := f.resp.breachOf(uuid(b1.loc, valid)); !ok || !f.stored(uuid(b1.loc, valid)) {
+		t.Error("the valid appointment was not handed over and kept")
+	}
+	for name, u := range map[string]testUser{"undecryptable": garbage, "not a transaction": notTx} {
+		id := uuid(b1.loc, u)
+		if n := f.resp.callCount(id); n != 0 {
+			t.Errorf("%s: handed to the responder %d times", name, n)
+		}
+		if f.stored(id) {
+			t.Errorf("%s: still stored", name)
+		}
+		if got := f.slots(u); got != testSlots-1 {
+			t.Errorf("%s: slots = %d, want %d (no refund)", name, got, testSlots-1)
+		}
+	}
+	id := uuid(b2.loc, rejected)
+	if f.resp.callCount(id) != 1 || f.stored(id) || f.hasTracker(id) {
+		t.Error("a rejected penalty's appointment must be handed over once and then deleted")
+	}
+	if got := f.slots(rejected); got != testSlots-1 {
+		t.Errorf("rejected: slots = %d, want %d (no refund)", got, testSlots-1)
+	}
+}
+
+func TestBlockConnectedTransientErrorRedo(t *testing.T) {
+	f := newFixture(t)
+	bad, b1, b2 := newBreach(1), newBreach(2), newBreach(3)
+	u := f.newUser()
+	f.add(u, bad.loc, []byte("garbage"))
+	f.add(u, b1.loc, b1.blob)
+	f.add(u, b2.loc, b2.blob)
+	f.resp.failNext[uuid(b2.loc, u)] = 1
+
+	blk := f.block(bad.dispute, b1.dispute, b2.dispute)
+	err := f.w.BlockConnected(t.Context(), blk, testHeight+1)
+	if !errors.Is(err, errUnreachable) {
+		t.Fatalf("BlockConnected = %v, want %v", err, errUnreachable)
+	}
+	if f.stored(uuid(bad.loc, u)) {
+		t.Error("the invalid appointment found before the error was not deleted")
+	}
+	if !f.hasTracker(uuid(b1.loc, u)) || f.hasTracker(uuid(b2.loc, u)) {
+		t.Fatal("want the first breach tracked and the failed one not")
+	}
+
+	if err := f.w.BlockConnected(t.Context(), blk, testHeight+1); err != nil {
+		t.Fatalf("redo: %v", err)
+	}
+	if n := f.resp.callCount(uuid(b1.loc, u)); n != 1 {
+		t.Errorf("the breach tracked before the error was handed over %d times, want 1", n)
+	}
+	if n := f.resp.callCount(uuid(b2.loc, u)); n != 2 || !f.hasTracker(uuid(b2.loc, u)) {
+		t.Errorf("the failed breach: %d calls, want 2 and a tracker", n)
+	}
+	for id, n := range f.resp.created {
+		if n != 1 {
+			t.Errorf("%s: %d trackers created", id, n)
+		}
+	}
+}
+
+func TestAddAppointmentAfterDisputeMined(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		blob       func(b breachCase) []byte
+		reject     bool
+		wantStored bool
+		wantCalls  int
+	}{
+		{"valid", func(b breachCase) []byte { return b.blob }, false, true, 1},
+		{"undecryptable", func(breachCase) []byte { return bytes.Repeat([]byte{1}, 100) }, false, false, 0},
+		{"not a transaction", func(b breachCase) []byte { return wtcrypto.Encrypt([]byte("hello"), b.dispute.TxHash()) }, false, false, 0},
+		{"rejected", func(b breachCase) []byte { return b.blob }, true, false, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			u := f.newUser()
+			b := newBreach(1)
+			id := uuid(b.loc, u)
+			f.resp.reject[id] = tc.reject
+			f.connect(b.dispute)
+
+			acc := f.add(u, b.loc, tc.blob(b))
+			if acc.Locator != b.loc || acc.AvailableSlots != testSlots-1 || acc.Signature == "" {
+				t.Errorf("receipt %+v: want locator %s and %d slots", acc, b.loc, testSlots-1)
+			}
+			if got := f.resp.callCount(id); got != tc.wantCalls {
+				t.Errorf("HandleBreach calls = %d, want %d", got, tc.wantCalls)
+			}
+			if got := f.stored(id); got != tc.wantStored {
+				t.Errorf("stored = %v, want %v", got, tc.wantStored)
+			}
+			if got := f.hasTracker(id); got != tc.wantStored {
+				t.Errorf("tracker = %v, want %v", got, tc.wantStored)
+			}
+			if got := f.slots(u); got != testSlots-1 {
+				t.Errorf("slots = %d, want %d (never refunded)", got, testSlots-1)
+			}
+		})
+	}
+}
+
+func TestAddAppointmentTransientErrorRetriedAtNextBlock(t *testing.T) {
+	f := newFixture(t)
+	u := f.newUser()
+	b := newBreach(1)
+	id := uuid(b.loc, u)
+	f.connect(b.dispute)
+	f.resp.failNext[id] = 2
+
+	f.add(u, b.loc, b.blob) // the receipt is enough: add succeeded
+	if !f.stored(id) || f.hasTracker(id) {
+		t.Fatal("after a transient error the appointment must stay stored, untracked")
+	}
+
+	// The retry fails again: the block is refused and delivered again.
+	blk := f.block(newTx(50))
+	if err := f.w.BlockConnected(t.Context(), blk, testHeight+2); !errors.Is(err, errUnreachable) {
+		t.Fatalf("BlockConnected = %v, want %v", err, errUnreachable)
+	}
+	if err := f.w.BlockConnected(t.Context(), blk, testHeight+2); err != nil {
+		t.Fatal(err)
+	}
+	f.tip = blk.BlockHash()
+	if !f.hasTracker(id) || f.resp.callCount(id) != 3 {
+		t.Fatalf("tracker %v after %d calls, want a tracker after 3", f.hasTracker(id), f.resp.callCount(id))
+	}
+	f.connect(newTx(51))
+	if n := f.resp.callCount(id); n != 3 {
+		t.Errorf("retry list not drained: %d calls", n)
+	}
+}
+
+func TestDisconnectDropsRetryOfReorgedDispute(t *testing.T) {
+	f := newFixture(t)
+	u := f.newUser()
+	b := newBreach(1)
+	id := uuid(b.loc, u)
+	blk := f.connect(b.dispute)
+	f.resp.failNext[id] = 1
+	f.add(u, b.loc, b.blob)
+
+	if err := f.w.BlockDisconnected(t.Context(), &blk.Header, testHeight+1); err != nil {
+		t.Fatal(err)
+	}
+	f.tip = blk.Header.PrevBlock
+	f.connect(newTx(60))
+	if n := f.resp.callCount(id); n != 1 {
+		t.Fatalf("the dispute was reorged out, yet the retry ran (%d calls)", n)
+	}
+	if !f.stored(id) {
+		t.Fatal("the appointment must stay stored")
+	}
+	f.connect(b.dispute) // re-mined: caught by the block path
+	if !f.hasTracker(id) {
+		t.Error("the re-mined dispute was not handled")
+	}
+}
+
+func TestLocatorCacheWindow(t *testing.T) {
+	f := newFixture(t)
+	u := f.newUser()
+	first, second, reorged := newBreach(1), newBreach(2), newBreach(3)
+	f.connect(first.dispute)
+	f.connect(second.dispute)
+	for range CacheBlocks - 1 { // first is now CacheBlocks+1 blocks deep
+		f.connect(newTx(70 + f.nonce))
+	}
+	f.add(u, first.loc, first.blob)
+	if n := f.resp.callCount(uuid(first.loc, u)); n != 0 || !f.stored(uuid(first.loc, u)) {
+		t.Errorf("dispute %d blocks deep: %d calls, want it only stored", CacheBlocks+1, n)
+	}
+	f.add(u, second.loc, second.blob)
+	if !f.hasTracker(uuid(second.loc, u)) {
+		t.Errorf("dispute %d blocks deep: not handed over", CacheBlocks)
+	}
+
+	blk := f.connect(reorged.dispute)
+	if err := f.w.BlockDisconnected(t.Context(), &blk.Header, testHeight+f.nonce); err != nil {
+		t.Fatal(err)
+	}
+	f.add(u, reorged.loc, reorged.blob)
+	if n := f.resp.callCount(uuid(reorged.loc, u)); n != 0 {
+		t.Errorf("dispute of a disconnected block: %d calls, want 0", n)
+	}
+}
+
+func TestSeedBlock(t *testing.T) {
+	f := newFixture(t)
+	u := f.newUser()
+	b := newBreach(1)
+	f.add(u, b.loc, b.blob) // stored before the tower restarts
+
+	w := New(Config{Store: f.store, Gatekeeper: f.w.gk, TowerKey: f.w.key, Responder: f.resp})
+	w.SeedBlock(f.block(b.dispute))
+	if n := f.resp.totalCalls(); n != 0 {
+		t.Fatalf("SeedBlock handled %d breaches, want none", n)
+	}
+	f.w = w
+	other := f.newUser()
+	f.add(other, b.loc, b.blob)
+	if !f.hasTracker(uuid(b.loc, other)) {
+		t.Error("an appointment for a seeded dispute was not handed over")
+	}
+	if f.hasTracker(uuid(b.loc, u)) {
+		t.Error("seeding must not look up stored appointments")
+	}
+}
+
+// Adds race with the block that mines their disputes: each breach is handled exactly once,
+// by one path or the other.
+func TestConcurrentAddAndBlock(t *testing.T) {
+	f := newFixture(t)
+	const n = 24
+	users := make([]testUser, n)
+	cases := make([]breachCase, n)
+	txs := make([]*wire.MsgTx, n)
+	for i := range n {
+		users[i], cases[i] = f.newUser(), newBreach(uint32(1000+i))
+		txs[i] = cases[i].dispute
+	}
+	blk := f.block(txs...)
+
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			a := teos.Appointment{Locator: cases[i].loc, EncryptedBlob: cases[i].blob, ToSelfDelay: 42}
+			if _, err := f.w.AddAppointment(a, wtcrypto.SignMessage(a.SignedBytes(), users[i].sk)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Go(func() {
+		if err := f.w.BlockConnected(t.Context(), blk, testHeight+1); err != nil {
+			t.Error(err)
+		}
+	})
+	wg.Wait()
+	f.tip = blk.BlockHash()
+	f.connect() // drains retries queued by adds that met a busy claim
+
+	for i := range n {
+		id := uuid(cases[i].loc, users[i])
+		if !f.hasTracker(id) {
+			t.Errorf("breach %d missed", i)
+		}
+		if c := f.resp.callCount(id); c != 1 {
+			t.Errorf("breach %d handed over %d times", i, c)
+		}
+	}
+}
