@@ -1,0 +1,44 @@
+# teos-go. `make demo` and `make test` work on a fresh machine with Go installed: they fetch
+# Go modules and the pinned btcd (into .bin/) themselves.
+GO ?= go
+
+.PHONY: all build demo test test-short e2e bench proto proto-check vet fmt-check btcd clean
+
+all: build
+
+build:
+	$(GO) build ./...
+
+btcd:
+	scripts/install-btcd.sh
+
+# The tower end to end on a local regtest chain (btcd + teosd in a temp dir), narrated.
+demo: btcd
+	$(GO) test -count=1 -v -run '^TestDemo$$' ./e2e/
+
+# The whole suite, real btcd included; CI runs exactly this.
+test: btcd vet fmt-check
+	TEOS_REQUIRE_BTCD=1 $(GO) test -race -count=1 -timeout 20m ./...
+
+# Unit tests only (no node).
+test-short:
+	$(GO) test -short -race ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./pkg/... ./internal/store/ ./e2e/
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+proto:
+	scripts/gen-proto.sh
+
+proto-check:
+	scripts/gen-proto.sh --check
+
+clean:
+	rm -rf .bin
