@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,7 +22,9 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/grpclog"
 
 	"github.com/teos-go/teos/internal/api/grpcapi"
 	"github.com/teos-go/teos/internal/api/httpapi"
@@ -32,6 +35,7 @@ import (
 	"github.com/teos-go/teos/internal/gatekeeper"
 	"github.com/teos-go/teos/internal/responder"
 	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/internal/tlsgen"
 	"github.com/teos-go/teos/internal/watcher"
 	"github.com/teos-go/teos/pkg/teos"
 	teosv2 "github.com/teos-go/teos/proto/teos/v2"
@@ -62,6 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	grpclog.SetLoggerV2(newGRPCLogger(stderr, cfg.DepsDebug))
 	for _, w := range warnings {
 		log.Warn(w)
 	}
@@ -83,11 +88,20 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	if err := os.MkdirAll(cfg.NetworkDir(), 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	rpcTLS, err := adminTLS(cfg.DataDir, log)
+	if err != nil {
+		return err
+	}
 	db, err := store.Open(filepath.Join(cfg.NetworkDir(), "teos.db"), nil)
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
-	defer db.Close()
+	defer func() {
+		// Last, after every server and the chain monitor returned: nothing writes any more.
+		if err := db.Close(); err != nil {
+			log.Error("close database: " + err.Error())
+		}
+	}()
 
 	key, err := towerKey(db, cfg.OverwriteKey)
 	if err != nil {
@@ -137,27 +151,71 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	}
 	log.Info("bootstrap completed", "height", mon.Height())
 
-	return serve(ctx, cfg, log, w, mon)
+	return serve(ctx, cfg, log, w, mon, db, towerID, rpcTLS)
 }
 
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher.Watcher, mon *chain.Monitor) error {
+// adminTLS makes sure the admin RPC's certificates exist in the data dir (PROTOCOL.md §13) and
+// returns the server side of its mutual TLS.
+func adminTLS(dataDir string, log *slog.Logger) (*tls.Config, error) {
+	res, err := tlsgen.Ensure(dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("admin RPC certificates: %w", err)
+	}
+	if len(res.Generated) > 0 {
+		log.Info("admin RPC certificates generated", "identities", res.Generated, "dir", dataDir)
+	}
+	if len(res.Unchained) > 0 {
+		log.Warn("admin RPC certificates not signed by ca.pem; teos-cli cannot connect until they are removed and regenerated",
+			"identities", res.Unchained, "dir", dataDir)
+	}
+	serverTLS, err := tlsgen.ServerConfig(dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("admin RPC certificates: %w", err)
+	}
+	return serverTLS, nil
+}
+
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher.Watcher, mon *chain.Monitor,
+	db *store.Store, towerID teos.UserID, rpcTLS *tls.Config) error {
+	// The admin stop RPC cancels this context, like SIGTERM cancels the parent.
+	ctx, shutdown := context.WithCancel(ctx)
+	defer shutdown()
+
 	internalAddr := net.JoinHostPort(cfg.InternalAPIBind, strconv.Itoa(int(cfg.InternalAPIPort)))
 	grpcLis, err := net.Listen("tcp", internalAddr)
 	if err != nil {
 		return fmt.Errorf("listen internal API: %w", err)
 	}
+	rpcAddr := net.JoinHostPort(cfg.RPCBind, strconv.Itoa(int(cfg.RPCPort)))
+	rpcLis, err := net.Listen("tcp", rpcAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("listen admin RPC: %w", err)
+	}
 	apiAddr := net.JoinHostPort(cfg.APIBind, strconv.Itoa(int(cfg.APIPort)))
 	httpLis, err := net.Listen("tcp", apiAddr)
 	if err != nil {
 		grpcLis.Close()
+		rpcLis.Close()
 		return fmt.Errorf("listen HTTP API: %w", err)
 	}
-	grpcSrv := grpc.NewServer()
+	logRequests := grpc.ChainUnaryInterceptor(grpcapi.LogRequests(log))
+	grpcSrv := grpc.NewServer(logRequests)
 	teosv2.RegisterPublicTowerServicesServer(grpcSrv, grpcapi.NewPublic(w, mon.Reachable, log))
+	rpcSrv := grpc.NewServer(logRequests, grpc.Creds(credentials.NewTLS(rpcTLS)))
+	teosv2.RegisterPrivateTowerServicesServer(rpcSrv, grpcapi.NewPrivate(grpcapi.PrivateConfig{
+		Store:     db,
+		TowerID:   towerID,
+		Reachable: mon.Reachable,
+		Addresses: []grpcapi.Address{{Type: teosv2.NetworkAddress_IpV4, Host: cfg.APIBind, Port: cfg.APIPort}},
+		Shutdown:  shutdown,
+		Logger:    log,
+	}))
 
 	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		grpcLis.Close()
+		rpcLis.Close()
 		httpLis.Close()
 		return fmt.Errorf("dial internal API: %w", err)
 	}
@@ -173,6 +231,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mon.Run(ctx, cfg.PollEvery()) })
 	g.Go(func() error { return grpcSrv.Serve(grpcLis) })
+	g.Go(func() error { return rpcSrv.Serve(rpcLis) })
 	g.Go(func() error {
 		if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -184,15 +243,59 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		err := httpSrv.Shutdown(sctx) // front door first: HTTP forwards to gRPC
-		t := time.AfterFunc(10*time.Second, grpcSrv.Stop)
-		defer t.Stop()
-		grpcSrv.GracefulStop()
+		stopGRPC(grpcSrv)
+		stopGRPC(rpcSrv) // drains the stop call that may have started all this
 		return err
 	})
-	log.Info("tower ready", "api", httpLis.Addr().String(), "internal_api", grpcLis.Addr().String(), "height", mon.Height())
+	log.Info("tower ready", "api", httpLis.Addr().String(), "internal_api", grpcLis.Addr().String(),
+		"rpc", rpcLis.Addr().String(), "height", mon.Height())
 	err = g.Wait()
 	log.Info("shutting down")
 	return err
+}
+
+// stopGRPC lets in-flight calls finish, for at most 10 s.
+func stopGRPC(srv *grpc.Server) {
+	t := time.AfterFunc(10*time.Second, srv.Stop)
+	defer t.Stop()
+	srv.GracefulStop()
+}
+
+// grpcLogger routes grpc-go's own logs to slog: warnings and errors normally, everything with
+// --depsdebug (PROTOCOL.md §12 deps_debug).
+type grpcLogger struct {
+	log     *slog.Logger
+	verbose bool
+}
+
+func newGRPCLogger(w io.Writer, depsDebug bool) grpcLogger {
+	level := slog.LevelWarn
+	if depsDebug {
+		level = slog.LevelDebug
+	}
+	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
+	return grpcLogger{log: slog.New(h).With("component", "grpc-go"), verbose: depsDebug}
+}
+
+func (g grpcLogger) Info(args ...any)                    { g.log.Info(fmt.Sprint(args...)) }
+func (g grpcLogger) Infoln(args ...any)                  { g.log.Info(fmt.Sprint(args...)) }
+func (g grpcLogger) Infof(format string, args ...any)    { g.log.Info(fmt.Sprintf(format, args...)) }
+func (g grpcLogger) Warning(args ...any)                 { g.log.Warn(fmt.Sprint(args...)) }
+func (g grpcLogger) Warningln(args ...any)               { g.log.Warn(fmt.Sprint(args...)) }
+func (g grpcLogger) Warningf(format string, args ...any) { g.log.Warn(fmt.Sprintf(format, args...)) }
+func (g grpcLogger) Error(args ...any)                   { g.log.Error(fmt.Sprint(args...)) }
+func (g grpcLogger) Errorln(args ...any)                 { g.log.Error(fmt.Sprint(args...)) }
+func (g grpcLogger) Errorf(format string, args ...any)   { g.log.Error(fmt.Sprintf(format, args...)) }
+func (g grpcLogger) V(int) bool                          { return g.verbose }
+
+func (g grpcLogger) Fatal(args ...any)                 { g.fatal(fmt.Sprint(args...)) }
+func (g grpcLogger) Fatalln(args ...any)               { g.fatal(fmt.Sprint(args...)) }
+func (g grpcLogger) Fatalf(format string, args ...any) { g.fatal(fmt.Sprintf(format, args...)) }
+
+// fatal must not return (grpclog's contract).
+func (g grpcLogger) fatal(msg string) {
+	g.log.Error(msg)
+	os.Exit(1)
 }
 
 // towerKey loads the newest tower key, or creates one on first start or with --overwritekey
@@ -277,6 +380,14 @@ func startTip(ctx context.Context, cfg *config.Config, db *store.Store, btc *bit
 			return hash, 0, fmt.Errorf("get block at %d: %w", height, err)
 		}
 		log.Warn("skipping pruned blocks (--forceupdate)", "height", height)
+		ok = false
+	}
+	if !ok {
+		// Persist the starting point at once: blocks mined after it must still be processed
+		// if teosd stops before its first poll.
+		if err := db.SetLastBlock(hash, height); err != nil {
+			return hash, 0, fmt.Errorf("store start block: %w", err)
+		}
 	}
 	return hash, height, nil
 }

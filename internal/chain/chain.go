@@ -61,7 +61,7 @@ type Monitor struct {
 	cfg       Config
 	log       *slog.Logger
 	mu        sync.Mutex // serialises Poll; guards chain
-	chain     []BlockRef     // last Window processed blocks, oldest first
+	chain     []BlockRef // last Window processed blocks, oldest first
 	height    atomic.Uint32
 	reachable atomic.Bool
 	lastMove  atomic.Int64 // unix nanos when the tip last moved

@@ -1,0 +1,448 @@
+// Command teos-cli administers a running teosd over its admin RPC (mutual TLS), with
+// rust-teos v0.2 teos-cli's commands, options and output (PROTOCOL.md §11).
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/btcsuite/btcd/btcec/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/teos-go/teos/internal/config"
+	"github.com/teos-go/teos/internal/tlsgen"
+	"github.com/teos-go/teos/pkg/teos"
+	commonv2 "github.com/teos-go/teos/proto/common/teos/v2"
+	teosv2 "github.com/teos-go/teos/proto/teos/v2"
+)
+
+// Exit codes: 1 for anything that went wrong talking to the tower (as rust-teos), 2 for a
+// command line that could not be understood (Go's flag convention; rust's structopt uses 1).
+const (
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// Messages other tools may match; they are rust-teos's.
+const (
+	msgNoConnection   = "Could not connect to tower. Is teosd running?"
+	msgLocatorNotHex  = "Locator is not hex encoded"
+	msgLocatorBadData = "Locator cannot be built from the given data"
+	msgBadUserID      = "Provided public key does not match expected format (33-byte hex string)"
+	msgShuttingDown   = "Shutting down tower"
+)
+
+const (
+	defaultRPCBind = "localhost"
+	defaultRPCPort = 8814
+	defaultDataDir = "~/.teos"
+	connectTimeout = 10 * time.Second
+	rpcTimeout     = 60 * time.Second
+)
+
+const usageCommands = `Commands:
+  getallappointments        all appointments in the tower (watched, then responded)
+  getappointments <locator> the appointments with a locator (32 hex characters)
+  gettowerinfo              tower id, counts, bitcoind status, addresses
+  getusers                  the ids of every registered user
+  getuser <user_id>         one user's subscription and appointment UUIDs (66 hex characters)
+  stop                      shut the tower down gracefully
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// command is one teos-cli command: its argument count, an optional check of the arguments
+// (run before connecting, so a typo is reported without a tower) and what it does.
+type command struct {
+	args  int
+	check func(args []string) error
+	run   func(ctx context.Context, c teosv2.PrivateTowerServicesClient, args []string, stdout io.Writer) error
+}
+
+var commands = map[string]command{
+	"getallappointments": {0, nil, getAllAppointments},
+	"getappointments":    {1, func(a []string) error { _, err := parseLocator(a[0]); return err }, getAppointments},
+	"gettowerinfo":       {0, nil, getTowerInfo},
+	"getusers":           {0, nil, getUsers},
+	"getuser":            {1, func(a []string) error { _, err := parseUserID(a[0]); return err }, getUser},
+	"stop":               {0, nil, stop},
+}
+
+// cliError is a message for stderr, printed as is.
+type cliError string
+
+func (e cliError) Error() string { return string(e) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	flags := flag.NewFlagSet("teos-cli", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	rpcBind := flags.String("rpcbind", "", "address the teosd admin RPC is bound to (default "+defaultRPCBind+", or rpc_bind in teos.toml)")
+	rpcPort := flags.Uint("rpcport", 0, "port of the teosd admin RPC (default "+strconv.Itoa(defaultRPCPort)+", or rpc_port in teos.toml)")
+	dataDir := flags.String("datadir", defaultDataDir, "data directory: teos.toml, ca.pem, client.pem, client-key.pem")
+	flags.Usage = func() {
+		fmt.Fprint(flags.Output(), "Usage: teos-cli [options] <command> [argument]\n\nThe Eye of Satoshi - CLI.\n\n"+usageCommands+"\nOptions:\n")
+		flags.PrintDefaults()
+	}
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return exitUsage
+	}
+	if flags.NArg() == 0 {
+		fmt.Fprintln(stderr, "teos-cli: missing command")
+		flags.Usage()
+		return exitUsage
+	}
+	name, cmdArgs := flags.Arg(0), flags.Args()[1:]
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "teos-cli: unknown command %q\n", name)
+		flags.Usage()
+		return exitUsage
+	}
+	if len(cmdArgs) != cmd.args {
+		fmt.Fprintf(stderr, "teos-cli: %s takes %d argument(s), got %d\n", name, cmd.args, len(cmdArgs))
+		flags.Usage()
+		return exitUsage
+	}
+	if cmd.check != nil {
+		if err := cmd.check(cmdArgs); err != nil {
+			fmt.Fprintln(stderr, errorMessage(err))
+			return exitFailure
+		}
+	}
+	if *rpcPort > 65535 {
+		fmt.Fprintf(stderr, "teos-cli: --rpcport %d is not a port\n", *rpcPort)
+		return exitUsage
+	}
+
+	dir, err := expandHome(*dataDir)
+	if err != nil {
+		fmt.Fprintln(stderr, "teos-cli:", err)
+		return exitFailure
+	}
+	addr := rpcAddress(dir, flags, *rpcBind, uint16(*rpcPort), stderr)
+	tlsCfg, err := tlsgen.ClientConfig(dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "teos-cli: %v (copy ca.pem, client.pem and client-key.pem from teosd's data dir into %s)\n", err, dir)
+		return exitFailure
+	}
+
+	conn, err := connect(addr, credentials.NewTLS(tlsCfg))
+	if err != nil {
+		fmt.Fprintln(stderr, msgNoConnection)
+		return exitFailure
+	}
+	defer conn.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer cancel()
+	if err := cmd.run(ctx, teosv2.NewPrivateTowerServicesClient(conn), cmdArgs, stdout); err != nil {
+		fmt.Fprintln(stderr, errorMessage(err))
+		return exitFailure
+	}
+	return 0
+}
+
+// rpcAddress resolves host:port: defaults, then rpc_bind/rpc_port from <dir>/teos.toml, then
+// the flags given.
+func rpcAddress(dir string, flags *flag.FlagSet, bind string, port uint16, stderr io.Writer) string {
+	file := struct {
+		RPCBind string `toml:"rpc_bind"`
+		RPCPort uint16 `toml:"rpc_port"`
+	}{defaultRPCBind, defaultRPCPort}
+	path := filepath.Join(dir, config.FileName)
+	// Other keys are teosd's: ignored. An unreadable file falls back to defaults, as in rust-teos.
+	if _, err := toml.DecodeFile(path, &file); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(stderr, "teos-cli: cannot read %s, using defaults: %v\n", path, err)
+		file.RPCBind, file.RPCPort = defaultRPCBind, defaultRPCPort
+	}
+	flags.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "rpcbind":
+			file.RPCBind = bind
+		case "rpcport":
+			file.RPCPort = port
+		}
+	})
+	return net.JoinHostPort(file.RPCBind, strconv.Itoa(int(file.RPCPort)))
+}
+
+// connect dials the tower and waits for the TLS handshake to succeed, so an absent tower or a
+// refused certificate is reported before any command runs (rust-teos connects eagerly too).
+func connect(addr string, creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
+	defer cancel()
+	conn.Connect()
+	for {
+		switch s := conn.GetState(); s {
+		case connectivity.Ready:
+			return conn, nil
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			conn.Close()
+			return nil, fmt.Errorf("connect %s: %s", addr, s)
+		default:
+			if !conn.WaitForStateChange(ctx, s) {
+				conn.Close()
+				return nil, fmt.Errorf("connect %s: %w", addr, ctx.Err())
+			}
+		}
+	}
+}
+
+// errorMessage is what the user sees for a failed command: the local message, the tower's
+// status message, or the connection message if the tower went away (or refused us late, as a
+// TLS 1.3 server does with a bad client certificate).
+func errorMessage(err error) string {
+	if e, ok := errors.AsType[cliError](err); ok {
+		return string(e)
+	}
+	if s, ok := status.FromError(err); ok {
+		if s.Code() == codes.Unavailable {
+			return msgNoConnection
+		}
+		return s.Message()
+	}
+	return err.Error()
+}
+
+func getAllAppointments(ctx context.Context, c teosv2.PrivateTowerServicesClient, _ []string, stdout io.Writer) error {
+	resp, err := c.GetAllAppointments(ctx, &emptypb.Empty{})
+	if err != nil {
+		return err
+	}
+	return printJSON(stdout, appointmentsJSON{Appointments: appointmentList(resp.GetAppointments())})
+}
+
+func getAppointments(ctx context.Context, c teosv2.PrivateTowerServicesClient, args []string, stdout io.Writer) error {
+	loc, err := parseLocator(args[0])
+	if err != nil {
+		return err
+	}
+	resp, err := c.GetAppointments(ctx, &teosv2.GetAppointmentsRequest{Locator: loc[:]})
+	if err != nil {
+		return err
+	}
+	return printJSON(stdout, appointmentsJSON{Appointments: appointmentList(resp.GetAppointments())})
+}
+
+func getTowerInfo(ctx context.Context, c teosv2.PrivateTowerServicesClient, _ []string, stdout io.Writer) error {
+	resp, err := c.GetTowerInfo(ctx, &emptypb.Empty{})
+	if err != nil {
+		return err
+	}
+	addrs := make([]addressJSON, len(resp.GetAddresses()))
+	for i, a := range resp.GetAddresses() {
+		addrs[i] = addressJSON{Type: addressType(a.GetAddressType()), Address: a.GetAddress(), Port: a.GetPort()}
+	}
+	return printJSON(stdout, towerInfoJSON{
+		TowerID:              hex.EncodeToString(resp.GetTowerId()),
+		NRegisteredUsers:     resp.GetNRegisteredUsers(),
+		NWatcherAppointments: resp.GetNWatcherAppointments(),
+		NResponderTrackers:   resp.GetNResponderTrackers(),
+		BitcoindReachable:    resp.GetBitcoindReachable(),
+		Addresses:            addrs,
+	})
+}
+
+func getUsers(ctx context.Context, c teosv2.PrivateTowerServicesClient, _ []string, stdout io.Writer) error {
+	resp, err := c.GetUsers(ctx, &emptypb.Empty{})
+	if err != nil {
+		return err
+	}
+	return printJSON(stdout, usersJSON{UserIDs: hexList(resp.GetUserIds())})
+}
+
+func getUser(ctx context.Context, c teosv2.PrivateTowerServicesClient, args []string, stdout io.Writer) error {
+	id, err := parseUserID(args[0])
+	if err != nil {
+		return err
+	}
+	resp, err := c.GetUser(ctx, &teosv2.GetUserRequest{UserId: id[:]})
+	if err != nil {
+		return err
+	}
+	return printJSON(stdout, userJSON{
+		AvailableSlots:     resp.GetAvailableSlots(),
+		SubscriptionExpiry: resp.GetSubscriptionExpiry(),
+		Appointments:       hexList(resp.GetAppointments()),
+	})
+}
+
+func stop(ctx context.Context, c teosv2.PrivateTowerServicesClient, _ []string, stdout io.Writer) error {
+	fmt.Fprintln(stdout, msgShuttingDown)
+	_, err := c.Stop(ctx, &emptypb.Empty{})
+	return err
+}
+
+// parseLocator reports rust-teos's two messages: not hex, or not 16 bytes.
+func parseLocator(s string) (teos.Locator, error) {
+	raw, err := hex.DecodeString(s)
+	if err != nil {
+		return teos.Locator{}, cliError(msgLocatorNotHex)
+	}
+	loc, err := teos.LocatorFromBytes(raw)
+	if err != nil {
+		return teos.Locator{}, cliError(msgLocatorBadData)
+	}
+	return loc, nil
+}
+
+// parseUserID accepts what rust-teos's PublicKey::from_str does: a compressed (66 hex) or
+// uncompressed (130 hex) key, in either case; the tower gets the compressed form.
+func parseUserID(s string) (teos.UserID, error) {
+	raw, err := hex.DecodeString(s)
+	if err != nil || (len(raw) != 33 && len(raw) != 65) {
+		return teos.UserID{}, cliError(msgBadUserID)
+	}
+	pk, err := btcec.ParsePubKey(raw)
+	if err != nil {
+		return teos.UserID{}, cliError(msgBadUserID)
+	}
+	return teos.UserIDFromPubKey(pk), nil
+}
+
+// JSON shapes of rust-teos's serde output; field order matters for byte-equal output.
+type (
+	appointmentsJSON struct {
+		Appointments []any `json:"appointments"`
+	}
+	appointmentJSON struct {
+		Locator       string `json:"locator"`
+		EncryptedBlob string `json:"encrypted_blob"`
+		ToSelfDelay   uint32 `json:"to_self_delay"`
+	}
+	trackerJSON struct {
+		DisputeTxid  string `json:"dispute_txid"`
+		PenaltyTxid  string `json:"penalty_txid"`
+		PenaltyRawtx string `json:"penalty_rawtx"`
+	}
+	towerInfoJSON struct {
+		TowerID              string        `json:"tower_id"`
+		NRegisteredUsers     uint32        `json:"n_registered_users"`
+		NWatcherAppointments uint32        `json:"n_watcher_appointments"`
+		NResponderTrackers   uint32        `json:"n_responder_trackers"`
+		BitcoindReachable    bool          `json:"bitcoind_reachable"`
+		Addresses            []addressJSON `json:"addresses"`
+	}
+	addressJSON struct {
+		Type    string `json:"type"`
+		Address string `json:"address"`
+		Port    uint32 `json:"port"`
+	}
+	usersJSON struct {
+		UserIDs []string `json:"user_ids"`
+	}
+	userJSON struct {
+		AvailableSlots     uint32   `json:"available_slots"`
+		SubscriptionExpiry uint32   `json:"subscription_expiry"`
+		Appointments       []string `json:"appointments"`
+	}
+)
+
+// appointmentList flattens each AppointmentData into its variant's fields (serde untagged +
+// flatten in rust-teos): an appointment, a tracker, or {} if neither is set.
+func appointmentList(data []*commonv2.AppointmentData) []any {
+	out := make([]any, len(data))
+	for i, d := range data {
+		switch {
+		case d.GetAppointment() != nil:
+			a := d.GetAppointment()
+			out[i] = appointmentJSON{
+				Locator:       hex.EncodeToString(a.GetLocator()),
+				EncryptedBlob: hex.EncodeToString(a.GetEncryptedBlob()),
+				ToSelfDelay:   a.GetToSelfDelay(),
+			}
+		case d.GetTracker() != nil:
+			t := d.GetTracker()
+			out[i] = trackerJSON{
+				DisputeTxid:  reversedHex(t.GetDisputeTxid()),
+				PenaltyTxid:  reversedHex(t.GetPenaltyTxid()),
+				PenaltyRawtx: hex.EncodeToString(t.GetPenaltyRawtx()),
+			}
+		default:
+			out[i] = struct{}{}
+		}
+	}
+	return out
+}
+
+// reversedHex prints a txid in display order (gRPC carries internal order).
+func reversedHex(b []byte) string {
+	r := make([]byte, len(b))
+	for i, c := range b {
+		r[len(b)-1-i] = c
+	}
+	return hex.EncodeToString(r)
+}
+
+func hexList(list [][]byte) []string {
+	out := make([]string, len(list))
+	for i, b := range list {
+		out[i] = hex.EncodeToString(b)
+	}
+	return out
+}
+
+func addressType(t teosv2.NetworkAddress_AddressType) string {
+	switch t {
+	case teosv2.NetworkAddress_IpV4:
+		return "ipv4"
+	case teosv2.NetworkAddress_TorV3:
+		return "torv3"
+	default:
+		return strings.ToLower(t.String())
+	}
+}
+
+// printJSON writes v as serde_json's to_string_pretty does: 2-space indent, no HTML escaping,
+// then a newline.
+func printJSON(w io.Writer, v any) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("encode output: %w", err)
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// expandHome replaces a leading "~" or "~/" with the user's home directory.
+func expandHome(path string) (string, error) {
+	if path != "~" && !strings.HasPrefix(path, "~/") {
+		return path, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("cannot expand %q: %w", path, err)
+	}
+	return filepath.Join(home, strings.TrimPrefix(path, "~")), nil
+}

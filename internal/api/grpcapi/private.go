@@ -1,0 +1,193 @@
+package grpcapi
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/pkg/teos"
+	commonv2 "github.com/teos-go/teos/proto/common/teos/v2"
+	teosv2 "github.com/teos-go/teos/proto/teos/v2"
+)
+
+const msgUserNotFound = "User not found"
+
+// Address is one place the tower's public API is reachable, for get_tower_info.
+type Address struct {
+	Type teosv2.NetworkAddress_AddressType
+	Host string
+	Port uint16
+}
+
+// PrivateConfig wires the admin service.
+type PrivateConfig struct {
+	Store   *store.Store
+	TowerID teos.UserID
+	// Reachable reports whether bitcoind answers (only shown, never checked: the admin API
+	// works while bitcoind is down).
+	Reachable func() bool
+	// Addresses are the public API's, first the IPv4 bind, then the onion if any.
+	Addresses []Address
+	// Shutdown starts the tower's graceful shutdown; it must not block.
+	Shutdown func()
+	Logger   *slog.Logger
+}
+
+// Private implements PrivateTowerServices (the teos-cli admin API) on top of the store.
+type Private struct {
+	teosv2.UnimplementedPrivateTowerServicesServer
+	cfg PrivateConfig
+	log *slog.Logger
+}
+
+var _ teosv2.PrivateTowerServicesServer = (*Private)(nil)
+
+// NewPrivate returns the admin service.
+func NewPrivate(cfg PrivateConfig) *Private {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Reachable == nil {
+		cfg.Reachable = func() bool { return true }
+	}
+	if cfg.Shutdown == nil {
+		cfg.Shutdown = func() {}
+	}
+	return &Private{cfg: cfg, log: logger.With("component", "grpcapi")}
+}
+
+func (p *Private) GetAllAppointments(context.Context, *emptypb.Empty) (*teosv2.GetAllAppointmentsResponse, error) {
+	all, err := p.appointments(nil)
+	if err != nil {
+		return nil, p.internal("get_all_appointments", err)
+	}
+	return &teosv2.GetAllAppointmentsResponse{Appointments: all}, nil
+}
+
+func (p *Private) GetAppointments(_ context.Context, req *teosv2.GetAppointmentsRequest) (*teosv2.GetAppointmentsResponse, error) {
+	loc, err := teos.LocatorFromBytes(req.GetLocator())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, msgInvalidLocator)
+	}
+	matching, err := p.appointments(&loc)
+	if err != nil {
+		return nil, p.internal("get_appointments", err)
+	}
+	return &teosv2.GetAppointmentsResponse{Appointments: matching}, nil
+}
+
+// appointments lists the appointments still watched, then the trackers, as rust-teos does
+// (watcher first, then responder); loc filters by locator when not nil.
+func (p *Private) appointments(loc *teos.Locator) ([]*commonv2.AppointmentData, error) {
+	watched := []*commonv2.AppointmentData{}
+	var tracked []*commonv2.AppointmentData
+	err := p.cfg.Store.ForEachAppointment(loc, func(a *store.Appointment, t *store.Tracker) error {
+		if t != nil {
+			tracked = append(tracked, TrackerData(t))
+		} else {
+			watched = append(watched, AppointmentData(a))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return append(watched, tracked...), nil
+}
+
+func (p *Private) GetTowerInfo(context.Context, *emptypb.Empty) (*teosv2.GetTowerInfoResponse, error) {
+	users, watched, trackers, err := p.cfg.Store.Counts()
+	if err != nil {
+		return nil, p.internal("get_tower_info", err)
+	}
+	addrs := make([]*teosv2.NetworkAddress, len(p.cfg.Addresses))
+	for i, a := range p.cfg.Addresses {
+		addrs[i] = &teosv2.NetworkAddress{AddressType: a.Type, Address: a.Host, Port: uint32(a.Port)}
+	}
+	return &teosv2.GetTowerInfoResponse{
+		TowerId:              p.cfg.TowerID[:],
+		NRegisteredUsers:     uint32(users),
+		NWatcherAppointments: uint32(watched),
+		NResponderTrackers:   uint32(trackers),
+		BitcoindReachable:    p.cfg.Reachable(),
+		Addresses:            addrs,
+	}, nil
+}
+
+func (p *Private) GetUsers(context.Context, *emptypb.Empty) (*teosv2.GetUsersResponse, error) {
+	ids, err := p.cfg.Store.Users()
+	if err != nil {
+		return nil, p.internal("get_users", err)
+	}
+	out := make([][]byte, len(ids))
+	for i := range ids {
+		out[i] = ids[i][:]
+	}
+	return &teosv2.GetUsersResponse{UserIds: out}, nil
+}
+
+func (p *Private) GetUser(_ context.Context, req *teosv2.GetUserRequest) (*teosv2.GetUserResponse, error) {
+	id, err := teos.ParseUserID(req.GetUserId())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, msgInvalidUserID)
+	}
+	info, ok, err := p.cfg.Store.User(id)
+	if err != nil {
+		return nil, p.internal("get_user", err)
+	}
+	if !ok {
+		return nil, status.Error(codes.NotFound, msgUserNotFound)
+	}
+	uuids, err := p.cfg.Store.UserAppointments(id)
+	if err != nil {
+		return nil, p.internal("get_user", err)
+	}
+	out := make([][]byte, len(uuids))
+	for i := range uuids {
+		out[i] = uuids[i][:]
+	}
+	return &teosv2.GetUserResponse{
+		AvailableSlots:     info.AvailableSlots,
+		SubscriptionExpiry: info.SubscriptionExpiry,
+		Appointments:       out,
+	}, nil
+}
+
+// Stop starts the graceful shutdown and returns at once; the servers drain this very call
+// before closing.
+func (p *Private) Stop(context.Context, *emptypb.Empty) (*emptypb.Empty, error) {
+	p.log.Info("shutdown requested through the admin API")
+	p.cfg.Shutdown()
+	return &emptypb.Empty{}, nil
+}
+
+// internal logs the cause and hides it from the client.
+func (p *Private) internal(method string, err error) error {
+	p.log.Error("request failed", "method", method, "err", err)
+	return status.Error(codes.Internal, msgInternal)
+}
+
+// LogRequests is a unary interceptor writing one Debug line per call outcome: method, gRPC
+// code and duration. Payloads are never logged.
+func LogRequests(logger *slog.Logger) grpc.UnaryServerInterceptor {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("component", "grpc")
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		logger.LogAttrs(ctx, slog.LevelDebug, "rpc",
+			slog.String("method", info.FullMethod),
+			slog.String("code", status.Code(err).String()),
+			slog.Duration("duration", time.Since(start)))
+		return resp, err
+	}
+}

@@ -1,0 +1,279 @@
+// Package tlsgen creates and loads the mutual-TLS material of the admin RPC (teosd ↔ teos-cli):
+// a CA, a server and a client identity in the data dir, as rust-teos does (PROTOCOL.md §13).
+package tlsgen
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// File names inside the data dir; teos-cli needs the client pair and the CA certificate.
+const (
+	CACertFile     = "ca.pem"
+	CAKeyFile      = "ca-key.pem"
+	ServerCertFile = "server.pem"
+	ServerKeyFile  = "server-key.pem"
+	ClientCertFile = "client.pem"
+	ClientKeyFile  = "client-key.pem"
+)
+
+// ServerName is the name the client checks on the server certificate (teos-cli uses it
+// whatever address it dials).
+const ServerName = "localhost"
+
+// Identity names, as reported by Ensure.
+const (
+	CA     = "ca"
+	Server = "server"
+	Client = "client"
+)
+
+// Validity mirrors rcgen's defaults: long enough never to matter, and starting early enough
+// that a client with a slow clock still accepts the certificates.
+var (
+	notBefore = time.Date(1975, 1, 1, 0, 0, 0, 0, time.UTC)
+	notAfter  = time.Date(4096, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// sans are on every certificate, as in rust-teos.
+var sans = []string{"teos", "localhost"}
+
+type spec struct {
+	name, commonName, certFile, keyFile string
+	usage                               x509.ExtKeyUsage // unused for the CA
+}
+
+var specs = [...]spec{
+	{CA, "teos Root CA", CACertFile, CAKeyFile, 0},
+	{Server, "teos grpc Server", ServerCertFile, ServerKeyFile, x509.ExtKeyUsageServerAuth},
+	{Client, "teos grpc Client", ClientCertFile, ClientKeyFile, x509.ExtKeyUsageClientAuth},
+}
+
+// Result says what Ensure did.
+type Result struct {
+	// Generated lists the identities created by this call (CA, Server, Client), in that order.
+	Generated []string
+	// Unchained lists the kept identities whose certificate no longer verifies against ca.pem,
+	// typically because the CA alone was regenerated; the operator must remove them.
+	Unchained []string
+}
+
+// Ensure makes sure dir holds the three identities. An identity whose certificate or key file
+// is missing is generated (both files); the others are loaded and reused unchanged. A file
+// that exists but cannot be parsed is an error: it is never overwritten.
+func Ensure(dir string) (Result, error) {
+	var res Result
+	var ca tls.Certificate
+	for _, s := range specs {
+		id, generated, err := loadOrGenerate(dir, s, ca)
+		if err != nil {
+			return Result{}, fmt.Errorf("%s identity: %w", s.name, err)
+		}
+		if generated {
+			res.Generated = append(res.Generated, s.name)
+		}
+		if s.name == CA {
+			ca = id
+			continue
+		}
+		if !chainsTo(id.Leaf, ca.Leaf, s.usage) {
+			res.Unchained = append(res.Unchained, s.name)
+		}
+	}
+	return res, nil
+}
+
+func loadOrGenerate(dir string, s spec, ca tls.Certificate) (tls.Certificate, bool, error) {
+	certPath, keyPath := filepath.Join(dir, s.certFile), filepath.Join(dir, s.keyFile)
+	haveCert, err := exists(certPath)
+	if err != nil {
+		return tls.Certificate{}, false, err
+	}
+	haveKey, err := exists(keyPath)
+	if err != nil {
+		return tls.Certificate{}, false, err
+	}
+	if haveCert && haveKey {
+		id, err := tls.LoadX509KeyPair(certPath, keyPath)
+		if err != nil {
+			return tls.Certificate{}, false, fmt.Errorf("load %s and %s: %w", certPath, keyPath, err)
+		}
+		return id, false, nil
+	}
+	certPEM, keyPEM, err := generate(s, ca)
+	if err != nil {
+		return tls.Certificate{}, false, err
+	}
+	// Key first: a crash between the two writes leaves the certificate missing, and the next
+	// start regenerates both.
+	if err := writeAtomic(keyPath, keyPEM, 0o600); err != nil {
+		return tls.Certificate{}, false, err
+	}
+	if err := writeAtomic(certPath, certPEM, 0o644); err != nil {
+		return tls.Certificate{}, false, err
+	}
+	id, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, false, fmt.Errorf("reload generated pair: %w", err)
+	}
+	return id, true, nil
+}
+
+// generate makes a P-256 key and its certificate: self-signed for the CA, else signed by ca.
+func generate(s spec, ca tls.Certificate) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate key: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate serial: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: s.commonName},
+		DNSNames:              sans,
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		BasicConstraintsValid: true,
+	}
+	parent, signer := tmpl, crypto.Signer(key)
+	if s.name == CA {
+		tmpl.IsCA = true
+		tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature
+	} else {
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{s.usage}
+		caKey, ok := ca.PrivateKey.(crypto.Signer)
+		if ca.Leaf == nil || !ok {
+			return nil, nil, errors.New("no usable CA to sign with")
+		}
+		parent, signer = ca.Leaf, caKey
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create certificate: %w", err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), nil
+}
+
+func chainsTo(leaf, ca *x509.Certificate, usage x509.ExtKeyUsage) bool {
+	if leaf == nil || ca == nil {
+		return false
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{usage}})
+	return err == nil
+}
+
+func exists(path string) (bool, error) {
+	_, err := os.Stat(path)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	default:
+		return false, fmt.Errorf("stat %s: %w", path, err)
+	}
+}
+
+// writeAtomic writes data to a temporary file in path's directory and renames it over path,
+// so a crash never leaves a truncated key or certificate behind.
+func writeAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// ServerConfig is teosd's side: it presents server.pem and requires a client certificate
+// that chains to ca.pem.
+func ServerConfig(dir string) (*tls.Config, error) {
+	id, err := tls.LoadX509KeyPair(filepath.Join(dir, ServerCertFile), filepath.Join(dir, ServerKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("load server certificate: %w", err)
+	}
+	pool, err := caPool(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{id},
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   tls.VersionTLS12,
+	}, nil
+}
+
+// ClientConfig is teos-cli's side: it presents client.pem, trusts only ca.pem and expects the
+// server to be named ServerName.
+func ClientConfig(dir string) (*tls.Config, error) {
+	id, err := tls.LoadX509KeyPair(filepath.Join(dir, ClientCertFile), filepath.Join(dir, ClientKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("load client certificate: %w", err)
+	}
+	pool, err := caPool(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{id},
+		RootCAs:      pool,
+		ServerName:   ServerName,
+		MinVersion:   tls.VersionTLS12,
+	}, nil
+}
+
+func caPool(dir string) (*x509.CertPool, error) {
+	path := filepath.Join(dir, CACertFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load CA certificate: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("load CA certificate: no PEM certificate in %s", path)
+	}
+	return pool, nil
+}
