@@ -33,6 +33,7 @@ import (
 	"github.com/teos-go/teos/internal/chain"
 	"github.com/teos-go/teos/internal/config"
 	"github.com/teos-go/teos/internal/gatekeeper"
+	"github.com/teos-go/teos/internal/metrics"
 	"github.com/teos-go/teos/internal/responder"
 	"github.com/teos-go/teos/internal/store"
 	"github.com/teos-go/teos/internal/tlsgen"
@@ -131,15 +132,24 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	}, height)
 	resp := responder.New(responder.Config{Store: db, Carrier: carrier.New(btc, log), Logger: log}, height)
 	w := watcher.New(watcher.Config{Store: db, Gatekeeper: gk, Responder: resp, TowerKey: key, Logger: log})
-	mon, err := chain.New(ctx, chain.Config{
+	chainCfg := chain.Config{
 		Source:      btc,
 		Store:       db,
 		Listeners:   []chain.Listener{gk, w, resp}, // rust-teos's order: users first, then breaches, then trackers
 		Logger:      log,
 		IsTransient: bitcoind.IsUnreachable,
-	}, hash, height)
+	}
+	var met *metrics.Metrics // nil unless metrics_bind is set
+	if cfg.MetricsBind != "" {
+		// Only Poll calls the hook, and met is set before the first Poll below.
+		chainCfg.OnBlock = func(_ uint32, took time.Duration) { met.ObserveBlock(took) }
+	}
+	mon, err := chain.New(ctx, chainCfg, hash, height)
 	if err != nil {
 		return fmt.Errorf("load recent blocks: %w", err)
+	}
+	if cfg.MetricsBind != "" {
+		met = metrics.New(metrics.Config{Counts: db.Counts, Height: mon.Height, Reachable: mon.Reachable, Logger: log})
 	}
 	if err := seed(ctx, btc, mon, w, resp); err != nil {
 		return err
@@ -151,7 +161,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	}
 	log.Info("bootstrap completed", "height", mon.Height())
 
-	return serve(ctx, cfg, log, w, mon, db, towerID, rpcTLS)
+	return serve(ctx, cfg, log, w, mon, db, towerID, rpcTLS, met)
 }
 
 // adminTLS makes sure the admin RPC's certificates exist in the data dir (PROTOCOL.md §13) and
@@ -176,7 +186,7 @@ func adminTLS(dataDir string, log *slog.Logger) (*tls.Config, error) {
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher.Watcher, mon *chain.Monitor,
-	db *store.Store, towerID teos.UserID, rpcTLS *tls.Config) error {
+	db *store.Store, towerID teos.UserID, rpcTLS *tls.Config, met *metrics.Metrics) error {
 	// The admin stop RPC cancels this context, like SIGTERM cancels the parent.
 	ctx, shutdown := context.WithCancel(ctx)
 	defer shutdown()
@@ -199,6 +209,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		rpcLis.Close()
 		return fmt.Errorf("listen HTTP API: %w", err)
 	}
+	var metricsLis net.Listener
+	if met != nil {
+		if metricsLis, err = net.Listen("tcp", cfg.MetricsBind); err != nil {
+			grpcLis.Close()
+			rpcLis.Close()
+			httpLis.Close()
+			return fmt.Errorf("listen metrics (metrics_bind %q): %w", cfg.MetricsBind, err)
+		}
+	}
 	logRequests := grpc.ChainUnaryInterceptor(grpcapi.LogRequests(log))
 	grpcSrv := grpc.NewServer(logRequests)
 	teosv2.RegisterPublicTowerServicesServer(grpcSrv, grpcapi.NewPublic(w, mon.Reachable, log))
@@ -217,11 +236,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		grpcLis.Close()
 		rpcLis.Close()
 		httpLis.Close()
+		if metricsLis != nil {
+			metricsLis.Close()
+		}
 		return fmt.Errorf("dial internal API: %w", err)
 	}
 	defer conn.Close()
+	api := httpapi.New(teosv2.NewPublicTowerServicesClient(conn), log)
+	if met != nil {
+		api = met.Instrument(api)
+	}
 	httpSrv := &http.Server{
-		Handler:           httpapi.New(teosv2.NewPublicTowerServicesClient(conn), log),
+		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -238,17 +264,39 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		}
 		return nil
 	})
+	var metricsSrv *http.Server
+	if metricsLis != nil {
+		metricsSrv = &http.Server{
+			Handler:           met.Handler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+		}
+		g.Go(func() error {
+			if err := metricsSrv.Serve(metricsLis); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("metrics server: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		err := httpSrv.Shutdown(sctx) // front door first: HTTP forwards to gRPC
+		if metricsSrv != nil {
+			err = errors.Join(err, metricsSrv.Shutdown(sctx))
+		}
 		stopGRPC(grpcSrv)
 		stopGRPC(rpcSrv) // drains the stop call that may have started all this
 		return err
 	})
-	log.Info("tower ready", "api", httpLis.Addr().String(), "internal_api", grpcLis.Addr().String(),
-		"rpc", rpcLis.Addr().String(), "height", mon.Height())
+	ready := []any{"api", httpLis.Addr().String(), "internal_api", grpcLis.Addr().String(),
+		"rpc", rpcLis.Addr().String(), "height", mon.Height()}
+	if metricsLis != nil {
+		ready = append(ready, "metrics", metricsLis.Addr().String())
+	}
+	log.Info("tower ready", ready...)
 	err = g.Wait()
 	log.Info("shutting down")
 	return err

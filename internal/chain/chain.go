@@ -48,6 +48,9 @@ type Config struct {
 	Logger    *slog.Logger
 	// IsTransient tells a connection failure (bitcoind unreachable) from other errors.
 	IsTransient func(error) bool
+	// OnBlock, if set, is called after a block is connected and persisted, with how long that
+	// took from the block fetch on. It runs on the polling goroutine, so it must be quick.
+	OnBlock func(height uint32, took time.Duration)
 }
 
 // BlockRef names a block of the processed chain.
@@ -205,6 +208,7 @@ func (m *Monitor) disconnect(ctx context.Context, top BlockRef) error {
 }
 
 func (m *Monitor) connect(ctx context.Context, hash chainhash.Hash) error {
+	start := time.Now()
 	block, err := m.cfg.Source.Block(ctx, hash)
 	if err != nil {
 		return m.sourceErr(fmt.Errorf("get block %s: %w", hash, err))
@@ -225,6 +229,9 @@ func (m *Monitor) connect(ctx context.Context, hash chainhash.Hash) error {
 	m.height.Store(height)
 	m.lastMove.Store(time.Now().UnixNano())
 	m.log.Debug("block connected", "block_hash", hash, "height", height, "txs", len(block.Transactions))
+	if m.cfg.OnBlock != nil {
+		m.cfg.OnBlock(height, time.Since(start))
+	}
 	return nil
 }
 

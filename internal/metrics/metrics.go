@@ -1,0 +1,170 @@
+// Package metrics exposes the tower's Prometheus metrics: store counts read at scrape time,
+// chain progress reported by the chain monitor's hook, per-endpoint counts and latencies from
+// a middleware around the public HTTP API, and the Go runtime and process collectors. It uses
+// its own registry, never the global one.
+package metrics
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+const namespace = "teos"
+
+// latencyBuckets spans a cached answer (sub-millisecond) to a stalled bitcoind (seconds).
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+// Config says where the gauges read their values. A nil func leaves its metrics out.
+type Config struct {
+	// Counts returns the registered users, the appointments the watcher holds and the
+	// responder's trackers. It is called once per scrape, never per request.
+	Counts func() (users, appointments, trackers int, err error)
+	// Height is the height of the last block the tower processed.
+	Height func() uint32
+	// Reachable reports whether bitcoind answered the last call.
+	Reachable func() bool
+	Logger    *slog.Logger
+}
+
+// Metrics holds the tower's registry and the instruments the rest of teosd feeds.
+type Metrics struct {
+	reg            *prometheus.Registry
+	log            *slog.Logger
+	blocks         prometheus.Counter
+	blockSeconds   prometheus.Histogram
+	requests       *prometheus.CounterVec
+	requestSeconds *prometheus.HistogramVec
+}
+
+// New builds the registry with every tower metric and the standard Go and process collectors.
+func New(cfg Config) *Metrics {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		log: cfg.Logger.With("component", "metrics"),
+		blocks: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "blocks_processed_total",
+			Help:      "Blocks connected and processed by the tower since it started.",
+		}),
+		blockSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace,
+			Name:      "block_processing_seconds",
+			Help:      "Time to fetch, process and persist one connected block.",
+			Buckets:   latencyBuckets,
+		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "http_requests_total",
+			Help:      "Public API requests by endpoint, HTTP status and teos error_code (empty when none).",
+		}, []string{"endpoint", "code", "error_code"}),
+		requestSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace,
+			Name:      "http_request_duration_seconds",
+			Help:      "Public API request latency by endpoint.",
+			Buckets:   latencyBuckets,
+		}, []string{"endpoint"}),
+	}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.blocks, m.blockSeconds, m.requests, m.requestSeconds,
+	)
+	// Every endpoint shows up from the first scrape, so rate() has a starting point.
+	for _, ep := range endpoints {
+		m.requestSeconds.WithLabelValues(ep)
+	}
+	if cfg.Counts != nil {
+		m.reg.MustRegister(newCountsCollector(cfg.Counts))
+	}
+	if cfg.Height != nil {
+		height := cfg.Height
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace,
+			Name:      "chain_height",
+			Help:      "Height of the last block the tower processed.",
+		}, func() float64 { return float64(height()) }))
+	}
+	if cfg.Reachable != nil {
+		reachable := cfg.Reachable
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace,
+			Name:      "bitcoind_reachable",
+			Help:      "1 if the last call to bitcoind succeeded, 0 if not.",
+		}, func() float64 {
+			if reachable() {
+				return 1
+			}
+			return 0
+		}))
+	}
+	return m
+}
+
+// ObserveBlock records one connected block and how long it took; chain.Config.OnBlock calls it.
+func (m *Metrics) ObserveBlock(took time.Duration) {
+	m.blocks.Inc()
+	m.blockSeconds.Observe(took.Seconds())
+}
+
+// Handler serves the registry in the Prometheus exposition format on /metrics and 404 on any
+// other path. A store that cannot be counted fails only its own gauges, not the whole scrape.
+func (m *Metrics) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorLog:      errorLog{m.log},
+		ErrorHandling: promhttp.ContinueOnError,
+		Registry:      m.reg, // counts its own failures in promhttp_metric_handler_errors_total
+	}))
+	return mux
+}
+
+// errorLog adapts slog to promhttp's logger.
+type errorLog struct{ log *slog.Logger }
+
+func (l errorLog) Println(v ...any) { l.log.Warn("scrape: " + fmt.Sprint(v...)) }
+
+// countsCollector reads the three store counts in one call per scrape.
+type countsCollector struct {
+	counts                        func() (int, int, int, error)
+	users, appointments, trackers *prometheus.Desc
+}
+
+func newCountsCollector(counts func() (int, int, int, error)) *countsCollector {
+	return &countsCollector{
+		counts: counts,
+		users: prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "registered_users"),
+			"Users registered with the tower (expired ones stay until they are cleaned up).", nil, nil),
+		appointments: prometheus.NewDesc(prometheus.BuildFQName(namespace, "watcher", "appointments"),
+			"Appointments the watcher is looking for in new blocks.", nil, nil),
+		trackers: prometheus.NewDesc(prometheus.BuildFQName(namespace, "responder", "trackers"),
+			"Penalty transactions the responder is tracking.", nil, nil),
+	}
+}
+
+func (c *countsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.users
+	ch <- c.appointments
+	ch <- c.trackers
+}
+
+func (c *countsCollector) Collect(ch chan<- prometheus.Metric) {
+	users, appointments, trackers, err := c.counts()
+	if err != nil {
+		for _, d := range []*prometheus.Desc{c.users, c.appointments, c.trackers} {
+			ch <- prometheus.NewInvalidMetric(d, err)
+		}
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.users, prometheus.GaugeValue, float64(users))
+	ch <- prometheus.MustNewConstMetric(c.appointments, prometheus.GaugeValue, float64(appointments))
+	ch <- prometheus.MustNewConstMetric(c.trackers, prometheus.GaugeValue, float64(trackers))
+}
