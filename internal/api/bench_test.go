@@ -29,10 +29,9 @@ const (
 )
 
 // Knobs for exploring where the add_appointment benchmarks saturate, e.g.
-// go test -bench AddAppointment ./internal/api -args -clients=256 -batchdelay=1ms
+// go test -bench AddAppointment ./internal/api -args -clients=256
 var (
-	benchClients    = flag.Int("clients", 64, "concurrent requests in flight in the add_appointment benchmarks")
-	benchBatchDelay = flag.Duration("batchdelay", 0, "bbolt MaxBatchDelay in the add_appointment benchmarks (0: the store's default, as teosd runs)")
+	benchClients = flag.Int("clients", 64, "concurrent requests in flight in the add_appointment benchmarks")
 )
 
 // signedAdd is an add_appointment request signed ahead of time, so the client's signing
@@ -206,7 +205,7 @@ func BenchmarkCryptoBoundParallel(b *testing.B) {
 func BenchmarkAddAppointmentCore(b *testing.B) {
 	reqs := presigned(b.N)
 	crypto := cryptoCost(b, reqs)
-	db, err := store.Open(filepath.Join(b.TempDir(), "teos.db"), &store.Options{MaxBatchDelay: *benchBatchDelay})
+	db, err := store.Open(filepath.Join(b.TempDir(), "teos.db"), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -237,7 +236,7 @@ func BenchmarkAddAppointmentCore(b *testing.B) {
 func BenchmarkAddAppointmentHTTP(b *testing.B) {
 	reqs := presigned(b.N)
 	crypto := cryptoCost(b, reqs)
-	s := newStackWith(b, stackConfig{slots: 1 << 30, duration: 1 << 20, height: testHeight, batchDelay: *benchBatchDelay})
+	s := newStackWith(b, stackConfig{slots: 1 << 30, duration: 1 << 20, height: testHeight})
 	registerBenchUsers(b, s.gk)
 	client := &http.Client{Transport: &http.Transport{
 		MaxIdleConns:        2 * *benchClients,

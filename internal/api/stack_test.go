@@ -20,7 +20,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
@@ -66,7 +65,6 @@ func (acceptAll) HandleBreach(context.Context, teos.UUID, *wire.MsgTx, *wire.Msg
 
 type stackConfig struct {
 	slots, duration, height uint32
-	batchDelay              time.Duration // 0: bbolt's default, as teosd runs
 }
 
 // stack is the public half of teosd, wired as cmd/teosd does.
@@ -91,7 +89,7 @@ func newStack(tb testing.TB) *stack {
 func newStackWith(tb testing.TB, cfg stackConfig) *stack {
 	tb.Helper()
 	s := &stack{tb: tb, path: filepath.Join(tb.TempDir(), "teos.db")}
-	db, err := store.Open(s.path, &store.Options{MaxBatchDelay: cfg.batchDelay}) // fsync on every commit
+	db, err := store.Open(s.path, nil) // fsync on every commit
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -78,7 +78,7 @@ func deleteAppointment(b *buckets, id teos.UUID) (*deletedAppointment, error) {
 }
 
 // UpsertAppointment inserts or replaces the appointment with a's UUID and updates its owner's
-// record in one transaction shared with concurrent writers (bbolt Batch). It reads the owner
+// record in one transaction shared with concurrent writers (a group commit). It reads the owner
 // (ErrUserNotFound if not registered), the appointment already stored under that UUID (nil if
 // none) and whether it has a tracker, then calls fn. If fn returns nil, the UserInfo it returns,
 // the appointment and its index entries are written and that UserInfo is returned. fn must be
@@ -98,7 +98,7 @@ func (s *Store) UpsertAppointment(a *Appointment, fn func(user UserInfo, prev *A
 			return fmt.Errorf("upsert appointment %s: %w", id, err)
 		}
 		if !ok {
-			return fmt.Errorf("upsert appointment %s: %w", id, ErrUserNotFound)
+			return refusal{fmt.Errorf("upsert appointment %s: %w", id, ErrUserNotFound)}
 		}
 		prev, err := getAppointment(b, id)
 		if errors.Is(err, ErrNotFound) {
@@ -110,7 +110,7 @@ func (s *Store) UpsertAppointment(a *Appointment, fn func(user UserInfo, prev *A
 		triggered := b.trackers.Get(id[:]) != nil
 		next, err := fn(user, prev, triggered)
 		if err != nil {
-			return err
+			return refusal{err}
 		}
 		if err := putUser(b, a.UserID, user, true, next); err != nil {
 			return fmt.Errorf("upsert appointment %s: store user: %w", id, err)

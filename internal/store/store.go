@@ -76,18 +76,18 @@ type Tracker struct {
 	Confirmed   bool
 }
 
-// Options tunes the database; zero fields keep bbolt's defaults (batch of up to 1000 calls,
-// 10ms delay, fsync on every commit).
+// Options tunes the database; zero fields keep the defaults (up to 1000 writes share a
+// commit, fsync on every commit).
 type Options struct {
-	MaxBatchDelay time.Duration
-	MaxBatchSize  int
+	MaxBatchSize int
 	// NoSync skips fsync: only for tests and fixtures, a crash can then lose acknowledged data.
 	NoSync bool
 }
 
 // Store is the tower's database. Its methods are safe for concurrent use.
 type Store struct {
-	db *bolt.DB
+	db     *bolt.DB
+	writes *committer
 }
 
 // Open opens or creates the database at path, creates any missing bucket and brings the
@@ -101,17 +101,11 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	if opts.MaxBatchDelay > 0 {
-		db.MaxBatchDelay = opts.MaxBatchDelay
-	}
-	if opts.MaxBatchSize > 0 {
-		db.MaxBatchSize = opts.MaxBatchSize
-	}
 	if err := db.Update(initialise); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, writes: newCommitter(db, opts.MaxBatchSize)}, nil
 }
 
 func initialise(tx *bolt.Tx) error {
@@ -147,8 +141,12 @@ func putVersion(meta *bolt.Bucket, v uint32) error {
 	return meta.Put(keyVersion, binary.BigEndian.AppendUint32(nil, v))
 }
 
-// Close closes the file; it waits for open transactions to finish.
-func (s *Store) Close() error { return s.db.Close() }
+// Close commits the queued writes and closes the file; it waits for open transactions to
+// finish.
+func (s *Store) Close() error {
+	s.writes.close()
+	return s.db.Close()
+}
 
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.db.Path() }
@@ -196,19 +194,13 @@ func (s *Store) update(fn func(b *buckets) error) error {
 	})
 }
 
-// batch is update through db.Batch: concurrent callers share one commit (one fsync). fn may
-// run more than once and must not have effects outside the transaction.
+// batch runs fn in a group commit shared with concurrent writers (one fsync for all). fn may
+// run twice and must not have effects outside the transaction; it wraps its policy refusals,
+// made before it writes, in refusal.
 func (s *Store) batch(fn func(b *buckets) error) error {
-	return s.db.Batch(func(tx *bolt.Tx) error {
-		b, err := openBuckets(tx)
-		if err != nil {
-			return err
-		}
-		return fn(b)
-	})
+	return s.writes.write(fn)
 }
 
-// TowerKey returns the newest tower secret key; ok is false if none was ever added.
 func (s *Store) TowerKey() (sk [32]byte, ok bool, err error) {
 	err = s.view(func(b *buckets) error {
 		c := b.meta.Cursor()

@@ -57,8 +57,7 @@ func withStores(t *testing.T, scenario func(t *testing.T, s *Store, reopen func(
 	for _, mode := range []string{"fresh", "reopened"} {
 		t.Run(mode, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "teos.db")
-			// A lone Batch caller waits MaxBatchDelay; keep sequential test steps quick.
-			opts := &Options{MaxBatchDelay: time.Millisecond}
+			opts := &Options{}
 			cur := mustOpen(t, path, opts)
 			t.Cleanup(func() { _ = cur.Close() })
 			reopen := func() *Store {
@@ -163,12 +162,12 @@ func wantCounts(t *testing.T, s *Store, users, watcher, trackers int) {
 
 func TestOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "teos.db")
-	s := mustOpen(t, path, &Options{MaxBatchDelay: time.Millisecond, MaxBatchSize: 7})
+	s := mustOpen(t, path, &Options{MaxBatchSize: 7})
 	if s.Path() != path {
 		t.Errorf("Path() = %q, want %q", s.Path(), path)
 	}
-	if s.db.MaxBatchSize != 7 || s.db.MaxBatchDelay != time.Millisecond || s.db.NoSync {
-		t.Errorf("options not applied: size %d delay %v nosync %v", s.db.MaxBatchSize, s.db.MaxBatchDelay, s.db.NoSync)
+	if s.writes.maxBatch != 7 || s.db.NoSync {
+		t.Errorf("options not applied: batch size %d nosync %v", s.writes.maxBatch, s.db.NoSync)
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -205,9 +204,9 @@ func TestOpen(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = mustOpen(t, path, nil) // reopening an up-to-date file works; bbolt defaults are 1000 calls, 10ms
-	if s.db.MaxBatchSize != 1000 || s.db.MaxBatchDelay != 10*time.Millisecond {
-		t.Errorf("zero options should keep bbolt defaults, got size %d delay %v", s.db.MaxBatchSize, s.db.MaxBatchDelay)
+	s = mustOpen(t, path, nil) // reopening an up-to-date file works
+	if s.writes.maxBatch != defaultMaxBatch {
+		t.Errorf("zero options should keep the default batch size, got %d", s.writes.maxBatch)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -452,7 +451,7 @@ func TestUpsertAppointmentFailureWritesNothing(t *testing.T) {
 // A failing call inside a batch must not take the others down, and the survivors' fn may be
 // re-run, which is harmless because it only maps its inputs to outputs.
 func TestUpsertAppointmentFailureInsideBatch(t *testing.T) {
-	s := mustOpen(t, filepath.Join(t.TempDir(), "teos.db"), &Options{MaxBatchDelay: 50 * time.Millisecond})
+	s := mustOpen(t, filepath.Join(t.TempDir(), "teos.db"), nil)
 	t.Cleanup(func() { _ = s.Close() })
 	const n = 16
 	registerAll(t, s, n, 5, 1000)
@@ -831,8 +830,7 @@ func TestCorruptRecordIsAnError(t *testing.T) {
 }
 
 func TestConcurrentUpsertsShareCommits(t *testing.T) {
-	// A long delay makes sure all callers join a batch even on a slow, race-instrumented run.
-	s := mustOpen(t, filepath.Join(t.TempDir(), "teos.db"), &Options{MaxBatchDelay: 100 * time.Millisecond})
+	s := mustOpen(t, filepath.Join(t.TempDir(), "teos.db"), nil)
 	t.Cleanup(func() { _ = s.Close() })
 	const n = 64
 	registerAll(t, s, n, 10, 1000)

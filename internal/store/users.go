@@ -59,7 +59,7 @@ func (s *Store) User(id teos.UserID) (UserInfo, bool, error) {
 }
 
 // UpdateUser runs fn on the user's current record (exists=false and a zero UserInfo if absent)
-// and stores what fn returns, in one transaction shared with concurrent writers (bbolt Batch).
+// and stores what fn returns, in one transaction shared with concurrent writers (a group commit).
 // fn must be pure: it may run more than once. An error from fn aborts the transaction and is
 // returned unchanged.
 func (s *Store) UpdateUser(id teos.UserID, fn func(prev UserInfo, exists bool) (UserInfo, error)) (UserInfo, error) {
@@ -72,7 +72,7 @@ func (s *Store) UpdateUser(id teos.UserID, fn func(prev UserInfo, exists bool) (
 		}
 		next, err := fn(prev, exists)
 		if err != nil {
-			return err
+			return refusal{err}
 		}
 		if err := putUser(b, id, prev, exists, next); err != nil {
 			return fmt.Errorf("store user %s: %w", id, err)

@@ -30,7 +30,7 @@ func (r *trackAll) HandleBreach(context.Context, teos.UUID, *wire.MsgTx, *wire.M
 func BenchmarkBlockConnected(b *testing.B) {
 	const stored, perBlock, users, writers = 100_000, 4_000, 100, 1000
 	s, err := store.Open(filepath.Join(b.TempDir(), "teos.db"),
-		&store.Options{NoSync: true, MaxBatchSize: writers, MaxBatchDelay: time.Millisecond})
+		&store.Options{NoSync: true, MaxBatchSize: writers})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,0 +1,148 @@
+package store
+
+import (
+	"errors"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// defaultMaxBatch caps how many writes share one commit.
+const defaultMaxBatch = 1000
+
+// refusal wraps an error returned by a caller's policy function before its write touched the
+// transaction: the call fails alone and the other writes of the batch still commit.
+type refusal struct{ err error }
+
+func (r refusal) Error() string { return r.err.Error() }
+func (r refusal) Unwrap() error { return r.err }
+
+// writeCall is one write waiting for a group commit.
+type writeCall struct {
+	fn   func(b *buckets) error
+	err  error
+	done chan struct{}
+}
+
+// committer is a group commit: one goroutine writes, and every write queued while the previous
+// commit was being fsynced joins the next one. Unlike bbolt's Batch there is no timer: a lone
+// writer commits at once, and under load batches grow by themselves.
+type committer struct {
+	db       *bolt.DB
+	maxBatch int
+
+	mu     sync.RWMutex // guards closed against sends on a closed queue
+	closed bool
+	queue  chan *writeCall
+	wg     sync.WaitGroup
+}
+
+func newCommitter(db *bolt.DB, maxBatch int) *committer {
+	if maxBatch <= 0 {
+		maxBatch = defaultMaxBatch
+	}
+	c := &committer{db: db, maxBatch: maxBatch, queue: make(chan *writeCall, maxBatch)}
+	c.wg.Add(1)
+	go c.loop()
+	return c
+}
+
+// write runs fn in a shared read-write transaction and returns once it is committed. fn must
+// return refusal-wrapped errors for refusals made before it wrote anything; any other error
+// rolls the whole batch back, after which each call is retried in a transaction of its own,
+// so fn may run twice and must have no effects outside the transaction.
+func (c *committer) write(fn func(b *buckets) error) error {
+	call := &writeCall{fn: fn, done: make(chan struct{})}
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		return bolt.ErrDatabaseNotOpen
+	}
+	c.queue <- call
+	c.mu.RUnlock()
+	<-call.done
+	var r refusal
+	if errors.As(call.err, &r) {
+		return r.err
+	}
+	return call.err
+}
+
+func (c *committer) loop() {
+	defer c.wg.Done()
+	for first := range c.queue {
+		calls := []*writeCall{first}
+	gather:
+		for len(calls) < c.maxBatch {
+			select {
+			case call, ok := <-c.queue:
+				if !ok {
+					break gather
+				}
+				calls = append(calls, call)
+			default:
+				break gather
+			}
+		}
+		c.commit(calls)
+	}
+}
+
+func (c *committer) commit(calls []*writeCall) {
+	if err := c.update(calls); err != nil {
+		if len(calls) == 1 {
+			calls[0].err = err
+		} else {
+			// One call failed after writing: retry each alone so only that one fails.
+			for _, call := range calls {
+				if err := c.update([]*writeCall{call}); err != nil {
+					call.err = err
+				}
+			}
+		}
+	}
+	for _, call := range calls {
+		close(call.done)
+	}
+}
+
+// errAllRefused rolls back a transaction in which every call was refused: nothing to commit.
+var errAllRefused = errors.New("every write refused")
+
+// update runs calls in one transaction; a refusal fails only its own call.
+func (c *committer) update(calls []*writeCall) error {
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		b, err := openBuckets(tx)
+		if err != nil {
+			return err
+		}
+		accepted := false
+		for _, call := range calls {
+			call.err = call.fn(b)
+			if call.err == nil {
+				accepted = true
+			} else if !errors.As(call.err, new(refusal)) {
+				return call.err
+			}
+		}
+		if !accepted {
+			return errAllRefused
+		}
+		return nil
+	})
+	if errors.Is(err, errAllRefused) {
+		return nil
+	}
+	return err
+}
+
+// close stops accepting writes and waits for the queued ones to commit.
+func (c *committer) close() {
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		close(c.queue)
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+}
