@@ -80,13 +80,17 @@ func TestBreachResponse(t *testing.T) {
 // TestBreachWhileTowerDown kills teosd, mines the breach while it is down, and finds the
 // penalty broadcast when teosd comes back: it catches up before opening its API.
 func TestBreachWhileTowerDown(t *testing.T) {
-	t.Run("after a block", func(t *testing.T) { testBreachWhileTowerDown(t, true) })
+	t.Run("after a block", func(t *testing.T) { testBreachWhileTowerDown(t, true, 2) })
 	// The tower has only ever seen the tip it started on: it must resume from there too, not
 	// from bitcoind's tip at the restart.
-	t.Run("before any block", func(t *testing.T) { testBreachWhileTowerDown(t, false) })
+	t.Run("before any block", func(t *testing.T) { testBreachWhileTowerDown(t, false, 2) })
+	// Down for longer than the 100 blocks the chain monitor remembers: a long catch-up, not a
+	// deep reorg.
+	t.Run("far behind", func(t *testing.T) { testBreachWhileTowerDown(t, true, 250) })
 }
 
-func testBreachWhileTowerDown(t *testing.T, blockFirst bool) {
+// testBreachWhileTowerDown mines the breach and then after more blocks while teosd is down.
+func testBreachWhileTowerDown(t *testing.T, blockFirst bool, after uint32) {
 	node := startNode(t)
 	c := newChain(t, node)
 	tw := newTower(t, node, "")
@@ -106,7 +110,7 @@ func testBreachWhileTowerDown(t *testing.T, blockFirst bool) {
 	if !blockHas(block, b.Commitment) {
 		t.Fatal("commitment not mined")
 	}
-	node.Generate(t, 2) // the breach is not even the newest block
+	node.Generate(t, after) // the breach is not even the newest block
 	tip := c.tip(t)
 
 	tw.start()

@@ -4,7 +4,6 @@ package chain
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -27,6 +26,8 @@ type BlockSource interface {
 	BestBlockHash(ctx context.Context) (chainhash.Hash, error)
 	BlockHeader(ctx context.Context, hash chainhash.Hash) (*wire.BlockHeader, error)
 	Block(ctx context.Context, hash chainhash.Hash) (*wire.MsgBlock, error)
+	// BlockHeight is the height of a block of the best chain.
+	BlockHeight(ctx context.Context, hash chainhash.Hash) (uint32, error)
 }
 
 // Listener receives block events. Listeners are called one at a time, in the order given.
@@ -135,7 +136,13 @@ func (m *Monitor) Poll(ctx context.Context) error {
 	if best == m.chain[len(m.chain)-1].Hash {
 		return nil
 	}
-	// Walk back from the new best block until a block we processed.
+	bestHeight, err := m.cfg.Source.BlockHeight(ctx, best)
+	if err != nil {
+		return m.sourceErr(fmt.Errorf("get height of %s: %w", best, err))
+	}
+	// Walk back from the new best block until a block we processed. However many blocks were
+	// missed, the walk ends there; it fails only if it passes below the oldest block we know,
+	// i.e. the fork is deeper than Window.
 	var branch []chainhash.Hash // newest first
 	fork := -1
 	for hash := best; fork < 0; {
@@ -143,7 +150,7 @@ func (m *Monitor) Poll(ctx context.Context) error {
 			fork = i
 			break
 		}
-		if len(branch) > Window && m.chain[0].Height > 0 {
+		if int64(bestHeight)-int64(len(branch)) < int64(m.chain[0].Height) {
 			return fmt.Errorf("new best block %s forks more than %d blocks below the tip", best, Window)
 		}
 		hdr, err := m.cfg.Source.BlockHeader(ctx, hash)
@@ -151,13 +158,7 @@ func (m *Monitor) Poll(ctx context.Context) error {
 			return m.sourceErr(fmt.Errorf("get header %s: %w", hash, err))
 		}
 		branch = append(branch, hash)
-		if hash == hdr.PrevBlock { // cannot happen on a real chain; avoids looping on garbage
-			return fmt.Errorf("header %s is its own parent", hash)
-		}
 		hash = hdr.PrevBlock
-		if len(branch) > 1_000_000 {
-			return errors.New("no fork point found")
-		}
 	}
 	for len(m.chain)-1 > fork {
 		top := m.chain[len(m.chain)-1]

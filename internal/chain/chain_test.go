@@ -75,6 +75,19 @@ func (c *fakeChain) BlockHeader(_ context.Context, h chainhash.Hash) (*wire.Bloc
 	return &hdr, nil
 }
 
+func (c *fakeChain) BlockHeight(_ context.Context, h chainhash.Hash) (uint32, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.down {
+		return 0, errDown
+	}
+	height := uint32(0)
+	for b, ok := c.blocks[h]; ok && b.Header.PrevBlock != (chainhash.Hash{}); b, ok = c.blocks[b.Header.PrevBlock] {
+		height++
+	}
+	return height, nil
+}
+
 func (c *fakeChain) Block(_ context.Context, h chainhash.Hash) (*wire.MsgBlock, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -214,5 +227,33 @@ func TestStartFromStaleTipWalksBackThroughTheReorg(t *testing.T) {
 	}
 	if len(events) != 3+5 || events[0] != fmt.Sprintf("l-10:%s", hs[10]) || events[7] != fmt.Sprintf("l+12:%s", fork[4]) {
 		t.Fatalf("events %v", events)
+	}
+}
+
+// A tower that was down for many more blocks than Window catches up on all of them.
+func TestCatchesUpFarMoreThanWindow(t *testing.T) {
+	c, hs := newFakeChain(10)
+	var events []string
+	m, st := newMonitor(t, c, hs[10], 10, &recorder{name: "l", events: &events})
+	added := c.extend(hs[10], 3*Window)
+	if err := m.Poll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 3*Window || st.hash != added[len(added)-1] || st.height != 10+3*Window {
+		t.Fatalf("%d events, tip %s@%d; want %d blocks up to %s@%d", len(events), st.hash, st.height, 3*Window, added[len(added)-1], 10+3*Window)
+	}
+}
+
+// A fork deeper than Window is refused rather than half-applied.
+func TestRefusesForkDeeperThanWindow(t *testing.T) {
+	c, hs := newFakeChain(2 * Window)
+	var events []string
+	m, st := newMonitor(t, c, hs[2*Window], 2*Window, &recorder{name: "l", events: &events})
+	c.extend(hs[Window-10], Window+20)
+	if err := m.Poll(t.Context()); err == nil {
+		t.Fatal("deep fork accepted")
+	}
+	if len(events) != 0 || m.Height() != 2*Window || st.height != 0 {
+		t.Fatalf("deep fork applied %d events, height %d", len(events), m.Height())
 	}
 }
