@@ -1,0 +1,201 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/btcec/v2"
+
+	"github.com/teos-go/teos/internal/btcdtest"
+	"github.com/teos-go/teos/pkg/client"
+	"github.com/teos-go/teos/pkg/teos"
+)
+
+func userKey(t testing.TB) *btcec.PrivateKey {
+	t.Helper()
+	k, err := btcec.NewPrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// TestClientLibrary drives teosd through pkg/client: a real breach's appointment is answered
+// with dispute_responded once the commitment is mined, SendMany spreads 200 appointments over
+// two towers, and a client holding the wrong tower id flags the receipt.
+func TestClientLibrary(t *testing.T) {
+	node := startNode(t)
+	c := newChain(t, node)
+	tw1, tw2 := newTower(t, node, ""), newTower(t, node, "")
+	tw1.start()
+	tw2.start()
+	ctx := t.Context()
+	key := userKey(t)
+	opts := []client.Option{client.WithRetry(3, 50*time.Millisecond)}
+	cl1, cl2 := client.New(tw1.apiURL, tw1.id, key, opts...), client.New(tw2.apiURL, tw2.id, key, opts...)
+	for _, cl := range []*client.Tower{cl1, cl2} {
+		if err := cl.Ping(ctx); err != nil {
+			t.Fatalf("Ping: %v", err)
+		}
+		if _, err := cl.Register(ctx); err != nil {
+			t.Fatalf("Register: %v", err)
+		}
+	}
+	renewed, err := cl1.Register(ctx) // the renewal check passes on a real tower
+	if err != nil {
+		t.Fatalf("renewal: %v", err)
+	}
+
+	b := node.NewBreach(t)
+	appt, err := client.NewAppointment(b.Commitment.TxHash(), b.Penalty, btcdtest.ToSelfDelay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if appt.Locator != locatorOf(b) {
+		t.Fatalf("locator %s, want %s", appt.Locator, locatorOf(b))
+	}
+	rec, err := cl1.AddAppointment(ctx, appt)
+	if err != nil {
+		t.Fatalf("AddAppointment: %v", err)
+	}
+	if rec.AvailableSlots != renewed.AvailableSlots-1 {
+		t.Fatalf("receipt slots %d, want %d", rec.AvailableSlots, renewed.AvailableSlots-1)
+	}
+	if st, err := cl1.GetAppointment(ctx, appt.Locator); err != nil || st.Status != client.StatusBeingWatched {
+		t.Fatalf("GetAppointment before the breach: %+v %v", st, err)
+	}
+
+	c.send(t, b.Commitment)
+	c.mine(t)
+	var st *client.AppointmentState
+	waitFor(t, "dispute_responded", func() bool {
+		st, err = cl1.GetAppointment(ctx, appt.Locator)
+		return err == nil && st.Status == client.StatusDisputeResponded
+	})
+	if st.Tracker == nil || st.Tracker.DisputeTxID != b.Commitment.TxHash().String() ||
+		st.Tracker.PenaltyTxID != b.Penalty.TxHash().String() || !bytes.Equal(st.Tracker.PenaltyRawTx, txBytes(t, b.Penalty)) {
+		t.Fatalf("tracker %+v", st.Tracker)
+	}
+	_, err = cl2.GetAppointment(ctx, appt.Locator)
+	var apiErr *client.APIError
+	if !errors.As(err, &apiErr) || apiErr.Code != teos.ErrCodeAppointmentNotFound {
+		t.Fatalf("GetAppointment on the other tower = %v, want not found", err)
+	}
+
+	// With teos-go's batch extension SendMany goes through POST /add_appointments, without it
+	// through single requests; either way every receipt is checked.
+	if info, err := cl1.Info(ctx); err == nil {
+		if info.TowerID != tw1.id || !info.HasExtension(client.ExtAddAppointments) {
+			t.Fatalf("/info %+v, want tower %s with %s", info, tw1.id, client.ExtAddAppointments)
+		}
+		found, err := client.Discover(ctx, tw1.apiURL, key)
+		if err != nil || found.ID() != tw1.id {
+			t.Fatalf("Discover: %v, %v", found, err)
+		}
+		t.Log("teosd has the batch extension")
+	} else if !errors.As(err, &apiErr) || (apiErr.HTTPStatus != 404 && apiErr.HTTPStatus != 405) {
+		t.Fatalf("/info: %v", err)
+	} else {
+		t.Log("teosd has no batch extension: single requests")
+	}
+	appts := make([]teos.Appointment, 100)
+	for i := range appts {
+		appts[i] = randomAppointment(t, 200)
+	}
+	done := 0
+	res := client.SendMany(ctx, []*client.Tower{cl1, cl2}, appts, client.SendOptions{Concurrency: 16,
+		Progress: func(d, _ int) { done = d }})
+	if len(res) != 200 || done != 200 {
+		t.Fatalf("%d results, progress %d", len(res), done)
+	}
+	for i, r := range res {
+		if r.Err != nil || r.Receipt == nil || r.Receipt.Locator != appts[i%100].Locator {
+			t.Fatalf("result %d (%s): %v", i, r.Tower.URL(), r.Err)
+		}
+	}
+	for _, tc := range []struct {
+		cl   *client.Tower
+		want int
+	}{{cl1, 101}, {cl2, 100}} {
+		info, err := tc.cl.GetSubscriptionInfo(ctx)
+		if err != nil || len(info.Locators) != tc.want {
+			t.Fatalf("GetSubscriptionInfo: %v, %d locators, want %d", err, len(info.Locators), tc.want)
+		}
+	}
+
+	// tw2's receipts do not verify against tw1's id.
+	impostor := client.New(tw2.apiURL, tw1.id, userKey(t))
+	if _, err := impostor.Register(ctx); !errors.Is(err, client.ErrMisbehaving) {
+		t.Fatalf("Register with the wrong tower id = %v, want ErrMisbehaving", err)
+	}
+	tw1.stop()
+	tw2.stop()
+}
+
+// TestClientCLI runs the teos-client binary: register, add_appointment for a real breach,
+// get_appointment, checking the JSON each prints.
+func TestClientCLI(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "teos-client")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/teos-client").CombinedOutput(); err != nil {
+		t.Fatalf("build teos-client: %v\n%s", err, out)
+	}
+	node := startNode(t)
+	tw := newTower(t, node, "")
+	tw.start()
+	dataDir := filepath.Join(t.TempDir(), "client")
+	cli := func(args ...string) map[string]any {
+		t.Helper()
+		cmd := exec.Command(bin, append([]string{"--datadir", dataDir, "--tower", tw.apiURL}, args...)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("teos-client %v: %v\n%s", args, err, stderr.String())
+		}
+		var got map[string]any
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("teos-client %v printed %q: %v", args, out, err)
+		}
+		return got
+	}
+
+	reg := cli("--towerid", tw.id.String(), "register")
+	if reg["tower_id"] != tw.id.String() || reg["available_slots"] == nil || reg["subscription_signature"] == nil {
+		t.Fatalf("register printed %v", reg)
+	}
+	b := node.NewBreach(t)
+	// The tower id saved by register is used from here on.
+	rec := cli("add_appointment", "--commitment-txid", b.Commitment.TxHash().String(),
+		"--penalty", hex.EncodeToString(txBytes(t, b.Penalty)), "--to-self-delay", "144")
+	if rec["locator"] != locatorOf(b).String() || rec["signature"] == nil || rec["start_block"] == nil {
+		t.Fatalf("add_appointment printed %v", rec)
+	}
+	got := cli("get_appointment", locatorOf(b).String())
+	appt, _ := got["appointment"].(map[string]any)
+	if got["status"] != "being_watched" || appt["locator"] != locatorOf(b).String() || appt["to_self_delay"] != float64(144) {
+		t.Fatalf("get_appointment printed %v", got)
+	}
+	sub := cli("get_subscription_info")
+	if locs, _ := sub["locators"].([]any); len(locs) != 1 || locs[0] != locatorOf(b).String() {
+		t.Fatalf("get_subscription_info printed %v", sub)
+	}
+
+	// register --discover takes the id from GET /info, when teosd has the extension.
+	if resp, err := http.Get(tw.apiURL + "/info"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			dataDir = filepath.Join(t.TempDir(), "discovered")
+			if reg := cli("register", "--discover"); reg["tower_id"] != tw.id.String() {
+				t.Fatalf("register --discover printed %v", reg)
+			}
+		}
+	}
+	tw.stop()
+}

@@ -1,0 +1,562 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+
+	"github.com/teos-go/teos/pkg/teos"
+	"github.com/teos-go/teos/pkg/wtcrypto"
+)
+
+const (
+	defaultRetries   = 3
+	defaultRetryBase = 500 * time.Millisecond
+	maxBackoff       = 30 * time.Second
+	// maxResponseBytes bounds what we read from a tower; a batch answer of 1000 receipts is
+	// well under it.
+	maxResponseBytes = 8 << 20
+)
+
+// Tower is a client for one tower and one user key. It is safe for concurrent use.
+type Tower struct {
+	url     string
+	id      teos.UserID
+	key     *btcec.PrivateKey
+	userID  teos.UserID
+	http    *http.Client
+	retries int
+	base    time.Duration
+	// maxBatchItems is MaxBatchItems; tests lower it.
+	maxBatchItems int
+
+	mu          sync.Mutex
+	reg         *teos.RegistrationReceipt
+	misbehaving error
+	batch       batchSupport
+}
+
+// Option configures a Tower.
+type Option func(*Tower)
+
+// WithHTTPClient sets the HTTP client (for a proxy, TLS or a transport timeout).
+func WithHTTPClient(c *http.Client) Option { return func(t *Tower) { t.http = c } }
+
+// WithRetry sets how many times a transient failure is retried (0 disables retries) and the
+// first backoff delay, which doubles on each retry (with jitter, capped at 30 s).
+func WithRetry(maxRetries int, base time.Duration) Option {
+	return func(t *Tower) { t.retries, t.base = max(maxRetries, 0), base }
+}
+
+// WithRegistration tells the Tower about a registration receipt obtained earlier, so that
+// Register can check a renewal against it.
+func WithRegistration(r teos.RegistrationReceipt) Option {
+	return func(t *Tower) { t.reg = &r }
+}
+
+// New returns a client for the tower at baseURL ("http://host:port"; "http://" is added if
+// missing) whose public key is towerID, acting as the user whose key is key (not nil).
+func New(baseURL string, towerID teos.UserID, key *btcec.PrivateKey, opts ...Option) *Tower {
+	if !strings.Contains(baseURL, "://") {
+		baseURL = "http://" + baseURL
+	}
+	t := &Tower{
+		url:     strings.TrimRight(baseURL, "/"),
+		id:      towerID,
+		key:     key,
+		userID:  teos.UserIDFromPubKey(key.PubKey()),
+		http:    http.DefaultClient,
+		retries: defaultRetries,
+		base:    defaultRetryBase,
+
+		maxBatchItems: MaxBatchItems,
+	}
+	for _, o := range opts {
+		o(t)
+	}
+	return t
+}
+
+// ID is the tower id receipts are checked against.
+func (t *Tower) ID() teos.UserID { return t.id }
+
+// URL is the tower's base URL.
+func (t *Tower) URL() string { return t.url }
+
+// UserID is the user's id (the public key of the user key).
+func (t *Tower) UserID() teos.UserID { return t.userID }
+
+// Registration returns the last registration receipt verified (or given by WithRegistration).
+func (t *Tower) Registration() (teos.RegistrationReceipt, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.reg == nil {
+		return teos.RegistrationReceipt{}, false
+	}
+	return *t.reg, true
+}
+
+// Misbehaving returns the error that marked the tower as misbehaving, or nil.
+func (t *Tower) Misbehaving() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.misbehaving
+}
+
+// markMisbehaving records the first proof of misbehaviour and returns an error wrapping
+// ErrMisbehaving.
+func (t *Tower) markMisbehaving(format string, args ...any) error {
+	err := fmt.Errorf("%w: tower %s: %s", ErrMisbehaving, t.id, fmt.Sprintf(format, args...))
+	t.mu.Lock()
+	if t.misbehaving == nil {
+		t.misbehaving = err
+	}
+	t.mu.Unlock()
+	return err
+}
+
+// Info is the answer to GET /info (batch extension).
+type Info struct {
+	TowerID    teos.UserID
+	Version    string
+	Extensions []string
+}
+
+// HasExtension reports whether the tower advertises ext.
+func (i *Info) HasExtension(ext string) bool {
+	for _, e := range i.Extensions {
+		if e == ext {
+			return true
+		}
+	}
+	return false
+}
+
+type infoJSON struct {
+	TowerID    string   `json:"tower_id"`
+	Version    string   `json:"version"`
+	Extensions []string `json:"extensions"`
+}
+
+// Discover asks the tower at baseURL for its id (GET /info) and returns a Tower using it.
+// The id is taken on trust: see the package documentation.
+func Discover(ctx context.Context, baseURL string, key *btcec.PrivateKey, opts ...Option) (*Tower, error) {
+	t := New(baseURL, teos.UserID{}, key, opts...)
+	info, err := t.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t.id = info.TowerID
+	return t, nil
+}
+
+// Info calls GET /info. A tower without the batch extension answers 404 or 405 (*APIError).
+func (t *Tower) Info(ctx context.Context) (*Info, error) {
+	var r infoJSON
+	if err := t.do(ctx, http.MethodGet, "/info", nil, &r); err != nil {
+		return nil, err
+	}
+	b, err := hex.DecodeString(r.TowerID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: tower_id: %w", ErrBadResponse, err)
+	}
+	id, err := teos.ParseUserID(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: tower_id: %w", ErrBadResponse, err)
+	}
+	return &Info{TowerID: id, Version: r.Version, Extensions: r.Extensions}, nil
+}
+
+// Ping checks that the tower answers GET /ping with a 2xx.
+func (t *Tower) Ping(ctx context.Context) error {
+	return t.do(ctx, http.MethodGet, "/ping", nil, nil)
+}
+
+type registerRequest struct {
+	UserID string `json:"user_id"`
+}
+
+type registerResponse struct {
+	UserID                string `json:"user_id"`
+	AvailableSlots        uint32 `json:"available_slots"`
+	SubscriptionStart     uint32 `json:"subscription_start"`
+	SubscriptionExpiry    uint32 `json:"subscription_expiry"`
+	SubscriptionSignature string `json:"subscription_signature"`
+}
+
+// Subscription is a verified registration receipt and the tower's signature over it.
+type Subscription struct {
+	teos.RegistrationReceipt
+	Signature string
+}
+
+// Register registers (or renews) the user. The receipt must be signed by the tower id and, for
+// a renewal, raise both the slot count and the expiry; otherwise the tower is marked
+// misbehaving.
+func (t *Tower) Register(ctx context.Context) (*Subscription, error) {
+	if err := t.Misbehaving(); err != nil {
+		return nil, err
+	}
+	var r registerResponse
+	if err := t.do(ctx, http.MethodPost, "/register", registerRequest{t.userID.String()}, &r); err != nil {
+		return nil, err
+	}
+	rec := teos.RegistrationReceipt{
+		UserID:             t.userID,
+		AvailableSlots:     r.AvailableSlots,
+		SubscriptionStart:  r.SubscriptionStart,
+		SubscriptionExpiry: r.SubscriptionExpiry,
+	}
+	if r.UserID != t.userID.String() {
+		return nil, t.markMisbehaving("registration receipt for user %q, want %s", r.UserID, t.userID)
+	}
+	if !wtcrypto.VerifySignature(rec.SignedBytes(), r.SubscriptionSignature, t.id) {
+		return nil, t.markMisbehaving("registration receipt not signed by the tower")
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if prev := t.reg; prev != nil && (rec.AvailableSlots <= prev.AvailableSlots || rec.SubscriptionExpiry <= prev.SubscriptionExpiry) {
+		err := fmt.Errorf("%w: tower %s: renewal to %d slots / expiry %d does not extend %d slots / expiry %d",
+			ErrMisbehaving, t.id, rec.AvailableSlots, rec.SubscriptionExpiry, prev.AvailableSlots, prev.SubscriptionExpiry)
+		if t.misbehaving == nil {
+			t.misbehaving = err
+		}
+		return nil, err
+	}
+	t.reg = &rec
+	return &Subscription{RegistrationReceipt: rec, Signature: r.SubscriptionSignature}, nil
+}
+
+type appointmentJSON struct {
+	Locator       string `json:"locator"`
+	EncryptedBlob string `json:"encrypted_blob"`
+	ToSelfDelay   uint32 `json:"to_self_delay"`
+}
+
+func toJSON(a *teos.Appointment) appointmentJSON {
+	return appointmentJSON{a.Locator.String(), hex.EncodeToString(a.EncryptedBlob), a.ToSelfDelay}
+}
+
+func (j *appointmentJSON) decode() (teos.Appointment, error) {
+	var a teos.Appointment
+	lb, err := hex.DecodeString(j.Locator)
+	if err != nil {
+		return a, fmt.Errorf("locator: %w", err)
+	}
+	if a.Locator, err = teos.LocatorFromBytes(lb); err != nil {
+		return a, err
+	}
+	if a.EncryptedBlob, err = hex.DecodeString(j.EncryptedBlob); err != nil {
+		return a, fmt.Errorf("encrypted_blob: %w", err)
+	}
+	a.ToSelfDelay = j.ToSelfDelay
+	return a, nil
+}
+
+type addRequest struct {
+	Appointment appointmentJSON `json:"appointment"`
+	Signature   string          `json:"signature"`
+}
+
+type addResponse struct {
+	Locator            string `json:"locator"`
+	StartBlock         uint32 `json:"start_block"`
+	Signature          string `json:"signature"`
+	AvailableSlots     uint32 `json:"available_slots"`
+	SubscriptionExpiry uint32 `json:"subscription_expiry"`
+}
+
+// AppointmentReceipt is a verified answer to add_appointment.
+type AppointmentReceipt struct {
+	Locator    teos.Locator
+	StartBlock uint32
+	// UserSignature is the user's signature of the appointment; TowerSignature signs it with
+	// StartBlock (teos.AppointmentReceiptBytes).
+	UserSignature      string
+	TowerSignature     string
+	AvailableSlots     uint32
+	SubscriptionExpiry uint32
+}
+
+func (t *Tower) newAddRequest(a *teos.Appointment) addRequest {
+	return addRequest{Appointment: toJSON(a), Signature: wtcrypto.SignMessage(a.SignedBytes(), t.key)}
+}
+
+// verifyAdd checks an add_appointment answer for req and turns it into a receipt.
+func (t *Tower) verifyAdd(req *addRequest, r *addResponse) (*AppointmentReceipt, error) {
+	if r.Locator != req.Appointment.Locator {
+		return nil, t.markMisbehaving("receipt for locator %q, sent %s", r.Locator, req.Appointment.Locator)
+	}
+	if !wtcrypto.VerifySignature(teos.AppointmentReceiptBytes(req.Signature, r.StartBlock), r.Signature, t.id) {
+		return nil, t.markMisbehaving("appointment receipt for %s not signed by the tower", req.Appointment.Locator)
+	}
+	var loc teos.Locator
+	b, _ := hex.DecodeString(r.Locator) // equal to what we sent, so valid
+	copy(loc[:], b)
+	return &AppointmentReceipt{
+		Locator:            loc,
+		StartBlock:         r.StartBlock,
+		UserSignature:      req.Signature,
+		TowerSignature:     r.Signature,
+		AvailableSlots:     r.AvailableSlots,
+		SubscriptionExpiry: r.SubscriptionExpiry,
+	}, nil
+}
+
+// AddAppointment signs and sends a, and verifies the receipt.
+func (t *Tower) AddAppointment(ctx context.Context, a teos.Appointment) (*AppointmentReceipt, error) {
+	if err := t.Misbehaving(); err != nil {
+		return nil, err
+	}
+	req := t.newAddRequest(&a)
+	var r addResponse
+	if err := t.do(ctx, http.MethodPost, "/add_appointment", req, &r); err != nil {
+		return nil, err
+	}
+	return t.verifyAdd(&req, &r)
+}
+
+// Appointment statuses returned by GetAppointment.
+const (
+	StatusBeingWatched     = "being_watched"
+	StatusDisputeResponded = "dispute_responded"
+)
+
+// AppointmentState is the answer to get_appointment: Appointment is set while the tower
+// watches it, Tracker once it responded to the dispute.
+type AppointmentState struct {
+	Status      string
+	Appointment *teos.Appointment
+	Tracker     *Tracker
+}
+
+// Tracker is a dispute the tower responded to. Txids are in display order (as bitcoind
+// prints them); PenaltyRawTx is the serialized penalty.
+type Tracker struct {
+	DisputeTxID  string
+	PenaltyTxID  string
+	PenaltyRawTx []byte
+}
+
+type getRequest struct {
+	Locator   string `json:"locator"`
+	Signature string `json:"signature"`
+}
+
+type getResponse struct {
+	Appointment json.RawMessage `json:"appointment"`
+	Status      string          `json:"status"`
+}
+
+type trackerJSON struct {
+	DisputeTxID  string `json:"dispute_txid"`
+	PenaltyTxID  string `json:"penalty_txid"`
+	PenaltyRawTx string `json:"penalty_rawtx"`
+}
+
+// GetAppointment asks what the tower holds for loc. Not found is an *APIError with code
+// teos.ErrCodeAppointmentNotFound.
+func (t *Tower) GetAppointment(ctx context.Context, loc teos.Locator) (*AppointmentState, error) {
+	req := getRequest{loc.String(), wtcrypto.SignMessage(teos.GetAppointmentMessage(loc), t.key)}
+	var r getResponse
+	if err := t.do(ctx, http.MethodPost, "/get_appointment", req, &r); err != nil {
+		return nil, err
+	}
+	st := &AppointmentState{Status: r.Status}
+	switch r.Status {
+	case StatusBeingWatched:
+		var j appointmentJSON
+		if err := json.Unmarshal(r.Appointment, &j); err != nil {
+			return nil, fmt.Errorf("%w: appointment: %w", ErrBadResponse, err)
+		}
+		a, err := j.decode()
+		if err != nil {
+			return nil, fmt.Errorf("%w: appointment: %w", ErrBadResponse, err)
+		}
+		if a.Locator != loc {
+			return nil, fmt.Errorf("%w: appointment for locator %s, asked %s", ErrBadResponse, a.Locator, loc)
+		}
+		st.Appointment = &a
+	case StatusDisputeResponded:
+		var j trackerJSON
+		if err := json.Unmarshal(r.Appointment, &j); err != nil {
+			return nil, fmt.Errorf("%w: tracker: %w", ErrBadResponse, err)
+		}
+		raw, err := hex.DecodeString(j.PenaltyRawTx)
+		if err != nil {
+			return nil, fmt.Errorf("%w: penalty_rawtx: %w", ErrBadResponse, err)
+		}
+		dispute, err := chainhash.NewHashFromStr(j.DisputeTxID)
+		if err != nil || teos.NewLocator(*dispute) != loc {
+			return nil, fmt.Errorf("%w: dispute_txid %q does not match locator %s", ErrBadResponse, j.DisputeTxID, loc)
+		}
+		st.Tracker = &Tracker{DisputeTxID: j.DisputeTxID, PenaltyTxID: j.PenaltyTxID, PenaltyRawTx: raw}
+	default:
+		return nil, fmt.Errorf("%w: unknown status %q", ErrBadResponse, r.Status)
+	}
+	return st, nil
+}
+
+// SubscriptionInfo is the answer to get_subscription_info.
+type SubscriptionInfo struct {
+	AvailableSlots     uint32
+	SubscriptionExpiry uint32
+	Locators           []teos.Locator
+}
+
+type subscriptionRequest struct {
+	Signature string `json:"signature"`
+}
+
+type subscriptionResponse struct {
+	AvailableSlots     uint32   `json:"available_slots"`
+	SubscriptionExpiry uint32   `json:"subscription_expiry"`
+	Locators           []string `json:"locators"`
+}
+
+// GetSubscriptionInfo returns the user's slots, expiry and stored locators.
+func (t *Tower) GetSubscriptionInfo(ctx context.Context) (*SubscriptionInfo, error) {
+	req := subscriptionRequest{wtcrypto.SignMessage(teos.GetSubscriptionInfoMessage, t.key)}
+	var r subscriptionResponse
+	if err := t.do(ctx, http.MethodPost, "/get_subscription_info", req, &r); err != nil {
+		return nil, err
+	}
+	info := &SubscriptionInfo{AvailableSlots: r.AvailableSlots, SubscriptionExpiry: r.SubscriptionExpiry, Locators: []teos.Locator{}}
+	for _, s := range r.Locators {
+		b, err := hex.DecodeString(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: locator %q: %w", ErrBadResponse, s, err)
+		}
+		loc, err := teos.LocatorFromBytes(b)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadResponse, err)
+		}
+		info.Locators = append(info.Locators, loc)
+	}
+	return info, nil
+}
+
+// transientError marks a failure worth retrying.
+type transientError struct{ err error }
+
+func (e *transientError) Error() string { return e.err.Error() }
+func (e *transientError) Unwrap() error { return e.err }
+
+// do sends one request, retrying transient failures, and decodes a 200 body into out.
+func (t *Tower) do(ctx context.Context, method, path string, in, out any) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return fmt.Errorf("encode %s: %w", path, err)
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		err := t.once(ctx, method, path, body, out)
+		var tr *transientError
+		if !errors.As(err, &tr) {
+			return err
+		}
+		if attempt >= t.retries || ctx.Err() != nil {
+			return tr.err
+		}
+		timer := time.NewTimer(t.backoff(attempt))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return fmt.Errorf("%s %s: %w (last error: %w)", method, path, ctx.Err(), tr.err)
+		case <-timer.C:
+		}
+	}
+}
+
+// backoff is base·2^attempt, capped, with "equal jitter": half fixed, half random, so
+// clients that failed together do not retry together.
+func (t *Tower) backoff(attempt int) time.Duration {
+	d := t.base << min(attempt, 20)
+	if d <= 0 || d > maxBackoff {
+		d = maxBackoff
+	}
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+func (t *Tower) once(ctx context.Context, method, path string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, t.url+path, rd)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := t.http.Do(req)
+	if err != nil {
+		err = fmt.Errorf("%s %s: %w", method, path, err)
+		if ctx.Err() != nil {
+			return err
+		}
+		return &transientError{err}
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		err = fmt.Errorf("%s %s: read reply: %w", method, path, err)
+		if ctx.Err() != nil {
+			return err
+		}
+		return &transientError{err}
+	}
+	if resp.StatusCode/100 != 2 {
+		apiErr := decodeAPIError(resp.StatusCode, raw)
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			return &transientError{apiErr}
+		}
+		return apiErr
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("%w: %s %s: %w", ErrBadResponse, method, path, err)
+	}
+	return nil
+}
+
+type errorJSON struct {
+	Error     *string `json:"error"`
+	ErrorCode *int    `json:"error_code"`
+}
+
+func decodeAPIError(status int, raw []byte) *APIError {
+	e := &APIError{HTTPStatus: status}
+	var j errorJSON
+	if json.Unmarshal(raw, &j) == nil && j.Error != nil && j.ErrorCode != nil {
+		e.Code, e.Message = *j.ErrorCode, *j.Error
+		return e
+	}
+	msg := strings.TrimSpace(string(raw))
+	if len(msg) > 200 {
+		msg = msg[:200]
+	}
+	if msg == "" {
+		msg = http.StatusText(status)
+	}
+	e.Message = msg
+	return e
+}
