@@ -4,6 +4,7 @@ package chain
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -123,8 +124,9 @@ func (m *Monitor) Recent() []BlockRef {
 func (m *Monitor) Reachable() bool { return m.reachable.Load() }
 
 // Poll brings the processed tip up to bitcoind's best block: it disconnects blocks that left the
-// best chain (tip first) and connects the new ones in order. Each block is persisted as the
-// tip only after every listener has handled it, so a failure resumes at the same block.
+// best chain (tip first) and connects the new ones in order. A block becomes the tip only
+// after every listener has handled it, so a failure resumes at the same block; the tip is
+// persisted at the end of the poll, on failure, and once a second during a long catch-up.
 func (m *Monitor) Poll(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -166,10 +168,18 @@ func (m *Monitor) Poll(ctx context.Context) error {
 			return err
 		}
 	}
-	progress := time.Now()
+	progress, persisted := time.Now(), time.Now()
 	for i := len(branch) - 1; i >= 0; i-- {
 		if err := m.connect(ctx, branch[i]); err != nil {
-			return err
+			return errors.Join(err, m.persistTip())
+		}
+		// Persisting the tip costs a commit; during a long catch-up do it once a second.
+		// Redoing a few blocks after a crash is harmless: every listener is idempotent.
+		if i == 0 || time.Since(persisted) > time.Second {
+			if err := m.persistTip(); err != nil {
+				return err
+			}
+			persisted = time.Now()
 		}
 		if len(branch) >= catchUpReport && (i == 0 || time.Since(progress) > 5*time.Second) {
 			progress = time.Now()
@@ -220,9 +230,6 @@ func (m *Monitor) connect(ctx context.Context, hash chainhash.Hash) error {
 			return fmt.Errorf("connect block %s at %d: %w", hash, height, err)
 		}
 	}
-	if err := m.cfg.Store.SetLastBlock(hash, height); err != nil {
-		return fmt.Errorf("persist tip: %w", err)
-	}
 	m.chain = append(m.chain, BlockRef{hash, height})
 	if len(m.chain) > Window {
 		m.chain = append(m.chain[:0], m.chain[len(m.chain)-Window:]...)
@@ -232,6 +239,15 @@ func (m *Monitor) connect(ctx context.Context, hash chainhash.Hash) error {
 	m.log.Debug("block connected", "block_hash", hash, "height", height, "txs", len(block.Transactions))
 	if m.cfg.OnBlock != nil {
 		m.cfg.OnBlock(height, time.Since(start))
+	}
+	return nil
+}
+
+// persistTip stores the last connected block as the one to resume from.
+func (m *Monitor) persistTip() error {
+	tip := m.chain[len(m.chain)-1]
+	if err := m.cfg.Store.SetLastBlock(tip.Hash, tip.Height); err != nil {
+		return fmt.Errorf("persist tip: %w", err)
 	}
 	return nil
 }
