@@ -111,7 +111,9 @@ func newStackWith(tb testing.TB, cfg stackConfig) *stack {
 		tb.Fatal(err)
 	}
 	grpcSrv := grpc.NewServer()
-	teosv2.RegisterPublicTowerServicesServer(grpcSrv, grpcapi.NewPublic(w, s.reachable.Load, nil))
+	public := grpcapi.NewPublic(w, s.reachable.Load, nil)
+	teosv2.RegisterPublicTowerServicesServer(grpcSrv, public)
+	teosv2.RegisterPublicTowerExtensionsServer(grpcSrv, grpcapi.NewExtensions(public))
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -123,7 +125,7 @@ func newStackWith(tb testing.TB, cfg stackConfig) *stack {
 		_ = db.Close()
 		tb.Fatal(err)
 	}
-	ts := httptest.NewServer(httpapi.New(teosv2.NewPublicTowerServicesClient(conn), nil))
+	ts := httptest.NewServer(httpapi.NewWithExtensions(teosv2.NewPublicTowerServicesClient(conn), teosv2.NewPublicTowerExtensionsClient(conn), nil))
 	s.url = ts.URL
 	s.client = ts.Client()
 	s.closeFn = func() {

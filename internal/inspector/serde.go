@@ -44,15 +44,17 @@ const (
 	expectHex    = "a hex encoded string" // hex::serde
 	expectString = "a string"
 	expectU32    = "u32"
+	expectSeq    = "a sequence"
 )
 
 type kind int
 
 const (
-	kindHex    kind = iota // Vec<u8> through hex::serde
-	kindString             // String
-	kindU32                // u32
-	kindStruct             // a nested struct; Option<struct> when optional
+	kindHex     kind = iota // Vec<u8> through hex::serde
+	kindString              // String
+	kindU32                 // u32
+	kindStruct              // a nested struct; Option<struct> when optional
+	kindRawList             // Vec<Box<RawValue>>: a list whose elements are kept as raw JSON
 )
 
 type fieldSpec struct {
@@ -77,6 +79,7 @@ type value struct {
 	str   string
 	u32   uint32
 	sub   []*value
+	raw   [][]byte // kindRawList elements, slices of the body
 }
 
 // serdeError is a serde_json error. line 0 means no position yet: serde_json adds the
@@ -404,6 +407,12 @@ func (d *decoder) decodeField(f fieldSpec) (*value, *serdeError) {
 			return nil, err
 		}
 		return &value{u32: n}, nil
+	case kindRawList:
+		raw, err := d.decodeRawList()
+		if err != nil {
+			return nil, err
+		}
+		return &value{raw: raw}, nil
 	default:
 		if f.optional {
 			// deserialize_option: null is None, anything else is parsed as the struct.
@@ -421,6 +430,39 @@ func (d *decoder) decodeField(f fieldSpec) (*value, *serdeError) {
 		}
 		return &value{sub: sub}, nil
 	}
+}
+
+// decodeRawList is deserialize_seq into Vec<Box<RawValue>>: every element's syntax is
+// checked and its bytes kept, so each can be decoded later as a body of its own.
+func (d *decoder) decodeRawList() ([][]byte, *serdeError) {
+	c, ok := d.skipWhitespace()
+	if !ok {
+		return nil, d.errPeek(msgEOFValue)
+	}
+	if c != '[' {
+		return nil, d.fix(d.invalidType(expectSeq))
+	}
+	d.pos++
+	raw := [][]byte{} // an empty list is not absent
+	var err *serdeError
+	for first := true; ; first = false {
+		var more bool
+		if more, err = d.nextElement(first); err != nil || !more {
+			break
+		}
+		start := d.pos
+		if err = d.ignoreValue(); err != nil {
+			break
+		}
+		raw = append(raw, d.data[start:d.pos])
+	}
+	if endErr := d.endSeq(); err == nil {
+		err = endErr
+	}
+	if err != nil {
+		return nil, d.fix(err)
+	}
+	return raw, nil
 }
 
 // decodeString is deserialize_str with a visitor that only takes strings.

@@ -14,7 +14,11 @@ import (
 
 // endpoints are the public API's routes; any other path is counted as endpointOther, so a
 // scanner probing random paths cannot grow the label set.
-var endpoints = []string{"register", "add_appointment", "get_appointment", "get_subscription_info", "ping", endpointOther}
+var endpoints = []string{
+	"register", "add_appointment", "get_appointment", "get_subscription_info", "ping",
+	"add_appointments", "info", // teos-go extensions
+	endpointOther,
+}
 
 const endpointOther = "other"
 

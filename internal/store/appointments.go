@@ -77,6 +77,11 @@ func deleteAppointment(b *buckets, id teos.UUID) (*deletedAppointment, error) {
 	return &deletedAppointment{user: user, blobLen: blobLen}, nil
 }
 
+// AppointmentPolicy decides, from the owner's record, the appointment already stored under
+// the same UUID (nil if none) and whether it has a tracker, whether an upsert may proceed and
+// what the owner's record becomes. It must be pure: it may run more than once.
+type AppointmentPolicy func(user UserInfo, prev *Appointment, triggered bool) (UserInfo, error)
+
 // UpsertAppointment inserts or replaces the appointment with a's UUID and updates its owner's
 // record in one transaction shared with concurrent writers (a group commit). It reads the owner
 // (ErrUserNotFound if not registered), the appointment already stored under that UUID (nil if
@@ -88,49 +93,114 @@ func (s *Store) UpsertAppointment(a *Appointment, fn func(user UserInfo, prev *A
 	if a == nil {
 		return UserInfo{}, errors.New("upsert appointment: nil appointment")
 	}
-	id := a.UUID()
 	record := encodeAppointment(a)
 	var out UserInfo
 	err := s.batch(func(b *buckets) error {
-		out = UserInfo{}
-		user, ok, err := getUser(b, a.UserID)
-		if err != nil {
-			return fmt.Errorf("upsert appointment %s: %w", id, err)
-		}
-		if !ok {
-			return refusal{fmt.Errorf("upsert appointment %s: %w", id, ErrUserNotFound)}
-		}
-		prev, err := getAppointment(b, id)
-		if errors.Is(err, ErrNotFound) {
-			prev, err = nil, nil
-		}
-		if err != nil {
-			return fmt.Errorf("upsert appointment: %w", err)
-		}
-		triggered := b.trackers.Get(id[:]) != nil
-		next, err := fn(user, prev, triggered)
-		if err != nil {
-			return refusal{err}
-		}
-		if err := putUser(b, a.UserID, user, true, next); err != nil {
-			return fmt.Errorf("upsert appointment %s: store user: %w", id, err)
-		}
-		if err := b.appointments.Put(id[:], record); err != nil {
-			return fmt.Errorf("upsert appointment %s: %w", id, err)
-		}
-		if err := b.locatorIdx.Put(locatorKey(a.Locator, id), []byte{}); err != nil {
-			return fmt.Errorf("upsert appointment %s: %w", id, err)
-		}
-		if err := b.userAppts.Put(userApptKey(a.UserID, id), []byte{}); err != nil {
-			return fmt.Errorf("upsert appointment %s: %w", id, err)
-		}
-		out = next
-		return nil
+		var err error
+		out, err = upsertAppointment(b, a, record, fn)
+		return err
 	})
 	if err != nil {
 		return UserInfo{}, err
 	}
 	return out, nil
+}
+
+// AppointmentUpsert is one item of UpsertAppointments.
+type AppointmentUpsert struct {
+	Appointment *Appointment
+	Policy      AppointmentPolicy
+}
+
+// UpsertResult is the outcome of one AppointmentUpsert: the owner's new record, or Err (the
+// policy's error unchanged, or one wrapping ErrUserNotFound) with nothing written for it.
+type UpsertResult struct {
+	User UserInfo
+	Err  error
+}
+
+// errNoneAccepted turns a batch whose items were all refused into a refusal, so the group
+// commit does not count it as a write.
+var errNoneAccepted = errors.New("upsert appointments: every item refused")
+
+// UpsertAppointments applies each item as UpsertAppointment would, in order, inside ONE
+// transaction of the group commit (one fsync for the lot). Each item sees what the items
+// before it wrote: its owner's slots, and an earlier item with the same UUID as prev. A
+// refused item fails alone; the error return is for store failures, which write nothing.
+// The appointments must not be modified until UpsertAppointments returns.
+func (s *Store) UpsertAppointments(items []AppointmentUpsert) ([]UpsertResult, error) {
+	records := make([][]byte, len(items))
+	for i, it := range items {
+		if it.Appointment == nil || it.Policy == nil {
+			return nil, fmt.Errorf("upsert appointments: item %d has no appointment or policy", i)
+		}
+		records[i] = encodeAppointment(it.Appointment)
+	}
+	results := make([]UpsertResult, len(items))
+	if len(items) == 0 {
+		return results, nil
+	}
+	err := s.batch(func(b *buckets) error {
+		accepted := false
+		for i, it := range items {
+			user, err := upsertAppointment(b, it.Appointment, records[i], it.Policy)
+			if r, ok := errors.AsType[refusal](err); ok {
+				results[i] = UpsertResult{Err: r.err}
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			results[i] = UpsertResult{User: user}
+			accepted = true
+		}
+		if !accepted {
+			return refusal{errNoneAccepted}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errNoneAccepted) {
+		return nil, err
+	}
+	return results, nil
+}
+
+// upsertAppointment is one upsert inside a write transaction; fn's error and an unknown owner
+// come back as refusals, before anything is written.
+func upsertAppointment(b *buckets, a *Appointment, record []byte, fn AppointmentPolicy) (UserInfo, error) {
+	id := a.UUID()
+	user, ok, err := getUser(b, a.UserID)
+	if err != nil {
+		return UserInfo{}, fmt.Errorf("upsert appointment %s: %w", id, err)
+	}
+	if !ok {
+		return UserInfo{}, refusal{fmt.Errorf("upsert appointment %s: %w", id, ErrUserNotFound)}
+	}
+	prev, err := getAppointment(b, id)
+	if errors.Is(err, ErrNotFound) {
+		prev, err = nil, nil
+	}
+	if err != nil {
+		return UserInfo{}, fmt.Errorf("upsert appointment: %w", err)
+	}
+	triggered := b.trackers.Get(id[:]) != nil
+	next, err := fn(user, prev, triggered)
+	if err != nil {
+		return UserInfo{}, refusal{err}
+	}
+	if err := putUser(b, a.UserID, user, true, next); err != nil {
+		return UserInfo{}, fmt.Errorf("upsert appointment %s: store user: %w", id, err)
+	}
+	if err := b.appointments.Put(id[:], record); err != nil {
+		return UserInfo{}, fmt.Errorf("upsert appointment %s: %w", id, err)
+	}
+	if err := b.locatorIdx.Put(locatorKey(a.Locator, id), []byte{}); err != nil {
+		return UserInfo{}, fmt.Errorf("upsert appointment %s: %w", id, err)
+	}
+	if err := b.userAppts.Put(userApptKey(a.UserID, id), []byte{}); err != nil {
+		return UserInfo{}, fmt.Errorf("upsert appointment %s: %w", id, err)
+	}
+	return next, nil
 }
 
 // Appointment returns the appointment with that UUID, or ErrNotFound.

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/wire"
@@ -21,6 +23,7 @@ import (
 // Store is what the watcher needs from the database.
 type Store interface {
 	UpsertAppointment(a *store.Appointment, fn func(user store.UserInfo, prev *store.Appointment, triggered bool) (store.UserInfo, error)) (store.UserInfo, error)
+	UpsertAppointments(items []store.AppointmentUpsert) ([]store.UpsertResult, error)
 	Appointment(id teos.UUID) (*store.Appointment, error)
 	Tracker(id teos.UUID) (*store.Tracker, error)
 	UserLocators(id teos.UserID) ([]teos.Locator, error)
@@ -128,9 +131,18 @@ func (w *Watcher) AddAppointment(a teos.Appointment, userSig string) (*Accepted,
 	}
 	start := w.gk.Height()
 	rec := &store.Appointment{Appointment: a, UserID: user, UserSignature: userSig, StartBlock: start}
-	charge := w.gk.ChargeAppointment(len(a.EncryptedBlob))
-	info, err := w.store.UpsertAppointment(rec, func(u store.UserInfo, prev *store.Appointment, triggered bool) (store.UserInfo, error) {
-		if err := w.gk.CheckExpiryAt(u, start); err != nil {
+	info, err := w.store.UpsertAppointment(rec, w.addPolicy(rec))
+	if err != nil {
+		return nil, addError(err)
+	}
+	return w.accepted(rec, info), nil
+}
+
+// addPolicy is AddAppointment's check and charge, run inside the store transaction.
+func (w *Watcher) addPolicy(rec *store.Appointment) store.AppointmentPolicy {
+	charge := w.gk.ChargeAppointment(len(rec.EncryptedBlob))
+	return func(u store.UserInfo, prev *store.Appointment, triggered bool) (store.UserInfo, error) {
+		if err := w.gk.CheckExpiryAt(u, rec.StartBlock); err != nil {
 			return u, err
 		}
 		if triggered {
@@ -141,26 +153,113 @@ func (w *Watcher) AddAppointment(a teos.Appointment, userSig string) (*Accepted,
 			prevLen = len(prev.EncryptedBlob)
 		}
 		return charge(u, prevLen, prev != nil)
-	})
-	if err != nil {
-		if errors.Is(err, store.ErrUserNotFound) {
-			return nil, gatekeeper.ErrAuthenticationFailed
-		}
-		return nil, err
 	}
-	w.log.Debug("appointment accepted", "locator", a.Locator, "user_id", user, "start_block", start)
+}
+
+// addError maps a store refusal to the error AddAppointment returns.
+func addError(err error) error {
+	if errors.Is(err, store.ErrUserNotFound) {
+		return gatekeeper.ErrAuthenticationFailed
+	}
+	return err
+}
+
+// accepted finishes an add once rec is durable: an add-time hand-over if its dispute is
+// recent, then the signed receipt.
+func (w *Watcher) accepted(rec *store.Appointment, info store.UserInfo) *Accepted {
+	w.log.Debug("appointment accepted", "locator", rec.Locator, "user_id", rec.UserID, "start_block", rec.StartBlock)
 	// Checked only after the appointment is durable: BlockConnected caches a block before it
 	// looks its locators up in the store, so one of the two paths always sees the breach.
-	if d, ok := w.recentDispute(a.Locator); ok {
+	if d, ok := w.recentDispute(rec.Locator); ok {
 		w.handOverAtAdd(context.Background(), rec, d)
 	}
 	return &Accepted{
-		Locator:            a.Locator,
-		StartBlock:         start,
-		Signature:          wtcrypto.SignMessage(teos.AppointmentReceiptBytes(userSig, start), w.key),
+		Locator:            rec.Locator,
+		StartBlock:         rec.StartBlock,
+		Signature:          wtcrypto.SignMessage(teos.AppointmentReceiptBytes(rec.UserSignature, rec.StartBlock), w.key),
 		AvailableSlots:     info.AvailableSlots,
 		SubscriptionExpiry: info.SubscriptionExpiry,
-	}, nil
+	}
+}
+
+// Item is one appointment of a batch with its user's signature.
+type Item struct {
+	Appointment teos.Appointment
+	Signature   string
+}
+
+// Result is the outcome of one Item: Accepted, or Err as AddAppointment would return it.
+type Result struct {
+	Accepted *Accepted
+	Err      error
+}
+
+// AddAppointments is AddAppointment for many items at once (possibly from many users): each
+// is authenticated on its own, then all are stored in ONE store transaction in request order,
+// so item k sees the slots the items before it left, and a later item with the same locator
+// and user updates an earlier one. A store failure fails every item that got that far.
+func (w *Watcher) AddAppointments(items []Item) []Result {
+	results := make([]Result, len(items))
+	users := w.authenticateAll(items, results)
+	start := w.gk.Height()
+	var (
+		upserts []store.AppointmentUpsert
+		index   []int // upserts[j] is items[index[j]]
+	)
+	for i, it := range items {
+		if results[i].Err != nil {
+			continue
+		}
+		rec := &store.Appointment{Appointment: it.Appointment, UserID: users[i], UserSignature: it.Signature, StartBlock: start}
+		upserts = append(upserts, store.AppointmentUpsert{Appointment: rec, Policy: w.addPolicy(rec)})
+		index = append(index, i)
+	}
+	if len(upserts) == 0 {
+		return results
+	}
+	stored, err := w.store.UpsertAppointments(upserts)
+	if err != nil {
+		for _, i := range index {
+			results[i].Err = err
+		}
+		return results
+	}
+	// Receipts are signed in parallel too; each item's hand-over check is independent.
+	parallel(len(index), func(j int) {
+		i := index[j]
+		if stored[j].Err != nil {
+			results[i].Err = addError(stored[j].Err)
+			return
+		}
+		results[i].Accepted = w.accepted(upserts[j].Appointment, stored[j].User)
+	})
+	return results
+}
+
+// authenticateAll recovers every item's signer, spread over the CPUs since recovery is the
+// costly part; failures land in results.
+func (w *Watcher) authenticateAll(items []Item, results []Result) []teos.UserID {
+	users := make([]teos.UserID, len(items))
+	parallel(len(items), func(i int) {
+		users[i], _, results[i].Err = w.gk.Authenticate(items[i].Appointment.SignedBytes(), items[i].Signature)
+	})
+	return users
+}
+
+// parallel calls fn(0..n-1) on up to GOMAXPROCS goroutines and waits for all of them.
+func parallel(n int, fn func(i int)) {
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range min(runtime.GOMAXPROCS(0), n) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // GetAppointment returns the caller's appointment for loc, and its tracker if it was triggered.

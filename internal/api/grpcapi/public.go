@@ -79,35 +79,55 @@ func (p *Public) AddAppointment(_ context.Context, req *commonv2.AddAppointmentR
 	if !p.reachable() {
 		return nil, status.Error(codes.Unavailable, msgUnavailable)
 	}
+	a, err := appointmentFromRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	acc, err := p.watcher.AddAppointment(a, req.GetSignature())
+	if err != nil {
+		return nil, p.addAppointmentStatus(err)
+	}
+	return addAppointmentResponse(acc), nil
+}
+
+// appointmentFromRequest checks what add_appointment needs before the core sees it; the
+// error is a status.
+func appointmentFromRequest(req *commonv2.AddAppointmentRequest) (teos.Appointment, error) {
 	pa := req.GetAppointment()
 	if pa == nil {
-		return nil, status.Error(codes.InvalidArgument, msgMissingAppointent)
+		return teos.Appointment{}, status.Error(codes.InvalidArgument, msgMissingAppointent)
 	}
 	loc, err := teos.LocatorFromBytes(pa.GetLocator())
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, msgInvalidLocator)
+		return teos.Appointment{}, status.Error(codes.InvalidArgument, msgInvalidLocator)
 	}
-	a := teos.Appointment{Locator: loc, EncryptedBlob: pa.GetEncryptedBlob(), ToSelfDelay: pa.GetToSelfDelay()}
-	acc, err := p.watcher.AddAppointment(a, req.GetSignature())
+	return teos.Appointment{Locator: loc, EncryptedBlob: pa.GetEncryptedBlob(), ToSelfDelay: pa.GetToSelfDelay()}, nil
+}
+
+// addAppointmentStatus maps a core error from adding an appointment to its status; both
+// add_appointment and the add_appointments extension answer with it.
+func (p *Public) addAppointmentStatus(err error) error {
 	var expired *gatekeeper.SubscriptionExpiredError
 	switch {
-	case err == nil:
 	case errors.Is(err, gatekeeper.ErrAuthenticationFailed), errors.Is(err, gatekeeper.ErrNotEnoughSlots):
-		return nil, status.Error(codes.Unauthenticated, msgAddUnauthorized)
+		return status.Error(codes.Unauthenticated, msgAddUnauthorized)
 	case errors.As(err, &expired):
-		return nil, expiredStatus(expired)
+		return expiredStatus(expired)
 	case errors.Is(err, watcher.ErrAlreadyTriggered):
-		return nil, status.Error(codes.AlreadyExists, msgAlreadyTriggered)
+		return status.Error(codes.AlreadyExists, msgAlreadyTriggered)
 	default:
-		return nil, p.internal("add_appointment", err)
+		return p.internal("add_appointment", err)
 	}
+}
+
+func addAppointmentResponse(acc *watcher.Accepted) *commonv2.AddAppointmentResponse {
 	return &commonv2.AddAppointmentResponse{
 		Locator:            acc.Locator[:],
 		StartBlock:         acc.StartBlock,
 		Signature:          acc.Signature,
 		AvailableSlots:     acc.AvailableSlots,
 		SubscriptionExpiry: acc.SubscriptionExpiry,
-	}, nil
+	}
 }
 
 func (p *Public) GetAppointment(_ context.Context, req *commonv2.GetAppointmentRequest) (*commonv2.GetAppointmentResponse, error) {

@@ -49,6 +49,7 @@ func (acceptAll) HandleBreach(context.Context, teos.UUID, *wire.MsgTx, *wire.Msg
 
 type fixture struct {
 	client    teosv2.PublicTowerServicesClient
+	ext       teosv2.PublicTowerExtensionsClient
 	store     *store.Store
 	towerID   teos.UserID
 	reachable *atomic.Bool
@@ -70,7 +71,9 @@ func newFixture(t *testing.T) *fixture {
 
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
-	teosv2.RegisterPublicTowerServicesServer(srv, grpcapi.NewPublic(w, reachable.Load, nil))
+	public := grpcapi.NewPublic(w, reachable.Load, nil)
+	teosv2.RegisterPublicTowerServicesServer(srv, public)
+	teosv2.RegisterPublicTowerExtensionsServer(srv, grpcapi.NewExtensions(public))
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -89,6 +92,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(func() { _ = conn.Close() })
 	return &fixture{
 		client:    teosv2.NewPublicTowerServicesClient(conn),
+		ext:       teosv2.NewPublicTowerExtensionsClient(conn),
 		store:     db,
 		towerID:   teos.UserIDFromPubKey(towerKey.PubKey()),
 		reachable: reachable,

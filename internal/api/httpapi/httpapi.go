@@ -26,6 +26,8 @@ const (
 	addAppointmentBodyLimit      = 2048
 	getAppointmentBodyLimit      = 178
 	getSubscriptionInfoBodyLimit = 127
+	// teos-go extension: up to 1000 items of at most 2048 bytes plus the framing.
+	addAppointmentsBodyLimit = 2_200_000
 )
 
 // warp's plain-text rejection bodies; clients only look at the status.
@@ -44,6 +46,7 @@ type endpoint struct {
 
 type handler struct {
 	client    teosv2.PublicTowerServicesClient
+	ext       teosv2.PublicTowerExtensionsClient // nil: no extension routes
 	logger    *slog.Logger
 	endpoints map[string]endpoint
 }
@@ -51,15 +54,26 @@ type handler struct {
 // New returns the public API handler. Every POST endpoint is forwarded to client with the
 // request's context. A nil logger discards.
 func New(client teosv2.PublicTowerServicesClient, logger *slog.Logger) http.Handler {
+	return NewWithExtensions(client, nil, logger)
+}
+
+// NewWithExtensions is New plus teos-go's extensions, forwarded to ext: POST
+// /add_appointments and GET /info. With a nil ext it is New.
+func NewWithExtensions(client teosv2.PublicTowerServicesClient, ext teosv2.PublicTowerExtensionsClient, logger *slog.Logger) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	h := &handler{client: client, logger: logger.With("component", "httpapi")}
+	h := &handler{client: client, ext: ext, logger: logger.With("component", "httpapi")}
+	// The teos v0.2 endpoints.
 	h.endpoints = map[string]endpoint{
 		"register":              {registerBodyLimit, h.register},
 		"add_appointment":       {addAppointmentBodyLimit, h.addAppointment},
 		"get_appointment":       {getAppointmentBodyLimit, h.getAppointment},
 		"get_subscription_info": {getSubscriptionInfoBodyLimit, h.getSubscriptionInfo},
+	}
+	// Extensions (extensions.go); GET /info is routed in ServeHTTP.
+	if ext != nil {
+		h.endpoints["add_appointments"] = endpoint{addAppointmentsBodyLimit, h.addAppointments}
 	}
 	return h
 }
@@ -73,6 +87,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.logger.Debug("request", "method", r.Method, "endpoint", truncate(name), "remote", r.RemoteAddr)
 	if name == "ping" && r.Method == http.MethodGet {
 		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if name == "info" && r.Method == http.MethodGet && h.ext != nil {
+		h.info(w, r)
 		return
 	}
 	ep, ok := h.endpoints[name]
@@ -228,10 +246,7 @@ func (h *handler) getSubscriptionInfo(w http.ResponseWriter, r *http.Request, bo
 
 // writeRejection answers a request the inspector refused: always 400.
 func (h *handler) writeRejection(w http.ResponseWriter, r *http.Request, err error) {
-	body := ErrorBody{Message: err.Error(), Code: teos.ErrCodeInvalidRequestFormat}
-	if ierr, ok := errors.AsType[*inspector.Error](err); ok {
-		body.Code = ierr.Code
-	}
+	body := rejectionBody(err)
 	h.logger.Debug("request rejected", "endpoint", truncate(firstSegment(r.URL.EscapedPath())), "error_code", body.Code)
 	h.writeJSON(w, http.StatusBadRequest, body)
 }

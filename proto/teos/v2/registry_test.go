@@ -61,6 +61,10 @@ func TestFullMethodNames(t *testing.T) {
 			"/teos.v2.PrivateTowerServices/get_user",
 			"/teos.v2.PrivateTowerServices/stop",
 		}},
+		{&teosv2.PublicTowerExtensions_ServiceDesc, []string{
+			"/teos.v2.PublicTowerExtensions/add_appointments",
+			"/teos.v2.PublicTowerExtensions/get_info",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.desc.ServiceName, func(t *testing.T) {
@@ -97,6 +101,8 @@ func TestMethodTypes(t *testing.T) {
 		{"teos.v2.PrivateTowerServices.get_users", "google.protobuf.Empty", "teos.v2.GetUsersResponse"},
 		{"teos.v2.PrivateTowerServices.get_user", "teos.v2.GetUserRequest", "teos.v2.GetUserResponse"},
 		{"teos.v2.PrivateTowerServices.stop", "google.protobuf.Empty", "google.protobuf.Empty"},
+		{"teos.v2.PublicTowerExtensions.add_appointments", "teos.v2.AddAppointmentsRequest", "teos.v2.AddAppointmentsResponse"},
+		{"teos.v2.PublicTowerExtensions.get_info", "google.protobuf.Empty", "teos.v2.GetInfoResponse"},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.method), func(t *testing.T) {

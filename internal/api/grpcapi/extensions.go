@@ -1,0 +1,86 @@
+package grpcapi
+
+import (
+	"context"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/teos-go/teos/internal/watcher"
+	"github.com/teos-go/teos/pkg/teos"
+	teosv2 "github.com/teos-go/teos/proto/teos/v2"
+)
+
+// MaxBatchItems bounds add_appointments; the HTTP API enforces the same bound first.
+const MaxBatchItems = 1000
+
+// Extensions implements PublicTowerExtensions: teos-go additions to the public API, kept out
+// of rust-teos's PublicTowerServices. It shares Public's checks and error mapping, so every
+// item fails exactly as add_appointment would.
+type Extensions struct {
+	teosv2.UnimplementedPublicTowerExtensionsServer
+	public *Public
+}
+
+var _ teosv2.PublicTowerExtensionsServer = (*Extensions)(nil)
+
+// NewExtensions returns the extension service backed by the same watcher as public.
+func NewExtensions(public *Public) *Extensions {
+	return &Extensions{public: public}
+}
+
+// AddAppointments adds a batch in one store transaction and answers per item. Only
+// whole-request problems (bitcoind unreachable, empty or oversized batch) fail the call.
+func (e *Extensions) AddAppointments(_ context.Context, req *teosv2.AddAppointmentsRequest) (*teosv2.AddAppointmentsResponse, error) {
+	p := e.public
+	if !p.reachable() {
+		return nil, status.Error(codes.Unavailable, msgUnavailable)
+	}
+	reqs := req.GetAppointments()
+	if len(reqs) == 0 || len(reqs) > MaxBatchItems {
+		return nil, status.Errorf(codes.InvalidArgument, "A batch holds 1 to %d appointments, got %d", MaxBatchItems, len(reqs))
+	}
+	results := make([]*teosv2.AddAppointmentResult, len(reqs))
+	var (
+		items []watcher.Item
+		index []int // items[j] answers reqs[index[j]]
+	)
+	for i, r := range reqs {
+		a, err := appointmentFromRequest(r)
+		if err != nil {
+			results[i] = errorResult(err)
+			continue
+		}
+		items = append(items, watcher.Item{Appointment: a, Signature: r.GetSignature()})
+		index = append(index, i)
+	}
+	for j, r := range p.watcher.AddAppointments(items) {
+		if r.Err != nil {
+			results[index[j]] = errorResult(p.addAppointmentStatus(r.Err))
+			continue
+		}
+		results[index[j]] = &teosv2.AddAppointmentResult{
+			Result: &teosv2.AddAppointmentResult_Receipt{Receipt: addAppointmentResponse(r.Accepted)},
+		}
+	}
+	return &teosv2.AddAppointmentsResponse{Results: results}, nil
+}
+
+// GetInfo answers whatever bitcoind's state, so clients can probe for extensions.
+func (e *Extensions) GetInfo(context.Context, *emptypb.Empty) (*teosv2.GetInfoResponse, error) {
+	id := e.public.watcher.TowerID()
+	return &teosv2.GetInfoResponse{
+		TowerId:    id[:],
+		Version:    teos.Version,
+		Extensions: []string{teos.ExtensionAddAppointments},
+	}, nil
+}
+
+// errorResult carries a status as a per-item result.
+func errorResult(err error) *teosv2.AddAppointmentResult {
+	st, _ := status.FromError(err)
+	return &teosv2.AddAppointmentResult{Result: &teosv2.AddAppointmentResult_Error{
+		Error: &teosv2.AppointmentError{Code: uint32(st.Code()), Message: st.Message()},
+	}}
+}
