@@ -2,7 +2,7 @@
 # Go modules and the pinned btcd (into .bin/) themselves.
 GO ?= go
 
-.PHONY: all build demo test test-short e2e bench proto proto-check vet fmt-check btcd clean
+.PHONY: all build demo test test-short fuzz e2e bench proto proto-check vet fmt-check btcd clean
 
 all: build
 
@@ -19,6 +19,11 @@ demo: btcd
 # The whole suite, real btcd included; CI runs exactly this.
 test: btcd vet fmt-check
 	TEOS_REQUIRE_BTCD=1 $(GO) test -race -count=1 -timeout 20m ./...
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+# Every fuzz target for FUZZTIME each (5s by default; e.g. make fuzz FUZZTIME=10m).
+fuzz:
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 # Unit tests only (no node).
 test-short:

@@ -28,6 +28,7 @@ import (
 
 	"github.com/teos-go/teos/internal/api/grpcapi"
 	"github.com/teos-go/teos/internal/api/httpapi"
+	"github.com/teos-go/teos/internal/api/limits"
 	"github.com/teos-go/teos/internal/bitcoind"
 	"github.com/teos-go/teos/internal/carrier"
 	"github.com/teos-go/teos/internal/chain"
@@ -220,7 +221,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	}
 	logRequests := grpc.ChainUnaryInterceptor(grpcapi.LogRequests(log))
 	grpcSrv := grpc.NewServer(logRequests)
-	teosv2.RegisterPublicTowerServicesServer(grpcSrv, grpcapi.NewPublic(w, mon.Reachable, log))
+	public := grpcapi.NewPublic(w, mon.Reachable, log)
+	teosv2.RegisterPublicTowerServicesServer(grpcSrv, public)
+	teosv2.RegisterPublicTowerExtensionsServer(grpcSrv, grpcapi.NewExtensions(public))
 	rpcSrv := grpc.NewServer(logRequests, grpc.Creds(credentials.NewTLS(rpcTLS)))
 	teosv2.RegisterPrivateTowerServicesServer(rpcSrv, grpcapi.NewPrivate(grpcapi.PrivateConfig{
 		Store:     db,
@@ -242,24 +245,21 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		return fmt.Errorf("dial internal API: %w", err)
 	}
 	defer conn.Close()
-	api := httpapi.New(teosv2.NewPublicTowerServicesClient(conn), log)
+	api := httpapi.NewWithExtensions(teosv2.NewPublicTowerServicesClient(conn), teosv2.NewPublicTowerExtensionsClient(conn), log)
+	// Inside the metrics wrapper, so 429s are counted too.
+	api = limits.RateLimit(api, limits.RateConfig{
+		Rate: cfg.APIRateLimit, Burst: int(cfg.APIRateBurst), Endpoints: limits.PublicEndpoints})
 	if met != nil {
 		api = met.Instrument(api)
 	}
-	httpSrv := &http.Server{
-		Handler:           api,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
+	httpSrv := newHTTPServer(api, defaultAPITimeouts)
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mon.Run(ctx, cfg.PollEvery()) })
 	g.Go(func() error { return grpcSrv.Serve(grpcLis) })
 	g.Go(func() error { return rpcSrv.Serve(rpcLis) })
 	g.Go(func() error {
-		if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+		if err := httpSrv.Serve(limits.Listener(httpLis, int(cfg.APIMaxConnections))); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -71,6 +72,14 @@ type Config struct {
 	// MetricsBind is a teos-go extension (key metrics_bind, flag
 	// --metricsbind): address of a metrics endpoint; "" disables it.
 	MetricsBind string `toml:"metrics_bind"`
+
+	// Public API limits, teos-go extensions. APIMaxConnections bounds the HTTP API's open
+	// connections (0 = unlimited). APIRateLimit is requests per second per client address
+	// per endpoint, answered 429 beyond it; 0 (the default, as rust-teos) turns it off.
+	// APIRateBurst is how many may come at once (0 = ceil(APIRateLimit)).
+	APIMaxConnections uint32  `toml:"api_max_connections"`
+	APIRateLimit      float64 `toml:"api_rate_limit"`
+	APIRateBurst      uint32  `toml:"api_rate_burst"`
 }
 
 // Default returns the rust-teos v0.2 defaults. They do not pass Validate on
@@ -97,6 +106,7 @@ func Default() Config {
 		PollingDelta:           60,
 		InternalAPIBind:        "127.0.0.1",
 		InternalAPIPort:        50051,
+		APIMaxConnections:      1024,
 	}
 }
 
@@ -156,6 +166,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PollingInterval < 0 {
 		errs = append(errs, fmt.Errorf("polling_interval %s is negative: %w", c.PollingInterval, ErrBadPolling))
+	}
+	if !(c.APIRateLimit >= 0) || math.IsInf(c.APIRateLimit, 0) { // NaN fails >= too
+		errs = append(errs, fmt.Errorf("api_rate_limit %v: %w", c.APIRateLimit, ErrBadLimit))
 	}
 	return errors.Join(errs...)
 }

@@ -20,6 +20,9 @@ var (
 	// ErrBadPolling means polling_delta is 0 or polling_interval is negative.
 	ErrBadPolling = errors.New("bad polling period")
 
+	// ErrBadLimit means api_rate_limit is negative or not a finite number.
+	ErrBadLimit = errors.New("api_rate_limit must be a finite number >= 0")
+
 	// ErrBadCookie means the bitcoind cookie file is not "user:password".
 	ErrBadCookie = errors.New("malformed cookie file")
 

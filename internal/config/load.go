@@ -54,6 +54,9 @@ func flagSpecs() []flagSpec {
 		{"onionhiddenserviceport", "`port` the onion service listens on", func(c *Config) any { return &c.OnionHiddenServicePort }, replace},
 		{"pollinginterval", "teos-go extension: bitcoind polling period (e.g. 200ms), wins over polling_delta", func(c *Config) any { return &c.PollingInterval }, replace},
 		{"metricsbind", "teos-go extension: metrics endpoint address (empty = off)", func(c *Config) any { return &c.MetricsBind }, replace},
+		{"apimaxconnections", "teos-go extension: most open public API connections (0 = unlimited)", func(c *Config) any { return &c.APIMaxConnections }, replace},
+		{"apiratelimit", "teos-go extension: public API requests per second per client address and endpoint (0 = off)", func(c *Config) any { return &c.APIRateLimit }, replace},
+		{"apirateburst", "teos-go extension: public API request burst per client address and endpoint (0 = ceil(apiratelimit))", func(c *Config) any { return &c.APIRateBurst }, replace},
 	}
 }
 
@@ -148,6 +151,10 @@ func newFlagSet(stderr io.Writer, into *Config, specs []flagSpec) *flag.FlagSet 
 			fs.BoolVar(p, s.name, *p, s.usage)
 		case *uint16:
 			fs.Var((*uint16Value)(p), s.name, s.usage)
+		case *uint32:
+			fs.Var((*uint32Value)(p), s.name, s.usage)
+		case *float64:
+			fs.Float64Var(p, s.name, *p, s.usage)
 		case *time.Duration:
 			fs.DurationVar(p, s.name, *p, s.usage)
 		}
@@ -168,6 +175,10 @@ func apply(dst, src any, m merge) {
 		}
 	case *uint16:
 		*d = *src.(*uint16)
+	case *uint32:
+		*d = *src.(*uint32)
+	case *float64:
+		*d = *src.(*float64)
 	case *time.Duration:
 		*d = *src.(*time.Duration)
 	}
@@ -184,5 +195,19 @@ func (v *uint16Value) Set(s string) error {
 		return fmt.Errorf("want a number 0-65535: %w", err)
 	}
 	*v = uint16Value(n)
+	return nil
+}
+
+// uint32Value is a flag.Value for counts that the file keeps as u32.
+type uint32Value uint32
+
+func (v *uint32Value) String() string { return strconv.FormatUint(uint64(*v), 10) }
+
+func (v *uint32Value) Set(s string) error {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return fmt.Errorf("want a number 0-4294967295: %w", err)
+	}
+	*v = uint32Value(n)
 	return nil
 }

@@ -9,6 +9,7 @@ const (
 	ErrCodeWrongFieldFormat                    = 5
 	ErrCodeInvalidRequestFormat                = 6
 	ErrCodeInvalidSignatureOrSubscriptionError = 7
+	ErrCodeTooManyRequests                     = 8 // teos-go extension: 429 from the opt-in rate limit (next free general code)
 	ErrCodeServiceUnavailable                  = 32
 	ErrCodeAppointmentFieldTooSmall            = 33
 	ErrCodeAppointmentFieldTooBig              = 34

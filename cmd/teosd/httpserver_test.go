@@ -1,0 +1,123 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+var shortTimeouts = apiTimeouts{readHeader: 200 * time.Millisecond, read: 400 * time.Millisecond,
+	write: 400 * time.Millisecond, idle: 300 * time.Millisecond}
+
+func startAPIServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, "ok")
+	}), shortTimeouts)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String()
+}
+
+// trickle writes s a byte at a time, every gap, until the server closes the connection; it
+// returns how long the connection lasted and whether all of s got through.
+func trickle(t *testing.T, c net.Conn, s string, gap time.Duration) (time.Duration, bool) {
+	t.Helper()
+	start := time.Now()
+	closed := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, c) // returns once the server closes
+		close(closed)
+	}()
+	for i := range len(s) {
+		select {
+		case <-closed:
+			return time.Since(start), false
+		case <-time.After(gap):
+		}
+		if _, err := c.Write([]byte{s[i]}); err != nil {
+			return time.Since(start), false
+		}
+	}
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+	}
+	return time.Since(start), true
+}
+
+func dialAPI(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestSlowlorisHeadersCutOff trickles a request's headers: the server must drop the
+// connection once ReadHeaderTimeout has passed, long before the headers are complete.
+func TestSlowlorisHeadersCutOff(t *testing.T) {
+	addr := startAPIServer(t)
+	c := dialAPI(t, addr)
+	headers := "GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: " + strings.Repeat("a", 200) + "\r\n\r\n"
+	lasted, complete := trickle(t, c, headers, 20*time.Millisecond) // 4+ s if never cut off
+	if complete {
+		t.Fatalf("the whole trickled header got through (%v)", lasted)
+	}
+	if lasted > 2*time.Second {
+		t.Fatalf("connection lasted %v, want about %v", lasted, shortTimeouts.readHeader)
+	}
+}
+
+// TestSlowBodyCutOff sends headers at once and then trickles the body: ReadTimeout ends it.
+func TestSlowBodyCutOff(t *testing.T) {
+	addr := startAPIServer(t)
+	c := dialAPI(t, addr)
+	body := strings.Repeat("x", 200)
+	if _, err := io.WriteString(c, "POST /register HTTP/1.1\r\nHost: x\r\nContent-Length: 200\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	lasted, complete := trickle(t, c, body, 20*time.Millisecond)
+	if complete || lasted > 2*time.Second {
+		t.Fatalf("slow body: lasted %v, complete %v", lasted, complete)
+	}
+}
+
+// TestIdleConnectionClosed leaves a keep-alive connection idle after one request.
+func TestIdleConnectionClosed(t *testing.T) {
+	addr := startAPIServer(t)
+	c := dialAPI(t, addr)
+	if _, err := io.WriteString(c, "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	start := time.Now()
+	got, err := io.ReadAll(c) // the response, then EOF when the idle timeout closes it
+	if err != nil && !errors.Is(err, io.EOF) {
+		t.Fatalf("read: %v (after %v, got %q)", err, time.Since(start), got)
+	}
+	if !strings.Contains(string(got), "200 OK") {
+		t.Fatalf("response %q", got)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("idle connection open for %v", d)
+	}
+}
+
+func TestDefaultTimeoutsSet(t *testing.T) {
+	srv := newHTTPServer(http.NotFoundHandler(), defaultAPITimeouts)
+	if srv.ReadHeaderTimeout <= 0 || srv.ReadTimeout <= 0 || srv.WriteTimeout <= 0 || srv.IdleTimeout <= 0 {
+		t.Fatalf("a zero timeout leaves slow clients unbounded: %+v", defaultAPITimeouts)
+	}
+}
