@@ -30,6 +30,7 @@ var errorCodes = []int{
 	teos.ErrCodeAppointmentFieldTooSmall, teos.ErrCodeAppointmentFieldTooBig,
 	teos.ErrCodeAppointmentAlreadyTriggered, teos.ErrCodeAppointmentNotFound,
 	teos.ErrCodeRegistrationResourceExhausted, teos.ErrCodeUnexpectedError,
+	teos.ErrCodeTooManyRequests,
 }
 
 // maxErrorBody bounds what the middleware keeps of an error reply to find its error_code;
