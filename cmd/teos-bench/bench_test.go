@@ -179,3 +179,22 @@ func TestBenchStopsOnDuration(t *testing.T) {
 		t.Fatalf("a 200ms run took %s", d)
 	}
 }
+
+func TestRefusesNonLoopbackUnlessAllowed(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		ok   bool
+	}{
+		{[]string{"-url", "http://127.0.0.1:9814"}, true},
+		{[]string{"-url", "http://localhost:9814"}, true},
+		{[]string{"-url", "http://[::1]:9814"}, true},
+		{[]string{"-url", "http://10.0.0.5:9814"}, false},
+		{[]string{"-url", "http://tower.example:9814"}, false},
+		{[]string{"-url", "http://tower.example:9814", "-allow-remote"}, true},
+	} {
+		_, err := parseFlags(tc.args, io.Discard)
+		if (err == nil) != tc.ok {
+			t.Errorf("parseFlags(%v) = %v, want ok=%v", tc.args, err, tc.ok)
+		}
+	}
+}

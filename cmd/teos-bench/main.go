@@ -15,6 +15,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"time"
@@ -70,6 +72,7 @@ type config struct {
 	jsonOut  bool
 	jsonFile string
 	verifyN  int
+	remote   bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -91,6 +94,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.bound, "bound", time.Second, "time spent measuring the crypto bound before and after the load (0: skip)")
 	fs.BoolVar(&c.jsonOut, "json", false, "print the report as JSON instead of a table")
 	fs.StringVar(&c.jsonFile, "jsonout", "", "also write the JSON report to this file")
+	fs.BoolVar(&c.remote, "allow-remote", false, "allow a tower that is not on a loopback address (a load test is an attack on anyone else's tower)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -115,6 +119,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.count == 0 && c.duration <= 0 {
 		return c, errors.New("need -duration > 0 or -n > 0")
 	}
+	if err := checkLoopback(c.url); err != nil && !c.remote {
+		return c, fmt.Errorf("%w (pass -allow-remote to load a tower you run elsewhere)", err)
+	}
 	if c.presign == 0 && !c.inline {
 		c.presign = c.count
 		if c.count == 0 {
@@ -122,4 +129,20 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		}
 	}
 	return c, nil
+}
+
+// checkLoopback refuses a URL whose host is not a loopback address or localhost.
+func checkLoopback(rawURL string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return fmt.Errorf("-url %q: %w", rawURL, err)
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("-url %q is not a loopback address", rawURL)
 }
