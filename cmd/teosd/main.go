@@ -192,31 +192,44 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	ctx, shutdown := context.WithCancel(ctx)
 	defer shutdown()
 
-	internalAddr := net.JoinHostPort(cfg.InternalAPIBind, strconv.Itoa(int(cfg.InternalAPIPort)))
-	grpcLis, err := net.Listen("tcp", internalAddr)
-	if err != nil {
-		return fmt.Errorf("listen internal API: %w", err)
+	// Until the servers take them over, the listeners are closed on any early return.
+	var opened []net.Listener
+	serving := false
+	defer func() {
+		if !serving {
+			for _, l := range opened {
+				l.Close()
+			}
+		}
+	}()
+	listen := func(what, host string, port uint16) (net.Listener, error) {
+		addr := host
+		if port != 0 {
+			addr = net.JoinHostPort(host, strconv.Itoa(int(port)))
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("listen %s on %s: %w", what, addr, err)
+		}
+		opened = append(opened, l)
+		return l, nil
 	}
-	rpcAddr := net.JoinHostPort(cfg.RPCBind, strconv.Itoa(int(cfg.RPCPort)))
-	rpcLis, err := net.Listen("tcp", rpcAddr)
+	grpcLis, err := listen("internal API", cfg.InternalAPIBind, cfg.InternalAPIPort)
 	if err != nil {
-		grpcLis.Close()
-		return fmt.Errorf("listen admin RPC: %w", err)
+		return err
 	}
-	apiAddr := net.JoinHostPort(cfg.APIBind, strconv.Itoa(int(cfg.APIPort)))
-	httpLis, err := net.Listen("tcp", apiAddr)
+	rpcLis, err := listen("admin RPC", cfg.RPCBind, cfg.RPCPort)
 	if err != nil {
-		grpcLis.Close()
-		rpcLis.Close()
-		return fmt.Errorf("listen HTTP API: %w", err)
+		return err
+	}
+	httpLis, err := listen("HTTP API", cfg.APIBind, cfg.APIPort)
+	if err != nil {
+		return err
 	}
 	var metricsLis net.Listener
 	if met != nil {
-		if metricsLis, err = net.Listen("tcp", cfg.MetricsBind); err != nil {
-			grpcLis.Close()
-			rpcLis.Close()
-			httpLis.Close()
-			return fmt.Errorf("listen metrics (metrics_bind %q): %w", cfg.MetricsBind, err)
+		if metricsLis, err = listen("metrics (metrics_bind)", cfg.MetricsBind, 0); err != nil {
+			return err
 		}
 	}
 	logRequests := grpc.ChainUnaryInterceptor(grpcapi.LogRequests(log))
@@ -236,12 +249,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 
 	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		grpcLis.Close()
-		rpcLis.Close()
-		httpLis.Close()
-		if metricsLis != nil {
-			metricsLis.Close()
-		}
 		return fmt.Errorf("dial internal API: %w", err)
 	}
 	defer conn.Close()
@@ -254,6 +261,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	}
 	httpSrv := newHTTPServer(api, defaultAPITimeouts)
 
+	serving = true
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mon.Run(ctx, cfg.PollEvery()) })
 	g.Go(func() error { return grpcSrv.Serve(grpcLis) })
