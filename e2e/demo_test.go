@@ -1,44 +1,54 @@
 package e2e
 
 import (
+	"encoding/hex"
 	"testing"
 	"time"
-
-	"github.com/teos-go/teos/pkg/teos"
 )
 
 // TestDemo is `make demo`: one breach from start to finish on a private regtest chain, told
-// step by step. Every step is also checked, so the demo cannot tell a story that did not happen.
+// step by step, with Alice using the teos-client binary as a user would. Every step is also
+// checked, so the demo cannot tell a story that did not happen. btcd and teosd are stopped at
+// the end, and die with the test process if it is interrupted (btcdtest.DieWithParent).
 func TestDemo(t *testing.T) {
 	start := time.Now()
 	node := startNode(t)
 	c := newChain(t, node)
-	t.Logf("1. btcd (regtest) running at %s, chain height %d", node.RPCHost, c.tip(t))
+	t.Logf("1. btcd (regtest) up at %s, chain height %d", node.RPCHost, c.tip(t))
 
 	tw := newTower(t, node, "")
 	tw.start()
-	t.Logf("2. teosd running, API %s, polling btcd every 100ms", tw.apiURL)
-	t.Logf("   tower_id %s", tw.id)
+	t.Logf("2. teosd up, API %s, tower id:", tw.apiURL)
+	t.Logf("     %s", tw.id)
 
-	alice := newUser(t)
-	reg := alice.register(t, tw) // checks the receipt's signature against the tower id
-	t.Logf("3. Alice registered as %s", alice.id)
-	t.Logf("   %d slots, subscription from block %d to %d; receipt signed by the tower: verified",
-		reg.AvailableSlots, reg.SubscriptionStart, reg.SubscriptionExpiry)
+	alice := newClientCLI(t, tw)
+	reg := alice.run("--towerid", tw.id.String(), "register")
+	if reg["tower_id"] != tw.id.String() {
+		t.Fatalf("register printed %v", reg)
+	}
+	t.Logf("3. $ teos-client register    (receipt checked against the tower id)")
+	t.Logf("     Alice %s: %v slots, blocks %v to %v", reg["user_id"], reg["available_slots"],
+		reg["subscription_start"], reg["subscription_expiry"])
 
 	b := node.NewBreach(t)
-	t.Logf("4. Alice's channel: an old, revoked commitment %s (%d bytes)", b.Commitment.TxHash(), b.Commitment.SerializeSize())
-	t.Logf("   and the penalty that takes all its funds if it is ever published: %s (%d bytes)", b.Penalty.TxHash(), b.Penalty.SerializeSize())
+	commitment, penalty := b.Commitment.TxHash(), b.Penalty.TxHash()
+	t.Logf("4. Alice's channel has an old, revoked commitment and the penalty that sweeps it:")
+	t.Logf("     commitment %s", commitment)
+	t.Logf("     penalty    %s", penalty)
 
-	appt := breachAppointment(t, b)
-	r := alice.add(t, tw, appt)
-	t.Logf("5. Appointment sent: locator %s (half the commitment's txid), penalty encrypted under the full txid (%d bytes)",
-		appt.Locator, len(appt.EncryptedBlob))
-	t.Logf("   the tower watches from block %d; receipt signed by the tower: verified; %d slots left", r.StartBlock, r.AvailableSlots)
-	if code, got := alice.get(t, tw, appt.Locator); code != 200 || got["status"] != "being_watched" {
-		t.Fatalf("get_appointment: %d %v", code, got)
+	loc := locatorOf(b).String()
+	rec := alice.run("add_appointment", "--commitment-txid", commitment.String(),
+		"--penalty", hex.EncodeToString(txBytes(t, b.Penalty)), "--to-self-delay", "144")
+	if rec["locator"] != loc {
+		t.Fatalf("add_appointment printed %v", rec)
 	}
-	t.Log("   get_appointment: being_watched (the tower cannot read the penalty yet)")
+	t.Logf("5. $ teos-client add_appointment --commitment-txid ... --penalty ...")
+	t.Logf("     locator %s (half the commitment txid), watched from block %v", loc, rec["start_block"])
+	t.Logf("     the penalty travels encrypted under the full txid: the tower cannot read it yet")
+	if got := alice.run("get_appointment", loc); got["status"] != "being_watched" {
+		t.Fatalf("get_appointment printed %v", got)
+	}
+	t.Logf("6. $ teos-client get_appointment %s  ->  being_watched", loc)
 
 	c.send(t, b.Commitment)
 	block, h := c.mine(t)
@@ -46,24 +56,39 @@ func TestDemo(t *testing.T) {
 	if !blockHas(block, b.Commitment) {
 		t.Fatal("commitment not mined")
 	}
-	t.Logf("6. The cheater publishes the revoked commitment; it is mined in block %d", h)
+	t.Logf("7. The cheater publishes the revoked commitment; mined in block %d", h)
 
-	latency := c.waitInMempool(t, b.Penalty.TxHash(), mined)
+	latency := c.waitInMempool(t, penalty, mined)
 	if latency > penaltyDeadline {
 		t.Fatalf("penalty took %v", latency)
 	}
-	t.Logf("7. The tower spotted the locator, decrypted the penalty and broadcast it: in btcd's mempool %d ms after the block", latency.Milliseconds())
+	if !loggedWith(tw.logs(), "breach found", loc) {
+		t.Fatalf("teosd logged no breach for %s\n%s", loc, tw.logs())
+	}
+	t.Logf("8. The tower spots the locator, decrypts the penalty and broadcasts it:")
+	t.Logf("     in btcd's mempool %d ms after the block", latency.Milliseconds())
 
 	block, h = c.mine(t)
 	if !blockHas(block, b.Penalty) {
 		t.Fatal("penalty not mined")
 	}
-	t.Logf("8. Penalty mined in block %d: the cheater's funds go to Alice", h)
+	waitFor(t, "teosd to see the penalty confirmed", func() bool {
+		return loggedWith(tw.logs(), "penalty confirmed", penalty.String())
+	})
+	t.Logf("9. Penalty mined in block %d; teosd logs it confirmed. Alice keeps the channel's funds", h)
 
-	alice.waitResponded(t, tw, b)
-	t.Logf("9. get_appointment: dispute_responded, dispute %s, penalty %s", b.Commitment.TxHash(), b.Penalty.TxHash())
-	t.Logf("   the tower keeps the tracker until the penalty has %d confirmations, then refunds the slot", teos.IrrevocablyResolved)
+	var got map[string]any
+	waitFor(t, "dispute_responded", func() bool {
+		got = alice.run("get_appointment", loc)
+		return got["status"] == "dispute_responded"
+	})
+	if tracker, _ := got["appointment"].(map[string]any); tracker["dispute_txid"] != commitment.String() ||
+		tracker["penalty_txid"] != penalty.String() {
+		t.Fatalf("get_appointment printed %v", got)
+	}
+	t.Logf("10. $ teos-client get_appointment %s  ->  dispute_responded", loc)
 
 	tw.stop()
-	t.Logf("10. Done in %v: teosd stopped cleanly", time.Since(start).Round(10*time.Millisecond))
+	node.Stop(t)
+	t.Logf("11. Done in %v; teosd and btcd stopped", time.Since(start).Round(10*time.Millisecond))
 }

@@ -117,6 +117,7 @@ func (tw *tower) start(extraArgs ...string) {
 		t.Fatal(err)
 	}
 	cmd.Stderr = &lockedWriter{mu: &tw.mu, w: &tw.stderr}
+	btcdtest.DieWithParent(cmd, syscall.SIGTERM) // an interrupted run leaves no teosd behind
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

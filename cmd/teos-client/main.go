@@ -160,7 +160,8 @@ func expandHome(p string) (string, error) {
 }
 
 // loadOrCreateKey returns the user key in dir, creating dir (0700) and the key (0600) the
-// first time.
+// first time. A data dir that already holds a saved tower but no key is damaged: a new key
+// there would silently drop the user's subscription, so it is an error.
 func loadOrCreateKey(dir string) (*btcec.PrivateKey, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
@@ -168,6 +169,9 @@ func loadOrCreateKey(dir string) (*btcec.PrivateKey, error) {
 	path := filepath.Join(dir, keyFile)
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Lstat(filepath.Join(dir, towerFile)); !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("user key %s is missing but %s is there: restore the key or use another --datadir", path, towerFile)
+		}
 		key, err := btcec.NewPrivateKey()
 		if err != nil {
 			return nil, fmt.Errorf("generate user key: %w", err)
@@ -193,8 +197,12 @@ func loadOrCreateKey(dir string) (*btcec.PrivateKey, error) {
 	if err != nil || len(b) != 32 {
 		return nil, fmt.Errorf("user key %s: want 64 hex characters", path)
 	}
-	key, _ := btcec.PrivKeyFromBytes(b)
-	return key, nil
+	// PrivKeyFromBytes would reduce it mod n and take zero: both mean a damaged file.
+	var scalar btcec.ModNScalar
+	if overflow := scalar.SetByteSlice(b); overflow || scalar.IsZero() {
+		return nil, fmt.Errorf("user key %s: not a valid secp256k1 private key", path)
+	}
+	return btcec.PrivKeyFromScalar(&scalar), nil
 }
 
 // savedTower is <datadir>/tower.json.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -172,4 +173,97 @@ func TestRegisterThenFileWithProgress(t *testing.T) {
 	if code != exitFailure || !strings.Contains(stderr, "misbehaving") {
 		t.Fatalf("bad receipt: exit %d, stderr %s", code, stderr)
 	}
+}
+
+// A damaged data dir fails every command with a clear error and a non-zero exit, and never
+// leads to a new key: that would silently lose the user's subscription.
+func TestCorruptDataDir(t *testing.T) {
+	key, _ := btcec.NewPrivateKey()
+	towerID := teos.UserIDFromPubKey(key.PubKey()).String()
+	srv := fakeTower(t, key)
+	goodTower := `{"url": "` + srv.URL + `", "tower_id": "` + towerID + `"}`
+	n := btcec.S256().N.Bytes()
+
+	for _, tc := range []struct {
+		name      string
+		key       any // file content, nil for none, or dir to make it a directory
+		tower     any
+		wantInErr string
+	}{
+		{"garbage key", "not a key at all\n", nil, "user key"},
+		{"short key", strings.Repeat("ab", 31) + "\n", nil, "user key"},
+		{"long key", strings.Repeat("ab", 33) + "\n", nil, "user key"},
+		{"empty key", "", nil, "user key"},
+		{"zero key", strings.Repeat("00", 32) + "\n", nil, "user key"},
+		{"key above the curve order", hex.EncodeToString(n) + "\n", nil, "user key"},
+		{"key is a directory", dir{}, nil, "user key"},
+		{"key missing after registering", nil, goodTower, "user key"},
+		{"garbage tower.json", strings.Repeat("ab", 32) + "\n", "{not json", "tower"},
+		{"tower.json is a directory", strings.Repeat("ab", 32) + "\n", dir{}, "tower"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := t.TempDir()
+			keyPath, towerPath := filepath.Join(d, keyFile), filepath.Join(d, towerFile)
+			place(t, keyPath, tc.key)
+			place(t, towerPath, tc.tower)
+			before := snapshot(t, d)
+			for _, args := range [][]string{
+				{"--tower", srv.URL, "--towerid", towerID, "register"},
+				{"--towerid", towerID, "get_subscription_info"},
+				{"get_appointment", strings.Repeat("ab", 16)},
+			} {
+				code, stdout, stderr := runCLI(t, false, append([]string{"--datadir", d}, args...)...)
+				if code != exitFailure || stdout != "" {
+					t.Fatalf("%v: exit %d, stdout %q, stderr %s; want exit %d and nothing on stdout", args, code, stdout, stderr, exitFailure)
+				}
+				var e struct{ Error string }
+				if err := json.Unmarshal([]byte(stderr), &e); err != nil || !strings.Contains(e.Error, tc.wantInErr) {
+					t.Fatalf("%v: stderr %q, want a JSON error about the %s", args, stderr, tc.wantInErr)
+				}
+				if after := snapshot(t, d); after != before {
+					t.Fatalf("%v changed the data dir:\n%s\nwas\n%s", args, after, before)
+				}
+			}
+		})
+	}
+}
+
+type dir struct{}
+
+// place writes content (a string) at path, makes a directory there (dir{}), or nothing (nil).
+func place(t *testing.T, path string, content any) {
+	t.Helper()
+	var err error
+	switch c := content.(type) {
+	case nil:
+	case dir:
+		err = os.Mkdir(path, 0o700)
+	case string:
+		err = os.WriteFile(path, []byte(c), 0o600)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// snapshot lists every entry of d with its content.
+func snapshot(t *testing.T, d string) string {
+	t.Helper()
+	entries, err := os.ReadDir(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		content := "(dir)"
+		if !e.IsDir() {
+			raw, err := os.ReadFile(filepath.Join(d, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			content = string(raw)
+		}
+		fmt.Fprintf(&b, "%s: %q\n", e.Name(), content)
+	}
+	return b.String()
 }

@@ -227,6 +227,8 @@ func (n *Node) launch(t testing.TB) {
 	}
 	cmd := exec.Command(n.bin, n.args...)
 	cmd.Stdout, cmd.Stderr = out, out
+	// SIGINT is btcd's clean shutdown, as in stop.
+	DieWithParent(cmd, syscall.SIGINT)
 	err = cmd.Start()
 	out.Close() // the child keeps its own descriptor
 	if err != nil {
