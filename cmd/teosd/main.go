@@ -87,6 +87,10 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	if attrs := cfg.NonDefault(); len(attrs) > 0 {
 		log.LogAttrs(ctx, slog.LevelInfo, "non-default options", attrs...)
 	}
+	if cfg.TorSupport {
+		// Accepted so a rust-teos config loads, but say plainly that nothing is published.
+		log.Warn("tor_support is not implemented in teos-go yet: the API is not published as an onion service")
+	}
 	if err := os.MkdirAll(cfg.NetworkDir(), 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
