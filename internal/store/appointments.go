@@ -61,6 +61,7 @@ func deleteAppointment(b *buckets, id teos.UUID) (*deletedAppointment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("appointment %s: %w", id, err)
 	}
+	hadTracker := b.trackers.Get(id[:]) != nil
 	for _, del := range []struct {
 		bkt interface{ Delete([]byte) error }
 		key []byte
@@ -73,6 +74,10 @@ func deleteAppointment(b *buckets, id teos.UUID) (*deletedAppointment, error) {
 		if err := del.bkt.Delete(del.key); err != nil {
 			return nil, fmt.Errorf("delete appointment %s: %w", id, err)
 		}
+	}
+	b.pending.appointments--
+	if hadTracker {
+		b.pending.trackers--
 	}
 	return &deletedAppointment{user: user, blobLen: blobLen}, nil
 }
@@ -191,7 +196,7 @@ func upsertAppointment(b *buckets, a *Appointment, record []byte, fn Appointment
 	if err := putUser(b, a.UserID, user, true, next); err != nil {
 		return UserInfo{}, fmt.Errorf("upsert appointment %s: store user: %w", id, err)
 	}
-	if err := b.appointments.Put(id[:], record); err != nil {
+	if err := putAppointmentRecord(b, id, record); err != nil {
 		return UserInfo{}, fmt.Errorf("upsert appointment %s: %w", id, err)
 	}
 	if err := b.locatorIdx.Put(locatorKey(a.Locator, id), []byte{}); err != nil {
@@ -369,7 +374,7 @@ func (s *Store) PutTracker(t *Tracker) error {
 		if b.appointments.Get(t.UUID[:]) == nil {
 			return fmt.Errorf("appointment %s: %w", t.UUID, ErrNotFound)
 		}
-		return b.trackers.Put(t.UUID[:], record)
+		return putTrackerRecord(b, t.UUID, record)
 	})
 	if err != nil {
 		return fmt.Errorf("put tracker %s: %w", t.UUID, err)
@@ -402,13 +407,14 @@ func (s *Store) Trackers() ([]*Tracker, error) {
 }
 
 // Counts returns the number of users, of appointments without a tracker and of trackers. It
-// counts keys page by page (bbolt bucket stats) without decoding values; appointments are
-// counted in the locator index, whose small keys fill far fewer pages than the records.
+// reads the totals the write transactions keep in the meta bucket, so it costs one lookup.
 func (s *Store) Counts() (users, watcherAppointments, trackers int, err error) {
 	err = s.view(func(b *buckets) error {
-		users = b.users.Stats().KeyN
-		trackers = b.trackers.Stats().KeyN
-		watcherAppointments = b.locatorIdx.Stats().KeyN - trackers
+		c, err := getCounts(b.meta)
+		if err != nil {
+			return err
+		}
+		users, watcherAppointments, trackers = int(c.users), int(c.appointments-c.trackers), int(c.trackers)
 		return nil
 	})
 	if err != nil {

@@ -92,11 +92,13 @@ func fillAppointments(b *testing.B, s *Store, n, blobLen int) {
 			for i := first; i < min(first+perTx, n); i++ {
 				a := &Appointment{Appointment: teos.Appointment{Locator: testLocator(i), EncryptedBlob: blob}, UserID: testUser(i % users)}
 				id := a.UUID()
+				if err := putAppointmentRecord(bk, id, encodeAppointment(a)); err != nil {
+					return err
+				}
 				for _, w := range []struct {
 					bkt      *bolt.Bucket
 					key, val []byte
 				}{
-					{bk.appointments, id[:], encodeAppointment(a)},
 					{bk.locatorIdx, locatorKey(a.Locator, id), []byte{}},
 					{bk.userAppts, userApptKey(a.UserID, id), []byte{}},
 				} {
@@ -105,7 +107,7 @@ func fillAppointments(b *testing.B, s *Store, n, blobLen int) {
 					}
 				}
 			}
-			return nil
+			return bk.flushCounts()
 		})
 		if err != nil {
 			b.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	"github.com/teos-go/teos/pkg/teos"
-	bolt "go.etcd.io/bbolt"
 )
 
 // BulkLoad writes users and appointments in ONE transaction, with the same records, keys and
@@ -33,7 +32,7 @@ func (s *Store) BulkLoad(users map[teos.UserID]UserInfo, appts []*Appointment) e
 	}
 	// Putting keys in order makes consecutive puts land in the same or neighbouring leaves,
 	// which keeps a 100k-key transaction's working set small. Each bucket has its own order.
-	putSorted := func(bkt *bolt.Bucket, key func(e *entry) []byte, val func(e *entry) []byte) error {
+	putSorted := func(put func(k, v []byte) error, key func(e *entry) []byte, val func(e *entry) []byte) error {
 		keys := make([][]byte, len(entries))
 		for i := range entries {
 			keys[i] = key(&entries[i])
@@ -44,7 +43,7 @@ func (s *Store) BulkLoad(users map[teos.UserID]UserInfo, appts []*Appointment) e
 		}
 		slices.SortFunc(order, func(x, y int) int { return bytes.Compare(keys[x], keys[y]) })
 		for _, i := range order {
-			if err := bkt.Put(keys[i], val(&entries[i])); err != nil {
+			if err := put(keys[i], val(&entries[i])); err != nil {
 				return fmt.Errorf("appointment %s: %w", entries[i].id, err)
 			}
 		}
@@ -75,13 +74,14 @@ func (s *Store) BulkLoad(users map[teos.UserID]UserInfo, appts []*Appointment) e
 			}
 			checked[e.a.UserID] = struct{}{}
 		}
-		if err := putSorted(b.appointments, func(e *entry) []byte { return e.id[:] }, func(e *entry) []byte { return e.record }); err != nil {
+		putAppt := func(k, v []byte) error { return putAppointmentRecord(b, teos.UUID(k), v) }
+		if err := putSorted(putAppt, func(e *entry) []byte { return e.id[:] }, func(e *entry) []byte { return e.record }); err != nil {
 			return err
 		}
-		if err := putSorted(b.locatorIdx, func(e *entry) []byte { return locatorKey(e.a.Locator, e.id) }, empty); err != nil {
+		if err := putSorted(b.locatorIdx.Put, func(e *entry) []byte { return locatorKey(e.a.Locator, e.id) }, empty); err != nil {
 			return err
 		}
-		return putSorted(b.userAppts, func(e *entry) []byte { return userApptKey(e.a.UserID, e.id) }, empty)
+		return putSorted(b.userAppts.Put, func(e *entry) []byte { return userApptKey(e.a.UserID, e.id) }, empty)
 	})
 	if err != nil {
 		return fmt.Errorf("bulk load %d users, %d appointments: %w", len(users), len(appts), err)

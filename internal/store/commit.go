@@ -128,7 +128,7 @@ func (c *committer) update(calls []*writeCall) error {
 		if !accepted {
 			return errAllRefused
 		}
-		return nil
+		return b.flushCounts()
 	})
 	if errors.Is(err, errAllRefused) {
 		return nil

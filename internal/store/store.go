@@ -15,13 +15,15 @@ import (
 )
 
 // dbVersion is the layout this binary writes; migrations[i] upgrades a version i+1 file to i+2.
-const dbVersion = 1
+const dbVersion = 2
 
-var migrations []func(tx *bolt.Tx) error
+// Version 2 added the stored record counts.
+var migrations = []func(tx *bolt.Tx) error{storeRecount}
 
 var (
 	// meta: "version" -> be32; "last_block" -> hash(32) || be32 height;
-	// "tower_key/" || be64 seq -> secret key (32), the highest seq being the current key.
+	// "tower_key/" || be64 seq -> secret key (32), the highest seq being the current key;
+	// "counts" -> be64 users || be64 appointments || be64 trackers (since version 2).
 	bktMeta = []byte("meta")
 	// users: user_id(33) -> user record (v1 || be32 slots || be32 start || be32 expiry).
 	bktUsers = []byte("users")
@@ -42,6 +44,7 @@ var (
 var (
 	keyVersion       = []byte("version")
 	keyLastBlock     = []byte("last_block")
+	keyCounts        = []byte("counts")
 	prefixTowerKey   = []byte("tower_key/")
 	prefixTowerKeyNx = []byte("tower_key0") // the first key past every "tower_key/..." key
 )
@@ -117,6 +120,9 @@ func initialise(tx *bolt.Tx) error {
 	meta := tx.Bucket(bktMeta)
 	v := meta.Get(keyVersion)
 	if v == nil { // a new file
+		if err := storeRecount(tx); err != nil {
+			return err
+		}
 		return putVersion(meta, dbVersion)
 	}
 	if len(v) != 4 {
@@ -132,6 +138,11 @@ func initialise(tx *bolt.Tx) error {
 	for ; version < dbVersion; version++ {
 		if err := migrations[version-1](tx); err != nil {
 			return fmt.Errorf("migrate from version %d: %w", version, err)
+		}
+	}
+	if meta.Get(keyCounts) == nil { // lost somehow: recounting once is cheaper than failing every scrape
+		if err := storeRecount(tx); err != nil {
+			return err
 		}
 	}
 	return putVersion(meta, dbVersion)
@@ -151,9 +162,11 @@ func (s *Store) Close() error {
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.db.Path() }
 
-// buckets holds a transaction's top-level buckets.
+// buckets holds a transaction's top-level buckets and the record count changes it made,
+// which the write paths flush (flushCounts) before committing.
 type buckets struct {
 	meta, users, userExpiry, appointments, locatorIdx, userAppts, trackers *bolt.Bucket
+	pending                                                                recordCounts
 }
 
 func openBuckets(tx *bolt.Tx) (*buckets, error) {
@@ -190,7 +203,10 @@ func (s *Store) update(fn func(b *buckets) error) error {
 		if err != nil {
 			return err
 		}
-		return fn(b)
+		if err := fn(b); err != nil {
+			return err
+		}
+		return b.flushCounts()
 	})
 }
 

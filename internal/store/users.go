@@ -26,10 +26,14 @@ func getUser(b *buckets, id teos.UserID) (UserInfo, bool, error) {
 	return u, true, nil
 }
 
-// putUser writes next and moves the user's expiry index entry if the expiry changed.
+// putUser writes next and moves the user's expiry index entry if the expiry changed; existed
+// must say whether the user was stored, as it decides the user count.
 func putUser(b *buckets, id teos.UserID, prev UserInfo, existed bool, next UserInfo) error {
 	if err := b.users.Put(id[:], encodeUser(next)); err != nil {
 		return err
+	}
+	if !existed {
+		b.pending.users++
 	}
 	if existed && prev.SubscriptionExpiry == next.SubscriptionExpiry {
 		return nil
@@ -216,7 +220,7 @@ func (s *Store) DeleteOutdatedUsers(height, expiryDelta uint32) ([]teos.UserID, 
 					return err
 				}
 			}
-			if err := b.users.Delete(e.id[:]); err != nil {
+			if err := deleteUserRecord(b, e.id); err != nil {
 				return err
 			}
 			deleted = append(deleted, e.id)
