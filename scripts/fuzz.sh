@@ -19,7 +19,20 @@ status=0
 echo "$targets" | while read -r dir target; do
 	[ -n "$target" ] || continue
 	start=$(date +%s)
-	if ! $GO test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$dir" >/tmp/teos-fuzz.$$ 2>&1; then
+	ok=false
+	for try in 1 2; do
+		if $GO test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$dir" >/tmp/teos-fuzz.$$ 2>&1; then
+			ok=true
+			break
+		fi
+		# The Go fuzzer sometimes reports its own time limit as "context deadline exceeded"
+		# with no failing input; only that case is retried.
+		if grep -q 'Failing input written' /tmp/teos-fuzz.$$ || ! grep -q 'context deadline exceeded' /tmp/teos-fuzz.$$; then
+			break
+		fi
+		echo "retry $target ($dir): the fuzzer stopped on its own deadline without a failing input"
+	done
+	if ! $ok; then
 		cat /tmp/teos-fuzz.$$
 		rm -f /tmp/teos-fuzz.$$
 		echo "FAIL $target ($dir)"
