@@ -138,7 +138,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
-	dir, err := expandHome(*dataDir)
+	dir, err := config.ExpandHome(*dataDir)
 	if err != nil {
 		fmt.Fprintln(stderr, "teos-cli:", err)
 		return exitFailure
@@ -433,16 +433,4 @@ func printJSON(w io.Writer, v any) error {
 	}
 	_, err := w.Write(buf.Bytes())
 	return err
-}
-
-// expandHome replaces a leading "~" or "~/" with the user's home directory.
-func expandHome(path string) (string, error) {
-	if path != "~" && !strings.HasPrefix(path, "~/") {
-		return path, nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("cannot expand %q: %w", path, err)
-	}
-	return filepath.Join(home, strings.TrimPrefix(path, "~")), nil
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/btcsuite/btcd/btcec/v2"
 
+	"github.com/teos-go/teos/internal/config"
 	"github.com/teos-go/teos/pkg/client"
 	"github.com/teos-go/teos/pkg/teos"
 )
@@ -148,17 +149,6 @@ func (a *app) printJSON(v any) error {
 	return err
 }
 
-func expandHome(p string) (string, error) {
-	if p != "~" && !strings.HasPrefix(p, "~/") {
-		return p, nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("expand %s: %w", p, err)
-	}
-	return filepath.Join(home, p[1:]), nil
-}
-
 // loadOrCreateKey returns the user key in dir, creating dir (0700) and the key (0600) the
 // first time. A data dir that already holds a saved tower but no key is damaged: a new key
 // there would silently drop the user's subscription, so it is an error.
@@ -263,7 +253,7 @@ func parseTowerID(s string) (teos.UserID, error) {
 // connect resolves the data dir, key, tower URL and id. With discover and no known id, the
 // id is asked from the tower.
 func (a *app) connect(ctx context.Context, discover bool) (*client.Tower, string, *savedTower, error) {
-	dir, err := expandHome(a.dataDir)
+	dir, err := config.ExpandHome(a.dataDir)
 	if err != nil {
 		return nil, "", nil, err
 	}

@@ -85,7 +85,7 @@ type Config struct {
 // Default returns the rust-teos v0.2 defaults. They do not pass Validate on
 // purpose: the operator must configure bitcoind auth.
 func Default() Config {
-	dataDir, err := expandHome(defaultDataDir)
+	dataDir, err := ExpandHome(defaultDataDir)
 	if err != nil {
 		dataDir = defaultDataDir // Load reports the error when it expands again
 	}
@@ -237,8 +237,9 @@ func (c *Config) NonDefault() []slog.Attr {
 	return attrs
 }
 
-// expandHome replaces a leading "~" or "~/" with the user's home directory.
-func expandHome(path string) (string, error) {
+// ExpandHome replaces a leading "~" or "~/" with the user's home directory (teosd and the
+// command-line clients share it).
+func ExpandHome(path string) (string, error) {
 	if path != "~" && !strings.HasPrefix(path, "~/") {
 		return path, nil
 	}

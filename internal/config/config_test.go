@@ -157,14 +157,14 @@ func TestExpandHome(t *testing.T) {
 		"rel/dir":   "rel/dir",
 		"~other/.x": "~other/.x", // other users' homes are not expanded
 	} {
-		got, err := expandHome(in)
+		got, err := ExpandHome(in)
 		if err != nil || got != want {
-			t.Errorf("expandHome(%q) = %q, %v; want %q", in, got, err, want)
+			t.Errorf("ExpandHome(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
 	t.Setenv("HOME", "")
-	if _, err := expandHome("~/x"); !errors.Is(err, ErrNoHome) {
-		t.Errorf("expandHome without HOME: err = %v, want ErrNoHome", err)
+	if _, err := ExpandHome("~/x"); !errors.Is(err, ErrNoHome) {
+		t.Errorf("ExpandHome without HOME: err = %v, want ErrNoHome", err)
 	}
 }
 

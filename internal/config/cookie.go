@@ -9,7 +9,7 @@ import (
 // ReadCookie reads a bitcoind .cookie file ("user:password", ~ expanded).
 // The password may itself contain ':'; trailing newlines are ignored.
 func ReadCookie(path string) (user, pass string, err error) {
-	full, err := expandHome(path)
+	full, err := ExpandHome(path)
 	if err != nil {
 		return "", "", fmt.Errorf("cookie file: %w", err)
 	}

@@ -81,7 +81,7 @@ func Load(args []string, stderr io.Writer) (Config, []string, error) {
 	if fs.NArg() > 0 {
 		return Config{}, nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	dataDir, err := expandHome(fromFlags.DataDir)
+	dataDir, err := ExpandHome(fromFlags.DataDir)
 	if err != nil {
 		return Config{}, nil, fmt.Errorf("datadir: %w", err)
 	}

@@ -166,17 +166,15 @@ func (r *Responder) BlockConnected(ctx context.Context, block *wire.MsgBlock, he
 	if err != nil {
 		return fmt.Errorf("responder block %d: %w", height, err)
 	}
-	inBlock := make(map[chainhash.Hash]struct{}, len(block.Transactions))
-	for _, tx := range block.Transactions {
-		inBlock[tx.TxHash()] = struct{}{}
-	}
 
 	var (
 		completed      []teos.UUID
 		reorged, stale []*store.Tracker
 	)
 	for _, t := range trackers {
-		_, mined := inBlock[t.PenaltyTxID]
+		// The index already holds this block's txids: no second hashing pass.
+		h, indexed := r.index.height(t.PenaltyTxID)
+		mined := indexed && h == height
 		switch {
 		case mined:
 			if t.Confirmed && t.Height == height {

@@ -125,6 +125,8 @@ type Accepted struct {
 // the stored appointment is handed to the responder before the receipt is returned (see
 // handOverAtAdd); the request succeeds whatever the outcome, and slots are never refunded.
 func (w *Watcher) AddAppointment(a teos.Appointment, userSig string) (*Accepted, error) {
+	// The store checks the user again inside the write; this read keeps requests from
+	// unregistered keys out of the single writer's queue.
 	user, _, err := w.gk.Authenticate(a.SignedBytes(), userSig)
 	if err != nil {
 		return nil, err
