@@ -2,9 +2,31 @@ package e2e
 
 import (
 	"encoding/hex"
+	"flag"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 )
+
+// demoStory names a file (scripts/demo.sh, `make demo`, passes its terminal) that gets TestDemo's
+// story and nothing else; without it the story goes to the test log.
+var demoStory = flag.String("demo.story", "", "write TestDemo's story to this file")
+
+// tell is one line of the demo's story.
+func tell(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if *demoStory == "" {
+		t.Logf(format, args...)
+		return
+	}
+	f, err := os.OpenFile(*demoStory, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatalf("demo story: %v", err)
+	}
+	defer f.Close()
+	fmt.Fprintf(f, format+"\n", args...)
+}
 
 // TestDemo is `make demo`: one breach from start to finish on a private regtest chain, told
 // step by step, with Alice using the teos-client binary as a user would. Every step is also
@@ -14,27 +36,27 @@ func TestDemo(t *testing.T) {
 	start := time.Now()
 	node := startNode(t)
 	c := newChain(t, node)
-	t.Logf("1. btcd (regtest) up at %s, chain height %d", node.RPCHost, c.tip(t))
+	tell(t, "1. btcd (regtest) up at %s, chain height %d", node.RPCHost, c.tip(t))
 
 	tw := newTower(t, node, "")
 	tw.start()
-	t.Logf("2. teosd up, API %s, tower id:", tw.apiURL)
-	t.Logf("     %s", tw.id)
+	tell(t, "2. teosd up, API %s, tower id:", tw.apiURL)
+	tell(t, "     %s", tw.id)
 
 	alice := newClientCLI(t, tw)
 	reg := alice.run("--towerid", tw.id.String(), "register")
 	if reg["tower_id"] != tw.id.String() {
 		t.Fatalf("register printed %v", reg)
 	}
-	t.Logf("3. $ teos-client register    (receipt checked against the tower id)")
-	t.Logf("     Alice %s: %v slots, blocks %v to %v", reg["user_id"], reg["available_slots"],
+	tell(t, "3. $ teos-client register    (receipt checked against the tower id)")
+	tell(t, "     Alice %s: %v slots, blocks %v to %v", reg["user_id"], reg["available_slots"],
 		reg["subscription_start"], reg["subscription_expiry"])
 
 	b := node.NewBreach(t)
 	commitment, penalty := b.Commitment.TxHash(), b.Penalty.TxHash()
-	t.Logf("4. Alice's channel has an old, revoked commitment and the penalty that sweeps it:")
-	t.Logf("     commitment %s", commitment)
-	t.Logf("     penalty    %s", penalty)
+	tell(t, "4. Alice's channel has an old, revoked commitment and the penalty that sweeps it:")
+	tell(t, "     commitment %s", commitment)
+	tell(t, "     penalty    %s", penalty)
 
 	loc := locatorOf(b).String()
 	rec := alice.run("add_appointment", "--commitment-txid", commitment.String(),
@@ -42,13 +64,13 @@ func TestDemo(t *testing.T) {
 	if rec["locator"] != loc {
 		t.Fatalf("add_appointment printed %v", rec)
 	}
-	t.Logf("5. $ teos-client add_appointment --commitment-txid ... --penalty ...")
-	t.Logf("     locator %s (half the commitment txid), watched from block %v", loc, rec["start_block"])
-	t.Logf("     the penalty travels encrypted under the full txid: the tower cannot read it yet")
+	tell(t, "5. $ teos-client add_appointment --commitment-txid ... --penalty ...")
+	tell(t, "     locator %s (half the commitment txid), watched from block %v", loc, rec["start_block"])
+	tell(t, "     the penalty travels encrypted under the full txid: the tower cannot read it yet")
 	if got := alice.run("get_appointment", loc); got["status"] != "being_watched" {
 		t.Fatalf("get_appointment printed %v", got)
 	}
-	t.Logf("6. $ teos-client get_appointment %s  ->  being_watched", loc)
+	tell(t, "6. $ teos-client get_appointment %s  ->  being_watched", loc)
 
 	c.send(t, b.Commitment)
 	block, h := c.mine(t)
@@ -56,7 +78,7 @@ func TestDemo(t *testing.T) {
 	if !blockHas(block, b.Commitment) {
 		t.Fatal("commitment not mined")
 	}
-	t.Logf("7. The cheater publishes the revoked commitment; mined in block %d", h)
+	tell(t, "7. The cheater publishes the revoked commitment; mined in block %d", h)
 
 	latency := c.waitInMempool(t, penalty, mined)
 	if latency > penaltyDeadline {
@@ -65,8 +87,8 @@ func TestDemo(t *testing.T) {
 	if !loggedWith(tw.logs(), "breach found", loc) {
 		t.Fatalf("teosd logged no breach for %s\n%s", loc, tw.logs())
 	}
-	t.Logf("8. The tower spots the locator, decrypts the penalty and broadcasts it:")
-	t.Logf("     in btcd's mempool %d ms after the block", latency.Milliseconds())
+	tell(t, "8. The tower spots the locator, decrypts the penalty and broadcasts it:")
+	tell(t, "     in btcd's mempool %d ms after the block", latency.Milliseconds())
 
 	block, h = c.mine(t)
 	if !blockHas(block, b.Penalty) {
@@ -75,7 +97,7 @@ func TestDemo(t *testing.T) {
 	waitFor(t, "teosd to see the penalty confirmed", func() bool {
 		return loggedWith(tw.logs(), "penalty confirmed", penalty.String())
 	})
-	t.Logf("9. Penalty mined in block %d; teosd logs it confirmed. Alice keeps the channel's funds", h)
+	tell(t, "9. Penalty mined in block %d; teosd logs it confirmed. Alice keeps the channel's funds", h)
 
 	var got map[string]any
 	waitFor(t, "dispute_responded", func() bool {
@@ -86,9 +108,9 @@ func TestDemo(t *testing.T) {
 		tracker["penalty_txid"] != penalty.String() {
 		t.Fatalf("get_appointment printed %v", got)
 	}
-	t.Logf("10. $ teos-client get_appointment %s  ->  dispute_responded", loc)
+	tell(t, "10. $ teos-client get_appointment %s  ->  dispute_responded", loc)
 
 	tw.stop()
 	node.Stop(t)
-	t.Logf("11. Done in %v; teosd and btcd stopped", time.Since(start).Round(10*time.Millisecond))
+	tell(t, "11. Done in %v; teosd and btcd stopped", time.Since(start).Round(10*time.Millisecond))
 }
