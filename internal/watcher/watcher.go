@@ -143,7 +143,7 @@ func (w *Watcher) AddAppointment(a teos.Appointment, userSig string) (*Accepted,
 	var queued bool
 	res, err := w.store.UpsertAppointments([]store.AppointmentUpsert{w.upsert(rec, &queued)})
 	if err != nil {
-		return nil, err
+		return nil, addError(err)
 	}
 	if res[0].Err != nil {
 		return nil, addError(res[0].Err)
