@@ -17,6 +17,7 @@ import (
 
 	"github.com/teos-go/teos/internal/store"
 	"github.com/teos-go/teos/pkg/teos"
+	"github.com/teos-go/teos/pkg/wtcrypto"
 )
 
 // TestLateAppointment sends an appointment whose dispute is already in the tip block: the
@@ -38,15 +39,16 @@ func TestLateAppointment(t *testing.T) {
 	waitTowerAt(t, tw, tip)
 
 	a := breachAppointment(t, b)
+	req := alice.addRequest(a)
 	start := time.Now()
-	r := alice.add(t, tw, a)
-	if r.StartBlock != tip || r.AvailableSlots != slots-1 {
-		t.Fatalf("receipt start_block %d, available_slots %d; want %d, %d", r.StartBlock, r.AvailableSlots, tip, slots-1)
+	var r addResp
+	code, raw := post(t, tw.apiURL, "/add_appointment", req, &r)
+	if code != 200 {
+		t.Fatalf("add_appointment: %d %s", code, raw)
 	}
-	code, raw := post(t, tw.apiURL, "/add_appointment", alice.addRequest(a), nil) // the same again: an update
 	var fields map[string]any
-	if err := json.Unmarshal(raw, &fields); err != nil || code != 200 {
-		t.Fatalf("second add: %d %s", code, raw)
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		t.Fatal(err)
 	}
 	keys := make([]string, 0, len(fields))
 	for k := range fields {
@@ -56,8 +58,18 @@ func TestLateAppointment(t *testing.T) {
 	if want := []string{"available_slots", "locator", "signature", "start_block", "subscription_expiry"}; !slices.Equal(keys, want) {
 		t.Fatalf("receipt fields %v, want %v", keys, want)
 	}
+	if r.Locator != a.Locator.String() || r.StartBlock != tip || r.AvailableSlots != slots-1 {
+		t.Fatalf("receipt %+v; want locator %s, start_block %d, available_slots %d", r, a.Locator, tip, slots-1)
+	}
+	if !wtcrypto.VerifySignature(teos.AppointmentReceiptBytes(req["signature"].(string), r.StartBlock), r.Signature, tw.id) {
+		t.Fatal("receipt not signed by the tower")
+	}
 	t.Logf("penalty in the mempool %v after the late appointment's receipt", c.waitInMempool(t, b.Penalty.TxHash(), start))
 	alice.waitResponded(t, tw, b)
+	// Sent again once it is tracked: rust-teos's answer to a triggered appointment.
+	if code, raw := post(t, tw.apiURL, "/add_appointment", req, nil); code != 400 || !bytes.Contains(raw, []byte(`"error_code":35`)) {
+		t.Fatalf("add_appointment again: %d %s, want 400 with error_code 35", code, raw)
+	}
 	if block, _ := c.mine(t); !blockHas(block, b.Penalty) {
 		t.Fatal("penalty not mined")
 	}
