@@ -182,3 +182,27 @@ func TestQueuedHandOverSurvivesRestart(t *testing.T) {
 	}
 	tw.stop()
 }
+
+// TestLateAppointmentWakesChainMonitor polls bitcoind only once an hour: the penalty of a
+// late appointment can then reach the mempool within the test only because the add wakes the
+// chain monitor, which hands the queued appointment over at once.
+func TestLateAppointmentWakesChainMonitor(t *testing.T) {
+	node := startNode(t)
+	c := newChain(t, node)
+	b := node.NewBreach(t)
+	c.send(t, b.Commitment)
+	block, tip := c.mine(t)
+	if !blockHas(block, b.Commitment) {
+		t.Fatal("commitment not mined")
+	}
+	tw := newTower(t, node, "")
+	tw.start("--pollinginterval", "1h") // catches up to tip at start, then sleeps
+	alice := newUser(t)
+	alice.register(t, tw)
+	if r := alice.add(t, tw, breachAppointment(t, b)); r.StartBlock != tip {
+		t.Fatalf("start_block %d, want %d", r.StartBlock, tip)
+	}
+	c.waitInMempool(t, b.Penalty.TxHash(), time.Now())
+	alice.waitResponded(t, tw, b)
+	tw.stop()
+}
