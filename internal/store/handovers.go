@@ -52,16 +52,28 @@ func decodeHandOver(b []byte) (HandOver, error) {
 	return h, nil
 }
 
-// QueuedHandOvers returns the queued hand-overs with their appointments, ordered by UUID.
+// QueuedHandOvers returns every queued hand-over with its appointment, ordered by UUID.
 func (s *Store) QueuedHandOvers() ([]QueuedHandOver, error) {
+	return s.QueuedHandOversFrom(teos.UUID{}, 0)
+}
+
+// QueuedHandOversFrom returns up to limit queued hand-overs (all if limit <= 0) with their
+// appointments, in UUID order starting at from and wrapping round past the last UUID, so a
+// caller that resumes where it stopped serves every entry in turn.
+func (s *Store) QueuedHandOversFrom(from teos.UUID, limit int) ([]QueuedHandOver, error) {
 	var out []QueuedHandOver
 	err := s.view(func(b *buckets) error {
 		out = nil
-		return b.handOvers.ForEach(func(k, v []byte) error {
+		c := b.handOvers.Cursor()
+		visit := func(k, v []byte) {
+			q := QueuedHandOver{}
 			if len(k) != teos.UUIDLen {
-				return fmt.Errorf("%w: hand-over key is %d bytes", ErrCorrupt, len(k))
+				q.Err = fmt.Errorf("%w: hand-over key is %d bytes", ErrCorrupt, len(k))
+				copy(q.UUID[:], k)
+				out = append(out, q)
+				return
 			}
-			q := QueuedHandOver{UUID: teos.UUID(k)}
+			q.UUID = teos.UUID(k)
 			q.HandOver, q.Err = decodeHandOver(v)
 			if q.Err == nil {
 				q.Appointment, q.Err = getAppointment(b, q.UUID)
@@ -70,8 +82,16 @@ func (s *Store) QueuedHandOvers() ([]QueuedHandOver, error) {
 				}
 			}
 			out = append(out, q)
-			return nil
-		})
+		}
+		full := func() bool { return limit > 0 && len(out) >= limit }
+		// from..last, then first..from.
+		for k, v := c.Seek(from[:]); k != nil && !full(); k, v = c.Next() {
+			visit(k, v)
+		}
+		for k, v := c.First(); k != nil && !full() && bytes.Compare(k, from[:]) < 0; k, v = c.Next() {
+			visit(k, v)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list queued hand-overs: %w", err)

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
@@ -238,4 +239,46 @@ func FuzzHandOverCodec(f *testing.F) {
 			t.Fatalf("decode(encode(%+v)) = %+v, %v", want, got, err)
 		}
 	})
+}
+
+func TestQueuedHandOversFromWrapsRound(t *testing.T) {
+	s := mustOpen(t, t.TempDir()+"/teos.db", nil)
+	defer s.Close()
+	user := testUser(1)
+	register(t, s, user, 100, 1000)
+	var ids []teos.UUID
+	for i := range 5 {
+		a := testAppointment(user, testLocator(i), 100)
+		if r, err := upsertWithHandOver(s, a, &HandOver{Dispute: []byte{byte(i)}}); err != nil || r.Err != nil {
+			t.Fatal(err, r.Err)
+		}
+		ids = append(ids, a.UUID())
+	}
+	slices.SortFunc(ids, func(x, y teos.UUID) int { return bytes.Compare(x[:], y[:]) })
+	uuids := func(list []QueuedHandOver) []teos.UUID {
+		var out []teos.UUID
+		for _, q := range list {
+			out = append(out, q.UUID)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		from  teos.UUID
+		limit int
+		want  []teos.UUID
+	}{
+		{teos.UUID{}, 0, ids},
+		{teos.UUID{}, 2, ids[:2]},
+		{ids[3], 0, append(slices.Clone(ids[3:]), ids[:3]...)},
+		{ids[3], 3, []teos.UUID{ids[3], ids[4], ids[0]}},
+		{ids[4], 1, ids[4:]},
+	} {
+		got, err := s.QueuedHandOversFrom(tc.from, tc.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(uuids(got), tc.want) {
+			t.Errorf("QueuedHandOversFrom(%s, %d) = %v, want %v", tc.from, tc.limit, uuids(got), tc.want)
+		}
+	}
 }

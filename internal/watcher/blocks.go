@@ -14,12 +14,17 @@ import (
 )
 
 // Only the chain goroutine hands breaches to the responder: BlockConnected for the appointments
-// a block triggers, HandOverQueued (and BlockConnected first) for those stored after their
-// dispute was mined, which AddAppointment queues in the store instead of handing them over
-// itself. One goroutine thus owns the responder, and a hand-over can never race a block.
+// a block triggers, HandOverQueued (after each poll) for those stored after their dispute was
+// mined, which AddAppointment queues in the store instead of handing them over itself. One
+// goroutine thus owns the responder, and a hand-over can never race a block.
 
-// BlockConnected caches the block's locators, hands the queued hand-overs over, then every
-// appointment the block triggers (all users). Appointments whose blob is not a transaction
+// maxHandOversPerRun bounds one HandOverQueued call: however long the queue (a flood of late
+// appointments), the next poll, and the blocks it brings, wait for at most this many
+// hand-overs. The monitor is woken again at once for the rest.
+const maxHandOversPerRun = 100
+
+// BlockConnected caches the block's locators, then hands every appointment the block
+// triggers (all users) to the responder. Appointments whose blob is not a transaction
 // encrypted under the dispute's txid, or whose penalty is rejected, are deleted without
 // refund, as rust-teos does. The new trackers, the deletions and the settled queue entries
 // are committed in one transaction, also when a responder error stops the work halfway: the
@@ -38,23 +43,34 @@ func (w *Watcher) BlockConnected(ctx context.Context, block *wire.MsgBlock, heig
 		return fmt.Errorf("watcher at height %d: %w", height, err)
 	}
 	r := w.newRun()
-	err := r.queued(ctx)
-	if err == nil {
-		err = r.block(ctx, txs, locs)
-	}
-	if err = errors.Join(err, r.commit()); err != nil {
+	if err := errors.Join(r.block(ctx, txs, locs), r.commit()); err != nil {
 		return fmt.Errorf("watcher at height %d: %w", height, err)
 	}
 	return nil
 }
 
-// HandOverQueued hands the queued hand-overs to the responder and commits the outcome. The
+// HandOverQueued hands up to maxHandOversPerRun queued hand-overs to the responder and commits
+// the outcome; each call resumes where the last one stopped, so every entry gets its turn. The
 // chain monitor calls it after every poll, on its goroutine, so a hand-over queued between
-// blocks, or before a restart, does not wait for the next block. An error is transient: the
-// entries not settled stay queued for the next call.
+// blocks, or before a restart, does not wait for a block. An error is transient: the entries
+// not settled stay queued for the next call.
 func (w *Watcher) HandOverQueued(ctx context.Context) error {
+	list, err := w.store.QueuedHandOversFrom(w.drainFrom, maxHandOversPerRun+1)
+	if err != nil {
+		return fmt.Errorf("load queued hand-overs: %w", err)
+	}
+	more := len(list) > maxHandOversPerRun
+	w.drainFrom = teos.UUID{}
+	if more {
+		w.drainFrom = list[maxHandOversPerRun].UUID
+		list = list[:maxHandOversPerRun]
+	}
 	r := w.newRun()
-	return errors.Join(r.queued(ctx), r.commit())
+	err = errors.Join(r.queued(ctx, list), r.commit())
+	if more && err == nil {
+		w.wake()
+	}
+	return err
 }
 
 // run is one batch of hand-overs and the store changes they make.
@@ -66,12 +82,9 @@ type run struct {
 
 func (w *Watcher) newRun() *run { return &run{w: w, done: make(map[teos.UUID]bool)} }
 
-// queued hands the queued hand-overs over, in UUID order.
-func (r *run) queued(ctx context.Context) error {
-	list, err := r.w.store.QueuedHandOvers()
-	if err != nil {
-		return fmt.Errorf("load queued hand-overs: %w", err)
-	}
+// queued hands the queued hand-overs over, in order; after a failure the next call starts at
+// the failed one.
+func (r *run) queued(ctx context.Context, list []store.QueuedHandOver) error {
 	for _, q := range list {
 		if q.Err != nil {
 			r.w.log.Error("dropping a queued hand-over that cannot be read", "uuid", q.UUID, "err", q.Err)
@@ -86,6 +99,7 @@ func (r *run) queued(ctx context.Context) error {
 		}
 		d.txid = d.tx.TxHash()
 		if err := r.handOver(ctx, q.Appointment, q.UUID, d); err != nil {
+			r.w.drainFrom = q.UUID
 			return err
 		}
 		r.changes.HandedOver = append(r.changes.HandedOver, q.UUID)

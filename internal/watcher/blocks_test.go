@@ -233,7 +233,7 @@ func TestAddAppointmentsQueuesLateItems(t *testing.T) {
 	}
 }
 
-// A queued hand-over that fails stays queued: the next poll, or the next block, redoes it.
+// A queued hand-over that fails stays queued for the next call; blocks do not touch the queue.
 func TestQueuedHandOverTransientErrorRetried(t *testing.T) {
 	f := newFixture(t)
 	u := f.newUser()
@@ -243,29 +243,82 @@ func TestQueuedHandOverTransientErrorRetried(t *testing.T) {
 	f.resp.failNext[id] = 2
 
 	f.add(u, b.loc, b.blob)
-	if err := f.w.HandOverQueued(t.Context()); !errors.Is(err, errUnreachable) {
-		t.Fatalf("HandOverQueued = %v, want %v", err, errUnreachable)
+	for range 2 {
+		if err := f.w.HandOverQueued(t.Context()); !errors.Is(err, errUnreachable) {
+			t.Fatalf("HandOverQueued = %v, want %v", err, errUnreachable)
+		}
+		if !f.stored(id) || f.hasTracker(id) || len(f.queued()) != 1 {
+			t.Fatal("after a transient error the appointment must stay stored, untracked and queued")
+		}
+		f.connect(newTx(50 + f.nonce))
 	}
-	if !f.stored(id) || f.hasTracker(id) || len(f.queued()) != 1 {
-		t.Fatal("after a transient error the appointment must stay stored, untracked and queued")
+	if n := f.resp.callCount(id); n != 2 {
+		t.Fatalf("%d calls, want 2: blocks must leave the queue to HandOverQueued", n)
 	}
-
-	// It fails again with the next block: the block is refused and delivered again.
-	blk := f.block(newTx(50))
-	if err := f.w.BlockConnected(t.Context(), blk, testHeight+2); !errors.Is(err, errUnreachable) {
-		t.Fatalf("BlockConnected = %v, want %v", err, errUnreachable)
-	}
-	if err := f.w.BlockConnected(t.Context(), blk, testHeight+2); err != nil {
-		t.Fatal(err)
-	}
-	f.tip = blk.BlockHash()
+	f.handOverQueued()
 	if !f.hasTracker(id) || f.resp.callCount(id) != 3 || len(f.queued()) != 0 {
 		t.Fatalf("tracker %v after %d calls, queue %v; want a tracker after 3 and an empty queue", f.hasTracker(id), f.resp.callCount(id), f.queued())
 	}
-	f.connect(newTx(51))
 	f.handOverQueued()
 	if n := f.resp.callCount(id); n != 3 {
 		t.Errorf("queue not drained: %d calls", n)
+	}
+}
+
+// A long queue is handed over maxHandOversPerRun at a time, each call waking the monitor for
+// the next, and a failing entry is retried first.
+func TestQueuedHandOversInTurns(t *testing.T) {
+	f := newFixture(t)
+	const n = 2*maxHandOversPerRun + 10
+	var disputes []*wire.MsgTx
+	var cases []breachCase
+	for i := range n {
+		c := newBreach(uint32(5000 + i))
+		cases, disputes = append(cases, c), append(disputes, c.dispute)
+	}
+	f.connect(disputes...)
+	users := make([]testUser, 3)
+	for i := range users {
+		users[i] = f.newUser()
+	}
+	// The gatekeeper gives each user testSlots slots: spread the appointments over users.
+	for len(users)*testSlots < n {
+		users = append(users, f.newUser())
+	}
+	for i, c := range cases {
+		f.add(users[i%len(users)], c.loc, c.blob)
+	}
+	f.woken()
+	failing := f.queued()[maxHandOversPerRun+3]
+	f.resp.failNext[failing] = 1
+
+	f.handOverQueued()
+	if got := len(f.queued()); got != n-maxHandOversPerRun || !f.woken() {
+		t.Fatalf("after one call %d queued (want %d) and a wake-up", got, n-maxHandOversPerRun)
+	}
+	if err := f.w.HandOverQueued(t.Context()); !errors.Is(err, errUnreachable) {
+		t.Fatalf("second call = %v, want the failure", err)
+	}
+	if got := len(f.queued()); got != n-maxHandOversPerRun-3 {
+		t.Fatalf("after the failure %d queued, want %d", got, n-maxHandOversPerRun-3)
+	}
+	f.handOverQueued()
+	if f.resp.callCount(failing) != 2 || !f.hasTracker(failing) {
+		t.Fatalf("the failed entry: %d calls, tracker %v; want it retried first", f.resp.callCount(failing), f.hasTracker(failing))
+	}
+	for range 2 {
+		f.handOverQueued()
+	}
+	if q := f.queued(); len(q) != 0 {
+		t.Fatalf("%d still queued", len(q))
+	}
+	for id, c := range f.resp.created {
+		if c != 1 {
+			t.Errorf("%s: %d trackers", id, c)
+		}
+	}
+	if len(f.resp.created) != n {
+		t.Errorf("%d trackers, want %d", len(f.resp.created), n)
 	}
 }
 
@@ -407,7 +460,7 @@ func TestConcurrentAddAndBlock(t *testing.T) {
 	})
 	wg.Wait()
 	f.tip = blk.BlockHash()
-	f.connect() // drains the hand-overs queued by adds that saw the block cached
+	f.handOverQueued() // the hand-overs queued by adds that saw the block cached
 
 	for i := range n {
 		id := uuid(cases[i].loc, users[i])

@@ -28,7 +28,7 @@ type Store interface {
 	Tracker(id teos.UUID) (*store.Tracker, error)
 	UserLocators(id teos.UserID) ([]teos.Locator, error)
 	AppointmentsByLocators(locs []teos.Locator) (map[teos.Locator][]*store.Appointment, error)
-	QueuedHandOvers() ([]store.QueuedHandOver, error)
+	QueuedHandOversFrom(from teos.UUID, limit int) ([]store.QueuedHandOver, error)
 	DropHandOvers(block chainhash.Hash) (int, error)
 	ApplyChanges(c *store.Changes) error
 	WaitWrites() error
@@ -61,6 +61,7 @@ type Watcher struct {
 	responder Responder
 	log       *slog.Logger
 	queued    chan struct{} // signalled when an add queued a hand-over; capacity 1
+	drainFrom teos.UUID     // where the next HandOverQueued starts; chain goroutine only
 
 	// mu guards the cache; it is never held across store or responder calls.
 	mu    sync.Mutex
