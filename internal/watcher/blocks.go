@@ -26,10 +26,10 @@ const maxHandOversPerRun = 100
 // BlockConnected caches the block's locators, then hands every appointment the block
 // triggers (all users) to the responder. Appointments whose blob is not a transaction
 // encrypted under the dispute's txid, or whose penalty is rejected, are deleted without
-// refund, as rust-teos does. The new trackers, the deletions and the settled queue entries
-// are committed in one transaction, also when a responder error stops the work halfway: the
-// error is then returned, the chain monitor delivers the same block again, and the redo skips
-// appointments that now have a tracker.
+// refund, as rust-teos does. The new trackers and the deletions are committed in one
+// transaction, also when a responder error stops the work halfway: the error is then
+// returned, the chain monitor delivers the same block again, and the redo skips appointments
+// that now have a tracker. Queued hand-overs are left to HandOverQueued.
 func (w *Watcher) BlockConnected(ctx context.Context, block *wire.MsgBlock, height uint32) error {
 	hash := block.BlockHash()
 	txs, locs := indexBlock(block, hash)
