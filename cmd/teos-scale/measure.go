@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -68,34 +67,24 @@ func snapshot() memSnap {
 	return s
 }
 
-// acceptingResponder does what the real responder does with the store (look for a tracker,
-// then store one) but broadcasts nothing: every penalty is taken as accepted into the mempool.
+// acceptingResponder does what the real responder does for a breach but broadcasts nothing:
+// every penalty is taken as accepted into the mempool. The watcher stores the trackers.
 type acceptingResponder struct {
-	store            *store.Store
-	height           uint32
-	tracked, already int
-	badPenalty       int // penalties that do not spend their dispute: the decryption went wrong
+	height     uint32
+	tracked    int
+	already    int // stays 0: the watcher never hands over a UUID that has a tracker
+	badPenalty int // penalties that do not spend their dispute: the decryption went wrong
 }
 
-func (r *acceptingResponder) HandleBreach(_ context.Context, id teos.UUID, dispute, penalty *wire.MsgTx) (bool, error) {
-	if _, err := r.store.Tracker(id); err == nil {
-		r.already++
-		return true, nil
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return false, err
-	}
+func (r *acceptingResponder) HandleBreach(_ context.Context, id teos.UUID, dispute, penalty *wire.MsgTx) (*store.Tracker, error) {
 	if len(penalty.TxIn) == 0 || penalty.TxIn[0].PreviousOutPoint.Hash != dispute.TxHash() {
 		r.badPenalty++
 	}
-	err := r.store.PutTracker(&store.Tracker{
+	r.tracked++
+	return &store.Tracker{
 		UUID: id, DisputeTx: serialize(dispute), PenaltyTx: serialize(penalty),
 		DisputeTxID: dispute.TxHash(), PenaltyTxID: penalty.TxHash(), Height: r.height,
-	})
-	if err != nil {
-		return false, err
-	}
-	r.tracked++
-	return true, nil
+	}, nil
 }
 
 // randomTx is a two-in, two-out segwit payment with random outpoints.
@@ -183,7 +172,7 @@ func measure(cfg measureConfig, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	resp := &acceptingResponder{store: s}
+	resp := &acceptingResponder{}
 	w := watcher.New(watcher.Config{Store: s, Gatekeeper: gk, TowerKey: key, Responder: resp})
 	afterOpen := snapshot()
 

@@ -143,6 +143,9 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		Listeners:   []chain.Listener{gk, w, resp}, // rust-teos's order: users first, then breaches, then trackers
 		Logger:      log,
 		IsTransient: bitcoind.IsUnreachable,
+		// Appointments stored after their dispute was mined are handed over on the chain goroutine.
+		AfterPoll: w.HandOverQueued,
+		Wake:      w.HandOversQueued(),
 	}
 	var met *metrics.Metrics // nil unless metrics_bind is set
 	if cfg.MetricsBind != "" {

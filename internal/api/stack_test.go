@@ -59,8 +59,8 @@ const (
 // acceptAll is a responder that takes every breach; these tests mine no block.
 type acceptAll struct{}
 
-func (acceptAll) HandleBreach(context.Context, teos.UUID, *wire.MsgTx, *wire.MsgTx) (bool, error) {
-	return true, nil
+func (acceptAll) HandleBreach(_ context.Context, id teos.UUID, _, _ *wire.MsgTx) (*store.Tracker, error) {
+	return &store.Tracker{UUID: id}, nil
 }
 
 type stackConfig struct {

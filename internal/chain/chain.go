@@ -53,6 +53,12 @@ type Config struct {
 	// OnBlock, if set, is called after a block is connected and persisted, with how long that
 	// took from the block fetch on. It runs on the polling goroutine, so it must be quick.
 	OnBlock func(height uint32, took time.Duration)
+	// AfterPoll, if set, is called by Run after every successful Poll, on the polling
+	// goroutine, for work that must not wait for a new block; an error is handled as a
+	// failed poll.
+	AfterPoll func(ctx context.Context) error
+	// Wake, if set, makes Run poll at once when it receives, instead of at the next tick.
+	Wake <-chan struct{}
 }
 
 // BlockRef names a block of the processed chain.
@@ -268,7 +274,11 @@ func (m *Monitor) Run(ctx context.Context, every time.Duration) error {
 	warned := false
 	for {
 		wasReachable := m.Reachable()
-		if err := m.Poll(ctx); err != nil && ctx.Err() == nil {
+		err := m.Poll(ctx)
+		if err == nil && m.cfg.AfterPoll != nil {
+			err = m.cfg.AfterPoll(ctx)
+		}
+		if err != nil && ctx.Err() == nil {
 			if !m.cfg.IsTransient(err) {
 				m.log.Error("chain poll failed", "err", err)
 			}
@@ -285,6 +295,7 @@ func (m *Monitor) Run(ctx context.Context, every time.Duration) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-m.cfg.Wake:
 		}
 	}
 }

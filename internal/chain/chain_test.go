@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
@@ -255,5 +256,48 @@ func TestRefusesForkDeeperThanWindow(t *testing.T) {
 	}
 	if len(events) != 0 || m.Height() != 2*Window || st.height != 0 {
 		t.Fatalf("deep fork applied %d events, height %d", len(events), m.Height())
+	}
+}
+
+// Run calls AfterPoll after each successful poll, on its goroutine, and polls at once when
+// woken instead of waiting for its (here hour-long) tick.
+func TestRunAfterPollAndWake(t *testing.T) {
+	c, hs := newFakeChain(3)
+	var events []string
+	polled := make(chan int, 1)
+	wake := make(chan struct{}, 1)
+	calls := 0
+	st := &tipStore{}
+	m, err := New(t.Context(), Config{
+		Source: c, Store: st, Listeners: []Listener{&recorder{name: "w", events: &events}},
+		AfterPoll: func(context.Context) error {
+			calls++ // only Run's goroutine touches it
+			polled <- len(events)
+			return nil
+		},
+		Wake: wake,
+	}, hs[3], 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, time.Hour) }()
+	if n := <-polled; n != 0 {
+		t.Fatalf("first AfterPoll saw %d events, want 0", n)
+	}
+	c.mu.Lock()
+	c.extend(hs[3], 1)
+	c.mu.Unlock()
+	wake <- struct{}{}
+	if n := <-polled; n != 1 {
+		t.Fatalf("AfterPoll after the wake-up saw %d events, want the new block's", n)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if calls != 2 {
+		t.Fatalf("AfterPoll called %d times, want 2", calls)
 	}
 }

@@ -110,9 +110,12 @@ func TestWithBTCD(t *testing.T) {
 			id teos.UUID
 			b  *btcdtest.Breach
 		}{{liveID, live}, {earlyID, early}} {
-			tracked, err := r.HandleBreach(ctx, b.id, b.b.Commitment, b.b.Penalty)
-			if err != nil || !tracked {
-				t.Fatalf("HandleBreach = %v, %v", tracked, err)
+			tr, err := r.HandleBreach(ctx, b.id, b.b.Commitment, b.b.Penalty)
+			if err != nil || tr == nil {
+				t.Fatalf("HandleBreach = %v, %v", tr, err)
+			}
+			if err := s.ApplyChanges(&store.Changes{Trackers: []*store.Tracker{tr}}); err != nil {
+				t.Fatal(err)
 			}
 		}
 	})

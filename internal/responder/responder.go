@@ -4,8 +4,10 @@
 // (rust-teos responder.rs; PROTOCOL.md section 8).
 //
 // Trackers live only in the store; the responder reloads them on every block (they are few)
-// and keeps in memory just the last 100 blocks' txids. HandleBreach, BlockConnected and
-// BlockDisconnected must be called from one goroutine at a time, as the chain monitor does.
+// and keeps in memory just the last 100 blocks' txids. Its changes to a block's trackers are
+// committed together, in one store transaction. HandleBreach, BlockConnected and
+// BlockDisconnected are called from the chain goroutine only (the watcher's hand-overs run
+// there too), so the height HandleBreach reads cannot move under it.
 package responder
 
 import (
@@ -26,10 +28,8 @@ import (
 
 // Store is the part of the database the responder uses; *store.Store satisfies it.
 type Store interface {
-	PutTracker(t *store.Tracker) error
-	Tracker(id teos.UUID) (*store.Tracker, error)
 	Trackers() ([]*store.Tracker, error)
-	DeleteAppointments(ids []teos.UUID, refund bool) error
+	ApplyChanges(c *store.Changes) error
 }
 
 // Carrier broadcasts and looks up transactions; *carrier.Carrier satisfies it.
@@ -74,39 +74,35 @@ func (r *Responder) Height() uint32 { return r.height.Load() }
 // the last 100 blocks up to the tip.
 func (r *Responder) SeedBlock(block *wire.MsgBlock, height uint32) { r.index.add(block, height) }
 
-// HandleBreach starts tracking penalty, which spends dispute, for the appointment id
-// (PROTOCOL.md 8.2). It reports whether the penalty is tracked; false means bitcoind rejected
-// it, and the caller deletes the appointment without refund. An error (bitcoind unreachable,
-// store failure) means nothing was decided: the caller retries later.
+// HandleBreach broadcasts penalty, which spends dispute, for the appointment id (PROTOCOL.md
+// 8.2) and returns the tracker to store for it; the caller commits it with the rest of its
+// block's changes (store.Changes). It returns nil when bitcoind rejected the penalty: the
+// caller then deletes the appointment without refund. An error (bitcoind unreachable) means
+// nothing was decided: the caller retries later. The caller makes sure id has no tracker yet.
 //
-// It is idempotent: if id already has a tracker, it returns true without sending anything.
 // "Now" is Height, the last block the responder processed: while the watcher handles the
 // block at H that is H-1, as in rust-teos.
 //
 // Deliberate difference from rust-teos: when bitcoind answers that the penalty is already in
 // the chain (-27), rust-teos leaves the appointment untracked until its user expires (PROTOCOL.md
-// 16.7). Here it is tracked as confirmed at the current height: a transaction with the
-// penalty's txid is in the chain, so the user sees dispute_responded, and the tracker
-// completes 100 blocks later and refunds the slots. If the penalty was in fact mined in the
-// block being processed, BlockConnected moves the tracker to that block's height.
-func (r *Responder) HandleBreach(ctx context.Context, id teos.UUID, dispute, penalty *wire.MsgTx) (tracked bool, err error) {
+// 16.7). Here it is tracked as confirmed, so the user sees dispute_responded and the tracker
+// completes (refunding the slots) once irrevocably resolved. If the penalty is in a block the
+// responder has indexed, that block's height is used. Otherwise bitcoind is ahead of the
+// tower, and the tracker is dated at the next height: connecting that block either finds the
+// penalty there, or takes the tracker for reorganised out and re-sends it. Dating it now
+// would strand the penalty if its block left the chain before the tower saw it.
+func (r *Responder) HandleBreach(ctx context.Context, id teos.UUID, dispute, penalty *wire.MsgTx) (*store.Tracker, error) {
 	if dispute == nil || penalty == nil {
-		return false, fmt.Errorf("handle breach %s: missing dispute or penalty", id)
+		return nil, fmt.Errorf("handle breach %s: missing dispute or penalty", id)
 	}
-	switch _, err := r.store.Tracker(id); {
-	case err == nil:
-		return true, nil
-	case !errors.Is(err, store.ErrNotFound):
-		return false, fmt.Errorf("handle breach %s: %w", id, err)
-	}
-
 	height := r.Height()
 	t := &store.Tracker{UUID: id, DisputeTxID: dispute.TxHash(), PenaltyTxID: penalty.TxHash()}
+	var err error
 	if t.DisputeTx, err = serialize(dispute); err != nil {
-		return false, fmt.Errorf("handle breach %s: dispute: %w", id, err)
+		return nil, fmt.Errorf("handle breach %s: dispute: %w", id, err)
 	}
 	if t.PenaltyTx, err = serialize(penalty); err != nil {
-		return false, fmt.Errorf("handle breach %s: penalty: %w", id, err)
+		return nil, fmt.Errorf("handle breach %s: penalty: %w", id, err)
 	}
 
 	if h, ok := r.index.height(t.PenaltyTxID); ok {
@@ -114,33 +110,30 @@ func (r *Responder) HandleBreach(ctx context.Context, id teos.UUID, dispute, pen
 	} else {
 		in, err := r.carrier.InMempool(ctx, t.PenaltyTxID)
 		if err != nil {
-			return false, fmt.Errorf("handle breach %s: %w", id, err)
+			return nil, fmt.Errorf("handle breach %s: %w", id, err)
 		}
 		if in {
 			t.Height = height
 		} else {
 			res, err := r.carrier.Send(ctx, penalty)
 			if err != nil {
-				return false, fmt.Errorf("handle breach %s: %w", id, err)
+				return nil, fmt.Errorf("handle breach %s: %w", id, err)
 			}
 			switch res.Status {
 			case carrier.StatusInMempool:
 				t.Height = height
 			case carrier.StatusIrrevocablyResolved:
-				t.Height, t.Confirmed = height, true
+				t.Height, t.Confirmed = height+1, true
 			case carrier.StatusRejected:
 				r.log.Warn("penalty rejected", "uuid", id, "txid", t.PenaltyTxID, "code", res.Code)
-				return false, nil
+				return nil, nil
 			default:
-				return false, fmt.Errorf("handle breach %s: carrier returned %v", id, res.Status)
+				return nil, fmt.Errorf("handle breach %s: carrier returned %v", id, res.Status)
 			}
 		}
 	}
-	if err := r.store.PutTracker(t); err != nil {
-		return false, fmt.Errorf("handle breach %s: %w", id, err)
-	}
-	r.log.Info("penalty tracked", "uuid", id, "txid", t.PenaltyTxID, "height", t.Height, "confirmed", t.Confirmed)
-	return true, nil
+	r.log.Info("penalty sent", "uuid", id, "txid", t.PenaltyTxID, "height", t.Height, "confirmed", t.Confirmed)
+	return t, nil
 }
 
 // BlockConnected processes the block at height (PROTOCOL.md 8.3): it records the block's
@@ -148,10 +141,11 @@ func (r *Responder) HandleBreach(ctx context.Context, id teos.UUID, dispute, pen
 // (deleting them with a slot refund), re-sends penalties whose block was reorganised out and
 // penalties unconfirmed for 6 blocks, and finally clears the carrier's cache.
 //
-// Every change is stored as soon as it is made, so when bitcoind becomes unreachable halfway
-// the returned error lets the chain monitor run the same block again: what was done is not
-// redone (a completed tracker is gone, a re-sent one is dated at this height), and what was
-// not is found again.
+// The block's tracker changes are committed together, in one transaction, also when bitcoind
+// becomes unreachable halfway: the returned error then lets the chain monitor run the same
+// block again, and what was done is not redone (a completed tracker is gone, a re-sent one is
+// dated at this height) while what was not is found again. If the commit itself fails, the
+// redo repeats the re-sends, which is harmless.
 //
 // Reorganised trackers are found from the store rather than kept in memory: when the block at
 // height is connected, every block at or above height that the responder saw before has been
@@ -168,7 +162,7 @@ func (r *Responder) BlockConnected(ctx context.Context, block *wire.MsgBlock, he
 	}
 
 	var (
-		completed      []teos.UUID
+		changes        store.Changes
 		reorged, stale []*store.Tracker
 	)
 	for _, t := range trackers {
@@ -180,15 +174,13 @@ func (r *Responder) BlockConnected(ctx context.Context, block *wire.MsgBlock, he
 			if t.Confirmed && t.Height == height {
 				continue // this block was already processed once
 			}
-			if err := r.setStatus(t, height, true); err != nil {
-				return fmt.Errorf("responder block %d: %w", height, err)
-			}
+			setStatus(&changes, t, height, true)
 			r.log.Info("penalty confirmed", "uuid", t.UUID, "txid", t.PenaltyTxID, "height", height)
 		case t.Confirmed && t.Height >= height:
 			reorged = append(reorged, t)
 		case t.Confirmed:
 			if height-t.Height >= teos.IrrevocablyResolved {
-				completed = append(completed, t.UUID)
+				changes.Completed = append(changes.Completed, t.UUID)
 			}
 		case t.Height <= height && height-t.Height >= teos.ConfirmationsBeforeRetry:
 			stale = append(stale, t)
@@ -197,22 +189,30 @@ func (r *Responder) BlockConnected(ctx context.Context, block *wire.MsgBlock, he
 		}
 	}
 
-	if len(completed) > 0 {
-		if err := r.store.DeleteAppointments(completed, true); err != nil {
-			return fmt.Errorf("responder block %d: delete completed trackers: %w", height, err)
-		}
-		for _, id := range completed {
-			r.log.Info("tracker completed", "uuid", id, "height", height)
-		}
+	err = r.resend(ctx, &changes, reorged, stale, height)
+	if cerr := r.store.ApplyChanges(&changes); cerr != nil {
+		return errors.Join(err, fmt.Errorf("responder block %d: %w", height, cerr))
 	}
+	if err != nil {
+		return fmt.Errorf("responder block %d: %w", height, err)
+	}
+	for _, id := range changes.Completed {
+		r.log.Info("tracker completed", "uuid", id, "height", height)
+	}
+	return nil
+}
+
+// resend re-sends the reorganised trackers, then the stale ones, recording the outcomes in
+// changes; it stops at the first transport error.
+func (r *Responder) resend(ctx context.Context, changes *store.Changes, reorged, stale []*store.Tracker, height uint32) error {
 	for _, t := range reorged {
-		if err := r.resendReorged(ctx, t, height); err != nil {
-			return fmt.Errorf("responder block %d: %w", height, err)
+		if err := r.resendReorged(ctx, changes, t, height); err != nil {
+			return err
 		}
 	}
 	for _, t := range stale {
-		if err := r.rebroadcast(ctx, t, height); err != nil {
-			return fmt.Errorf("responder block %d: %w", height, err)
+		if err := r.rebroadcast(ctx, changes, t, height); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -242,7 +242,7 @@ func (r *Responder) BlockDisconnected(_ context.Context, _ *wire.BlockHeader, he
 
 // resendReorged re-sends the dispute and then the penalty of a tracker whose confirming block
 // left the chain. If either is rejected, the appointment is deleted without refund.
-func (r *Responder) resendReorged(ctx context.Context, t *store.Tracker, height uint32) error {
+func (r *Responder) resendReorged(ctx context.Context, changes *store.Changes, t *store.Tracker, height uint32) error {
 	dispute, err := deserialize(t.DisputeTx)
 	if err != nil {
 		r.log.Error("cannot decode stored dispute", "uuid", t.UUID, "err", err)
@@ -254,14 +254,15 @@ func (r *Responder) resendReorged(ctx context.Context, t *store.Tracker, height 
 	}
 	if res.Status == carrier.StatusRejected {
 		r.log.Warn("dispute rejected after a reorg; dropping tracker", "uuid", t.UUID, "txid", t.DisputeTxID, "code", res.Code)
-		return r.drop(t)
+		changes.Dropped = append(changes.Dropped, t.UUID)
+		return nil
 	}
-	return r.rebroadcast(ctx, t, height)
+	return r.rebroadcast(ctx, changes, t, height)
 }
 
-// rebroadcast re-sends a tracker's penalty and stores the outcome: in the mempool since
+// rebroadcast re-sends a tracker's penalty and records the outcome: in the mempool since
 // height, confirmed (already in the chain, PROTOCOL.md 16.8), or deleted without refund.
-func (r *Responder) rebroadcast(ctx context.Context, t *store.Tracker, height uint32) error {
+func (r *Responder) rebroadcast(ctx context.Context, changes *store.Changes, t *store.Tracker, height uint32) error {
 	penalty, err := deserialize(t.PenaltyTx)
 	if err != nil {
 		r.log.Error("cannot decode stored penalty", "uuid", t.UUID, "err", err)
@@ -274,7 +275,8 @@ func (r *Responder) rebroadcast(ctx context.Context, t *store.Tracker, height ui
 	switch res.Status {
 	case carrier.StatusInMempool:
 		r.log.Info("penalty re-sent", "uuid", t.UUID, "txid", t.PenaltyTxID, "height", height)
-		return r.setStatus(t, height, false)
+		setStatus(changes, t, height, false)
+		return nil
 	case carrier.StatusIrrevocablyResolved:
 		// rust-teos cannot store this status and would fail; the penalty is mined, so call it
 		// confirmed, at its block's height if we saw that block.
@@ -283,31 +285,21 @@ func (r *Responder) rebroadcast(ctx context.Context, t *store.Tracker, height ui
 			at = h
 		}
 		r.log.Info("penalty found in the chain", "uuid", t.UUID, "txid", t.PenaltyTxID, "height", at)
-		return r.setStatus(t, at, true)
+		setStatus(changes, t, at, true)
+		return nil
 	case carrier.StatusRejected:
 		r.log.Warn("penalty rejected on re-send; dropping tracker", "uuid", t.UUID, "txid", t.PenaltyTxID, "code", res.Code)
-		return r.drop(t)
+		changes.Dropped = append(changes.Dropped, t.UUID)
+		return nil
 	}
 	return fmt.Errorf("re-send penalty of %s: carrier returned %v", t.UUID, res.Status)
 }
 
-// setStatus stores t as confirmed at, or in the mempool since, height. An appointment deleted
-// meanwhile (its user expired) is not an error: there is nothing left to track.
-func (r *Responder) setStatus(t *store.Tracker, height uint32, confirmed bool) error {
+// setStatus records t as confirmed at, or in the mempool since, height. An appointment
+// deleted meanwhile (its user expired) is skipped when the changes are applied.
+func setStatus(changes *store.Changes, t *store.Tracker, height uint32, confirmed bool) {
 	t.Height, t.Confirmed = height, confirmed
-	err := r.store.PutTracker(t)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	return err
-}
-
-// drop deletes a tracker and its appointment without refund.
-func (r *Responder) drop(t *store.Tracker) error {
-	if err := r.store.DeleteAppointments([]teos.UUID{t.UUID}, false); err != nil {
-		return fmt.Errorf("delete tracker %s: %w", t.UUID, err)
-	}
-	return nil
+	changes.Trackers = append(changes.Trackers, t)
 }
 
 func serialize(tx *wire.MsgTx) ([]byte, error) {

@@ -163,13 +163,20 @@ func (e *env) newBreach(t *testing.T, seed byte) breach {
 	return breach{id: a.UUID(), dispute: dispute, penalty: penalty}
 }
 
+// handle hands b over and stores its tracker, as the watcher does.
 func (e *env) handle(t *testing.T, b breach) bool {
 	t.Helper()
-	tracked, err := e.r.HandleBreach(t.Context(), b.id, b.dispute, b.penalty)
+	tr, err := e.r.HandleBreach(t.Context(), b.id, b.dispute, b.penalty)
 	if err != nil {
 		t.Fatalf("HandleBreach: %v", err)
 	}
-	return tracked
+	if tr == nil {
+		return false
+	}
+	if err := e.store.ApplyChanges(&store.Changes{Trackers: []*store.Tracker{tr}}); err != nil {
+		t.Fatal(err)
+	}
+	return true
 }
 
 func (e *env) slots(t *testing.T) uint32 {
@@ -270,20 +277,6 @@ func TestHandleBreachBroadcasts(t *testing.T) {
 	}
 }
 
-func TestHandleBreachIsIdempotent(t *testing.T) {
-	e := newEnv(t)
-	b := e.newBreach(t, 1)
-	e.handle(t, b)
-	e.carrier.takeSent()
-	// Even a carrier that would now reject must not be asked again.
-	e.carrier.script(b.penalty, rejected)
-	if !e.handle(t, b) {
-		t.Fatal("second HandleBreach returned false")
-	}
-	e.wantSent(t)
-	e.wantStatus(t, b, startHeight, false)
-}
-
 func TestHandleBreachPenaltyInMempool(t *testing.T) {
 	e := newEnv(t)
 	b := e.newBreach(t, 1)
@@ -343,7 +336,9 @@ func TestHandleBreachRejected(t *testing.T) {
 	}
 }
 
-// The documented choice for "already in chain" (-27): tracked as confirmed now.
+// The documented choice for "already in chain" (-27) when the penalty is in no indexed block:
+// tracked as confirmed at the next height. If that block does not hold it, it is re-sent once
+// and then counted as confirmed there.
 func TestHandleBreachAlreadyInChain(t *testing.T) {
 	e := newEnv(t)
 	b := e.newBreach(t, 1)
@@ -351,9 +346,15 @@ func TestHandleBreachAlreadyInChain(t *testing.T) {
 	if !e.handle(t, b) {
 		t.Fatal("penalty already in chain not tracked")
 	}
-	e.wantStatus(t, b, startHeight, true)
+	e.wantStatus(t, b, startHeight+1, true)
+	e.carrier.takeSent()
+	e.connect(t, startHeight+1)
+	e.wantSent(t, b.dispute, b.penalty)
+	e.wantStatus(t, b, startHeight+1, true)
 	before := e.slots(t)
-	e.connectRange(t, startHeight+1, startHeight+teos.IrrevocablyResolved)
+	e.connectRange(t, startHeight+2, startHeight+teos.IrrevocablyResolved)
+	e.wantStatus(t, b, startHeight+1, true)
+	e.connect(t, startHeight+1+teos.IrrevocablyResolved)
 	e.wantGone(t, b)
 	if got := e.slots(t); got != before+1 {
 		t.Fatalf("slots = %d after completion, want %d", got, before+1)
@@ -367,8 +368,10 @@ func TestAlreadyInChainPenaltyMinedInThisBlock(t *testing.T) {
 	b := e.newBreach(t, 1)
 	e.carrier.script(b.penalty, inChain)
 	e.handle(t, b)
+	e.carrier.takeSent()
 	e.connect(t, startHeight+1, b.dispute, b.penalty)
 	e.wantStatus(t, b, startHeight+1, true)
+	e.wantSent(t) // found where it was expected: nothing re-sent
 }
 
 func TestHandleBreachTransportError(t *testing.T) {
@@ -387,15 +390,25 @@ func TestHandleBreachTransportError(t *testing.T) {
 	}
 }
 
-func TestHandleBreachNeedsAppointment(t *testing.T) {
+// HandleBreach stores nothing; a tracker whose appointment was deleted before the commit is
+// not stored.
+func TestHandleBreachWritesNothing(t *testing.T) {
 	e := newEnv(t)
 	b := e.newBreach(t, 1)
+	tr, err := e.r.HandleBreach(t.Context(), b.id, b.dispute, b.penalty)
+	if err != nil || tr == nil {
+		t.Fatalf("HandleBreach = %v, %v", tr, err)
+	}
+	if e.tracker(t, b) != nil {
+		t.Fatal("HandleBreach stored a tracker")
+	}
 	if err := e.store.DeleteAppointments([]teos.UUID{b.id}, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.r.HandleBreach(t.Context(), b.id, b.dispute, b.penalty); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("err = %v, want store.ErrNotFound", err)
+	if err := e.store.ApplyChanges(&store.Changes{Trackers: []*store.Tracker{tr}}); err != nil {
+		t.Fatal(err)
 	}
+	e.wantGone(t, b)
 }
 
 func TestConfirmationThenCompletion(t *testing.T) {
@@ -673,4 +686,103 @@ func TestUserDeletedMeanwhile(t *testing.T) {
 	}
 	e.connect(t, startHeight+1, b.penalty)
 	e.wantGone(t, b)
+}
+
+// Regression (issue 11): the penalty answers -27 because bitcoind already has block H+1 with
+// it, which the tower has not processed; H+1 is then reorganised out. Whether the tower saw
+// H+1 before the reorg or never did, connecting the replacing block re-sends the penalty.
+func TestAlreadyInChainThenReorgedOutIsResent(t *testing.T) {
+	for _, seen := range []bool{true, false} {
+		name := map[bool]string{true: "H+1 seen", false: "H+1 never seen"}[seen]
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			b := e.newBreach(t, 1)
+			e.carrier.script(b.penalty, inChain) // bitcoind is at H+1, which holds the penalty
+			if !e.handle(t, b) {
+				t.Fatal("not tracked")
+			}
+			next := uint32(startHeight + 1)
+			if seen {
+				e.connect(t, next, b.penalty)
+				e.wantStatus(t, b, next, true)
+				hdr := block(next, 0).Header
+				if err := e.r.BlockDisconnected(t.Context(), &hdr, next); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.carrier.takeSent()
+			// After the reorg the penalty is back in bitcoind's mempool, not in the chain.
+			e.carrier.script(b.penalty, carrier.Result{Status: carrier.StatusInMempool})
+			if err := e.r.BlockConnected(t.Context(), block(next, 1), next); err != nil {
+				t.Fatal(err)
+			}
+			e.wantSent(t, b.dispute, b.penalty)
+			e.wantStatus(t, b, next, false)
+		})
+	}
+}
+
+// countingStore counts the responder's commits.
+type countingStore struct {
+	*store.Store
+	applies int
+}
+
+func (c *countingStore) ApplyChanges(ch *store.Changes) error {
+	c.applies++
+	return c.Store.ApplyChanges(ch)
+}
+
+// A block that confirms, completes, re-sends and drops trackers commits them all at once.
+func TestBlockChangesCommittedOnce(t *testing.T) {
+	e := newEnv(t)
+	var confirm, complete, stale, drop []breach
+	for i := range 4 {
+		confirm = append(confirm, e.newBreach(t, byte(10+i)))
+		complete = append(complete, e.newBreach(t, byte(20+i)))
+	}
+	for _, b := range complete {
+		e.handle(t, b)
+	}
+	e.connect(t, startHeight+1, penalties(complete)...)
+	last := uint32(startHeight + 1 + teos.IrrevocablyResolved)
+	e.connectRange(t, startHeight+2, last-teos.ConfirmationsBeforeRetry)
+	for i := range 4 {
+		stale = append(stale, e.newBreach(t, byte(30+i)))
+		drop = append(drop, e.newBreach(t, byte(40+i)))
+	}
+	for _, b := range slices.Concat(confirm, stale, drop) {
+		e.handle(t, b)
+	}
+	e.connectRange(t, last-teos.ConfirmationsBeforeRetry+1, last-1)
+	for _, b := range drop {
+		e.carrier.script(b.penalty, rejected)
+	}
+	cs := &countingStore{Store: e.store}
+	e.r.store = cs
+	slots := e.slots(t)
+	e.connect(t, last, penalties(confirm)...)
+	if cs.applies != 1 {
+		t.Fatalf("%d commits for one block, want 1", cs.applies)
+	}
+	for _, b := range confirm {
+		e.wantStatus(t, b, last, true)
+	}
+	for _, b := range stale {
+		e.wantStatus(t, b, last, false)
+	}
+	for _, b := range slices.Concat(complete, drop) {
+		e.wantGone(t, b)
+	}
+	if got := e.slots(t); got != slots+uint32(len(complete)) {
+		t.Fatalf("slots = %d, want %d", got, slots+uint32(len(complete)))
+	}
+}
+
+func penalties(bs []breach) []*wire.MsgTx {
+	var txs []*wire.MsgTx
+	for _, b := range bs {
+		txs = append(txs, b.penalty)
+	}
+	return txs
 }

@@ -50,7 +50,7 @@ type deletedAppointment struct {
 	blobLen int
 }
 
-// deleteAppointment removes an appointment, its tracker and both index entries. It returns
+// deleteAppointment removes an appointment, its tracker, its queued hand-over and both index entries. It returns
 // nil, nil if there was no such appointment.
 func deleteAppointment(b *buckets, id teos.UUID) (*deletedAppointment, error) {
 	v := b.appointments.Get(id[:])
@@ -68,6 +68,7 @@ func deleteAppointment(b *buckets, id teos.UUID) (*deletedAppointment, error) {
 	}{
 		{b.appointments, id[:]},
 		{b.trackers, id[:]},
+		{b.handOvers, id[:]},
 		{b.locatorIdx, locatorKey(loc, id)},
 		{b.userAppts, userApptKey(user, id)},
 	} {
@@ -102,7 +103,7 @@ func (s *Store) UpsertAppointment(a *Appointment, fn func(user UserInfo, prev *A
 	var out UserInfo
 	err := s.batch(func(b *buckets) error {
 		var err error
-		out, err = upsertAppointment(b, a, record, fn)
+		out, err = upsertAppointment(b, a, record, fn, nil)
 		return err
 	})
 	if err != nil {
@@ -115,6 +116,11 @@ func (s *Store) UpsertAppointment(a *Appointment, fn func(user UserInfo, prev *A
 type AppointmentUpsert struct {
 	Appointment *Appointment
 	Policy      AppointmentPolicy
+	// HandOver, if set, is called inside the transaction once Policy accepted the item; a
+	// non-nil result is queued for the appointment in the same transaction (replacing any
+	// queued one), so the appointment is never durable without its pending hand-over. nil
+	// leaves the queue as it is. It may run more than once.
+	HandOver func() *HandOver
 }
 
 // UpsertResult is the outcome of one AppointmentUpsert: the owner's new record, or Err (the
@@ -148,7 +154,7 @@ func (s *Store) UpsertAppointments(items []AppointmentUpsert) ([]UpsertResult, e
 	err := s.batch(func(b *buckets) error {
 		accepted := false
 		for i, it := range items {
-			user, err := upsertAppointment(b, it.Appointment, records[i], it.Policy)
+			user, err := upsertAppointment(b, it.Appointment, records[i], it.Policy, it.HandOver)
 			if r, ok := errors.AsType[refusal](err); ok {
 				results[i] = UpsertResult{Err: r.err}
 				continue
@@ -171,8 +177,8 @@ func (s *Store) UpsertAppointments(items []AppointmentUpsert) ([]UpsertResult, e
 }
 
 // upsertAppointment is one upsert inside a write transaction; fn's error and an unknown owner
-// come back as refusals, before anything is written.
-func upsertAppointment(b *buckets, a *Appointment, record []byte, fn AppointmentPolicy) (UserInfo, error) {
+// come back as refusals, before anything is written. handOver may be nil.
+func upsertAppointment(b *buckets, a *Appointment, record []byte, fn AppointmentPolicy, handOver func() *HandOver) (UserInfo, error) {
 	id := a.UUID()
 	user, ok, err := getUser(b, a.UserID)
 	if err != nil {
@@ -204,6 +210,13 @@ func upsertAppointment(b *buckets, a *Appointment, record []byte, fn Appointment
 	}
 	if err := b.userAppts.Put(userApptKey(a.UserID, id), []byte{}); err != nil {
 		return UserInfo{}, fmt.Errorf("upsert appointment %s: %w", id, err)
+	}
+	if handOver != nil {
+		if h := handOver(); h != nil {
+			if err := b.handOvers.Put(id[:], encodeHandOver(h)); err != nil {
+				return UserInfo{}, fmt.Errorf("upsert appointment %s: queue hand-over: %w", id, err)
+			}
+		}
 	}
 	return next, nil
 }
@@ -326,32 +339,34 @@ func (s *Store) AppointmentsByLocators(locs []teos.Locator) (map[teos.Locator][]
 // entries, in one transaction. With refund, each owner gets teos.Slots(len(blob)) slots back
 // (saturating). UUIDs that are not stored are skipped.
 func (s *Store) DeleteAppointments(ids []teos.UUID, refund bool) error {
-	err := s.update(func(b *buckets) error {
-		for _, id := range ids {
-			d, err := deleteAppointment(b, id)
-			if err != nil {
-				return err
-			}
-			if d == nil || !refund {
-				continue
-			}
-			user, ok, err := getUser(b, d.user)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				continue // nobody to refund
-			}
-			next := user
-			next.AvailableSlots = addSaturating(user.AvailableSlots, teos.Slots(d.blobLen))
-			if err := putUser(b, d.user, user, true, next); err != nil {
-				return fmt.Errorf("refund user %s: %w", d.user, err)
-			}
-		}
-		return nil
-	})
+	err := s.update(func(b *buckets) error { return deleteAppointments(b, ids, refund) })
 	if err != nil {
 		return fmt.Errorf("delete %d appointments: %w", len(ids), err)
+	}
+	return nil
+}
+
+func deleteAppointments(b *buckets, ids []teos.UUID, refund bool) error {
+	for _, id := range ids {
+		d, err := deleteAppointment(b, id)
+		if err != nil {
+			return err
+		}
+		if d == nil || !refund {
+			continue
+		}
+		user, ok, err := getUser(b, d.user)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue // nobody to refund
+		}
+		next := user
+		next.AvailableSlots = addSaturating(user.AvailableSlots, teos.Slots(d.blobLen))
+		if err := putUser(b, d.user, user, true, next); err != nil {
+			return fmt.Errorf("refund user %s: %w", d.user, err)
+		}
 	}
 	return nil
 }

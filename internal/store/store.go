@@ -15,10 +15,12 @@ import (
 )
 
 // dbVersion is the layout this binary writes; migrations[i] upgrades a version i+1 file to i+2.
-const dbVersion = 2
+const dbVersion = 3
 
-// Version 2 added the stored record counts.
-var migrations = []func(tx *bolt.Tx) error{storeRecount}
+// Version 2 added the stored record counts; version 3 the hand-over queue, whose bucket
+// Open creates like every other, so it needs no step of its own. An older binary refuses a
+// version 3 file rather than ignore its queued hand-overs.
+var migrations = []func(tx *bolt.Tx) error{storeRecount, func(*bolt.Tx) error { return nil }}
 
 var (
 	// meta: "version" -> be32; "last_block" -> hash(32) || be32 height;
@@ -37,8 +39,12 @@ var (
 	bktUserAppts = []byte("user_appts")
 	// trackers: uuid(20) -> tracker record; the appointment with that uuid always exists.
 	bktTrackers = []byte("trackers")
+	// handovers: uuid(20) -> hand-over record (v1 || block hash(32) || dispute tx); the
+	// appointments stored after their dispute was mined, waiting for the chain goroutine. The
+	// appointment with that uuid always exists.
+	bktHandOvers = []byte("handovers")
 
-	allBuckets = [][]byte{bktMeta, bktUsers, bktUserExpiry, bktAppointments, bktLocatorIdx, bktUserAppts, bktTrackers}
+	allBuckets = [][]byte{bktMeta, bktUsers, bktUserExpiry, bktAppointments, bktLocatorIdx, bktUserAppts, bktTrackers, bktHandOvers}
 )
 
 var (
@@ -165,8 +171,8 @@ func (s *Store) Path() string { return s.db.Path() }
 // buckets holds a transaction's top-level buckets and the record count changes it made,
 // which the write paths flush (flushCounts) before committing.
 type buckets struct {
-	meta, users, userExpiry, appointments, locatorIdx, userAppts, trackers *bolt.Bucket
-	pending                                                                recordCounts
+	meta, users, userExpiry, appointments, locatorIdx, userAppts, trackers, handOvers *bolt.Bucket
+	pending                                                                           recordCounts
 }
 
 func openBuckets(tx *bolt.Tx) (*buckets, error) {
@@ -177,7 +183,7 @@ func openBuckets(tx *bolt.Tx) (*buckets, error) {
 	}{
 		{&b.meta, bktMeta}, {&b.users, bktUsers}, {&b.userExpiry, bktUserExpiry},
 		{&b.appointments, bktAppointments}, {&b.locatorIdx, bktLocatorIdx},
-		{&b.userAppts, bktUserAppts}, {&b.trackers, bktTrackers},
+		{&b.userAppts, bktUserAppts}, {&b.trackers, bktTrackers}, {&b.handOvers, bktHandOvers},
 	} {
 		if *x.dst = tx.Bucket(x.name); *x.dst == nil {
 			return nil, fmt.Errorf("%w: %s", ErrUninitialized, x.name)

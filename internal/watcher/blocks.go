@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/btcsuite/btcd/wire"
 
@@ -14,92 +13,103 @@ import (
 	"github.com/teos-go/teos/pkg/wtcrypto"
 )
 
-// maxRetries bounds the add-time retry list. It only fills if appointments for freshly mined
-// disputes keep arriving while the responder fails, which the API's reachability check makes rare.
-const maxRetries = 10_000
+// Only the chain goroutine hands breaches to the responder: BlockConnected for the appointments
+// a block triggers, HandOverQueued (after each poll) for those stored after their dispute was
+// mined, which AddAppointment queues in the store instead of handing them over itself. One
+// goroutine thus owns the responder, and a hand-over can never race a block.
 
-var errNoResponder = errors.New("watcher has no responder")
+// maxHandOversPerRun bounds one HandOverQueued call: however long the queue (a flood of late
+// appointments), the next poll, and the blocks it brings, wait for at most this many
+// hand-overs. The monitor is woken again at once for the rest.
+const maxHandOversPerRun = 100
 
-// retryItem is an add-time hand-over that failed transiently. The dispute is kept because it
-// may leave the locator cache before the retry, and no later block will trigger the appointment.
-type retryItem struct {
-	locator teos.Locator
-	dispute disputeTx
-	seq     uint64 // tells a re-queued item from the one a block is settling
-}
-
-type pendingRetry struct {
-	id teos.UUID
-	retryItem
-}
-
-type outcome int
-
-const (
-	outcomeSkipped outcome = iota // already tracked
-	outcomeTracked
-	outcomeInvalid // undecryptable or rejected: delete without refund
-)
-
-// BlockConnected caches the block's locators, then hands every appointment it triggers (all
-// users) to the responder, after first retrying add-time hand-overs that failed. Appointments
-// whose blob is not a transaction encrypted under the dispute's txid, or whose penalty is
-// rejected, are deleted without refund, as rust-teos does. A responder error stops the work and
-// is returned once the invalid appointments are deleted: the chain monitor delivers the same
-// block again, and the redo skips appointments that now have a tracker.
+// BlockConnected caches the block's locators, then hands every appointment the block
+// triggers (all users) to the responder. Appointments whose blob is not a transaction
+// encrypted under the dispute's txid, or whose penalty is rejected, are deleted without
+// refund, as rust-teos does. The new trackers and the deletions are committed in one
+// transaction, also when a responder error stops the work halfway: the error is then
+// returned, the chain monitor delivers the same block again, and the redo skips appointments
+// that now have a tracker. Queued hand-overs are left to HandOverQueued.
 func (w *Watcher) BlockConnected(ctx context.Context, block *wire.MsgBlock, height uint32) error {
-	txs, locs := indexBlock(block)
+	hash := block.BlockHash()
+	txs, locs := indexBlock(block, hash)
 	w.mu.Lock()
-	w.cache.add(block.BlockHash(), txs)
+	w.cache.add(hash, txs)
 	w.mu.Unlock()
-
-	// Claims are held until the invalid appointments are deleted and the retries forgotten.
-	var claimed, invalid []teos.UUID
-	defer func() { w.release(claimed) }()
-	b := &blockRun{
-		claim: func(id teos.UUID) bool {
-			if !w.claim(id) {
-				return false
-			}
-			claimed = append(claimed, id)
-			return true
-		},
-		handOver: func(a *store.Appointment, id teos.UUID, d disputeTx) error {
-			out, err := w.handOver(ctx, a, id, d)
-			if out == outcomeInvalid {
-				invalid = append(invalid, id)
-			}
-			return err
-		},
+	// An add that looked at the cache before this block was in it queued nothing; its write
+	// transaction, in which it looked, commits before WaitWrites returns, so the lookup below
+	// finds it. An add that looks later finds the block and queues the hand-over.
+	if err := w.store.WaitWrites(); err != nil {
+		return fmt.Errorf("watcher at height %d: %w", height, err)
 	}
-
-	retried, err := w.retryHandOvers(b)
-	if err == nil {
-		err = w.handleBreaches(txs, locs, b)
-	}
-	if len(invalid) > 0 {
-		if derr := w.store.DeleteAppointments(invalid, false); derr != nil {
-			return errors.Join(err, fmt.Errorf("delete %d invalid appointments at height %d: %w", len(invalid), height, derr))
-		}
-	}
-	w.forgetRetries(retried)
-	if err != nil {
+	r := w.newRun()
+	if err := errors.Join(r.block(ctx, txs, locs), r.commit()); err != nil {
 		return fmt.Errorf("watcher at height %d: %w", height, err)
 	}
 	return nil
 }
 
-// blockRun is the work of one BlockConnected call.
-type blockRun struct {
-	// claim claims id for the rest of the call; false means AddAppointment is handing it over.
-	claim func(id teos.UUID) bool
-	// handOver hands a claimed appointment over and records it if invalid.
-	handOver func(a *store.Appointment, id teos.UUID, d disputeTx) error
+// HandOverQueued hands up to maxHandOversPerRun queued hand-overs to the responder and commits
+// the outcome; each call resumes where the last one stopped, so every entry gets its turn. The
+// chain monitor calls it after every poll, on its goroutine, so a hand-over queued between
+// blocks, or before a restart, does not wait for a block. An error is transient: the entries
+// not settled stay queued for the next call.
+func (w *Watcher) HandOverQueued(ctx context.Context) error {
+	list, err := w.store.QueuedHandOversFrom(w.drainFrom, maxHandOversPerRun+1)
+	if err != nil {
+		return fmt.Errorf("load queued hand-overs: %w", err)
+	}
+	more := len(list) > maxHandOversPerRun
+	w.drainFrom = teos.UUID{}
+	if more {
+		w.drainFrom = list[maxHandOversPerRun].UUID
+		list = list[:maxHandOversPerRun]
+	}
+	r := w.newRun()
+	err = errors.Join(r.queued(ctx, list), r.commit())
+	if more && err == nil {
+		w.wake()
+	}
+	return err
 }
 
-// handleBreaches looks all the block's locators up at once and hands each match over, in block order.
-func (w *Watcher) handleBreaches(txs map[teos.Locator]disputeTx, locs []teos.Locator, b *blockRun) error {
-	found, err := w.store.AppointmentsByLocators(locs)
+// run is one batch of hand-overs and the store changes they make.
+type run struct {
+	w       *Watcher
+	changes store.Changes
+	done    map[teos.UUID]bool // settled in this run
+}
+
+func (w *Watcher) newRun() *run { return &run{w: w, done: make(map[teos.UUID]bool)} }
+
+// queued hands the queued hand-overs over, in order; after a failure the next call starts at
+// the failed one.
+func (r *run) queued(ctx context.Context, list []store.QueuedHandOver) error {
+	for _, q := range list {
+		if q.Err != nil {
+			r.w.log.Error("dropping a queued hand-over that cannot be read", "uuid", q.UUID, "err", q.Err)
+			r.changes.HandedOver = append(r.changes.HandedOver, q.UUID)
+			continue
+		}
+		d := disputeTx{tx: new(wire.MsgTx), block: q.Block}
+		if err := d.tx.Deserialize(bytes.NewReader(q.Dispute)); err != nil {
+			r.w.log.Error("dropping a queued hand-over whose dispute cannot be decoded", "uuid", q.UUID, "err", err)
+			r.changes.HandedOver = append(r.changes.HandedOver, q.UUID)
+			continue
+		}
+		d.txid = d.tx.TxHash()
+		if err := r.handOver(ctx, q.Appointment, q.UUID, d); err != nil {
+			r.w.drainFrom = q.UUID
+			return err
+		}
+		r.changes.HandedOver = append(r.changes.HandedOver, q.UUID)
+	}
+	return nil
+}
+
+// block looks all the block's locators up at once and hands each match over, in block order.
+func (r *run) block(ctx context.Context, txs map[teos.Locator]disputeTx, locs []teos.Locator) error {
+	found, err := r.w.store.AppointmentsByLocators(locs)
 	if err != nil {
 		return fmt.Errorf("look up %d locators: %w", len(locs), err)
 	}
@@ -110,164 +120,96 @@ func (w *Watcher) handleBreaches(txs map[teos.Locator]disputeTx, locs []teos.Loc
 		}
 		delete(found, loc) // a repeated locator is handled once
 		for _, a := range appts {
-			// If AddAppointment holds the claim, it hands this one over or queues a retry.
-			if id := a.UUID(); b.claim(id) {
-				if err := b.handOver(a, id, txs[loc]); err != nil {
-					return err
-				}
+			if err := r.handOver(ctx, a, a.UUID(), txs[loc]); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
 
-// retryHandOvers redoes the queued add-time hand-overs and returns those that are settled.
-func (w *Watcher) retryHandOvers(b *blockRun) ([]pendingRetry, error) {
-	w.mu.Lock()
-	pending := make([]pendingRetry, 0, len(w.retry))
-	for id, r := range w.retry {
-		pending = append(pending, pendingRetry{id: id, retryItem: r})
-	}
-	w.mu.Unlock()
-	slices.SortFunc(pending, func(x, y pendingRetry) int { return bytes.Compare(x.id[:], y.id[:]) })
-
-	var settled []pendingRetry
-	for _, p := range pending {
-		if !b.claim(p.id) {
-			continue // AddAppointment is handing it over, and settles or re-queues it
-		}
-		// Loaded under the claim, so an update stored meanwhile is the one handed over.
-		a, err := w.store.Appointment(p.id)
-		if errors.Is(err, store.ErrNotFound) { // deleted since (user outdated, or handled)
-			settled = append(settled, p)
-			continue
-		}
-		if err != nil {
-			return settled, fmt.Errorf("load appointment %s: %w", p.id, err)
-		}
-		if err := b.handOver(a, p.id, p.dispute); err != nil {
-			return settled, err
-		}
-		settled = append(settled, p)
-	}
-	return settled, nil
-}
-
-// forgetRetries removes settled items, unless an update queued a newer one meanwhile.
-func (w *Watcher) forgetRetries(settled []pendingRetry) {
-	if len(settled) == 0 {
-		return
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, p := range settled {
-		if cur, ok := w.retry[p.id]; ok && cur == p.retryItem {
-			delete(w.retry, p.id)
-		}
-	}
-}
-
-// handOver decrypts a's penalty with the dispute's txid and gives the breach to the responder.
-// The caller holds the claim on id. An error is transient: nothing was decided.
-func (w *Watcher) handOver(ctx context.Context, a *store.Appointment, id teos.UUID, d disputeTx) (outcome, error) {
-	if w.responder == nil {
-		return outcomeSkipped, errNoResponder
-	}
-	_, err := w.store.Tracker(id)
-	if err == nil {
-		return outcomeSkipped, nil
-	}
-	if !errors.Is(err, store.ErrNotFound) {
-		return outcomeSkipped, fmt.Errorf("load tracker %s: %w", id, err)
-	}
-	penalty, err := wtcrypto.DecryptTx(a.EncryptedBlob, d.txid)
-	if err != nil {
-		w.log.Info("triggered appointment is invalid, deleting it", "locator", a.Locator, "uuid", id,
-			"dispute_txid", d.txid, "reason", err)
-		return outcomeInvalid, nil
-	}
-	w.log.Info("breach found", "locator", a.Locator, "uuid", id, "dispute_txid", d.txid, "penalty_txid", penalty.TxHash())
-	tracked, err := w.responder.HandleBreach(ctx, id, d.tx, penalty)
-	if err != nil {
-		return outcomeSkipped, fmt.Errorf("hand breach %s to the responder: %w", id, err)
-	}
-	if !tracked {
-		w.log.Info("triggered appointment is invalid, deleting it", "locator", a.Locator, "uuid", id,
-			"dispute_txid", d.txid, "reason", "penalty rejected")
-		return outcomeInvalid, nil
-	}
-	return outcomeTracked, nil
-}
-
-// handOverAtAdd handles an appointment stored after its dispute was mined (rust-teos
-// add_appointment with a locator cache hit). An invalid one is deleted without refund. On a
-// transient error the appointment stays stored and is queued for the next BlockConnected,
-// since no later block will trigger it; the queue lives in memory, so a restart forgets it.
-func (w *Watcher) handOverAtAdd(ctx context.Context, a *store.Appointment, d disputeTx) {
-	id := a.UUID()
-	if !w.claim(id) {
-		// The chain goroutine is handing over a copy it may have read before this update:
-		// queue a retry, which is a no-op if the UUID ends up tracked or deleted.
-		w.queueRetry(id, a.Locator, d, nil)
-		return
-	}
-	defer w.release([]teos.UUID{id})
-	out, err := w.handOver(ctx, a, id, d)
-	if err == nil && out == outcomeInvalid {
-		if err = w.store.DeleteAppointments([]teos.UUID{id}, false); err != nil {
-			err = fmt.Errorf("delete invalid appointment: %w", err) // the retry deletes it
-		}
-	}
-	if err != nil {
-		w.queueRetry(id, a.Locator, d, err)
-		return
-	}
-	w.mu.Lock()
-	delete(w.retry, id) // settled, whatever an earlier version left queued
-	w.mu.Unlock()
-}
-
-// queueRetry asks the next BlockConnected to hand id over; cause is why it was not done now.
-func (w *Watcher) queueRetry(id teos.UUID, loc teos.Locator, d disputeTx, cause error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if _, queued := w.retry[id]; !queued && len(w.retry) >= maxRetries {
-		w.log.Error("breach hand-over not done and the retry list is full; the appointment stays stored but unhandled",
-			"locator", loc, "uuid", id, "err", cause)
-		return
-	}
-	w.retrySeq++
-	w.retry[id] = retryItem{locator: loc, dispute: d, seq: w.retrySeq}
-	if cause != nil {
-		w.log.Warn("breach hand-over failed, retrying at the next block", "locator", loc, "uuid", id, "err", cause)
-	}
-}
-
-// BlockDisconnected drops the block from the locator cache, and the queued retries whose
-// dispute it held: those appointments stay stored and trigger again if the dispute is re-mined.
-func (w *Watcher) BlockDisconnected(_ context.Context, header *wire.BlockHeader, height uint32) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	txs, ok := w.cache.remove(header.BlockHash())
-	if !ok {
+// handOver decrypts a's penalty with the dispute's txid and gives the breach to the
+// responder, recording the outcome in r.changes. An error is transient: nothing was decided.
+func (r *run) handOver(ctx context.Context, a *store.Appointment, id teos.UUID, d disputeTx) error {
+	if r.done[id] {
 		return nil
 	}
-	for id, r := range w.retry {
-		if d, ok := txs[r.locator]; ok && d.txid == r.dispute.txid {
-			delete(w.retry, id)
-		}
+	if r.w.responder == nil {
+		return errNoResponder
 	}
-	w.log.Debug("block removed from the locator cache", "height", height)
+	_, err := r.w.store.Tracker(id)
+	if err == nil {
+		r.done[id] = true
+		return nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("load tracker %s: %w", id, err)
+	}
+	log := r.w.log
+	penalty, err := wtcrypto.DecryptTx(a.EncryptedBlob, d.txid)
+	if err != nil {
+		log.Info("triggered appointment is invalid, deleting it", "locator", a.Locator, "uuid", id,
+			"dispute_txid", d.txid, "reason", err)
+		r.changes.Dropped = append(r.changes.Dropped, id)
+		r.done[id] = true
+		return nil
+	}
+	log.Info("breach found", "locator", a.Locator, "uuid", id, "dispute_txid", d.txid, "penalty_txid", penalty.TxHash())
+	t, err := r.w.responder.HandleBreach(ctx, id, d.tx, penalty)
+	if err != nil {
+		return fmt.Errorf("hand breach %s to the responder: %w", id, err)
+	}
+	r.done[id] = true
+	if t == nil {
+		log.Info("triggered appointment is invalid, deleting it", "locator", a.Locator, "uuid", id,
+			"dispute_txid", d.txid, "reason", "penalty rejected")
+		r.changes.Dropped = append(r.changes.Dropped, id)
+		return nil
+	}
+	r.changes.Trackers = append(r.changes.Trackers, t)
+	return nil
+}
+
+// commit writes the run's changes in one transaction.
+func (r *run) commit() error {
+	if err := r.w.store.ApplyChanges(&r.changes); err != nil {
+		return fmt.Errorf("commit hand-overs: %w", err)
+	}
+	return nil
+}
+
+var errNoResponder = errors.New("watcher has no responder")
+
+// BlockDisconnected drops the block from the locator cache, and the queued hand-overs whose
+// dispute it held: those appointments stay stored and trigger again if the dispute is mined
+// again. The drop is a write transaction, so it also removes a hand-over an add queued from
+// the cache just before the block left it.
+func (w *Watcher) BlockDisconnected(_ context.Context, header *wire.BlockHeader, height uint32) error {
+	hash := header.BlockHash()
+	w.mu.Lock()
+	_, cached := w.cache.remove(hash)
+	w.mu.Unlock()
+	n, err := w.store.DropHandOvers(hash)
+	if err != nil {
+		return fmt.Errorf("watcher disconnect %d: %w", height, err)
+	}
+	if n > 0 {
+		w.log.Info("queued hand-overs dropped: their dispute left the chain", "count", n, "height", height)
+	}
+	if cached {
+		w.log.Debug("block removed from the locator cache", "height", height)
+	}
 	return nil
 }
 
 // SeedBlock caches a block's locators without looking for breaches. At start-up, feed it the
 // newest CacheBlocks blocks, oldest first.
 func (w *Watcher) SeedBlock(block *wire.MsgBlock) {
-	txs, _ := indexBlock(block)
+	hash := block.BlockHash()
+	txs, _ := indexBlock(block, hash)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.cache.add(block.BlockHash(), txs)
+	w.cache.add(hash, txs)
 }
 
 // recentDispute returns the transaction with locator loc if it was mined in a cached block.
@@ -275,27 +217,4 @@ func (w *Watcher) recentDispute(loc teos.Locator) (disputeTx, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.cache.get(loc)
-}
-
-// claim marks id as being handed over, so the chain goroutine and AddAppointment never hand
-// the same UUID over at once; false means someone else holds it.
-func (w *Watcher) claim(id teos.UUID) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if _, busy := w.claimed[id]; busy {
-		return false
-	}
-	w.claimed[id] = struct{}{}
-	return true
-}
-
-func (w *Watcher) release(ids []teos.UUID) {
-	if len(ids) == 0 {
-		return
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, id := range ids {
-		delete(w.claimed, id)
-	}
 }

@@ -3,11 +3,13 @@ package watcher
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 
 	"github.com/btcsuite/btcd/wire"
 
+	"github.com/teos-go/teos/internal/store"
 	"github.com/teos-go/teos/pkg/teos"
 	"github.com/teos-go/teos/pkg/wtcrypto"
 )
@@ -147,6 +149,8 @@ func TestBlockConnectedTransientErrorRedo(t *testing.T) {
 	}
 }
 
+// An appointment whose dispute is in a recent block is queued, in the store, for the chain
+// goroutine; the add itself never calls the responder and answers the usual receipt.
 func TestAddAppointmentAfterDisputeMined(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -167,11 +171,23 @@ func TestAddAppointmentAfterDisputeMined(t *testing.T) {
 			id := uuid(b.loc, u)
 			f.resp.reject[id] = tc.reject
 			f.connect(b.dispute)
+			f.woken() // drop any earlier signal
 
 			acc := f.add(u, b.loc, tc.blob(b))
-			if acc.Locator != b.loc || acc.AvailableSlots != testSlots-1 || acc.Signature == "" {
-				t.Errorf("receipt %+v: want locator %s and %d slots", acc, b.loc, testSlots-1)
+			if acc.Locator != b.loc || acc.StartBlock != testHeight || acc.AvailableSlots != testSlots-1 || acc.Signature == "" {
+				t.Errorf("receipt %+v: want locator %s, start %d and %d slots", acc, b.loc, testHeight, testSlots-1)
 			}
+			if n := f.resp.totalCalls(); n != 0 {
+				t.Fatalf("the add called the responder %d times", n)
+			}
+			if q := f.queued(); !slices.Equal(q, []teos.UUID{id}) || !f.stored(id) {
+				t.Fatalf("queued %v, stored %v; want the appointment stored and queued", q, f.stored(id))
+			}
+			if !f.woken() {
+				t.Error("the chain monitor was not woken")
+			}
+
+			f.handOverQueued()
 			if got := f.resp.callCount(id); got != tc.wantCalls {
 				t.Errorf("HandleBreach calls = %d, want %d", got, tc.wantCalls)
 			}
@@ -181,6 +197,9 @@ func TestAddAppointmentAfterDisputeMined(t *testing.T) {
 			if got := f.hasTracker(id); got != tc.wantStored {
 				t.Errorf("tracker = %v, want %v", got, tc.wantStored)
 			}
+			if q := f.queued(); len(q) != 0 {
+				t.Errorf("still queued: %v", q)
+			}
 			if got := f.slots(u); got != testSlots-1 {
 				t.Errorf("slots = %d, want %d (never refunded)", got, testSlots-1)
 			}
@@ -188,7 +207,34 @@ func TestAddAppointmentAfterDisputeMined(t *testing.T) {
 	}
 }
 
-func TestAddAppointmentTransientErrorRetriedAtNextBlock(t *testing.T) {
+// A batch queues its late items like single adds.
+func TestAddAppointmentsQueuesLateItems(t *testing.T) {
+	f := newFixture(t)
+	u := f.newUser()
+	late, early := newBreach(1), newBreach(2)
+	f.connect(late.dispute)
+	f.woken()
+	var items []Item
+	for _, b := range []breachCase{late, early} {
+		a := teos.Appointment{Locator: b.loc, EncryptedBlob: b.blob, ToSelfDelay: 42}
+		items = append(items, Item{Appointment: a, Signature: wtcrypto.SignMessage(a.SignedBytes(), u.sk)})
+	}
+	for i, r := range f.w.AddAppointments(items) {
+		if r.Err != nil || r.Accepted == nil {
+			t.Fatalf("item %d: %+v", i, r)
+		}
+	}
+	if q := f.queued(); !slices.Equal(q, []teos.UUID{uuid(late.loc, u)}) || !f.woken() {
+		t.Fatalf("queued %v; want only the late item, and a wake-up", q)
+	}
+	f.handOverQueued()
+	if !f.hasTracker(uuid(late.loc, u)) || f.hasTracker(uuid(early.loc, u)) {
+		t.Error("want the late item tracked and the other one watched")
+	}
+}
+
+// A queued hand-over that fails stays queued for the next call; blocks do not touch the queue.
+func TestQueuedHandOverTransientErrorRetried(t *testing.T) {
 	f := newFixture(t)
 	u := f.newUser()
 	b := newBreach(1)
@@ -196,36 +242,121 @@ func TestAddAppointmentTransientErrorRetriedAtNextBlock(t *testing.T) {
 	f.connect(b.dispute)
 	f.resp.failNext[id] = 2
 
-	f.add(u, b.loc, b.blob) // the receipt is enough: add succeeded
-	if !f.stored(id) || f.hasTracker(id) {
-		t.Fatal("after a transient error the appointment must stay stored, untracked")
+	f.add(u, b.loc, b.blob)
+	for range 2 {
+		if err := f.w.HandOverQueued(t.Context()); !errors.Is(err, errUnreachable) {
+			t.Fatalf("HandOverQueued = %v, want %v", err, errUnreachable)
+		}
+		if !f.stored(id) || f.hasTracker(id) || len(f.queued()) != 1 {
+			t.Fatal("after a transient error the appointment must stay stored, untracked and queued")
+		}
+		f.connect(newTx(50 + f.nonce))
 	}
-
-	// The retry fails again: the block is refused and delivered again.
-	blk := f.block(newTx(50))
-	if err := f.w.BlockConnected(t.Context(), blk, testHeight+2); !errors.Is(err, errUnreachable) {
-		t.Fatalf("BlockConnected = %v, want %v", err, errUnreachable)
+	if n := f.resp.callCount(id); n != 2 {
+		t.Fatalf("%d calls, want 2: blocks must leave the queue to HandOverQueued", n)
 	}
-	if err := f.w.BlockConnected(t.Context(), blk, testHeight+2); err != nil {
-		t.Fatal(err)
+	f.handOverQueued()
+	if !f.hasTracker(id) || f.resp.callCount(id) != 3 || len(f.queued()) != 0 {
+		t.Fatalf("tracker %v after %d calls, queue %v; want a tracker after 3 and an empty queue", f.hasTracker(id), f.resp.callCount(id), f.queued())
 	}
-	f.tip = blk.BlockHash()
-	if !f.hasTracker(id) || f.resp.callCount(id) != 3 {
-		t.Fatalf("tracker %v after %d calls, want a tracker after 3", f.hasTracker(id), f.resp.callCount(id))
-	}
-	f.connect(newTx(51))
+	f.handOverQueued()
 	if n := f.resp.callCount(id); n != 3 {
-		t.Errorf("retry list not drained: %d calls", n)
+		t.Errorf("queue not drained: %d calls", n)
 	}
 }
 
-func TestDisconnectDropsRetryOfReorgedDispute(t *testing.T) {
+// A long queue is handed over maxHandOversPerRun at a time, each call waking the monitor for
+// the next, and a failing entry is retried first.
+func TestQueuedHandOversInTurns(t *testing.T) {
+	f := newFixture(t)
+	const n = 2*maxHandOversPerRun + 10
+	var disputes []*wire.MsgTx
+	var cases []breachCase
+	for i := range n {
+		c := newBreach(uint32(5000 + i))
+		cases, disputes = append(cases, c), append(disputes, c.dispute)
+	}
+	f.connect(disputes...)
+	users := make([]testUser, 3)
+	for i := range users {
+		users[i] = f.newUser()
+	}
+	// The gatekeeper gives each user testSlots slots: spread the appointments over users.
+	for len(users)*testSlots < n {
+		users = append(users, f.newUser())
+	}
+	for i, c := range cases {
+		f.add(users[i%len(users)], c.loc, c.blob)
+	}
+	f.woken()
+	failing := f.queued()[maxHandOversPerRun+3]
+	f.resp.failNext[failing] = 1
+
+	f.handOverQueued()
+	if got := len(f.queued()); got != n-maxHandOversPerRun || !f.woken() {
+		t.Fatalf("after one call %d queued (want %d) and a wake-up", got, n-maxHandOversPerRun)
+	}
+	if err := f.w.HandOverQueued(t.Context()); !errors.Is(err, errUnreachable) {
+		t.Fatalf("second call = %v, want the failure", err)
+	}
+	if got := len(f.queued()); got != n-maxHandOversPerRun-3 {
+		t.Fatalf("after the failure %d queued, want %d", got, n-maxHandOversPerRun-3)
+	}
+	f.handOverQueued()
+	if f.resp.callCount(failing) != 2 || !f.hasTracker(failing) {
+		t.Fatalf("the failed entry: %d calls, tracker %v; want it retried first", f.resp.callCount(failing), f.hasTracker(failing))
+	}
+	for range 2 {
+		f.handOverQueued()
+	}
+	if q := f.queued(); len(q) != 0 {
+		t.Fatalf("%d still queued", len(q))
+	}
+	for id, c := range f.resp.created {
+		if c != 1 {
+			t.Errorf("%s: %d trackers", id, c)
+		}
+	}
+	if len(f.resp.created) != n {
+		t.Errorf("%d trackers, want %d", len(f.resp.created), n)
+	}
+}
+
+// The queue lives in the store: a restarted watcher hands the queued appointment over.
+func TestQueuedHandOverSurvivesRestart(t *testing.T) {
+	f := newFixture(t)
+	u := f.newUser()
+	b := newBreach(1)
+	id := uuid(b.loc, u)
+	f.connect(b.dispute)
+	f.add(u, b.loc, b.blob)
+
+	path := f.store.Path()
+	if err := f.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.Open(path, &store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	f.store = s
+	f.w = New(Config{Store: s, Gatekeeper: f.w.gk, TowerKey: f.w.key, Responder: f.resp}) // an empty locator cache
+	f.handOverQueued()
+	if got, ok := f.resp.breachOf(id); !ok || got.penalty.TxHash() != b.penalty.TxHash() {
+		t.Fatal("the queued hand-over was lost with the restart")
+	}
+	if !f.hasTracker(id) || len(f.queued()) != 0 {
+		t.Fatal("want a tracker and an empty queue")
+	}
+}
+
+func TestDisconnectDropsQueuedHandOverOfReorgedDispute(t *testing.T) {
 	f := newFixture(t)
 	u := f.newUser()
 	b := newBreach(1)
 	id := uuid(b.loc, u)
 	blk := f.connect(b.dispute)
-	f.resp.failNext[id] = 1
 	f.add(u, b.loc, b.blob)
 
 	if err := f.w.BlockDisconnected(t.Context(), &blk.Header, testHeight+1); err != nil {
@@ -233,8 +364,9 @@ func TestDisconnectDropsRetryOfReorgedDispute(t *testing.T) {
 	}
 	f.tip = blk.Header.PrevBlock
 	f.connect(newTx(60))
-	if n := f.resp.callCount(id); n != 1 {
-		t.Fatalf("the dispute was reorged out, yet the retry ran (%d calls)", n)
+	f.handOverQueued()
+	if n := f.resp.callCount(id); n != 0 || len(f.queued()) != 0 {
+		t.Fatalf("the dispute was reorged out, yet: %d calls, queue %v", n, f.queued())
 	}
 	if !f.stored(id) {
 		t.Fatal("the appointment must stay stored")
@@ -259,6 +391,7 @@ func TestLocatorCacheWindow(t *testing.T) {
 		t.Errorf("dispute %d blocks deep: %d calls, want it only stored", CacheBlocks+1, n)
 	}
 	f.add(u, second.loc, second.blob)
+	f.handOverQueued()
 	if !f.hasTracker(uuid(second.loc, u)) {
 		t.Errorf("dispute %d blocks deep: not handed over", CacheBlocks)
 	}
@@ -268,6 +401,7 @@ func TestLocatorCacheWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.add(u, reorged.loc, reorged.blob)
+	f.handOverQueued()
 	if n := f.resp.callCount(uuid(reorged.loc, u)); n != 0 {
 		t.Errorf("dispute of a disconnected block: %d calls, want 0", n)
 	}
@@ -287,6 +421,7 @@ func TestSeedBlock(t *testing.T) {
 	f.w = w
 	other := f.newUser()
 	f.add(other, b.loc, b.blob)
+	f.handOverQueued()
 	if !f.hasTracker(uuid(b.loc, other)) {
 		t.Error("an appointment for a seeded dispute was not handed over")
 	}
@@ -296,7 +431,7 @@ func TestSeedBlock(t *testing.T) {
 }
 
 // Adds race with the block that mines their disputes: each breach is handled exactly once,
-// by one path or the other.
+// by the block or from the queue, and none is missed.
 func TestConcurrentAddAndBlock(t *testing.T) {
 	f := newFixture(t)
 	const n = 24
@@ -325,7 +460,7 @@ func TestConcurrentAddAndBlock(t *testing.T) {
 	})
 	wg.Wait()
 	f.tip = blk.BlockHash()
-	f.connect() // drains retries queued by adds that met a busy claim
+	f.handOverQueued() // the hand-overs queued by adds that saw the block cached
 
 	for i := range n {
 		id := uuid(cases[i].loc, users[i])

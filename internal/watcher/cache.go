@@ -1,6 +1,7 @@
 package watcher
 
 import (
+	"bytes"
 	"slices"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
@@ -12,10 +13,20 @@ import (
 // CacheBlocks is how many recent blocks the locator cache keeps (rust-teos's locator cache).
 const CacheBlocks = 6
 
-// disputeTx is a mined transaction that may be a dispute, with its txid (internal order).
+// disputeTx is a mined transaction that may be a dispute, with its txid (internal order) and
+// the block that holds it.
 type disputeTx struct {
-	txid chainhash.Hash
-	tx   *wire.MsgTx
+	txid  chainhash.Hash
+	tx    *wire.MsgTx
+	block chainhash.Hash
+}
+
+// serialize returns the transaction's consensus serialization.
+func (d disputeTx) serialize() []byte {
+	var buf bytes.Buffer
+	buf.Grow(d.tx.SerializeSize())
+	_ = d.tx.Serialize(&buf) // a bytes.Buffer never fails
+	return buf.Bytes()
 }
 
 type cachedBlock struct {
@@ -31,13 +42,13 @@ type locatorCache struct {
 }
 
 // indexBlock computes every transaction's txid and locator. locs is in block order.
-func indexBlock(block *wire.MsgBlock) (txs map[teos.Locator]disputeTx, locs []teos.Locator) {
+func indexBlock(block *wire.MsgBlock, hash chainhash.Hash) (txs map[teos.Locator]disputeTx, locs []teos.Locator) {
 	txs = make(map[teos.Locator]disputeTx, len(block.Transactions))
 	locs = make([]teos.Locator, 0, len(block.Transactions))
 	for _, tx := range block.Transactions {
 		txid := tx.TxHash()
 		loc := teos.NewLocator(txid)
-		txs[loc] = disputeTx{txid: txid, tx: tx}
+		txs[loc] = disputeTx{txid: txid, tx: tx, block: hash}
 		locs = append(locs, loc)
 	}
 	return txs, locs

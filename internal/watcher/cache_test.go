@@ -18,7 +18,7 @@ func TestLocatorCache(t *testing.T) {
 	}
 	loc := func(i int) teos.Locator { return teos.NewLocator(blocks[i].Transactions[0].TxHash()) }
 	add := func(i int) {
-		txs, locs := indexBlock(blocks[i])
+		txs, locs := indexBlock(blocks[i], blocks[i].BlockHash())
 		if len(locs) != 1 || locs[0] != loc(i) {
 			t.Fatalf("indexBlock locators %v, want [%s]", locs, loc(i))
 		}

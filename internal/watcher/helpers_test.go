@@ -30,22 +30,19 @@ type breach struct {
 	dispute, penalty *wire.MsgTx
 }
 
-// fakeResponder stores a tracker in the real store for every accepted breach, like the real
-// responder, and can be told to reject a UUID or to fail transiently.
+// fakeResponder returns a tracker for every accepted breach, like the real responder, and
+// can be told to reject a UUID or to fail transiently.
 type fakeResponder struct {
-	store *store.Store
-
 	mu       sync.Mutex
 	calls    map[teos.UUID]int    // every HandleBreach call
-	tracked  map[teos.UUID]breach // breaches that created a tracker
-	created  map[teos.UUID]int    // trackers created per UUID (must never exceed 1)
+	tracked  map[teos.UUID]breach // breaches that got a tracker
+	created  map[teos.UUID]int    // trackers returned per UUID (must never exceed 1)
 	reject   map[teos.UUID]bool
 	failNext map[teos.UUID]int // transient errors still to return for a UUID
 }
 
-func newFakeResponder(s *store.Store) *fakeResponder {
+func newFakeResponder() *fakeResponder {
 	return &fakeResponder{
-		store:    s,
 		calls:    make(map[teos.UUID]int),
 		tracked:  make(map[teos.UUID]breach),
 		created:  make(map[teos.UUID]int),
@@ -54,34 +51,27 @@ func newFakeResponder(s *store.Store) *fakeResponder {
 	}
 }
 
-func (r *fakeResponder) HandleBreach(_ context.Context, id teos.UUID, dispute, penalty *wire.MsgTx) (bool, error) {
+func (r *fakeResponder) HandleBreach(_ context.Context, id teos.UUID, dispute, penalty *wire.MsgTx) (*store.Tracker, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls[id]++
 	if r.failNext[id] > 0 {
 		r.failNext[id]--
-		return false, errUnreachable
+		return nil, errUnreachable
 	}
 	if r.reject[id] {
-		return false, nil
+		return nil, nil
 	}
-	if _, err := r.store.Tracker(id); err == nil {
-		return true, nil // idempotent
-	}
-	err := r.store.PutTracker(&store.Tracker{
+	r.tracked[id] = breach{dispute, penalty}
+	r.created[id]++
+	return &store.Tracker{
 		UUID:        id,
 		DisputeTx:   serialize(dispute),
 		PenaltyTx:   serialize(penalty),
 		DisputeTxID: dispute.TxHash(),
 		PenaltyTxID: penalty.TxHash(),
 		Height:      testHeight,
-	})
-	if err != nil {
-		return false, err
-	}
-	r.tracked[id] = breach{dispute, penalty}
-	r.created[id]++
-	return true, nil
+	}, nil
 }
 
 func (r *fakeResponder) callCount(id teos.UUID) int {
@@ -128,7 +118,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp := newFakeResponder(s)
+	resp := newFakeResponder()
 	w := New(Config{Store: s, Gatekeeper: gk, TowerKey: key, Responder: resp})
 	return &fixture{t: t, store: s, w: w, resp: resp}
 }
@@ -178,6 +168,38 @@ func (f *fixture) connect(txs ...*wire.MsgTx) *wire.MsgBlock {
 	}
 	f.tip = b.BlockHash()
 	return b
+}
+
+// handOverQueued runs the queued hand-overs, as the chain goroutine does after a poll.
+func (f *fixture) handOverQueued() {
+	f.t.Helper()
+	if err := f.w.HandOverQueued(f.t.Context()); err != nil {
+		f.t.Fatalf("HandOverQueued: %v", err)
+	}
+}
+
+// queued returns the UUIDs of the queued hand-overs.
+func (f *fixture) queued() []teos.UUID {
+	f.t.Helper()
+	list, err := f.store.QueuedHandOvers()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var ids []teos.UUID
+	for _, q := range list {
+		ids = append(ids, q.UUID)
+	}
+	return ids
+}
+
+// woken reports (and consumes) a pending wake-up of the chain monitor.
+func (f *fixture) woken() bool {
+	select {
+	case <-f.w.HandOversQueued():
+		return true
+	default:
+		return false
+	}
 }
 
 func (f *fixture) slots(u testUser) uint32 {

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/teos-go/teos/internal/gatekeeper"
@@ -22,21 +23,25 @@ import (
 
 // Store is what the watcher needs from the database.
 type Store interface {
-	UpsertAppointment(a *store.Appointment, fn func(user store.UserInfo, prev *store.Appointment, triggered bool) (store.UserInfo, error)) (store.UserInfo, error)
 	UpsertAppointments(items []store.AppointmentUpsert) ([]store.UpsertResult, error)
 	Appointment(id teos.UUID) (*store.Appointment, error)
 	Tracker(id teos.UUID) (*store.Tracker, error)
 	UserLocators(id teos.UserID) ([]teos.Locator, error)
 	AppointmentsByLocators(locs []teos.Locator) (map[teos.Locator][]*store.Appointment, error)
-	DeleteAppointments(ids []teos.UUID, refund bool) error
+	QueuedHandOversFrom(from teos.UUID, limit int) ([]store.QueuedHandOver, error)
+	DropHandOvers(block chainhash.Hash) (int, error)
+	ApplyChanges(c *store.Changes) error
+	WaitWrites() error
 }
 
-// Responder takes over breaches: it broadcasts the penalty and tracks it.
+// Responder takes over breaches: it broadcasts the penalty and tracks it. The watcher calls
+// it from the chain goroutine only.
 type Responder interface {
-	// HandleBreach returns tracked=false when the penalty was rejected (the watcher then
-	// deletes the appointment without refund). It is idempotent for a UUID that already has a
-	// tracker. err is transient (bitcoind unreachable): retry later.
-	HandleBreach(ctx context.Context, id teos.UUID, dispute, penalty *wire.MsgTx) (tracked bool, err error)
+	// HandleBreach broadcasts the penalty and returns the tracker to store for it, which the
+	// watcher commits with the rest of the run's changes; nil means the penalty was rejected
+	// (the watcher then deletes the appointment without refund). It is only called for a UUID
+	// without a tracker. err is transient (bitcoind unreachable): retry later.
+	HandleBreach(ctx context.Context, id teos.UUID, dispute, penalty *wire.MsgTx) (*store.Tracker, error)
 }
 
 // Config wires the watcher to its collaborators.
@@ -55,13 +60,12 @@ type Watcher struct {
 	key       *btcec.PrivateKey
 	responder Responder
 	log       *slog.Logger
+	queued    chan struct{} // signalled when an add queued a hand-over; capacity 1
+	drainFrom teos.UUID     // where the next HandOverQueued starts; chain goroutine only
 
-	// mu guards the fields below; it is never held across store or responder calls.
-	mu       sync.Mutex
-	cache    locatorCache
-	retry    map[teos.UUID]retryItem // add-time hand-overs to redo at the next block
-	retrySeq uint64
-	claimed  map[teos.UUID]struct{} // UUIDs being handed over right now
+	// mu guards the cache; it is never held across store or responder calls.
+	mu    sync.Mutex
+	cache locatorCache
 }
 
 // New returns a watcher.
@@ -76,10 +80,13 @@ func New(cfg Config) *Watcher {
 		key:       cfg.TowerKey,
 		responder: cfg.Responder,
 		log:       log.With("component", "watcher"),
-		retry:     make(map[teos.UUID]retryItem),
-		claimed:   make(map[teos.UUID]struct{}),
+		queued:    make(chan struct{}, 1),
 	}
 }
+
+// HandOversQueued receives a value after an add queued a hand-over; the chain monitor polls
+// on it, and HandOverQueued then hands the queue over, instead of waiting for its next tick.
+func (w *Watcher) HandOversQueued() <-chan struct{} { return w.queued }
 
 // TowerID is the tower's public key.
 func (w *Watcher) TowerID() teos.UserID { return teos.UserIDFromPubKey(w.key.PubKey()) }
@@ -122,8 +129,9 @@ type Accepted struct {
 // AddAppointment authenticates the user, charges their slots and stores the appointment in one
 // durable transaction, then signs the receipt. Checks follow rust-teos's order: signature,
 // expiry, already triggered, slots. If the dispute was mined in the last CacheBlocks blocks,
-// the stored appointment is handed to the responder before the receipt is returned (see
-// handOverAtAdd); the request succeeds whatever the outcome, and slots are never refunded.
+// the same transaction queues the appointment for the chain goroutine, which hands it to the
+// responder (HandOverQueued); the answer is the receipt whatever the hand-over's outcome, as
+// in rust-teos, and slots are never refunded.
 func (w *Watcher) AddAppointment(a teos.Appointment, userSig string) (*Accepted, error) {
 	// The store checks the user again inside the write; this read keeps requests from
 	// unregistered keys out of the single writer's queue.
@@ -133,11 +141,47 @@ func (w *Watcher) AddAppointment(a teos.Appointment, userSig string) (*Accepted,
 	}
 	start := w.gk.Height()
 	rec := &store.Appointment{Appointment: a, UserID: user, UserSignature: userSig, StartBlock: start}
-	info, err := w.store.UpsertAppointment(rec, w.addPolicy(rec))
+	var queued bool
+	res, err := w.store.UpsertAppointments([]store.AppointmentUpsert{w.upsert(rec, &queued)})
 	if err != nil {
 		return nil, addError(err)
 	}
-	return w.accepted(rec, info), nil
+	if res[0].Err != nil {
+		return nil, addError(res[0].Err)
+	}
+	if queued {
+		w.wake()
+	}
+	return w.accepted(rec, res[0].User, queued), nil
+}
+
+// upsert is AddAppointment's store write for rec. *queued tells, once the write is done,
+// whether it queued a hand-over.
+func (w *Watcher) upsert(rec *store.Appointment, queued *bool) store.AppointmentUpsert {
+	return store.AppointmentUpsert{Appointment: rec, Policy: w.addPolicy(rec), HandOver: w.handOverFor(rec.Locator, queued)}
+}
+
+// handOverFor looks loc's dispute up in the locator cache from inside the store's write
+// transaction. Because the check holds the store's writer lock, BlockConnected, which caches
+// a block and then waits for the writes in flight (Store.WaitWrites) before it looks the
+// block's locators up, either finds the appointment or the appointment finds the block.
+func (w *Watcher) handOverFor(loc teos.Locator, queued *bool) func() *store.HandOver {
+	return func() *store.HandOver {
+		d, ok := w.recentDispute(loc)
+		*queued = ok
+		if !ok {
+			return nil
+		}
+		return &store.HandOver{Block: d.block, Dispute: d.serialize()}
+	}
+}
+
+// wake tells the chain monitor a hand-over is queued.
+func (w *Watcher) wake() {
+	select {
+	case w.queued <- struct{}{}:
+	default: // a wake-up is already pending
+	}
 }
 
 // addPolicy is AddAppointment's check and charge, run inside the store transaction.
@@ -166,14 +210,12 @@ func addError(err error) error {
 	return err
 }
 
-// accepted finishes an add once rec is durable: an add-time hand-over if its dispute is
-// recent, then the signed receipt.
-func (w *Watcher) accepted(rec *store.Appointment, info store.UserInfo) *Accepted {
-	w.log.Debug("appointment accepted", "locator", rec.Locator, "user_id", rec.UserID, "start_block", rec.StartBlock)
-	// Checked only after the appointment is durable: BlockConnected caches a block before it
-	// looks its locators up in the store, so one of the two paths always sees the breach.
-	if d, ok := w.recentDispute(rec.Locator); ok {
-		w.handOverAtAdd(context.Background(), rec, d)
+// accepted signs the receipt of rec, which is durable.
+func (w *Watcher) accepted(rec *store.Appointment, info store.UserInfo, queued bool) *Accepted {
+	if queued {
+		w.log.Info("appointment for a mined dispute queued for hand-over", "locator", rec.Locator, "user_id", rec.UserID)
+	} else {
+		w.log.Debug("appointment accepted", "locator", rec.Locator, "user_id", rec.UserID, "start_block", rec.StartBlock)
 	}
 	return &Accepted{
 		Locator:            rec.Locator,
@@ -206,15 +248,19 @@ func (w *Watcher) AddAppointments(items []Item) []Result {
 	start := w.gk.Height()
 	var (
 		upserts []store.AppointmentUpsert
-		index   []int // upserts[j] is items[index[j]]
+		index   []int  // upserts[j] is items[index[j]]
+		queued  []bool // queued[j]: upserts[j] queued a hand-over
 	)
-	for i, it := range items {
-		if results[i].Err != nil {
-			continue
+	for i := range items {
+		if results[i].Err == nil {
+			index = append(index, i)
 		}
+	}
+	queued = make([]bool, len(index))
+	for j, i := range index {
+		it := items[i]
 		rec := &store.Appointment{Appointment: it.Appointment, UserID: users[i], UserSignature: it.Signature, StartBlock: start}
-		upserts = append(upserts, store.AppointmentUpsert{Appointment: rec, Policy: w.addPolicy(rec)})
-		index = append(index, i)
+		upserts = append(upserts, w.upsert(rec, &queued[j]))
 	}
 	if len(upserts) == 0 {
 		return results
@@ -226,15 +272,21 @@ func (w *Watcher) AddAppointments(items []Item) []Result {
 		}
 		return results
 	}
-	// Receipts are signed in parallel too; each item's hand-over check is independent.
+	// Receipts are signed in parallel too.
 	parallel(len(index), func(j int) {
 		i := index[j]
 		if stored[j].Err != nil {
 			results[i].Err = addError(stored[j].Err)
 			return
 		}
-		results[i].Accepted = w.accepted(upserts[j].Appointment, stored[j].User)
+		results[i].Accepted = w.accepted(upserts[j].Appointment, stored[j].User, queued[j])
 	})
+	for j := range index {
+		if stored[j].Err == nil && queued[j] {
+			w.wake()
+			break
+		}
+	}
 	return results
 }
 

@@ -43,8 +43,8 @@ const (
 
 type acceptAll struct{}
 
-func (acceptAll) HandleBreach(context.Context, teos.UUID, *wire.MsgTx, *wire.MsgTx) (bool, error) {
-	return true, nil
+func (acceptAll) HandleBreach(_ context.Context, id teos.UUID, _, _ *wire.MsgTx) (*store.Tracker, error) {
+	return &store.Tracker{UUID: id}, nil
 }
 
 type fixture struct {
