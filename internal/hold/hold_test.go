@@ -159,6 +159,7 @@ func TestRetryingConditionClearedByATrial(t *testing.T) {
 		written.Add(1)
 		return nil
 	}
+	store.Down(errDisk) // as a first failed write would leave it
 	const n = 5
 	errs := make(chan error, n)
 	for range n {
