@@ -79,7 +79,12 @@ type Condition struct {
 	up        chan struct{} // closed while up; a fresh one while down
 	trialing  bool          // a held request is retrying (retry > 0)
 	nextTrial time.Time
+	onChange  func(up bool, cause error)
 }
+
+// OnChange sets a function called on every change of the condition, e.g. to log it once.
+// It runs under the condition's lock: it must not call the condition. Set it before use.
+func (c *Condition) OnChange(fn func(up bool, cause error)) { c.onChange = fn }
 
 // NewCondition returns a condition named name (used in metrics). With retry > 0, while it is
 // down one held request at a time retries, every retry at most, and its success clears the
@@ -106,6 +111,9 @@ func (c *Condition) Down(cause error) bool {
 	}
 	c.down = true
 	c.up = make(chan struct{})
+	if c.onChange != nil {
+		c.onChange(false, cause)
+	}
 	return true
 }
 
@@ -120,6 +128,9 @@ func (c *Condition) Up() bool {
 	}
 	c.down, c.cause = false, nil
 	close(c.up)
+	if c.onChange != nil {
+		c.onChange(true, nil)
+	}
 	return true
 }
 
