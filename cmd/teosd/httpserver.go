@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"net/http"
 	"time"
 )
@@ -31,41 +30,14 @@ func apiTimeoutsFor(hold time.Duration) apiTimeouts {
 }
 
 // newHTTPServer is the public API's server with its timeouts. The body must arrive within
-// read; the answer may then take hold+write. Once the body is read, its read deadline is
-// lifted: net/http cancels a request's context when a read deadline passes while the handler
-// runs, which would cut a held request off.
+// read; the answer may then take hold+write. (net/http lifts the read deadline once the body
+// is read, so a held request's context is not cancelled by it.)
 func newHTTPServer(handler http.Handler, to apiTimeouts) *http.Server {
 	return &http.Server{
-		Handler:           liftReadDeadline(handler),
+		Handler:           handler,
 		ReadHeaderTimeout: to.readHeader,
 		ReadTimeout:       to.read,
 		WriteTimeout:      to.read + to.hold + to.write,
 		IdleTimeout:       to.idle,
 	}
-}
-
-// liftReadDeadline clears the connection's read deadline once the request body is read to
-// its end. The server sets a fresh deadline before it reads the next request.
-func liftReadDeadline(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = &eofBody{ReadCloser: r.Body, rc: http.NewResponseController(w)}
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-type eofBody struct {
-	io.ReadCloser
-	rc     *http.ResponseController
-	lifted bool
-}
-
-func (b *eofBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF && !b.lifted {
-		b.lifted = true
-		_ = b.rc.SetReadDeadline(time.Time{})
-	}
-	return n, err
 }

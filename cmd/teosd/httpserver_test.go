@@ -126,8 +126,8 @@ func TestDefaultTimeoutsSet(t *testing.T) {
 	}
 }
 
-// TestHeldRequestOutlivesReadTimeout: a request held past ReadTimeout, once its body is in,
-// keeps its context and gets its answer.
+// TestHeldRequestOutlivesReadTimeout: a request held past the read and write timeouts (but
+// within the hold bound), once its body is in, keeps its context and gets its answer.
 func TestHeldRequestOutlivesReadTimeout(t *testing.T) {
 	to := shortTimeouts
 	to.hold = 3 * to.read
