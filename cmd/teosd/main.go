@@ -296,6 +296,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	}
 	g.Go(func() error {
 		<-ctx.Done()
+		held.Gate.Close() // held requests are answered 503 now rather than cut off
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		err := httpSrv.Shutdown(sctx) // front door first: HTTP forwards to gRPC

@@ -46,9 +46,11 @@ type Config struct {
 
 // Gate holds requests while conditions are down. It is safe for concurrent use.
 type Gate struct {
-	cfg   Config
-	slots chan struct{}
-	held  atomic.Int64
+	cfg       Config
+	slots     chan struct{}
+	held      atomic.Int64
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // New returns a gate; its conditions are added with Condition.
@@ -59,8 +61,12 @@ func New(cfg Config) *Gate {
 	if cfg.Bound < 0 {
 		cfg.Bound = 0
 	}
-	return &Gate{cfg: cfg, slots: make(chan struct{}, cfg.MaxHeld)}
+	return &Gate{cfg: cfg, slots: make(chan struct{}, cfg.MaxHeld), closing: make(chan struct{})}
 }
+
+// Close answers every held request, and every request that would wait from now on,
+// ErrUnavailable at once: the tower is shutting down.
+func (g *Gate) Close() { g.closeOnce.Do(func() { close(g.closing) }) }
 
 // Bound is the longest a request is held.
 func (g *Gate) Bound() time.Duration { return g.cfg.Bound }
@@ -301,14 +307,14 @@ func (g *Gate) await(ctx context.Context, needs []*Condition, h **holding) (*Con
 				return nil, err
 			}
 		}
-		if err := (*h).wait(ctx, up, due); err != nil {
+		if err := (*h).wait(ctx, g.closing, up, due); err != nil {
 			return nil, err
 		}
 	}
 }
 
 // wait blocks until up is closed, due has passed (due < 0: never), the bound passes or ctx ends.
-func (h *holding) wait(ctx context.Context, up <-chan struct{}, due time.Duration) error {
+func (h *holding) wait(ctx context.Context, closing, up <-chan struct{}, due time.Duration) error {
 	var retry <-chan time.Time
 	if due >= 0 {
 		t := time.NewTimer(due)
@@ -319,6 +325,8 @@ func (h *holding) wait(ctx context.Context, up <-chan struct{}, due time.Duratio
 	case <-up:
 	case <-retry:
 	case <-h.deadline.C:
+		return ErrUnavailable
+	case <-closing:
 		return ErrUnavailable
 	case <-ctx.Done():
 		h.outcome = OutcomeGone

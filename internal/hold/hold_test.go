@@ -197,3 +197,19 @@ func TestOwnErrorReturned(t *testing.T) {
 		t.Fatalf("err %v, store up %v", err, store.IsUp())
 	}
 }
+
+func TestCloseReleasesHeld(t *testing.T) {
+	g, _ := newGate(time.Hour, 0)
+	btc := NewCondition("bitcoind", 0)
+	btc.Down(errors.New("connection refused"))
+	done := make(chan error)
+	go func() { done <- g.Do(context.Background(), []*Condition{btc}, nil, func() error { return nil }) }()
+	waitHeld(t, g, 1)
+	g.Close()
+	if err := <-done; !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err %v", err)
+	}
+	if err := g.Do(context.Background(), []*Condition{btc}, nil, func() error { return nil }); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("after Close: %v", err)
+	}
+}
