@@ -16,7 +16,7 @@ import (
 const maxHeldRequests = 1024
 
 // storeRetry is how often one held write tries the store again while it refuses writes.
-const storeRetry = 200 * time.Millisecond
+const storeRetry = 100 * time.Millisecond
 
 // bitcoindProbe is how often the bitcoind client calls an unreachable node, so held
 // requests are released as soon as it answers rather than at the next chain poll.
