@@ -309,7 +309,8 @@ func TestHeldThroughDiskFull(t *testing.T) {
 func TestHoldBoundExceeded(t *testing.T) {
 	node := startNode(t)
 	proxy := startProxy(t, node.RPCHost)
-	tw := newTower(t, node, "")
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	tw := newTower(t, node, fmt.Sprintf("metrics_bind = %q\n", metricsAddr))
 	mountTmpfs(t, tw.dataDir, 16<<20)
 	tw.args = append(tw.args, "--btcrpcport", proxy.port(), "--apiholdtimeout", "2")
 	tw.start()
@@ -317,10 +318,19 @@ func TestHoldBoundExceeded(t *testing.T) {
 	alice.register(t, tw)
 	refused := randomAppointment(t, 100)
 	loc := refused.Locator
+	// A batch too large for the pages a full disk may still have free (bbolt reuses freed
+	// pages, so a small write can still go through).
+	var batch []any
+	var batchLocs []teos.Locator
+	for range 50 {
+		a := randomAppointment(t, 900)
+		batch = append(batch, alice.addRequest(a))
+		batchLocs = append(batchLocs, a.Locator)
+	}
 	requests := map[string]any{
 		"/register":              alice.registerRequest(),
 		"/add_appointment":       alice.addRequest(refused),
-		"/add_appointments":      map[string]any{"appointments": []any{alice.addRequest(refused)}},
+		"/add_appointments":      map[string]any{"appointments": batch},
 		"/get_appointment":       map[string]string{"locator": loc.String(), "signature": wtcrypto.SignMessage(teos.GetAppointmentMessage(loc), alice.key)},
 		"/get_subscription_info": map[string]string{"signature": wtcrypto.SignMessage(teos.GetSubscriptionInfoMessage, alice.key)},
 	}
@@ -342,6 +352,9 @@ func TestHoldBoundExceeded(t *testing.T) {
 	}
 
 	proxy.down()
+	waitFor(t, "teos_bitcoind_reachable 0", func() bool {
+		return scrapeMetrics(t, "http://"+metricsAddr+"/metrics").value(t, "teos_bitcoind_reachable") == 0
+	})
 	expectUnavailable("bitcoind outage", "/register", "/add_appointment", "/add_appointments", "/get_appointment", "/get_subscription_info")
 	proxy.up(t)
 	waitFor(t, "the tower serving again", func() bool {
@@ -350,13 +363,15 @@ func TestHoldBoundExceeded(t *testing.T) {
 	})
 
 	free := fillDisk(t, tw.dataDir)
-	expectUnavailable("disk full", "/register", "/add_appointment", "/add_appointments")
+	expectUnavailable("disk full", "/add_appointments")
 	if code, _, raw := alice.subscription(t, tw); code != http.StatusOK { // reads do not wait on the disk
 		t.Errorf("get_subscription_info with a full disk: %d %s", code, raw)
 	}
 	free()
-	if code, got := alice.get(t, tw, loc); code != http.StatusNotFound {
-		t.Errorf("refused appointment: get_appointment %d %v, want 404 (nothing written)", code, got)
+	for _, l := range append(batchLocs, loc) {
+		if code, got := alice.get(t, tw, l); code != http.StatusNotFound {
+			t.Errorf("refused appointment %s: get_appointment %d %v, want 404 (nothing written)", l, code, got)
+		}
 	}
 	alice.add(t, tw, randomAppointment(t, 100)) // and writes work again
 	tw.stop()
