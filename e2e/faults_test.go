@@ -26,6 +26,14 @@ const faultFor = 20 * time.Second
 // unmounts it at the end, also on failure. It skips the test if tmpfs cannot be mounted.
 func mountTmpfs(t *testing.T, dir string, size int) {
 	t.Helper()
+	if err := tryMountTmpfs(t, dir, size); err != nil {
+		t.Skipf("cannot mount a tmpfs (needs root and CAP_SYS_ADMIN): %v", err)
+	}
+}
+
+// tryMountTmpfs is mountTmpfs returning the mount's error instead of skipping.
+func tryMountTmpfs(t *testing.T, dir string, size int) error {
+	t.Helper()
 	saved := map[string][]byte{}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -39,7 +47,7 @@ func mountTmpfs(t *testing.T, dir string, size int) {
 		}
 	}
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
-		t.Skipf("cannot mount a tmpfs (needs root and CAP_SYS_ADMIN): %v", err)
+		return err
 	}
 	t.Cleanup(func() {
 		// Runs after the tower's own cleanup (registered later, run earlier) killed teosd.
@@ -53,6 +61,7 @@ func mountTmpfs(t *testing.T, dir string, size int) {
 			t.Fatal(err)
 		}
 	}
+	return nil
 }
 
 // fillDisk fills the file system of dir with one file and returns a function that deletes it.
