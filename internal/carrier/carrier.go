@@ -156,13 +156,19 @@ func (c *Carrier) send(ctx context.Context, txid chainhash.Hash, tx *wire.MsgTx)
 		c.log.Debug("transaction already in chain", "txid", txid)
 		return Result{Status: StatusIrrevocablyResolved}, nil
 	case CodeVerifyRejected:
-		in, err := c.InMempool(ctx, txid)
+		in, mined, err := c.lookUp(ctx, txid)
 		if err != nil {
 			return Result{}, fmt.Errorf("send %s: %w", txid, err)
 		}
 		if in {
 			c.log.Debug("transaction already in mempool", "txid", txid)
 			return Result{Status: StatusInMempool}, nil
+		}
+		if mined {
+			// btcd's "already have transaction", and the miner took it from the mempool
+			// before the look-up: the transaction is in the chain, not rejected.
+			c.log.Debug("transaction mined between the broadcast and the look-up", "txid", txid)
+			return Result{Status: StatusIrrevocablyResolved}, nil
 		}
 		fallthrough
 	case CodeVerifyError, CodeDeserializationError:
@@ -177,19 +183,25 @@ func (c *Carrier) send(ctx context.Context, txid chainhash.Hash, tx *wire.MsgTx)
 // has no block hash. A JSON-RPC error (-5 unknown txid, or any other) means false; a transport
 // failure or a cancelled ctx is returned as an error.
 func (c *Carrier) InMempool(ctx context.Context, txid chainhash.Hash) (bool, error) {
-	in, _, err := c.client.RawTransactionInfo(ctx, txid)
+	in, _, err := c.lookUp(ctx, txid)
+	return in, err
+}
+
+// lookUp says whether bitcoind has txid in its mempool or in a block, as InMempool.
+func (c *Carrier) lookUp(ctx context.Context, txid chainhash.Hash) (inMempool, mined bool, err error) {
+	in, block, err := c.client.RawTransactionInfo(ctx, txid)
 	if err == nil {
-		return in, nil
+		return in, block != nil, nil
 	}
 	var rpcErr rpcError
 	if errors.As(err, &rpcErr) {
-		return false, nil
+		return false, false, nil
 	}
 	if terr := c.transportError(ctx, err); terr != nil {
-		return false, fmt.Errorf("look up %s: %w", txid, terr)
+		return false, false, fmt.Errorf("look up %s: %w", txid, terr)
 	}
 	// Neither an RPC nor a transport error: treat as a node we cannot use, not as "absent".
-	return false, fmt.Errorf("look up %s: %w", txid, err)
+	return false, false, fmt.Errorf("look up %s: %w", txid, err)
 }
 
 // ClearCache forgets every cached Send result; the responder calls it after each block.
