@@ -170,7 +170,11 @@ func (c *Condition) state() (ok, trial bool, up <-chan struct{}, due time.Durati
 	if !c.down {
 		return true, false, nil, 0
 	}
-	if c.retry > 0 && !c.trialing {
+	if c.retry > 0 {
+		if c.trialing {
+			// Look again later: the request trying now may leave without a verdict.
+			return false, false, c.up, c.retry
+		}
 		if d := time.Until(c.nextTrial); d > 0 {
 			return false, false, c.up, d
 		}

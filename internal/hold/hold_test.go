@@ -213,3 +213,41 @@ func TestCloseReleasesHeld(t *testing.T) {
 		t.Fatalf("after Close: %v", err)
 	}
 }
+
+// The request whose retry failed leaves (its client went away): another held request takes
+// over the retries, so the others are still released when the store clears.
+func TestTrialsGoOnWhenTheTrialLeaves(t *testing.T) {
+	g, _ := newGate(time.Hour, 0)
+	store := NewCondition("store", time.Millisecond)
+	classify := func(err error) *Condition {
+		if errors.Is(err, errDisk) {
+			return store
+		}
+		return nil
+	}
+	var full atomic.Bool
+	full.Store(true)
+	write := func() error {
+		if full.Load() {
+			return errDisk
+		}
+		return nil
+	}
+	store.Down(errDisk)
+	ctx, leave := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() { first <- g.Do(ctx, []*Condition{store}, classify, write) }()
+	waitHeld(t, g, 1)
+	time.Sleep(5 * time.Millisecond) // a few failed trials
+	second := make(chan error, 1)
+	go func() { second <- g.Do(context.Background(), []*Condition{store}, classify, write) }()
+	waitHeld(t, g, 2)
+	leave()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("first: %v", err)
+	}
+	full.Store(false)
+	if err := <-second; err != nil {
+		t.Fatalf("second: %v", err)
+	}
+}
