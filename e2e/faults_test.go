@@ -385,3 +385,57 @@ func TestHoldBoundExceeded(t *testing.T) {
 	alice.add(t, tw, randomAppointment(t, 100)) // and writes work again
 	tw.stop()
 }
+
+// TestHoldFloodBounded: during an outage, held requests are bounded (three quarters of
+// api_max_connections, 6 of 8 here); past that, a request is answered 503 / 32 at once, /ping
+// still answers, and the held ones are served when bitcoind is back.
+func TestHoldFloodBounded(t *testing.T) {
+	node := startNode(t)
+	proxy := startProxy(t, node.RPCHost)
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	metricsURL := "http://" + metricsAddr + "/metrics"
+	tw := newTower(t, node, fmt.Sprintf("metrics_bind = %q\n", metricsAddr))
+	tw.args = append(tw.args, "--btcrpcport", proxy.port(), "--apimaxconnections", "8")
+	tw.start()
+	alice := newUser(t)
+	alice.register(t, tw)
+
+	proxy.down()
+	waitFor(t, "teos_bitcoind_reachable 0", func() bool {
+		return scrapeMetrics(t, metricsURL).value(t, "teos_bitcoind_reachable") == 0
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	const bound = 6
+	verdicts := make(chan pluginVerdict, bound)
+	for range bound {
+		go func() {
+			v, _ := pluginSend(ctx, tw.apiURL, tw.id, alice, randomAppointment(t, 100))
+			verdicts <- v
+		}()
+	}
+	waitFor(t, "6 requests held", func() bool {
+		return scrapeMetrics(t, metricsURL).value(t, "teos_api_held_requests") == bound
+	})
+	start := time.Now()
+	if !unavailable(t, tw, "/add_appointment", alice.addRequest(randomAppointment(t, 100))) {
+		t.Fatal("a request past the held bound was not answered 503 / 32")
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("refused after %v: held instead of refused at once", took)
+	}
+	if code := ping(t, tw); code != http.StatusOK {
+		t.Errorf("/ping %d with the held bound reached", code)
+	}
+	proxy.up(t)
+	for range bound {
+		if v := <-verdicts; v != verdictAccepted {
+			t.Errorf("held request: %s", v)
+		}
+	}
+	m := scrapeMetrics(t, metricsURL)
+	if full := m.lookup(`teos_api_held_requests_total{condition="bitcoind",outcome="full"}`); full != 1 {
+		t.Errorf("refused for a full hold: %v, want 1", full)
+	}
+	tw.stop()
+}

@@ -11,9 +11,19 @@ import (
 )
 
 // maxHeldRequests bounds the requests held during a fault: each holds a goroutine, a
-// connection (bounded by api_max_connections before this) and a body of at most 2 KiB
-// (a batch: 2.2 MB), so a flood during an outage is answered 503 rather than piling up.
+// connection and a body of at most 2 KiB (a batch: 2.2 MB), so a flood during an outage is
+// answered 503 rather than piling up.
 const maxHeldRequests = 1024
+
+// maxHeld is maxHeldRequests, and at most three quarters of api_max_connections: the other
+// connections stay free, so a request past the bound is answered 503 at once instead of
+// waiting in the kernel's accept queue, and /ping keeps answering.
+func maxHeld(cfg *config.Config) int {
+	if cfg.APIMaxConnections == 0 {
+		return maxHeldRequests
+	}
+	return max(1, min(maxHeldRequests, int(cfg.APIMaxConnections)*3/4))
+}
 
 // storeRetry is how often one held write tries the store again while it refuses writes.
 const storeRetry = 100 * time.Millisecond
@@ -29,7 +39,7 @@ func newHold(cfg *config.Config, log *slog.Logger, met **metrics.Metrics) grpcap
 	h := grpcapi.Hold{
 		Gate: hold.New(hold.Config{
 			Bound:   cfg.HoldTimeout(),
-			MaxHeld: maxHeldRequests,
+			MaxHeld: maxHeld(cfg),
 			OnRelease: func(condition string, waited time.Duration, outcome string) {
 				if *met != nil {
 					(*met).ObserveHold(condition, waited, outcome)
