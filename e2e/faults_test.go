@@ -439,3 +439,54 @@ func TestHoldFloodBounded(t *testing.T) {
 	}
 	tw.stop()
 }
+
+// TestNoHoldBaseline is the behaviour the hold replaces, kept as api_hold_timeout 0 (rust-teos
+// answers at once): during an outage and with a full disk, add_appointment is answered 503 / 32
+// (never 400/255) without waiting, which the CLN plugin files as invalid. It logs how many
+// appointments the plugin would have lost, the baseline for the hold tests above.
+func TestNoHoldBaseline(t *testing.T) {
+	node := startNode(t)
+	proxy := startProxy(t, node.RPCHost)
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	tw := newTower(t, node, fmt.Sprintf("metrics_bind = %q\n", metricsAddr))
+	mountTmpfs(t, tw.dataDir, 16<<20)
+	tw.args = append(tw.args, "--btcrpcport", proxy.port(), "--apiholdtimeout", "0")
+	tw.start()
+	alice := newUser(t)
+	alice.register(t, tw)
+	ctx := t.Context()
+	const n = 10
+	count := func(fault string) {
+		t.Helper()
+		verdicts := map[pluginVerdict]int{}
+		for range n {
+			start := time.Now()
+			v, _ := pluginSend(ctx, tw.apiURL, tw.id, alice, randomAppointment(t, 900))
+			verdicts[v]++
+			if v != verdictAccepted && v != verdictInvalid {
+				t.Errorf("%s: verdict %s", fault, v)
+			}
+			if took := time.Since(start); took > 10*time.Second {
+				t.Errorf("%s: answered after %v with no hold", fault, took)
+			}
+		}
+		t.Logf("no hold, %s: plugin verdicts for %d appointments: %v", fault, n, verdicts)
+		if verdicts[verdictInvalid] == 0 {
+			t.Errorf("%s: the fault did not bite", fault)
+		}
+	}
+	proxy.down()
+	waitFor(t, "teos_bitcoind_reachable 0", func() bool {
+		return scrapeMetrics(t, "http://"+metricsAddr+"/metrics").value(t, "teos_bitcoind_reachable") == 0
+	})
+	count("bitcoind outage")
+	proxy.up(t)
+	waitFor(t, "the tower serving again", func() bool {
+		code, _, _ := alice.subscription(t, tw)
+		return code == http.StatusOK
+	})
+	free := fillDisk(t, tw.dataDir)
+	count("disk full")
+	free()
+	tw.stop()
+}
