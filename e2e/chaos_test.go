@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,17 +37,20 @@ const (
 	chaosMargin = 2
 )
 
-// TestChaos runs clients that keep adding appointments and a miner that keeps mining
-// (some blocks holding breaches the clients hold appointments for), while teosd is SIGKILLed
-// and restarted at random moments and the link to btcd is cut and restored. Every request is
-// retried until it is answered, so each one ends with a receipt. At the end:
+// TestChaos runs clients that keep adding appointments and renewing their subscriptions, and
+// a miner that keeps mining (some blocks holding breaches the clients hold appointments for),
+// while teosd is SIGKILLed and restarted at random moments, the link to btcd is cut and
+// restored, and teosd's disk (a tmpfs, when one can be mounted) fills up and is freed. Every
+// request is retried until it is answered, so each one ends with a receipt. At the end:
 //   - every appointment with a receipt is stored: watched, or responded if its dispute was
 //     mined (or gone with its slots refunded once its penalty is irrevocably resolved);
 //   - every mined dispute's penalty is in btcd's mempool or chain;
-//   - each user's available_slots equals subscription_slots minus the slots of the
-//     appointments they hold (users register once, before the chaos, and never renew; no blob
-//     is invalid, so nothing is deleted without refund), and the locators listed are exactly
-//     those held; the same holds in the bbolt file;
+//   - each user's subscription was renewed n times, at least as often as a renewal was
+//     acknowledged and at most as often as one was sent (a renewal whose answer a kill cut off
+//     is sent again, and may then count twice), as its expiry shows; its available_slots
+//     equals n+1 times subscription_slots minus the slots of the appointments it holds (no
+//     blob is invalid, so nothing is deleted without refund), and the locators listed are
+//     exactly those held; the same holds in the bbolt file;
 //   - the bbolt file passes tx.Check, and its buckets agree with each other: every index entry
 //     has its appointment and vice versa, every tracker has its appointment, the last block is
 //     btcd's tip.
@@ -56,6 +60,11 @@ func TestChaos(t *testing.T) {
 	proxy := startProxy(t, node.RPCHost)
 	tw := newTower(t, node, "")
 	tw.args = append(tw.args, "--btcrpcport", proxy.port())
+	diskFaults := true
+	if err := tryMountTmpfs(t, tw.dataDir, 32<<20); err != nil {
+		t.Logf("no disk-full episodes: %v", err)
+		diskFaults = false
+	}
 
 	// Disputes are built before teosd starts: NewBreach may mine to mature a coinbase.
 	nBreaches := min(6+int(*chaosDuration/(2*time.Second)), 80)
@@ -70,7 +79,8 @@ func TestChaos(t *testing.T) {
 	users := make([]*chaosUser, chaosUsers)
 	for i := range users {
 		users[i] = &chaosUser{user: newUser(t), held: make(map[teos.Locator]*heldAppt)}
-		users[i].slots = users[i].register(t, tw).AvailableSlots
+		reg := users[i].register(t, tw)
+		users[i].slots, users[i].start, users[i].duration = reg.AvailableSlots, reg.SubscriptionStart, reg.SubscriptionExpiry-reg.SubscriptionStart
 	}
 	subscriptionSlots := users[0].slots
 
@@ -84,14 +94,21 @@ func TestChaos(t *testing.T) {
 
 	// Faults, from the test goroutine (tw.start may fail the test).
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	kills, outages := 0, 0
+	kills, outages, disksFull := 0, 0, 0
 	for end := time.Now().Add(*chaosDuration); time.Now().Before(end) && !t.Failed(); {
 		time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
-		if rng.IntN(3) == 0 {
+		switch n := rng.IntN(4); {
+		case n == 0:
 			proxy.down()
 			time.Sleep(time.Duration(200+rng.IntN(1300)) * time.Millisecond)
 			proxy.up(t)
 			outages++
+			continue
+		case n == 1 && diskFaults:
+			free := fillDisk(t, tw.dataDir)
+			time.Sleep(time.Duration(200+rng.IntN(1300)) * time.Millisecond)
+			free()
+			disksFull++
 			continue
 		}
 		tw.kill()
@@ -111,8 +128,8 @@ func TestChaos(t *testing.T) {
 	// with every block holding a dispute.
 	_, tip := c.mine(t)
 	waitTowerAt(t, tw, tip)
-	t.Logf("survived %d SIGKILLs and %d bitcoind outages in %v; %d blocks, %d disputes mined, %d appointments",
-		kills, outages, *chaosDuration, run.blocks, len(run.mined), run.appointments())
+	t.Logf("survived %d SIGKILLs, %d bitcoind outages and %d full disks in %v; %d blocks, %d disputes mined, %d appointments, %d renewals",
+		kills, outages, disksFull, *chaosDuration, run.blocks, len(run.mined), run.appointments(), run.renewals())
 
 	// Every mined dispute was answered: its penalty reached btcd, and its appointment
 	// (one holder each) says so.
@@ -128,13 +145,17 @@ func TestChaos(t *testing.T) {
 	}
 	tip = c.tip(t) // unchanged: nothing mines any more
 	completed := 0
+	granted := map[teos.UserID]uint32{}
 	for _, u := range users {
-		completed += u.check(t, tw, tip, subscriptionSlots)
+		n, c := u.check(t, tw, tip, subscriptionSlots)
+		granted[u.id] = n * subscriptionSlots
+		completed += c
 	}
-	t.Logf("%d trackers completed and refunded", completed)
+	t.Logf("%d trackers completed and refunded; the store refused writes %d times, bitcoind was lost %d times (teosd log)",
+		completed, strings.Count(tw.logs(), "store refuses writes"), strings.Count(tw.logs(), `msg="bitcoind unreachable"`))
 
 	tw.stop()
-	checkStore(t, filepath.Join(tw.dataDir, "regtest", "teos.db"), tip, subscriptionSlots, users)
+	checkStore(t, filepath.Join(tw.dataDir, "regtest", "teos.db"), tip, subscriptionSlots, granted, users)
 }
 
 type chaosRun struct {
@@ -165,8 +186,21 @@ type heldAppt struct {
 
 type chaosUser struct {
 	*user
-	slots uint32 // last receipt's available_slots
-	held  map[teos.Locator]*heldAppt
+	slots           uint32 // last receipt's available_slots
+	held            map[teos.Locator]*heldAppt
+	start, duration uint32 // of the first registration
+	renewed         int    // renewals acknowledged
+	renewTries      int    // renewal requests that may have reached the tower
+}
+
+func (r *chaosRun) renewals() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, u := range r.users {
+		n += u.renewed
+	}
+	return n
 }
 
 func (r *chaosRun) appointments() int {
@@ -193,6 +227,17 @@ func (r *chaosRun) client(u *chaosUser, seed uint64, breaches <-chan *btcdtest.B
 		case <-stop:
 			return
 		default:
+		}
+		if rng.IntN(15) == 0 {
+			reg, ok := r.renewUntilAnswered(u)
+			if !ok {
+				return
+			}
+			r.mu.Lock()
+			u.renewed++
+			u.slots = reg.AvailableSlots
+			r.mu.Unlock()
+			continue
 		}
 		var a teos.Appointment
 		var ab *armedBreach
@@ -252,6 +297,37 @@ func (r *chaosRun) addUntilAnswered(u *chaosUser, a teos.Appointment) (addResp, 
 	}
 	r.t.Errorf("add_appointment %s: no answer in 60 s", a.Locator)
 	return addResp{}, false
+}
+
+// renewUntilAnswered renews u's subscription, retrying as addUntilAnswered does. Every try
+// that may have reached the tower is counted in u.renewTries.
+func (r *chaosRun) renewUntilAnswered(u *chaosUser) (registerResp, bool) {
+	body, _ := json.Marshal(u.registerRequest())
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		r.mu.Lock()
+		u.renewTries++
+		r.mu.Unlock()
+		code, raw, err := tryPost(r.url+"/register", body)
+		if err != nil || code == http.StatusServiceUnavailable {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		var resp registerResp
+		if code != http.StatusOK || json.Unmarshal(raw, &resp) != nil {
+			r.t.Errorf("register %s: %d %s", u.id, code, raw)
+			return registerResp{}, false
+		}
+		rec := teos.RegistrationReceipt{UserID: u.id, AvailableSlots: resp.AvailableSlots,
+			SubscriptionStart: resp.SubscriptionStart, SubscriptionExpiry: resp.SubscriptionExpiry}
+		if !wtcrypto.VerifySignature(rec.SignedBytes(), resp.SubscriptionSignature, r.towerID) {
+			r.t.Errorf("register %s: bad receipt %s", u.id, raw)
+			return registerResp{}, false
+		}
+		return resp, true
+	}
+	r.t.Errorf("register %s: no answer in 60 s", u.id)
+	return registerResp{}, false
 }
 
 func tryPost(url string, body []byte) (int, []byte, error) {
@@ -338,9 +414,18 @@ func (h *heldAppt) expectGone(tip uint32) (must, may bool) {
 }
 
 // check compares what teosd answers for u with what u's receipts imply, and drops from u.held
-// the appointments found completed (so checkStore sees the same set); it returns how many.
-func (u *chaosUser) check(t *testing.T, tw *tower, tip, subscriptionSlots uint32) int {
+// the appointments found completed (so checkStore sees the same set); it returns how many
+// subscriptions u holds (1 + renewals, read from the expiry) and how many it dropped.
+func (u *chaosUser) check(t *testing.T, tw *tower, tip, subscriptionSlots uint32) (uint32, int) {
 	t.Helper()
+	sub := u.subscriptionOK(t, tw)
+	span := sub.SubscriptionExpiry - u.start
+	n := span / u.duration
+	if span%u.duration != 0 || int(n) < 1+u.renewed || int(n) > 1+u.renewTries {
+		t.Errorf("user %s: expiry %d is %d/%d subscriptions; %d renewals acknowledged, %d sent",
+			u.id, sub.SubscriptionExpiry, span, u.duration, u.renewed, u.renewTries)
+	}
+	granted := n * subscriptionSlots
 	used := uint32(0)
 	completed := 0
 	for loc, h := range u.held {
@@ -376,16 +461,17 @@ func (u *chaosUser) check(t *testing.T, tw *tower, tip, subscriptionSlots uint32
 	for loc := range u.held {
 		locs = append(locs, loc)
 	}
-	u.wantSubscription(t, tw, subscriptionSlots-used, locs...)
-	if completed == 0 && u.slots != subscriptionSlots-used {
-		t.Errorf("user %s: last receipt said %d slots, tower has %d", u.id, u.slots, subscriptionSlots-used)
+	u.wantSubscription(t, tw, granted-used, locs...)
+	if completed == 0 && u.slots != granted-used {
+		t.Errorf("user %s: last receipt said %d slots, tower has %d", u.id, u.slots, granted-used)
 	}
-	return completed
+	return n, completed
 }
 
 // checkStore opens teosd's bbolt file (teosd stopped) and checks bbolt's own consistency and
 // the store's invariants, key layouts as documented in internal/store/store.go.
-func checkStore(t *testing.T, path string, tip, subscriptionSlots uint32, clients []*chaosUser) {
+// granted gives the slots of the users that renewed; any other user registered once.
+func checkStore(t *testing.T, path string, tip, subscriptionSlots uint32, granted map[teos.UserID]uint32, clients []*chaosUser) {
 	t.Helper()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
@@ -493,8 +579,12 @@ func checkStore(t *testing.T, path string, tip, subscriptionSlots uint32, client
 			used[h.user] += teos.Slots(h.blobLen)
 		}
 		for id, avail := range users {
-			if avail+used[id] != subscriptionSlots {
-				t.Errorf("user %s: %d available + %d held != %d granted", id, avail, used[id], subscriptionSlots)
+			want, ok := granted[id]
+			if !ok {
+				want = subscriptionSlots
+			}
+			if avail+used[id] != want {
+				t.Errorf("user %s: %d available + %d held != %d granted", id, avail, used[id], want)
 			}
 		}
 		// And the file holds exactly what the clients were acknowledged (minus completions).

@@ -10,9 +10,10 @@ import (
 	"github.com/teos-go/teos/pkg/wtcrypto"
 )
 
-// TestBitcoindOutage cuts teosd off from btcd while it runs. The four POST endpoints answer
-// 503 / 32 and /ping stays 200; teosd survives; blocks mined meanwhile, the first holding a
-// breach, are all processed once the link is back.
+// TestBitcoindOutage cuts teosd off from btcd while it runs. With api_hold_timeout 0 (rust-teos's
+// behaviour: no hold) the four POST endpoints answer 503 / 32 at once and /ping stays 200;
+// teosd survives; blocks mined meanwhile, the first holding a breach, are all processed once
+// the link is back. (The default hold is in TestHeldThroughBitcoindOutage.)
 //
 // The outage is a TCP proxy going down rather than btcd dying: btcd wipes a regtest chain when
 // it restarts, and teosd refuses simnet ("btc_network not recognized"). To teosd both look the
@@ -22,7 +23,7 @@ func TestBitcoindOutage(t *testing.T) {
 	c := newChain(t, node)
 	proxy := startProxy(t, node.RPCHost)
 	tw := newTower(t, node, "")
-	tw.args = append(tw.args, "--btcrpcport", proxy.port()) // the last value of a flag wins
+	tw.args = append(tw.args, "--btcrpcport", proxy.port(), "--apiholdtimeout", "0") // the last value of a flag wins
 	tw.start()
 
 	alice := newUser(t)

@@ -120,4 +120,39 @@ func TestDefaultTimeoutsSet(t *testing.T) {
 	if srv.ReadHeaderTimeout <= 0 || srv.ReadTimeout <= 0 || srv.WriteTimeout <= 0 || srv.IdleTimeout <= 0 {
 		t.Fatalf("a zero timeout leaves slow clients unbounded: %+v", defaultAPITimeouts)
 	}
+	hold := 45 * time.Second
+	if srv := newHTTPServer(http.NotFoundHandler(), apiTimeoutsFor(hold)); srv.WriteTimeout <= hold+srv.ReadTimeout {
+		t.Fatalf("write timeout %v does not sit above the hold bound %v plus the body's read", srv.WriteTimeout, hold)
+	}
+}
+
+// TestHeldRequestOutlivesReadTimeout: a request held past the read and write timeouts (but
+// within the hold bound), once its body is in, keeps its context and gets its answer.
+func TestHeldRequestOutlivesReadTimeout(t *testing.T) {
+	to := shortTimeouts
+	to.hold = 3 * to.read
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+			return // cut off: the client sees no answer
+		case <-time.After(2 * to.read): // held past the read timeout
+		}
+		_, _ = io.WriteString(w, "held and served")
+	}), to)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	resp, err := http.Post("http://"+ln.Addr().String()+"/add_appointment", "application/json", strings.NewReader(`{"x":1}`))
+	if err != nil {
+		t.Fatalf("held request cut off: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != "held and served" {
+		t.Fatalf("answer %q", body)
+	}
 }

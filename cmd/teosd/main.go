@@ -117,7 +117,9 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	fmt.Fprintf(stdout, "tower_id: %s\n", towerID)
 	log.Info("tower key loaded", "tower_id", towerID)
 
-	btc, err := connectBitcoind(ctx, cfg)
+	var met *metrics.Metrics // nil unless metrics_bind is set
+	held := newHold(cfg, log, &met)
+	btc, err := connectBitcoind(ctx, cfg, log, onBitcoindReachability(held))
 	if err != nil {
 		return err
 	}
@@ -147,7 +149,6 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		AfterPoll: w.HandOverQueued,
 		Wake:      w.HandOversQueued(),
 	}
-	var met *metrics.Metrics // nil unless metrics_bind is set
 	if cfg.MetricsBind != "" {
 		// Only Poll calls the hook, and met is set before the first Poll below.
 		chainCfg.OnBlock = func(_ uint32, took time.Duration) { met.ObserveBlock(took) }
@@ -157,7 +158,8 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		return fmt.Errorf("load recent blocks: %w", err)
 	}
 	if cfg.MetricsBind != "" {
-		met = metrics.New(metrics.Config{Counts: db.Counts, Height: mon.Height, Reachable: mon.Reachable, Logger: log})
+		met = metrics.New(metrics.Config{Counts: db.Counts, Height: mon.Height, Reachable: btc.Reachable,
+			Held: held.Gate.Held, AuthFailures: btc.AuthFailures, Logger: log})
 	}
 	if err := seed(ctx, btc, mon, w, resp); err != nil {
 		return err
@@ -169,7 +171,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	}
 	log.Info("bootstrap completed", "height", mon.Height())
 
-	return serve(ctx, cfg, log, w, mon, db, towerID, rpcTLS, met)
+	return serve(ctx, cfg, log, w, mon, db, towerID, rpcTLS, met, held)
 }
 
 // adminTLS makes sure the admin RPC's certificates exist in the data dir (PROTOCOL.md §13) and
@@ -194,7 +196,7 @@ func adminTLS(dataDir string, log *slog.Logger) (*tls.Config, error) {
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher.Watcher, mon *chain.Monitor,
-	db *store.Store, towerID teos.UserID, rpcTLS *tls.Config, met *metrics.Metrics) error {
+	db *store.Store, towerID teos.UserID, rpcTLS *tls.Config, met *metrics.Metrics, held grpcapi.Hold) error {
 	// The admin stop RPC cancels this context, like SIGTERM cancels the parent.
 	ctx, shutdown := context.WithCancel(ctx)
 	defer shutdown()
@@ -241,14 +243,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	}
 	logRequests := grpc.ChainUnaryInterceptor(grpcapi.LogRequests(log))
 	grpcSrv := grpc.NewServer(logRequests)
-	public := grpcapi.NewPublic(w, mon.Reachable, log)
+	public := grpcapi.NewPublic(w, held.Bitcoind.IsUp, log)
+	public.SetHold(held)
 	teosv2.RegisterPublicTowerServicesServer(grpcSrv, public)
 	teosv2.RegisterPublicTowerExtensionsServer(grpcSrv, grpcapi.NewExtensions(public))
 	rpcSrv := grpc.NewServer(logRequests, grpc.Creds(credentials.NewTLS(rpcTLS)))
 	teosv2.RegisterPrivateTowerServicesServer(rpcSrv, grpcapi.NewPrivate(grpcapi.PrivateConfig{
 		Store:     db,
 		TowerID:   towerID,
-		Reachable: mon.Reachable,
+		Reachable: held.Bitcoind.IsUp,
 		Addresses: []grpcapi.Address{{Type: teosv2.NetworkAddress_IpV4, Host: cfg.APIBind, Port: cfg.APIPort}},
 		Shutdown:  shutdown,
 		Logger:    log,
@@ -266,7 +269,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	if met != nil {
 		api = met.Instrument(api)
 	}
-	httpSrv := newHTTPServer(api, defaultAPITimeouts)
+	httpSrv := newHTTPServer(api, apiTimeoutsFor(held.Gate.Bound()))
 
 	serving = true
 	g, ctx := errgroup.WithContext(ctx)
@@ -296,6 +299,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	}
 	g.Go(func() error {
 		<-ctx.Done()
+		held.Gate.Close() // held requests are answered 503 now rather than cut off
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		err := httpSrv.Shutdown(sctx) // front door first: HTTP forwards to gRPC
@@ -386,16 +390,20 @@ func towerKey(db *store.Store, overwrite bool) (*btcec.PrivateKey, error) {
 	return key, nil
 }
 
-func connectBitcoind(ctx context.Context, cfg *config.Config) (*bitcoind.Client, error) {
+func connectBitcoind(ctx context.Context, cfg *config.Config, log *slog.Logger, onReach func(bool, error)) (*bitcoind.Client, error) {
 	user, pass := cfg.BTCRPCUser, cfg.BTCRPCPassword
+	var reload func() (string, string, error)
 	if cfg.BTCRPCCookie != "" {
 		var err error
 		if user, pass, err = config.ReadCookie(cfg.BTCRPCCookie); err != nil {
 			return nil, fmt.Errorf("read bitcoind cookie: %w", err)
 		}
+		// bitcoind writes a new cookie on every start: read it again when refused.
+		reload = func() (string, string, error) { return config.ReadCookie(cfg.BTCRPCCookie) }
 	}
 	host := net.JoinHostPort(cfg.BTCRPCConnect, strconv.Itoa(int(cfg.BitcoindRPCPort())))
-	btc, err := bitcoind.New(bitcoind.Config{Host: host, User: user, Pass: pass, Timeout: 30 * time.Second})
+	btc, err := bitcoind.New(bitcoind.Config{Host: host, User: user, Pass: pass, Timeout: 30 * time.Second,
+		Credentials: reload, Logger: log, OnReachability: onReach, ProbeEvery: bitcoindProbe})
 	if err != nil {
 		return nil, fmt.Errorf("bitcoind client: %w", err)
 	}

@@ -5,13 +5,18 @@
 // (the only forms btcd takes), raw headers and blocks decoded locally, and sendrawtransaction
 // with a single argument.
 //
-// Every error is one of two kinds. A node that answered with a JSON-RPC error gives a
-// *RPCError whose Code callers switch on. Anything else (connection refused, timeout, an HTTP
-// or body the client cannot use) wraps ErrUnreachable. Wrong credentials also wrap
-// ErrUnauthorized, so an operator can be told, but stay ErrUnreachable: bitcoind rewrites its
-// cookie on every restart, and a tower must keep its trackers rather than treat the refusal
-// as a rejected transaction. A call whose ctx the caller cancels returns an error wrapping
-// ctx.Err() and not ErrUnreachable; the per-call Config.Timeout expiring is ErrUnreachable.
+// Every error is one of two kinds, told apart by behaviour (errors.As on a small interface,
+// as with net.Error) so callers need not import this package. A node that answered with a
+// JSON-RPC error gives a *RPCError, which has RPCCode() int. Anything else (connection
+// refused, timeout, an HTTP or body the client cannot use) wraps ErrUnreachable, which has
+// Unreachable() bool. Wrong credentials also wrap ErrUnauthorized (Unauthorized() bool), so an
+// operator can be told, but stay unreachable: bitcoind rewrites its cookie on every restart,
+// and a tower must keep its trackers rather than treat the refusal as a rejected transaction.
+// A call whose ctx the caller cancels returns an error wrapping ctx.Err() and not
+// ErrUnreachable; the per-call Config.Timeout expiring is ErrUnreachable.
+//
+// The Client is also the one owner of bitcoind's reachability: every call's outcome updates
+// it, each change is logged once, and Config.OnReachability hears of it.
 //
 // The HTTP transport is our own rather than rpcclient's. rpcclient (v0.24.2) in HTTP POST
 // mode sends all calls through one goroutine with no HTTP timeout, retries a refused
@@ -27,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -61,11 +67,25 @@ const (
 
 var (
 	// ErrUnreachable wraps every failure that is not a JSON-RPC error from the node.
-	ErrUnreachable = errors.New("bitcoind unreachable")
+	ErrUnreachable error = &kindError{msg: "bitcoind unreachable"}
 	// ErrUnauthorized means the node refused the RPC credentials (HTTP 401 or 403). Such
 	// errors also wrap ErrUnreachable.
-	ErrUnauthorized = errors.New("bitcoind refused the RPC credentials")
+	ErrUnauthorized error = &kindError{msg: "bitcoind refused the RPC credentials", auth: true}
 )
+
+// kindError is a sentinel with the behaviour methods callers check with errors.As.
+type kindError struct {
+	msg  string
+	auth bool
+}
+
+func (e *kindError) Error() string { return e.msg }
+
+// Unreachable is true: the node could not be used.
+func (e *kindError) Unreachable() bool { return true }
+
+// Unauthorized is true for a refusal of the credentials.
+func (e *kindError) Unauthorized() bool { return e.auth }
 
 // RPCError is a JSON-RPC error returned by the node.
 type RPCError struct {
@@ -77,9 +97,15 @@ func (e *RPCError) Error() string {
 	return fmt.Sprintf("bitcoind RPC error %d: %s", e.Code, e.Message)
 }
 
+// RPCCode is the JSON-RPC error code.
+func (e *RPCError) RPCCode() int { return e.Code }
+
 // IsUnreachable reports whether err means the node could not be used, as opposed to the node
 // answering with an error. It is true for ErrUnauthorized too.
 func IsUnreachable(err error) bool { return errors.Is(err, ErrUnreachable) }
+
+// IsUnauthorized reports whether err is a refusal of the RPC credentials.
+func IsUnauthorized(err error) bool { return errors.Is(err, ErrUnauthorized) }
 
 // Config says how to reach the node.
 type Config struct {
@@ -87,18 +113,32 @@ type Config struct {
 	User    string // cookie auth: the cookie file's user part
 	Pass    string
 	Timeout time.Duration // per call; zero means DefaultTimeout
+	// Credentials, if set, is called on an HTTP 401/403 to read the credentials again (the
+	// cookie file bitcoind rewrites on every start); the call is retried once if they changed.
+	Credentials func() (user, pass string, err error)
+	// Logger hears of reachability changes; nil discards.
+	Logger *slog.Logger
+	// OnReachability, if set, is called on every change of reachability, with the cause
+	// when the node became unreachable. It must not call the Client.
+	OnReachability func(reachable bool, cause error)
+	// ProbeEvery > 0 makes the client call the node that often while it is unreachable, so
+	// its return is seen even when nothing else calls.
+	ProbeEvery time.Duration
 }
 
 // Client is safe for concurrent use.
 type Client struct {
 	url       string
-	user      string
-	pass      string
+	creds     atomic.Pointer[credentials]
+	reload    func() (string, string, error)
 	timeout   time.Duration
 	http      *http.Client
 	transport *http.Transport
 	nextID    atomic.Uint64
+	reach     reachability
 }
+
+type credentials struct{ user, pass string }
 
 // New checks cfg and returns a client. It does not contact the node.
 func New(cfg Config) (*Client, error) {
@@ -118,18 +158,23 @@ func New(cfg Config) (*Client, error) {
 		// Below bitcoind's 30 s rpcservertimeout, so we rarely reuse a connection it closed.
 		IdleConnTimeout: 15 * time.Second,
 	}
-	return &Client{
+	c := &Client{
 		url:       "http://" + cfg.Host + "/",
-		user:      cfg.User,
-		pass:      cfg.Pass,
+		reload:    cfg.Credentials,
 		timeout:   cfg.Timeout,
 		http:      &http.Client{Transport: transport},
 		transport: transport,
-	}, nil
+	}
+	c.creds.Store(&credentials{cfg.User, cfg.Pass})
+	c.reach.init(cfg, c)
+	return c, nil
 }
 
-// Close releases idle connections. Calls still running finish normally.
-func (c *Client) Close() { c.transport.CloseIdleConnections() }
+// Close stops the probe and releases idle connections. Calls still running finish normally.
+func (c *Client) Close() {
+	c.reach.close()
+	c.transport.CloseIdleConnections()
+}
 
 type request struct {
 	JSONRPC string `json:"jsonrpc"` // btcd answers a request without it with an empty body
@@ -143,8 +188,9 @@ type response struct {
 	Error  json.RawMessage `json:"error"`
 }
 
-// call runs one RPC and unmarshals its result into out. A cancelled ctx gives an error that
-// wraps ctx.Err() and not ErrUnreachable: the caller gave up, the node did not fail.
+// call runs one RPC and unmarshals its result into out, and records the outcome as bitcoind's
+// reachability. A cancelled ctx gives an error that wraps ctx.Err() and not ErrUnreachable:
+// the caller gave up, the node did not fail.
 func (c *Client) call(ctx context.Context, out any, method string, params ...any) error {
 	if params == nil {
 		params = []any{}
@@ -153,6 +199,25 @@ func (c *Client) call(ctx context.Context, out any, method string, params ...any
 	if err != nil {
 		return fmt.Errorf("%s: encoding request: %w", method, err)
 	}
+	used := c.creds.Load()
+	err = c.do(ctx, out, method, body, used)
+	if IsUnauthorized(err) && c.reload != nil {
+		// bitcoind wrote a new cookie when it restarted: read it again and retry once.
+		if user, pass, rerr := c.reload(); rerr != nil {
+			err = fmt.Errorf("%w (re-reading the credentials: %v)", err, rerr)
+		} else if user != used.user || pass != used.pass {
+			fresh := &credentials{user, pass}
+			c.creds.CompareAndSwap(used, fresh)
+			c.reach.log.Info("bitcoind credentials re-read after a refusal")
+			err = c.do(ctx, out, method, body, fresh)
+		}
+	}
+	c.reach.record(err)
+	return err
+}
+
+// do sends one request with the given credentials.
+func (c *Client) do(ctx context.Context, out any, method string, body []byte, creds *credentials) error {
 	callCtx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(callCtx, http.MethodPost, c.url, bytes.NewReader(body))
@@ -160,7 +225,7 @@ func (c *Client) call(ctx context.Context, out any, method string, params ...any
 		return fmt.Errorf("%w: %s: %w", ErrUnreachable, method, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.SetBasicAuth(c.user, c.pass)
+	req.SetBasicAuth(creds.user, creds.pass)
 
 	resp, err := c.http.Do(req)
 	if err != nil {

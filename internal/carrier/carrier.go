@@ -12,13 +12,26 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
-
-	"github.com/teos-go/teos/internal/bitcoind"
 )
+
+// rpcError is a JSON-RPC error answered by the node (bitcoind.RPCError has it): the node was
+// reached and said no.
+type rpcError interface {
+	error
+	RPCCode() int
+}
+
+// unreachableError is a node that could not be used (bitcoind.ErrUnreachable has it).
+type unreachableError interface{ Unreachable() bool }
+
+// isUnreachable tells a transport failure from an answer, by behaviour.
+func isUnreachable(err error) bool {
+	var u unreachableError
+	return errors.As(err, &u) && u.Unreachable()
+}
 
 // bitcoind's JSON-RPC codes that decide a broadcast's status (rpc/protocol.h).
 const (
@@ -62,7 +75,9 @@ type Result struct {
 	Code int
 }
 
-// Client is the part of bitcoind the carrier calls; *bitcoind.Client satisfies it.
+// Client is the part of bitcoind the carrier calls; *bitcoind.Client satisfies it. Its errors
+// say what they are by behaviour: RPCCode() int for a node's refusal, Unreachable() bool for
+// a node that could not be used.
 type Client interface {
 	SendRawTransaction(ctx context.Context, tx *wire.MsgTx) (chainhash.Hash, error)
 	RawTransactionInfo(ctx context.Context, txid chainhash.Hash) (inMempool bool, blockHash *chainhash.Hash, err error)
@@ -70,9 +85,8 @@ type Client interface {
 
 // Carrier sends transactions through a Client. It is safe for concurrent use.
 type Carrier struct {
-	client      Client
-	log         *slog.Logger
-	unreachable atomic.Bool
+	client Client
+	log    *slog.Logger
 
 	mu    sync.Mutex
 	cache map[chainhash.Hash]Result // guarded by mu
@@ -97,7 +111,7 @@ func New(c Client, log *slog.Logger) *Carrier {
 // StatusInMempool. btcd answers -26 "already have transaction" where bitcoind answers success,
 // and a responder must not drop a penalty for being broadcast twice.
 //
-// A transport failure (bitcoind.IsUnreachable) or a cancelled ctx is returned as an error,
+// A transport failure (an error whose Unreachable() is true) or a cancelled ctx is returned as an error,
 // without waiting; it is never a rejection. A result is cached per txid, and returned without
 // asking bitcoind again, until ClearCache.
 func (c *Carrier) Send(ctx context.Context, tx *wire.MsgTx) (Result, error) {
@@ -125,25 +139,24 @@ func (c *Carrier) Send(ctx context.Context, tx *wire.MsgTx) (Result, error) {
 func (c *Carrier) send(ctx context.Context, txid chainhash.Hash, tx *wire.MsgTx) (Result, error) {
 	_, err := c.client.SendRawTransaction(ctx, tx)
 	if err == nil {
-		c.reached()
 		c.log.Debug("transaction broadcast", "txid", txid)
 		return Result{Status: StatusInMempool}, nil
 	}
 	if err := c.transportError(ctx, err); err != nil {
 		return Result{}, fmt.Errorf("send %s: %w", txid, err)
 	}
-	var rpcErr *bitcoind.RPCError
+	var rpcErr rpcError
 	if !errors.As(err, &rpcErr) {
 		c.log.Warn("broadcast failed", "txid", txid, "err", err)
 		return Result{Status: StatusRejected, Code: CodeUnknown}, nil
 	}
-	c.reached()
-	switch rpcErr.Code {
+	code := rpcErr.RPCCode()
+	switch code {
 	case CodeVerifyAlreadyInChain:
 		c.log.Debug("transaction already in chain", "txid", txid)
 		return Result{Status: StatusIrrevocablyResolved}, nil
 	case CodeVerifyRejected:
-		in, err := c.InMempool(ctx, txid)
+		in, mined, err := c.lookUp(ctx, txid)
 		if err != nil {
 			return Result{}, fmt.Errorf("send %s: %w", txid, err)
 		}
@@ -151,12 +164,18 @@ func (c *Carrier) send(ctx context.Context, txid chainhash.Hash, tx *wire.MsgTx)
 			c.log.Debug("transaction already in mempool", "txid", txid)
 			return Result{Status: StatusInMempool}, nil
 		}
+		if mined {
+			// btcd's "already have transaction", and the miner took it from the mempool
+			// before the look-up: the transaction is in the chain, not rejected.
+			c.log.Debug("transaction mined between the broadcast and the look-up", "txid", txid)
+			return Result{Status: StatusIrrevocablyResolved}, nil
+		}
 		fallthrough
 	case CodeVerifyError, CodeDeserializationError:
-		c.log.Debug("transaction rejected", "txid", txid, "code", rpcErr.Code, "reason", rpcErr.Message)
-		return Result{Status: StatusRejected, Code: rpcErr.Code}, nil
+		c.log.Debug("transaction rejected", "txid", txid, "code", code, "reason", rpcErr.Error())
+		return Result{Status: StatusRejected, Code: code}, nil
 	}
-	c.log.Warn("transaction rejected with an unexpected code", "txid", txid, "code", rpcErr.Code, "reason", rpcErr.Message)
+	c.log.Warn("transaction rejected with an unexpected code", "txid", txid, "code", code, "reason", rpcErr.Error())
 	return Result{Status: StatusRejected, Code: CodeUnknown}, nil
 }
 
@@ -164,21 +183,25 @@ func (c *Carrier) send(ctx context.Context, txid chainhash.Hash, tx *wire.MsgTx)
 // has no block hash. A JSON-RPC error (-5 unknown txid, or any other) means false; a transport
 // failure or a cancelled ctx is returned as an error.
 func (c *Carrier) InMempool(ctx context.Context, txid chainhash.Hash) (bool, error) {
-	in, _, err := c.client.RawTransactionInfo(ctx, txid)
+	in, _, err := c.lookUp(ctx, txid)
+	return in, err
+}
+
+// lookUp says whether bitcoind has txid in its mempool or in a block, as InMempool.
+func (c *Carrier) lookUp(ctx context.Context, txid chainhash.Hash) (inMempool, mined bool, err error) {
+	in, block, err := c.client.RawTransactionInfo(ctx, txid)
 	if err == nil {
-		c.reached()
-		return in, nil
+		return in, block != nil, nil
 	}
-	var rpcErr *bitcoind.RPCError
+	var rpcErr rpcError
 	if errors.As(err, &rpcErr) {
-		c.reached()
-		return false, nil
+		return false, false, nil
 	}
 	if terr := c.transportError(ctx, err); terr != nil {
-		return false, fmt.Errorf("look up %s: %w", txid, terr)
+		return false, false, fmt.Errorf("look up %s: %w", txid, terr)
 	}
 	// Neither an RPC nor a transport error: treat as a node we cannot use, not as "absent".
-	return false, fmt.Errorf("look up %s: %w", txid, err)
+	return false, false, fmt.Errorf("look up %s: %w", txid, err)
 }
 
 // ClearCache forgets every cached Send result; the responder calls it after each block.
@@ -188,26 +211,15 @@ func (c *Carrier) ClearCache() {
 	c.mu.Unlock()
 }
 
-// Reachable reports whether the last call to bitcoind reached it.
-func (c *Carrier) Reachable() bool { return !c.unreachable.Load() }
-
 // transportError returns err (non-nil) when it means "try again later" rather than an answer
-// from the node: the caller gave up (ctx), or bitcoind could not be reached.
+// from the node: the caller gave up (ctx), or bitcoind could not be reached. The bitcoind
+// client owns and logs reachability; the carrier only passes the failure on.
 func (c *Carrier) transportError(ctx context.Context, err error) error {
-	if bitcoind.IsUnreachable(err) {
-		if !c.unreachable.Swap(true) {
-			c.log.Warn("bitcoind unreachable", "err", err)
-		}
+	if isUnreachable(err) {
 		return err
 	}
 	if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	return nil
-}
-
-func (c *Carrier) reached() {
-	if c.unreachable.Swap(false) {
-		c.log.Info("bitcoind reachable again")
-	}
 }

@@ -132,7 +132,8 @@ func TestSendCodeTable(t *testing.T) {
 		// btcd says -26 "already have transaction" where bitcoind says success.
 		{"-26 but in mempool", rpcErr(-26), ok(map[string]any{"txid": tx.TxHash().String()}), Result{Status: StatusInMempool}},
 		{"-26 lookup fails", rpcErr(-26), rpcErr(-1), Result{Status: StatusRejected, Code: -26}},
-		{"-26 and confirmed", rpcErr(-26), ok(map[string]any{"blockhash": chainhash.Hash{9}.String()}), Result{Status: StatusRejected, Code: -26}},
+		// btcd's -26 "already have transaction", then mined before the look-up (seen in TestChaos).
+		{"-26 and confirmed", rpcErr(-26), ok(map[string]any{"blockhash": chainhash.Hash{9}.String()}), Result{Status: StatusIrrevocablyResolved}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n, srv := newNode(t)
@@ -148,9 +149,6 @@ func TestSendCodeTable(t *testing.T) {
 			}
 			if n.count("sendrawtransaction") != 1 {
 				t.Fatalf("sendrawtransaction called %d times, want 1", n.count("sendrawtransaction"))
-			}
-			if !c.Reachable() {
-				t.Fatal("Reachable() = false after the node answered")
 			}
 		})
 	}
@@ -199,16 +197,10 @@ func TestSendTransportFailureIsAnErrorNotCached(t *testing.T) {
 	if !bitcoind.IsUnreachable(err) {
 		t.Fatalf("Send on a down node: err = %v, want an unreachable error", err)
 	}
-	if c.Reachable() {
-		t.Fatal("Reachable() = true after a transport failure")
-	}
 	n.setDown(false)
 	got, err := c.Send(t.Context(), tx)
 	if err != nil || got.Status != StatusInMempool {
 		t.Fatalf("Send after recovery = %+v, %v; want in mempool (the failure must not be cached)", got, err)
-	}
-	if !c.Reachable() {
-		t.Fatal("Reachable() = false after a successful call")
 	}
 }
 

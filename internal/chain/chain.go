@@ -48,7 +48,8 @@ type Config struct {
 	Store     TipStore
 	Listeners []Listener
 	Logger    *slog.Logger
-	// IsTransient tells a connection failure (bitcoind unreachable) from other errors.
+	// IsTransient tells a connection failure (bitcoind unreachable) from other errors. nil
+	// means an error with an Unreachable() bool method that returns true (as bitcoind's).
 	IsTransient func(error) bool
 	// OnBlock, if set, is called after a block is connected and persisted, with how long that
 	// took from the block fetch on. It runs on the polling goroutine, so it must be quick.
@@ -85,7 +86,7 @@ func New(ctx context.Context, cfg Config, tip chainhash.Hash, height uint32) (*M
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.IsTransient == nil {
-		cfg.IsTransient = func(error) bool { return false }
+		cfg.IsTransient = isUnreachable
 	}
 	m := &Monitor{cfg: cfg, log: cfg.Logger.With("component", "chain")}
 	chain := []BlockRef{{tip, height}}
@@ -258,11 +259,18 @@ func (m *Monitor) persistTip() error {
 	return nil
 }
 
+// sourceErr notes a failed call; the bitcoind client owns and logs reachability changes.
 func (m *Monitor) sourceErr(err error) error {
-	if m.cfg.IsTransient(err) && m.reachable.Swap(false) {
-		m.log.Warn("bitcoind unreachable", "err", err)
+	if m.cfg.IsTransient(err) {
+		m.reachable.Store(false)
 	}
 	return err
+}
+
+// isUnreachable recognises a transport failure by behaviour, as with net.Error.
+func isUnreachable(err error) bool {
+	var u interface{ Unreachable() bool }
+	return errors.As(err, &u) && u.Unreachable()
 }
 
 // Run polls every interval until ctx is done. Errors are logged and the next poll retries
@@ -273,7 +281,6 @@ func (m *Monitor) Run(ctx context.Context, every time.Duration) error {
 	stale := max(30*time.Minute, 60*every) // far longer than a block interval
 	warned := false
 	for {
-		wasReachable := m.Reachable()
 		err := m.Poll(ctx)
 		if err == nil && m.cfg.AfterPoll != nil {
 			err = m.cfg.AfterPoll(ctx)
@@ -282,8 +289,6 @@ func (m *Monitor) Run(ctx context.Context, every time.Duration) error {
 			if !m.cfg.IsTransient(err) {
 				m.log.Error("chain poll failed", "err", err)
 			}
-		} else if !wasReachable && m.Reachable() {
-			m.log.Info("bitcoind reachable again")
 		}
 		if idle := time.Since(time.Unix(0, m.lastMove.Load())); idle > stale && !warned {
 			m.log.Warn("chain tip has not moved", "for", idle.Round(time.Second), "height", m.Height())

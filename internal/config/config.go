@@ -80,6 +80,11 @@ type Config struct {
 	APIMaxConnections uint32  `toml:"api_max_connections"`
 	APIRateLimit      float64 `toml:"api_rate_limit"`
 	APIRateBurst      uint32  `toml:"api_rate_burst"`
+
+	// APIHoldTimeout is a teos-go extension (key api_hold_timeout, flag --apiholdtimeout):
+	// how many seconds a request is held while a transient fault of the tower lasts
+	// (bitcoind unreachable, disk full) before it is answered 503 / 32; 0 answers at once.
+	APIHoldTimeout uint32 `toml:"api_hold_timeout"`
 }
 
 // Default returns the rust-teos v0.2 defaults. They do not pass Validate on
@@ -107,6 +112,7 @@ func Default() Config {
 		InternalAPIBind:        "127.0.0.1",
 		InternalAPIPort:        50051,
 		APIMaxConnections:      1024,
+		APIHoldTimeout:         DefaultAPIHoldTimeout,
 	}
 }
 
@@ -169,6 +175,9 @@ func (c *Config) Validate() error {
 	}
 	if !(c.APIRateLimit >= 0) || math.IsInf(c.APIRateLimit, 0) { // NaN fails >= too
 		errs = append(errs, fmt.Errorf("api_rate_limit %v: %w", c.APIRateLimit, ErrBadLimit))
+	}
+	if err := c.validateHold(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -56,6 +56,7 @@ func flagSpecs() []flagSpec {
 		{"metricsbind", "teos-go extension: metrics endpoint address (empty = off)", func(c *Config) any { return &c.MetricsBind }, replace},
 		{"apimaxconnections", "teos-go extension: most open public API connections (0 = unlimited)", func(c *Config) any { return &c.APIMaxConnections }, replace},
 		{"apiratelimit", "teos-go extension: public API requests per second per client address and endpoint (0 = off)", func(c *Config) any { return &c.APIRateLimit }, replace},
+		{"apiholdtimeout", "teos-go extension: `seconds` a request is held while bitcoind or the disk has a transient fault, before 503 (0 = answer at once)", func(c *Config) any { return &c.APIHoldTimeout }, replace},
 		{"apirateburst", "teos-go extension: public API request burst per client address and endpoint (0 = ceil(apiratelimit))", func(c *Config) any { return &c.APIRateBurst }, replace},
 	}
 }

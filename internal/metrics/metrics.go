@@ -29,7 +29,11 @@ type Config struct {
 	Height func() uint32
 	// Reachable reports whether bitcoind answered the last call.
 	Reachable func() bool
-	Logger    *slog.Logger
+	// Held is how many public API requests are held right now (hold.Gate.Held).
+	Held func() int
+	// AuthFailures counts bitcoind's refusals of the RPC credentials.
+	AuthFailures func() uint64
+	Logger       *slog.Logger
 }
 
 // Metrics holds the tower's registry and the instruments the rest of teosd feeds.
@@ -40,6 +44,7 @@ type Metrics struct {
 	blockSeconds   prometheus.Histogram
 	requests       *prometheus.CounterVec
 	requestSeconds *prometheus.HistogramVec
+	hold           *holdMetrics
 }
 
 // New builds the registry with every tower metric and the standard Go and process collectors.
@@ -82,6 +87,7 @@ func New(cfg Config) *Metrics {
 	for _, ep := range endpoints {
 		m.requestSeconds.WithLabelValues(ep)
 	}
+	m.hold = newHoldMetrics(m.reg, cfg)
 	if cfg.Counts != nil {
 		m.reg.MustRegister(newCountsCollector(cfg.Counts))
 	}

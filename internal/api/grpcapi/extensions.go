@@ -31,12 +31,25 @@ func NewExtensions(public *Public) *Extensions {
 }
 
 // AddAppointments adds a batch in one store transaction and answers per item. Only
-// whole-request problems (bitcoind unreachable, empty or oversized batch) fail the call.
-func (e *Extensions) AddAppointments(_ context.Context, req *teosv2.AddAppointmentsRequest) (*teosv2.AddAppointmentsResponse, error) {
-	p := e.public
-	if !p.reachable() {
-		return nil, status.Error(codes.Unavailable, msgUnavailable)
+// whole-request problems (bitcoind unreachable or the store refusing writes past the hold,
+// empty or oversized batch) fail the call.
+func (e *Extensions) AddAppointments(ctx context.Context, req *teosv2.AddAppointmentsRequest) (*teosv2.AddAppointmentsResponse, error) {
+	var resp *teosv2.AddAppointmentsResponse
+	err := e.public.run(ctx, true, func() (err error) {
+		resp, err = e.addAppointments(req)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return resp, nil
+}
+
+// addAppointments is one try of AddAppointments. A store fault fails the whole batch (one
+// transaction, nothing written) and is returned as the error, so the batch can be held and
+// run again.
+func (e *Extensions) addAppointments(req *teosv2.AddAppointmentsRequest) (*teosv2.AddAppointmentsResponse, error) {
+	p := e.public
 	reqs := req.GetAppointments()
 	if len(reqs) == 0 || len(reqs) > MaxBatchItems {
 		return nil, status.Errorf(codes.InvalidArgument, "A batch holds 1 to %d appointments, got %d", MaxBatchItems, len(reqs))
@@ -56,6 +69,9 @@ func (e *Extensions) AddAppointments(_ context.Context, req *teosv2.AddAppointme
 		index = append(index, i)
 	}
 	for j, r := range p.watcher.AddAppointments(items) {
+		if p.hold.Gate != nil && storeFault(r.Err) {
+			return nil, r.Err
+		}
 		if r.Err != nil {
 			results[index[j]] = errorResult(p.addAppointmentStatus(r.Err))
 			continue

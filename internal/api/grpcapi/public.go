@@ -38,13 +38,15 @@ type Public struct {
 	teosv2.UnimplementedPublicTowerServicesServer
 	watcher   *watcher.Watcher
 	reachable func() bool
+	hold      Hold
 	log       *slog.Logger
 }
 
 var _ teosv2.PublicTowerServicesServer = (*Public)(nil)
 
 // NewPublic returns the public service. reachable reports whether bitcoind answers; while it
-// does not, every method fails with Unavailable, as in rust-teos.
+// does not, every method fails with Unavailable, as in rust-teos, unless SetHold makes the
+// methods wait for bitcoind first.
 func NewPublic(w *watcher.Watcher, reachable func() bool, logger *slog.Logger) *Public {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -52,13 +54,16 @@ func NewPublic(w *watcher.Watcher, reachable func() bool, logger *slog.Logger) *
 	return &Public{watcher: w, reachable: reachable, log: logger.With("component", "grpcapi")}
 }
 
-func (p *Public) Register(_ context.Context, req *commonv2.RegisterRequest) (*commonv2.RegisterResponse, error) {
-	if !p.reachable() {
-		return nil, status.Error(codes.Unavailable, msgUnavailable)
-	}
-	r, err := p.watcher.Register(req.GetUserId())
+func (p *Public) Register(ctx context.Context, req *commonv2.RegisterRequest) (*commonv2.RegisterResponse, error) {
+	var r *watcher.Registration
+	err := p.run(ctx, true, func() (err error) {
+		r, err = p.watcher.Register(req.GetUserId())
+		return err
+	})
 	switch {
 	case err == nil:
+	case isStatus(err):
+		return nil, err
 	case errors.Is(err, watcher.ErrInvalidUserID):
 		return nil, status.Error(codes.InvalidArgument, msgInvalidUserID)
 	case errors.Is(err, gatekeeper.ErrMaxSlots):
@@ -75,19 +80,26 @@ func (p *Public) Register(_ context.Context, req *commonv2.RegisterRequest) (*co
 	}, nil
 }
 
-func (p *Public) AddAppointment(_ context.Context, req *commonv2.AddAppointmentRequest) (*commonv2.AddAppointmentResponse, error) {
-	if !p.reachable() {
-		return nil, status.Error(codes.Unavailable, msgUnavailable)
-	}
-	a, err := appointmentFromRequest(req)
-	if err != nil {
-		return nil, err
-	}
-	acc, err := p.watcher.AddAppointment(a, req.GetSignature())
+func (p *Public) AddAppointment(ctx context.Context, req *commonv2.AddAppointmentRequest) (*commonv2.AddAppointmentResponse, error) {
+	var acc *watcher.Accepted
+	err := p.run(ctx, true, func() error {
+		a, err := appointmentFromRequest(req)
+		if err != nil {
+			return err
+		}
+		acc, err = p.watcher.AddAppointment(a, req.GetSignature())
+		return err
+	})
 	if err != nil {
 		return nil, p.addAppointmentStatus(err)
 	}
 	return addAppointmentResponse(acc), nil
+}
+
+// isStatus reports whether err is already a gRPC status (an answer, or Unavailable).
+func isStatus(err error) bool {
+	_, ok := status.FromError(err)
+	return ok
 }
 
 // appointmentFromRequest checks what add_appointment needs before the core sees it; the
@@ -109,6 +121,8 @@ func appointmentFromRequest(req *commonv2.AddAppointmentRequest) (teos.Appointme
 func (p *Public) addAppointmentStatus(err error) error {
 	var expired *gatekeeper.SubscriptionExpiredError
 	switch {
+	case isStatus(err):
+		return err
 	case errors.Is(err, gatekeeper.ErrAuthenticationFailed), errors.Is(err, gatekeeper.ErrNotEnoughSlots):
 		return status.Error(codes.Unauthenticated, msgAddUnauthorized)
 	case errors.As(err, &expired):
@@ -130,18 +144,24 @@ func addAppointmentResponse(acc *watcher.Accepted) *commonv2.AddAppointmentRespo
 	}
 }
 
-func (p *Public) GetAppointment(_ context.Context, req *commonv2.GetAppointmentRequest) (*commonv2.GetAppointmentResponse, error) {
-	if !p.reachable() {
-		return nil, status.Error(codes.Unavailable, msgUnavailable)
-	}
-	loc, err := teos.LocatorFromBytes(req.GetLocator())
-	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, msgInvalidLocator)
-	}
-	a, t, err := p.watcher.GetAppointment(loc, req.GetSignature())
+func (p *Public) GetAppointment(ctx context.Context, req *commonv2.GetAppointmentRequest) (*commonv2.GetAppointmentResponse, error) {
+	var (
+		a *store.Appointment
+		t *store.Tracker
+	)
+	err := p.run(ctx, false, func() error {
+		loc, err := teos.LocatorFromBytes(req.GetLocator())
+		if err != nil {
+			return status.Error(codes.InvalidArgument, msgInvalidLocator)
+		}
+		a, t, err = p.watcher.GetAppointment(loc, req.GetSignature())
+		return err
+	})
 	var expired *gatekeeper.SubscriptionExpiredError
 	switch {
 	case err == nil:
+	case isStatus(err):
+		return nil, err
 	case errors.Is(err, gatekeeper.ErrAuthenticationFailed):
 		return nil, status.Error(codes.Unauthenticated, msgGetUnauthorized)
 	case errors.As(err, &expired):
@@ -163,14 +183,20 @@ func (p *Public) GetAppointment(_ context.Context, req *commonv2.GetAppointmentR
 	}, nil
 }
 
-func (p *Public) GetSubscriptionInfo(_ context.Context, req *commonv2.GetSubscriptionInfoRequest) (*commonv2.GetSubscriptionInfoResponse, error) {
-	if !p.reachable() {
-		return nil, status.Error(codes.Unavailable, msgUnavailable)
-	}
-	info, locs, err := p.watcher.SubscriptionInfo(req.GetSignature())
+func (p *Public) GetSubscriptionInfo(ctx context.Context, req *commonv2.GetSubscriptionInfoRequest) (*commonv2.GetSubscriptionInfoResponse, error) {
+	var (
+		info store.UserInfo
+		locs []teos.Locator
+	)
+	err := p.run(ctx, false, func() (err error) {
+		info, locs, err = p.watcher.SubscriptionInfo(req.GetSignature())
+		return err
+	})
 	var expired *gatekeeper.SubscriptionExpiredError
 	switch {
 	case err == nil:
+	case isStatus(err):
+		return nil, err
 	case errors.Is(err, gatekeeper.ErrAuthenticationFailed):
 		return nil, status.Error(codes.Unauthenticated, msgInfoUnauthorized)
 	case errors.As(err, &expired):

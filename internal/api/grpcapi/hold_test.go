@@ -1,0 +1,235 @@
+package grpcapi_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/teos-go/teos/internal/api/grpcapi"
+	"github.com/teos-go/teos/internal/gatekeeper"
+	"github.com/teos-go/teos/internal/hold"
+	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/internal/watcher"
+	"github.com/teos-go/teos/pkg/teos"
+	"github.com/teos-go/teos/pkg/wtcrypto"
+	commonv2 "github.com/teos-go/teos/proto/common/teos/v2"
+	teosv2 "github.com/teos-go/teos/proto/teos/v2"
+)
+
+// fullDisk is a real store whose writes fail as on a full disk while full is set: the write
+// is refused before anything is written, as bbolt rolls a failed commit back.
+type fullDisk struct {
+	*store.Store
+	full   atomic.Bool
+	writes atomic.Int32 // writes tried while full
+}
+
+var errNoSpace = fmt.Errorf("commit: write teos.db: %w", syscall.ENOSPC)
+
+func (d *fullDisk) refuse() bool {
+	if d.full.Load() {
+		d.writes.Add(1)
+		return true
+	}
+	return false
+}
+
+func (d *fullDisk) UpdateUser(id teos.UserID, fn func(store.UserInfo, bool) (store.UserInfo, error)) (store.UserInfo, error) {
+	if d.refuse() {
+		return store.UserInfo{}, errNoSpace
+	}
+	return d.Store.UpdateUser(id, fn)
+}
+
+func (d *fullDisk) UpsertAppointment(a *store.Appointment, fn func(store.UserInfo, *store.Appointment, bool) (store.UserInfo, error)) (store.UserInfo, error) {
+	if d.refuse() {
+		return store.UserInfo{}, errNoSpace
+	}
+	return d.Store.UpsertAppointment(a, fn)
+}
+
+func (d *fullDisk) UpsertAppointments(items []store.AppointmentUpsert) ([]store.UpsertResult, error) {
+	if d.refuse() {
+		return nil, errNoSpace
+	}
+	return d.Store.UpsertAppointments(items)
+}
+
+type holdFixture struct {
+	client   teosv2.PublicTowerServicesClient
+	ext      teosv2.PublicTowerExtensionsClient
+	disk     *fullDisk
+	gate     *hold.Gate
+	bitcoind *hold.Condition
+	store    *hold.Condition
+}
+
+func newHoldFixture(t *testing.T, bound time.Duration) *holdFixture {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "teos.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	disk := &fullDisk{Store: db}
+	gk := gatekeeper.New(gatekeeper.Config{Store: disk, SubscriptionSlots: 10, SubscriptionDuration: 100, ExpiryDelta: 6}, testHeight)
+	w := watcher.New(watcher.Config{Store: disk, Gatekeeper: gk, Responder: acceptAll{}, TowerKey: key("tower")})
+	f := &holdFixture{disk: disk, gate: hold.New(hold.Config{Bound: bound}),
+		bitcoind: hold.NewCondition("bitcoind", 0), store: hold.NewCondition("store", time.Millisecond)}
+	public := grpcapi.NewPublic(w, func() bool { return true }, nil)
+	public.SetHold(grpcapi.Hold{Gate: f.gate, Bitcoind: f.bitcoind, Store: f.store})
+
+	lis := bufconn.Listen(1 << 20)
+	srv := grpc.NewServer()
+	teosv2.RegisterPublicTowerServicesServer(srv, public)
+	teosv2.RegisterPublicTowerExtensionsServer(srv, grpcapi.NewExtensions(public))
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		srv.Stop()
+		<-served
+	})
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	f.client = teosv2.NewPublicTowerServicesClient(conn)
+	f.ext = teosv2.NewPublicTowerExtensionsClient(conn)
+	return f
+}
+
+func (f *holdFixture) waitHeld(t *testing.T, n int) {
+	t.Helper()
+	for f.gate.Held() != n {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func holdAddRequest(t *testing.T, seed string) *commonv2.AddAppointmentRequest {
+	t.Helper()
+	a := teos.Appointment{EncryptedBlob: []byte("blob " + seed), ToSelfDelay: 20}
+	copy(a.Locator[:], seed)
+	return &commonv2.AddAppointmentRequest{
+		Appointment: &commonv2.Appointment{Locator: a.Locator[:], EncryptedBlob: a.EncryptedBlob, ToSelfDelay: a.ToSelfDelay},
+		Signature:   wtcrypto.SignMessage(a.SignedBytes(), key("user")),
+	}
+}
+
+// While the disk is full, writes are held (not answered 255) and all of them are served, and
+// stored, as soon as a write goes through again.
+func TestDiskFullHeldThenServed(t *testing.T) {
+	f := newHoldFixture(t, time.Hour)
+	ctx := t.Context()
+	userID := teos.UserIDFromPubKey(key("user").PubKey())
+	if _, err := f.client.Register(ctx, &commonv2.RegisterRequest{UserId: userID[:]}); err != nil {
+		t.Fatal(err)
+	}
+	f.disk.full.Store(true)
+	const n = 4
+	errs := make(chan error, n+2)
+	for i := range n {
+		go func() {
+			_, err := f.client.AddAppointment(ctx, holdAddRequest(t, fmt.Sprintf("appointment %d", i)))
+			errs <- err
+		}()
+	}
+	go func() {
+		_, err := f.client.Register(ctx, &commonv2.RegisterRequest{UserId: userID[:]})
+		errs <- err
+	}()
+	go func() {
+		_, err := f.ext.AddAppointments(ctx, &teosv2.AddAppointmentsRequest{Appointments: []*commonv2.AddAppointmentRequest{holdAddRequest(t, "batch")}})
+		errs <- err
+	}()
+	f.waitHeld(t, n+2)
+	for f.disk.writes.Load() < n+4 { // the first try of each, then trials
+		time.Sleep(time.Millisecond)
+	}
+	// Reads are not held by the store.
+	if _, err := f.client.GetSubscriptionInfo(ctx, &commonv2.GetSubscriptionInfoRequest{
+		Signature: wtcrypto.SignMessage(teos.GetSubscriptionInfoMessage, key("user"))}); err != nil {
+		t.Fatalf("get_subscription_info while the disk is full: %v", err)
+	}
+	f.disk.full.Store(false)
+	for range n + 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	locs, err := f.disk.UserLocators(userID)
+	if err != nil || len(locs) != n+1 {
+		t.Fatalf("stored locators %d (%v), want %d", len(locs), err, n+1)
+	}
+	info, _, _ := f.disk.User(userID)
+	if info.SubscriptionExpiry != testHeight+200 {
+		t.Fatalf("renewal not applied once: expiry %d", info.SubscriptionExpiry)
+	}
+}
+
+// A fault that outlasts the bound is answered 503 / 32's status, and nothing is written.
+func TestFaultPastBoundUnavailable(t *testing.T) {
+	f := newHoldFixture(t, 20*time.Millisecond)
+	ctx := t.Context()
+	userID := teos.UserIDFromPubKey(key("user").PubKey())
+	if _, err := f.client.Register(ctx, &commonv2.RegisterRequest{UserId: userID[:]}); err != nil {
+		t.Fatal(err)
+	}
+	f.disk.full.Store(true)
+	_, err := f.client.AddAppointment(ctx, holdAddRequest(t, "late"))
+	wantStatus(t, err, codes.Unavailable, msgUnavailable)
+	_, err = f.ext.AddAppointments(ctx, &teosv2.AddAppointmentsRequest{Appointments: []*commonv2.AddAppointmentRequest{holdAddRequest(t, "late")}})
+	wantStatus(t, err, codes.Unavailable, msgUnavailable)
+	f.disk.full.Store(false)
+	if locs, _ := f.disk.UserLocators(userID); len(locs) != 0 {
+		t.Fatalf("%d appointments written by refused requests", len(locs))
+	}
+
+	f.bitcoind.Down(fmt.Errorf("connection refused"))
+	for _, c := range []call{
+		register(&commonv2.RegisterRequest{UserId: userID[:]}),
+		add(holdAddRequest(t, "x")),
+		get(&commonv2.GetAppointmentRequest{Locator: make([]byte, 16), Signature: "x"}),
+		info(&commonv2.GetSubscriptionInfoRequest{Signature: "x"}),
+	} {
+		wantStatus(t, c(ctx, f.client), codes.Unavailable, msgUnavailable)
+	}
+}
+
+// Held on bitcoind, every endpoint is released the moment it is back.
+func TestBitcoindOutageHeldThenServed(t *testing.T) {
+	f := newHoldFixture(t, time.Hour)
+	ctx := t.Context()
+	userID := teos.UserIDFromPubKey(key("user").PubKey())
+	f.bitcoind.Down(fmt.Errorf("connection refused"))
+	errs := make(chan error, 2)
+	go func() { errs <- register(&commonv2.RegisterRequest{UserId: userID[:]})(ctx, f.client) }()
+	f.waitHeld(t, 1)
+	f.bitcoind.Up()
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	// A client that goes away frees its slot.
+	f.bitcoind.Down(fmt.Errorf("connection refused"))
+	cctx, cancel := context.WithCancel(ctx)
+	go func() { errs <- add(holdAddRequest(t, "gone"))(cctx, f.client) }()
+	f.waitHeld(t, 1)
+	cancel()
+	<-errs
+	f.waitHeld(t, 0)
+}
