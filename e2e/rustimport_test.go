@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -436,6 +437,28 @@ func TestImportRustTeosRefusals(t *testing.T) {
 		if _, err := lock.ExecContext(t.Context(), "ROLLBACK"); err != nil {
 			t.Fatal(err)
 		}
+		nothingWritten(t, tw, "regtest/teos_db.sql3")
+	})
+
+	t.Run("rust-teos still running", func(t *testing.T) {
+		tw := newTower(t, node, "")
+		sqlPath := filepath.Join(tw.dataDir, "regtest", "teos_db.sql3")
+		rt.write(t, sqlPath)
+		api, err := net.Listen("tcp", strings.TrimPrefix(tw.apiURL, "http://")) // rust-teos's API
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer api.Close()
+		refuse(t, tw, "(stop rust-teos first)")
+		nothingWritten(t, tw, "regtest/teos_db.sql3")
+	})
+
+	t.Run("last block unknown to bitcoind", func(t *testing.T) {
+		tw := newTower(t, node, "")
+		sqlPath := filepath.Join(tw.dataDir, "regtest", "teos_db.sql3")
+		rt.write(t, sqlPath)
+		sqlExecE2E(t, sqlPath, "UPDATE last_known_block SET block_hash = randomblob(32)")
+		refuse(t, tw, "rust-teos's last known block")
 		nothingWritten(t, tw, "regtest/teos_db.sql3")
 	})
 

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
@@ -53,6 +55,9 @@ func importRustTeos(ctx context.Context, cfg *config.Config, log *slog.Logger) e
 			return err
 		}
 	}
+	if err := portsFree(cfg); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.NetworkDir(), 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -90,6 +95,23 @@ func importRustTeos(ctx context.Context, cfg *config.Config, log *slog.Logger) e
 	return nil
 }
 
+// portsFree refuses to import while rust-teos (same teos.toml, same ports) still runs: its
+// database would go on changing after the import read it.
+func portsFree(cfg *config.Config) error {
+	for _, p := range []struct {
+		what, host string
+		port       uint16
+	}{{"api_port", cfg.APIBind, cfg.APIPort}, {"rpc_port", cfg.RPCBind, cfg.RPCPort}} {
+		addr := net.JoinHostPort(p.host, strconv.Itoa(int(p.port)))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("not importing the rust-teos database: %s %s is in use (stop rust-teos first): %w", p.what, addr, err)
+		}
+		l.Close()
+	}
+	return nil
+}
+
 func exists(path string) (bool, error) {
 	_, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -122,7 +144,7 @@ func checkNoData(path string) error {
 		return fmt.Errorf("--importrustteos: %w", err)
 	}
 	if len(keys) > 0 || users+appts+trackers > 0 || processed {
-		return fmt.Errorf("--importrustteos: %s already has data (%d tower keys, %d users, %d appointments, %d trackers); "+
+		return fmt.Errorf("--importrustteos: %s already has data (%d tower keys, %d users, %d appointments watched, %d trackers); "+
 			"move it away to import, or start without --importrustteos", path, len(keys), users, appts, trackers)
 	}
 	return nil
