@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -511,4 +512,33 @@ func sqlExecE2E(t *testing.T, path string, stmts ...string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestImportRustTeosStaleLastBlock: rust-teos's last block was reorganised out while no tower
+// ran. teosd still learns its height (btcd gives none for a stale block: counted from its
+// ancestor on the best chain), then follows the reorg on its first poll, as after a restart.
+func TestImportRustTeosStaleLastBlock(t *testing.T) {
+	node := startNode(t)
+	c := newChain(t, node)
+	rt := newRustTower(t, node, c)
+	tw := newTower(t, node, "")
+	rt.write(t, filepath.Join(tw.dataDir, "regtest", "teos_db.sql3"))
+	staleHeight := c.tip(t)
+	if err := c.rpc.InvalidateBlock(rt.db.LastBlock); err != nil {
+		t.Fatalf("invalidateblock: %v", err)
+	}
+	node.Generate(t, 3) // re-mines the answered breach on the new branch
+
+	tw.start()
+	if !strings.Contains(tw.logs(), fmt.Sprintf("last_block=%s height=%d", rt.db.LastBlock, staleHeight)) {
+		t.Fatalf("import line without the stale block's height %d:\n%s", staleHeight, tw.logs())
+	}
+	if !strings.Contains(tw.logs(), "block disconnected") {
+		t.Fatalf("the tower did not disconnect rust-teos's stale block\n%s", tw.logs())
+	}
+	if h := towerHeight(t, tw); h != c.tip(t) {
+		t.Fatalf("tower at %d, tip %d", h, c.tip(t))
+	}
+	rt.bob.wantResponded(t, tw, rt.mined)
+	tw.stop()
 }
