@@ -236,6 +236,12 @@ func TestImportRustTeos(t *testing.T) {
 	tw := newTower(t, node, "")
 	sqlPath := filepath.Join(tw.dataDir, "regtest", "teos_db.sql3")
 	before := rt.write(t, sqlPath)
+	// rust-teos's onion key stays where it is, for the Tor support to read.
+	onionPath := filepath.Join(tw.dataDir, "regtest", "onion_v3_sk")
+	if err := os.WriteFile(onionPath, []byte("rust-teos onion key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	onionBefore := sha256File(t, onionPath)
 
 	// The operator stops rust-teos; the breach is mined while no tower watches.
 	c.send(t, rt.pending.Commitment)
@@ -272,6 +278,9 @@ func TestImportRustTeos(t *testing.T) {
 		t.Fatal("teos_db.sql3 changed")
 	}
 	noSidecars(t, sqlPath)
+	if sha256File(t, onionPath) != onionBefore {
+		t.Fatal("onion_v3_sk changed")
+	}
 }
 
 // TestImportRustTeosKilled kills teosd (SIGKILL) in the middle of the import, with users and

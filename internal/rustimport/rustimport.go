@@ -95,6 +95,9 @@ func Import(ctx context.Context, cfg Config) (Summary, error) {
 		return sum, err
 	}
 	if sum.LastBlock != nil {
+		if cfg.BlockHeight == nil {
+			return sum, errors.New("rustimport: no BlockHeight to resolve the last known block")
+		}
 		if sum.Height, err = cfg.BlockHeight(ctx, *sum.LastBlock); err != nil {
 			return sum, fmt.Errorf("rust-teos's last known block %s: %w", sum.LastBlock, err)
 		}
