@@ -91,6 +91,9 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		// Accepted so a rust-teos config loads, but say plainly that nothing is published.
 		log.Warn("tor_support is not implemented in teos-go yet: the API is not published as an onion service")
 	}
+	if err := importRustTeos(ctx, cfg, log); err != nil { // before anything is written
+		return err
+	}
 	if err := os.MkdirAll(cfg.NetworkDir(), 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}

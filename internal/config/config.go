@@ -42,6 +42,9 @@ type Config struct {
 
 	// DataDir comes only from --datadir, with ~ expanded.
 	DataDir string `toml:"-"`
+	// ImportRustTeos comes only from --importrustteos (teos-go extension): a rust-teos
+	// database to import into a new store before starting, with ~ expanded.
+	ImportRustTeos string `toml:"-"`
 
 	Debug     bool `toml:"debug"`
 	DepsDebug bool `toml:"deps_debug"`

@@ -89,6 +89,9 @@ func Load(args []string, stderr io.Writer) (Config, []string, error) {
 
 	cfg, warnings := readFile(filepath.Join(dataDir, FileName))
 	cfg.DataDir = dataDir
+	if cfg.ImportRustTeos, err = ExpandHome(fromFlags.ImportRustTeos); err != nil {
+		return Config{}, nil, fmt.Errorf("importrustteos: %w", err)
+	}
 
 	// rust-teos quirk: these two come from the command line only.
 	if cfg.OverwriteKey {
@@ -144,6 +147,8 @@ func newFlagSet(stderr io.Writer, into *Config, specs []flagSpec) *flag.FlagSet 
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&into.DataDir, "datadir", into.DataDir, "data directory")
+	fs.StringVar(&into.ImportRustTeos, "importrustteos", into.ImportRustTeos,
+		"teos-go extension: import this rust-teos database (teos_db.sql3) into a new store, then start")
 	for _, s := range specs {
 		switch p := s.field(into).(type) {
 		case *string:

@@ -316,13 +316,13 @@ func TestFlagNamesFollowKeys(t *testing.T) {
 	var names []string
 	fs.VisitAll(func(f *flag.Flag) {
 		names = append(names, f.Name)
-		if _, ok := keyOf[f.Name]; !ok && f.Name != "datadir" {
+		if _, ok := keyOf[f.Name]; !ok && f.Name != "datadir" && f.Name != "importrustteos" {
 			t.Errorf("flag --%s matches no TOML key", f.Name)
 		}
 	})
 	want := []string{
 		"apibind", "apiholdtimeout", "apimaxconnections", "apiport", "apirateburst", "apiratelimit", "btcnetwork", "btcrpcconnect", "btcrpccookie", "btcrpcpassword", "btcrpcport",
-		"btcrpcuser", "datadir", "debug", "depsdebug", "forceupdate", "metricsbind", "onionhiddenserviceport",
+		"btcrpcuser", "datadir", "debug", "depsdebug", "forceupdate", "importrustteos", "metricsbind", "onionhiddenserviceport",
 		"overwritekey", "pollinginterval", "rpcbind", "rpcport", "torcontrolport", "torsupport",
 	}
 	if !reflect.DeepEqual(names, want) {

@@ -9,8 +9,8 @@ import (
 )
 
 // BulkLoad writes users and appointments in ONE transaction, with the same records, keys and
-// index entries as UpdateUser and UpsertAppointment. It is for scale fixtures and benchmarks
-// only: no slots are charged (each user's record is stored exactly as given), an appointment
+// index entries as UpdateUser and UpsertAppointment. It is for scale fixtures, benchmarks and
+// importing another tower's database (internal/rustimport): no slots are charged (each user's record is stored exactly as given), an appointment
 // that replaces one with the same UUID keeps that UUID's tracker, and one huge transaction
 // holds every touched page in memory until it commits, so callers split big loads into
 // batches of about 100k appointments.

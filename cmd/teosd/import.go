@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+
+	"github.com/teos-go/teos/internal/bitcoind"
+	"github.com/teos-go/teos/internal/config"
+	"github.com/teos-go/teos/internal/rustimport"
+	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/pkg/teos"
+)
+
+const (
+	storeFileName    = "teos.db"      // teos-go's store in the network dir
+	rustTeosFileName = "teos_db.sql3" // rust-teos's database in the same dir
+
+	// importPauseEnv is a test hook: when set, an import stops once the users and appointments
+	// are in its temporary file and waits there to be killed.
+	importPauseEnv = "TEOSD_TEST_IMPORT_PAUSE"
+
+	// maxStaleDepth bounds the walk from a reorganised-out last block back to the best chain.
+	maxStaleDepth = 1000
+)
+
+// importRustTeos imports a rust-teos database into a new store before teosd opens it: the
+// file given with --importrustteos, or else rust-teos's own file in the network dir when
+// teos-go has no store there yet. Nothing is written unless the import completes.
+func importRustTeos(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	dest := filepath.Join(cfg.NetworkDir(), storeFileName)
+	src := cfg.ImportRustTeos
+	if src == "" {
+		src = filepath.Join(cfg.NetworkDir(), rustTeosFileName)
+		if ok, err := exists(dest); ok || err != nil {
+			return err
+		}
+		if ok, err := exists(src); !ok || err != nil {
+			return err
+		}
+	} else {
+		if _, err := os.Stat(src); err != nil {
+			return fmt.Errorf("--importrustteos: %w", err)
+		}
+		if err := checkNoData(dest); err != nil {
+			return err
+		}
+	}
+	if err := portsFree(cfg); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.NetworkDir(), 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	btc, err := connectBitcoind(ctx, cfg, log, nil) // only for the last block's height
+	if err != nil {
+		return err
+	}
+	defer btc.Close()
+
+	log.Info("importing rust-teos database", "path", src)
+	var pause func(context.Context) error
+	if os.Getenv(importPauseEnv) != "" {
+		pause = func(ctx context.Context) error {
+			log.Warn("import paused (" + importPauseEnv + " is set)")
+			<-ctx.Done()
+			return ctx.Err()
+		}
+	}
+	sum, err := rustimport.Import(ctx, rustimport.Config{
+		Source:      src,
+		Dest:        dest,
+		BlockHeight: func(ctx context.Context, h chainhash.Hash) (uint32, error) { return blockHeight(ctx, btc, h) },
+		Paused:      pause,
+	})
+	if err != nil {
+		return fmt.Errorf("import rust-teos database %s: %w", src, err)
+	}
+	key, _ := btcec.PrivKeyFromBytes(sum.TowerKey[:])
+	attrs := []any{"path", src, "tower_id", teos.UserIDFromPubKey(key.PubKey()), "keys", sum.Keys, "users", sum.Users,
+		"appointments", sum.Appointments, "trackers", sum.Trackers}
+	if sum.LastBlock != nil {
+		attrs = append(attrs, "last_block", sum.LastBlock, "height", sum.Height)
+	}
+	log.Info("imported rust-teos database", attrs...)
+	return nil
+}
+
+// portsFree refuses to import while rust-teos (same teos.toml, same ports) still runs: its
+// database would go on changing after the import read it.
+func portsFree(cfg *config.Config) error {
+	for _, p := range []struct {
+		what, host string
+		port       uint16
+	}{{"api_port", cfg.APIBind, cfg.APIPort}, {"rpc_port", cfg.RPCBind, cfg.RPCPort}} {
+		addr := net.JoinHostPort(p.host, strconv.Itoa(int(p.port)))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("not importing the rust-teos database: %s %s is in use (stop rust-teos first): %w", p.what, addr, err)
+		}
+		l.Close()
+	}
+	return nil
+}
+
+func exists(path string) (bool, error) {
+	_, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// checkNoData refuses an explicit import over a store that holds anything: a tower key (teosd
+// makes one on its first start), a user, an appointment or a processed block.
+func checkNoData(path string) error {
+	if ok, err := exists(path); !ok || err != nil {
+		return err
+	}
+	db, err := store.Open(path, nil)
+	if err != nil {
+		return fmt.Errorf("--importrustteos: %w", err)
+	}
+	defer db.Close()
+	keys, err := db.TowerKeys()
+	if err != nil {
+		return fmt.Errorf("--importrustteos: %w", err)
+	}
+	users, appts, trackers, err := db.Counts()
+	if err != nil {
+		return fmt.Errorf("--importrustteos: %w", err)
+	}
+	_, _, processed, err := db.LastBlock()
+	if err != nil {
+		return fmt.Errorf("--importrustteos: %w", err)
+	}
+	if len(keys) > 0 || users+appts+trackers > 0 || processed {
+		return fmt.Errorf("--importrustteos: %s already has data (%d tower keys, %d users, %d appointments watched, %d trackers); "+
+			"move it away to import, or start without --importrustteos", path, len(keys), users, appts, trackers)
+	}
+	return nil
+}
+
+// blockHeight is the height of hash. rust-teos stores only the hash of its last block, which
+// may since have been reorganised out; btcd gives no height for such a block, so it is counted
+// from the block's first ancestor on the best chain.
+func blockHeight(ctx context.Context, btc *bitcoind.Client, hash chainhash.Hash) (uint32, error) {
+	for depth := uint32(0); depth <= maxStaleDepth; depth++ {
+		h, err := btc.BlockHeight(ctx, hash)
+		if err == nil {
+			return h + depth, nil
+		}
+		hdr, herr := btc.BlockHeader(ctx, hash)
+		if herr != nil {
+			if depth == 0 {
+				return 0, fmt.Errorf("%w (is bitcoind on the chain rust-teos used?)", err)
+			}
+			return 0, herr
+		}
+		hash = hdr.PrevBlock
+	}
+	return 0, fmt.Errorf("more than %d blocks off bitcoind's best chain", maxStaleDepth)
+}
