@@ -91,7 +91,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress 
 	fs.StringVar(&a.dataDir, "datadir", defaultDataDir, "data directory (user key, saved tower)")
 	fs.StringVar(&a.url, "tower", "", "tower base URL (default: the saved one, else "+defaultTowerURL+")")
 	fs.StringVar(&a.towerID, "towerid", "", "tower id (hex public key) receipts are checked against")
-	fs.DurationVar(&a.timeout, "timeout", 30*time.Second, "timeout of each HTTP request")
+	// Above the tower's default api_hold_timeout (45 s): a tower riding out a fault of its own
+	// answers late rather than with an error.
+	fs.DurationVar(&a.timeout, "timeout", 90*time.Second, "timeout of each HTTP request")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
