@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -43,7 +44,7 @@ const (
 	towerFile          = "tower.json"
 )
 
-const usage = `usage: teos-client [--datadir DIR] [--tower URL] [--towerid HEX] [--timeout D] <command> [args]
+const usage = `usage: teos-client [--datadir DIR] [--tower URL] [--towerid HEX] [--proxy HOST:PORT] [--timeout D] <command> [args]
 
 commands:
   register [--discover]
@@ -77,6 +78,7 @@ type app struct {
 	dataDir  string
 	url      string
 	towerID  string
+	proxy    string
 	timeout  time.Duration
 	stdout   io.Writer
 	stderr   io.Writer
@@ -91,11 +93,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress 
 	fs.StringVar(&a.dataDir, "datadir", defaultDataDir, "data directory (user key, saved tower)")
 	fs.StringVar(&a.url, "tower", "", "tower base URL (default: the saved one, else "+defaultTowerURL+")")
 	fs.StringVar(&a.towerID, "towerid", "", "tower id (hex public key) receipts are checked against")
+	fs.StringVar(&a.proxy, "proxy", "", "SOCKS5 proxy `host:port` to reach the tower through, e.g. Tor's 127.0.0.1:9050 (needed for .onion towers; names are resolved by the proxy)")
 	// Above the tower's default api_hold_timeout (45 s): a tower riding out a fault of its own
 	// answers late rather than with an error.
 	fs.DurationVar(&a.timeout, "timeout", 90*time.Second, "timeout of each HTTP request")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
+	}
+	if a.proxy != "" {
+		if _, port, err := net.SplitHostPort(a.proxy); err != nil || port == "" {
+			fmt.Fprintf(stderr, "teos-client: --proxy %q: want host:port\n%s", a.proxy, usage)
+			return exitUsage
+		}
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
@@ -275,6 +284,9 @@ func (a *app) connect(ctx context.Context, discover bool) (*client.Tower, string
 		url = defaultTowerURL
 	}
 	opts := []client.Option{client.WithHTTPClient(&http.Client{Timeout: a.timeout})}
+	if a.proxy != "" {
+		opts = append(opts, client.WithProxy(a.proxy))
+	}
 	idHex := a.towerID
 	if idHex == "" && saved != nil && saved.URL == url {
 		idHex = saved.TowerID

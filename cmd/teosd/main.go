@@ -87,15 +87,15 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	if attrs := cfg.NonDefault(); len(attrs) > 0 {
 		log.LogAttrs(ctx, slog.LevelInfo, "non-default options", attrs...)
 	}
-	if cfg.TorSupport {
-		// Accepted so a rust-teos config loads, but say plainly that nothing is published.
-		log.Warn("tor_support is not implemented in teos-go yet: the API is not published as an onion service")
-	}
 	if err := importRustTeos(ctx, cfg, log); err != nil { // before anything is written
 		return err
 	}
 	if err := os.MkdirAll(cfg.NetworkDir(), 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
+	}
+	onion, err := loadOnion(cfg, log) // nil unless tor_support
+	if err != nil {
+		return err
 	}
 	rpcTLS, err := adminTLS(cfg.DataDir, log)
 	if err != nil {
@@ -174,7 +174,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	}
 	log.Info("bootstrap completed", "height", mon.Height())
 
-	return serve(ctx, cfg, log, w, mon, db, towerID, rpcTLS, met, held)
+	return serve(ctx, cfg, log, w, mon, db, towerID, rpcTLS, met, held, onion)
 }
 
 // adminTLS makes sure the admin RPC's certificates exist in the data dir (PROTOCOL.md §13) and
@@ -199,7 +199,7 @@ func adminTLS(dataDir string, log *slog.Logger) (*tls.Config, error) {
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher.Watcher, mon *chain.Monitor,
-	db *store.Store, towerID teos.UserID, rpcTLS *tls.Config, met *metrics.Metrics, held grpcapi.Hold) error {
+	db *store.Store, towerID teos.UserID, rpcTLS *tls.Config, met *metrics.Metrics, held grpcapi.Hold, onion *onionService) error {
 	// The admin stop RPC cancels this context, like SIGTERM cancels the parent.
 	ctx, shutdown := context.WithCancel(ctx)
 	defer shutdown()
@@ -255,7 +255,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		Store:     db,
 		TowerID:   towerID,
 		Reachable: held.Bitcoind.IsUp,
-		Addresses: []grpcapi.Address{{Type: teosv2.NetworkAddress_IpV4, Host: cfg.APIBind, Port: cfg.APIPort}},
+		Addresses: append([]grpcapi.Address{{Type: teosv2.NetworkAddress_IpV4, Host: cfg.APIBind, Port: cfg.APIPort}}, onion.addresses()...),
 		Shutdown:  shutdown,
 		Logger:    log,
 	}))
@@ -277,6 +277,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	serving = true
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mon.Run(ctx, cfg.PollEvery()) })
+	g.Go(func() error { onion.run(ctx, httpLis.Addr()); return nil })
 	g.Go(func() error { return grpcSrv.Serve(grpcLis) })
 	g.Go(func() error { return rpcSrv.Serve(rpcLis) })
 	g.Go(func() error {

@@ -37,6 +37,7 @@ type Tower struct {
 	key     *btcec.PrivateKey
 	userID  teos.UserID
 	http    *http.Client
+	proxy   string // SOCKS5 proxy address, "" for none
 	retries int
 	base    time.Duration
 	// maxBatchItems is MaxBatchItems; tests lower it.
@@ -86,6 +87,7 @@ func New(baseURL string, towerID teos.UserID, key *btcec.PrivateKey, opts ...Opt
 	for _, o := range opts {
 		o(t)
 	}
+	t.applyProxy()
 	return t
 }
 
@@ -494,6 +496,9 @@ func (t *Tower) backoff(attempt int) time.Duration {
 }
 
 func (t *Tower) once(ctx context.Context, method, path string, body []byte, out any) error {
+	if t.proxy == "" && isOnion(t.url) {
+		return fmt.Errorf("%s %s: %w", method, path, ErrOnionNeedsProxy)
+	}
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)

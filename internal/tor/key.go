@@ -1,0 +1,152 @@
+// Package tor publishes the tower's public API as a Tor v3 onion service through tor's control
+// port, with the onion key kept where and how rust-teos keeps it.
+package tor
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha3"
+	"crypto/sha512"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"filippo.io/edwards25519"
+)
+
+// KeyFileName is the onion key's file in <datadir>/<network>, as rust-teos names it.
+const KeyFileName = "onion_v3_sk"
+
+// KeySize is the size of onion_v3_sk: an expanded ED25519 secret key, no header.
+const KeySize = 64
+
+// ErrBadKey means onion_v3_sk is not an expanded ED25519 secret key.
+var ErrBadKey = errors.New("not a Tor v3 onion key")
+
+// SecretKey is an expanded ED25519 secret key: the clamped scalar, then the 32-byte nonce
+// prefix. It is what rust-teos writes to onion_v3_sk and what tor takes as an ED25519-V3 key.
+type SecretKey [KeySize]byte
+
+// GenerateKey makes a fresh key the way tor and rust-teos do: SHA-512 of a random seed, the
+// first half clamped.
+func GenerateKey() (SecretKey, error) {
+	seed := make([]byte, ed25519.SeedSize)
+	if _, err := rand.Read(seed); err != nil {
+		return SecretKey{}, fmt.Errorf("generate onion key: %w", err)
+	}
+	return ExpandSeed(seed), nil
+}
+
+// ExpandSeed expands a 32-byte ED25519 seed (RFC 8032 §5.1.5).
+func ExpandSeed(seed []byte) SecretKey {
+	h := sha512.Sum512(seed)
+	h[0] &= 248
+	h[31] &= 127
+	h[31] |= 64
+	return SecretKey(h)
+}
+
+// ParseKey checks b is an expanded key as rust-teos writes it.
+func ParseKey(b []byte) (SecretKey, error) {
+	if len(b) != KeySize {
+		return SecretKey{}, fmt.Errorf("%w: %d bytes, want %d (expanded ED25519 secret key, no header)", ErrBadKey, len(b), KeySize)
+	}
+	// Every expanded key has a clamped scalar; anything else is another file or format
+	// (a tor hs_ed25519_secret_key file, for one, starts with a text header).
+	if b[0]&7 != 0 || b[31]&0xc0 != 0x40 {
+		return SecretKey{}, fmt.Errorf("%w: the first 32 bytes are not a clamped ED25519 scalar", ErrBadKey)
+	}
+	return SecretKey(b), nil
+}
+
+// PublicKey is scalar·B.
+func (k SecretKey) PublicKey() [32]byte {
+	s, err := new(edwards25519.Scalar).SetBytesWithClamping(k[:32])
+	if err != nil {
+		panic(err) // unreachable: the slice is 32 bytes
+	}
+	var pub [32]byte
+	copy(pub[:], new(edwards25519.Point).ScalarBaseMult(s).Bytes())
+	return pub
+}
+
+// ServiceID is the onion address without ".onion", as tor's control port spells it.
+func (k SecretKey) ServiceID() string { return ServiceID(k.PublicKey()) }
+
+// Address is the onion address, "<56 characters>.onion" (rust-teos's form in get_tower_info).
+func (k SecretKey) Address() string { return k.ServiceID() + ".onion" }
+
+// ServiceID derives a v3 onion service id from its public key: base32(pubkey || checksum ||
+// version), checksum = SHA3-256(".onion checksum" || pubkey || version)[:2], version 3.
+func ServiceID(pub [32]byte) string {
+	const version = 3
+	h := sha3.New256()
+	h.Write([]byte(".onion checksum"))
+	h.Write(pub[:])
+	h.Write([]byte{version})
+	sum := h.Sum(nil)
+	raw := append(append(pub[:], sum[:2]...), version)
+	return strings.ToLower(base32.StdEncoding.EncodeToString(raw))
+}
+
+// LoadOrCreateKey reads dir/onion_v3_sk, or creates it with a fresh key when it does not
+// exist. A file that exists but is not a key is an error: it is never replaced.
+func LoadOrCreateKey(dir string) (key SecretKey, created bool, err error) {
+	path := filepath.Join(dir, KeyFileName)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		key, err := ParseKey(b)
+		if err != nil {
+			return SecretKey{}, false, fmt.Errorf("%s: %w", path, err)
+		}
+		return key, false, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return SecretKey{}, false, fmt.Errorf("read onion key: %w", err)
+	}
+	if key, err = GenerateKey(); err != nil {
+		return SecretKey{}, false, err
+	}
+	if err := writeNew(path, key[:]); err != nil {
+		return SecretKey{}, false, fmt.Errorf("store onion key: %w", err)
+	}
+	return key, true, nil
+}
+
+// writeNew writes path in full or not at all, and never over an existing file: the data goes
+// to a temporary file that is synced and then hard-linked into place.
+func writeNew(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Link(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync() // so the new name survives a crash
+		d.Close()
+	}
+	return nil
+}
