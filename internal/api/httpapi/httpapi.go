@@ -104,6 +104,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.Gate != nil && !rt.unlimited {
 		waited, err := h.cfg.Gate.Admit(r.Context(), Admission{Client: ex.Client, Endpoint: endpoint, Size: len(body)})
 		ex.Held = waited
+		if err != nil && r.Context().Err() != nil {
+			// The client went away while held: no one to answer.
+			h.logger.Debug("client left while held", "endpoint", endpoint, "client", ex.Client.String())
+			rec.status = StatusClientClosedRequest
+			return
+		}
 		if err != nil {
 			ex.Refused = true
 			h.writeUnavailable(rec, r, errors.Join(errGateRefused, err))

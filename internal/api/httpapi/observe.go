@@ -15,6 +15,10 @@ import (
 // or bucket of their own.
 const EndpointOther = "other"
 
+// StatusClientClosedRequest is the Exchange.Status of a request whose client went away
+// before it was answered (nginx's 499); nothing is sent.
+const StatusClientClosedRequest = 499
+
 // Config is the public API handler's configuration.
 type Config struct {
 	Client teosv2.PublicTowerServicesClient
@@ -51,7 +55,7 @@ type Gate interface {
 type Exchange struct {
 	Endpoint  string // a route's name, or EndpointOther
 	Client    clientaddr.Client
-	Status    int           // HTTP status sent
+	Status    int           // HTTP status sent, or StatusClientClosedRequest
 	ErrorCode int           // the teos error_code sent, 0 when the reply has none
 	Held      time.Duration // time spent waiting in the Gate
 	Refused   bool          // the Gate refused it (503 / 32)
