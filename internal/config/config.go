@@ -75,11 +75,15 @@ type Config struct {
 
 	// Public API limits, teos-go extensions. APIMaxConnections bounds the HTTP API's open
 	// connections (0 = unlimited). APIRateLimit is requests per second per client address
-	// per endpoint, answered 429 beyond it; 0 (the default, as rust-teos) turns it off.
+	// per endpoint, delayed beyond it; 0 (the default, as rust-teos) turns it off.
 	// APIRateBurst is how many may come at once (0 = ceil(APIRateLimit)).
 	APIMaxConnections uint32  `toml:"api_max_connections"`
 	APIRateLimit      float64 `toml:"api_rate_limit"`
 	APIRateBurst      uint32  `toml:"api_rate_burst"`
+
+	// The public edge (teos-go extensions, edge.go).
+	APIMaxConnectionsPerAddress uint32   `toml:"api_max_connections_per_address"`
+	APITrustedProxies           AddrList `toml:"api_trusted_proxies"`
 }
 
 // Default returns the rust-teos v0.2 defaults. They do not pass Validate on
@@ -106,7 +110,9 @@ func Default() Config {
 		PollingDelta:           60,
 		InternalAPIBind:        "127.0.0.1",
 		InternalAPIPort:        50051,
-		APIMaxConnections:      1024,
+		APIMaxConnections:      DefaultAPIMaxConnections,
+
+		APIMaxConnectionsPerAddress: DefaultAPIMaxConnectionsPerAddress,
 	}
 }
 
@@ -170,6 +176,7 @@ func (c *Config) Validate() error {
 	if !(c.APIRateLimit >= 0) || math.IsInf(c.APIRateLimit, 0) { // NaN fails >= too
 		errs = append(errs, fmt.Errorf("api_rate_limit %v: %w", c.APIRateLimit, ErrBadLimit))
 	}
+	errs = append(errs, c.validateEdge()...)
 	return errors.Join(errs...)
 }
 

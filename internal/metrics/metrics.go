@@ -20,6 +20,9 @@ const namespace = "teos"
 // latencyBuckets spans a cached answer (sub-millisecond) to a stalled bitcoind (seconds).
 var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 
+// heldBuckets cover a rate-limit wait, up to its 45 s bound.
+var heldBuckets = []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 20, 30, 45, 60}
+
 // Config says where the gauges read their values. A nil func leaves its metrics out.
 type Config struct {
 	// Counts returns the registered users, the appointments the watcher holds and the
@@ -29,6 +32,9 @@ type Config struct {
 	Height func() uint32
 	// Reachable reports whether bitcoind answered the last call.
 	Reachable func() bool
+	// Endpoints are the public API's endpoint names; each gets its latency series from the
+	// first scrape, so rate() has a starting point.
+	Endpoints []string
 	Logger    *slog.Logger
 }
 
@@ -40,6 +46,7 @@ type Metrics struct {
 	blockSeconds   prometheus.Histogram
 	requests       *prometheus.CounterVec
 	requestSeconds *prometheus.HistogramVec
+	heldSeconds    *prometheus.HistogramVec
 }
 
 // New builds the registry with every tower metric and the standard Go and process collectors.
@@ -72,14 +79,20 @@ func New(cfg Config) *Metrics {
 			Help:      "Public API request latency by endpoint.",
 			Buckets:   latencyBuckets,
 		}, []string{"endpoint"}),
+		heldSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace,
+			Name:      "http_request_held_seconds",
+			Help:      "Time public API requests waited for the rate limit, by endpoint (requests that waited only).",
+			Buckets:   heldBuckets,
+		}, []string{"endpoint"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.blocks, m.blockSeconds, m.requests, m.requestSeconds,
+		m.blocks, m.blockSeconds, m.requests, m.requestSeconds, m.heldSeconds,
 	)
 	// Every endpoint shows up from the first scrape, so rate() has a starting point.
-	for _, ep := range endpoints {
+	for _, ep := range cfg.Endpoints {
 		m.requestSeconds.WithLabelValues(ep)
 	}
 	if cfg.Counts != nil {
