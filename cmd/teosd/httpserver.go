@@ -51,6 +51,17 @@ const (
 	fdReserve = 256
 )
 
+// holdBound keeps a held request's wait below the server's write timeout (counted from
+// the end of the headers), leaving margin to serve it: a connection cut while held is, for
+// the CLN plugin, an appointment to resend, and for the tower wasted work.
+func holdBound(hold time.Duration, to apiTimeouts) time.Duration {
+	const margin = 5 * time.Second
+	if to.write > 0 && hold > to.write-margin {
+		return max(to.write-margin, time.Second)
+	}
+	return hold
+}
+
 // publicEdge builds the public API's handler (routes, trusted proxies, rate limit,
 // metrics) and wraps its listener with the connection caps.
 func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterface, met *metrics.Metrics,
@@ -65,7 +76,8 @@ func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterf
 		Logger:  log,
 		Proxies: proxies,
 	}
-	if rate := limits.NewRate(limits.RateConfig{Rate: cfg.APIRateLimit, Burst: int(cfg.APIRateBurst), MaxDelay: holdTimeout}); rate != nil {
+	if rate := limits.NewRate(limits.RateConfig{Rate: cfg.APIRateLimit, Burst: int(cfg.APIRateBurst),
+		MaxDelay: holdBound(holdTimeout, defaultAPITimeouts)}); rate != nil {
 		hcfg.Gate = rate
 	}
 	if met != nil {

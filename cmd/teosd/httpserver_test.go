@@ -121,3 +121,16 @@ func TestDefaultTimeoutsSet(t *testing.T) {
 		t.Fatalf("a zero timeout leaves slow clients unbounded: %+v", defaultAPITimeouts)
 	}
 }
+
+func TestHoldBoundStaysBelowTheWriteTimeout(t *testing.T) {
+	for _, c := range []struct{ hold, write, want time.Duration }{
+		{45 * time.Second, 30 * time.Second, 25 * time.Second},
+		{45 * time.Second, 60 * time.Second, 45 * time.Second},
+		{45 * time.Second, 0, 45 * time.Second},
+		{45 * time.Second, 3 * time.Second, time.Second},
+	} {
+		if got := holdBound(c.hold, apiTimeouts{write: c.write}); got != c.want {
+			t.Errorf("hold %v, write timeout %v: %v, want %v", c.hold, c.write, got, c.want)
+		}
+	}
+}
