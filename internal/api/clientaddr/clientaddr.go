@@ -151,3 +151,16 @@ func parseHostMaybePort(s string) (netip.Addr, bool) {
 	}
 	return netip.Addr{}, false
 }
+
+// Group is the unit the limits count by: the address itself for IPv4, its /64 for IPv6,
+// since one IPv6 host usually holds a whole /64 and could otherwise take a fresh
+// address for every connection.
+func Group(addr netip.Addr) netip.Addr {
+	addr = addr.Unmap()
+	if addr.Is6() {
+		if p, err := addr.WithZone("").Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return addr
+}

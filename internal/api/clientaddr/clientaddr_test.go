@@ -2,6 +2,7 @@ package clientaddr
 
 import (
 	"net/http/httptest"
+	"net/netip"
 	"testing"
 )
 
@@ -54,6 +55,21 @@ func TestParseProxiesErrors(t *testing.T) {
 	for _, bad := range []string{"localhost", "10.0.0.0/33", "1.2.3"} {
 		if _, err := ParseProxies([]string{bad}); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestGroup(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.1":            "192.0.2.1",
+		"::ffff:192.0.2.1":     "192.0.2.1",
+		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::",
+		"2001:db8:1:2:ffff::1": "2001:db8:1:2::",
+		"fe80::1%eth0":         "fe80::",
+		"::1":                  "::",
+	} {
+		if got := Group(netip.MustParseAddr(in)).String(); got != want {
+			t.Errorf("Group(%s) = %s, want %s", in, got, want)
 		}
 	}
 }

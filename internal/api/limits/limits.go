@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/teos-go/teos/internal/api/clientaddr"
 	"github.com/teos-go/teos/internal/api/httpapi"
 )
 
@@ -43,7 +44,8 @@ var (
 	ErrQueueFull = errors.New("rate limit: too many requests waiting")
 )
 
-// RateConfig sets the per-client-address, per-endpoint token bucket and its queue.
+// RateConfig sets the per-client-address (per /64 for IPv6), per-endpoint token bucket and
+// its queue.
 type RateConfig struct {
 	// Rate is the sustained requests per second; 0 (or less) turns rate limiting off.
 	Rate float64
@@ -128,7 +130,7 @@ func NewRate(cfg RateConfig) *Rate {
 // when the client goes away (its place is given up).
 func (l *Rate) Admit(ctx context.Context, a httpapi.Admission) (time.Duration, error) {
 	start := time.Now()
-	key := queueKey{addr: a.Client.Addr, endpoint: a.Endpoint}
+	key := queueKey{addr: clientaddr.Group(a.Client.Addr), endpoint: a.Endpoint}
 	l.mu.Lock()
 	if start.Sub(l.lastSweep) >= sweepEvery {
 		l.sweep(start)
@@ -243,11 +245,12 @@ func (l *Rate) sweep(t time.Time) {
 	l.lastSweep = t
 }
 
-// Waiting is the number of requests waiting now, and how many of them are from addr.
+// Waiting is the number of requests waiting now, and how many of them are from addr (its
+// /64 for IPv6).
 func (l *Rate) Waiting(addr netip.Addr) (total, fromAddr int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.waiting, l.perAddr[addr]
+	return l.waiting, l.perAddr[clientaddr.Group(addr)]
 }
 
 // size is the number of queues held, for tests.

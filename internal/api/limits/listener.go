@@ -15,7 +15,8 @@ type ListenerConfig struct {
 	// Max is the most connections open at once; further clients wait in the kernel's
 	// accept queue until one closes. <= 0 means no limit.
 	Max int
-	// MaxPerAddress is the most connections open at once from one peer address; a
+	// MaxPerAddress is the most connections open at once from one peer address (one /64
+	// for IPv6, see clientaddr.Group); a
 	// connection past it is closed (reset) as soon as it is accepted. <= 0 means no limit.
 	MaxPerAddress int
 	// Exempt peers (trusted reverse proxies) have no per-address cap: all their clients
@@ -64,8 +65,9 @@ func (l *Listener) Accept() (net.Conn, error) {
 			l.release()
 			return nil, err
 		}
-		addr := clientaddr.Peer(c.RemoteAddr().String())
-		capped := l.cfg.MaxPerAddress > 0 && !(l.cfg.Exempt != nil && l.cfg.Exempt(addr))
+		peer := clientaddr.Peer(c.RemoteAddr().String())
+		addr := clientaddr.Group(peer)
+		capped := l.cfg.MaxPerAddress > 0 && !(l.cfg.Exempt != nil && l.cfg.Exempt(peer))
 		if capped && !l.take(addr) {
 			l.refused.Add(1)
 			if tc, ok := c.(*net.TCPConn); ok {
@@ -88,11 +90,12 @@ func (l *Listener) Close() error {
 // Refused is the number of connections closed at once for being over their address's cap.
 func (l *Listener) Refused() int64 { return l.refused.Load() }
 
-// Open is the number of connections open from addr (0 for exempt addresses).
+// Open is the number of connections open from addr (its /64 for IPv6; 0 for exempt
+// addresses).
 func (l *Listener) Open(addr netip.Addr) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.perAddr[addr]
+	return l.perAddr[clientaddr.Group(addr)]
 }
 
 func (l *Listener) take(addr netip.Addr) bool {
