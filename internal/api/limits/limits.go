@@ -9,7 +9,7 @@
 // for good on any error answer, but keep and retry it on a slow one. A request over the
 // rate waits its turn in a FIFO queue and is refused (httpapi answers 503 / 32) only when
 // its turn would come later than RateConfig.MaxDelay, or when too many requests already
-// wait.
+// wait (docs/PROTOCOL.md §15.4).
 package limits
 
 import (
