@@ -76,6 +76,11 @@ func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterf
 		Logger:  log,
 		Proxies: proxies,
 	}
+	if !proxies.Empty() {
+		if reqs := limits.NewRequests(int(cfg.APIMaxConnectionsPerAddress)); reqs != nil {
+			hcfg.InFlight = reqs
+		}
+	}
 	if rate := limits.NewRate(limits.RateConfig{Rate: cfg.APIRateLimit, Burst: int(cfg.APIRateBurst),
 		MaxDelay: holdBound(holdTimeout, defaultAPITimeouts)}); rate != nil {
 		hcfg.Gate = rate

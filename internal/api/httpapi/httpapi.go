@@ -92,6 +92,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writeText(rec, http.StatusMethodNotAllowed, textMethodNotAllowed)
 		return
 	}
+	if h.cfg.InFlight != nil && !rt.unlimited {
+		release, ok := h.cfg.InFlight.Acquire(ex.Client)
+		if !ok {
+			ex.Refused = true
+			h.writeUnavailable(rec, r, errors.Join(errGateRefused, errTooManyInFlight))
+			return
+		}
+		defer release()
+	}
 	var body []byte
 	if rt.method == http.MethodPost {
 		var status int

@@ -29,6 +29,9 @@ type Config struct {
 	// Proxies names the client of each request (for the gate, logs and Observer); the
 	// zero value trusts no proxy, so the client is the TCP peer.
 	Proxies clientaddr.Proxies
+	// InFlight, if set, caps the requests in flight per client (those a trusted proxy
+	// forwarded: the connection caps cannot tell them apart); see InFlightLimiter.
+	InFlight InFlightLimiter
 	// Gate, if set, admits each routed request once its body is read; see Gate.
 	Gate Gate
 	// Observer, if set, is told about every request once it is answered.
@@ -49,6 +52,14 @@ type Admission struct {
 // never reach the gate.
 type Gate interface {
 	Admit(ctx context.Context, a Admission) (waited time.Duration, err error)
+}
+
+// InFlightLimiter counts the requests in flight per client. Acquire is called once a
+// request is routed, before its body is read; when ok is false the client gets 503 / 32
+// at once. release is called when the request is answered. Unlimited routes (/ping) are
+// not counted.
+type InFlightLimiter interface {
+	Acquire(c clientaddr.Client) (release func(), ok bool)
 }
 
 // Exchange is one answered request, as the route table and the error writer saw it.
@@ -74,8 +85,11 @@ type ObserverFunc func(Exchange)
 // Observe calls f(e).
 func (f ObserverFunc) Observe(e Exchange) { f(e) }
 
-// errGateRefused marks the Gate's refusal for writeUnavailable's log line.
-var errGateRefused = errors.New("request refused by the gate")
+// Refusals, for writeUnavailable's log line.
+var (
+	errGateRefused     = errors.New("request refused by the gate")
+	errTooManyInFlight = errors.New("too many requests in flight from this client")
+)
 
 // recorder notes the status and error_code of the reply on their way to the client.
 type recorder struct {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/teos-go/teos/internal/api/clientaddr"
 	"github.com/teos-go/teos/internal/api/httpapi"
 )
 
@@ -113,5 +114,38 @@ func TestGateRefusalIsServiceUnavailable(t *testing.T) {
 	}
 	if r := send(t, srv, http.MethodGet, "/ping", "", "-"); r.status != http.StatusOK {
 		t.Errorf("/ping with a refusing gate: %d", r.status)
+	}
+}
+
+// capOne lets one request in flight per client, and records releases.
+type capOne struct {
+	mu       sync.Mutex
+	busy     bool
+	released int
+}
+
+func (c *capOne) Acquire(clientaddr.Client) (func(), bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.busy {
+		return nil, false
+	}
+	c.busy = true
+	return func() { c.mu.Lock(); c.busy = false; c.released++; c.mu.Unlock() }, true
+}
+
+func TestInFlightCap(t *testing.T) {
+	limiter := &capOne{}
+	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{Client: newFake(), InFlight: limiter}))
+	defer srv.Close()
+	if r := post(t, srv, "/register", "{}"); r.status != http.StatusBadRequest || limiter.released != 1 {
+		t.Fatalf("a request within the cap: %d, released %d", r.status, limiter.released)
+	}
+	limiter.busy = true // as if another request were in flight
+	if r := post(t, srv, "/register", "{}"); r.status != http.StatusServiceUnavailable || r.body != `{"error":"Service currently unavailable","error_code":32}` {
+		t.Fatalf("over the cap: %d %s", r.status, r.body)
+	}
+	if r := send(t, srv, http.MethodGet, "/ping", "", "-"); r.status != http.StatusOK {
+		t.Fatalf("/ping is not counted: %d", r.status)
 	}
 }

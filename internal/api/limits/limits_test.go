@@ -292,3 +292,39 @@ func TestRateOverHTTP(t *testing.T) {
 		t.Errorf("observer saw %d refused (want 1), %d held then served (want 1), %d gone (want 1): %+v", refused, held, gone, seen)
 	}
 }
+
+func TestRequestsCapsForwardedClientsOnly(t *testing.T) {
+	r := NewRequests(2)
+	carol := clientaddr.Client{Addr: alice, Forwarded: true}
+	rel1, ok1 := r.Acquire(carol)
+	rel2, ok2 := r.Acquire(carol)
+	if !ok1 || !ok2 {
+		t.Fatal("within the cap refused")
+	}
+	if _, ok := r.Acquire(carol); ok {
+		t.Fatal("a third request in flight from one forwarded client accepted")
+	}
+	if _, ok := r.Acquire(clientaddr.Client{Addr: bob, Forwarded: true}); !ok {
+		t.Fatal("another forwarded client refused")
+	}
+	for range 5 { // direct clients are the Listener's business
+		if _, ok := r.Acquire(clientaddr.Client{Addr: alice}); !ok {
+			t.Fatal("a direct client counted")
+		}
+	}
+	rel1()
+	rel1() // twice is once
+	if r.InFlight(alice) != 1 {
+		t.Fatalf("%d in flight after one release, want 1", r.InFlight(alice))
+	}
+	if _, ok := r.Acquire(carol); !ok {
+		t.Fatal("a freed place was not reused")
+	}
+	rel2()
+	if NewRequests(0) != nil {
+		t.Fatal("max 0 must mean no cap")
+	}
+	if rel, ok := (*Requests)(nil).Acquire(carol); !ok || rel == nil {
+		t.Fatal("a nil cap must admit")
+	}
+}
