@@ -301,6 +301,7 @@ func TestOneAddressCannotTakeTheTowerOffline(t *testing.T) {
 			var lat []time.Duration
 			failed := 0
 			for range n {
+				time.Sleep(50 * time.Millisecond) // a client's pace: the run spans several re-open waves
 				a := randomAppointment(t, 100)
 				start := time.Now()
 				status, raw, err := edgePost(client, tw.apiURL, "/add_appointment", honest.addRequest(a), nil)
