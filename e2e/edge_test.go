@@ -267,7 +267,7 @@ func TestTrustedProxyClientAddress(t *testing.T) {
 
 // TestOneAddressCannotTakeTheTowerOffline: an attacker on 127.0.0.2 keeps opening idle
 // connections (3,000 at a time, re-opening those the tower closes) while an honest client
-// on 127.0.0.1 adds appointments, each on a new connection as the CLN plugin does. Every
+// on 127.0.0.1 adds appointments, each on a new connection (no keep-alive). Every
 // honest request is served; the attacker's connections past its per-address cap are closed
 // at once. The honest client's latency, idle and under attack, is logged (no threshold:
 // the machine is shared). TEOS_EDGE_BASELINE=1 also runs the attack against the old
