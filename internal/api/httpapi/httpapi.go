@@ -1,6 +1,8 @@
 // Package httpapi is the tower's public HTTP/JSON API (teos v0.2). It checks each request
 // with the inspector, forwards it to the internal PublicTowerServices gRPC service and turns
-// the answer, or the gRPC status, into the JSON rust-teos clients expect.
+// the answer, or the gRPC status, into the JSON rust-teos clients expect. routes.go holds
+// the one route table; the rate limit and the metrics learn each request's endpoint, status
+// and error code from it through Config's Gate and Observer.
 package httpapi
 
 import (
