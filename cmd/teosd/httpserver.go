@@ -1,8 +1,19 @@
 package main
 
 import (
+	"log/slog"
+	"net"
 	"net/http"
 	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/teos-go/teos/internal/api/clientaddr"
+	"github.com/teos-go/teos/internal/api/httpapi"
+	"github.com/teos-go/teos/internal/api/limits"
+	"github.com/teos-go/teos/internal/config"
+	"github.com/teos-go/teos/internal/metrics"
+	teosv2 "github.com/teos-go/teos/proto/teos/v2"
 )
 
 // apiTimeouts bound how long one client may hold a public API connection, so a slow or
@@ -40,4 +51,57 @@ func newHTTPServer(handler http.Handler, to apiTimeouts) *http.Server {
 		WriteTimeout:      to.read + to.hold + to.write,
 		IdleTimeout:       to.idle,
 	}
+}
+
+// The public edge's fixed settings.
+const (
+	// firstByteTimeout closes connections that send nothing; slower headers get the
+	// header timeout instead.
+	firstByteTimeout = 5 * time.Second
+	// fdReserve is kept free of API connections for the database, bitcoind and gRPC.
+	fdReserve = 256
+)
+
+// publicEdge builds the public API's handler (routes, trusted proxies, rate limit,
+// metrics) and wraps its listener with the connection caps.
+func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterface, met *metrics.Metrics,
+	lis net.Listener) (http.Handler, net.Listener, error) {
+	proxies, err := clientaddr.ParseProxies(cfg.APITrustedProxies.List())
+	if err != nil {
+		return nil, nil, err
+	}
+	hcfg := httpapi.Config{
+		Client:  teosv2.NewPublicTowerServicesClient(conn),
+		Ext:     teosv2.NewPublicTowerExtensionsClient(conn),
+		Logger:  log,
+		Proxies: proxies,
+	}
+	if !proxies.Empty() {
+		if reqs := limits.NewRequests(int(cfg.APIMaxConnectionsPerAddress)); reqs != nil {
+			hcfg.InFlight = reqs
+		}
+	}
+	if rate := limits.NewRate(limits.RateConfig{Rate: cfg.APIRateLimit, Burst: int(cfg.APIRateBurst),
+		// newHTTPServer's write timeout covers the hold bound, so a delayed request is answered.
+		MaxDelay: cfg.HoldTimeout()}); rate != nil {
+		hcfg.Gate = rate
+	}
+	if met != nil {
+		hcfg.Observer = httpapi.ObserverFunc(func(e httpapi.Exchange) {
+			met.ObserveHTTP(metrics.HTTPRequest{Endpoint: e.Endpoint, Status: e.Status, ErrorCode: e.ErrorCode, Held: e.Held, Duration: e.Duration})
+		})
+	}
+	maxConns := int(cfg.APIMaxConnections)
+	if limit := fdLimit(); limit > 0 && (maxConns == 0 || maxConns > limit-fdReserve) {
+		capped := max(limit-fdReserve, 1)
+		log.Warn("api_max_connections lowered to fit the open files limit", "configured", maxConns, "used", capped, "nofile", limit)
+		maxConns = capped
+	}
+	apiLis := limits.NewListener(lis, limits.ListenerConfig{
+		Max:           maxConns,
+		MaxPerAddress: int(cfg.APIMaxConnectionsPerAddress),
+		Exempt:        proxies.Trusted,
+		FirstByte:     firstByteTimeout,
+	})
+	return httpapi.NewHandler(hcfg), apiLis, nil
 }

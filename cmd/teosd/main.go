@@ -28,7 +28,6 @@ import (
 
 	"github.com/teos-go/teos/internal/api/grpcapi"
 	"github.com/teos-go/teos/internal/api/httpapi"
-	"github.com/teos-go/teos/internal/api/limits"
 	"github.com/teos-go/teos/internal/bitcoind"
 	"github.com/teos-go/teos/internal/carrier"
 	"github.com/teos-go/teos/internal/chain"
@@ -162,7 +161,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	}
 	if cfg.MetricsBind != "" {
 		met = metrics.New(metrics.Config{Counts: db.Counts, Height: mon.Height, Reachable: btc.Reachable,
-			Held: held.Gate.Held, AuthFailures: btc.AuthFailures, Logger: log})
+			Held: held.Gate.Held, AuthFailures: btc.AuthFailures, Endpoints: httpapi.Endpoints(), Logger: log})
 	}
 	if err := seed(ctx, btc, mon, w, resp); err != nil {
 		return err
@@ -265,12 +264,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		return fmt.Errorf("dial internal API: %w", err)
 	}
 	defer conn.Close()
-	api := httpapi.NewWithExtensions(teosv2.NewPublicTowerServicesClient(conn), teosv2.NewPublicTowerExtensionsClient(conn), log)
-	// Inside the metrics wrapper, so 429s are counted too.
-	api = limits.RateLimit(api, limits.RateConfig{
-		Rate: cfg.APIRateLimit, Burst: int(cfg.APIRateBurst), Endpoints: limits.PublicEndpoints})
-	if met != nil {
-		api = met.Instrument(api)
+	api, apiLis, err := publicEdge(cfg, log, conn, met, httpLis)
+	if err != nil {
+		return err
 	}
 	httpSrv := newHTTPServer(api, apiTimeoutsFor(held.Gate.Bound()))
 
@@ -281,7 +277,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	g.Go(func() error { return grpcSrv.Serve(grpcLis) })
 	g.Go(func() error { return rpcSrv.Serve(rpcLis) })
 	g.Go(func() error {
-		if err := httpSrv.Serve(limits.Listener(httpLis, int(cfg.APIMaxConnections))); !errors.Is(err, http.ErrServerClosed) {
+		if err := httpSrv.Serve(apiLis); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil

@@ -78,7 +78,7 @@ type Config struct {
 
 	// Public API limits, teos-go extensions. APIMaxConnections bounds the HTTP API's open
 	// connections (0 = unlimited). APIRateLimit is requests per second per client address
-	// per endpoint, answered 429 beyond it; 0 (the default, as rust-teos) turns it off.
+	// per endpoint, delayed beyond it; 0 (the default, as rust-teos) turns it off.
 	// APIRateBurst is how many may come at once (0 = ceil(APIRateLimit)).
 	APIMaxConnections uint32  `toml:"api_max_connections"`
 	APIRateLimit      float64 `toml:"api_rate_limit"`
@@ -88,6 +88,10 @@ type Config struct {
 	// how many seconds a request is held while a transient fault of the tower lasts
 	// (bitcoind unreachable, disk full) before it is answered 503 / 32; 0 answers at once.
 	APIHoldTimeout uint32 `toml:"api_hold_timeout"`
+
+	// The public edge (teos-go extensions, edge.go).
+	APIMaxConnectionsPerAddress uint32   `toml:"api_max_connections_per_address"`
+	APITrustedProxies           AddrList `toml:"api_trusted_proxies"`
 }
 
 // Default returns the rust-teos v0.2 defaults. They do not pass Validate on
@@ -114,8 +118,10 @@ func Default() Config {
 		PollingDelta:           60,
 		InternalAPIBind:        "127.0.0.1",
 		InternalAPIPort:        50051,
-		APIMaxConnections:      1024,
+		APIMaxConnections:      DefaultAPIMaxConnections,
 		APIHoldTimeout:         DefaultAPIHoldTimeout,
+
+		APIMaxConnectionsPerAddress: DefaultAPIMaxConnectionsPerAddress,
 	}
 }
 
@@ -182,6 +188,7 @@ func (c *Config) Validate() error {
 	if err := c.validateHold(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.validateEdge()...)
 	return errors.Join(errs...)
 }
 

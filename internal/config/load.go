@@ -58,6 +58,8 @@ func flagSpecs() []flagSpec {
 		{"apiratelimit", "teos-go extension: public API requests per second per client address and endpoint (0 = off)", func(c *Config) any { return &c.APIRateLimit }, replace},
 		{"apiholdtimeout", "teos-go extension: `seconds` a request is held while bitcoind or the disk has a transient fault, before 503 (0 = answer at once)", func(c *Config) any { return &c.APIHoldTimeout }, replace},
 		{"apirateburst", "teos-go extension: public API request burst per client address and endpoint (0 = ceil(apiratelimit))", func(c *Config) any { return &c.APIRateBurst }, replace},
+		{"apimaxconnectionsperaddress", "teos-go extension: most open public API connections from one address (0 = unlimited)", func(c *Config) any { return &c.APIMaxConnectionsPerAddress }, replace},
+		{"apitrustedproxies", "teos-go extension: comma-separated reverse proxy addresses/CIDRs whose X-Forwarded-For / X-Real-IP name the client", func(c *Config) any { return &c.APITrustedProxies }, replace},
 	}
 }
 
@@ -163,6 +165,8 @@ func newFlagSet(stderr io.Writer, into *Config, specs []flagSpec) *flag.FlagSet 
 			fs.Float64Var(p, s.name, *p, s.usage)
 		case *time.Duration:
 			fs.DurationVar(p, s.name, *p, s.usage)
+		case *AddrList:
+			fs.Var(p, s.name, s.usage)
 		}
 	}
 	return fs
@@ -187,6 +191,8 @@ func apply(dst, src any, m merge) {
 		*d = *src.(*float64)
 	case *time.Duration:
 		*d = *src.(*time.Duration)
+	case *AddrList:
+		*d = *src.(*AddrList)
 	}
 }
 

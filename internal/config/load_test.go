@@ -265,7 +265,7 @@ func TestRustTeosFileLoadsUnchanged(t *testing.T) {
 		SubscriptionSlots: 500, SubscriptionDuration: 1000, ExpiryDelta: 12, MinToSelfDelay: 42,
 		PollingDelta:    5,
 		InternalAPIBind: "127.0.0.2", InternalAPIPort: 50052,
-		APIMaxConnections: 1024, APIHoldTimeout: 45, // teos-go keys: the defaults
+		APIMaxConnections: 8192, APIHoldTimeout: 45, APIMaxConnectionsPerAddress: 64, // teos-go keys: the defaults
 	}
 	if cfg != want {
 		t.Fatalf("Load() =\n%+v\nwant\n%+v", cfg, want)
@@ -321,7 +321,7 @@ func TestFlagNamesFollowKeys(t *testing.T) {
 		}
 	})
 	want := []string{
-		"apibind", "apiholdtimeout", "apimaxconnections", "apiport", "apirateburst", "apiratelimit", "btcnetwork", "btcrpcconnect", "btcrpccookie", "btcrpcpassword", "btcrpcport",
+		"apibind", "apiholdtimeout", "apimaxconnections", "apimaxconnectionsperaddress", "apiport", "apirateburst", "apiratelimit", "apitrustedproxies", "btcnetwork", "btcrpcconnect", "btcrpccookie", "btcrpcpassword", "btcrpcport",
 		"btcrpcuser", "datadir", "debug", "depsdebug", "forceupdate", "importrustteos", "metricsbind", "onionhiddenserviceport",
 		"overwritekey", "pollinginterval", "rpcbind", "rpcport", "torcontrolport", "torsupport",
 	}

@@ -3,6 +3,7 @@ package inspector
 import (
 	"fmt"
 
+	"github.com/teos-go/teos/internal/serdejson"
 	"github.com/teos-go/teos/pkg/teos"
 )
 
@@ -22,8 +23,8 @@ type BatchItem struct {
 	Err     error
 }
 
-var addAppointmentsSpec = &structSpec{name: "AddAppointmentsRequest", fields: []fieldSpec{
-	{name: "appointments", kind: kindRawList},
+var addAppointmentsSpec = &serdejson.Struct{Name: "AddAppointmentsRequest", Fields: []serdejson.Field{
+	{Name: "appointments", Kind: serdejson.KindRawList},
 }}
 
 // InspectAddAppointments checks an /add_appointments body, {"appointments": [item, ...]}
@@ -35,7 +36,7 @@ func InspectAddAppointments(body []byte) ([]BatchItem, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw := vals[0].raw
+	raw := vals[0].Raw
 	switch {
 	case len(raw) == 0:
 		return nil, &Error{Code: teos.ErrCodeInvalidRequestFormat, Message: "`appointments` is empty"}

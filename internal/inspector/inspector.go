@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/teos-go/teos/internal/serdejson"
 	"github.com/teos-go/teos/pkg/teos"
 )
 
@@ -38,24 +39,24 @@ type GetSubscriptionInfoRequest struct {
 
 // The Rust structs serde fills, named as in rust-teos (the names appear in messages).
 var (
-	registerSpec = &structSpec{name: "RegisterRequest", fields: []fieldSpec{
-		{name: "user_id", kind: kindHex},
+	registerSpec = &serdejson.Struct{Name: "RegisterRequest", Fields: []serdejson.Field{
+		{Name: "user_id", Kind: serdejson.KindHex},
 	}}
-	appointmentSpec = &structSpec{name: "Appointment", fields: []fieldSpec{
-		{name: "locator", kind: kindHex},
-		{name: "encrypted_blob", kind: kindHex},
-		{name: "to_self_delay", kind: kindU32},
+	appointmentSpec = &serdejson.Struct{Name: "Appointment", Fields: []serdejson.Field{
+		{Name: "locator", Kind: serdejson.KindHex},
+		{Name: "encrypted_blob", Kind: serdejson.KindHex},
+		{Name: "to_self_delay", Kind: serdejson.KindU32},
 	}}
-	addAppointmentSpec = &structSpec{name: "AddAppointmentRequest", fields: []fieldSpec{
-		{name: "appointment", kind: kindStruct, optional: true, sub: appointmentSpec},
-		{name: "signature", kind: kindString},
+	addAppointmentSpec = &serdejson.Struct{Name: "AddAppointmentRequest", Fields: []serdejson.Field{
+		{Name: "appointment", Kind: serdejson.KindStruct, Optional: true, Sub: appointmentSpec},
+		{Name: "signature", Kind: serdejson.KindString},
 	}}
-	getAppointmentSpec = &structSpec{name: "GetAppointmentRequest", fields: []fieldSpec{
-		{name: "locator", kind: kindHex},
-		{name: "signature", kind: kindString},
+	getAppointmentSpec = &serdejson.Struct{Name: "GetAppointmentRequest", Fields: []serdejson.Field{
+		{Name: "locator", Kind: serdejson.KindHex},
+		{Name: "signature", Kind: serdejson.KindString},
 	}}
-	getSubscriptionInfoSpec = &structSpec{name: "GetSubscriptionInfoRequest", fields: []fieldSpec{
-		{name: "signature", kind: kindString},
+	getSubscriptionInfoSpec = &serdejson.Struct{Name: "GetSubscriptionInfoRequest", Fields: []serdejson.Field{
+		{Name: "signature", Kind: serdejson.KindString},
 	}}
 )
 
@@ -65,7 +66,7 @@ func InspectRegister(body []byte) (RegisterRequest, error) {
 	if err != nil {
 		return RegisterRequest{}, err
 	}
-	id, err := CheckUserID(vals[0].bytes)
+	id, err := CheckUserID(vals[0].Bytes)
 	if err != nil {
 		return RegisterRequest{}, err
 	}
@@ -79,22 +80,22 @@ func InspectAddAppointment(body []byte) (AddAppointmentRequest, error) {
 		return AddAppointmentRequest{}, err
 	}
 	appt := vals[0]
-	if appt == nil || appt.null {
+	if appt == nil || appt.Null {
 		return AddAppointmentRequest{}, missingField("appointment")
 	}
-	loc, err := CheckLocator(appt.sub[0].bytes)
+	loc, err := CheckLocator(appt.Sub[0].Bytes)
 	if err != nil {
 		return AddAppointmentRequest{}, err
 	}
-	sig := vals[1].str
+	sig := vals[1].Str
 	if err := CheckSignature(sig); err != nil {
 		return AddAppointmentRequest{}, err
 	}
 	return AddAppointmentRequest{
 		Appointment: teos.Appointment{
 			Locator:       loc,
-			EncryptedBlob: appt.sub[1].bytes,
-			ToSelfDelay:   appt.sub[2].u32,
+			EncryptedBlob: appt.Sub[1].Bytes,
+			ToSelfDelay:   appt.Sub[2].U32,
 		},
 		Signature: sig,
 	}, nil
@@ -106,11 +107,11 @@ func InspectGetAppointment(body []byte) (GetAppointmentRequest, error) {
 	if err != nil {
 		return GetAppointmentRequest{}, err
 	}
-	loc, err := CheckLocator(vals[0].bytes)
+	loc, err := CheckLocator(vals[0].Bytes)
 	if err != nil {
 		return GetAppointmentRequest{}, err
 	}
-	sig := vals[1].str
+	sig := vals[1].Str
 	if err := CheckSignature(sig); err != nil {
 		return GetAppointmentRequest{}, err
 	}
@@ -123,7 +124,7 @@ func InspectGetSubscriptionInfo(body []byte) (GetSubscriptionInfoRequest, error)
 	if err != nil {
 		return GetSubscriptionInfoRequest{}, err
 	}
-	sig := vals[0].str
+	sig := vals[0].Str
 	if err := CheckSignature(sig); err != nil {
 		return GetSubscriptionInfoRequest{}, err
 	}
@@ -180,8 +181,8 @@ func missingField(name string) *Error {
 	return &Error{Code: teos.ErrCodeMissingField, Message: fmt.Sprintf("missing field `%s`", name)}
 }
 
-func decode(body []byte, s *structSpec) ([]*value, error) {
-	vals, serr := decodeBody(body, s)
+func decode(body []byte, s *serdejson.Struct) ([]*serdejson.Value, error) {
+	vals, serr := serdejson.Decode(body, s)
 	if serr != nil {
 		return nil, classify(serr.String())
 	}

@@ -20,6 +20,9 @@ const namespace = "teos"
 // latencyBuckets spans a cached answer (sub-millisecond) to a stalled bitcoind (seconds).
 var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 
+// heldBuckets cover a rate-limit wait, up to its 45 s bound.
+var heldBuckets = []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 20, 30, 45, 60}
+
 // Config says where the gauges read their values. A nil func leaves its metrics out.
 type Config struct {
 	// Counts returns the registered users, the appointments the watcher holds and the
@@ -33,7 +36,10 @@ type Config struct {
 	Held func() int
 	// AuthFailures counts bitcoind's refusals of the RPC credentials.
 	AuthFailures func() uint64
-	Logger       *slog.Logger
+	// Endpoints are the public API's endpoint names; each gets its latency series from the
+	// first scrape, so rate() has a starting point.
+	Endpoints []string
+	Logger    *slog.Logger
 }
 
 // Metrics holds the tower's registry and the instruments the rest of teosd feeds.
@@ -45,6 +51,7 @@ type Metrics struct {
 	requests       *prometheus.CounterVec
 	requestSeconds *prometheus.HistogramVec
 	hold           *holdMetrics
+	heldSeconds    *prometheus.HistogramVec
 }
 
 // New builds the registry with every tower metric and the standard Go and process collectors.
@@ -77,14 +84,20 @@ func New(cfg Config) *Metrics {
 			Help:      "Public API request latency by endpoint.",
 			Buckets:   latencyBuckets,
 		}, []string{"endpoint"}),
+		heldSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace,
+			Name:      "http_request_held_seconds",
+			Help:      "Time public API requests waited for the rate limit, by endpoint (requests that waited only).",
+			Buckets:   heldBuckets,
+		}, []string{"endpoint"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.blocks, m.blockSeconds, m.requests, m.requestSeconds,
+		m.blocks, m.blockSeconds, m.requests, m.requestSeconds, m.heldSeconds,
 	)
 	// Every endpoint shows up from the first scrape, so rate() has a starting point.
-	for _, ep := range endpoints {
+	for _, ep := range cfg.Endpoints {
 		m.requestSeconds.WithLabelValues(ep)
 	}
 	m.hold = newHoldMetrics(m.reg, cfg)

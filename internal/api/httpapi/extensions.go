@@ -93,7 +93,7 @@ func rejectionBody(err error) ErrorBody {
 }
 
 // info serves GET /info so clients can tell which extensions this tower has.
-func (h *handler) info(w http.ResponseWriter, r *http.Request) {
+func (h *handler) info(w http.ResponseWriter, r *http.Request, _ []byte) {
 	resp, err := h.ext.GetInfo(r.Context(), &emptypb.Empty{})
 	if err != nil {
 		h.writeStatus(w, r, err)

@@ -1,6 +1,8 @@
 // Package httpapi is the tower's public HTTP/JSON API (teos v0.2). It checks each request
 // with the inspector, forwards it to the internal PublicTowerServices gRPC service and turns
-// the answer, or the gRPC status, into the JSON rust-teos clients expect.
+// the answer, or the gRPC status, into the JSON rust-teos clients expect. routes.go holds
+// the one route table; the rate limit and the metrics learn each request's endpoint, status
+// and error code from it through Config's Gate and Observer.
 package httpapi
 
 import (
@@ -13,21 +15,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/teos-go/teos/internal/inspector"
 	"github.com/teos-go/teos/pkg/teos"
 	commonv2 "github.com/teos-go/teos/proto/common/teos/v2"
 	teosv2 "github.com/teos-go/teos/proto/teos/v2"
-)
-
-// Body limits in bytes, per route (teos/src/api/http.rs).
-const (
-	registerBodyLimit            = 87
-	addAppointmentBodyLimit      = 2048
-	getAppointmentBodyLimit      = 178
-	getSubscriptionInfoBodyLimit = 127
-	// teos-go extension: up to 1000 items of at most 2048 bytes plus the framing.
-	addAppointmentsBodyLimit = 2_200_000
 )
 
 // warp's plain-text rejection bodies; clients only look at the status.
@@ -39,81 +32,102 @@ const (
 	textBodyReadError        = "Request body read error"
 )
 
-type endpoint struct {
-	limit int64
-	serve func(w http.ResponseWriter, r *http.Request, body []byte)
-}
+// msgUnavailable is rust-teos's text for 503 / 32.
+const msgUnavailable = "Service currently unavailable"
 
 type handler struct {
-	client    teosv2.PublicTowerServicesClient
-	ext       teosv2.PublicTowerExtensionsClient // nil: no extension routes
-	logger    *slog.Logger
-	endpoints map[string]endpoint
+	client teosv2.PublicTowerServicesClient
+	ext    teosv2.PublicTowerExtensionsClient // nil: no extension routes
+	logger *slog.Logger
+	cfg    Config
+	routes []route // the table, minus extensions when ext is nil
 }
 
 // New returns the public API handler. Every POST endpoint is forwarded to client with the
 // request's context. A nil logger discards.
 func New(client teosv2.PublicTowerServicesClient, logger *slog.Logger) http.Handler {
-	return NewWithExtensions(client, nil, logger)
+	return NewHandler(Config{Client: client, Logger: logger})
 }
 
 // NewWithExtensions is New plus teos-go's extensions, forwarded to ext: POST
 // /add_appointments and GET /info. With a nil ext it is New.
 func NewWithExtensions(client teosv2.PublicTowerServicesClient, ext teosv2.PublicTowerExtensionsClient, logger *slog.Logger) http.Handler {
+	return NewHandler(Config{Client: client, Ext: ext, Logger: logger})
+}
+
+// NewHandler returns the public API handler for cfg.
+func NewHandler(cfg Config) http.Handler {
+	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	h := &handler{client: client, ext: ext, logger: logger.With("component", "httpapi")}
-	// The teos v0.2 endpoints.
-	h.endpoints = map[string]endpoint{
-		"register":              {registerBodyLimit, h.register},
-		"add_appointment":       {addAppointmentBodyLimit, h.addAppointment},
-		"get_appointment":       {getAppointmentBodyLimit, h.getAppointment},
-		"get_subscription_info": {getSubscriptionInfoBodyLimit, h.getSubscriptionInfo},
-	}
-	// Extensions (extensions.go); GET /info is routed in ServeHTTP.
-	if ext != nil {
-		h.endpoints["add_appointments"] = endpoint{addAppointmentsBodyLimit, h.addAppointments}
+	h := &handler{client: cfg.Client, ext: cfg.Ext, logger: logger.With("component", "httpapi"), cfg: cfg}
+	for _, rt := range routes {
+		if !rt.extension || cfg.Ext != nil {
+			h.routes = append(h.routes, rt)
+		}
 	}
 	return h
 }
 
 // ServeHTTP routes as rust-teos's warp filters do. Each route matches on its first path
-// segment only (warp::path without path::end), so /register/x reaches register. A request
-// no route takes gets 405, never 404: some route always fails on the method, and warp
-// ranks that rejection above "not found".
+// segment only. A request no route takes gets 405, never 404: some route always fails on
+// the method, and warp ranks that rejection above "not found". A routed request's body is
+// read (and checked against the route's limits) before the Gate sees it, so a client
+// that goes away while held is noticed and frees its place.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	name := firstSegment(r.URL.EscapedPath())
-	h.logger.Debug("request", "method", r.Method, "endpoint", truncate(name), "remote", r.RemoteAddr)
-	if name == "ping" && r.Method == http.MethodGet {
-		w.WriteHeader(http.StatusOK)
+	start := time.Now()
+	rt, endpoint := h.route(r)
+	ex := Exchange{Endpoint: endpoint, Client: h.cfg.Proxies.Client(r)}
+	rec := &recorder{ResponseWriter: w}
+	if h.cfg.Observer != nil {
+		defer func() {
+			ex.Status, ex.ErrorCode, ex.Duration = rec.status, rec.errorCode, time.Since(start)
+			if ex.Status == 0 { // nothing written: net/http answers 200
+				ex.Status = http.StatusOK
+			}
+			h.cfg.Observer.Observe(ex)
+		}()
+	}
+	h.logger.Debug("request", "method", r.Method, "endpoint", endpoint, "client", ex.Client.String())
+	if rt == nil {
+		h.writeText(rec, http.StatusMethodNotAllowed, textMethodNotAllowed)
 		return
 	}
-	if name == "info" && r.Method == http.MethodGet && h.ext != nil {
-		h.info(w, r)
-		return
+	if h.cfg.InFlight != nil && !rt.unlimited {
+		release, ok := h.cfg.InFlight.Acquire(ex.Client)
+		if !ok {
+			ex.Refused = true
+			h.writeUnavailable(rec, r, errors.Join(errGateRefused, errTooManyInFlight))
+			return
+		}
+		defer release()
 	}
-	ep, ok := h.endpoints[name]
-	if !ok || r.Method != http.MethodPost {
-		h.writeText(w, http.StatusMethodNotAllowed, textMethodNotAllowed)
-		return
+	var body []byte
+	if rt.method == http.MethodPost {
+		var status int
+		var text string
+		if body, status, text = readBody(rec, r, rt.bodyLimit); status != 0 {
+			h.writeText(rec, status, text)
+			return
+		}
 	}
-	body, status, text := readBody(w, r, ep.limit)
-	if status != 0 {
-		h.writeText(w, status, text)
-		return
+	if h.cfg.Gate != nil && !rt.unlimited {
+		waited, err := h.cfg.Gate.Admit(r.Context(), Admission{Client: ex.Client, Endpoint: endpoint, Size: len(body)})
+		ex.Held = waited
+		if err != nil && r.Context().Err() != nil {
+			// The client went away while held: no one to answer.
+			h.logger.Debug("client left while held", "endpoint", endpoint, "client", ex.Client.String())
+			rec.status = StatusClientClosedRequest
+			return
+		}
+		if err != nil {
+			ex.Refused = true
+			h.writeUnavailable(rec, r, errors.Join(errGateRefused, err))
+			return
+		}
 	}
-	ep.serve(w, r, body)
-}
-
-// firstSegment returns the path up to its second slash, without the leading one.
-func firstSegment(path string) string {
-	path, ok := strings.CutPrefix(path, "/")
-	if !ok {
-		return ""
-	}
-	segment, _, _ := strings.Cut(path, "/")
-	return segment
+	rt.serve(h, rec, r, body)
 }
 
 // truncate bounds what the client sent before it reaches a log line.
@@ -248,7 +262,7 @@ func (h *handler) getSubscriptionInfo(w http.ResponseWriter, r *http.Request, bo
 func (h *handler) writeRejection(w http.ResponseWriter, r *http.Request, err error) {
 	body := rejectionBody(err)
 	h.logger.Debug("request rejected", "endpoint", truncate(firstSegment(r.URL.EscapedPath())), "error_code", body.Code)
-	h.writeJSON(w, http.StatusBadRequest, body)
+	h.writeError(w, http.StatusBadRequest, body)
 }
 
 // writeStatus answers a request the core refused or could not be asked. Code 255 means
@@ -261,6 +275,19 @@ func (h *handler) writeStatus(w http.ResponseWriter, r *http.Request, err error)
 	}
 	h.logger.Log(r.Context(), level, "request failed", "endpoint", truncate(firstSegment(r.URL.EscapedPath())),
 		"error_code", body.Code, "err", err)
+	h.writeError(w, status, body)
+}
+
+// writeUnavailable answers 503 / 32 for a passing condition of the tower's own.
+func (h *handler) writeUnavailable(w http.ResponseWriter, r *http.Request, err error) {
+	h.logger.Debug("request not served", "endpoint", truncate(firstSegment(r.URL.EscapedPath())), "err", err)
+	h.writeError(w, http.StatusServiceUnavailable, ErrorBody{Message: msgUnavailable, Code: teos.ErrCodeServiceUnavailable})
+}
+
+// writeError is the one place an {"error", "error_code"} reply is written, so the
+// Observer learns its code.
+func (h *handler) writeError(w http.ResponseWriter, status int, body ErrorBody) {
+	noteErrorCode(w, body.Code)
 	h.writeJSON(w, status, body)
 }
 

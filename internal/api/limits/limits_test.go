@@ -1,241 +1,330 @@
 package limits
 
 import (
-	"encoding/json"
+	"context"
+	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/teos-go/teos/pkg/teos"
+	"google.golang.org/grpc"
+
+	"github.com/teos-go/teos/internal/api/clientaddr"
+	"github.com/teos-go/teos/internal/api/httpapi"
+	commonv2 "github.com/teos-go/teos/proto/common/teos/v2"
+	teosv2 "github.com/teos-go/teos/proto/teos/v2"
 )
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
+var (
+	alice = netip.MustParseAddr("10.0.0.1")
+	bob   = netip.MustParseAddr("10.0.0.2")
+)
+
+func admission(addr netip.Addr, endpoint string) httpapi.Admission {
+	return httpapi.Admission{Client: clientaddr.Client{Addr: addr}, Endpoint: endpoint, Size: 100}
 }
 
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newLimited(t *testing.T, rate float64, burst int) (http.Handler, *fakeClock, *atomic.Int32) {
+// waitWaiting polls until n requests wait in total.
+func waitWaiting(t *testing.T, l *Rate, n int) {
 	t.Helper()
-	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
-	var served atomic.Int32
-	next := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		served.Add(1)
-		w.WriteHeader(http.StatusOK)
-	})
-	return RateLimit(next, RateConfig{Rate: rate, Burst: burst, Endpoints: PublicEndpoints, Now: clock.now}), clock, &served
-}
-
-func do(h http.Handler, remote, path string) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader("{}"))
-	req.RemoteAddr = remote
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	return rec
-}
-
-func TestTooManyRequestsBody(t *testing.T) {
-	h, _, served := newLimited(t, 1, 1)
-	if rec := do(h, "10.0.0.1:1000", "/register"); rec.Code != http.StatusOK {
-		t.Fatalf("first request: %d", rec.Code)
-	}
-	rec := do(h, "10.0.0.1:1000", "/register")
-	if rec.Code != http.StatusTooManyRequests {
-		t.Fatalf("second request: %d, want 429", rec.Code)
-	}
-	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
-		t.Errorf("Content-Type %q", ct)
-	}
-	want := `{"error":"Too many requests","error_code":8}`
-	if rec.Body.String() != want {
-		t.Errorf("body %s, want %s", rec.Body, want)
-	}
-	var e struct {
-		Error string `json:"error"`
-		Code  int    `json:"error_code"`
-	}
-	if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Code != teos.ErrCodeTooManyRequests {
-		t.Errorf("body %s: %+v %v", rec.Body, e, err)
-	}
-	if served.Load() != 1 {
-		t.Errorf("next served %d requests, want 1", served.Load())
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if total, _ := l.Waiting(alice); total == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			total, _ := l.Waiting(alice)
+			t.Fatalf("%d requests waiting, want %d", total, n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
-func TestBurstAndRefill(t *testing.T) {
-	h, clock, _ := newLimited(t, 2, 3)
-	for i := range 3 {
-		if rec := do(h, "10.0.0.1:1", "/add_appointment"); rec.Code != http.StatusOK {
-			t.Fatalf("request %d within the burst: %d", i, rec.Code)
+func TestRateOffReturnsNil(t *testing.T) {
+	if NewRate(RateConfig{Rate: 0}) != nil || NewRate(RateConfig{Rate: -1}) != nil {
+		t.Fatal("a rate <= 0 must turn the limit off")
+	}
+}
+
+func TestRateDelaysInArrivalOrder(t *testing.T) {
+	l := NewRate(RateConfig{Rate: 20, Burst: 1})
+	ctx := t.Context()
+	if d, err := l.Admit(ctx, admission(alice, "add_appointment")); err != nil || d != 0 {
+		t.Fatalf("within the burst: waited %v, %v", d, err)
+	}
+	const n = 10
+	var mu sync.Mutex
+	var order []int
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := l.Admit(ctx, admission(alice, "add_appointment")); err != nil {
+				t.Errorf("request %d refused: %v", i, err)
+				return
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+		}()
+		// Queued (or served) before the next one arrives.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			total, _ := l.Waiting(alice)
+			if total+len(snapshot(&mu, &order)) == i+1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("request %d never queued", i)
+			}
 		}
 	}
-	if rec := do(h, "10.0.0.1:1", "/add_appointment"); rec.Code != http.StatusTooManyRequests {
-		t.Fatalf("past the burst: %d", rec.Code)
-	}
-	clock.advance(499 * time.Millisecond) // 0.998 tokens: not yet
-	if rec := do(h, "10.0.0.1:1", "/add_appointment"); rec.Code != http.StatusTooManyRequests {
-		t.Fatalf("before a token refilled: %d", rec.Code)
-	}
-	clock.advance(2 * time.Millisecond)
-	if rec := do(h, "10.0.0.1:1", "/add_appointment"); rec.Code != http.StatusOK {
-		t.Fatalf("after a token refilled: %d", rec.Code)
-	}
-	clock.advance(time.Hour) // refills to the burst, not beyond
-	for i := range 3 {
-		if rec := do(h, "10.0.0.1:1", "/add_appointment"); rec.Code != http.StatusOK {
-			t.Fatalf("request %d after an hour: %d", i, rec.Code)
-		}
-	}
-	if rec := do(h, "10.0.0.1:1", "/add_appointment"); rec.Code != http.StatusTooManyRequests {
-		t.Fatalf("bucket grew past its burst: %d", rec.Code)
-	}
-}
-
-func TestPerAddressAndEndpoint(t *testing.T) {
-	h, _, _ := newLimited(t, 1, 1)
-	for _, tc := range []struct {
-		remote, path string
-		want         int
-	}{
-		{"10.0.0.1:1", "/register", 200},
-		{"10.0.0.1:2", "/register", 429}, // another port, same address
-		{"10.0.0.2:1", "/register", 200}, // another address
-		{"[2001:db8::1]:1", "/register", 200},
-		{"[2001:db8::1]:9", "/register", 429},
-		{"10.0.0.1:1", "/add_appointment", 200}, // another endpoint
-		{"10.0.0.1:1", "/get_appointment", 200},
-		{"10.0.0.1:1", "/get_subscription_info", 200},
-		{"10.0.0.1:1", "/register/extra", 429}, // routed by first segment, like httpapi
-		{"10.0.0.1:1", "/made_up", 200},        // unknown paths share one bucket
-		{"10.0.0.1:1", "/another_made_up", 429},
-	} {
-		if rec := do(h, tc.remote, tc.path); rec.Code != tc.want {
-			t.Errorf("%s %s: %d, want %d", tc.remote, tc.path, rec.Code, tc.want)
+	wg.Wait()
+	for i, got := range order {
+		if got != i {
+			t.Fatalf("served in order %v, want arrival order", order)
 		}
 	}
 }
 
-func TestOffByDefault(t *testing.T) {
-	next := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
-	for _, rate := range []float64{0, -1} {
-		if _, ok := RateLimit(next, RateConfig{Rate: rate, Burst: 5}).(*limiter); ok {
-			t.Errorf("rate %v: limiter installed", rate)
-		}
-	}
-	h, _, served := newLimited(t, 0, 0)
-	for range 100 {
-		if rec := do(h, "10.0.0.1:1", "/register"); rec.Code != http.StatusOK {
-			t.Fatalf("rate 0: %d", rec.Code)
-		}
-	}
-	if served.Load() != 100 {
-		t.Fatalf("served %d", served.Load())
-	}
+func snapshot(mu *sync.Mutex, s *[]int) []int {
+	mu.Lock()
+	defer mu.Unlock()
+	return append([]int(nil), *s...)
 }
 
-func TestDefaultBurst(t *testing.T) {
-	h, _, _ := newLimited(t, 2.5, 0) // burst ceil(2.5) = 3
-	codes := make([]int, 4)
-	for i := range codes {
-		codes[i] = do(h, "10.0.0.1:1", "/ping").Code
-	}
-	if codes[2] != 200 || codes[3] != 429 {
-		t.Fatalf("codes %v, want three 200 then 429", codes)
-	}
-}
-
-func TestSweepForgetsIdleClients(t *testing.T) {
-	h, clock, _ := newLimited(t, 1, 2)
-	for i := range 50 {
-		do(h, net.JoinHostPort("10.1.0."+itoa3(i), "1"), "/register")
-	}
-	l := h.(*limiter)
-	if l.size() != 50 {
-		t.Fatalf("%d buckets, want 50", l.size())
-	}
-	clock.advance(sweepEvery)
-	do(h, "10.2.0.1:1", "/register")
-	if l.size() != 1 {
-		t.Fatalf("%d buckets after the sweep, want 1", l.size())
-	}
-}
-
-func itoa3(i int) string { return string(rune('0'+i/10)) + string(rune('0'+i%10)) }
-
-// TestListenerBound holds connections open and checks the next one is not served until one
-// of them closes.
-func TestListenerBound(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+func TestRateRefusesPastMaxDelay(t *testing.T) {
+	l := NewRate(RateConfig{Rate: 1, Burst: 1, MaxDelay: 1500 * time.Millisecond})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	if _, err := l.Admit(ctx, admission(alice, "register")); err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = io.WriteString(w, "ok")
-	})}
-	go func() { _ = srv.Serve(Listener(ln, 2)) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	go func() { _, _ = l.Admit(ctx, admission(alice, "register")) }() // its turn is in ~1 s
+	waitWaiting(t, l, 1)
+	start := time.Now()
+	if _, err := l.Admit(ctx, admission(alice, "register")); !errors.Is(err, ErrDelayTooLong) {
+		t.Fatalf("a turn ~2 s away with a 1.5 s bound: %v, want ErrDelayTooLong", err)
+	}
+	if time.Since(start) > time.Second {
+		t.Error("a request that cannot be served in time should be refused at once, not held")
+	}
+	// Other endpoints and addresses have their own bucket.
+	if d, err := l.Admit(ctx, admission(alice, "get_appointment")); err != nil || d != 0 {
+		t.Errorf("another endpoint: waited %v, %v", d, err)
+	}
+	if d, err := l.Admit(ctx, admission(bob, "register")); err != nil || d != 0 {
+		t.Errorf("another address: waited %v, %v", d, err)
+	}
+}
 
-	dial := func() net.Conn {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
+func TestRateWaitingBounds(t *testing.T) {
+	// One token per 100 s: everything past the burst waits until cancelled.
+	l := NewRate(RateConfig{Rate: 0.01, Burst: 1, MaxDelay: time.Hour, MaxWaitingPerAddress: 2, MaxWaiting: 3, MaxWaitingBytes: 1 << 20})
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	hold := func(a httpapi.Admission) {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, _ = l.Admit(ctx, a) }()
+	}
+	for _, ep := range []string{"register", "get_appointment"} {
+		if _, err := l.Admit(ctx, admission(alice, ep)); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { c.Close() })
-		return c
 	}
-	get := func(c net.Conn, wait time.Duration) (string, error) {
-		if _, err := io.WriteString(c, "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-			return "", err
+	if _, err := l.Admit(ctx, admission(bob, "register")); err != nil {
+		t.Fatal(err)
+	}
+	hold(admission(alice, "register"))
+	waitWaiting(t, l, 1)
+	hold(admission(alice, "get_appointment")) // the per-address bound spans endpoints
+	waitWaiting(t, l, 2)
+	if _, err := l.Admit(ctx, admission(alice, "register")); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("third waiting request from one address: %v, want ErrQueueFull", err)
+	}
+	hold(admission(bob, "register"))
+	waitWaiting(t, l, 3)
+	if _, err := l.Admit(ctx, httpapi.Admission{Client: clientaddr.Client{Addr: netip.MustParseAddr("10.0.0.3")}, Endpoint: "register"}); err != nil {
+		t.Fatalf("a fresh address within its burst is not held: %v", err)
+	}
+	if _, err := l.Admit(ctx, admission(netip.MustParseAddr("10.0.0.3"), "register")); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("past the global bound: %v, want ErrQueueFull", err)
+	}
+	// Bodies held while waiting are bounded too.
+	small := NewRate(RateConfig{Rate: 0.01, Burst: 1, MaxDelay: time.Hour, MaxWaitingBytes: 150})
+	for _, a := range []netip.Addr{alice, bob} {
+		if _, err := small.Admit(ctx, admission(a, "register")); err != nil {
+			t.Fatal(err)
 		}
-		_ = c.SetReadDeadline(time.Now().Add(wait))
-		buf := make([]byte, 512)
-		n, err := c.Read(buf)
-		return string(buf[:n]), err
 	}
-	held := []net.Conn{dial(), dial()}
-	for i, c := range held {
-		if got, err := get(c, 5*time.Second); err != nil || !strings.Contains(got, "200 OK") {
-			t.Fatalf("connection %d: %q %v", i, got, err)
-		}
-	}
-	third := dial() // the kernel accepts it, the server does not
-	if got, err := get(third, 300*time.Millisecond); err == nil || got != "" {
-		t.Fatalf("third connection served while two are open: %q", got)
-	}
-	held[0].Close()
-	_ = third.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 512)
-	n, err := third.Read(buf)
-	if err != nil || !strings.Contains(string(buf[:n]), "200 OK") {
-		t.Fatalf("third connection after one closed: %q %v", buf[:n], err)
+	wg.Add(1)
+	go func() { defer wg.Done(); _, _ = small.Admit(ctx, admission(alice, "register")) }()
+	waitWaiting(t, small, 1)
+	if _, err := small.Admit(ctx, admission(bob, "register")); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("200 bytes waiting with a 150-byte bound: %v, want ErrQueueFull", err)
 	}
 }
 
-func TestListenerUnlimited(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+func TestRateClientGoneFreesItsPlace(t *testing.T) {
+	l := NewRate(RateConfig{Rate: 0.01, Burst: 1, MaxDelay: time.Hour, MaxWaitingPerAddress: 1})
+	if _, err := l.Admit(t.Context(), admission(alice, "register")); err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	if Listener(ln, 0) != ln || Listener(ln, -1) != ln {
-		t.Fatal("max <= 0 wrapped the listener")
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { _, err := l.Admit(ctx, admission(alice, "register")); errc <- err }()
+	waitWaiting(t, l, 1)
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled waiter: %v", err)
+	}
+	if total, mine := l.Waiting(alice); total != 0 || mine != 0 {
+		t.Fatalf("after the client left: %d waiting (%d from it), want 0", total, mine)
+	}
+	ctx2, cancel2 := context.WithCancel(t.Context())
+	defer cancel2()
+	go func() { _, _ = l.Admit(ctx2, admission(alice, "register")) }()
+	waitWaiting(t, l, 1) // the place was free again
+}
+
+func TestRateSweepsIdleQueues(t *testing.T) {
+	l := NewRate(RateConfig{Rate: 1000, Burst: 1})
+	for i := range 50 {
+		a := netip.AddrFrom4([4]byte{10, 1, 0, byte(i)})
+		if _, err := l.Admit(t.Context(), admission(a, "register")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l.size() != 50 {
+		t.Fatalf("%d queues, want 50", l.size())
+	}
+	l.mu.Lock()
+	l.lastSweep = time.Now().Add(-2 * sweepEvery) // the next request sweeps
+	l.mu.Unlock()
+	time.Sleep(5 * time.Millisecond) // 1000/s: every bucket refilled
+	if _, err := l.Admit(t.Context(), admission(alice, "register")); err != nil {
+		t.Fatal(err)
+	}
+	if n := l.size(); n != 1 {
+		t.Fatalf("%d queues after the sweep, want 1 (the one just used)", n)
+	}
+}
+
+// registerOnly answers Register; the other methods are never called here.
+type registerOnly struct {
+	teosv2.PublicTowerServicesClient
+}
+
+func (registerOnly) Register(context.Context, *commonv2.RegisterRequest, ...grpc.CallOption) (*commonv2.RegisterResponse, error) {
+	return &commonv2.RegisterResponse{UserId: make([]byte, 33)}, nil
+}
+
+// TestRateOverHTTP puts the gate behind httpapi on a real server: past the burst a
+// request is delayed and then served; /ping never waits; a request that cannot be served
+// in time gets 503 / 32 in rust-teos's words; a client that hangs up frees its place.
+func TestRateOverHTTP(t *testing.T) {
+	l := NewRate(RateConfig{Rate: 2, Burst: 1, MaxDelay: 1200 * time.Millisecond, MaxWaitingPerAddress: 1})
+	var mu sync.Mutex
+	var seen []httpapi.Exchange
+	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{Client: registerOnly{}, Gate: l,
+		Observer: httpapi.ObserverFunc(func(e httpapi.Exchange) { mu.Lock(); seen = append(seen, e); mu.Unlock() })}))
+	defer srv.Close()
+	register := func(ctx context.Context) (int, string, error) {
+		body := `{"user_id":"02` + strings.Repeat("11", 32) + `"}`
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/register", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), nil
+	}
+	if code, body, err := register(t.Context()); err != nil || code != http.StatusOK {
+		t.Fatalf("first register: %d %s %v", code, body, err)
+	}
+	// The second waits ~0.5 s for its token, then is served.
+	if code, body, err := register(t.Context()); err != nil || code != http.StatusOK {
+		t.Fatalf("second register, delayed: %d %s %v", code, body, err)
+	}
+	// Empty the bucket, queue one (~0.5 s), then one more would need ~1.5 s > 1.2 s.
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _, _, _ = register(ctx) }()
+	waitWaiting(t, l, 1)
+	code, body, err := register(t.Context())
+	if err != nil || code != http.StatusServiceUnavailable || body != `{"error":"Service currently unavailable","error_code":32}` {
+		t.Fatalf("past the bound: %d %s %v", code, body, err)
+	}
+	for range 20 {
+		resp, err := srv.Client().Get(srv.URL + "/ping")
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("ping under the rate limit: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+	cancel() // the waiting client hangs up
+	<-done
+	waitWaiting(t, l, 0)
+
+	mu.Lock()
+	defer mu.Unlock()
+	var refused, held, gone int
+	for _, e := range seen {
+		if e.Status == httpapi.StatusClientClosedRequest && !e.Refused {
+			gone++
+		}
+		if e.Refused && e.Status == http.StatusServiceUnavailable && e.ErrorCode == 32 && e.Endpoint == "register" {
+			refused++
+		}
+		if e.Held > 0 && e.Status == http.StatusOK {
+			held++
+		}
+	}
+	if refused != 1 || held != 1 || gone != 1 {
+		t.Errorf("observer saw %d refused (want 1), %d held then served (want 1), %d gone (want 1): %+v", refused, held, gone, seen)
+	}
+}
+
+func TestRequestsCapsForwardedClientsOnly(t *testing.T) {
+	r := NewRequests(2)
+	carol := clientaddr.Client{Addr: alice, Forwarded: true}
+	rel1, ok1 := r.Acquire(carol)
+	rel2, ok2 := r.Acquire(carol)
+	if !ok1 || !ok2 {
+		t.Fatal("within the cap refused")
+	}
+	if _, ok := r.Acquire(carol); ok {
+		t.Fatal("a third request in flight from one forwarded client accepted")
+	}
+	if _, ok := r.Acquire(clientaddr.Client{Addr: bob, Forwarded: true}); !ok {
+		t.Fatal("another forwarded client refused")
+	}
+	for range 5 { // direct clients are the Listener's business
+		if _, ok := r.Acquire(clientaddr.Client{Addr: alice}); !ok {
+			t.Fatal("a direct client counted")
+		}
+	}
+	rel1()
+	rel1() // twice is once
+	if r.InFlight(alice) != 1 {
+		t.Fatalf("%d in flight after one release, want 1", r.InFlight(alice))
+	}
+	if _, ok := r.Acquire(carol); !ok {
+		t.Fatal("a freed place was not reused")
+	}
+	rel2()
+	if NewRequests(0) != nil {
+		t.Fatal("max 0 must mean no cap")
+	}
+	if rel, ok := (*Requests)(nil).Acquire(carol); !ok || rel == nil {
+		t.Fatal("a nil cap must admit")
 	}
 }

@@ -1,11 +1,11 @@
-package inspector
+package serdejson
 
 // The decoder is checked against real serde_json output. testdata/serde_json_1.0.138.txt
 // holds answers of testdata/serde-oracle (the serde, serde_json and hex versions rust-teos
 // locks) for a varied set of bodies; TestSerdeCorpus replays them. To compare against the
 // oracle directly and regenerate the corpus, build it and run
 //
-//	TEOS_SERDE_ORACLE=path/to/serde-oracle go test ./internal/inspector -run Oracle
+//	TEOS_SERDE_ORACLE=path/to/serde-oracle go test ./internal/serdejson -run Oracle
 //
 // Rust's char tables may be newer than Go's: a code point only one of them knows prints
 // escaped by the other, so such cases are left out of the corpus.
@@ -24,10 +24,33 @@ import (
 
 const corpusFile = "testdata/serde_json_1.0.138.txt"
 
+// The request structs of rust-teos's public API, named as there (the names appear in messages).
+var (
+	registerSpec = &Struct{Name: "RegisterRequest", Fields: []Field{
+		{Name: "user_id", Kind: KindHex},
+	}}
+	appointmentSpec = &Struct{Name: "Appointment", Fields: []Field{
+		{Name: "locator", Kind: KindHex},
+		{Name: "encrypted_blob", Kind: KindHex},
+		{Name: "to_self_delay", Kind: KindU32},
+	}}
+	addAppointmentSpec = &Struct{Name: "AddAppointmentRequest", Fields: []Field{
+		{Name: "appointment", Kind: KindStruct, Optional: true, Sub: appointmentSpec},
+		{Name: "signature", Kind: KindString},
+	}}
+	getAppointmentSpec = &Struct{Name: "GetAppointmentRequest", Fields: []Field{
+		{Name: "locator", Kind: KindHex},
+		{Name: "signature", Kind: KindString},
+	}}
+	getSubscriptionInfoSpec = &Struct{Name: "GetSubscriptionInfoRequest", Fields: []Field{
+		{Name: "signature", Kind: KindString},
+	}}
+)
+
 // describe renders what the decoder made of body in the oracle's format.
 func describe(endpoint string, body []byte) string {
-	specs := map[string]*structSpec{"register": registerSpec, "add": addAppointmentSpec, "get": getAppointmentSpec, "sub": getSubscriptionInfoSpec}
-	vals, err := decodeBody(body, specs[endpoint])
+	specs := map[string]*Struct{"register": registerSpec, "add": addAppointmentSpec, "get": getAppointmentSpec, "sub": getSubscriptionInfoSpec}
+	vals, err := Decode(body, specs[endpoint])
 	if err != nil {
 		return "ERR " + err.String()
 	}
@@ -41,17 +64,17 @@ func describe(endpoint string, body []byte) string {
 	var out string
 	switch endpoint {
 	case "register":
-		out = fmt.Sprintf("OK RegisterRequest { user_id: %s }", bs(vals[0].bytes))
+		out = fmt.Sprintf("OK RegisterRequest { user_id: %s }", bs(vals[0].Bytes))
 	case "add":
 		a := "None"
-		if v := vals[0]; v != nil && !v.null {
-			a = fmt.Sprintf("Some(Appointment { locator: %s, encrypted_blob: %s, to_self_delay: %d })", bs(v.sub[0].bytes), bs(v.sub[1].bytes), v.sub[2].u32)
+		if v := vals[0]; v != nil && !v.Null {
+			a = fmt.Sprintf("Some(Appointment { locator: %s, encrypted_blob: %s, to_self_delay: %d })", bs(v.Sub[0].Bytes), bs(v.Sub[1].Bytes), v.Sub[2].U32)
 		}
-		out = fmt.Sprintf("OK AddAppointmentRequest { appointment: %s, signature: %s }", a, rustStrDebug(vals[1].str))
+		out = fmt.Sprintf("OK AddAppointmentRequest { appointment: %s, signature: %s }", a, rustStrDebug(vals[1].Str))
 	case "get":
-		out = fmt.Sprintf("OK GetAppointmentRequest { locator: %s, signature: %s }", bs(vals[0].bytes), rustStrDebug(vals[1].str))
+		out = fmt.Sprintf("OK GetAppointmentRequest { locator: %s, signature: %s }", bs(vals[0].Bytes), rustStrDebug(vals[1].Str))
 	default:
-		out = fmt.Sprintf("OK GetSubscriptionInfoRequest { signature: %s }", rustStrDebug(vals[0].str))
+		out = fmt.Sprintf("OK GetSubscriptionInfoRequest { signature: %s }", rustStrDebug(vals[0].Str))
 	}
 	return strings.ReplaceAll(out, "\n", "\\n")
 }

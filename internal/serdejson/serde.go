@@ -1,10 +1,9 @@
-package inspector
-
-// rust-teos decodes request bodies with serde_json into derive(Deserialize) structs and
-// picks the error code by searching serde's message for substrings. Go's encoding/json
-// differs in ways clients can see (case-insensitive keys, last duplicate wins, other
-// messages), so this file reads a body in the same order serde_json does and words its
-// errors the same way, including the " at line L column C" suffix.
+// Package serdejson decodes JSON request bodies exactly as serde_json 1.0 does into
+// derive(Deserialize) structs, and words its errors the same way, including the
+// " at line L column C" suffix. rust-teos picks the error code by searching serde's message
+// for substrings, and Go's encoding/json differs in ways clients can see (case-insensitive
+// keys, last duplicate wins, other messages), so the public API decodes with this instead.
+package serdejson
 
 import (
 	"bytes"
@@ -47,49 +46,55 @@ const (
 	expectSeq    = "a sequence"
 )
 
-type kind int
+// Kind is the Rust type of a field, as far as the decoder needs to know it.
+type Kind int
 
 const (
-	kindHex     kind = iota // Vec<u8> through hex::serde
-	kindString              // String
-	kindU32                 // u32
-	kindStruct              // a nested struct; Option<struct> when optional
-	kindRawList             // Vec<Box<RawValue>>: a list whose elements are kept as raw JSON
+	KindHex     Kind = iota // Vec<u8> through hex::serde
+	KindString              // String
+	KindU32                 // u32
+	KindStruct              // a nested struct; Option<struct> when optional
+	KindRawList             // Vec<Box<RawValue>>: a list whose elements are kept as raw JSON
 )
 
-type fieldSpec struct {
-	name     string
-	kind     kind
-	optional bool // only Option<T> fields may be absent
-	sub      *structSpec
+// Field is one field of a Struct.
+type Field struct {
+	Name     string
+	Kind     Kind
+	Optional bool // only Option<T> fields may be absent
+	Sub      *Struct
 }
 
-// structSpec mirrors one prost message with serde derives: its Rust name (used in
+// Struct mirrors one prost message with serde derives: its Rust name (used in
 // messages) and its fields in declaration order (the order serde checks for missing ones).
-type structSpec struct {
-	name   string
-	fields []fieldSpec
+type Struct struct {
+	Name   string
+	Fields []Field
 }
 
-// value is one decoded field. A nil *value slot means the field was absent; a value with
-// null set is an Option given as JSON null.
-type value struct {
-	null  bool
-	bytes []byte
-	str   string
-	u32   uint32
-	sub   []*value
-	raw   [][]byte // kindRawList elements, slices of the body
+// Value is one decoded field. A nil *Value slot means the field was absent; a Value with
+// Null set is an Option given as JSON null.
+type Value struct {
+	Null  bool
+	Bytes []byte
+	Str   string
+	U32   uint32
+	Sub   []*Value
+	Raw   [][]byte // KindRawList elements, slices of the body
 }
 
-// serdeError is a serde_json error. line 0 means no position yet: serde_json adds the
+// Error is a serde_json error. line 0 means no position yet: serde_json adds the
 // position where the error surfaces, as fix_position does.
-type serdeError struct {
+type Error struct {
 	msg       string
 	line, col int
 }
 
-func (e *serdeError) String() string {
+// Error is the message serde_json's Display would print.
+func (e *Error) Error() string { return e.String() }
+
+// String is Error.
+func (e *Error) String() string {
 	if e.line == 0 {
 		return e.msg
 	}
@@ -101,8 +106,8 @@ type decoder struct {
 	pos  int
 }
 
-// decodeBody reads body as serde_json::from_slice would into the struct s.
-func decodeBody(body []byte, s *structSpec) ([]*value, *serdeError) {
+// Decode reads body as serde_json::from_slice would into the struct s.
+func Decode(body []byte, s *Struct) ([]*Value, *Error) {
 	d := &decoder{data: body}
 	vals, err := d.decodeStruct(s)
 	if err != nil {
@@ -122,19 +127,19 @@ func (d *decoder) position(i int) (line, col int) {
 }
 
 // errHere is serde_json's Deserializer::error: the position of what was consumed.
-func (d *decoder) errHere(msg string) *serdeError {
+func (d *decoder) errHere(msg string) *Error {
 	line, col := d.position(d.pos)
-	return &serdeError{msg: msg, line: line, col: col}
+	return &Error{msg: msg, line: line, col: col}
 }
 
 // errPeek is serde_json's peek_error: the position counting the peeked byte.
-func (d *decoder) errPeek(msg string) *serdeError {
+func (d *decoder) errPeek(msg string) *Error {
 	line, col := d.position(min(len(d.data), d.pos+1))
-	return &serdeError{msg: msg, line: line, col: col}
+	return &Error{msg: msg, line: line, col: col}
 }
 
 // fix gives a visitor's error (no position yet) the current position.
-func (d *decoder) fix(err *serdeError) *serdeError {
+func (d *decoder) fix(err *Error) *Error {
 	if err.line == 0 {
 		err.line, err.col = d.position(d.pos)
 	}
@@ -183,14 +188,14 @@ func (d *decoder) skipWhitespace() (byte, bool) {
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // decodeStruct is deserialize_struct: an object, or an array taken field by field.
-func (d *decoder) decodeStruct(s *structSpec) ([]*value, *serdeError) {
+func (d *decoder) decodeStruct(s *Struct) ([]*Value, *Error) {
 	c, ok := d.skipWhitespace()
 	if !ok {
 		return nil, d.errPeek(msgEOFValue)
 	}
 	var (
-		vals []*value
-		err  *serdeError
+		vals []*Value
+		err  *Error
 	)
 	switch c {
 	case '{':
@@ -208,7 +213,7 @@ func (d *decoder) decodeStruct(s *structSpec) ([]*value, *serdeError) {
 			err = endErr
 		}
 	default:
-		err = d.invalidType("struct " + s.name)
+		err = d.invalidType("struct " + s.Name)
 	}
 	if err != nil {
 		return nil, d.fix(err)
@@ -216,8 +221,8 @@ func (d *decoder) decodeStruct(s *structSpec) ([]*value, *serdeError) {
 	return vals, nil
 }
 
-func (d *decoder) visitMap(s *structSpec) ([]*value, *serdeError) {
-	vals := make([]*value, len(s.fields))
+func (d *decoder) visitMap(s *Struct) ([]*Value, *Error) {
+	vals := make([]*Value, len(s.Fields))
 	for first := true; ; first = false {
 		key, done, err := d.nextKey(first)
 		if err != nil {
@@ -228,7 +233,7 @@ func (d *decoder) visitMap(s *structSpec) ([]*value, *serdeError) {
 		}
 		i := fieldIndex(s, key)
 		if i >= 0 && vals[i] != nil {
-			return nil, &serdeError{msg: fmt.Sprintf("duplicate field `%s`", key)}
+			return nil, &Error{msg: fmt.Sprintf("duplicate field `%s`", key)}
 		}
 		if err := d.parseColon(); err != nil {
 			return nil, err
@@ -239,22 +244,22 @@ func (d *decoder) visitMap(s *structSpec) ([]*value, *serdeError) {
 			}
 			continue
 		}
-		v, err := d.decodeField(s.fields[i])
+		v, err := d.decodeField(s.Fields[i])
 		if err != nil {
 			return nil, err
 		}
 		vals[i] = v
 	}
-	for i, f := range s.fields {
-		if vals[i] == nil && !f.optional {
-			return nil, &serdeError{msg: fmt.Sprintf("missing field `%s`", f.name)}
+	for i, f := range s.Fields {
+		if vals[i] == nil && !f.Optional {
+			return nil, &Error{msg: fmt.Sprintf("missing field `%s`", f.Name)}
 		}
 	}
 	return vals, nil
 }
 
 // nextKey is MapAccess::next_key_seed: done is set when the closing brace is next.
-func (d *decoder) nextKey(first bool) (key string, done bool, err *serdeError) {
+func (d *decoder) nextKey(first bool) (key string, done bool, err *Error) {
 	c, ok := d.skipWhitespace()
 	switch {
 	case !ok:
@@ -281,7 +286,7 @@ func (d *decoder) nextKey(first bool) (key string, done bool, err *serdeError) {
 	}
 }
 
-func (d *decoder) parseColon() *serdeError {
+func (d *decoder) parseColon() *Error {
 	c, ok := d.skipWhitespace()
 	switch {
 	case !ok:
@@ -293,7 +298,7 @@ func (d *decoder) parseColon() *serdeError {
 	return nil
 }
 
-func (d *decoder) endMap() *serdeError {
+func (d *decoder) endMap() *Error {
 	c, ok := d.skipWhitespace()
 	switch {
 	case !ok:
@@ -308,20 +313,20 @@ func (d *decoder) endMap() *serdeError {
 	}
 }
 
-func (d *decoder) visitSeq(s *structSpec) ([]*value, *serdeError) {
-	vals := make([]*value, len(s.fields))
-	for i, f := range s.fields {
+func (d *decoder) visitSeq(s *Struct) ([]*Value, *Error) {
+	vals := make([]*Value, len(s.Fields))
+	for i, f := range s.Fields {
 		more, err := d.nextElement(i == 0)
 		if err != nil {
 			return nil, err
 		}
 		if !more {
 			plural := "s"
-			if len(s.fields) == 1 {
+			if len(s.Fields) == 1 {
 				plural = ""
 			}
-			return nil, &serdeError{msg: fmt.Sprintf("invalid length %d, expected struct %s with %d element%s",
-				i, s.name, len(s.fields), plural)}
+			return nil, &Error{msg: fmt.Sprintf("invalid length %d, expected struct %s with %d element%s",
+				i, s.Name, len(s.Fields), plural)}
 		}
 		v, err := d.decodeField(f)
 		if err != nil {
@@ -333,7 +338,7 @@ func (d *decoder) visitSeq(s *structSpec) ([]*value, *serdeError) {
 }
 
 // nextElement is SeqAccess::next_element_seed up to the element itself.
-func (d *decoder) nextElement(first bool) (bool, *serdeError) {
+func (d *decoder) nextElement(first bool) (bool, *Error) {
 	c, ok := d.skipWhitespace()
 	switch {
 	case !ok:
@@ -355,7 +360,7 @@ func (d *decoder) nextElement(first bool) (bool, *serdeError) {
 	return true, nil
 }
 
-func (d *decoder) endSeq() *serdeError {
+func (d *decoder) endSeq() *Error {
 	c, ok := d.skipWhitespace()
 	switch {
 	case !ok:
@@ -374,67 +379,67 @@ func (d *decoder) endSeq() *serdeError {
 	}
 }
 
-func fieldIndex(s *structSpec, name string) int {
-	for i, f := range s.fields {
-		if f.name == name {
+func fieldIndex(s *Struct, name string) int {
+	for i, f := range s.Fields {
+		if f.Name == name {
 			return i
 		}
 	}
 	return -1
 }
 
-func (d *decoder) decodeField(f fieldSpec) (*value, *serdeError) {
-	switch f.kind {
-	case kindHex:
+func (d *decoder) decodeField(f Field) (*Value, *Error) {
+	switch f.Kind {
+	case KindHex:
 		s, err := d.decodeString(expectHex)
 		if err != nil {
 			return nil, err
 		}
 		b, msg := decodeHex(s)
 		if msg != "" {
-			return nil, d.fix(&serdeError{msg: msg})
+			return nil, d.fix(&Error{msg: msg})
 		}
-		return &value{bytes: b}, nil
-	case kindString:
+		return &Value{Bytes: b}, nil
+	case KindString:
 		s, err := d.decodeString(expectString)
 		if err != nil {
 			return nil, err
 		}
-		return &value{str: s}, nil
-	case kindU32:
+		return &Value{Str: s}, nil
+	case KindU32:
 		n, err := d.decodeU32()
 		if err != nil {
 			return nil, err
 		}
-		return &value{u32: n}, nil
-	case kindRawList:
+		return &Value{U32: n}, nil
+	case KindRawList:
 		raw, err := d.decodeRawList()
 		if err != nil {
 			return nil, err
 		}
-		return &value{raw: raw}, nil
+		return &Value{Raw: raw}, nil
 	default:
-		if f.optional {
+		if f.Optional {
 			// deserialize_option: null is None, anything else is parsed as the struct.
 			if c, ok := d.skipWhitespace(); ok && c == 'n' {
 				d.pos++
 				if err := d.parseIdent("ull"); err != nil {
 					return nil, err
 				}
-				return &value{null: true}, nil
+				return &Value{Null: true}, nil
 			}
 		}
-		sub, err := d.decodeStruct(f.sub)
+		sub, err := d.decodeStruct(f.Sub)
 		if err != nil {
 			return nil, err
 		}
-		return &value{sub: sub}, nil
+		return &Value{Sub: sub}, nil
 	}
 }
 
 // decodeRawList is deserialize_seq into Vec<Box<RawValue>>: every element's syntax is
 // checked and its bytes kept, so each can be decoded later as a body of its own.
-func (d *decoder) decodeRawList() ([][]byte, *serdeError) {
+func (d *decoder) decodeRawList() ([][]byte, *Error) {
 	c, ok := d.skipWhitespace()
 	if !ok {
 		return nil, d.errPeek(msgEOFValue)
@@ -444,7 +449,7 @@ func (d *decoder) decodeRawList() ([][]byte, *serdeError) {
 	}
 	d.pos++
 	raw := [][]byte{} // an empty list is not absent
-	var err *serdeError
+	var err *Error
 	for first := true; ; first = false {
 		var more bool
 		if more, err = d.nextElement(first); err != nil || !more {
@@ -466,7 +471,7 @@ func (d *decoder) decodeRawList() ([][]byte, *serdeError) {
 }
 
 // decodeString is deserialize_str with a visitor that only takes strings.
-func (d *decoder) decodeString(expected string) (string, *serdeError) {
+func (d *decoder) decodeString(expected string) (string, *Error) {
 	c, ok := d.skipWhitespace()
 	if !ok {
 		return "", d.errPeek(msgEOFValue)
@@ -479,14 +484,14 @@ func (d *decoder) decodeString(expected string) (string, *serdeError) {
 }
 
 // decodeU32 is deserialize_u32: serde takes any JSON integer and range-checks it.
-func (d *decoder) decodeU32() (uint32, *serdeError) {
+func (d *decoder) decodeU32() (uint32, *Error) {
 	c, ok := d.skipWhitespace()
 	if !ok {
 		return 0, d.errPeek(msgEOFValue)
 	}
 	var (
 		n   number
-		err *serdeError
+		err *Error
 	)
 	switch {
 	case c == '-':
@@ -503,19 +508,19 @@ func (d *decoder) decodeU32() (uint32, *serdeError) {
 	switch n.kind {
 	case numUnsigned:
 		if n.u > math.MaxUint32 {
-			return 0, d.fix(&serdeError{msg: fmt.Sprintf("invalid value: %s, expected %s", n.unexpected(), expectU32)})
+			return 0, d.fix(&Error{msg: fmt.Sprintf("invalid value: %s, expected %s", n.unexpected(), expectU32)})
 		}
 		return uint32(n.u), nil
 	case numSigned:
-		return 0, d.fix(&serdeError{msg: fmt.Sprintf("invalid value: %s, expected %s", n.unexpected(), expectU32)})
+		return 0, d.fix(&Error{msg: fmt.Sprintf("invalid value: %s, expected %s", n.unexpected(), expectU32)})
 	default:
-		return 0, d.fix(&serdeError{msg: fmt.Sprintf("invalid type: %s, expected %s", n.unexpected(), expectU32)})
+		return 0, d.fix(&Error{msg: fmt.Sprintf("invalid type: %s, expected %s", n.unexpected(), expectU32)})
 	}
 }
 
 // invalidType is peek_invalid_type: it reads the offending value (except arrays and
 // objects) to describe it. The caller fixes the position.
-func (d *decoder) invalidType(expected string) *serdeError {
+func (d *decoder) invalidType(expected string) *Error {
 	c := d.peekOrNull()
 	var unexpected string
 	switch {
@@ -561,10 +566,10 @@ func (d *decoder) invalidType(expected string) *serdeError {
 	default:
 		return d.errPeek(msgExpectedValue)
 	}
-	return &serdeError{msg: fmt.Sprintf("invalid type: %s, expected %s", unexpected, expected)}
+	return &Error{msg: fmt.Sprintf("invalid type: %s, expected %s", unexpected, expected)}
 }
 
-func (d *decoder) parseIdent(rest string) *serdeError {
+func (d *decoder) parseIdent(rest string) *Error {
 	for i := 0; i < len(rest); i++ {
 		c, ok := d.next()
 		if !ok {
@@ -579,7 +584,7 @@ func (d *decoder) parseIdent(rest string) *serdeError {
 
 // parseStr reads a string whose opening quote has been consumed, validating escapes and
 // UTF-8 as serde_json does for strings it hands to a visitor.
-func (d *decoder) parseStr() (string, *serdeError) {
+func (d *decoder) parseStr() (string, *Error) {
 	var sb []byte
 	start := d.pos
 	for {
@@ -600,7 +605,7 @@ func (d *decoder) parseStr() (string, *serdeError) {
 		case '\\':
 			sb = append(sb, d.data[start:d.pos]...)
 			d.pos++
-			var err *serdeError
+			var err *Error
 			if sb, err = d.parseEscape(sb); err != nil {
 				return "", err
 			}
@@ -612,7 +617,7 @@ func (d *decoder) parseStr() (string, *serdeError) {
 	}
 }
 
-func (d *decoder) parseEscape(sb []byte) ([]byte, *serdeError) {
+func (d *decoder) parseEscape(sb []byte) ([]byte, *Error) {
 	c, ok := d.next()
 	if !ok {
 		return nil, d.errHere(msgEOFString)
@@ -638,7 +643,7 @@ func (d *decoder) parseEscape(sb []byte) ([]byte, *serdeError) {
 }
 
 // parseUnicodeEscape decodes \uXXXX (the "\u" consumed); surrogates must come in pairs.
-func (d *decoder) parseUnicodeEscape(sb []byte) ([]byte, *serdeError) {
+func (d *decoder) parseUnicodeEscape(sb []byte) ([]byte, *Error) {
 	n, err := d.decodeHexEscape()
 	if err != nil {
 		return nil, err
@@ -670,7 +675,7 @@ func (d *decoder) parseUnicodeEscape(sb []byte) ([]byte, *serdeError) {
 	return utf8.AppendRune(sb, r), nil
 }
 
-func (d *decoder) decodeHexEscape() (uint16, *serdeError) {
+func (d *decoder) decodeHexEscape() (uint16, *Error) {
 	if len(d.data)-d.pos < 4 {
 		d.pos = len(d.data)
 		return 0, d.errHere(msgEOFString)
@@ -755,7 +760,7 @@ func u64Overflows(n, digit uint64) bool { return n > (math.MaxUint64-digit)/10 }
 // false). Floats are computed the way serde_json does without its float_roundtrip
 // feature (rust-teos does not enable it): a u64 significand times a power of ten, not
 // always the correctly rounded value.
-func (d *decoder) parseNumber(positive bool) (number, *serdeError) {
+func (d *decoder) parseNumber(positive bool) (number, *Error) {
 	c, ok := d.next()
 	if !ok {
 		return number{}, d.errHere(msgEOFValue)
@@ -785,14 +790,14 @@ func (d *decoder) parseNumber(positive bool) (number, *serdeError) {
 	}
 }
 
-func (d *decoder) float(f float64, err *serdeError) (number, *serdeError) {
+func (d *decoder) float(f float64, err *Error) (number, *Error) {
 	if err != nil {
 		return number{}, err
 	}
 	return number{kind: numFloat, f: f}, nil
 }
 
-func (d *decoder) parseNumberTail(positive bool, significand uint64) (number, *serdeError) {
+func (d *decoder) parseNumberTail(positive bool, significand uint64) (number, *Error) {
 	switch d.peekOrNull() {
 	case '.':
 		return d.float(d.parseDecimal(positive, significand, 0))
@@ -810,7 +815,7 @@ func (d *decoder) parseNumberTail(positive bool, significand uint64) (number, *s
 	}
 }
 
-func (d *decoder) parseLongInteger(positive bool, significand uint64) (float64, *serdeError) {
+func (d *decoder) parseLongInteger(positive bool, significand uint64) (float64, *Error) {
 	var exponent int32
 	for {
 		switch c := d.peekOrNull(); {
@@ -827,7 +832,7 @@ func (d *decoder) parseLongInteger(positive bool, significand uint64) (float64, 
 	}
 }
 
-func (d *decoder) parseDecimal(positive bool, significand uint64, exponentBefore int32) (float64, *serdeError) {
+func (d *decoder) parseDecimal(positive bool, significand uint64, exponentBefore int32) (float64, *Error) {
 	d.pos++ // '.'
 	var exponentAfter int32
 	for isDigit(d.peekOrNull()) {
@@ -859,7 +864,7 @@ func (d *decoder) parseDecimal(positive bool, significand uint64, exponentBefore
 	return d.f64FromParts(positive, significand, exponent)
 }
 
-func (d *decoder) parseExponent(positive bool, significand uint64, startingExp int32) (float64, *serdeError) {
+func (d *decoder) parseExponent(positive bool, significand uint64, startingExp int32) (float64, *Error) {
 	d.pos++ // 'e'
 	positiveExp := true
 	switch d.peekOrNull() {
@@ -911,7 +916,7 @@ var pow10 = func() [309]float64 {
 	return t
 }()
 
-func (d *decoder) f64FromParts(positive bool, significand uint64, exponent int32) (float64, *serdeError) {
+func (d *decoder) f64FromParts(positive bool, significand uint64, exponent int32) (float64, *Error) {
 	f := float64(significand)
 	for {
 		abs := int64(exponent)
@@ -946,7 +951,7 @@ func (d *decoder) f64FromParts(positive bool, significand uint64, exponent int32
 
 // ignoreValue is serde_json's ignore_value: it checks the syntax of a value nobody reads.
 // Unlike parsed strings, ignored ones are not checked for UTF-8 or surrogate pairs.
-func (d *decoder) ignoreValue() *serdeError {
+func (d *decoder) ignoreValue() *Error {
 	var stack []byte // enclosing '[' / '{'
 	for {
 		c, ok := d.skipWhitespace()
@@ -1046,7 +1051,7 @@ func (d *decoder) ignoreValue() *serdeError {
 	}
 }
 
-func (d *decoder) ignoreStr() *serdeError {
+func (d *decoder) ignoreStr() *Error {
 	for {
 		for d.pos < len(d.data) && d.data[d.pos] != '"' && d.data[d.pos] != '\\' && d.data[d.pos] >= 0x20 {
 			d.pos++
@@ -1080,7 +1085,7 @@ func (d *decoder) ignoreStr() *serdeError {
 }
 
 // ignoreNumber is ignore_integer and friends (the '-' already consumed).
-func (d *decoder) ignoreNumber() *serdeError {
+func (d *decoder) ignoreNumber() *Error {
 	c := d.peekOrNull()
 	switch {
 	case c == '0':

@@ -1,0 +1,139 @@
+package limits
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+)
+
+// serve runs an HTTP server on a loopback Listener with cfg.
+func serve(t *testing.T, cfg ListenerConfig) (*Listener, string) {
+	t.Helper()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewListener(inner, cfg)
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }),
+		ReadHeaderTimeout: 30 * time.Second,
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return l, inner.Addr().String()
+}
+
+func dialFrom(t *testing.T, local, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// closedByServer reports whether the server closed c (EOF or reset) rather than keeping
+// it open; it waits at most wait for the answer.
+func closedByServer(c net.Conn, wait time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	_, err := c.Read(make([]byte, 1))
+	return err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+func get(t *testing.T, local, addr string) error {
+	t.Helper()
+	tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}).DialContext}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("http://" + addr + "/ping")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+func TestListenerPerAddressCap(t *testing.T) {
+	l, addr := serve(t, ListenerConfig{Max: 100, MaxPerAddress: 3})
+	attacker := netip.MustParseAddr("127.0.0.2")
+	for range 3 {
+		dialFrom(t, "127.0.0.2", addr)
+	}
+	waitOpen(t, l, attacker, 3)
+	excess := dialFrom(t, "127.0.0.2", addr)
+	if !closedByServer(excess, 10*time.Second) {
+		t.Fatal("a connection past the per-address cap was kept open")
+	}
+	if l.Refused() != 1 || l.Open(attacker) != 3 {
+		t.Fatalf("refused %d (want 1), open from the attacker %d (want 3)", l.Refused(), l.Open(attacker))
+	}
+	if err := get(t, "127.0.0.1", addr); err != nil {
+		t.Fatalf("another address is served: %v", err)
+	}
+}
+
+func TestListenerExemptAddressHasNoCap(t *testing.T) {
+	proxy := netip.MustParseAddr("127.0.0.3")
+	l, addr := serve(t, ListenerConfig{MaxPerAddress: 1, Exempt: func(a netip.Addr) bool { return a == proxy }})
+	for range 3 {
+		dialFrom(t, "127.0.0.3", addr)
+	}
+	if err := get(t, "127.0.0.3", addr); err != nil {
+		t.Fatalf("a trusted proxy's fourth connection: %v", err)
+	}
+	if l.Refused() != 0 {
+		t.Fatalf("%d connections of an exempt address refused", l.Refused())
+	}
+}
+
+func TestListenerClosedConnectionsGiveTheirPlaceBack(t *testing.T) {
+	l, addr := serve(t, ListenerConfig{Max: 2, MaxPerAddress: 1})
+	for range 5 {
+		if err := get(t, "127.0.0.1", addr); err != nil { // each closes its connection after
+			t.Fatal(err)
+		}
+		waitOpen(t, l, netip.MustParseAddr("127.0.0.1"), 0)
+	}
+}
+
+// TestListenerFirstByteDeadline: a connection that sends nothing is closed after
+// FirstByte; one that has started its headers keeps the server's (longer) header timeout.
+func TestListenerFirstByteDeadline(t *testing.T) {
+	_, addr := serve(t, ListenerConfig{FirstByte: 300 * time.Millisecond})
+	silent := dialFrom(t, "127.0.0.1", addr)
+	started := dialFrom(t, "127.0.0.1", addr)
+	if _, err := io.WriteString(started, "GET /ping HTTP/1.1\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if !closedByServer(silent, 20*time.Second) {
+		t.Fatal("a silent connection outlived the first-byte deadline")
+	}
+	if closedByServer(started, 100*time.Millisecond) {
+		t.Fatal("a connection that sent its first bytes was cut at the first-byte deadline")
+	}
+	if _, err := io.WriteString(started, "Host: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = started.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 12)
+	if _, err := io.ReadFull(started, buf); err != nil || string(buf) != "HTTP/1.1 200" {
+		t.Fatalf("the started request: %q %v", buf, err)
+	}
+}
+
+func waitOpen(t *testing.T, l *Listener, addr netip.Addr, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Open(addr) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections open from %s, want %d", l.Open(addr), addr, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
