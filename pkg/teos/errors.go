@@ -9,7 +9,7 @@ const (
 	ErrCodeWrongFieldFormat                    = 5
 	ErrCodeInvalidRequestFormat                = 6
 	ErrCodeInvalidSignatureOrSubscriptionError = 7
-	ErrCodeTooManyRequests                     = 8 // teos-go extension: 429 from the opt-in rate limit (next free general code)
+	ErrCodeTooManyRequests                     = 8 // teos-go extension, no longer sent: the rate limit delays requests, then answers 503/32
 	ErrCodeServiceUnavailable                  = 32
 	ErrCodeAppointmentFieldTooSmall            = 33
 	ErrCodeAppointmentFieldTooBig              = 34
