@@ -553,17 +553,22 @@ func checkStore(t *testing.T, path string, tip, subscriptionSlots uint32, grante
 				t.Errorf("%s indexes %d appointments of %d", idx.name, len(seen), len(appts))
 			}
 		}
+		tracked := map[teos.UUID]bool{}
 		_ = bkt("trackers").ForEach(func(k, _ []byte) error {
 			if _, ok := appts[teos.UUID(k)]; !ok {
 				t.Errorf("tracker %x without its appointment", k)
 			}
+			tracked[teos.UUID(k)] = true
 			return nil
 		})
 		// Every queued hand-over has its appointment and a record that decodes: v1 || block
-		// hash || uvarint length || dispute.
+		// hash || uvarint length || dispute. Every mined dispute was answered by now, so one
+		// still queued can only be for an appointment that already has its tracker.
 		_ = bkt("handovers").ForEach(func(k, v []byte) error {
 			if _, ok := appts[teos.UUID(k)]; len(k) != teos.UUIDLen || !ok {
 				t.Errorf("queued hand-over %x without its appointment", k)
+			} else if !tracked[teos.UUID(k)] {
+				t.Errorf("queued hand-over %x never handed over: its appointment has no tracker", k)
 			}
 			head := 1 + chainhash.HashSize
 			if len(v) <= head || v[0] != 1 {
