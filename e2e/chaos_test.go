@@ -52,8 +52,8 @@ const (
 //     blob is invalid, so nothing is deleted without refund), and the locators listed are
 //     exactly those held; the same holds in the bbolt file;
 //   - the bbolt file passes tx.Check, and its buckets agree with each other: every index entry
-//     has its appointment and vice versa, every tracker has its appointment, the last block is
-//     btcd's tip.
+//     has its appointment and vice versa, every tracker and every queued hand-over has its
+//     appointment, the last block is btcd's tip.
 func TestChaos(t *testing.T) {
 	node := startNode(t)
 	c := newChain(t, node)
@@ -553,9 +553,31 @@ func checkStore(t *testing.T, path string, tip, subscriptionSlots uint32, grante
 				t.Errorf("%s indexes %d appointments of %d", idx.name, len(seen), len(appts))
 			}
 		}
+		tracked := map[teos.UUID]bool{}
 		_ = bkt("trackers").ForEach(func(k, _ []byte) error {
 			if _, ok := appts[teos.UUID(k)]; !ok {
 				t.Errorf("tracker %x without its appointment", k)
+			}
+			tracked[teos.UUID(k)] = true
+			return nil
+		})
+		// Every queued hand-over has its appointment and a record that decodes: v1 || block
+		// hash || uvarint length || dispute. Every mined dispute was answered by now, so one
+		// still queued can only be for an appointment that already has its tracker.
+		_ = bkt("handovers").ForEach(func(k, v []byte) error {
+			if _, ok := appts[teos.UUID(k)]; len(k) != teos.UUIDLen || !ok {
+				t.Errorf("queued hand-over %x without its appointment", k)
+			} else if !tracked[teos.UUID(k)] {
+				t.Errorf("queued hand-over %x never handed over: its appointment has no tracker", k)
+			}
+			head := 1 + chainhash.HashSize
+			if len(v) <= head || v[0] != 1 {
+				t.Errorf("hand-over record %x: %x", k, v)
+				return nil
+			}
+			n, size := binary.Uvarint(v[head:])
+			if size <= 0 || n == 0 || uint64(len(v)-head-size) != n {
+				t.Errorf("hand-over %x: dispute length %d in a %d-byte record", k, n, len(v))
 			}
 			return nil
 		})

@@ -70,13 +70,12 @@ type BlockRef struct {
 
 // Monitor tracks the chain tip the tower has processed.
 type Monitor struct {
-	cfg       Config
-	log       *slog.Logger
-	mu        sync.Mutex // serialises Poll; guards chain
-	chain     []BlockRef // last Window processed blocks, oldest first
-	height    atomic.Uint32
-	reachable atomic.Bool
-	lastMove  atomic.Int64 // unix nanos when the tip last moved
+	cfg      Config
+	log      *slog.Logger
+	mu       sync.Mutex // serialises Poll; guards chain
+	chain    []BlockRef // last Window processed blocks, oldest first
+	height   atomic.Uint32
+	lastMove atomic.Int64 // unix nanos when the tip last moved
 }
 
 // New returns a monitor whose processed tip is (tip, height). It loads the Window blocks below
@@ -104,7 +103,6 @@ func New(ctx context.Context, cfg Config, tip chainhash.Hash, height uint32) (*M
 	}
 	m.chain = chain
 	m.height.Store(height)
-	m.reachable.Store(true)
 	m.lastMove.Store(time.Now().UnixNano())
 	return m, nil
 }
@@ -127,9 +125,6 @@ func (m *Monitor) Recent() []BlockRef {
 	return append([]BlockRef(nil), m.chain...)
 }
 
-// Reachable reports whether the last call to bitcoind succeeded.
-func (m *Monitor) Reachable() bool { return m.reachable.Load() }
-
 // Poll brings the processed tip up to bitcoind's best block: it disconnects blocks that left the
 // best chain (tip first) and connects the new ones in order. A block becomes the tip only
 // after every listener has handled it, so a failure resumes at the same block; the tip is
@@ -139,15 +134,14 @@ func (m *Monitor) Poll(ctx context.Context) error {
 	defer m.mu.Unlock()
 	best, err := m.cfg.Source.BestBlockHash(ctx)
 	if err != nil {
-		return m.sourceErr(fmt.Errorf("get best block hash: %w", err))
+		return fmt.Errorf("get best block hash: %w", err)
 	}
-	m.reachable.Store(true)
 	if best == m.chain[len(m.chain)-1].Hash {
 		return nil
 	}
 	bestHeight, err := m.cfg.Source.BlockHeight(ctx, best)
 	if err != nil {
-		return m.sourceErr(fmt.Errorf("get height of %s: %w", best, err))
+		return fmt.Errorf("get height of %s: %w", best, err)
 	}
 	// Walk back from the new best block until a block we processed. However many blocks were
 	// missed, the walk ends there; it fails only if it passes below the oldest block we know,
@@ -164,7 +158,7 @@ func (m *Monitor) Poll(ctx context.Context) error {
 		}
 		hdr, err := m.cfg.Source.BlockHeader(ctx, hash)
 		if err != nil {
-			return m.sourceErr(fmt.Errorf("get header %s: %w", hash, err))
+			return fmt.Errorf("get header %s: %w", hash, err)
 		}
 		branch = append(branch, hash)
 		hash = hdr.PrevBlock
@@ -208,7 +202,7 @@ func (m *Monitor) indexOf(hash chainhash.Hash) int {
 func (m *Monitor) disconnect(ctx context.Context, top BlockRef) error {
 	hdr, err := m.cfg.Source.BlockHeader(ctx, top.Hash)
 	if err != nil {
-		return m.sourceErr(fmt.Errorf("get header %s: %w", top.Hash, err))
+		return fmt.Errorf("get header %s: %w", top.Hash, err)
 	}
 	for _, l := range m.cfg.Listeners {
 		if err := l.BlockDisconnected(ctx, hdr, top.Height); err != nil {
@@ -229,7 +223,7 @@ func (m *Monitor) connect(ctx context.Context, hash chainhash.Hash) error {
 	start := time.Now()
 	block, err := m.cfg.Source.Block(ctx, hash)
 	if err != nil {
-		return m.sourceErr(fmt.Errorf("get block %s: %w", hash, err))
+		return fmt.Errorf("get block %s: %w", hash, err)
 	}
 	height := m.chain[len(m.chain)-1].Height + 1
 	for _, l := range m.cfg.Listeners {
@@ -257,14 +251,6 @@ func (m *Monitor) persistTip() error {
 		return fmt.Errorf("persist tip: %w", err)
 	}
 	return nil
-}
-
-// sourceErr notes a failed call; the bitcoind client owns and logs reachability changes.
-func (m *Monitor) sourceErr(err error) error {
-	if m.cfg.IsTransient(err) {
-		m.reachable.Store(false)
-	}
-	return err
 }
 
 // isUnreachable recognises a transport failure by behaviour, as with net.Error.

@@ -200,18 +200,18 @@ func TestFailureResumesAtTheSameBlock(t *testing.T) {
 	}
 }
 
-func TestOutageMarksUnreachableAndSkipsNothing(t *testing.T) {
+func TestOutageSkipsNothing(t *testing.T) {
 	c, hs := newFakeChain(10)
 	var events []string
 	m, _ := newMonitor(t, c, hs[10], 10, &recorder{name: "l", events: &events})
 	c.down = true
 	added := c.extend(hs[10], 2)
-	if err := m.Poll(t.Context()); err == nil || m.Reachable() {
-		t.Fatalf("poll during outage: err %v, reachable %v", err, m.Reachable())
+	if err := m.Poll(t.Context()); !errors.Is(err, errDown) {
+		t.Fatalf("poll during outage: err %v, want %v", err, errDown)
 	}
 	c.down = false
-	if err := m.Poll(t.Context()); err != nil || !m.Reachable() {
-		t.Fatalf("poll after outage: err %v, reachable %v", err, m.Reachable())
+	if err := m.Poll(t.Context()); err != nil {
+		t.Fatalf("poll after outage: %v", err)
 	}
 	if len(events) != 2 || events[1] != fmt.Sprintf("l+12:%s", added[1]) {
 		t.Fatalf("events %v", events)
