@@ -59,11 +59,17 @@ func newHold(cfg *config.Config, log *slog.Logger, met **metrics.Metrics) grpcap
 	return h
 }
 
-// onBitcoindReachability feeds the gate from the bitcoind client, which logs the change.
-func onBitcoindReachability(h grpcapi.Hold) func(bool, error) {
+// onBitcoindReachability feeds the gate from the bitcoind client, which logs the change. When
+// bitcoind is back it also signals pollNow, so the chain monitor catches up and sends queued
+// hand-overs at once instead of at its next tick.
+func onBitcoindReachability(h grpcapi.Hold, pollNow chan<- struct{}) func(bool, error) {
 	return func(reachable bool, cause error) {
 		if reachable {
 			h.Bitcoind.Up()
+			select {
+			case pollNow <- struct{}{}:
+			default: // a poll is already due
+			}
 		} else {
 			h.Bitcoind.Down(cause)
 		}

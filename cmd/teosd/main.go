@@ -121,7 +121,8 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 
 	var met *metrics.Metrics // nil unless metrics_bind is set
 	held := newHold(cfg, log, &met)
-	btc, err := connectBitcoind(ctx, cfg, log, onBitcoindReachability(held))
+	pollNow := make(chan struct{}, 1) // the chain monitor polls at once when signalled
+	btc, err := connectBitcoind(ctx, cfg, log, onBitcoindReachability(held, pollNow))
 	if err != nil {
 		return err
 	}
@@ -140,7 +141,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		Logger:               log,
 	}, height)
 	resp := responder.New(responder.Config{Store: db, Carrier: carrier.New(btc, log), Logger: log}, height)
-	w := watcher.New(watcher.Config{Store: db, Gatekeeper: gk, Responder: resp, TowerKey: key, Logger: log})
+	w := watcher.New(watcher.Config{Store: db, Gatekeeper: gk, Responder: resp, TowerKey: key, Logger: log, Wake: pollNow})
 	chainCfg := chain.Config{
 		Source:      btc,
 		Store:       db,

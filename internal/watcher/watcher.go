@@ -51,6 +51,9 @@ type Config struct {
 	TowerKey   *btcec.PrivateKey
 	Responder  Responder
 	Logger     *slog.Logger
+	// Wake, if set, is the channel (capacity 1) HandOversQueued returns, so the composition
+	// root can also signal it, e.g. when bitcoind is back and queued hand-overs can go out.
+	Wake chan struct{}
 }
 
 // Watcher accepts appointments and watches for their breaches.
@@ -74,13 +77,17 @@ func New(cfg Config) *Watcher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	queued := cfg.Wake
+	if queued == nil {
+		queued = make(chan struct{}, 1)
+	}
 	return &Watcher{
 		store:     cfg.Store,
 		gk:        cfg.Gatekeeper,
 		key:       cfg.TowerKey,
 		responder: cfg.Responder,
 		log:       log.With("component", "watcher"),
-		queued:    make(chan struct{}, 1),
+		queued:    queued,
 	}
 }
 
