@@ -78,6 +78,9 @@ func Load(args []string, stderr io.Writer) (Config, []string, error) {
 		}
 		return Config{}, nil, fmt.Errorf("parse flags: %w", err)
 	}
+	if versionRequested(fs) {
+		return Config{}, nil, ErrVersion
+	}
 	if fs.NArg() > 0 {
 		return Config{}, nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
@@ -143,6 +146,7 @@ func newFlagSet(stderr io.Writer, into *Config, specs []flagSpec) *flag.FlagSet 
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&into.DataDir, "datadir", into.DataDir, "data directory")
+	addVersionFlag(fs)
 	for _, s := range specs {
 		switch p := s.field(into).(type) {
 		case *string:
