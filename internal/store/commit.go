@@ -104,6 +104,7 @@ func (c *committer) commit(calls []*writeCall) {
 	for _, call := range calls {
 		close(call.done)
 	}
+	filtersFor(c.db).maybeRebuild()
 }
 
 // errAllRefused rolls back a transaction in which every call was refused: nothing to commit.

@@ -85,12 +85,15 @@ type Options struct {
 	MaxBatchSize int
 	// NoSync skips fsync: only for tests and fixtures, a crash can then lose acknowledged data.
 	NoSync bool
+	// NoLocatorFilter looks every locator up in the index (locfilter.go): for measurements.
+	NoLocatorFilter bool
 }
 
 // Store is the tower's database. Its methods are safe for concurrent use.
 type Store struct {
-	db     *bolt.DB
-	writes *committer
+	db      *bolt.DB
+	writes  *committer
+	filters *locatorFilters // see locfilter.go
 }
 
 // Open opens or creates the database at path, creates any missing bucket and brings the
@@ -104,11 +107,16 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	saved := peekLocatorFilter(db) // before the first write below
 	if err := db.Update(initialise); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &Store{db: db, writes: newCommitter(db, opts.MaxBatchSize)}, nil
+	s := &Store{db: db, writes: newCommitter(db, opts.MaxBatchSize)}
+	if !opts.NoLocatorFilter {
+		s.filters = openLocatorFilter(db, saved)
+	}
+	return s, nil
 }
 
 func initialise(tx *bolt.Tx) error {
@@ -156,7 +164,11 @@ func putVersion(meta *bolt.Bucket, v uint32) error {
 // finish.
 func (s *Store) Close() error {
 	s.writes.close()
-	return s.db.Close()
+	ferr := s.filters.close()
+	if err := s.db.Close(); err != nil {
+		return err
+	}
+	return ferr
 }
 
 // Path returns the database file's path.
@@ -167,10 +179,11 @@ func (s *Store) Path() string { return s.db.Path() }
 type buckets struct {
 	meta, users, userExpiry, appointments, locatorIdx, userAppts, trackers *bolt.Bucket
 	pending                                                                recordCounts
+	filters                                                                *locatorFilters // nil in a bare bolt.DB
 }
 
 func openBuckets(tx *bolt.Tx) (*buckets, error) {
-	b := &buckets{}
+	b := &buckets{filters: filtersFor(tx.DB())}
 	for _, x := range []struct {
 		dst  **bolt.Bucket
 		name []byte
