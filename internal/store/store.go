@@ -210,17 +210,9 @@ func (s *Store) view(fn func(b *buckets) error) error {
 	})
 }
 
+// update runs fn in a transaction of its own, ahead of the queued batches (commit.go).
 func (s *Store) update(fn func(b *buckets) error) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b, err := openBuckets(tx)
-		if err != nil {
-			return err
-		}
-		if err := fn(b); err != nil {
-			return err
-		}
-		return b.flushCounts()
-	})
+	return s.writes.writeFirst(fn)
 }
 
 // batch runs fn in a group commit shared with concurrent writers (one fsync for all). fn may
