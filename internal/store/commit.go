@@ -144,6 +144,7 @@ func (c *committer) commitAlone(call *writeCall) {
 		return b.flushCounts()
 	})
 	close(call.done)
+	filtersFor(c.db).maybeRebuild()
 }
 
 func (c *committer) commit(calls []*writeCall) {

@@ -358,6 +358,10 @@ func (lf *locatorFilters) close() error {
 		return nil
 	}
 	lf.mu.Lock()
+	if lf.closed { // Store.Close may be called twice
+		lf.mu.Unlock()
+		return nil
+	}
 	lf.closed = true
 	close(lf.stop)
 	lf.mu.Unlock()

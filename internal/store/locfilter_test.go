@@ -296,3 +296,30 @@ func TestNoLocatorFilterOption(t *testing.T) {
 	waitFilter(t, s)
 	wantAllFound(t, s, locs)
 }
+
+func TestCloseTwice(t *testing.T) {
+	s := mustOpen(t, filepath.Join(t.TempDir(), "teos.db"), &Options{NoSync: true})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// A filter sized for a small store is rebuilt bigger once it holds twice its capacity.
+func TestLocatorFilterGrows(t *testing.T) {
+	s := mustOpen(t, filepath.Join(t.TempDir(), "teos.db"), &Options{NoSync: true})
+	defer s.Close()
+	waitFilter(t, s)
+	var locs []teos.Locator
+	for i := 0; i < 3; i++ {
+		locs = append(locs, fillStore(t, s, i*50_000, 50_000)...)
+	}
+	s.filters.wg.Wait()
+	st := s.LocatorFilterStats()
+	if st.Builds < 2 || st.Capacity < 100_000 {
+		t.Fatalf("%+v: want a rebuild to a capacity above 100k", st)
+	}
+	wantAllFound(t, s, locs[len(locs)-1000:])
+}
