@@ -72,6 +72,7 @@ func Load(args []string, stderr io.Writer) (Config, []string, error) {
 	fromFlags.DataDir = defaultDataDir
 	specs := flagSpecs()
 	fs := newFlagSet(stderr, &fromFlags, specs)
+	addVersionFlag(fs) // not a teos.toml key
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return Config{}, nil, err
@@ -146,7 +147,6 @@ func newFlagSet(stderr io.Writer, into *Config, specs []flagSpec) *flag.FlagSet 
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&into.DataDir, "datadir", into.DataDir, "data directory")
-	addVersionFlag(fs)
 	for _, s := range specs {
 		switch p := s.field(into).(type) {
 		case *string:

@@ -143,8 +143,8 @@ func (c *committer) commitAlone(call *writeCall) {
 		}
 		return b.flushCounts()
 	})
+	filtersFor(c.db).maybeRebuild() // before the caller returns: a rebuild it caused has started
 	close(call.done)
-	filtersFor(c.db).maybeRebuild()
 }
 
 func (c *committer) commit(calls []*writeCall) {
@@ -160,10 +160,10 @@ func (c *committer) commit(calls []*writeCall) {
 			}
 		}
 	}
+	filtersFor(c.db).maybeRebuild()
 	for _, call := range calls {
 		close(call.done)
 	}
-	filtersFor(c.db).maybeRebuild()
 }
 
 // errAllRefused rolls back a transaction in which every call was refused: nothing to commit.
