@@ -32,6 +32,7 @@ var (
 	// appointments: uuid(20) -> appointment record.
 	bktAppointments = []byte("appointments")
 	// locator_idx: locator(16) || uuid(20) -> empty; every user's appointments for a locator.
+	// Every put must also call b.addLocator in the same transaction (locfilter.go).
 	bktLocatorIdx = []byte("locator_idx")
 	// user_appts: user_id(33) || uuid(20) -> empty; a user's appointments, for cascades.
 	bktUserAppts = []byte("user_appts")
