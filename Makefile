@@ -2,7 +2,7 @@
 # Go modules and the pinned btcd (into .bin/) themselves.
 GO ?= go
 
-.PHONY: all build demo test test-short fuzz e2e bench proto proto-check vet fmt-check btcd clean
+.PHONY: all build demo test test-purego test-short fuzz e2e bench proto proto-check vet fmt-check btcd clean
 
 all: build
 
@@ -19,7 +19,13 @@ demo:
 # The whole suite, real btcd included; CI runs exactly this.
 test: btcd vet fmt-check
 	TEOS_REQUIRE_BTCD=1 $(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) test-purego
 	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+# The build without cgo (pure-Go secp256k1): everything builds, the crypto packages pass.
+test-purego:
+	CGO_ENABLED=0 $(GO) build ./...
+	CGO_ENABLED=0 $(GO) test -count=1 ./pkg/wtcrypto/... ./pkg/teos/... ./internal/gatekeeper/...
 
 # Every fuzz target for FUZZTIME each (5s by default; e.g. make fuzz FUZZTIME=10m).
 fuzz:

@@ -40,6 +40,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	compact := fs.Bool("compact", true, "compact the file after the fill (see compactFile)")
 	rebuild := fs.Bool("rebuild", false, "refill even if a matching fixture exists")
 	phase := fs.String("phase", "all", "all, fill or measure (all runs measure in a child process)")
+	locFilter := fs.Bool("locfilter", true, "use the store's in-memory locator filter (false: the baseline without it)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -64,7 +65,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%s holds no fixture of %d appointments for %d users", *db, *n, *users)
 		}
 		return measure(measureConfig{path: *db, blocks: *blocks, txs: *txs, matches: *matches, appointments: *n,
-			users: *users, seed: *seed, cold: *cold, cpuProfile: *cpuProfile, fileStats: *fileStats}, stdout)
+			users: *users, seed: *seed, cold: *cold, cpuProfile: *cpuProfile, fileStats: *fileStats, noFilter: !*locFilter}, stdout)
 	}
 
 	fmt.Fprintf(stdout, "teos-scale: n=%d users=%d db=%s\n", *n, *users, *db)

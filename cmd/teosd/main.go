@@ -58,6 +58,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
+	if errors.Is(err, config.ErrVersion) {
+		printVersion(stdout)
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "teosd:", err)
 		return 1

@@ -75,11 +75,15 @@ func Load(args []string, stderr io.Writer) (Config, []string, error) {
 	fromFlags.DataDir = defaultDataDir
 	specs := flagSpecs()
 	fs := newFlagSet(stderr, &fromFlags, specs)
+	addVersionFlag(fs) // not a teos.toml key
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return Config{}, nil, err
 		}
 		return Config{}, nil, fmt.Errorf("parse flags: %w", err)
+	}
+	if versionRequested(fs) {
+		return Config{}, nil, ErrVersion
 	}
 	if fs.NArg() > 0 {
 		return Config{}, nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))

@@ -366,3 +366,14 @@ func TestLoadHelp(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadVersionFlag(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"-V"}, {"--apiport", "1", "--version"}} {
+		if _, _, err := Load(args, io.Discard); !errors.Is(err, ErrVersion) {
+			t.Fatalf("Load(%q) err = %v, want ErrVersion", args, err)
+		}
+	}
+	if _, _, err := Load([]string{"--version=false", "--datadir", t.TempDir()}, io.Discard); err != nil {
+		t.Fatalf("--version=false: %v", err)
+	}
+}

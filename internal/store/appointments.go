@@ -77,6 +77,7 @@ func deleteAppointment(b *buckets, id teos.UUID) (*deletedAppointment, error) {
 		}
 	}
 	b.pending.appointments--
+	b.locatorDeleted()
 	if hadTracker {
 		b.pending.trackers--
 	}
@@ -205,6 +206,7 @@ func upsertAppointment(b *buckets, a *Appointment, record []byte, fn Appointment
 	if err := putAppointmentRecord(b, id, record); err != nil {
 		return UserInfo{}, fmt.Errorf("upsert appointment %s: %w", id, err)
 	}
+	b.addLocator(a.Locator) // before the put: see locfilter.go
 	if err := b.locatorIdx.Put(locatorKey(a.Locator, id), []byte{}); err != nil {
 		return UserInfo{}, fmt.Errorf("upsert appointment %s: %w", id, err)
 	}
@@ -280,6 +282,9 @@ func (s *Store) AppointmentsByLocator(loc teos.Locator) ([]*Appointment, error) 
 	var out []*Appointment
 	err := s.view(func(b *buckets) error {
 		out = nil
+		if !b.filters.mayContain(&loc) {
+			return nil
+		}
 		c := b.locatorIdx.Cursor()
 		k, _ := c.Seek(loc[:])
 		_, err := scanLocator(b, c, k, loc, func(_ teos.UUID, a *Appointment) error {
@@ -299,12 +304,12 @@ func (s *Store) AppointmentsByLocator(loc teos.Locator) ([]*Appointment, error) 
 // sorted and answered by one forward cursor pass over the locator index, so a block's worth
 // of misses costs little more than the seeks.
 func (s *Store) AppointmentsByLocators(locs []teos.Locator) (map[teos.Locator][]*Appointment, error) {
-	sorted := slices.Clone(locs)
-	slices.SortFunc(sorted, func(x, y teos.Locator) int { return bytes.Compare(x[:], y[:]) })
-	sorted = slices.Compact(sorted)
 	out := make(map[teos.Locator][]*Appointment)
 	err := s.view(func(b *buckets) error {
 		clear(out)
+		sorted := b.filters.maybeStored(locs) // in the transaction: see locfilter.go
+		slices.SortFunc(sorted, func(x, y teos.Locator) int { return bytes.Compare(x[:], y[:]) })
+		sorted = slices.Compact(sorted)
 		c := b.locatorIdx.Cursor()
 		var k []byte
 		for i, loc := range sorted {
@@ -339,6 +344,7 @@ func (s *Store) AppointmentsByLocators(locs []teos.Locator) (map[teos.Locator][]
 // entries, in one transaction. With refund, each owner gets teos.Slots(len(blob)) slots back
 // (saturating). UUIDs that are not stored are skipped.
 func (s *Store) DeleteAppointments(ids []teos.UUID, refund bool) error {
+	defer s.filters.maybeRebuild()
 	err := s.update(func(b *buckets) error { return deleteAppointments(b, ids, refund) })
 	if err != nil {
 		return fmt.Errorf("delete %d appointments: %w", len(ids), err)

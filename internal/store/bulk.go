@@ -78,6 +78,9 @@ func (s *Store) BulkLoad(users map[teos.UserID]UserInfo, appts []*Appointment) e
 		if err := putSorted(putAppt, func(e *entry) []byte { return e.id[:] }, func(e *entry) []byte { return e.record }); err != nil {
 			return err
 		}
+		for _, e := range entries {
+			b.addLocator(e.a.Locator) // see locfilter.go
+		}
 		if err := putSorted(b.locatorIdx.Put, func(e *entry) []byte { return locatorKey(e.a.Locator, e.id) }, empty); err != nil {
 			return err
 		}

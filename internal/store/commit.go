@@ -34,6 +34,7 @@ type committer struct {
 	mu     sync.RWMutex // guards closed against sends on a closed queue
 	closed bool
 	queue  chan *writeCall
+	urgent chan *writeCall // block-path writes: each committed alone, before the next batch
 	wg     sync.WaitGroup
 }
 
@@ -41,7 +42,7 @@ func newCommitter(db *bolt.DB, maxBatch int) *committer {
 	if maxBatch <= 0 {
 		maxBatch = defaultMaxBatch
 	}
-	c := &committer{db: db, maxBatch: maxBatch, queue: make(chan *writeCall, maxBatch)}
+	c := &committer{db: db, maxBatch: maxBatch, queue: make(chan *writeCall, maxBatch), urgent: make(chan *writeCall, 64)}
 	c.wg.Add(1)
 	go c.loop()
 	return c
@@ -68,24 +69,82 @@ func (c *committer) write(fn func(b *buckets) error) error {
 	return call.err
 }
 
+// writeFirst runs fn in a transaction of its own, ahead of every queued write, and returns
+// once it is committed (or fn's error). It is for the block path and other rare writes:
+// blocks first, adds wait at most for the commit in progress.
+func (c *committer) writeFirst(fn func(b *buckets) error) error {
+	call := &writeCall{fn: fn, done: make(chan struct{})}
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		return bolt.ErrDatabaseNotOpen
+	}
+	c.urgent <- call
+	c.mu.RUnlock()
+	<-call.done
+	return call.err
+}
+
 func (c *committer) loop() {
 	defer c.wg.Done()
-	for first := range c.queue {
-		calls := []*writeCall{first}
-	gather:
-		for len(calls) < c.maxBatch {
-			select {
-			case call, ok := <-c.queue:
-				if !ok {
+	queue, urgent := c.queue, c.urgent
+	for queue != nil || urgent != nil {
+		// Urgent writes first, whenever the writer is free.
+		select {
+		case call, ok := <-urgent:
+			if !ok {
+				urgent = nil
+			} else {
+				c.commitAlone(call)
+			}
+			continue
+		default:
+		}
+		select {
+		case call, ok := <-urgent:
+			if !ok {
+				urgent = nil
+			} else {
+				c.commitAlone(call)
+			}
+		case first, ok := <-queue:
+			if !ok {
+				queue = nil
+				continue
+			}
+			calls := []*writeCall{first}
+		gather:
+			// An urgent write arriving ends the gathering: it goes right after this batch.
+			for len(calls) < c.maxBatch && len(c.urgent) == 0 {
+				select {
+				case call, ok := <-queue:
+					if !ok {
+						queue = nil
+						break gather
+					}
+					calls = append(calls, call)
+				default:
 					break gather
 				}
-				calls = append(calls, call)
-			default:
-				break gather
 			}
+			c.commit(calls)
 		}
-		c.commit(calls)
 	}
+}
+
+func (c *committer) commitAlone(call *writeCall) {
+	call.err = c.db.Update(func(tx *bolt.Tx) error {
+		b, err := openBuckets(tx)
+		if err != nil {
+			return err
+		}
+		if err := call.fn(b); err != nil {
+			return err
+		}
+		return b.flushCounts()
+	})
+	filtersFor(c.db).maybeRebuild() // before the caller returns: a rebuild it caused has started
+	close(call.done)
 }
 
 func (c *committer) commit(calls []*writeCall) {
@@ -101,6 +160,7 @@ func (c *committer) commit(calls []*writeCall) {
 			}
 		}
 	}
+	filtersFor(c.db).maybeRebuild()
 	for _, call := range calls {
 		close(call.done)
 	}
@@ -142,6 +202,7 @@ func (c *committer) close() {
 	if !c.closed {
 		c.closed = true
 		close(c.queue)
+		close(c.urgent)
 	}
 	c.mu.Unlock()
 	c.wg.Wait()

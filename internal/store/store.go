@@ -34,6 +34,7 @@ var (
 	// appointments: uuid(20) -> appointment record.
 	bktAppointments = []byte("appointments")
 	// locator_idx: locator(16) || uuid(20) -> empty; every user's appointments for a locator.
+	// Every put must also call b.addLocator in the same transaction (locfilter.go).
 	bktLocatorIdx = []byte("locator_idx")
 	// user_appts: user_id(33) || uuid(20) -> empty; a user's appointments, for cascades.
 	bktUserAppts = []byte("user_appts")
@@ -91,12 +92,15 @@ type Options struct {
 	MaxBatchSize int
 	// NoSync skips fsync: only for tests and fixtures, a crash can then lose acknowledged data.
 	NoSync bool
+	// NoLocatorFilter looks every locator up in the index (locfilter.go): for measurements.
+	NoLocatorFilter bool
 }
 
 // Store is the tower's database. Its methods are safe for concurrent use.
 type Store struct {
-	db     *bolt.DB
-	writes *committer
+	db      *bolt.DB
+	writes  *committer
+	filters *locatorFilters // see locfilter.go
 }
 
 // Open opens or creates the database at path, creates any missing bucket and brings the
@@ -110,11 +114,16 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	saved := peekLocatorFilter(db) // before the first write below
 	if err := db.Update(initialise); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &Store{db: db, writes: newCommitter(db, opts.MaxBatchSize)}, nil
+	s := &Store{db: db, writes: newCommitter(db, opts.MaxBatchSize)}
+	if !opts.NoLocatorFilter {
+		s.filters = openLocatorFilter(db, saved)
+	}
+	return s, nil
 }
 
 func initialise(tx *bolt.Tx) error {
@@ -162,7 +171,11 @@ func putVersion(meta *bolt.Bucket, v uint32) error {
 // finish.
 func (s *Store) Close() error {
 	s.writes.close()
-	return s.db.Close()
+	ferr := s.filters.close()
+	if err := s.db.Close(); err != nil {
+		return err
+	}
+	return ferr
 }
 
 // Path returns the database file's path.
@@ -173,10 +186,11 @@ func (s *Store) Path() string { return s.db.Path() }
 type buckets struct {
 	meta, users, userExpiry, appointments, locatorIdx, userAppts, trackers, handOvers *bolt.Bucket
 	pending                                                                           recordCounts
+	filters                                                                           *locatorFilters // nil in a bare bolt.DB
 }
 
 func openBuckets(tx *bolt.Tx) (*buckets, error) {
-	b := &buckets{}
+	b := &buckets{filters: filtersFor(tx.DB())}
 	for _, x := range []struct {
 		dst  **bolt.Bucket
 		name []byte
@@ -203,17 +217,9 @@ func (s *Store) view(fn func(b *buckets) error) error {
 	})
 }
 
+// update runs fn in a transaction of its own, ahead of the queued batches (commit.go).
 func (s *Store) update(fn func(b *buckets) error) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b, err := openBuckets(tx)
-		if err != nil {
-			return err
-		}
-		if err := fn(b); err != nil {
-			return err
-		}
-		return b.flushCounts()
-	})
+	return s.writes.writeFirst(fn)
 }
 
 // batch runs fn in a group commit shared with concurrent writers (one fsync for all). fn may

@@ -9,6 +9,7 @@ import (
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcec/v2/ecdsa"
 	"github.com/teos-go/teos/pkg/teos"
+	"github.com/teos-go/teos/pkg/wtcrypto/secp"
 )
 
 // ErrInvalidSignature is wrapped by every error RecoverUserID returns.
@@ -24,20 +25,36 @@ const (
 )
 
 // messageDigest is SHA256(SHA256(prefix || msg)), the hash lnd and CLN sign.
-func messageDigest(msg []byte) []byte {
+func messageDigest(msg []byte) [32]byte {
 	h := sha256.New()
 	h.Write([]byte(signedMessagePrefix))
 	h.Write(msg)
-	first := h.Sum(nil)
-	second := sha256.Sum256(first)
-	return second[:]
+	var first [32]byte
+	h.Sum(first[:0])
+	return sha256.Sum256(first[:])
 }
 
 // SignMessage signs msg the way lnd and CLN signmessage do and returns the zbase32 text of
 // the 65-byte recoverable signature.
 func SignMessage(msg []byte, sk *btcec.PrivateKey) string {
-	return EncodeZBase32(ecdsa.SignCompact(sk, messageDigest(msg), true))
+	digest := messageDigest(msg)
+	var key [32]byte
+	sk.Key.PutBytes(&key)
+	rs, recid, err := secp.SignCompact(&digest, &key)
+	clear(key[:])
+	if err != nil {
+		// Only the zero key gets here; keep btcec's answer for it.
+		return EncodeZBase32(ecdsa.SignCompact(sk, digest[:], true))
+	}
+	var raw [compactSigLen]byte
+	raw[0] = minCompressedHeader + recid
+	copy(raw[1:], rs[:])
+	return EncodeZBase32(raw[:])
 }
+
+// Secp256k1Implementation names the secp256k1 code in use: "libsecp256k1" (cgo) or
+// "pure-go".
+func Secp256k1Implementation() string { return secp.Implementation() }
 
 // RecoverUserID returns the compressed public key whose signature over msg is sig.
 func RecoverUserID(msg []byte, sig string) (teos.UserID, error) {
@@ -52,11 +69,12 @@ func RecoverUserID(msg []byte, sig string) (teos.UserID, error) {
 	if raw[0] < minCompressedHeader || raw[0] > maxCompressedHeader {
 		return id, fmt.Errorf("%w: header byte %d", ErrInvalidSignature, raw[0])
 	}
-	pk, _, err := ecdsa.RecoverCompact(raw, messageDigest(msg))
+	digest := messageDigest(msg)
+	pub, err := secp.RecoverCompressed(&digest, (*[64]byte)(raw[1:]), raw[0]-minCompressedHeader)
 	if err != nil {
 		return id, fmt.Errorf("%w: %w", ErrInvalidSignature, err)
 	}
-	return teos.UserIDFromPubKey(pk), nil
+	return teos.UserID(pub), nil
 }
 
 // VerifySignature reports whether sig over msg was made by signer.
