@@ -80,6 +80,11 @@ type Config struct {
 	APIMaxConnections uint32  `toml:"api_max_connections"`
 	APIRateLimit      float64 `toml:"api_rate_limit"`
 	APIRateBurst      uint32  `toml:"api_rate_burst"`
+
+	// Who may register, teos-go extensions (registration.go).
+	Registration     string `toml:"registration"`
+	RegistrationRate uint32 `toml:"registration_rate"`
+	MaxStoredBytes   uint64 `toml:"max_stored_bytes"`
 }
 
 // Default returns the rust-teos v0.2 defaults. They do not pass Validate on
@@ -107,6 +112,7 @@ func Default() Config {
 		InternalAPIBind:        "127.0.0.1",
 		InternalAPIPort:        50051,
 		APIMaxConnections:      1024,
+		Registration:           RegistrationOpen,
 	}
 }
 
@@ -170,6 +176,7 @@ func (c *Config) Validate() error {
 	if !(c.APIRateLimit >= 0) || math.IsInf(c.APIRateLimit, 0) { // NaN fails >= too
 		errs = append(errs, fmt.Errorf("api_rate_limit %v: %w", c.APIRateLimit, ErrBadLimit))
 	}
+	errs = append(errs, c.validateRegistration()...)
 	return errors.Join(errs...)
 }
 

@@ -57,6 +57,9 @@ func flagSpecs() []flagSpec {
 		{"apimaxconnections", "teos-go extension: most open public API connections (0 = unlimited)", func(c *Config) any { return &c.APIMaxConnections }, replace},
 		{"apiratelimit", "teos-go extension: public API requests per second per client address and endpoint (0 = off)", func(c *Config) any { return &c.APIRateLimit }, replace},
 		{"apirateburst", "teos-go extension: public API request burst per client address and endpoint (0 = ceil(apiratelimit))", func(c *Config) any { return &c.APIRateBurst }, replace},
+		{"registration", "teos-go extension: who may register, open or allowlist (users added with teos-cli adduser)", func(c *Config) any { return &c.Registration }, replace},
+		{"registrationrate", "teos-go extension: registrations per client address per minute in open mode (0 = off)", func(c *Config) any { return &c.RegistrationRate }, replace},
+		{"maxstoredbytes", "teos-go extension: refuse registrations once the database holds this many bytes (0 = off)", func(c *Config) any { return &c.MaxStoredBytes }, replace},
 	}
 }
 
@@ -153,6 +156,8 @@ func newFlagSet(stderr io.Writer, into *Config, specs []flagSpec) *flag.FlagSet 
 			fs.Var((*uint16Value)(p), s.name, s.usage)
 		case *uint32:
 			fs.Var((*uint32Value)(p), s.name, s.usage)
+		case *uint64:
+			fs.Uint64Var(p, s.name, *p, s.usage)
 		case *float64:
 			fs.Float64Var(p, s.name, *p, s.usage)
 		case *time.Duration:
@@ -177,6 +182,8 @@ func apply(dst, src any, m merge) {
 		*d = *src.(*uint16)
 	case *uint32:
 		*d = *src.(*uint32)
+	case *uint64:
+		*d = *src.(*uint64)
 	case *float64:
 		*d = *src.(*float64)
 	case *time.Duration:

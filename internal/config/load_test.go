@@ -266,6 +266,7 @@ func TestRustTeosFileLoadsUnchanged(t *testing.T) {
 		PollingDelta:    5,
 		InternalAPIBind: "127.0.0.2", InternalAPIPort: 50052,
 		APIMaxConnections: 1024, // a teos-go key: the default
+		Registration:      "open",
 	}
 	if cfg != want {
 		t.Fatalf("Load() =\n%+v\nwant\n%+v", cfg, want)
@@ -322,8 +323,8 @@ func TestFlagNamesFollowKeys(t *testing.T) {
 	})
 	want := []string{
 		"apibind", "apimaxconnections", "apiport", "apirateburst", "apiratelimit", "btcnetwork", "btcrpcconnect", "btcrpccookie", "btcrpcpassword", "btcrpcport",
-		"btcrpcuser", "datadir", "debug", "depsdebug", "forceupdate", "metricsbind", "onionhiddenserviceport",
-		"overwritekey", "pollinginterval", "rpcbind", "rpcport", "torcontrolport", "torsupport",
+		"btcrpcuser", "datadir", "debug", "depsdebug", "forceupdate", "maxstoredbytes", "metricsbind", "onionhiddenserviceport",
+		"overwritekey", "pollinginterval", "registration", "registrationrate", "rpcbind", "rpcport", "torcontrolport", "torsupport",
 	}
 	if !reflect.DeepEqual(names, want) {
 		t.Fatalf("flags = %q\nwant %q", names, want)
