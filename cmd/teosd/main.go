@@ -133,6 +133,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		SubscriptionSlots:    cfg.SubscriptionSlots,
 		SubscriptionDuration: cfg.SubscriptionDuration,
 		ExpiryDelta:          cfg.ExpiryDelta,
+		Admission:            admission(cfg, db), // registration.go
 		Logger:               log,
 	}, height)
 	resp := responder.New(responder.Config{Store: db, Carrier: carrier.New(btc, log), Logger: log}, height)
@@ -250,6 +251,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		Shutdown:  shutdown,
 		Logger:    log,
 	}))
+	teosv2.RegisterPrivateTowerExtensionsServer(rpcSrv, grpcapi.NewPrivateExtensions(db, log))
 
 	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -257,6 +259,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	}
 	defer conn.Close()
 	api := httpapi.NewWithExtensions(teosv2.NewPublicTowerServicesClient(conn), teosv2.NewPublicTowerExtensionsClient(conn), log)
+	api = limitRegistrations(api, cfg) // registration.go
 	// Inside the metrics wrapper, so 429s are counted too.
 	api = limits.RateLimit(api, limits.RateConfig{
 		Rate: cfg.APIRateLimit, Burst: int(cfg.APIRateBurst), Endpoints: limits.PublicEndpoints})

@@ -57,8 +57,11 @@ func (p *Public) Register(_ context.Context, req *commonv2.RegisterRequest) (*co
 		return nil, status.Error(codes.Unavailable, msgUnavailable)
 	}
 	r, err := p.watcher.Register(req.GetUserId())
+	var refused *gatekeeper.RegistrationRefusedError
 	switch {
 	case err == nil:
+	case errors.As(err, &refused): // teos-go's registration policy: rust-teos's registration error shape
+		return nil, status.Error(codes.ResourceExhausted, refused.Message)
 	case errors.Is(err, watcher.ErrInvalidUserID):
 		return nil, status.Error(codes.InvalidArgument, msgInvalidUserID)
 	case errors.Is(err, gatekeeper.ErrMaxSlots):

@@ -74,6 +74,7 @@ func NewWithExtensions(client teosv2.PublicTowerServicesClient, ext teosv2.Publi
 	// Extensions (extensions.go); GET /info is routed in ServeHTTP.
 	if ext != nil {
 		h.endpoints["add_appointments"] = endpoint{addAppointmentsBodyLimit, h.addAppointments}
+		h.endpoints["delete_appointment"] = endpoint{deleteAppointmentBodyLimit, h.deleteAppointment} // delete.go
 	}
 	return h
 }

@@ -313,6 +313,324 @@ func (x *GetInfoResponse) GetExtensions() []string {
 	return nil
 }
 
+type DeleteAppointmentRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Locator []byte                 `protobuf:"bytes,1,opt,name=locator,proto3" json:"locator,omitempty"`
+	// The user's signature of "Delete appointment <locator hex>".
+	Signature     string `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteAppointmentRequest) Reset() {
+	*x = DeleteAppointmentRequest{}
+	mi := &file_teos_v2_extensions_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAppointmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAppointmentRequest) ProtoMessage() {}
+
+func (x *DeleteAppointmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_teos_v2_extensions_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAppointmentRequest.ProtoReflect.Descriptor instead.
+func (*DeleteAppointmentRequest) Descriptor() ([]byte, []int) {
+	return file_teos_v2_extensions_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *DeleteAppointmentRequest) GetLocator() []byte {
+	if x != nil {
+		return x.Locator
+	}
+	return nil
+}
+
+func (x *DeleteAppointmentRequest) GetSignature() string {
+	if x != nil {
+		return x.Signature
+	}
+	return ""
+}
+
+// DeleteAppointmentResponse is the deletion receipt; the tower signs
+// "deletion_accepted:" || signature of the request || be32(deletion_block).
+type DeleteAppointmentResponse struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Locator            []byte                 `protobuf:"bytes,1,opt,name=locator,proto3" json:"locator,omitempty"`
+	DeletionBlock      uint32                 `protobuf:"varint,2,opt,name=deletion_block,json=deletionBlock,proto3" json:"deletion_block,omitempty"`
+	Signature          string                 `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	AvailableSlots     uint32                 `protobuf:"varint,4,opt,name=available_slots,json=availableSlots,proto3" json:"available_slots,omitempty"`
+	SubscriptionExpiry uint32                 `protobuf:"varint,5,opt,name=subscription_expiry,json=subscriptionExpiry,proto3" json:"subscription_expiry,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *DeleteAppointmentResponse) Reset() {
+	*x = DeleteAppointmentResponse{}
+	mi := &file_teos_v2_extensions_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAppointmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAppointmentResponse) ProtoMessage() {}
+
+func (x *DeleteAppointmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_teos_v2_extensions_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAppointmentResponse.ProtoReflect.Descriptor instead.
+func (*DeleteAppointmentResponse) Descriptor() ([]byte, []int) {
+	return file_teos_v2_extensions_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DeleteAppointmentResponse) GetLocator() []byte {
+	if x != nil {
+		return x.Locator
+	}
+	return nil
+}
+
+func (x *DeleteAppointmentResponse) GetDeletionBlock() uint32 {
+	if x != nil {
+		return x.DeletionBlock
+	}
+	return 0
+}
+
+func (x *DeleteAppointmentResponse) GetSignature() string {
+	if x != nil {
+		return x.Signature
+	}
+	return ""
+}
+
+func (x *DeleteAppointmentResponse) GetAvailableSlots() uint32 {
+	if x != nil {
+		return x.AvailableSlots
+	}
+	return 0
+}
+
+func (x *DeleteAppointmentResponse) GetSubscriptionExpiry() uint32 {
+	if x != nil {
+		return x.SubscriptionExpiry
+	}
+	return 0
+}
+
+// AddAppointmentsStreamResponse carries the results of one durable commit
+// group: results[k] answers request item first + k.
+type AddAppointmentsStreamResponse struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	First         uint32                  `protobuf:"varint,1,opt,name=first,proto3" json:"first,omitempty"`
+	Results       []*AddAppointmentResult `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddAppointmentsStreamResponse) Reset() {
+	*x = AddAppointmentsStreamResponse{}
+	mi := &file_teos_v2_extensions_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddAppointmentsStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddAppointmentsStreamResponse) ProtoMessage() {}
+
+func (x *AddAppointmentsStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_teos_v2_extensions_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddAppointmentsStreamResponse.ProtoReflect.Descriptor instead.
+func (*AddAppointmentsStreamResponse) Descriptor() ([]byte, []int) {
+	return file_teos_v2_extensions_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AddAppointmentsStreamResponse) GetFirst() uint32 {
+	if x != nil {
+		return x.First
+	}
+	return 0
+}
+
+func (x *AddAppointmentsStreamResponse) GetResults() []*AddAppointmentResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type AllowedUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        []byte                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AllowedUserRequest) Reset() {
+	*x = AllowedUserRequest{}
+	mi := &file_teos_v2_extensions_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AllowedUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AllowedUserRequest) ProtoMessage() {}
+
+func (x *AllowedUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_teos_v2_extensions_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AllowedUserRequest.ProtoReflect.Descriptor instead.
+func (*AllowedUserRequest) Descriptor() ([]byte, []int) {
+	return file_teos_v2_extensions_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AllowedUserRequest) GetUserId() []byte {
+	if x != nil {
+		return x.UserId
+	}
+	return nil
+}
+
+type AllowedUserResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when the call changed nothing (already added, or not there).
+	Changed       bool `protobuf:"varint,1,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AllowedUserResponse) Reset() {
+	*x = AllowedUserResponse{}
+	mi := &file_teos_v2_extensions_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AllowedUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AllowedUserResponse) ProtoMessage() {}
+
+func (x *AllowedUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_teos_v2_extensions_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AllowedUserResponse.ProtoReflect.Descriptor instead.
+func (*AllowedUserResponse) Descriptor() ([]byte, []int) {
+	return file_teos_v2_extensions_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AllowedUserResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+type GetAllowedUsersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserIds       [][]byte               `protobuf:"bytes,1,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAllowedUsersResponse) Reset() {
+	*x = GetAllowedUsersResponse{}
+	mi := &file_teos_v2_extensions_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAllowedUsersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAllowedUsersResponse) ProtoMessage() {}
+
+func (x *GetAllowedUsersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_teos_v2_extensions_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAllowedUsersResponse.ProtoReflect.Descriptor instead.
+func (*GetAllowedUsersResponse) Descriptor() ([]byte, []int) {
+	return file_teos_v2_extensions_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetAllowedUsersResponse) GetUserIds() [][]byte {
+	if x != nil {
+		return x.UserIds
+	}
+	return nil
+}
+
 var File_teos_v2_extensions_proto protoreflect.FileDescriptor
 
 const file_teos_v2_extensions_proto_rawDesc = "" +
@@ -334,10 +652,34 @@ const file_teos_v2_extensions_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1e\n" +
 	"\n" +
 	"extensions\x18\x03 \x03(\tR\n" +
-	"extensions2\xb0\x01\n" +
+	"extensions\"R\n" +
+	"\x18DeleteAppointmentRequest\x12\x18\n" +
+	"\alocator\x18\x01 \x01(\fR\alocator\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\tR\tsignature\"\xd4\x01\n" +
+	"\x19DeleteAppointmentResponse\x12\x18\n" +
+	"\alocator\x18\x01 \x01(\fR\alocator\x12%\n" +
+	"\x0edeletion_block\x18\x02 \x01(\rR\rdeletionBlock\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\tR\tsignature\x12'\n" +
+	"\x0favailable_slots\x18\x04 \x01(\rR\x0eavailableSlots\x12/\n" +
+	"\x13subscription_expiry\x18\x05 \x01(\rR\x12subscriptionExpiry\"n\n" +
+	"\x1dAddAppointmentsStreamResponse\x12\x14\n" +
+	"\x05first\x18\x01 \x01(\rR\x05first\x127\n" +
+	"\aresults\x18\x02 \x03(\v2\x1d.teos.v2.AddAppointmentResultR\aresults\"-\n" +
+	"\x12AllowedUserRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\fR\x06userId\"/\n" +
+	"\x13AllowedUserResponse\x12\x18\n" +
+	"\achanged\x18\x01 \x01(\bR\achanged\"4\n" +
+	"\x17GetAllowedUsersResponse\x12\x19\n" +
+	"\buser_ids\x18\x01 \x03(\fR\auserIds2\xf7\x02\n" +
 	"\x15PublicTowerExtensions\x12W\n" +
 	"\x10add_appointments\x12\x1f.teos.v2.AddAppointmentsRequest\x1a .teos.v2.AddAppointmentsResponse\"\x00\x12>\n" +
-	"\bget_info\x12\x16.google.protobuf.Empty\x1a\x18.teos.v2.GetInfoResponse\"\x00B.Z,github.com/teos-go/teos/proto/teos/v2;teosv2b\x06proto3"
+	"\bget_info\x12\x16.google.protobuf.Empty\x1a\x18.teos.v2.GetInfoResponse\"\x00\x12]\n" +
+	"\x12delete_appointment\x12!.teos.v2.DeleteAppointmentRequest\x1a\".teos.v2.DeleteAppointmentResponse\"\x00\x12f\n" +
+	"\x17add_appointments_stream\x12\x1f.teos.v2.AddAppointmentsRequest\x1a&.teos.v2.AddAppointmentsStreamResponse\"\x000\x012\xfe\x01\n" +
+	"\x16PrivateTowerExtensions\x12G\n" +
+	"\badd_user\x12\x1b.teos.v2.AllowedUserRequest\x1a\x1c.teos.v2.AllowedUserResponse\"\x00\x12J\n" +
+	"\vremove_user\x12\x1b.teos.v2.AllowedUserRequest\x1a\x1c.teos.v2.AllowedUserResponse\"\x00\x12O\n" +
+	"\x11get_allowed_users\x12\x16.google.protobuf.Empty\x1a .teos.v2.GetAllowedUsersResponse\"\x00B.Z,github.com/teos-go/teos/proto/teos/v2;teosv2b\x06proto3"
 
 var (
 	file_teos_v2_extensions_proto_rawDescOnce sync.Once
@@ -351,31 +693,48 @@ func file_teos_v2_extensions_proto_rawDescGZIP() []byte {
 	return file_teos_v2_extensions_proto_rawDescData
 }
 
-var file_teos_v2_extensions_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_teos_v2_extensions_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_teos_v2_extensions_proto_goTypes = []any{
-	(*AddAppointmentsRequest)(nil),    // 0: teos.v2.AddAppointmentsRequest
-	(*AppointmentError)(nil),          // 1: teos.v2.AppointmentError
-	(*AddAppointmentResult)(nil),      // 2: teos.v2.AddAppointmentResult
-	(*AddAppointmentsResponse)(nil),   // 3: teos.v2.AddAppointmentsResponse
-	(*GetInfoResponse)(nil),           // 4: teos.v2.GetInfoResponse
-	(*v2.AddAppointmentRequest)(nil),  // 5: common.teos.v2.AddAppointmentRequest
-	(*v2.AddAppointmentResponse)(nil), // 6: common.teos.v2.AddAppointmentResponse
-	(*emptypb.Empty)(nil),             // 7: google.protobuf.Empty
+	(*AddAppointmentsRequest)(nil),        // 0: teos.v2.AddAppointmentsRequest
+	(*AppointmentError)(nil),              // 1: teos.v2.AppointmentError
+	(*AddAppointmentResult)(nil),          // 2: teos.v2.AddAppointmentResult
+	(*AddAppointmentsResponse)(nil),       // 3: teos.v2.AddAppointmentsResponse
+	(*GetInfoResponse)(nil),               // 4: teos.v2.GetInfoResponse
+	(*DeleteAppointmentRequest)(nil),      // 5: teos.v2.DeleteAppointmentRequest
+	(*DeleteAppointmentResponse)(nil),     // 6: teos.v2.DeleteAppointmentResponse
+	(*AddAppointmentsStreamResponse)(nil), // 7: teos.v2.AddAppointmentsStreamResponse
+	(*AllowedUserRequest)(nil),            // 8: teos.v2.AllowedUserRequest
+	(*AllowedUserResponse)(nil),           // 9: teos.v2.AllowedUserResponse
+	(*GetAllowedUsersResponse)(nil),       // 10: teos.v2.GetAllowedUsersResponse
+	(*v2.AddAppointmentRequest)(nil),      // 11: common.teos.v2.AddAppointmentRequest
+	(*v2.AddAppointmentResponse)(nil),     // 12: common.teos.v2.AddAppointmentResponse
+	(*emptypb.Empty)(nil),                 // 13: google.protobuf.Empty
 }
 var file_teos_v2_extensions_proto_depIdxs = []int32{
-	5, // 0: teos.v2.AddAppointmentsRequest.appointments:type_name -> common.teos.v2.AddAppointmentRequest
-	6, // 1: teos.v2.AddAppointmentResult.receipt:type_name -> common.teos.v2.AddAppointmentResponse
-	1, // 2: teos.v2.AddAppointmentResult.error:type_name -> teos.v2.AppointmentError
-	2, // 3: teos.v2.AddAppointmentsResponse.results:type_name -> teos.v2.AddAppointmentResult
-	0, // 4: teos.v2.PublicTowerExtensions.add_appointments:input_type -> teos.v2.AddAppointmentsRequest
-	7, // 5: teos.v2.PublicTowerExtensions.get_info:input_type -> google.protobuf.Empty
-	3, // 6: teos.v2.PublicTowerExtensions.add_appointments:output_type -> teos.v2.AddAppointmentsResponse
-	4, // 7: teos.v2.PublicTowerExtensions.get_info:output_type -> teos.v2.GetInfoResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	11, // 0: teos.v2.AddAppointmentsRequest.appointments:type_name -> common.teos.v2.AddAppointmentRequest
+	12, // 1: teos.v2.AddAppointmentResult.receipt:type_name -> common.teos.v2.AddAppointmentResponse
+	1,  // 2: teos.v2.AddAppointmentResult.error:type_name -> teos.v2.AppointmentError
+	2,  // 3: teos.v2.AddAppointmentsResponse.results:type_name -> teos.v2.AddAppointmentResult
+	2,  // 4: teos.v2.AddAppointmentsStreamResponse.results:type_name -> teos.v2.AddAppointmentResult
+	0,  // 5: teos.v2.PublicTowerExtensions.add_appointments:input_type -> teos.v2.AddAppointmentsRequest
+	13, // 6: teos.v2.PublicTowerExtensions.get_info:input_type -> google.protobuf.Empty
+	5,  // 7: teos.v2.PublicTowerExtensions.delete_appointment:input_type -> teos.v2.DeleteAppointmentRequest
+	0,  // 8: teos.v2.PublicTowerExtensions.add_appointments_stream:input_type -> teos.v2.AddAppointmentsRequest
+	8,  // 9: teos.v2.PrivateTowerExtensions.add_user:input_type -> teos.v2.AllowedUserRequest
+	8,  // 10: teos.v2.PrivateTowerExtensions.remove_user:input_type -> teos.v2.AllowedUserRequest
+	13, // 11: teos.v2.PrivateTowerExtensions.get_allowed_users:input_type -> google.protobuf.Empty
+	3,  // 12: teos.v2.PublicTowerExtensions.add_appointments:output_type -> teos.v2.AddAppointmentsResponse
+	4,  // 13: teos.v2.PublicTowerExtensions.get_info:output_type -> teos.v2.GetInfoResponse
+	6,  // 14: teos.v2.PublicTowerExtensions.delete_appointment:output_type -> teos.v2.DeleteAppointmentResponse
+	7,  // 15: teos.v2.PublicTowerExtensions.add_appointments_stream:output_type -> teos.v2.AddAppointmentsStreamResponse
+	9,  // 16: teos.v2.PrivateTowerExtensions.add_user:output_type -> teos.v2.AllowedUserResponse
+	9,  // 17: teos.v2.PrivateTowerExtensions.remove_user:output_type -> teos.v2.AllowedUserResponse
+	10, // 18: teos.v2.PrivateTowerExtensions.get_allowed_users:output_type -> teos.v2.GetAllowedUsersResponse
+	12, // [12:19] is the sub-list for method output_type
+	5,  // [5:12] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_teos_v2_extensions_proto_init() }
@@ -393,9 +752,9 @@ func file_teos_v2_extensions_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_teos_v2_extensions_proto_rawDesc), len(file_teos_v2_extensions_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   11,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_teos_v2_extensions_proto_goTypes,
 		DependencyIndexes: file_teos_v2_extensions_proto_depIdxs,
