@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -49,6 +50,7 @@ func newCountingProxy(t *testing.T, target string) *countingProxy {
 		t.Fatal(err)
 	}
 	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ErrorLog = log.New(io.Discard, "", 0) // 502s while the tower restarts are expected
 	p := &countingProxy{}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
