@@ -25,7 +25,7 @@ func init() {
 
 func addUser(ctx context.Context, c teosv2.PrivateTowerExtensionsClient, args []string, stdout io.Writer) error {
 	id, _ := parseUserID(args[0]) // checked before connecting
-	r, err := c.AddUser(ctx, &teosv2.AllowedUserRequest{UserId: id[:]})
+	r, err := c.AddUser(ctx, &teosv2.AddUserRequest{UserId: id[:]})
 	if err != nil {
 		return err
 	}
@@ -34,7 +34,7 @@ func addUser(ctx context.Context, c teosv2.PrivateTowerExtensionsClient, args []
 
 func removeUser(ctx context.Context, c teosv2.PrivateTowerExtensionsClient, args []string, stdout io.Writer) error {
 	id, _ := parseUserID(args[0])
-	r, err := c.RemoveUser(ctx, &teosv2.AllowedUserRequest{UserId: id[:]})
+	r, err := c.RemoveUser(ctx, &teosv2.RemoveUserRequest{UserId: id[:]})
 	if err != nil {
 		return err
 	}

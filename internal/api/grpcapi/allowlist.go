@@ -40,7 +40,7 @@ func NewPrivateExtensions(s AllowlistStore, logger *slog.Logger) *PrivateExtensi
 	return &PrivateExtensions{store: s, log: logger.With("component", "grpcapi")}
 }
 
-func (p *PrivateExtensions) AddUser(_ context.Context, req *teosv2.AllowedUserRequest) (*teosv2.AllowedUserResponse, error) {
+func (p *PrivateExtensions) AddUser(_ context.Context, req *teosv2.AddUserRequest) (*teosv2.AddUserResponse, error) {
 	id, err := teos.ParseUserID(req.GetUserId())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, msgBadUserID)
@@ -51,10 +51,10 @@ func (p *PrivateExtensions) AddUser(_ context.Context, req *teosv2.AllowedUserRe
 		return nil, status.Error(codes.Internal, msgInternal)
 	}
 	p.log.Info("user added to the registration allowlist", "user_id", id, "changed", changed)
-	return &teosv2.AllowedUserResponse{Changed: changed}, nil
+	return &teosv2.AddUserResponse{Changed: changed}, nil
 }
 
-func (p *PrivateExtensions) RemoveUser(_ context.Context, req *teosv2.AllowedUserRequest) (*teosv2.AllowedUserResponse, error) {
+func (p *PrivateExtensions) RemoveUser(_ context.Context, req *teosv2.RemoveUserRequest) (*teosv2.RemoveUserResponse, error) {
 	id, err := teos.ParseUserID(req.GetUserId())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, msgBadUserID)
@@ -65,7 +65,7 @@ func (p *PrivateExtensions) RemoveUser(_ context.Context, req *teosv2.AllowedUse
 		return nil, status.Error(codes.Internal, msgInternal)
 	}
 	p.log.Info("user removed from the registration allowlist", "user_id", id, "changed", changed)
-	return &teosv2.AllowedUserResponse{Changed: changed}, nil
+	return &teosv2.RemoveUserResponse{Changed: changed}, nil
 }
 
 func (p *PrivateExtensions) GetAllowedUsers(context.Context, *emptypb.Empty) (*teosv2.GetAllowedUsersResponse, error) {

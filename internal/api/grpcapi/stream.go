@@ -17,7 +17,7 @@ const StreamGroup = 100
 // request order, each group's results sent as soon as the group is durable. A cancelled call
 // (the client went away) stops before the next group: the groups already committed stay, the
 // rest are never started.
-func (e *Extensions) AddAppointmentsStream(req *teosv2.AddAppointmentsRequest, stream grpc.ServerStreamingServer[teosv2.AddAppointmentsStreamResponse]) error {
+func (e *Extensions) AddAppointmentsStream(req *teosv2.AddAppointmentsStreamRequest, stream grpc.ServerStreamingServer[teosv2.AddAppointmentsStreamResponse]) error {
 	if !e.public.reachable() {
 		return status.Error(codes.Unavailable, msgUnavailable)
 	}

@@ -50,7 +50,7 @@ func TestAddAppointmentsStreamStopsWhenCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 5 * grpcapi.StreamGroup
-	req := &teosv2.AddAppointmentsRequest{}
+	req := &teosv2.AddAppointmentsStreamRequest{}
 	for i := range n {
 		var loc teos.Locator
 		copy(loc[:], fmt.Sprintf("loc-%012d", i))

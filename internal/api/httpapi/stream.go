@@ -69,7 +69,7 @@ func (h *handler) addAppointmentsStream(w http.ResponseWriter, r *http.Request, 
 		return
 	}
 	sw := &lineWriter{w: w}
-	req := &teosv2.AddAppointmentsRequest{}
+	req := &teosv2.AddAppointmentsStreamRequest{}
 	var index []int // req.Appointments[j] is items[index[j]]
 	for i, it := range items {
 		if it.Err != nil {

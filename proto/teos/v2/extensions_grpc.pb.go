@@ -40,7 +40,7 @@ type PublicTowerExtensionsClient interface {
 	DeleteAppointment(ctx context.Context, in *DeleteAppointmentRequest, opts ...grpc.CallOption) (*DeleteAppointmentResponse, error)
 	// Like add_appointments, but committed in groups, each group's results sent
 	// once it is durable. Cancelling the call stops the groups not yet started.
-	AddAppointmentsStream(ctx context.Context, in *AddAppointmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AddAppointmentsStreamResponse], error)
+	AddAppointmentsStream(ctx context.Context, in *AddAppointmentsStreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AddAppointmentsStreamResponse], error)
 }
 
 type publicTowerExtensionsClient struct {
@@ -81,13 +81,13 @@ func (c *publicTowerExtensionsClient) DeleteAppointment(ctx context.Context, in 
 	return out, nil
 }
 
-func (c *publicTowerExtensionsClient) AddAppointmentsStream(ctx context.Context, in *AddAppointmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AddAppointmentsStreamResponse], error) {
+func (c *publicTowerExtensionsClient) AddAppointmentsStream(ctx context.Context, in *AddAppointmentsStreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AddAppointmentsStreamResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &PublicTowerExtensions_ServiceDesc.Streams[0], PublicTowerExtensions_AddAppointmentsStream_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[AddAppointmentsRequest, AddAppointmentsStreamResponse]{ClientStream: stream}
+	x := &grpc.GenericClientStream[AddAppointmentsStreamRequest, AddAppointmentsStreamResponse]{ClientStream: stream}
 	if err := x.ClientStream.SendMsg(in); err != nil {
 		return nil, err
 	}
@@ -111,7 +111,7 @@ type PublicTowerExtensionsServer interface {
 	DeleteAppointment(context.Context, *DeleteAppointmentRequest) (*DeleteAppointmentResponse, error)
 	// Like add_appointments, but committed in groups, each group's results sent
 	// once it is durable. Cancelling the call stops the groups not yet started.
-	AddAppointmentsStream(*AddAppointmentsRequest, grpc.ServerStreamingServer[AddAppointmentsStreamResponse]) error
+	AddAppointmentsStream(*AddAppointmentsStreamRequest, grpc.ServerStreamingServer[AddAppointmentsStreamResponse]) error
 	mustEmbedUnimplementedPublicTowerExtensionsServer()
 }
 
@@ -131,7 +131,7 @@ func (UnimplementedPublicTowerExtensionsServer) GetInfo(context.Context, *emptyp
 func (UnimplementedPublicTowerExtensionsServer) DeleteAppointment(context.Context, *DeleteAppointmentRequest) (*DeleteAppointmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteAppointment not implemented")
 }
-func (UnimplementedPublicTowerExtensionsServer) AddAppointmentsStream(*AddAppointmentsRequest, grpc.ServerStreamingServer[AddAppointmentsStreamResponse]) error {
+func (UnimplementedPublicTowerExtensionsServer) AddAppointmentsStream(*AddAppointmentsStreamRequest, grpc.ServerStreamingServer[AddAppointmentsStreamResponse]) error {
 	return status.Error(codes.Unimplemented, "method AddAppointmentsStream not implemented")
 }
 func (UnimplementedPublicTowerExtensionsServer) mustEmbedUnimplementedPublicTowerExtensionsServer() {}
@@ -210,11 +210,11 @@ func _PublicTowerExtensions_DeleteAppointment_Handler(srv interface{}, ctx conte
 }
 
 func _PublicTowerExtensions_AddAppointmentsStream_Handler(srv interface{}, stream grpc.ServerStream) error {
-	m := new(AddAppointmentsRequest)
+	m := new(AddAppointmentsStreamRequest)
 	if err := stream.RecvMsg(m); err != nil {
 		return err
 	}
-	return srv.(PublicTowerExtensionsServer).AddAppointmentsStream(m, &grpc.GenericServerStream[AddAppointmentsRequest, AddAppointmentsStreamResponse]{ServerStream: stream})
+	return srv.(PublicTowerExtensionsServer).AddAppointmentsStream(m, &grpc.GenericServerStream[AddAppointmentsStreamRequest, AddAppointmentsStreamResponse]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
@@ -263,8 +263,8 @@ const (
 // PrivateTowerExtensions is teos-go's addition to the admin API (same mTLS
 // listener as PrivateTowerServices): the registration allowlist.
 type PrivateTowerExtensionsClient interface {
-	AddUser(ctx context.Context, in *AllowedUserRequest, opts ...grpc.CallOption) (*AllowedUserResponse, error)
-	RemoveUser(ctx context.Context, in *AllowedUserRequest, opts ...grpc.CallOption) (*AllowedUserResponse, error)
+	AddUser(ctx context.Context, in *AddUserRequest, opts ...grpc.CallOption) (*AddUserResponse, error)
+	RemoveUser(ctx context.Context, in *RemoveUserRequest, opts ...grpc.CallOption) (*RemoveUserResponse, error)
 	GetAllowedUsers(ctx context.Context, in *emptypb.Empty, opts ...grpc.CallOption) (*GetAllowedUsersResponse, error)
 }
 
@@ -276,9 +276,9 @@ func NewPrivateTowerExtensionsClient(cc grpc.ClientConnInterface) PrivateTowerEx
 	return &privateTowerExtensionsClient{cc}
 }
 
-func (c *privateTowerExtensionsClient) AddUser(ctx context.Context, in *AllowedUserRequest, opts ...grpc.CallOption) (*AllowedUserResponse, error) {
+func (c *privateTowerExtensionsClient) AddUser(ctx context.Context, in *AddUserRequest, opts ...grpc.CallOption) (*AddUserResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(AllowedUserResponse)
+	out := new(AddUserResponse)
 	err := c.cc.Invoke(ctx, PrivateTowerExtensions_AddUser_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -286,9 +286,9 @@ func (c *privateTowerExtensionsClient) AddUser(ctx context.Context, in *AllowedU
 	return out, nil
 }
 
-func (c *privateTowerExtensionsClient) RemoveUser(ctx context.Context, in *AllowedUserRequest, opts ...grpc.CallOption) (*AllowedUserResponse, error) {
+func (c *privateTowerExtensionsClient) RemoveUser(ctx context.Context, in *RemoveUserRequest, opts ...grpc.CallOption) (*RemoveUserResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(AllowedUserResponse)
+	out := new(RemoveUserResponse)
 	err := c.cc.Invoke(ctx, PrivateTowerExtensions_RemoveUser_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -313,8 +313,8 @@ func (c *privateTowerExtensionsClient) GetAllowedUsers(ctx context.Context, in *
 // PrivateTowerExtensions is teos-go's addition to the admin API (same mTLS
 // listener as PrivateTowerServices): the registration allowlist.
 type PrivateTowerExtensionsServer interface {
-	AddUser(context.Context, *AllowedUserRequest) (*AllowedUserResponse, error)
-	RemoveUser(context.Context, *AllowedUserRequest) (*AllowedUserResponse, error)
+	AddUser(context.Context, *AddUserRequest) (*AddUserResponse, error)
+	RemoveUser(context.Context, *RemoveUserRequest) (*RemoveUserResponse, error)
 	GetAllowedUsers(context.Context, *emptypb.Empty) (*GetAllowedUsersResponse, error)
 	mustEmbedUnimplementedPrivateTowerExtensionsServer()
 }
@@ -326,10 +326,10 @@ type PrivateTowerExtensionsServer interface {
 // pointer dereference when methods are called.
 type UnimplementedPrivateTowerExtensionsServer struct{}
 
-func (UnimplementedPrivateTowerExtensionsServer) AddUser(context.Context, *AllowedUserRequest) (*AllowedUserResponse, error) {
+func (UnimplementedPrivateTowerExtensionsServer) AddUser(context.Context, *AddUserRequest) (*AddUserResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AddUser not implemented")
 }
-func (UnimplementedPrivateTowerExtensionsServer) RemoveUser(context.Context, *AllowedUserRequest) (*AllowedUserResponse, error) {
+func (UnimplementedPrivateTowerExtensionsServer) RemoveUser(context.Context, *RemoveUserRequest) (*RemoveUserResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveUser not implemented")
 }
 func (UnimplementedPrivateTowerExtensionsServer) GetAllowedUsers(context.Context, *emptypb.Empty) (*GetAllowedUsersResponse, error) {
@@ -358,7 +358,7 @@ func RegisterPrivateTowerExtensionsServer(s grpc.ServiceRegistrar, srv PrivateTo
 }
 
 func _PrivateTowerExtensions_AddUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(AllowedUserRequest)
+	in := new(AddUserRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -370,13 +370,13 @@ func _PrivateTowerExtensions_AddUser_Handler(srv interface{}, ctx context.Contex
 		FullMethod: PrivateTowerExtensions_AddUser_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(PrivateTowerExtensionsServer).AddUser(ctx, req.(*AllowedUserRequest))
+		return srv.(PrivateTowerExtensionsServer).AddUser(ctx, req.(*AddUserRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _PrivateTowerExtensions_RemoveUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(AllowedUserRequest)
+	in := new(RemoveUserRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -388,7 +388,7 @@ func _PrivateTowerExtensions_RemoveUser_Handler(srv interface{}, ctx context.Con
 		FullMethod: PrivateTowerExtensions_RemoveUser_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(PrivateTowerExtensionsServer).RemoveUser(ctx, req.(*AllowedUserRequest))
+		return srv.(PrivateTowerExtensionsServer).RemoveUser(ctx, req.(*RemoveUserRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }

@@ -115,6 +115,10 @@ func TestMethodTypes(t *testing.T) {
 		{"teos.v2.PrivateTowerServices.stop", "google.protobuf.Empty", "google.protobuf.Empty"},
 		{"teos.v2.PublicTowerExtensions.add_appointments", "teos.v2.AddAppointmentsRequest", "teos.v2.AddAppointmentsResponse"},
 		{"teos.v2.PublicTowerExtensions.get_info", "google.protobuf.Empty", "teos.v2.GetInfoResponse"},
+		{"teos.v2.PublicTowerExtensions.delete_appointment", "teos.v2.DeleteAppointmentRequest", "teos.v2.DeleteAppointmentResponse"},
+		{"teos.v2.PrivateTowerExtensions.add_user", "teos.v2.AddUserRequest", "teos.v2.AddUserResponse"},
+		{"teos.v2.PrivateTowerExtensions.remove_user", "teos.v2.RemoveUserRequest", "teos.v2.RemoveUserResponse"},
+		{"teos.v2.PrivateTowerExtensions.get_allowed_users", "google.protobuf.Empty", "teos.v2.GetAllowedUsersResponse"},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.method), func(t *testing.T) {
