@@ -37,10 +37,11 @@ import (
 // countingProxy forwards to a tower and logs, in arrival order, the locator of every item of
 // every /add_appointments request that reached it: what the tower was sent.
 type countingProxy struct {
-	url string
-	mu  sync.Mutex
-	log []string
-	bad error
+	url   string
+	mu    sync.Mutex
+	log   []string
+	bytes int // request bytes of /add_appointments bodies, as sent
+	bad   error
 }
 
 func newCountingProxy(t *testing.T, target string) *countingProxy {
@@ -74,6 +75,7 @@ func newCountingProxy(t *testing.T, target string) *countingProxy {
 }
 
 func (p *countingProxy) count(raw []byte, encoding string) {
+	sent := len(raw)
 	var err error
 	switch encoding {
 	case "zstd":
@@ -100,12 +102,20 @@ func (p *countingProxy) count(raw []byte, encoding string) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.bytes += sent
 	if err != nil && p.bad == nil {
 		p.bad = fmt.Errorf("proxy could not read an upload (%s): %w", encoding, err)
 	}
 	for _, a := range body.Appointments {
 		p.log = append(p.log, a.Appointment.Locator)
 	}
+}
+
+// sentBytes is how many body bytes of /add_appointments requests reached the proxy.
+func (p *countingProxy) sentBytes() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.bytes
 }
 
 func (p *countingProxy) received() ([]string, error) {
@@ -376,4 +386,66 @@ func clientUserKey(t *testing.T, dataDir string) *btcec.PrivateKey {
 	}
 	k, _ := btcec.PrivKeyFromBytes(b)
 	return k
+}
+
+// TestUploadWire10k uploads the same kind of 10,000 appointments (encrypted ~120-byte
+// penalties, random as any ciphertext) three ways to one tower, each through a counting
+// proxy, and logs the request bytes and the time: batches uncompressed, batches with zstd,
+// and streamed zstd batches as teos-client upload sends them. It asserts every receipt and
+// that compression never sent more bytes; the figures are for docs/PERFORMANCE-UPLOADS.md.
+func TestUploadWire10k(t *testing.T) {
+	const total = 10_000
+	node := startNode(t)
+	tw := newTower(t, node, fmt.Sprintf("subscription_slots = %d\n", total))
+	tw.start()
+	ctx := t.Context()
+	bytesOf := map[string]int{}
+	for _, mode := range []string{"plain", "zstd", "gzip", "stream+zstd"} {
+		proxy := newCountingProxy(t, tw.apiURL)
+		_, appts := penaltyFile(t, total)
+		enc := client.EncodingZstd
+		switch mode {
+		case "plain":
+			enc = client.EncodingNone
+		case "gzip":
+			enc = client.EncodingGzip
+		}
+		cl := client.New(proxy.url, tw.id, userKey(t), client.WithCompression(enc))
+		if _, err := cl.Register(ctx); err != nil {
+			t.Fatal(err)
+		}
+		begin := time.Now()
+		ok := 0
+		if mode == "stream+zstd" {
+			idxs := make([]int, total)
+			for i := range idxs {
+				idxs[i] = i
+			}
+			err := cl.Upload(ctx, appts, idxs, func(r client.UploadResult) {
+				if r.Err == nil && r.Receipt != nil {
+					ok++
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			for _, r := range client.SendMany(ctx, []*client.Tower{cl}, appts, client.SendOptions{Concurrency: 1}) {
+				if r.Err == nil && r.Receipt != nil {
+					ok++
+				}
+			}
+		}
+		took := time.Since(begin)
+		if ok != total {
+			t.Fatalf("%s: %d of %d receipts", mode, ok, total)
+		}
+		bytesOf[mode] = proxy.sentBytes()
+		t.Logf("%-12s %9d request bytes (%3.0f%% of plain) in %v, %.0f appointments/s", mode, bytesOf[mode],
+			100*float64(bytesOf[mode])/float64(bytesOf["plain"]), took.Round(time.Millisecond), total/took.Seconds())
+	}
+	if bytesOf["zstd"] >= bytesOf["plain"] || bytesOf["gzip"] >= bytesOf["plain"] {
+		t.Fatalf("compression did not shrink the upload: %v", bytesOf)
+	}
+	tw.stop()
 }
