@@ -50,7 +50,7 @@ func (w *Watcher) DeleteAppointment(loc teos.Locator, userSig string) (*Deleted,
 		return nil, ErrAlreadyTriggered
 	}
 	defer w.release([]teos.UUID{id})
-	if _, mined := w.recentDispute(loc); mined {
+	if w.handOverPending(loc, id) {
 		if _, err := w.store.Appointment(id); errors.Is(err, store.ErrNotFound) {
 			return nil, ErrNotFound
 		}
@@ -79,4 +79,14 @@ func (w *Watcher) DeleteAppointment(loc teos.Locator, userSig string) (*Deleted,
 		AvailableSlots:     next.AvailableSlots,
 		SubscriptionExpiry: next.SubscriptionExpiry,
 	}, nil
+}
+
+// handOverPending reports whether loc's dispute is in a recent block, or an add-time hand-over
+// of id is queued for a retry (its dispute may have left the cache).
+func (w *Watcher) handOverPending(loc teos.Locator, id teos.UUID) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, queued := w.retry[id]
+	_, mined := w.cache.get(loc)
+	return queued || mined
 }
