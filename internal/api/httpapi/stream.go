@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -46,15 +47,13 @@ func (l streamLine) MarshalJSON() ([]byte, error) {
 	}
 	var b bytes.Buffer
 	b.WriteString(`{"index":`)
-	b.WriteString(itoa(l.Index))
+	b.WriteString(strconv.Itoa(l.Index))
 	if len(res) > 2 {
 		b.WriteByte(',')
 	}
 	b.Write(res[1:])
 	return b.Bytes(), nil
 }
-
-func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
 // addAppointmentsStream answers POST /add_appointments with Accept: application/x-ndjson: one
 // line per item as soon as it is decided: the inspector's refusals at once, then each commit
