@@ -11,10 +11,10 @@ import (
 var ErrTriggered = errors.New("appointment has a tracker")
 
 // DeleteUserAppointment deletes user's appointment id and refunds its slots to user, in one
-// transaction of the group commit, if policy (called with the owner's record, may be nil)
-// agrees. It fails with ErrNotFound if user has no such appointment, ErrTriggered if it has
-// a tracker (nothing is deleted then), and ErrUserNotFound if user is not registered. It
-// returns the owner's record after the refund.
+// transaction of the group commit. It fails with ErrUserNotFound if user is not registered,
+// ErrNotFound if user has no such appointment, ErrTriggered if it has a tracker, and with
+// policy's error if policy (called inside the transaction with the owner's record, last; may
+// be nil) refuses; nothing is written then. It returns the owner's record after the refund.
 func (s *Store) DeleteUserAppointment(user teos.UserID, id teos.UUID, policy func(UserInfo) error) (UserInfo, error) {
 	var out UserInfo
 	err := s.batch(func(b *buckets) error {
@@ -25,11 +25,6 @@ func (s *Store) DeleteUserAppointment(user teos.UserID, id teos.UUID, policy fun
 		}
 		if !ok {
 			return refusal{ErrUserNotFound}
-		}
-		if policy != nil {
-			if err := policy(info); err != nil {
-				return refusal{err}
-			}
 		}
 		v := b.appointments.Get(id[:])
 		if v == nil {
@@ -44,6 +39,11 @@ func (s *Store) DeleteUserAppointment(user teos.UserID, id teos.UUID, policy fun
 		}
 		if b.trackers.Get(id[:]) != nil {
 			return refusal{ErrTriggered}
+		}
+		if policy != nil {
+			if err := policy(info); err != nil {
+				return refusal{err}
+			}
 		}
 		d, err := deleteAppointment(b, id)
 		if err != nil {

@@ -25,8 +25,8 @@ type Deleted struct {
 
 // DeleteAppointment deletes the caller's appointment for loc and refunds its slots (the
 // BOLT13 draft's delete_appointment). Only an appointment that is still watched can go: once
-// its dispute is mined (in a recent block, being handed over, or tracked) the penalty is in
-// flight, and a deletion would stop the tower rebroadcasting it or following its
+// its dispute is mined (tracked, or in a recent block and so being handed over) the penalty is
+// in flight, and a deletion would stop the tower rebroadcasting it or following its
 // confirmations, which is what a thief holding the user's key would want and never what an
 // honest user needs: a channel closed cooperatively has no mined dispute. Those get
 // ErrAlreadyTriggered. Checks follow get_appointment's: signature, expiry, then not found.
@@ -43,31 +43,25 @@ func (w *Watcher) DeleteAppointment(loc teos.Locator, userSig string) (*Deleted,
 		return nil, err
 	}
 	id := teos.NewUUID(loc, user)
-	// The claim keeps a hand-over of this UUID from starting meanwhile. A block is cached
-	// before its locators are looked up, so a dispute mined before this check is seen here,
-	// and one mined after finds the appointment gone (or this claim, and skips it).
-	if !w.claim(id) {
-		return nil, ErrAlreadyTriggered
-	}
-	defer w.release([]teos.UUID{id})
-	if w.handOverPending(loc, id) {
-		if _, err := w.store.Appointment(id); errors.Is(err, store.ErrNotFound) {
-			return nil, ErrNotFound
-		}
-		return nil, ErrAlreadyTriggered
-	}
 	height := w.gk.Height()
+	// The locator cache is read inside the store's write, as an add's hand-over check is: a
+	// block is cached before its locators are looked up, so either this deletion sees the
+	// dispute and refuses, or the lookup finds the appointment gone.
 	next, err := ds.DeleteUserAppointment(user, id, func(u store.UserInfo) error {
-		return w.gk.CheckExpiryAt(u, height)
+		if err := w.gk.CheckExpiryAt(u, height); err != nil {
+			return err
+		}
+		if _, mined := w.recentDispute(loc); mined {
+			return ErrAlreadyTriggered
+		}
+		return nil
 	})
 	switch {
 	case err == nil:
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrUserNotFound): // the latter: outdated since Authenticate
 		return nil, ErrNotFound
-	case errors.Is(err, store.ErrTriggered):
+	case errors.Is(err, store.ErrTriggered), errors.Is(err, ErrAlreadyTriggered):
 		return nil, ErrAlreadyTriggered
-	case errors.Is(err, store.ErrUserNotFound): // outdated and deleted since Authenticate
-		return nil, ErrNotFound
 	default: // a *gatekeeper.SubscriptionExpiredError from the policy, or a store failure
 		return nil, fmt.Errorf("delete appointment %s: %w", id, err)
 	}
@@ -79,14 +73,4 @@ func (w *Watcher) DeleteAppointment(loc teos.Locator, userSig string) (*Deleted,
 		AvailableSlots:     next.AvailableSlots,
 		SubscriptionExpiry: next.SubscriptionExpiry,
 	}, nil
-}
-
-// handOverPending reports whether loc's dispute is in a recent block, or an add-time hand-over
-// of id is queued for a retry (its dispute may have left the cache).
-func (w *Watcher) handOverPending(loc teos.Locator, id teos.UUID) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	_, queued := w.retry[id]
-	_, mined := w.cache.get(loc)
-	return queued || mined
 }
