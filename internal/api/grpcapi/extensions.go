@@ -9,7 +9,6 @@ import (
 
 	"github.com/teos-go/teos/internal/watcher"
 	"github.com/teos-go/teos/pkg/teos"
-	commonv2 "github.com/teos-go/teos/proto/common/teos/v2"
 	teosv2 "github.com/teos-go/teos/proto/teos/v2"
 )
 
@@ -42,12 +41,6 @@ func (e *Extensions) AddAppointments(_ context.Context, req *teosv2.AddAppointme
 	if len(reqs) == 0 || len(reqs) > MaxBatchItems {
 		return nil, status.Errorf(codes.InvalidArgument, "A batch holds 1 to %d appointments, got %d", MaxBatchItems, len(reqs))
 	}
-	return &teosv2.AddAppointmentsResponse{Results: e.addBatch(reqs)}, nil
-}
-
-// addBatch adds reqs in one store transaction and answers per item.
-func (e *Extensions) addBatch(reqs []*commonv2.AddAppointmentRequest) []*teosv2.AddAppointmentResult {
-	p := e.public
 	results := make([]*teosv2.AddAppointmentResult, len(reqs))
 	var (
 		items []watcher.Item
@@ -71,17 +64,16 @@ func (e *Extensions) addBatch(reqs []*commonv2.AddAppointmentRequest) []*teosv2.
 			Result: &teosv2.AddAppointmentResult_Receipt{Receipt: addAppointmentResponse(r.Accepted)},
 		}
 	}
-	return results
+	return &teosv2.AddAppointmentsResponse{Results: results}, nil
 }
 
 // GetInfo answers whatever bitcoind's state, so clients can probe for extensions.
 func (e *Extensions) GetInfo(context.Context, *emptypb.Empty) (*teosv2.GetInfoResponse, error) {
 	id := e.public.watcher.TowerID()
 	return &teosv2.GetInfoResponse{
-		TowerId: id[:],
-		Version: teos.Version,
-		Extensions: []string{teos.ExtensionAddAppointments, teos.ExtensionDeleteAppointment,
-			teos.ExtensionCompressedUploads, teos.ExtensionStreamedUploads},
+		TowerId:    id[:],
+		Version:    teos.Version,
+		Extensions: served,
 	}, nil
 }
 

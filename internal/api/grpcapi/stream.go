@@ -5,6 +5,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/teos-go/teos/pkg/teos"
 	teosv2 "github.com/teos-go/teos/proto/teos/v2"
 )
 
@@ -18,9 +19,6 @@ const StreamGroup = 100
 // (the client went away) stops before the next group: the groups already committed stay, the
 // rest are never started.
 func (e *Extensions) AddAppointmentsStream(req *teosv2.AddAppointmentsStreamRequest, stream grpc.ServerStreamingServer[teosv2.AddAppointmentsStreamResponse]) error {
-	if !e.public.reachable() {
-		return status.Error(codes.Unavailable, msgUnavailable)
-	}
 	reqs := req.GetAppointments()
 	if len(reqs) == 0 || len(reqs) > MaxBatchItems {
 		return status.Errorf(codes.InvalidArgument, "A batch holds 1 to %d appointments, got %d", MaxBatchItems, len(reqs))
@@ -30,11 +28,20 @@ func (e *Extensions) AddAppointmentsStream(req *teosv2.AddAppointmentsStreamRequ
 		if err := ctx.Err(); err != nil {
 			return status.FromContextError(err).Err()
 		}
-		group := reqs[first:min(first+StreamGroup, len(reqs))]
-		results := e.addBatch(group)
-		if err := stream.Send(&teosv2.AddAppointmentsStreamResponse{First: uint32(first), Results: results}); err != nil {
+		// Each group is an add_appointments call of its own: one transaction, and the same
+		// checks (bitcoind reachable, ...) before it.
+		resp, err := e.AddAppointments(ctx, &teosv2.AddAppointmentsRequest{Appointments: reqs[first:min(first+StreamGroup, len(reqs))]})
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&teosv2.AddAppointmentsStreamResponse{First: uint32(first), Results: resp.GetResults()}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// served lists the extensions GET /info names (the HTTP ones, compression and streaming, are
+// served by httpapi on top of these RPCs).
+var served = []string{teos.ExtensionAddAppointments, teos.ExtensionDeleteAppointment,
+	teos.ExtensionCompressedUploads, teos.ExtensionStreamedUploads}
