@@ -196,8 +196,8 @@ func journalIndices(t *testing.T, dataDir string) map[int]map[string]any {
 // again. Then one appointment is deleted and the refund and deletion receipt checked.
 func TestResumableUpload(t *testing.T) {
 	total := 20_000
-	if raceEnabled { // every signature costs ten times more: same story, a quarter of the items
-		total = 5_000
+	if raceEnabled { // every signature costs ten times more: same story, a tenth of the items
+		total = 2_000
 	}
 	first, second := total/5, 3*total/5 // receipts kept at the two client kills
 	node := startNode(t)
@@ -400,7 +400,7 @@ func clientUserKey(t *testing.T, dataDir string) *btcec.PrivateKey {
 func TestUploadWire10k(t *testing.T) {
 	total := 10_000
 	if raceEnabled { // the figures are for a normal build; under -race just check the paths
-		total = 1_000
+		total = 500
 	}
 	node := startNode(t)
 	tw := newTower(t, node, fmt.Sprintf("subscription_slots = %d\n", total))

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -214,6 +215,18 @@ func (t *Tower) uploadStream(ctx context.Context, appts []teos.Appointment, chun
 	if err != nil {
 		return err
 	}
+	// The HTTP client's timeout bounds the wait for each line, not the whole stream, which
+	// may rightly take longer than any one request.
+	idle := t.http.Timeout
+	hc := *t.http
+	hc.Timeout = 0
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var timer *time.Timer
+	if idle > 0 {
+		timer = time.AfterFunc(idle, cancel)
+		defer timer.Stop()
+	}
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url+"/add_appointments", bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("POST /add_appointments: %w", err)
@@ -223,7 +236,7 @@ func (t *Tower) uploadStream(ctx context.Context, appts []teos.Appointment, chun
 	for k, v := range hdr {
 		hreq.Header[k] = v
 	}
-	resp, err := t.http.Do(hreq)
+	resp, err := hc.Do(hreq)
 	if err != nil {
 		return fmt.Errorf("POST /add_appointments: %w", err)
 	}
@@ -237,6 +250,9 @@ func (t *Tower) uploadStream(ctx context.Context, appts []teos.Appointment, chun
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 4096), maxStreamLine)
 	for sc.Scan() {
+		if timer != nil {
+			timer.Reset(idle)
+		}
 		var it streamItem
 		if err := json.Unmarshal(sc.Bytes(), &it); err != nil {
 			return fmt.Errorf("%w: stream line: %w", ErrBadResponse, err)

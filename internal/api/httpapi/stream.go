@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -17,6 +18,10 @@ import (
 	commonv2 "github.com/teos-go/teos/proto/common/teos/v2"
 	teosv2 "github.com/teos-go/teos/proto/teos/v2"
 )
+
+// streamWriteWindow is how long a streamed answer may go without a flush before the server's
+// write deadline ends it.
+const streamWriteWindow = 30 * time.Second
 
 // ndjson is the media type of streamed /add_appointments answers.
 const ndjson = "application/x-ndjson"
@@ -150,5 +155,9 @@ func (l *lineWriter) flush() {
 	}
 	_, _ = l.w.Write(l.buf.Bytes())
 	l.buf.Reset()
-	_ = http.NewResponseController(l.w).Flush() // through wrappers that Unwrap
+	rc := http.NewResponseController(l.w) // reaches through wrappers that Unwrap
+	_ = rc.Flush()
+	// A stream that keeps making progress may outlive the server's write timeout, which is
+	// meant for one answer: each flush grants another streamWriteWindow.
+	_ = rc.SetWriteDeadline(time.Now().Add(streamWriteWindow))
 }
