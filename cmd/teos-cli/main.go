@@ -78,15 +78,17 @@ type command struct {
 	args  int
 	check func(args []string) error
 	run   func(ctx context.Context, c teosv2.PrivateTowerServicesClient, args []string, stdout io.Writer) error
+	// ext, instead of run, for teos-go's admin extensions (allowlist.go).
+	ext func(ctx context.Context, c teosv2.PrivateTowerExtensionsClient, args []string, stdout io.Writer) error
 }
 
 var commands = map[string]command{
-	"getallappointments": {0, nil, getAllAppointments},
-	"getappointments":    {1, func(a []string) error { _, err := parseLocator(a[0]); return err }, getAppointments},
-	"gettowerinfo":       {0, nil, getTowerInfo},
-	"getusers":           {0, nil, getUsers},
-	"getuser":            {1, func(a []string) error { _, err := parseUserID(a[0]); return err }, getUser},
-	"stop":               {0, nil, stop},
+	"getallappointments": {0, nil, getAllAppointments, nil},
+	"getappointments":    {1, func(a []string) error { _, err := parseLocator(a[0]); return err }, getAppointments, nil},
+	"gettowerinfo":       {0, nil, getTowerInfo, nil},
+	"getusers":           {0, nil, getUsers, nil},
+	"getuser":            {1, func(a []string) error { _, err := parseUserID(a[0]); return err }, getUser, nil},
+	"stop":               {0, nil, stop, nil},
 }
 
 // cliError is a message for stderr, printed as is.
@@ -101,7 +103,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rpcPort := flags.Uint("rpcport", 0, "port of the teosd admin RPC (default "+strconv.Itoa(defaultRPCPort)+", or rpc_port in teos.toml)")
 	dataDir := flags.String("datadir", defaultDataDir, "data directory: teos.toml, ca.pem, client.pem, client-key.pem")
 	flags.Usage = func() {
-		fmt.Fprint(flags.Output(), "Usage: teos-cli [options] <command> [argument]\n\nThe Eye of Satoshi - CLI.\n\n"+usageCommands+"\nOptions:\n")
+		fmt.Fprint(flags.Output(), "Usage: teos-cli [options] <command> [argument]\n\nThe Eye of Satoshi - CLI.\n\n"+usageCommands+usageExtensions+"\nOptions:\n")
 		flags.PrintDefaults()
 	}
 	if err := flags.Parse(args); err != nil {
@@ -159,7 +161,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
 	defer cancel()
-	if err := cmd.run(ctx, teosv2.NewPrivateTowerServicesClient(conn), cmdArgs, stdout); err != nil {
+	if cmd.ext != nil {
+		err = cmd.ext(ctx, teosv2.NewPrivateTowerExtensionsClient(conn), cmdArgs, stdout)
+	} else {
+		err = cmd.run(ctx, teosv2.NewPrivateTowerServicesClient(conn), cmdArgs, stdout)
+	}
+	if err != nil {
 		fmt.Fprintln(stderr, errorMessage(err))
 		return exitFailure
 	}

@@ -52,6 +52,8 @@ commands:
   add_appointment --file APPTS.json [--concurrency N]
   get_appointment <locator>
   get_subscription_info
+  delete <locator>
+  upload --file APPTS.json [--retry-for D] [--progress]
 `
 
 func main() {
@@ -136,6 +138,10 @@ func (a *app) dispatch(ctx context.Context, cmd string, args []string) error {
 		return a.getAppointment(ctx, args)
 	case "get_subscription_info":
 		return a.getSubscriptionInfo(ctx, args)
+	case "delete", "delete_appointment":
+		return a.deleteAppointment(ctx, args) // delete.go
+	case "upload":
+		return a.upload(ctx, args) // upload.go
 	default:
 		return usagef("unknown command %q", cmd)
 	}

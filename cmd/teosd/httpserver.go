@@ -103,5 +103,5 @@ func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterf
 		Exempt:        proxies.Trusted,
 		FirstByte:     firstByteTimeout,
 	})
-	return httpapi.NewHandler(hcfg), apiLis, nil
+	return limitRegistrations(httpapi.NewHandler(hcfg), cfg, proxies), apiLis, nil
 }

@@ -142,6 +142,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		SubscriptionSlots:    cfg.SubscriptionSlots,
 		SubscriptionDuration: cfg.SubscriptionDuration,
 		ExpiryDelta:          cfg.ExpiryDelta,
+		Admission:            admission(cfg, db), // registration.go
 		Logger:               log,
 	}, height)
 	resp := responder.New(responder.Config{Store: db, Carrier: carrier.New(btc, log), Logger: log}, height)
@@ -263,6 +264,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		Shutdown:  shutdown,
 		Logger:    log,
 	}))
+	teosv2.RegisterPrivateTowerExtensionsServer(rpcSrv, grpcapi.NewPrivateExtensions(db, log))
 
 	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -101,7 +101,7 @@ func TestInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"tower_id":"` + s.towerID.String() + `","version":"` + teos.Version + `","extensions":["add_appointments"]}`
+	want := `{"tower_id":"` + s.towerID.String() + `","version":"` + teos.Version + `","extensions":["add_appointments","delete_appointment","add_appointments_compressed","add_appointments_stream"]}`
 	if resp.StatusCode != http.StatusOK || string(body) != want {
 		t.Fatalf("GET /info: %d %s, want %s", resp.StatusCode, body, want)
 	}

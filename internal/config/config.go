@@ -92,6 +92,11 @@ type Config struct {
 	// The public edge (teos-go extensions, edge.go).
 	APIMaxConnectionsPerAddress uint32   `toml:"api_max_connections_per_address"`
 	APITrustedProxies           AddrList `toml:"api_trusted_proxies"`
+
+	// Who may register, teos-go extensions (registration.go).
+	Registration     string `toml:"registration"`
+	RegistrationRate uint32 `toml:"registration_rate"`
+	MaxStoredBytes   uint64 `toml:"max_stored_bytes"`
 }
 
 // Default returns the rust-teos v0.2 defaults. They do not pass Validate on
@@ -122,6 +127,7 @@ func Default() Config {
 		APIHoldTimeout:         DefaultAPIHoldTimeout,
 
 		APIMaxConnectionsPerAddress: DefaultAPIMaxConnectionsPerAddress,
+		Registration:                RegistrationOpen,
 	}
 }
 
@@ -189,6 +195,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.validateEdge()...)
+	errs = append(errs, c.validateRegistration()...)
 	return errors.Join(errs...)
 }
 

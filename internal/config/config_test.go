@@ -32,6 +32,7 @@ func TestDefaultMatchesTable(t *testing.T) {
 		PollingDelta:    60,
 		InternalAPIBind: "127.0.0.1", InternalAPIPort: 50051,
 		APIMaxConnections: 8192, APIHoldTimeout: 45, APIMaxConnectionsPerAddress: 64,
+		Registration: "open",
 	}
 	if got := Default(); got != want {
 		t.Fatalf("Default() =\n%+v\nwant\n%+v", got, want)

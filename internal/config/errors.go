@@ -29,3 +29,6 @@ var (
 	// ErrNoHome means a path starts with ~ but the home directory is unknown.
 	ErrNoHome = errors.New("cannot expand ~: home directory unknown")
 )
+
+// ErrBadRegistration means registration is neither "open" nor "allowlist".
+var ErrBadRegistration = errors.New(`registration must be "open" or "allowlist"`)

@@ -60,6 +60,9 @@ func flagSpecs() []flagSpec {
 		{"apirateburst", "teos-go extension: public API request burst per client address and endpoint (0 = ceil(apiratelimit))", func(c *Config) any { return &c.APIRateBurst }, replace},
 		{"apimaxconnectionsperaddress", "teos-go extension: most open public API connections from one address (0 = unlimited)", func(c *Config) any { return &c.APIMaxConnectionsPerAddress }, replace},
 		{"apitrustedproxies", "teos-go extension: comma-separated reverse proxy addresses/CIDRs whose X-Forwarded-For / X-Real-IP name the client", func(c *Config) any { return &c.APITrustedProxies }, replace},
+		{"registration", "teos-go extension: who may register, open or allowlist (users added with teos-cli adduser)", func(c *Config) any { return &c.Registration }, replace},
+		{"registrationrate", "teos-go extension: registrations per client address per minute in open mode (0 = off)", func(c *Config) any { return &c.RegistrationRate }, replace},
+		{"maxstoredbytes", "teos-go extension: refuse registrations once the database holds this many bytes (0 = off)", func(c *Config) any { return &c.MaxStoredBytes }, replace},
 	}
 }
 
@@ -165,6 +168,8 @@ func newFlagSet(stderr io.Writer, into *Config, specs []flagSpec) *flag.FlagSet 
 			fs.Var((*uint16Value)(p), s.name, s.usage)
 		case *uint32:
 			fs.Var((*uint32Value)(p), s.name, s.usage)
+		case *uint64:
+			fs.Uint64Var(p, s.name, *p, s.usage)
 		case *float64:
 			fs.Float64Var(p, s.name, *p, s.usage)
 		case *time.Duration:
@@ -191,6 +196,8 @@ func apply(dst, src any, m merge) {
 		*d = *src.(*uint16)
 	case *uint32:
 		*d = *src.(*uint32)
+	case *uint64:
+		*d = *src.(*uint64)
 	case *float64:
 		*d = *src.(*float64)
 	case *time.Duration:

@@ -266,6 +266,7 @@ func TestRustTeosFileLoadsUnchanged(t *testing.T) {
 		PollingDelta:    5,
 		InternalAPIBind: "127.0.0.2", InternalAPIPort: 50052,
 		APIMaxConnections: 8192, APIHoldTimeout: 45, APIMaxConnectionsPerAddress: 64, // teos-go keys: the defaults
+		Registration: "open",
 	}
 	if cfg != want {
 		t.Fatalf("Load() =\n%+v\nwant\n%+v", cfg, want)
@@ -322,8 +323,8 @@ func TestFlagNamesFollowKeys(t *testing.T) {
 	})
 	want := []string{
 		"apibind", "apiholdtimeout", "apimaxconnections", "apimaxconnectionsperaddress", "apiport", "apirateburst", "apiratelimit", "apitrustedproxies", "btcnetwork", "btcrpcconnect", "btcrpccookie", "btcrpcpassword", "btcrpcport",
-		"btcrpcuser", "datadir", "debug", "depsdebug", "forceupdate", "importrustteos", "metricsbind", "onionhiddenserviceport",
-		"overwritekey", "pollinginterval", "rpcbind", "rpcport", "torcontrolport", "torsupport",
+		"btcrpcuser", "datadir", "debug", "depsdebug", "forceupdate", "importrustteos", "maxstoredbytes", "metricsbind", "onionhiddenserviceport",
+		"overwritekey", "pollinginterval", "registration", "registrationrate", "rpcbind", "rpcport", "torcontrolport", "torsupport",
 	}
 	if !reflect.DeepEqual(names, want) {
 		t.Fatalf("flags = %q\nwant %q", names, want)

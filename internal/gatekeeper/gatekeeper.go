@@ -26,6 +26,7 @@ type Config struct {
 	SubscriptionSlots    uint32
 	SubscriptionDuration uint32 // blocks
 	ExpiryDelta          uint32 // grace blocks after expiry before a user is deleted
+	Admission            Admission
 	Logger               *slog.Logger
 }
 
@@ -56,6 +57,9 @@ func (g *Gatekeeper) SetHeight(h uint32) { g.height.Store(h) }
 // Register adds a user or renews their subscription: slots are added and the expiry extended
 // from the old expiry (not from now), as rust-teos does. The start height never changes.
 func (g *Gatekeeper) Register(id teos.UserID) (store.UserInfo, error) {
+	if err := g.admit(id); err != nil {
+		return store.UserInfo{}, err
+	}
 	h := g.Height()
 	slots, duration := g.cfg.SubscriptionSlots, g.cfg.SubscriptionDuration
 	info, err := g.cfg.Store.UpdateUser(id, func(prev store.UserInfo, exists bool) (store.UserInfo, error) {

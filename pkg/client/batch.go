@@ -141,6 +141,11 @@ func (t *Tower) supportsBatch(ctx context.Context, sem chan struct{}) bool {
 	}
 	info, err := t.Info(ctx)
 	<-sem
+	if err == nil {
+		t.mu.Lock()
+		t.extensions = info.Extensions
+		t.mu.Unlock()
+	}
 	switch {
 	case err == nil && info.HasExtension(ExtAddAppointments):
 		state = batchYes
@@ -260,8 +265,12 @@ func (t *Tower) sendBatch(ctx context.Context, appts []teos.Appointment, out []I
 	for k, i := range chunk {
 		req.Appointments[k] = t.newAddRequest(&appts[i])
 	}
+	body, hdr, err := t.encodeBatch(req) // compressed when the tower takes it (upload.go)
+	if err != nil {
+		return err
+	}
 	var r batchResponse
-	if err := t.do(ctx, http.MethodPost, "/add_appointments", req, &r); err != nil {
+	if err := t.doRaw(ctx, http.MethodPost, "/add_appointments", body, hdr, &r); err != nil {
 		return err
 	}
 	if len(r.Results) != len(chunk) {

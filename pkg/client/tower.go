@@ -47,6 +47,8 @@ type Tower struct {
 	reg         *teos.RegistrationReceipt
 	misbehaving error
 	batch       batchSupport
+	extensions  []string // from GET /info, once supportsBatch probed it
+	encoding    string   // batch Content-Encoding when the tower takes it ("" = zstd)
 }
 
 // Option configures a Tower.
@@ -465,8 +467,13 @@ func (t *Tower) do(ctx context.Context, method, path string, in, out any) error 
 			return fmt.Errorf("encode %s: %w", path, err)
 		}
 	}
+	return t.doRaw(ctx, method, path, body, nil, out)
+}
+
+// doRaw is do for a body already encoded, sent with the extra headers hdr.
+func (t *Tower) doRaw(ctx context.Context, method, path string, body []byte, hdr http.Header, out any) error {
 	for attempt := 0; ; attempt++ {
-		err := t.once(ctx, method, path, body, out)
+		err := t.once(ctx, method, path, body, hdr, out)
 		var tr *transientError
 		if !errors.As(err, &tr) {
 			return err
@@ -495,7 +502,7 @@ func (t *Tower) backoff(attempt int) time.Duration {
 	return half + rand.N(half+1)
 }
 
-func (t *Tower) once(ctx context.Context, method, path string, body []byte, out any) error {
+func (t *Tower) once(ctx context.Context, method, path string, body []byte, hdr http.Header, out any) error {
 	if t.proxy == "" && isOnion(t.url) {
 		return fmt.Errorf("%s %s: %w", method, path, ErrOnionNeedsProxy)
 	}
@@ -509,6 +516,9 @@ func (t *Tower) once(ctx context.Context, method, path string, body []byte, out 
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	resp, err := t.http.Do(req)
 	if err != nil {

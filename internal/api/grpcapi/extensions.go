@@ -89,7 +89,7 @@ func (e *Extensions) GetInfo(context.Context, *emptypb.Empty) (*teosv2.GetInfoRe
 	return &teosv2.GetInfoResponse{
 		TowerId:    id[:],
 		Version:    teos.Version,
-		Extensions: []string{teos.ExtensionAddAppointments},
+		Extensions: served,
 	}, nil
 }
 

@@ -2,6 +2,7 @@ package grpcapi_test
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -87,7 +88,7 @@ func TestAddAppointmentsWholeRequestErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(info.GetTowerId(), f.towerID[:]) || info.GetVersion() != teos.Version ||
-		len(info.GetExtensions()) != 1 || info.GetExtensions()[0] != "add_appointments" {
+		!slices.Equal(info.GetExtensions(), []string{"add_appointments", "delete_appointment", "add_appointments_compressed", "add_appointments_stream"}) {
 		t.Fatalf("info = %v", info)
 	}
 }

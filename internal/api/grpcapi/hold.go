@@ -75,8 +75,9 @@ func storeFault(err error) bool {
 		return false // already an answer
 	}
 	var expired *gatekeeper.SubscriptionExpiredError
+	var refused *gatekeeper.RegistrationRefusedError
 	switch {
-	case errors.Is(err, gatekeeper.ErrAuthenticationFailed), errors.Is(err, gatekeeper.ErrNotEnoughSlots),
+	case errors.As(err, &refused), errors.Is(err, gatekeeper.ErrAuthenticationFailed), errors.Is(err, gatekeeper.ErrNotEnoughSlots),
 		errors.Is(err, gatekeeper.ErrMaxSlots), errors.As(err, &expired),
 		errors.Is(err, watcher.ErrAlreadyTriggered), errors.Is(err, watcher.ErrInvalidUserID),
 		errors.Is(err, watcher.ErrNotFound),

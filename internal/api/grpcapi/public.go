@@ -60,10 +60,13 @@ func (p *Public) Register(ctx context.Context, req *commonv2.RegisterRequest) (*
 		r, err = p.watcher.Register(req.GetUserId())
 		return err
 	})
+	var refused *gatekeeper.RegistrationRefusedError
 	switch {
 	case err == nil:
 	case isStatus(err):
 		return nil, err
+	case errors.As(err, &refused): // teos-go's registration policy: rust-teos's registration error shape
+		return nil, status.Error(codes.ResourceExhausted, refused.Message)
 	case errors.Is(err, watcher.ErrInvalidUserID):
 		return nil, status.Error(codes.InvalidArgument, msgInvalidUserID)
 	case errors.Is(err, gatekeeper.ErrMaxSlots):

@@ -32,6 +32,14 @@ type infoReply struct {
 // addAppointments serves POST /add_appointments: items the inspector refuses get its error,
 // the rest go to the core in one call and get a receipt or add_appointment's error.
 func (h *handler) addAppointments(w http.ResponseWriter, r *http.Request, body []byte) {
+	body, ok := h.decodeContent(w, r, body, addAppointmentsBodyLimit) // encoding.go
+	if !ok {
+		return
+	}
+	if wantsNDJSON(r) {
+		h.addAppointmentsStream(w, r, body) // stream.go
+		return
+	}
 	items, err := inspector.InspectAddAppointments(body)
 	if err != nil {
 		h.writeRejection(w, r, err)

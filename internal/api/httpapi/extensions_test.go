@@ -20,10 +20,11 @@ import (
 
 // fakeExtensions answers add_appointments item by item with answer(i, request), or err.
 type fakeExtensions struct {
-	calls  []*teosv2.AddAppointmentsRequest
-	answer func(i int, req *commonv2.AddAppointmentRequest) *teosv2.AddAppointmentResult
-	info   *teosv2.GetInfoResponse
-	err    error
+	teosv2.PublicTowerExtensionsClient // methods these tests do not use (nil: calling one panics)
+	calls                              []*teosv2.AddAppointmentsRequest
+	answer                             func(i int, req *commonv2.AddAppointmentRequest) *teosv2.AddAppointmentResult
+	info                               *teosv2.GetInfoResponse
+	err                                error
 }
 
 func (f *fakeExtensions) AddAppointments(_ context.Context, in *teosv2.AddAppointmentsRequest, _ ...grpc.CallOption) (*teosv2.AddAppointmentsResponse, error) {

@@ -43,6 +43,7 @@ var routes = []route{
 	// teos-go extensions (extensions.go).
 	{name: "add_appointments", method: http.MethodPost, bodyLimit: addAppointmentsBodyLimit, extension: true, serve: (*handler).addAppointments},
 	{name: "info", method: http.MethodGet, extension: true, serve: (*handler).info},
+	{name: "delete_appointment", method: http.MethodPost, bodyLimit: deleteAppointmentBodyLimit, extension: true, serve: (*handler).deleteAppointment},
 }
 
 // Endpoints are the names of every route in the table, extensions included, then

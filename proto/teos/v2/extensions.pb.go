@@ -313,6 +313,458 @@ func (x *GetInfoResponse) GetExtensions() []string {
 	return nil
 }
 
+type DeleteAppointmentRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Locator []byte                 `protobuf:"bytes,1,opt,name=locator,proto3" json:"locator,omitempty"`
+	// The user's signature of "Delete appointment <locator hex>".
+	Signature     string `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteAppointmentRequest) Reset() {
+	*x = DeleteAppointmentRequest{}
+	mi := &file_teos_v2_extensions_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAppointmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAppointmentRequest) ProtoMessage() {}
+
+func (x *DeleteAppointmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_teos_v2_extensions_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAppointmentRequest.ProtoReflect.Descriptor instead.
+func (*DeleteAppointmentRequest) Descriptor() ([]byte, []int) {
+	return file_teos_v2_extensions_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *DeleteAppointmentRequest) GetLocator() []byte {
+	if x != nil {
+		return x.Locator
+	}
+	return nil
+}
+
+func (x *DeleteAppointmentRequest) GetSignature() string {
+	if x != nil {
+		return x.Signature
+	}
+	return ""
+}
+
+// DeleteAppointmentResponse is the deletion receipt; the tower signs
+// "deletion_accepted:" || signature of the request || be32(deletion_block).
+type DeleteAppointmentResponse struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Locator            []byte                 `protobuf:"bytes,1,opt,name=locator,proto3" json:"locator,omitempty"`
+	DeletionBlock      uint32                 `protobuf:"varint,2,opt,name=deletion_block,json=deletionBlock,proto3" json:"deletion_block,omitempty"`
+	Signature          string                 `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	AvailableSlots     uint32                 `protobuf:"varint,4,opt,name=available_slots,json=availableSlots,proto3" json:"available_slots,omitempty"`
+	SubscriptionExpiry uint32                 `protobuf:"varint,5,opt,name=subscription_expiry,json=subscriptionExpiry,proto3" json:"subscription_expiry,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *DeleteAppointmentResponse) Reset() {
+	*x = DeleteAppointmentResponse{}
+	mi := &file_teos_v2_extensions_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAppointmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAppointmentResponse) ProtoMessage() {}
+
+func (x *DeleteAppointmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_teos_v2_extensions_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAppointmentResponse.ProtoReflect.Descriptor instead.
+func (*DeleteAppointmentResponse) Descriptor() ([]byte, []int) {
+	return file_teos_v2_extensions_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DeleteAppointmentResponse) GetLocator() []byte {
+	if x != nil {
+		return x.Locator
+	}
+	return nil
+}
+
+func (x *DeleteAppointmentResponse) GetDeletionBlock() uint32 {
+	if x != nil {
+		return x.DeletionBlock
+	}
+	return 0
+}
+
+func (x *DeleteAppointmentResponse) GetSignature() string {
+	if x != nil {
+		return x.Signature
+	}
+	return ""
+}
+
+func (x *DeleteAppointmentResponse) GetAvailableSlots() uint32 {
+	if x != nil {
+		return x.AvailableSlots
+	}
+	return 0
+}
+
+func (x *DeleteAppointmentResponse) GetSubscriptionExpiry() uint32 {
+	if x != nil {
+		return x.SubscriptionExpiry
+	}
+	return 0
+}
+
+type AddAppointmentsStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As AddAppointmentsRequest.appointments.
+	Appointments  []*v2.AddAppointmentRequest `protobuf:"bytes,1,rep,name=appointments,proto3" json:"appointments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddAppointmentsStreamRequest) Reset() {
+	*x = AddAppointmentsStreamRequest{}
+	mi := &file_teos_v2_extensions_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddAppointmentsStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddAppointmentsStreamRequest) ProtoMessage() {}
+
+func (x *AddAppointmentsStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_teos_v2_extensions_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddAppointmentsStreamRequest.ProtoReflect.Descriptor instead.
+func (*AddAppointmentsStreamRequest) Descriptor() ([]byte, []int) {
+	return file_teos_v2_extensions_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AddAppointmentsStreamRequest) GetAppointments() []*v2.AddAppointmentRequest {
+	if x != nil {
+		return x.Appointments
+	}
+	return nil
+}
+
+// AddAppointmentsStreamResponse carries the results of one durable commit
+// group: results[k] answers request item first + k.
+type AddAppointmentsStreamResponse struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	First         uint32                  `protobuf:"varint,1,opt,name=first,proto3" json:"first,omitempty"`
+	Results       []*AddAppointmentResult `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddAppointmentsStreamResponse) Reset() {
+	*x = AddAppointmentsStreamResponse{}
+	mi := &file_teos_v2_extensions_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddAppointmentsStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddAppointmentsStreamResponse) ProtoMessage() {}
+
+func (x *AddAppointmentsStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_teos_v2_extensions_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddAppointmentsStreamResponse.ProtoReflect.Descriptor instead.
+func (*AddAppointmentsStreamResponse) Descriptor() ([]byte, []int) {
+	return file_teos_v2_extensions_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AddAppointmentsStreamResponse) GetFirst() uint32 {
+	if x != nil {
+		return x.First
+	}
+	return 0
+}
+
+func (x *AddAppointmentsStreamResponse) GetResults() []*AddAppointmentResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type AddUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        []byte                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddUserRequest) Reset() {
+	*x = AddUserRequest{}
+	mi := &file_teos_v2_extensions_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddUserRequest) ProtoMessage() {}
+
+func (x *AddUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_teos_v2_extensions_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddUserRequest.ProtoReflect.Descriptor instead.
+func (*AddUserRequest) Descriptor() ([]byte, []int) {
+	return file_teos_v2_extensions_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AddUserRequest) GetUserId() []byte {
+	if x != nil {
+		return x.UserId
+	}
+	return nil
+}
+
+type AddUserResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when the user id was already allowed.
+	Changed       bool `protobuf:"varint,1,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddUserResponse) Reset() {
+	*x = AddUserResponse{}
+	mi := &file_teos_v2_extensions_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddUserResponse) ProtoMessage() {}
+
+func (x *AddUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_teos_v2_extensions_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddUserResponse.ProtoReflect.Descriptor instead.
+func (*AddUserResponse) Descriptor() ([]byte, []int) {
+	return file_teos_v2_extensions_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AddUserResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+type RemoveUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        []byte                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveUserRequest) Reset() {
+	*x = RemoveUserRequest{}
+	mi := &file_teos_v2_extensions_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveUserRequest) ProtoMessage() {}
+
+func (x *RemoveUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_teos_v2_extensions_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveUserRequest.ProtoReflect.Descriptor instead.
+func (*RemoveUserRequest) Descriptor() ([]byte, []int) {
+	return file_teos_v2_extensions_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RemoveUserRequest) GetUserId() []byte {
+	if x != nil {
+		return x.UserId
+	}
+	return nil
+}
+
+type RemoveUserResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when the user id was not allowed.
+	Changed       bool `protobuf:"varint,1,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveUserResponse) Reset() {
+	*x = RemoveUserResponse{}
+	mi := &file_teos_v2_extensions_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveUserResponse) ProtoMessage() {}
+
+func (x *RemoveUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_teos_v2_extensions_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveUserResponse.ProtoReflect.Descriptor instead.
+func (*RemoveUserResponse) Descriptor() ([]byte, []int) {
+	return file_teos_v2_extensions_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RemoveUserResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+type GetAllowedUsersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserIds       [][]byte               `protobuf:"bytes,1,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAllowedUsersResponse) Reset() {
+	*x = GetAllowedUsersResponse{}
+	mi := &file_teos_v2_extensions_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAllowedUsersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAllowedUsersResponse) ProtoMessage() {}
+
+func (x *GetAllowedUsersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_teos_v2_extensions_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAllowedUsersResponse.ProtoReflect.Descriptor instead.
+func (*GetAllowedUsersResponse) Descriptor() ([]byte, []int) {
+	return file_teos_v2_extensions_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GetAllowedUsersResponse) GetUserIds() [][]byte {
+	if x != nil {
+		return x.UserIds
+	}
+	return nil
+}
+
 var File_teos_v2_extensions_proto protoreflect.FileDescriptor
 
 const file_teos_v2_extensions_proto_rawDesc = "" +
@@ -334,10 +786,40 @@ const file_teos_v2_extensions_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1e\n" +
 	"\n" +
 	"extensions\x18\x03 \x03(\tR\n" +
-	"extensions2\xb0\x01\n" +
+	"extensions\"R\n" +
+	"\x18DeleteAppointmentRequest\x12\x18\n" +
+	"\alocator\x18\x01 \x01(\fR\alocator\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\tR\tsignature\"\xd4\x01\n" +
+	"\x19DeleteAppointmentResponse\x12\x18\n" +
+	"\alocator\x18\x01 \x01(\fR\alocator\x12%\n" +
+	"\x0edeletion_block\x18\x02 \x01(\rR\rdeletionBlock\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\tR\tsignature\x12'\n" +
+	"\x0favailable_slots\x18\x04 \x01(\rR\x0eavailableSlots\x12/\n" +
+	"\x13subscription_expiry\x18\x05 \x01(\rR\x12subscriptionExpiry\"i\n" +
+	"\x1cAddAppointmentsStreamRequest\x12I\n" +
+	"\fappointments\x18\x01 \x03(\v2%.common.teos.v2.AddAppointmentRequestR\fappointments\"n\n" +
+	"\x1dAddAppointmentsStreamResponse\x12\x14\n" +
+	"\x05first\x18\x01 \x01(\rR\x05first\x127\n" +
+	"\aresults\x18\x02 \x03(\v2\x1d.teos.v2.AddAppointmentResultR\aresults\")\n" +
+	"\x0eAddUserRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\fR\x06userId\"+\n" +
+	"\x0fAddUserResponse\x12\x18\n" +
+	"\achanged\x18\x01 \x01(\bR\achanged\",\n" +
+	"\x11RemoveUserRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\fR\x06userId\".\n" +
+	"\x12RemoveUserResponse\x12\x18\n" +
+	"\achanged\x18\x01 \x01(\bR\achanged\"4\n" +
+	"\x17GetAllowedUsersResponse\x12\x19\n" +
+	"\buser_ids\x18\x01 \x03(\fR\auserIds2\xfd\x02\n" +
 	"\x15PublicTowerExtensions\x12W\n" +
 	"\x10add_appointments\x12\x1f.teos.v2.AddAppointmentsRequest\x1a .teos.v2.AddAppointmentsResponse\"\x00\x12>\n" +
-	"\bget_info\x12\x16.google.protobuf.Empty\x1a\x18.teos.v2.GetInfoResponse\"\x00B.Z,github.com/teos-go/teos/proto/teos/v2;teosv2b\x06proto3"
+	"\bget_info\x12\x16.google.protobuf.Empty\x1a\x18.teos.v2.GetInfoResponse\"\x00\x12]\n" +
+	"\x12delete_appointment\x12!.teos.v2.DeleteAppointmentRequest\x1a\".teos.v2.DeleteAppointmentResponse\"\x00\x12l\n" +
+	"\x17add_appointments_stream\x12%.teos.v2.AddAppointmentsStreamRequest\x1a&.teos.v2.AddAppointmentsStreamResponse\"\x000\x012\xf4\x01\n" +
+	"\x16PrivateTowerExtensions\x12?\n" +
+	"\badd_user\x12\x17.teos.v2.AddUserRequest\x1a\x18.teos.v2.AddUserResponse\"\x00\x12H\n" +
+	"\vremove_user\x12\x1a.teos.v2.RemoveUserRequest\x1a\x1b.teos.v2.RemoveUserResponse\"\x00\x12O\n" +
+	"\x11get_allowed_users\x12\x16.google.protobuf.Empty\x1a .teos.v2.GetAllowedUsersResponse\"\x00B.Z,github.com/teos-go/teos/proto/teos/v2;teosv2b\x06proto3"
 
 var (
 	file_teos_v2_extensions_proto_rawDescOnce sync.Once
@@ -351,31 +833,52 @@ func file_teos_v2_extensions_proto_rawDescGZIP() []byte {
 	return file_teos_v2_extensions_proto_rawDescData
 }
 
-var file_teos_v2_extensions_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_teos_v2_extensions_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_teos_v2_extensions_proto_goTypes = []any{
-	(*AddAppointmentsRequest)(nil),    // 0: teos.v2.AddAppointmentsRequest
-	(*AppointmentError)(nil),          // 1: teos.v2.AppointmentError
-	(*AddAppointmentResult)(nil),      // 2: teos.v2.AddAppointmentResult
-	(*AddAppointmentsResponse)(nil),   // 3: teos.v2.AddAppointmentsResponse
-	(*GetInfoResponse)(nil),           // 4: teos.v2.GetInfoResponse
-	(*v2.AddAppointmentRequest)(nil),  // 5: common.teos.v2.AddAppointmentRequest
-	(*v2.AddAppointmentResponse)(nil), // 6: common.teos.v2.AddAppointmentResponse
-	(*emptypb.Empty)(nil),             // 7: google.protobuf.Empty
+	(*AddAppointmentsRequest)(nil),        // 0: teos.v2.AddAppointmentsRequest
+	(*AppointmentError)(nil),              // 1: teos.v2.AppointmentError
+	(*AddAppointmentResult)(nil),          // 2: teos.v2.AddAppointmentResult
+	(*AddAppointmentsResponse)(nil),       // 3: teos.v2.AddAppointmentsResponse
+	(*GetInfoResponse)(nil),               // 4: teos.v2.GetInfoResponse
+	(*DeleteAppointmentRequest)(nil),      // 5: teos.v2.DeleteAppointmentRequest
+	(*DeleteAppointmentResponse)(nil),     // 6: teos.v2.DeleteAppointmentResponse
+	(*AddAppointmentsStreamRequest)(nil),  // 7: teos.v2.AddAppointmentsStreamRequest
+	(*AddAppointmentsStreamResponse)(nil), // 8: teos.v2.AddAppointmentsStreamResponse
+	(*AddUserRequest)(nil),                // 9: teos.v2.AddUserRequest
+	(*AddUserResponse)(nil),               // 10: teos.v2.AddUserResponse
+	(*RemoveUserRequest)(nil),             // 11: teos.v2.RemoveUserRequest
+	(*RemoveUserResponse)(nil),            // 12: teos.v2.RemoveUserResponse
+	(*GetAllowedUsersResponse)(nil),       // 13: teos.v2.GetAllowedUsersResponse
+	(*v2.AddAppointmentRequest)(nil),      // 14: common.teos.v2.AddAppointmentRequest
+	(*v2.AddAppointmentResponse)(nil),     // 15: common.teos.v2.AddAppointmentResponse
+	(*emptypb.Empty)(nil),                 // 16: google.protobuf.Empty
 }
 var file_teos_v2_extensions_proto_depIdxs = []int32{
-	5, // 0: teos.v2.AddAppointmentsRequest.appointments:type_name -> common.teos.v2.AddAppointmentRequest
-	6, // 1: teos.v2.AddAppointmentResult.receipt:type_name -> common.teos.v2.AddAppointmentResponse
-	1, // 2: teos.v2.AddAppointmentResult.error:type_name -> teos.v2.AppointmentError
-	2, // 3: teos.v2.AddAppointmentsResponse.results:type_name -> teos.v2.AddAppointmentResult
-	0, // 4: teos.v2.PublicTowerExtensions.add_appointments:input_type -> teos.v2.AddAppointmentsRequest
-	7, // 5: teos.v2.PublicTowerExtensions.get_info:input_type -> google.protobuf.Empty
-	3, // 6: teos.v2.PublicTowerExtensions.add_appointments:output_type -> teos.v2.AddAppointmentsResponse
-	4, // 7: teos.v2.PublicTowerExtensions.get_info:output_type -> teos.v2.GetInfoResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	14, // 0: teos.v2.AddAppointmentsRequest.appointments:type_name -> common.teos.v2.AddAppointmentRequest
+	15, // 1: teos.v2.AddAppointmentResult.receipt:type_name -> common.teos.v2.AddAppointmentResponse
+	1,  // 2: teos.v2.AddAppointmentResult.error:type_name -> teos.v2.AppointmentError
+	2,  // 3: teos.v2.AddAppointmentsResponse.results:type_name -> teos.v2.AddAppointmentResult
+	14, // 4: teos.v2.AddAppointmentsStreamRequest.appointments:type_name -> common.teos.v2.AddAppointmentRequest
+	2,  // 5: teos.v2.AddAppointmentsStreamResponse.results:type_name -> teos.v2.AddAppointmentResult
+	0,  // 6: teos.v2.PublicTowerExtensions.add_appointments:input_type -> teos.v2.AddAppointmentsRequest
+	16, // 7: teos.v2.PublicTowerExtensions.get_info:input_type -> google.protobuf.Empty
+	5,  // 8: teos.v2.PublicTowerExtensions.delete_appointment:input_type -> teos.v2.DeleteAppointmentRequest
+	7,  // 9: teos.v2.PublicTowerExtensions.add_appointments_stream:input_type -> teos.v2.AddAppointmentsStreamRequest
+	9,  // 10: teos.v2.PrivateTowerExtensions.add_user:input_type -> teos.v2.AddUserRequest
+	11, // 11: teos.v2.PrivateTowerExtensions.remove_user:input_type -> teos.v2.RemoveUserRequest
+	16, // 12: teos.v2.PrivateTowerExtensions.get_allowed_users:input_type -> google.protobuf.Empty
+	3,  // 13: teos.v2.PublicTowerExtensions.add_appointments:output_type -> teos.v2.AddAppointmentsResponse
+	4,  // 14: teos.v2.PublicTowerExtensions.get_info:output_type -> teos.v2.GetInfoResponse
+	6,  // 15: teos.v2.PublicTowerExtensions.delete_appointment:output_type -> teos.v2.DeleteAppointmentResponse
+	8,  // 16: teos.v2.PublicTowerExtensions.add_appointments_stream:output_type -> teos.v2.AddAppointmentsStreamResponse
+	10, // 17: teos.v2.PrivateTowerExtensions.add_user:output_type -> teos.v2.AddUserResponse
+	12, // 18: teos.v2.PrivateTowerExtensions.remove_user:output_type -> teos.v2.RemoveUserResponse
+	13, // 19: teos.v2.PrivateTowerExtensions.get_allowed_users:output_type -> teos.v2.GetAllowedUsersResponse
+	13, // [13:20] is the sub-list for method output_type
+	6,  // [6:13] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_teos_v2_extensions_proto_init() }
@@ -393,9 +896,9 @@ func file_teos_v2_extensions_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_teos_v2_extensions_proto_rawDesc), len(file_teos_v2_extensions_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   14,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_teos_v2_extensions_proto_goTypes,
 		DependencyIndexes: file_teos_v2_extensions_proto_depIdxs,

@@ -23,8 +23,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PublicTowerExtensions_AddAppointments_FullMethodName = "/teos.v2.PublicTowerExtensions/add_appointments"
-	PublicTowerExtensions_GetInfo_FullMethodName         = "/teos.v2.PublicTowerExtensions/get_info"
+	PublicTowerExtensions_AddAppointments_FullMethodName       = "/teos.v2.PublicTowerExtensions/add_appointments"
+	PublicTowerExtensions_GetInfo_FullMethodName               = "/teos.v2.PublicTowerExtensions/get_info"
+	PublicTowerExtensions_DeleteAppointment_FullMethodName     = "/teos.v2.PublicTowerExtensions/delete_appointment"
+	PublicTowerExtensions_AddAppointmentsStream_FullMethodName = "/teos.v2.PublicTowerExtensions/add_appointments_stream"
 )
 
 // PublicTowerExtensionsClient is the client API for PublicTowerExtensions service.
@@ -35,6 +37,10 @@ const (
 type PublicTowerExtensionsClient interface {
 	AddAppointments(ctx context.Context, in *AddAppointmentsRequest, opts ...grpc.CallOption) (*AddAppointmentsResponse, error)
 	GetInfo(ctx context.Context, in *emptypb.Empty, opts ...grpc.CallOption) (*GetInfoResponse, error)
+	DeleteAppointment(ctx context.Context, in *DeleteAppointmentRequest, opts ...grpc.CallOption) (*DeleteAppointmentResponse, error)
+	// Like add_appointments, but committed in groups, each group's results sent
+	// once it is durable. Cancelling the call stops the groups not yet started.
+	AddAppointmentsStream(ctx context.Context, in *AddAppointmentsStreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AddAppointmentsStreamResponse], error)
 }
 
 type publicTowerExtensionsClient struct {
@@ -65,6 +71,35 @@ func (c *publicTowerExtensionsClient) GetInfo(ctx context.Context, in *emptypb.E
 	return out, nil
 }
 
+func (c *publicTowerExtensionsClient) DeleteAppointment(ctx context.Context, in *DeleteAppointmentRequest, opts ...grpc.CallOption) (*DeleteAppointmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteAppointmentResponse)
+	err := c.cc.Invoke(ctx, PublicTowerExtensions_DeleteAppointment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *publicTowerExtensionsClient) AddAppointmentsStream(ctx context.Context, in *AddAppointmentsStreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AddAppointmentsStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &PublicTowerExtensions_ServiceDesc.Streams[0], PublicTowerExtensions_AddAppointmentsStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AddAppointmentsStreamRequest, AddAppointmentsStreamResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PublicTowerExtensions_AddAppointmentsStreamClient = grpc.ServerStreamingClient[AddAppointmentsStreamResponse]
+
 // PublicTowerExtensionsServer is the server API for PublicTowerExtensions service.
 // All implementations must embed UnimplementedPublicTowerExtensionsServer
 // for forward compatibility.
@@ -73,6 +108,10 @@ func (c *publicTowerExtensionsClient) GetInfo(ctx context.Context, in *emptypb.E
 type PublicTowerExtensionsServer interface {
 	AddAppointments(context.Context, *AddAppointmentsRequest) (*AddAppointmentsResponse, error)
 	GetInfo(context.Context, *emptypb.Empty) (*GetInfoResponse, error)
+	DeleteAppointment(context.Context, *DeleteAppointmentRequest) (*DeleteAppointmentResponse, error)
+	// Like add_appointments, but committed in groups, each group's results sent
+	// once it is durable. Cancelling the call stops the groups not yet started.
+	AddAppointmentsStream(*AddAppointmentsStreamRequest, grpc.ServerStreamingServer[AddAppointmentsStreamResponse]) error
 	mustEmbedUnimplementedPublicTowerExtensionsServer()
 }
 
@@ -88,6 +127,12 @@ func (UnimplementedPublicTowerExtensionsServer) AddAppointments(context.Context,
 }
 func (UnimplementedPublicTowerExtensionsServer) GetInfo(context.Context, *emptypb.Empty) (*GetInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetInfo not implemented")
+}
+func (UnimplementedPublicTowerExtensionsServer) DeleteAppointment(context.Context, *DeleteAppointmentRequest) (*DeleteAppointmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteAppointment not implemented")
+}
+func (UnimplementedPublicTowerExtensionsServer) AddAppointmentsStream(*AddAppointmentsStreamRequest, grpc.ServerStreamingServer[AddAppointmentsStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method AddAppointmentsStream not implemented")
 }
 func (UnimplementedPublicTowerExtensionsServer) mustEmbedUnimplementedPublicTowerExtensionsServer() {}
 func (UnimplementedPublicTowerExtensionsServer) testEmbeddedByValue()                               {}
@@ -146,6 +191,35 @@ func _PublicTowerExtensions_GetInfo_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PublicTowerExtensions_DeleteAppointment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteAppointmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PublicTowerExtensionsServer).DeleteAppointment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PublicTowerExtensions_DeleteAppointment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PublicTowerExtensionsServer).DeleteAppointment(ctx, req.(*DeleteAppointmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PublicTowerExtensions_AddAppointmentsStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(AddAppointmentsStreamRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(PublicTowerExtensionsServer).AddAppointmentsStream(m, &grpc.GenericServerStream[AddAppointmentsStreamRequest, AddAppointmentsStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PublicTowerExtensions_AddAppointmentsStreamServer = grpc.ServerStreamingServer[AddAppointmentsStreamResponse]
+
 // PublicTowerExtensions_ServiceDesc is the grpc.ServiceDesc for PublicTowerExtensions service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -160,6 +234,201 @@ var PublicTowerExtensions_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "get_info",
 			Handler:    _PublicTowerExtensions_GetInfo_Handler,
+		},
+		{
+			MethodName: "delete_appointment",
+			Handler:    _PublicTowerExtensions_DeleteAppointment_Handler,
+		},
+	},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "add_appointments_stream",
+			Handler:       _PublicTowerExtensions_AddAppointmentsStream_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "teos/v2/extensions.proto",
+}
+
+const (
+	PrivateTowerExtensions_AddUser_FullMethodName         = "/teos.v2.PrivateTowerExtensions/add_user"
+	PrivateTowerExtensions_RemoveUser_FullMethodName      = "/teos.v2.PrivateTowerExtensions/remove_user"
+	PrivateTowerExtensions_GetAllowedUsers_FullMethodName = "/teos.v2.PrivateTowerExtensions/get_allowed_users"
+)
+
+// PrivateTowerExtensionsClient is the client API for PrivateTowerExtensions service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// PrivateTowerExtensions is teos-go's addition to the admin API (same mTLS
+// listener as PrivateTowerServices): the registration allowlist.
+type PrivateTowerExtensionsClient interface {
+	AddUser(ctx context.Context, in *AddUserRequest, opts ...grpc.CallOption) (*AddUserResponse, error)
+	RemoveUser(ctx context.Context, in *RemoveUserRequest, opts ...grpc.CallOption) (*RemoveUserResponse, error)
+	GetAllowedUsers(ctx context.Context, in *emptypb.Empty, opts ...grpc.CallOption) (*GetAllowedUsersResponse, error)
+}
+
+type privateTowerExtensionsClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewPrivateTowerExtensionsClient(cc grpc.ClientConnInterface) PrivateTowerExtensionsClient {
+	return &privateTowerExtensionsClient{cc}
+}
+
+func (c *privateTowerExtensionsClient) AddUser(ctx context.Context, in *AddUserRequest, opts ...grpc.CallOption) (*AddUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddUserResponse)
+	err := c.cc.Invoke(ctx, PrivateTowerExtensions_AddUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *privateTowerExtensionsClient) RemoveUser(ctx context.Context, in *RemoveUserRequest, opts ...grpc.CallOption) (*RemoveUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveUserResponse)
+	err := c.cc.Invoke(ctx, PrivateTowerExtensions_RemoveUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *privateTowerExtensionsClient) GetAllowedUsers(ctx context.Context, in *emptypb.Empty, opts ...grpc.CallOption) (*GetAllowedUsersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetAllowedUsersResponse)
+	err := c.cc.Invoke(ctx, PrivateTowerExtensions_GetAllowedUsers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// PrivateTowerExtensionsServer is the server API for PrivateTowerExtensions service.
+// All implementations must embed UnimplementedPrivateTowerExtensionsServer
+// for forward compatibility.
+//
+// PrivateTowerExtensions is teos-go's addition to the admin API (same mTLS
+// listener as PrivateTowerServices): the registration allowlist.
+type PrivateTowerExtensionsServer interface {
+	AddUser(context.Context, *AddUserRequest) (*AddUserResponse, error)
+	RemoveUser(context.Context, *RemoveUserRequest) (*RemoveUserResponse, error)
+	GetAllowedUsers(context.Context, *emptypb.Empty) (*GetAllowedUsersResponse, error)
+	mustEmbedUnimplementedPrivateTowerExtensionsServer()
+}
+
+// UnimplementedPrivateTowerExtensionsServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedPrivateTowerExtensionsServer struct{}
+
+func (UnimplementedPrivateTowerExtensionsServer) AddUser(context.Context, *AddUserRequest) (*AddUserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddUser not implemented")
+}
+func (UnimplementedPrivateTowerExtensionsServer) RemoveUser(context.Context, *RemoveUserRequest) (*RemoveUserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveUser not implemented")
+}
+func (UnimplementedPrivateTowerExtensionsServer) GetAllowedUsers(context.Context, *emptypb.Empty) (*GetAllowedUsersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetAllowedUsers not implemented")
+}
+func (UnimplementedPrivateTowerExtensionsServer) mustEmbedUnimplementedPrivateTowerExtensionsServer() {
+}
+func (UnimplementedPrivateTowerExtensionsServer) testEmbeddedByValue() {}
+
+// UnsafePrivateTowerExtensionsServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to PrivateTowerExtensionsServer will
+// result in compilation errors.
+type UnsafePrivateTowerExtensionsServer interface {
+	mustEmbedUnimplementedPrivateTowerExtensionsServer()
+}
+
+func RegisterPrivateTowerExtensionsServer(s grpc.ServiceRegistrar, srv PrivateTowerExtensionsServer) {
+	// If the following call panics, it indicates UnimplementedPrivateTowerExtensionsServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&PrivateTowerExtensions_ServiceDesc, srv)
+}
+
+func _PrivateTowerExtensions_AddUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PrivateTowerExtensionsServer).AddUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PrivateTowerExtensions_AddUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PrivateTowerExtensionsServer).AddUser(ctx, req.(*AddUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PrivateTowerExtensions_RemoveUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PrivateTowerExtensionsServer).RemoveUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PrivateTowerExtensions_RemoveUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PrivateTowerExtensionsServer).RemoveUser(ctx, req.(*RemoveUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PrivateTowerExtensions_GetAllowedUsers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(emptypb.Empty)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PrivateTowerExtensionsServer).GetAllowedUsers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PrivateTowerExtensions_GetAllowedUsers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PrivateTowerExtensionsServer).GetAllowedUsers(ctx, req.(*emptypb.Empty))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// PrivateTowerExtensions_ServiceDesc is the grpc.ServiceDesc for PrivateTowerExtensions service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var PrivateTowerExtensions_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "teos.v2.PrivateTowerExtensions",
+	HandlerType: (*PrivateTowerExtensionsServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "add_user",
+			Handler:    _PrivateTowerExtensions_AddUser_Handler,
+		},
+		{
+			MethodName: "remove_user",
+			Handler:    _PrivateTowerExtensions_RemoveUser_Handler,
+		},
+		{
+			MethodName: "get_allowed_users",
+			Handler:    _PrivateTowerExtensions_GetAllowedUsers_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

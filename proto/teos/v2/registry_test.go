@@ -44,15 +44,16 @@ func TestSameBaseNamesRegisterDistinctly(t *testing.T) {
 // teos-cli and rust-teos's HTTP front-end dial these exact paths.
 func TestFullMethodNames(t *testing.T) {
 	tests := []struct {
-		desc *grpc.ServiceDesc
-		want []string
+		desc    *grpc.ServiceDesc
+		want    []string
+		streams []string
 	}{
 		{&teosv2.PublicTowerServices_ServiceDesc, []string{
 			"/teos.v2.PublicTowerServices/register",
 			"/teos.v2.PublicTowerServices/add_appointment",
 			"/teos.v2.PublicTowerServices/get_appointment",
 			"/teos.v2.PublicTowerServices/get_subscription_info",
-		}},
+		}, nil},
 		{&teosv2.PrivateTowerServices_ServiceDesc, []string{
 			"/teos.v2.PrivateTowerServices/get_all_appointments",
 			"/teos.v2.PrivateTowerServices/get_appointments",
@@ -60,16 +61,27 @@ func TestFullMethodNames(t *testing.T) {
 			"/teos.v2.PrivateTowerServices/get_users",
 			"/teos.v2.PrivateTowerServices/get_user",
 			"/teos.v2.PrivateTowerServices/stop",
-		}},
+		}, nil},
 		{&teosv2.PublicTowerExtensions_ServiceDesc, []string{
 			"/teos.v2.PublicTowerExtensions/add_appointments",
 			"/teos.v2.PublicTowerExtensions/get_info",
-		}},
+			"/teos.v2.PublicTowerExtensions/delete_appointment",
+		}, []string{"/teos.v2.PublicTowerExtensions/add_appointments_stream"}},
+		{&teosv2.PrivateTowerExtensions_ServiceDesc, []string{
+			"/teos.v2.PrivateTowerExtensions/add_user",
+			"/teos.v2.PrivateTowerExtensions/remove_user",
+			"/teos.v2.PrivateTowerExtensions/get_allowed_users",
+		}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.desc.ServiceName, func(t *testing.T) {
-			if len(tt.desc.Streams) != 0 {
-				t.Errorf("unexpected streams: %d", len(tt.desc.Streams))
+			if len(tt.desc.Streams) != len(tt.streams) {
+				t.Fatalf("got %d streams, want %d", len(tt.desc.Streams), len(tt.streams))
+			}
+			for i, s := range tt.desc.Streams {
+				if got := "/" + tt.desc.ServiceName + "/" + s.StreamName; got != tt.streams[i] || !s.ServerStreams || s.ClientStreams {
+					t.Errorf("stream %d = %s (server %v, client %v), want server stream %s", i, got, s.ServerStreams, s.ClientStreams, tt.streams[i])
+				}
 			}
 			if len(tt.desc.Methods) != len(tt.want) {
 				t.Fatalf("got %d methods, want %d", len(tt.desc.Methods), len(tt.want))
@@ -103,6 +115,10 @@ func TestMethodTypes(t *testing.T) {
 		{"teos.v2.PrivateTowerServices.stop", "google.protobuf.Empty", "google.protobuf.Empty"},
 		{"teos.v2.PublicTowerExtensions.add_appointments", "teos.v2.AddAppointmentsRequest", "teos.v2.AddAppointmentsResponse"},
 		{"teos.v2.PublicTowerExtensions.get_info", "google.protobuf.Empty", "teos.v2.GetInfoResponse"},
+		{"teos.v2.PublicTowerExtensions.delete_appointment", "teos.v2.DeleteAppointmentRequest", "teos.v2.DeleteAppointmentResponse"},
+		{"teos.v2.PrivateTowerExtensions.add_user", "teos.v2.AddUserRequest", "teos.v2.AddUserResponse"},
+		{"teos.v2.PrivateTowerExtensions.remove_user", "teos.v2.RemoveUserRequest", "teos.v2.RemoveUserResponse"},
+		{"teos.v2.PrivateTowerExtensions.get_allowed_users", "google.protobuf.Empty", "teos.v2.GetAllowedUsersResponse"},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.method), func(t *testing.T) {

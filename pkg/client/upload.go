@@ -1,0 +1,288 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/teos-go/teos/pkg/teos"
+	"github.com/teos-go/teos/pkg/wtcrypto"
+)
+
+// Extensions of /add_appointments a tower may list in GET /info.
+const (
+	// ExtCompressedUploads: the body may be sent with Content-Encoding zstd or gzip.
+	ExtCompressedUploads = teos.ExtensionCompressedUploads
+	// ExtStreamedUploads: with Accept: application/x-ndjson, one result line per item as
+	// soon as the item is durable.
+	ExtStreamedUploads = teos.ExtensionStreamedUploads
+	// ExtDeleteAppointment: POST /delete_appointment.
+	ExtDeleteAppointment = teos.ExtensionDeleteAppointment
+)
+
+// Content encodings for WithCompression.
+const (
+	EncodingNone = "identity"
+	EncodingZstd = "zstd"
+	EncodingGzip = "gzip"
+)
+
+// WithCompression picks the Content-Encoding of batch uploads to towers that list
+// ExtCompressedUploads: EncodingZstd (the default), EncodingGzip or EncodingNone.
+func WithCompression(encoding string) Option { return func(t *Tower) { t.encoding = encoding } }
+
+var (
+	zstdOnce sync.Once
+	zstdEnc  *zstd.Encoder
+)
+
+// compress encodes body; the zstd encoder is shared (EncodeAll is safe for concurrent use).
+func compress(encoding string, body []byte) ([]byte, error) {
+	switch encoding {
+	case EncodingZstd:
+		zstdOnce.Do(func() { zstdEnc, _ = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1)) })
+		return zstdEnc.EncodeAll(body, make([]byte, 0, len(body)/2)), nil
+	case EncodingGzip:
+		var b bytes.Buffer
+		w := gzip.NewWriter(&b)
+		if _, err := w.Write(body); err != nil {
+			return nil, err
+		}
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
+		return b.Bytes(), nil
+	default:
+		return body, nil
+	}
+}
+
+func (t *Tower) hasExtension(ext string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Contains(t.extensions, ext)
+}
+
+// encodeBatch is req's body and headers: compressed if the tower takes it.
+func (t *Tower) encodeBatch(req batchRequest) ([]byte, http.Header, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode /add_appointments: %w", err)
+	}
+	enc := t.encoding
+	if enc == "" {
+		enc = EncodingZstd
+	}
+	if enc == EncodingNone || !t.hasExtension(ExtCompressedUploads) {
+		return body, nil, nil
+	}
+	if body, err = compress(enc, body); err != nil {
+		return nil, nil, fmt.Errorf("compress /add_appointments: %w", err)
+	}
+	return body, http.Header{"Content-Encoding": {enc}}, nil
+}
+
+// DeletionReceipt is a verified answer to delete_appointment.
+type DeletionReceipt struct {
+	Locator       teos.Locator
+	DeletionBlock uint32
+	// UserSignature signs teos.DeleteAppointmentMessage(Locator); TowerSignature signs
+	// teos.DeletionReceiptBytes(UserSignature, DeletionBlock).
+	UserSignature      string
+	TowerSignature     string
+	AvailableSlots     uint32
+	SubscriptionExpiry uint32
+}
+
+type deleteResponse struct {
+	Locator            string `json:"locator"`
+	DeletionBlock      uint32 `json:"deletion_block"`
+	Signature          string `json:"signature"`
+	AvailableSlots     uint32 `json:"available_slots"`
+	SubscriptionExpiry uint32 `json:"subscription_expiry"`
+}
+
+// DeleteAppointment asks the tower to delete the user's appointment at loc and give its slots
+// back (extension ExtDeleteAppointment), and verifies the deletion receipt; a receipt not
+// signed by the tower marks it misbehaving. Not found is an *APIError with code
+// teos.ErrCodeAppointmentNotFound; a triggered appointment, teos.ErrCodeAppointmentAlreadyTriggered.
+func (t *Tower) DeleteAppointment(ctx context.Context, loc teos.Locator) (*DeletionReceipt, error) {
+	if err := t.Misbehaving(); err != nil {
+		return nil, err
+	}
+	req := getRequest{loc.String(), wtcrypto.SignMessage(teos.DeleteAppointmentMessage(loc), t.key)}
+	var r deleteResponse
+	if err := t.do(ctx, http.MethodPost, "/delete_appointment", req, &r); err != nil {
+		return nil, err
+	}
+	if r.Locator != req.Locator {
+		return nil, t.markMisbehaving("deletion receipt for locator %q, asked %s", r.Locator, loc)
+	}
+	if !wtcrypto.VerifySignature(teos.DeletionReceiptBytes(req.Signature, r.DeletionBlock), r.Signature, t.id) {
+		return nil, t.markMisbehaving("deletion receipt for %s not signed by the tower", loc)
+	}
+	return &DeletionReceipt{
+		Locator:            loc,
+		DeletionBlock:      r.DeletionBlock,
+		UserSignature:      req.Signature,
+		TowerSignature:     r.Signature,
+		AvailableSlots:     r.AvailableSlots,
+		SubscriptionExpiry: r.SubscriptionExpiry,
+	}, nil
+}
+
+// UploadResult is the outcome of one item of Upload: a verified Receipt or Err (the tower's
+// refusal of that item).
+type UploadResult struct {
+	Index   int
+	Locator teos.Locator
+	Receipt *AppointmentReceipt
+	Err     error
+}
+
+// Upload sends appts[i] for every i in idxs to the tower with the batch extension, at most
+// MaxBatchItems per request and one request at a time, and calls onResult (never
+// concurrently) for each item as soon as the tower has stored it or refused it: with
+// ExtStreamedUploads that is line by line as each commit group becomes durable, otherwise
+// once per request. It returns the first error that stopped it (the tower unreachable, a cut
+// stream, a misbehaving tower, ctx done); the items that got no onResult call then were not
+// acknowledged and may be sent again (a repeated appointment is an update of itself).
+func (t *Tower) Upload(ctx context.Context, appts []teos.Appointment, idxs []int, onResult func(UploadResult)) error {
+	if err := t.Misbehaving(); err != nil {
+		return err
+	}
+	sem := make(chan struct{}, 1)
+	if !t.supportsBatch(ctx, sem) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return errors.New("the tower does not offer the add_appointments extension")
+	}
+	stream := t.hasExtension(ExtStreamedUploads)
+	for _, chunk := range t.chunk(appts, idxs) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var err error
+		if stream {
+			err = t.uploadStream(ctx, appts, chunk, onResult)
+		} else {
+			out := make([]ItemResult, len(appts))
+			if err = t.sendBatch(ctx, appts, out, chunk); err == nil {
+				for _, i := range chunk {
+					onResult(UploadResult{Index: i, Locator: appts[i].Locator, Receipt: out[i].Receipt, Err: out[i].Err})
+				}
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if err := t.Misbehaving(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// streamItem is one line of a streamed answer.
+type streamItem struct {
+	Index *int `json:"index"`
+	addResponse
+	errorJSON
+}
+
+// maxStreamLine bounds one result line; a receipt or error is a few hundred bytes.
+const maxStreamLine = 64 << 10
+
+// uploadStream posts one chunk asking for a streamed answer and reports each line.
+func (t *Tower) uploadStream(ctx context.Context, appts []teos.Appointment, chunk []int, onResult func(UploadResult)) error {
+	req := batchRequest{Appointments: make([]addRequest, len(chunk))}
+	for k, i := range chunk {
+		req.Appointments[k] = t.newAddRequest(&appts[i])
+	}
+	body, hdr, err := t.encodeBatch(req)
+	if err != nil {
+		return err
+	}
+	// The HTTP client's timeout bounds the wait for each line, not the whole stream, which
+	// may rightly take longer than any one request.
+	idle := t.http.Timeout
+	hc := *t.http
+	hc.Timeout = 0
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var timer *time.Timer
+	if idle > 0 {
+		timer = time.AfterFunc(idle, cancel)
+		defer timer.Stop()
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url+"/add_appointments", bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("POST /add_appointments: %w", err)
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("Accept", "application/x-ndjson")
+	for k, v := range hdr {
+		hreq.Header[k] = v
+	}
+	resp, err := hc.Do(hreq)
+	if err != nil {
+		return fmt.Errorf("POST /add_appointments: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+		return decodeAPIError(resp.StatusCode, raw)
+	}
+	answered := make([]bool, len(chunk))
+	left := len(chunk)
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 4096), maxStreamLine)
+	for sc.Scan() {
+		if timer != nil {
+			timer.Reset(idle)
+		}
+		var it streamItem
+		if err := json.Unmarshal(sc.Bytes(), &it); err != nil {
+			return fmt.Errorf("%w: stream line: %w", ErrBadResponse, err)
+		}
+		if it.Index == nil { // the tower ended the request early
+			if it.Error != nil && it.ErrorCode != nil {
+				return &APIError{HTTPStatus: resp.StatusCode, Code: *it.ErrorCode, Message: *it.Error}
+			}
+			return fmt.Errorf("%w: stream line without index", ErrBadResponse)
+		}
+		k := *it.Index
+		if k < 0 || k >= len(chunk) || answered[k] {
+			return fmt.Errorf("%w: stream result for item %d of %d (repeated or out of range)", ErrBadResponse, k, len(chunk))
+		}
+		answered[k] = true
+		left--
+		i := chunk[k]
+		res := UploadResult{Index: i, Locator: appts[i].Locator}
+		if it.Error != nil && it.ErrorCode != nil {
+			res.Err = &APIError{Code: *it.ErrorCode, Message: *it.Error}
+		} else if res.Receipt, res.Err = t.verifyAdd(&req.Appointments[k], &it.addResponse); res.Err != nil {
+			return res.Err // misbehaving: stop
+		}
+		onResult(res)
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("POST /add_appointments: read stream: %w", err)
+	}
+	if left > 0 {
+		return fmt.Errorf("POST /add_appointments: stream ended with %d of %d items unanswered", left, len(chunk))
+	}
+	return nil
+}
