@@ -16,7 +16,7 @@ import (
 
 // TestReorgRemined invalidates the dispute's block after the penalty is confirmed. btcd puts
 // the transactions of disconnected blocks back in its mempool and mines both again, one block
-// lower than the penalty was (BTCD.md 5.A). The tower follows: the appointment stays
+// lower than the penalty was (docs/BTCD.md 5.A). The tower follows: the appointment stays
 // dispute_responded and completes 100 blocks after the new confirmation, not the old one.
 func TestReorgRemined(t *testing.T) {
 	node := startNode(t)

@@ -1,5 +1,5 @@
 // Command teos-cli administers a running teosd over its admin RPC (mutual TLS), with
-// rust-teos v0.2 teos-cli's commands, options and output (PROTOCOL.md §11).
+// rust-teos v0.2 teos-cli's commands, options and output (docs/PROTOCOL.md §11).
 package main
 
 import (

@@ -28,7 +28,7 @@ type apiTimeouts struct {
 
 var defaultAPITimeouts = apiTimeouts{
 	readHeader: 10 * time.Second,
-	read:       30 * time.Second, // bodies are at most 2 KiB (PROTOCOL.md body limits)
+	read:       30 * time.Second, // bodies are at most 2 KiB (docs/PROTOCOL.md body limits)
 	write:      30 * time.Second, // to answer once the request is served or refused
 	idle:       2 * time.Minute,
 }

@@ -182,7 +182,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	return serve(ctx, cfg, log, w, mon, db, towerID, rpcTLS, met, held, onion)
 }
 
-// adminTLS makes sure the admin RPC's certificates exist in the data dir (PROTOCOL.md §13) and
+// adminTLS makes sure the admin RPC's certificates exist in the data dir (docs/PROTOCOL.md §13) and
 // returns the server side of its mutual TLS.
 func adminTLS(dataDir string, log *slog.Logger) (*tls.Config, error) {
 	res, err := tlsgen.Ensure(dataDir)
@@ -336,7 +336,7 @@ func stopGRPC(srv *grpc.Server) {
 }
 
 // grpcLogger routes grpc-go's own logs to slog: warnings and errors normally, everything with
-// --depsdebug (PROTOCOL.md §12 deps_debug).
+// --depsdebug (docs/PROTOCOL.md §12 deps_debug).
 type grpcLogger struct {
 	log     *slog.Logger
 	verbose bool

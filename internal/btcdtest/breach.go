@@ -16,7 +16,7 @@ const (
 	coinbaseMaturity = 100
 	// ToSelfDelay is the CSV delay in the commitment's to_local script.
 	ToSelfDelay = 144
-	breachFee   = 10_000 // sat per tx; always enough on btcd (BTCD.md §4)
+	breachFee   = 10_000 // sat per tx; always enough on btcd (docs/BTCD.md §4)
 )
 
 // Breach is a revoked commitment and the penalty that sweeps it, both signed and valid.

@@ -100,7 +100,7 @@ func New(c Client, log *slog.Logger) *Carrier {
 	return &Carrier{client: c, log: log.With("component", "carrier"), cache: make(map[chainhash.Hash]Result)}
 }
 
-// Send broadcasts tx with sendrawtransaction and maps the answer (PROTOCOL.md 8.4):
+// Send broadcasts tx with sendrawtransaction and maps the answer (docs/PROTOCOL.md 8.4):
 //
 //	success                  StatusInMempool
 //	-27 already in chain     StatusIrrevocablyResolved

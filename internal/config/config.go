@@ -1,6 +1,6 @@
 // Package config holds teosd's user-facing configuration: defaults, the
 // <datadir>/teos.toml file and command-line flags, with rust-teos v0.2 keys,
-// flag names and quirks (PROTOCOL.md section 12).
+// flag names and quirks (docs/PROTOCOL.md section 12).
 package config
 
 import (

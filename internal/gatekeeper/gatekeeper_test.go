@@ -14,7 +14,7 @@ import (
 	"github.com/teos-go/teos/pkg/wtcrypto"
 )
 
-// Constants from rust-teos's gatekeeper tests (VECTORS.md §7).
+// Constants from rust-teos's gatekeeper tests (docs/VECTORS.md §7).
 const (
 	slots       = 21
 	duration    = 500

@@ -1,7 +1,7 @@
 // Package responder keeps a tracker for every penalty the watcher hands over: it broadcasts
 // the penalty, follows its confirmations, re-sends it when it is stuck or reorganised out, and
 // deletes the appointment (refunding its slots) once the penalty is irrevocably resolved
-// (rust-teos responder.rs; PROTOCOL.md section 8).
+// (rust-teos responder.rs; docs/PROTOCOL.md section 8).
 //
 // Trackers live only in the store; the responder reloads them on every block (they are few)
 // and keeps in memory just the last 100 blocks' txids. Its changes to a block's trackers are
@@ -74,7 +74,7 @@ func (r *Responder) Height() uint32 { return r.height.Load() }
 // the last 100 blocks up to the tip.
 func (r *Responder) SeedBlock(block *wire.MsgBlock, height uint32) { r.index.add(block, height) }
 
-// HandleBreach broadcasts penalty, which spends dispute, for the appointment id (PROTOCOL.md
+// HandleBreach broadcasts penalty, which spends dispute, for the appointment id (docs/PROTOCOL.md
 // 8.2) and returns the tracker to store for it; the caller commits it with the rest of its
 // block's changes (store.Changes). It returns nil when bitcoind rejected the penalty: the
 // caller then deletes the appointment without refund. An error (bitcoind unreachable) means
@@ -84,7 +84,7 @@ func (r *Responder) SeedBlock(block *wire.MsgBlock, height uint32) { r.index.add
 // block at H that is H-1, as in rust-teos.
 //
 // Deliberate difference from rust-teos: when bitcoind answers that the penalty is already in
-// the chain (-27), rust-teos leaves the appointment untracked until its user expires (PROTOCOL.md
+// the chain (-27), rust-teos leaves the appointment untracked until its user expires (docs/PROTOCOL.md
 // 16.7). Here it is tracked as confirmed, so the user sees dispute_responded and the tracker
 // completes (refunding the slots) once irrevocably resolved. If the penalty is in a block the
 // responder has indexed, that block's height is used. Otherwise bitcoind is ahead of the
@@ -136,7 +136,7 @@ func (r *Responder) HandleBreach(ctx context.Context, id teos.UUID, dispute, pen
 	return t, nil
 }
 
-// BlockConnected processes the block at height (PROTOCOL.md 8.3): it records the block's
+// BlockConnected processes the block at height (docs/PROTOCOL.md 8.3): it records the block's
 // txids, confirms trackers whose penalty it holds, completes those confirmed 100 blocks ago
 // (deleting them with a slot refund), re-sends penalties whose block was reorganised out and
 // penalties unconfirmed for 6 blocks, and finally clears the carrier's cache.
@@ -218,10 +218,10 @@ func (r *Responder) resend(ctx context.Context, changes *store.Changes, reorged,
 	return nil
 }
 
-// BlockDisconnected forgets the block at height (PROTOCOL.md 8.5). Trackers confirmed in it
+// BlockDisconnected forgets the block at height (docs/PROTOCOL.md 8.5). Trackers confirmed in it
 // are re-sent when the next block is connected.
 //
-// Unlike rust-teos (PROTOCOL.md 16.9), Height becomes height-1, the last block still in
+// Unlike rust-teos (docs/PROTOCOL.md 16.9), Height becomes height-1, the last block still in
 // the chain.
 func (r *Responder) BlockDisconnected(_ context.Context, _ *wire.BlockHeader, height uint32) error {
 	r.index.remove(height)
@@ -261,7 +261,7 @@ func (r *Responder) resendReorged(ctx context.Context, changes *store.Changes, t
 }
 
 // rebroadcast re-sends a tracker's penalty and records the outcome: in the mempool since
-// height, confirmed (already in the chain, PROTOCOL.md 16.8), or deleted without refund.
+// height, confirmed (already in the chain, docs/PROTOCOL.md 16.8), or deleted without refund.
 func (r *Responder) rebroadcast(ctx context.Context, changes *store.Changes, t *store.Tracker, height uint32) error {
 	penalty, err := deserialize(t.PenaltyTx)
 	if err != nil {

@@ -1,5 +1,5 @@
 // Package tlsgen creates and loads the mutual-TLS material of the admin RPC (teosd ↔ teos-cli):
-// a CA, a server and a client identity in the data dir, as rust-teos does (PROTOCOL.md §13).
+// a CA, a server and a client identity in the data dir, as rust-teos does (docs/PROTOCOL.md §13).
 package tlsgen
 
 import (

@@ -15,7 +15,7 @@ import (
 
 // NewAppointment builds the appointment for a revoked commitment: the locator is the first
 // half of disputeTxID and the blob is the serialized penalty (witness included) encrypted
-// under it (PROTOCOL.md §3.2–3.3). disputeTxID is in internal order, as wire.MsgTx.TxHash
+// under it (docs/PROTOCOL.md §3.2–3.3). disputeTxID is in internal order, as wire.MsgTx.TxHash
 // and chainhash.NewHashFromStr (from display hex) return it.
 func NewAppointment(disputeTxID chainhash.Hash, penalty *wire.MsgTx, toSelfDelay uint32) (teos.Appointment, error) {
 	if penalty == nil {

@@ -447,7 +447,7 @@ func TestNewAppointment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := a.Locator.String(); got != "338bda693c4a26e0d41a01f7f2887aaf" { // PROTOCOL.md §3.2
+	if got := a.Locator.String(); got != "338bda693c4a26e0d41a01f7f2887aaf" { // docs/PROTOCOL.md §3.2
 		t.Fatalf("locator %s", got)
 	}
 	txid, _ := chainhash.NewHashFromStr(display)

@@ -1,5 +1,5 @@
 // Package client talks to one or several teos towers over their public HTTP API
-// (PROTOCOL.md §2–5): register, add appointments, get an appointment, get subscription info.
+// (docs/PROTOCOL.md §2–5): register, add appointments, get an appointment, get subscription info.
 //
 // A Tower is created with the tower's id (its public key), learnt out of band, for example
 // from the line teosd prints at start-up. Every receipt the tower returns is checked against

@@ -13,7 +13,7 @@ import (
 	"github.com/teos-go/teos/pkg/wtcrypto"
 )
 
-// VECTORS.md §3.
+// docs/VECTORS.md §3.
 const (
 	s1SK     = "0000000000000000000000000000000000000000000000000000000000000001"
 	s1Pubkey = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
@@ -179,7 +179,7 @@ func TestRegistrationReceiptRoundTrip(t *testing.T) {
 }
 
 func TestAppointmentReceiptRoundTrip(t *testing.T) {
-	// VECTORS.md §7: user_signature "user_sig", start_block 42.
+	// docs/VECTORS.md §7: user_signature "user_sig", start_block 42.
 	msg := teos.AppointmentReceiptBytes("user_sig", 42)
 	if want := mustHex(t, "757365725f7369670000002a"); !bytes.Equal(msg, want) {
 		t.Fatalf("AppointmentReceiptBytes = %x, want %x", msg, want)

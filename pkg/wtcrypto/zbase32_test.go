@@ -11,7 +11,7 @@ import (
 	"github.com/teos-go/teos/pkg/wtcrypto"
 )
 
-// TV-Z1, plus the two 65-byte signatures whose raw bytes VECTORS.md gives (S1, S3).
+// TV-Z1, plus the two 65-byte signatures whose raw bytes docs/VECTORS.md gives (S1, S3).
 var zbase32Vectors = []struct{ text, hex string }{
 	{"", ""},
 	{"yy", "00"},

@@ -333,7 +333,7 @@ func TestRejectedBodies(t *testing.T) {
 		{"empty user_id", "/register", `{"user_id": ""}`, 2, "`user_id` field is empty", false},
 		{"bad hex char", "/register", `{"user_id": "` + badCharID + `"}`, 5, "Invalid character 'Z' at position 65", true},
 		{"missing appointment (rust test)", "/add_appointment", `{"signature": "aa"}`, 1, "missing field `appointment`", false},
-		// PROTOCOL.md 5.3 step 5
+		// docs/PROTOCOL.md 5.3 step 5
 		{"null appointment", "/add_appointment", `{"appointment": null, "signature": "aa"}`, 1, "missing field `appointment`", false},
 		{"empty locator", "/add_appointment", add(appt("", "", "1"), sig), 2, "`locator` field is empty", false},
 		{"locator size", "/add_appointment", add(appt(locator32, "", "1"), sig), 4, "Wrong `locator` field size. Expected 16, received 32", false},
@@ -374,7 +374,7 @@ func TestStatusMapping(t *testing.T) {
 		wantCode   int
 		wantMsg    string
 	}{
-		// PROTOCOL.md 5.4, with the messages of 5.5
+		// docs/PROTOCOL.md 5.4, with the messages of 5.5
 		{status.Error(codes.InvalidArgument, "Provided public key does not match expected format (33-byte compressed key)"), 400, 5,
 			"Provided public key does not match expected format (33-byte compressed key)"},
 		{status.Error(codes.NotFound, "Appointment not found"), 404, 36, "Appointment not found"},

@@ -98,7 +98,7 @@ func TestFullMethodNames(t *testing.T) {
 	}
 }
 
-// Request and response types per RPC, as in PROTOCOL.md 10.1.
+// Request and response types per RPC, as in docs/PROTOCOL.md 10.1.
 func TestMethodTypes(t *testing.T) {
 	tests := []struct {
 		method, in, out protoreflect.FullName
@@ -151,7 +151,7 @@ type wantField struct {
 	oneof    protoreflect.Name // containing oneof, if any
 }
 
-// Every message and field of PROTOCOL.md 10.2; field numbers and types are the
+// Every message and field of docs/PROTOCOL.md 10.2; field numbers and types are the
 // wire contract with rust-teos.
 func TestMessageFields(t *testing.T) {
 	const (
