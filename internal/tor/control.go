@@ -155,7 +155,7 @@ func readReply(r *bufio.Reader) (Reply, error) {
 		if err != nil {
 			return rep, err
 		}
-		total += len(line)
+		total += len(line) + 2 // the line break too, so endless empty lines are bounded
 		if len(line) < 4 || !isCode(line[:3]) || !strings.ContainsRune("- +", rune(line[3])) {
 			return rep, fmt.Errorf("%w: unexpected reply %q", ErrNotTor, clip(line))
 		}
@@ -172,7 +172,7 @@ func readReply(r *bufio.Reader) (Reply, error) {
 				if err != nil {
 					return rep, err
 				}
-				total += len(d)
+				total += len(d) + 2
 				if total > maxReplyBytes {
 					return rep, fmt.Errorf("%w: reply longer than %d bytes", ErrNotTor, maxReplyBytes)
 				}
@@ -295,7 +295,8 @@ func (c *Conn) ProtocolInfo() (ProtocolInfo, error) {
 	return pi, nil
 }
 
-// parseKeyValues parses `K=V K="quoted \"V\""` pairs.
+// parseKeyValues parses `K=V K="quoted \"V\""` pairs. Quoted values use C escapes, as tor
+// writes them (\n, \t, \\, \", and octal \ooo for bytes outside printable ASCII).
 func parseKeyValues(s string) (map[string]string, error) {
 	out := map[string]string{}
 	for s = strings.TrimLeft(s, " "); s != ""; s = strings.TrimLeft(s, " ") {
@@ -310,6 +311,8 @@ func parseKeyValues(s string) (map[string]string, error) {
 			for ; i < len(rest) && rest[i] != '"'; i++ {
 				if rest[i] == '\\' && i+1 < len(rest) {
 					i++
+					i += unescape(&b, rest[i:]) - 1
+					continue
 				}
 				b.WriteByte(rest[i])
 			}
@@ -323,6 +326,29 @@ func parseKeyValues(s string) (map[string]string, error) {
 		out[k] = v
 	}
 	return out, nil
+}
+
+// unescape writes the byte the escape sequence at the start of s (after its backslash)
+// stands for, and returns the sequence's length.
+func unescape(b *strings.Builder, s string) int {
+	switch s[0] {
+	case 'n':
+		b.WriteByte('\n')
+	case 'r':
+		b.WriteByte('\r')
+	case 't':
+		b.WriteByte('\t')
+	case '0', '1', '2', '3', '4', '5', '6', '7':
+		n, v := 0, 0
+		for ; n < 3 && n < len(s) && s[n] >= '0' && s[n] <= '7'; n++ {
+			v = v*8 + int(s[n]-'0')
+		}
+		b.WriteByte(byte(v))
+		return n
+	default: // \\, \", \' and anything else: the character itself
+		b.WriteByte(s[0])
+	}
+	return 1
 }
 
 // Auth methods, as PROTOCOLINFO names them.

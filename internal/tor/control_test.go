@@ -204,3 +204,39 @@ func TestAnswerThenHangUp(t *testing.T) {
 		server.Close()
 	}
 }
+
+// TestProtocolInfoEscapedCookiePath: tor writes COOKIEFILE with C escapes (esc_for_log),
+// octal for bytes outside printable ASCII, so a UTF-8 path arrives as \303\251.
+func TestProtocolInfoEscapedCookiePath(t *testing.T) {
+	c := fakePeer(t, func(string) string {
+		return "250-PROTOCOLINFO 1\r\n" +
+			`250-AUTH METHODS=COOKIE COOKIEFILE="/home/jos\303\251/tor\tdir/c\\ookie\n"` + "\r\n" +
+			"250 OK\r\n"
+	})
+	pi, err := c.ProtocolInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "/home/josé/tor\tdir/c\\ookie\n"; pi.CookieFile != want {
+		t.Fatalf("cookie file %q, want %q", pi.CookieFile, want)
+	}
+}
+
+// TestEndlessEmptyDataLines: a peer that streams empty lines inside a data block is cut off
+// at the reply bound rather than growing the reply without end.
+func TestEndlessEmptyDataLines(t *testing.T) {
+	r := bufio.NewReader(io.MultiReader(strings.NewReader("250+x=\r\n"), endlessCRLF{}))
+	_, err := readReply(r)
+	if !errors.Is(err, ErrNotTor) {
+		t.Fatalf("err = %v, want ErrNotTor (reply too long)", err)
+	}
+}
+
+type endlessCRLF struct{}
+
+func (endlessCRLF) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = "\r\n"[i%2]
+	}
+	return len(p) &^ 1, nil
+}
