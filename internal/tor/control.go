@@ -359,19 +359,22 @@ const (
 	AuthPassword   = "HASHEDPASSWORD"
 )
 
-// Authenticate picks the first of none, safe cookie and cookie that tor offers (rust-teos's
-// choices; it has no password option either) and authenticates with it.
+// Authenticate picks the first of none and safe cookie that tor offers and authenticates
+// with it. Plain cookie (which rust-teos also takes) is never picked: the peer names the
+// file, so whoever holds the port before tor could have teosd send it any 32-byte file
+// (a Lightning node's hsm_secret). Every tor since 0.2.3 offers SAFECOOKIE with COOKIE.
 func (c *Conn) Authenticate(pi ProtocolInfo) error {
-	for _, m := range []string{AuthNull, AuthSafeCookie, AuthCookie} {
+	for _, m := range []string{AuthNull, AuthSafeCookie} {
 		if slices.Contains(pi.Methods, m) {
 			return c.AuthenticateWith(m, pi)
 		}
 	}
-	return fmt.Errorf("%w: tor offers %s; teosd can use none of them (it needs cookie, safe cookie or no authentication: set CookieAuthentication 1 in torrc)",
+	return fmt.Errorf("%w: tor offers %s; teosd can use none of them (it needs safe cookie or no authentication: set CookieAuthentication 1 in torrc)",
 		ErrAuth, strings.Join(pi.Methods, ", "))
 }
 
-// AuthenticateWith authenticates with the given method.
+// AuthenticateWith authenticates with the given method. AuthCookie sends the file tor
+// named: use it only with a peer known to be tor.
 func (c *Conn) AuthenticateWith(method string, pi ProtocolInfo) error {
 	var cmd string
 	switch method {

@@ -240,3 +240,35 @@ func (endlessCRLF) Read(p []byte) (int, error) {
 	}
 	return len(p) &^ 1, nil
 }
+
+// TestCookieOnlyPeerGetsNoFile: whoever listens on the control port names the cookie file.
+// A peer that offers only plain COOKIE and names another 32-byte file (a Lightning node's
+// hsm_secret) must not be sent its contents: teosd proves a cookie only by SAFECOOKIE,
+// after the peer has proved it knows the cookie too.
+func TestCookieOnlyPeerGetsNoFile(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "hsm_secret")
+	if err := os.WriteFile(secret, []byte(strings.Repeat("s", 32)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sent := make(chan string, 8)
+	c := fakePeer(t, func(cmd string) string {
+		sent <- cmd
+		if strings.HasPrefix(cmd, "PROTOCOLINFO") {
+			return "250-PROTOCOLINFO 1\r\n250-AUTH METHODS=COOKIE COOKIEFILE=\"" + secret + "\"\r\n250 OK\r\n"
+		}
+		return "250 OK\r\n"
+	})
+	pi, err := c.ProtocolInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Authenticate(pi); !errors.Is(err, ErrAuth) {
+		t.Fatalf("err = %v, want ErrAuth", err)
+	}
+	close(sent)
+	for cmd := range sent {
+		if strings.HasPrefix(cmd, "AUTHENTICATE") {
+			t.Fatalf("sent %q to a peer offering only plain COOKIE", cmd)
+		}
+	}
+}
