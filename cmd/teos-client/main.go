@@ -96,9 +96,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress 
 	fs.StringVar(&a.url, "tower", "", "tower base URL (default: the saved one, else "+defaultTowerURL+")")
 	fs.StringVar(&a.towerID, "towerid", "", "tower id (hex public key) receipts are checked against")
 	fs.StringVar(&a.proxy, "proxy", "", "SOCKS5 proxy `host:port` to reach the tower through, e.g. Tor's 127.0.0.1:9050 (needed for .onion towers; names are resolved by the proxy)")
-	// Above the tower's default api_hold_timeout (45 s): a tower riding out a fault of its own
-	// answers late rather than with an error.
-	fs.DurationVar(&a.timeout, "timeout", 90*time.Second, "timeout of each HTTP request")
+	// Above what a tower with the default api_hold_timeout (45 s) may take: its rate limit's
+	// delay (up to 45 s) and then a fault of its own held out (45 s) answer late, not with an error.
+	fs.DurationVar(&a.timeout, "timeout", 2*time.Minute, "timeout of each HTTP request")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}

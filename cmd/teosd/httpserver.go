@@ -24,6 +24,8 @@ type apiTimeouts struct {
 	readHeader, read, write, idle time.Duration
 	// hold is the longest a request is held during a transient fault (api_hold_timeout).
 	hold time.Duration
+	// delay is the longest the rate limit delays a request; the hold comes after it.
+	delay time.Duration
 }
 
 var defaultAPITimeouts = apiTimeouts{
@@ -33,22 +35,34 @@ var defaultAPITimeouts = apiTimeouts{
 	idle:       2 * time.Minute,
 }
 
-// apiTimeoutsFor is defaultAPITimeouts for a hold bound.
+// apiTimeoutsFor is defaultAPITimeouts for a hold bound, and the rate limit's delay that
+// goes with it (counted whether or not the rate limit is on).
 func apiTimeoutsFor(hold time.Duration) apiTimeouts {
 	to := defaultAPITimeouts
 	to.hold = hold
+	to.delay = rateMaxDelay(hold)
 	return to
 }
 
+// rateMaxDelay is the rate limit's longest delay for a hold bound: the bound itself, so a
+// client waits no longer for its turn than for a fault; with no hold, the limit's default.
+func rateMaxDelay(hold time.Duration) time.Duration {
+	if hold <= 0 {
+		return limits.DefaultMaxDelay
+	}
+	return hold
+}
+
 // newHTTPServer is the public API's server with its timeouts. The body must arrive within
-// read; the answer may then take hold+write. (net/http lifts the read deadline once the body
-// is read, so a held request's context is not cancelled by it.)
+// read; the answer may then take delay+hold+write: a request the rate limit delayed can
+// still be held by a fault. (net/http lifts the read deadline once the body is read, so a
+// held request's context is not cancelled by it.)
 func newHTTPServer(handler http.Handler, to apiTimeouts) *http.Server {
 	return &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: to.readHeader,
 		ReadTimeout:       to.read,
-		WriteTimeout:      to.read + to.hold + to.write,
+		WriteTimeout:      to.read + to.delay + to.hold + to.write,
 		IdleTimeout:       to.idle,
 	}
 }
@@ -82,8 +96,8 @@ func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterf
 		}
 	}
 	if rate := limits.NewRate(limits.RateConfig{Rate: cfg.APIRateLimit, Burst: int(cfg.APIRateBurst),
-		// newHTTPServer's write timeout covers the hold bound, so a delayed request is answered.
-		MaxDelay: cfg.HoldTimeout()}); rate != nil {
+		// newHTTPServer's write timeout covers this delay and then the hold bound.
+		MaxDelay: rateMaxDelay(cfg.HoldTimeout())}); rate != nil {
 		hcfg.Gate = rate
 	}
 	if met != nil {

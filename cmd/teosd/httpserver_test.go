@@ -156,3 +156,46 @@ func TestHeldRequestOutlivesReadTimeout(t *testing.T) {
 		t.Fatalf("answer %q", body)
 	}
 }
+
+// TestDelayedThenHeldRequestAnswered: a request the rate limit delays for its longest delay
+// and the hold gate then holds for its bound (a bitcoind outage) still gets its answer: the
+// write timeout covers both waits, one after the other.
+func TestDelayedThenHeldRequestAnswered(t *testing.T) {
+	to := apiTimeoutsFor(3 * shortTimeouts.read)
+	to.readHeader, to.read, to.write, to.idle = shortTimeouts.readHeader, shortTimeouts.read, shortTimeouts.write, shortTimeouts.idle
+	if to.delay <= 0 {
+		t.Fatalf("apiTimeoutsFor leaves the rate limit's delay out: %+v", to)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		time.Sleep(to.delay + to.hold) // the rate limit's wait, then the hold's
+		_, _ = io.WriteString(w, "delayed, held and served")
+	}), to)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	resp, err := http.Post("http://"+ln.Addr().String()+"/add_appointment", "application/json", strings.NewReader(`{"x":1}`))
+	if err != nil {
+		t.Fatalf("delayed and held request cut off: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != "delayed, held and served" {
+		t.Fatalf("answer %q", body)
+	}
+}
+
+// TestRateDelayWithoutHold: api_hold_timeout 0 still delays (the rate limit then uses its
+// default delay), so the write timeout must cover that delay too.
+func TestRateDelayWithoutHold(t *testing.T) {
+	if got := rateMaxDelay(0); got <= 0 {
+		t.Fatalf("rateMaxDelay(0) = %v", got)
+	}
+	srv := newHTTPServer(http.NotFoundHandler(), apiTimeoutsFor(0))
+	if srv.WriteTimeout <= rateMaxDelay(0)+srv.ReadTimeout {
+		t.Fatalf("write timeout %v does not cover the rate limit's delay %v plus the body's read", srv.WriteTimeout, rateMaxDelay(0))
+	}
+}

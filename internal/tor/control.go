@@ -155,7 +155,7 @@ func readReply(r *bufio.Reader) (Reply, error) {
 		if err != nil {
 			return rep, err
 		}
-		total += len(line)
+		total += len(line) + 2 // the line break too, so endless empty lines are bounded
 		if len(line) < 4 || !isCode(line[:3]) || !strings.ContainsRune("- +", rune(line[3])) {
 			return rep, fmt.Errorf("%w: unexpected reply %q", ErrNotTor, clip(line))
 		}
@@ -172,7 +172,7 @@ func readReply(r *bufio.Reader) (Reply, error) {
 				if err != nil {
 					return rep, err
 				}
-				total += len(d)
+				total += len(d) + 2
 				if total > maxReplyBytes {
 					return rep, fmt.Errorf("%w: reply longer than %d bytes", ErrNotTor, maxReplyBytes)
 				}
@@ -295,7 +295,8 @@ func (c *Conn) ProtocolInfo() (ProtocolInfo, error) {
 	return pi, nil
 }
 
-// parseKeyValues parses `K=V K="quoted \"V\""` pairs.
+// parseKeyValues parses `K=V K="quoted \"V\""` pairs. Quoted values use C escapes, as tor
+// writes them (\n, \t, \\, \", and octal \ooo for bytes outside printable ASCII).
 func parseKeyValues(s string) (map[string]string, error) {
 	out := map[string]string{}
 	for s = strings.TrimLeft(s, " "); s != ""; s = strings.TrimLeft(s, " ") {
@@ -310,6 +311,8 @@ func parseKeyValues(s string) (map[string]string, error) {
 			for ; i < len(rest) && rest[i] != '"'; i++ {
 				if rest[i] == '\\' && i+1 < len(rest) {
 					i++
+					i += unescape(&b, rest[i:]) - 1
+					continue
 				}
 				b.WriteByte(rest[i])
 			}
@@ -325,6 +328,29 @@ func parseKeyValues(s string) (map[string]string, error) {
 	return out, nil
 }
 
+// unescape writes the byte the escape sequence at the start of s (after its backslash)
+// stands for, and returns the sequence's length.
+func unescape(b *strings.Builder, s string) int {
+	switch s[0] {
+	case 'n':
+		b.WriteByte('\n')
+	case 'r':
+		b.WriteByte('\r')
+	case 't':
+		b.WriteByte('\t')
+	case '0', '1', '2', '3', '4', '5', '6', '7':
+		n, v := 0, 0
+		for ; n < 3 && n < len(s) && s[n] >= '0' && s[n] <= '7'; n++ {
+			v = v*8 + int(s[n]-'0')
+		}
+		b.WriteByte(byte(v))
+		return n
+	default: // \\, \", \' and anything else: the character itself
+		b.WriteByte(s[0])
+	}
+	return 1
+}
+
 // Auth methods, as PROTOCOLINFO names them.
 const (
 	AuthNull       = "NULL"
@@ -333,19 +359,22 @@ const (
 	AuthPassword   = "HASHEDPASSWORD"
 )
 
-// Authenticate picks the first of none, safe cookie and cookie that tor offers (rust-teos's
-// choices; it has no password option either) and authenticates with it.
+// Authenticate picks the first of none and safe cookie that tor offers and authenticates
+// with it. Plain cookie (which rust-teos also takes) is never picked: the peer names the
+// file, so whoever holds the port before tor could have teosd send it any 32-byte file
+// (a Lightning node's hsm_secret). Every tor since 0.2.3 offers SAFECOOKIE with COOKIE.
 func (c *Conn) Authenticate(pi ProtocolInfo) error {
-	for _, m := range []string{AuthNull, AuthSafeCookie, AuthCookie} {
+	for _, m := range []string{AuthNull, AuthSafeCookie} {
 		if slices.Contains(pi.Methods, m) {
 			return c.AuthenticateWith(m, pi)
 		}
 	}
-	return fmt.Errorf("%w: tor offers %s; teosd can use none of them (it needs cookie, safe cookie or no authentication: set CookieAuthentication 1 in torrc)",
+	return fmt.Errorf("%w: tor offers %s; teosd can use none of them (it needs safe cookie or no authentication: set CookieAuthentication 1 in torrc)",
 		ErrAuth, strings.Join(pi.Methods, ", "))
 }
 
-// AuthenticateWith authenticates with the given method.
+// AuthenticateWith authenticates with the given method. AuthCookie sends the file tor
+// named: use it only with a peer known to be tor.
 func (c *Conn) AuthenticateWith(method string, pi ProtocolInfo) error {
 	var cmd string
 	switch method {

@@ -204,3 +204,71 @@ func TestAnswerThenHangUp(t *testing.T) {
 		server.Close()
 	}
 }
+
+// TestProtocolInfoEscapedCookiePath: tor writes COOKIEFILE with C escapes (esc_for_log),
+// octal for bytes outside printable ASCII, so a UTF-8 path arrives as \303\251.
+func TestProtocolInfoEscapedCookiePath(t *testing.T) {
+	c := fakePeer(t, func(string) string {
+		return "250-PROTOCOLINFO 1\r\n" +
+			`250-AUTH METHODS=COOKIE COOKIEFILE="/home/jos\303\251/tor\tdir/c\\ookie\n"` + "\r\n" +
+			"250 OK\r\n"
+	})
+	pi, err := c.ProtocolInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "/home/josé/tor\tdir/c\\ookie\n"; pi.CookieFile != want {
+		t.Fatalf("cookie file %q, want %q", pi.CookieFile, want)
+	}
+}
+
+// TestEndlessEmptyDataLines: a peer that streams empty lines inside a data block is cut off
+// at the reply bound rather than growing the reply without end.
+func TestEndlessEmptyDataLines(t *testing.T) {
+	r := bufio.NewReader(io.MultiReader(strings.NewReader("250+x=\r\n"), endlessCRLF{}))
+	_, err := readReply(r)
+	if !errors.Is(err, ErrNotTor) {
+		t.Fatalf("err = %v, want ErrNotTor (reply too long)", err)
+	}
+}
+
+type endlessCRLF struct{}
+
+func (endlessCRLF) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = "\r\n"[i%2]
+	}
+	return len(p) &^ 1, nil
+}
+
+// TestCookieOnlyPeerGetsNoFile: whoever listens on the control port names the cookie file.
+// A peer that offers only plain COOKIE and names another 32-byte file (a Lightning node's
+// hsm_secret) must not be sent its contents: teosd proves a cookie only by SAFECOOKIE,
+// after the peer has proved it knows the cookie too.
+func TestCookieOnlyPeerGetsNoFile(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "hsm_secret")
+	if err := os.WriteFile(secret, []byte(strings.Repeat("s", 32)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sent := make(chan string, 8)
+	c := fakePeer(t, func(cmd string) string {
+		sent <- cmd
+		if strings.HasPrefix(cmd, "PROTOCOLINFO") {
+			return "250-PROTOCOLINFO 1\r\n250-AUTH METHODS=COOKIE COOKIEFILE=\"" + secret + "\"\r\n250 OK\r\n"
+		}
+		return "250 OK\r\n"
+	})
+	pi, err := c.ProtocolInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Authenticate(pi); !errors.Is(err, ErrAuth) {
+		t.Fatalf("err = %v, want ErrAuth", err)
+	}
+	close(sent)
+	for cmd := range sent {
+		if strings.HasPrefix(cmd, "AUTHENTICATE") {
+			t.Fatalf("sent %q to a peer offering only plain COOKIE", cmd)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -52,6 +53,9 @@ func ExpandSeed(seed []byte) SecretKey {
 
 // ParseKey checks b is an expanded key as rust-teos writes it.
 func ParseKey(b []byte) (SecretKey, error) {
+	if len(b) > KeySize {
+		return SecretKey{}, fmt.Errorf("%w: longer than %d bytes (expanded ED25519 secret key, no header)", ErrBadKey, KeySize)
+	}
 	if len(b) != KeySize {
 		return SecretKey{}, fmt.Errorf("%w: %d bytes, want %d (expanded ED25519 secret key, no header)", ErrBadKey, len(b), KeySize)
 	}
@@ -97,7 +101,7 @@ func ServiceID(pub [32]byte) string {
 // exist. A file that exists but is not a key is an error: it is never replaced.
 func LoadOrCreateKey(dir string) (key SecretKey, created bool, err error) {
 	path := filepath.Join(dir, KeyFileName)
-	b, err := os.ReadFile(path)
+	b, err := readAtMost(path, KeySize+1)
 	if err == nil {
 		key, err := ParseKey(b)
 		if err != nil {
@@ -115,6 +119,17 @@ func LoadOrCreateKey(dir string) (key SecretKey, created bool, err error) {
 		return SecretKey{}, false, fmt.Errorf("store onion key: %w", err)
 	}
 	return key, true, nil
+}
+
+// readAtMost reads up to n bytes of path: enough to tell a key from anything else, without
+// reading a huge (or endless) file into memory.
+func readAtMost(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, n))
 }
 
 // writeNew writes path in full or not at all, and never over an existing file: the data goes

@@ -186,3 +186,18 @@ func TestLoadOrCreateKeyUnreadable(t *testing.T) {
 		t.Fatalf("created=%v err=%v", created, err)
 	}
 }
+
+// An endless file in the key's place (a link to /dev/zero) is refused after KeySize+1
+// bytes, not read into memory.
+func TestLoadOrCreateKeyEndlessFile(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skip("no /dev/zero")
+	}
+	dir := t.TempDir()
+	if err := os.Symlink("/dev/zero", filepath.Join(dir, KeyFileName)); err != nil {
+		t.Fatal(err)
+	}
+	if _, created, err := LoadOrCreateKey(dir); !errors.Is(err, ErrBadKey) || created {
+		t.Fatalf("created=%v err=%v, want ErrBadKey", created, err)
+	}
+}

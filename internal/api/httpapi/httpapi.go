@@ -268,6 +268,13 @@ func (h *handler) writeRejection(w http.ResponseWriter, r *http.Request, err err
 // writeStatus answers a request the core refused or could not be asked. Code 255 means
 // something the tower did not expect, so the operator sees it.
 func (h *handler) writeStatus(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		// The client went away (while the core held its request): no one to answer, and no
+		// unexpected error of the tower's.
+		h.logger.Debug("client left before the answer", "endpoint", truncate(firstSegment(r.URL.EscapedPath())), "err", err)
+		noteClientGone(w)
+		return
+	}
 	status, body := StatusToHTTP(err)
 	level := slog.LevelDebug
 	if body.Code == teos.ErrCodeUnexpectedError {

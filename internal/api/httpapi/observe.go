@@ -115,6 +115,14 @@ func (rec *recorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the real writer (flushes, deadlines).
 func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
 
+// noteClientGone records on w, if it is the handler's recorder, that nothing was sent
+// because the client went away.
+func noteClientGone(w http.ResponseWriter) {
+	if rec, ok := w.(*recorder); ok && rec.status == 0 {
+		rec.status = StatusClientClosedRequest
+	}
+}
+
 // noteErrorCode records code on w if w is the handler's recorder.
 func noteErrorCode(w http.ResponseWriter, code int) {
 	if rec, ok := w.(*recorder); ok {

@@ -5,12 +5,18 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+
 	"github.com/teos-go/teos/internal/api/clientaddr"
 	"github.com/teos-go/teos/internal/api/httpapi"
+	commonv2 "github.com/teos-go/teos/proto/common/teos/v2"
+	teosv2 "github.com/teos-go/teos/proto/teos/v2"
 )
 
 // gateRecorder admits (or refuses) and records who asked.
@@ -147,5 +153,43 @@ func TestInFlightCap(t *testing.T) {
 	}
 	if r := send(t, srv, http.MethodGet, "/ping", "", "-"); r.status != http.StatusOK {
 		t.Fatalf("/ping is not counted: %d", r.status)
+	}
+}
+
+// heldRegister blocks Register until the caller goes away, then fails as grpc-go does for a
+// cancelled call: a request held by the tower's hold gate whose client hangs up.
+type heldRegister struct {
+	teosv2.PublicTowerServicesClient
+	entered chan struct{}
+}
+
+func (h heldRegister) Register(ctx context.Context, _ *commonv2.RegisterRequest, _ ...grpc.CallOption) (*commonv2.RegisterResponse, error) {
+	close(h.entered)
+	<-ctx.Done()
+	return nil, status.FromContextError(ctx.Err()).Err()
+}
+
+// TestClientGoneWhileHeldByTheCore: a client that hangs up while the core holds its request
+// is observed as gone (499, no error code), as one that hangs up in the Gate is, and is
+// sent nothing: not counted as an unexpected error (400 / 255).
+func TestClientGoneWhileHeldByTheCore(t *testing.T) {
+	obs := &exchanges{}
+	core := heldRegister{entered: make(chan struct{})}
+	h := httpapi.NewHandler(httpapi.Config{Client: core, Observer: obs})
+	ctx, cancel := context.WithCancel(t.Context())
+	body := `{"user_id":"02` + strings.Repeat("11", 32) + `"}`
+	r := httptest.NewRequestWithContext(ctx, http.MethodPost, "/register", strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() { defer close(done); h.ServeHTTP(w, r) }()
+	<-core.entered
+	cancel()
+	<-done
+	if x := obs.last(t); x.Status != httpapi.StatusClientClosedRequest || x.ErrorCode != 0 {
+		t.Fatalf("observed status %d, error_code %d; want %d and none", x.Status, x.ErrorCode, httpapi.StatusClientClosedRequest)
+	}
+	if w.Body.Len() != 0 {
+		t.Fatalf("answered a client that left: %q", w.Body.String())
 	}
 }

@@ -99,19 +99,21 @@ func snapshot(mu *sync.Mutex, s *[]int) []int {
 }
 
 func TestRateRefusesPastMaxDelay(t *testing.T) {
-	l := NewRate(RateConfig{Rate: 1, Burst: 1, MaxDelay: 1500 * time.Millisecond})
+	// One token per 10 s: the third request's turn is ~20 s away, past the 15 s bound as
+	// long as less than 5 s pass between the first and the third (a loaded machine).
+	l := NewRate(RateConfig{Rate: 0.1, Burst: 1, MaxDelay: 15 * time.Second})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	if _, err := l.Admit(ctx, admission(alice, "register")); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _, _ = l.Admit(ctx, admission(alice, "register")) }() // its turn is in ~1 s
+	go func() { _, _ = l.Admit(ctx, admission(alice, "register")) }() // its turn is in ~10 s
 	waitWaiting(t, l, 1)
 	start := time.Now()
 	if _, err := l.Admit(ctx, admission(alice, "register")); !errors.Is(err, ErrDelayTooLong) {
-		t.Fatalf("a turn ~2 s away with a 1.5 s bound: %v, want ErrDelayTooLong", err)
+		t.Fatalf("a turn ~20 s away with a 15 s bound: %v, want ErrDelayTooLong", err)
 	}
-	if time.Since(start) > time.Second {
+	if time.Since(start) > 5*time.Second { // held, it would wait for the guard (16 s)
 		t.Error("a request that cannot be served in time should be refused at once, not held")
 	}
 	// Other endpoints and addresses have their own bucket.
@@ -229,7 +231,9 @@ func (registerOnly) Register(context.Context, *commonv2.RegisterRequest, ...grpc
 // request is delayed and then served; /ping never waits; a request that cannot be served
 // in time gets 503 / 32 in rust-teos's words; a client that hangs up frees its place.
 func TestRateOverHTTP(t *testing.T) {
-	l := NewRate(RateConfig{Rate: 2, Burst: 1, MaxDelay: 1200 * time.Millisecond, MaxWaitingPerAddress: 1})
+	// One token per 2 s: the queued request below stays queued while the next one arrives,
+	// even on a loaded machine.
+	l := NewRate(RateConfig{Rate: 0.5, Burst: 1, MaxDelay: 5 * time.Second, MaxWaitingPerAddress: 1})
 	var mu sync.Mutex
 	var seen []httpapi.Exchange
 	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{Client: registerOnly{}, Gate: l,
@@ -250,11 +254,12 @@ func TestRateOverHTTP(t *testing.T) {
 	if code, body, err := register(t.Context()); err != nil || code != http.StatusOK {
 		t.Fatalf("first register: %d %s %v", code, body, err)
 	}
-	// The second waits ~0.5 s for its token, then is served.
+	// The second waits ~2 s for its token, then is served.
 	if code, body, err := register(t.Context()); err != nil || code != http.StatusOK {
 		t.Fatalf("second register, delayed: %d %s %v", code, body, err)
 	}
-	// Empty the bucket, queue one (~0.5 s), then one more would need ~1.5 s > 1.2 s.
+	// The bucket is empty: queue one (~2 s), then one more is past the address's one
+	// waiting place.
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { defer close(done); _, _, _ = register(ctx) }()

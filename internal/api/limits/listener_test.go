@@ -114,7 +114,9 @@ func TestListenerClosedConnectionsGiveTheirPlaceBack(t *testing.T) {
 // TestListenerFirstByteDeadline: a connection that sends nothing is closed after
 // FirstByte; one that has started its headers keeps the server's (longer) header timeout.
 func TestListenerFirstByteDeadline(t *testing.T) {
-	_, addr := serve(t, ListenerConfig{FirstByte: 300 * time.Millisecond})
+	// Long enough that the server reads the started connection's first bytes before it
+	// passes, even on a loaded machine (a read after the deadline fails unread).
+	_, addr := serve(t, ListenerConfig{FirstByte: 2 * time.Second})
 	silent := dialFrom(t, "127.0.0.1", addr)
 	started := dialFrom(t, "127.0.0.1", addr)
 	if _, err := io.WriteString(started, "GET /ping HTTP/1.1\r\n"); err != nil {
