@@ -117,7 +117,9 @@ func Import(ctx context.Context, cfg Config) (Summary, error) {
 		}
 	}()
 	// No fsync per transaction: the file counts only once synced and renamed.
-	st, err := store.Open(tmp, &store.Options{NoSync: true})
+	// No locator filter: teosd builds its own when it opens the renamed file, and a saved
+	// one would be left under the temporary name.
+	st, err := store.Open(tmp, &store.Options{NoSync: true, NoLocatorFilter: true})
 	if err != nil {
 		return sum, err
 	}
