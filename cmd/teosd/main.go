@@ -33,6 +33,7 @@ import (
 	"github.com/teos-go/teos/internal/carrier"
 	"github.com/teos-go/teos/internal/chain"
 	"github.com/teos-go/teos/internal/config"
+	"github.com/teos-go/teos/internal/frontend"
 	"github.com/teos-go/teos/internal/gatekeeper"
 	"github.com/teos-go/teos/internal/metrics"
 	"github.com/teos-go/teos/internal/responder"
@@ -137,10 +138,15 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	}, height)
 	resp := responder.New(responder.Config{Store: db, Carrier: carrier.New(btc, log), Logger: log}, height)
 	w := watcher.New(watcher.Config{Store: db, Gatekeeper: gk, Responder: resp, TowerKey: key, Logger: log})
+	fes, err := openFrontEnds(ctx, cfg, db, key, btc, height, log)
+	if err != nil {
+		return err
+	}
 	chainCfg := chain.Config{
-		Source:      btc,
-		Store:       db,
-		Listeners:   []chain.Listener{gk, w, resp}, // rust-teos's order: users first, then breaches, then trackers
+		Source: btc,
+		Store:  db,
+		// rust-teos's order: users first, then breaches, then trackers; then other front ends.
+		Listeners:   append([]chain.Listener{gk, w, resp}, frontEndListeners(fes)...),
 		Logger:      log,
 		IsTransient: bitcoind.IsUnreachable,
 	}
@@ -159,6 +165,9 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	if err := seed(ctx, btc, mon, w, resp); err != nil {
 		return err
 	}
+	if err := seedFrontEnds(ctx, btc, mon, fes); err != nil {
+		return err
+	}
 	// Catch up before opening any port, so receipts carry the real height and breaches mined
 	// while the tower was down are answered first.
 	if err := mon.Poll(ctx); err != nil {
@@ -166,7 +175,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	}
 	log.Info("bootstrap completed", "height", mon.Height())
 
-	return serve(ctx, cfg, log, w, mon, db, towerID, rpcTLS, met)
+	return serve(ctx, cfg, log, w, mon, db, towerID, rpcTLS, met, fes)
 }
 
 // adminTLS makes sure the admin RPC's certificates exist in the data dir (PROTOCOL.md §13) and
@@ -191,7 +200,7 @@ func adminTLS(dataDir string, log *slog.Logger) (*tls.Config, error) {
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher.Watcher, mon *chain.Monitor,
-	db *store.Store, towerID teos.UserID, rpcTLS *tls.Config, met *metrics.Metrics) error {
+	db *store.Store, towerID teos.UserID, rpcTLS *tls.Config, met *metrics.Metrics, fes []*frontend.Instance) error {
 	// The admin stop RPC cancels this context, like SIGTERM cancels the parent.
 	ctx, shutdown := context.WithCancel(ctx)
 	defer shutdown()
@@ -268,6 +277,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	serving = true
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mon.Run(ctx, cfg.PollEvery()) })
+	for _, fe := range fes {
+		g.Go(func() error { return fe.Serve(ctx) })
+	}
 	g.Go(func() error { return grpcSrv.Serve(grpcLis) })
 	g.Go(func() error { return rpcSrv.Serve(rpcLis) })
 	g.Go(func() error {

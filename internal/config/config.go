@@ -80,6 +80,11 @@ type Config struct {
 	APIMaxConnections uint32  `toml:"api_max_connections"`
 	APIRateLimit      float64 `toml:"api_rate_limit"`
 	APIRateBurst      uint32  `toml:"api_rate_burst"`
+
+	// LndTowerBind is a teos-go extension (key lnd_tower_bind, flag --lndtowerbind): address
+	// of the listener for lnd's watchtower clients (brontide, lnd's wtwire protocol), e.g.
+	// "0.0.0.0:9911"; "" (the default) turns it off. Served by the teosd built from lnd/.
+	LndTowerBind string `toml:"lnd_tower_bind"`
 }
 
 // Default returns the rust-teos v0.2 defaults. They do not pass Validate on

@@ -57,6 +57,7 @@ func flagSpecs() []flagSpec {
 		{"apimaxconnections", "teos-go extension: most open public API connections (0 = unlimited)", func(c *Config) any { return &c.APIMaxConnections }, replace},
 		{"apiratelimit", "teos-go extension: public API requests per second per client address and endpoint (0 = off)", func(c *Config) any { return &c.APIRateLimit }, replace},
 		{"apirateburst", "teos-go extension: public API request burst per client address and endpoint (0 = ceil(apiratelimit))", func(c *Config) any { return &c.APIRateBurst }, replace},
+		{"lndtowerbind", "teos-go extension: address for lnd's watchtower clients, e.g. 0.0.0.0:9911 (empty = off; teosd built from lnd/)", func(c *Config) any { return &c.LndTowerBind }, replace},
 	}
 }
 
