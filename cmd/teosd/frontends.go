@@ -12,6 +12,7 @@ import (
 	"github.com/teos-go/teos/internal/chain"
 	"github.com/teos-go/teos/internal/config"
 	"github.com/teos-go/teos/internal/frontend"
+	"github.com/teos-go/teos/internal/metrics"
 	"github.com/teos-go/teos/internal/store"
 )
 
@@ -76,6 +77,16 @@ func seedFrontEnds(ctx context.Context, btc *bitcoind.Client, mon *chain.Monitor
 		}
 		for _, seed := range seeders {
 			seed(&frontend.SeedBlock{Block: block, Height: l.Height})
+		}
+	}
+	return nil
+}
+
+// registerFrontEndMetrics adds the front ends' metrics to the tower's registry.
+func registerFrontEndMetrics(met *metrics.Metrics, fes []*frontend.Instance) error {
+	for _, fe := range fes {
+		if err := met.Register(fe.Collectors...); err != nil {
+			return fmt.Errorf("register front end metrics: %w", err)
 		}
 	}
 	return nil

@@ -161,6 +161,9 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	}
 	if cfg.MetricsBind != "" {
 		met = metrics.New(metrics.Config{Counts: db.Counts, Height: mon.Height, Reachable: mon.Reachable, Logger: log})
+		if err := registerFrontEndMetrics(met, fes); err != nil {
+			return err
+		}
 	}
 	if err := seed(ctx, btc, mon, w, resp); err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/wire"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/teos-go/teos/internal/chain"
 	"github.com/teos-go/teos/internal/config"
@@ -46,6 +47,8 @@ type Instance struct {
 	Serve func(ctx context.Context) error
 	// Seed, if set, is given the recent blocks before the first poll (a responder's SeedBlock).
 	Seed func(*SeedBlock)
+	// Collectors join the metrics endpoint's registry when metrics_bind is set.
+	Collectors []prometheus.Collector
 }
 
 // FrontEnd is a front end a variant compiles in.
