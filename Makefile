@@ -2,7 +2,7 @@
 # Go modules and the pinned btcd (into .bin/) themselves.
 GO ?= go
 
-.PHONY: all build demo test test-short fuzz e2e bench proto proto-check vet fmt-check btcd clean
+.PHONY: all build demo test test-short fuzz e2e bench proto proto-check vet fmt-check btcd lnd test-lnd clean
 
 all: build
 
@@ -12,6 +12,10 @@ build:
 btcd:
 	scripts/install-btcd.sh
 
+# The pinned lnd and lncli for the lnd/ module's end-to-end tests (10+ minutes the first time).
+lnd:
+	scripts/install-lnd.sh
+
 # The tower end to end on a local regtest chain (btcd + teosd in a temp dir), narrated.
 demo: btcd
 	$(GO) test -count=1 -v -run '^TestDemo$$' ./e2e/
@@ -20,6 +24,12 @@ demo: btcd
 test: btcd vet fmt-check
 	TEOS_REQUIRE_BTCD=1 $(GO) test -race -count=1 -timeout 20m ./...
 	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+	$(MAKE) test-lnd
+
+# The lnd/ module (teosd with lnd's tower protocol): its tests, with real lnd nodes when
+# .bin/lnd is there (make lnd; skipped otherwise unless CI or TEOS_REQUIRE_LND=1).
+test-lnd: btcd
+	cd lnd && $(GO) vet ./... && TEOS_REQUIRE_BTCD=1 $(GO) test -count=1 -timeout 20m ./...
 
 # Every fuzz target for FUZZTIME each (5s by default; e.g. make fuzz FUZZTIME=10m).
 fuzz:
