@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/lightningnetwork/lnd/watchtower/blob"
@@ -41,11 +42,17 @@ var ErrInvalidBlobSize = wtdb.ErrInvalidBlobSize
 // tracked, in the tower's bbolt file. It satisfies wtserver.DB, with lnd's TowerDB semantics,
 // and responder.Store for the front end's own responder.
 type DB struct {
-	s *store.Store
+	s   *store.Store
+	log *slog.Logger
 }
 
-// NewDB returns the front end's records in s.
-func NewDB(s *store.Store) *DB { return &DB{s: s} }
+// NewDB returns the front end's records in s; log (may be nil) reports corrupt records.
+func NewDB(s *store.Store, log *slog.Logger) *DB {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &DB{s: s, log: log}
+}
 
 // sub returns the nested bucket name, nil if b (or it) does not exist yet.
 func sub(b *bolt.Bucket, name []byte) *bolt.Bucket {
@@ -201,7 +208,9 @@ func (d *DB) DeleteSession(id wtdb.SessionID) error {
 	})
 }
 
-// QueryMatches returns the stored updates whose hint is among hints, with their sessions.
+// QueryMatches returns the stored updates whose hint is among hints, with their sessions. A
+// record that cannot be read is logged and skipped, as lnd's tower does, rather than failing:
+// the chain monitor would retry the block forever and stall the whole tower.
 func (d *DB) QueryMatches(hints []blob.BreachHint) ([]wtdb.Match, error) {
 	var matches []wtdb.Match
 	err := d.s.ExtView(extName, func(b *bolt.Bucket) error {
@@ -214,15 +223,18 @@ func (d *DB) QueryMatches(hints []blob.BreachHint) ([]wtdb.Match, error) {
 		for _, hint := range hints {
 			for k, v := c.Seek(hint[:]); k != nil && bytes.HasPrefix(k, hint[:]); k, v = c.Next() {
 				if len(k) != len(hint)+sessionIDLen {
-					return fmt.Errorf("%w: update key is %d bytes", store.ErrCorrupt, len(k))
+					d.log.Error("skipping lnd state update", "key", fmt.Sprintf("%x", k), "err", "bad key length")
+					continue
 				}
 				s, err := getSession(sessions, k[len(hint):])
 				if err != nil {
-					return fmt.Errorf("update %x: %w", k, err)
+					d.log.Error("skipping lnd state update", "key", fmt.Sprintf("%x", k), "err", err)
+					continue
 				}
 				u := new(wtdb.SessionStateUpdate)
 				if err := u.Decode(bytes.NewReader(v)); err != nil {
-					return fmt.Errorf("%w: update %x: %v", store.ErrCorrupt, k, err)
+					d.log.Error("skipping lnd state update", "key", fmt.Sprintf("%x", k), "err", err)
+					continue
 				}
 				matches = append(matches, wtdb.Match{
 					ID: s.ID, SeqNum: u.SeqNum, Hint: hint, EncryptedBlob: u.EncryptedBlob, SessionInfo: s,
@@ -323,7 +335,10 @@ func (d *DB) PutTracker(t *store.Tracker) error {
 func (d *DB) Tracker(id teos.UUID) (*store.Tracker, error) {
 	var t *store.Tracker
 	err := d.s.ExtView(extName, func(b *bolt.Bucket) error {
-		v := sub(b, bktTrackers).Get(id[:])
+		var v []byte
+		if tb := sub(b, bktTrackers); tb != nil {
+			v = tb.Get(id[:])
+		}
 		if v == nil {
 			return fmt.Errorf("tracker %s: %w", id, store.ErrNotFound)
 		}

@@ -31,7 +31,7 @@ func openDB(t *testing.T) *DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return NewDB(s)
+	return NewDB(s, nil)
 }
 
 type testTower struct {
@@ -148,6 +148,10 @@ func (tt *testTower) createSession(t *testing.T, key *btcec.PrivateKey, req *wtw
 	if !ok {
 		t.Fatal("no CreateSessionReply")
 	}
+	// lnd's tower serves one connection per client key: wait for it to hang up this one.
+	if !c.closed() {
+		t.Fatal("connection left open after CreateSession")
+	}
 	return r
 }
 
@@ -231,7 +235,7 @@ func TestCreateSessionPolicies(t *testing.T) {
 func TestStateUpdates(t *testing.T) {
 	tt := startTower(t)
 	key := newClientKey(t)
-	if r := tt.createSession(t, key, anchorSession(2)); r.Code != wtwire.CodeOK {
+	if r := tt.createSession(t, key, anchorSession(3)); r.Code != wtwire.CodeOK {
 		t.Fatalf("create session: code %d", r.Code)
 	}
 	size := blobSize(t, blob.TypeAltruistAnchorCommit)
@@ -257,36 +261,46 @@ func TestStateUpdates(t *testing.T) {
 		t.Fatal("refused update stored")
 	}
 
-	// Wrong blob size: lnd's tower answers a temporary failure.
-	c = tt.dial(t, key)
-	bad := update(t, 2, 1, size-1)
-	if r := c.stateUpdate(bad); r.Code != wtwire.CodeTemporaryFailure {
-		t.Fatalf("short blob: code %d, want %d", r.Code, wtwire.CodeTemporaryFailure)
-	}
-	if tt.stored(t, bad.Hint) != 0 {
-		t.Fatal("update with a bad blob stored")
+	// Wrong blob sizes, short and oversized: lnd's tower answers a temporary failure and
+	// hangs up.
+	for _, n := range []int{size - 1, 60000} {
+		c = tt.dial(t, key)
+		bad := update(t, 2, 1, n)
+		if r := c.stateUpdate(bad); r.Code != wtwire.CodeTemporaryFailure {
+			t.Fatalf("blob of %d bytes: code %d, want %d", n, r.Code, wtwire.CodeTemporaryFailure)
+		}
+		if !c.closed() {
+			t.Fatal("connection left open after a refused update")
+		}
+		if tt.stored(t, bad.Hint) != 0 {
+			t.Fatalf("update with a blob of %d bytes stored", n)
+		}
 	}
 
 	c = tt.dial(t, key)
-	u2 := update(t, 2, 1, size)
-	if r := c.stateUpdate(u2); r.Code != wtwire.CodeOK || r.LastApplied != 2 {
-		t.Fatalf("update 2: code %d last applied %d", r.Code, r.LastApplied)
+	for seq := uint16(2); seq <= 3; seq++ {
+		if r := c.stateUpdate(update(t, seq, seq-1, size)); r.Code != wtwire.CodeOK || r.LastApplied != seq {
+			t.Fatalf("update %d: code %d last applied %d", seq, r.Code, r.LastApplied)
+		}
 	}
-	// Past the session's maximum of 2.
-	over := update(t, 3, 2, size)
+	// Past the session's maximum of 3.
+	over := update(t, 4, 3, size)
 	if r := c.stateUpdate(over); r.Code != wtwire.StateUpdateCodeMaxUpdatesExceeded {
 		t.Fatalf("update past max: code %d, want %d", r.Code, wtwire.StateUpdateCodeMaxUpdatesExceeded)
+	}
+	if !c.closed() {
+		t.Fatal("connection left open after a refused update")
 	}
 	if tt.stored(t, over.Hint) != 0 {
 		t.Fatal("update past the maximum stored")
 	}
 	// A session that was used cannot be created again.
-	if r := tt.createSession(t, key, anchorSession(5)); r.Code != wtwire.CreateSessionCodeAlreadyExists || r.LastApplied != 2 {
+	if r := tt.createSession(t, key, anchorSession(5)); r.Code != wtwire.CreateSessionCodeAlreadyExists || r.LastApplied != 3 {
 		t.Fatalf("second create: code %d last applied %d", r.Code, r.LastApplied)
 	}
 
 	sessions, updates, err := tt.db.Counts()
-	if err != nil || sessions != 1 || updates != 2 {
+	if err != nil || sessions != 1 || updates != 3 {
 		t.Fatalf("counts: %d sessions, %d updates, %v", sessions, updates, err)
 	}
 
@@ -295,6 +309,9 @@ func TestStateUpdates(t *testing.T) {
 	if r := c.stateUpdate(update(t, 1, 0, size)); r.Code != wtwire.CodePermanentFailure {
 		t.Fatalf("update without session: code %d, want %d", r.Code, wtwire.CodePermanentFailure)
 	}
+	if !c.closed() {
+		t.Fatal("connection left open after a refused update")
+	}
 
 	// DeleteSession removes the session and its updates.
 	c = tt.dial(t, key)
@@ -302,7 +319,7 @@ func TestStateUpdates(t *testing.T) {
 	if r, ok := c.recv().(*wtwire.DeleteSessionReply); !ok || r.Code != wtwire.CodeOK {
 		t.Fatalf("delete session: %+v", r)
 	}
-	if tt.stored(t, u1.Hint)+tt.stored(t, u2.Hint) != 0 {
+	if tt.stored(t, u1.Hint) != 0 {
 		t.Fatal("updates left after DeleteSession")
 	}
 	if sessions, updates, _ := tt.db.Counts(); sessions != 0 || updates != 0 {
@@ -325,7 +342,7 @@ func TestBadMessages(t *testing.T) {
 	}{
 		{"unknown message type", []byte{0xff, 0xff, 1, 2, 3}},
 		{"truncated StateUpdate", binary.BigEndian.AppendUint16(nil, uint16(wtwire.MsgStateUpdate))},
-		{"oversized StateUpdate", append(binary.BigEndian.AppendUint16(nil, uint16(wtwire.MsgStateUpdate)), make([]byte, 65000)...)},
+		{"StateUpdate with a blob length past the message", append(binary.BigEndian.AppendUint16(nil, uint16(wtwire.MsgStateUpdate)), append(make([]byte, 2+2+1+16), 0xff, 0xff, 1)...)},
 		{"reply sent to the tower", binary.BigEndian.AppendUint16(nil, uint16(wtwire.MsgStateUpdateReply))},
 		{"empty message", nil},
 	} {

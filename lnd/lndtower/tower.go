@@ -50,7 +50,7 @@ func (frontEnd) Open(_ context.Context, env frontend.Env) (*frontend.Instance, e
 	if env.Config.Debug || env.Config.DepsDebug {
 		useLNDLogs(env.Config.DepsDebug)
 	}
-	db := NewDB(env.Store)
+	db := NewDB(env.Store, env.Logger)
 	resp := responder.New(responder.Config{Store: db, Carrier: env.Carrier, Logger: env.Logger}, env.Height)
 	look := NewLookout(db, resp, env.Logger)
 	look.onJustice = func() { justiceTxs.Add(1) }
