@@ -132,8 +132,15 @@ func TestLndBreachThroughTeosd(t *testing.T) {
 		var inv struct {
 			PaymentRequest string `json:"payment_request"`
 		}
-		lncli(t, bob, &inv, "addinvoice", "--amt", fmt.Sprint(amt))
-		lncli(t, alice, nil, "payinvoice", "--force", "--json", inv.PaymentRequest)
+		// Right after the channel (re)activates the link may not forward yet: retry.
+		waitFor(t, 60*time.Second, fmt.Sprintf("a payment of %d sat", amt), func() (bool, error) {
+			lncli(t, bob, &inv, "addinvoice", "--amt", fmt.Sprint(amt))
+			if err := lncliJSON(t, alice, nil, "payinvoice", "--force", "--json", inv.PaymentRequest); err != nil {
+				time.Sleep(time.Second)
+				return false, err
+			}
+			return true, nil
+		})
 	}
 	pay(300_000)
 	pay(200_000)

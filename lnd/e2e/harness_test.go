@@ -35,10 +35,10 @@ import (
 )
 
 var (
-	repo      string // the repository root
-	teosdBin  string // the lnd-enabled teosd, built by TestMain
-	lndBin    string
-	lncliBin  string
+	repo     string // the repository root
+	teosdBin string // the lnd-enabled teosd, built by TestMain
+	lndBin   string
+	lncliBin string
 )
 
 func TestMain(m *testing.M) {
@@ -405,7 +405,7 @@ func newLnd(t testing.TB, name, btcdTLS, certPath string, node *btcdtest.Node, e
 	n := &lndNode{name: name, dir: t.TempDir(), rpc: freeAddr(t), p2p: freeAddr(t)}
 	n.args = append([]string{
 		"--lnddir=" + n.dir, "--noseedbackup", "--no-macaroons", "--nobootstrap", "--norest",
-		"--tor.active=false", "--listen=" + n.p2p, "--rpclisten=" + n.rpc, "--externalip=" + n.p2p,
+		"--listen=" + n.p2p, "--rpclisten=" + n.rpc, "--externalip=" + n.p2p,
 		"--bitcoin.regtest", "--bitcoin.node=btcd",
 		"--btcd.rpchost=" + btcdTLS, "--btcd.rpcuser=" + node.User, "--btcd.rpcpass=" + node.Pass,
 		"--btcd.rpccert=" + certPath,
