@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +26,32 @@ type teosd struct {
 	p       *proc
 	id      string // tower_id, 66 hex
 	lndAddr string // lnd_tower_bind
+	metrics string // metrics_bind
+}
+
+// metric returns the value of an unlabelled metric on teosd's /metrics.
+func (tw *teosd) metric(t testing.TB, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + tw.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
 
 func startTeosd(t testing.TB, node *btcdtest.Node) *teosd {
@@ -33,7 +62,7 @@ func startTeosd(t testing.TB, node *btcdtest.Node) *teosd {
 	if err := os.WriteFile(filepath.Join(dataDir, "teos.toml"), []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tw := &teosd{lndAddr: freeAddr(t)}
+	tw := &teosd{lndAddr: freeAddr(t), metrics: freeAddr(t)}
 	ids := make(chan string, 1)
 	var once sync.Once
 	tw.p = startProc(t, "teosd", teosdBin, []string{
@@ -41,7 +70,7 @@ func startTeosd(t testing.TB, node *btcdtest.Node) *teosd {
 		"--btcrpcuser", node.User, "--btcrpcpassword", node.Pass,
 		"--btcrpcconnect", host, "--btcrpcport", port,
 		"--apibind", "127.0.0.1", "--apiport", portOf(freeAddr(t)), "--rpcport", portOf(freeAddr(t)),
-		"--lndtowerbind", tw.lndAddr, "--debug",
+		"--lndtowerbind", tw.lndAddr, "--metricsbind", tw.metrics, "--debug",
 	}, func(line string) {
 		if id, ok := strings.CutPrefix(line, "tower_id: "); ok {
 			once.Do(func() { ids <- id })
@@ -181,6 +210,9 @@ func TestLndBreachThroughTeosd(t *testing.T) {
 		return st.NumBackups >= 4 && st.NumPendingBackups == 0, fmt.Errorf("%+v", st)
 	})
 	t.Logf("states backed up to teosd (%v)", time.Since(began))
+	if s, u := tw.metric(t, "teos_lnd_sessions"), tw.metric(t, "teos_lnd_state_updates"); s < 1 || u < 4 {
+		t.Fatalf("teosd's metrics: %v lnd sessions, %v state updates", s, u)
+	}
 
 	// The victim goes offline; the cheater restores the revoked state and force-closes.
 	alice.stop(t)
@@ -249,6 +281,9 @@ func TestLndBreachThroughTeosd(t *testing.T) {
 	}
 	if justice == nil {
 		t.Fatalf("justice transaction %s not mined in the next block", justiceTxid)
+	}
+	if n := tw.metric(t, "teos_lnd_justice_txs_total"); n != 1 {
+		t.Fatalf("teos_lnd_justice_txs_total = %v, want 1", n)
 	}
 	t.Logf("justice transaction %s confirmed: %s (%v)", justiceTxid, hex.EncodeToString(justice)[:32]+"...", time.Since(began))
 
