@@ -2,7 +2,7 @@
 # Go modules and the pinned btcd (into .bin/) themselves.
 GO ?= go
 
-.PHONY: all build demo test test-purego test-short fuzz e2e bench proto proto-check vet fmt-check btcd clean
+.PHONY: all build demo test test-purego test-short fuzz e2e bench proto proto-check vet fmt-check btcd lnd test-lnd clean
 
 all: build
 
@@ -11,6 +11,10 @@ build:
 
 btcd:
 	scripts/install-btcd.sh
+
+# The pinned lnd and lncli for the lnd/ module's end-to-end tests (10+ minutes the first time).
+lnd:
+	scripts/install-lnd.sh
 
 # The tower end to end on a local regtest chain (btcd + teosd in a temp dir), narrated.
 demo:
@@ -21,6 +25,12 @@ test: btcd vet fmt-check
 	TEOS_REQUIRE_BTCD=1 $(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) test-purego
 	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+	$(MAKE) test-lnd
+
+# The lnd/ module (teosd with lnd's tower protocol): its tests, with real lnd nodes when
+# .bin/lnd is there (make lnd; skipped otherwise unless CI or TEOS_REQUIRE_LND=1).
+test-lnd: btcd
+	cd lnd && $(GO) vet ./... && TEOS_REQUIRE_BTCD=1 $(GO) test -count=1 -timeout 20m ./...
 
 # The build without cgo (pure-Go secp256k1): everything builds, the crypto packages pass.
 test-purego:

@@ -32,6 +32,7 @@ import (
 	"github.com/teos-go/teos/internal/carrier"
 	"github.com/teos-go/teos/internal/chain"
 	"github.com/teos-go/teos/internal/config"
+	"github.com/teos-go/teos/internal/frontend"
 	"github.com/teos-go/teos/internal/gatekeeper"
 	"github.com/teos-go/teos/internal/metrics"
 	"github.com/teos-go/teos/internal/responder"
@@ -147,10 +148,15 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	}, height)
 	resp := responder.New(responder.Config{Store: db, Carrier: carrier.New(btc, log), Logger: log}, height)
 	w := watcher.New(watcher.Config{Store: db, Gatekeeper: gk, Responder: resp, TowerKey: key, Logger: log, Wake: pollNow})
+	fes, err := openFrontEnds(ctx, cfg, db, key, btc, height, log)
+	if err != nil {
+		return err
+	}
 	chainCfg := chain.Config{
-		Source:      btc,
-		Store:       db,
-		Listeners:   []chain.Listener{gk, w, resp}, // rust-teos's order: users first, then breaches, then trackers
+		Source: btc,
+		Store:  db,
+		// rust-teos's order: users first, then breaches, then trackers; then other front ends.
+		Listeners:   append([]chain.Listener{gk, w, resp}, frontEndListeners(fes)...),
 		Logger:      log,
 		IsTransient: bitcoind.IsUnreachable,
 		// Appointments stored after their dispute was mined are handed over on the chain goroutine.
@@ -168,8 +174,14 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	if cfg.MetricsBind != "" {
 		met = metrics.New(metrics.Config{Counts: db.Counts, Height: mon.Height, Reachable: btc.Reachable,
 			Held: held.Gate.Held, AuthFailures: btc.AuthFailures, Endpoints: httpapi.Endpoints(), Logger: log})
+		if err := registerFrontEndMetrics(met, fes); err != nil {
+			return err
+		}
 	}
 	if err := seed(ctx, btc, mon, w, resp); err != nil {
+		return err
+	}
+	if err := seedFrontEnds(ctx, btc, mon, fes); err != nil {
 		return err
 	}
 	// Catch up before opening any port, so receipts carry the real height and breaches mined
@@ -179,7 +191,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	}
 	log.Info("bootstrap completed", "height", mon.Height())
 
-	return serve(ctx, cfg, log, w, mon, db, towerID, rpcTLS, met, held, onion)
+	return serve(ctx, cfg, log, w, mon, db, towerID, rpcTLS, met, held, onion, fes)
 }
 
 // adminTLS makes sure the admin RPC's certificates exist in the data dir (docs/PROTOCOL.md §13) and
@@ -204,7 +216,8 @@ func adminTLS(dataDir string, log *slog.Logger) (*tls.Config, error) {
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher.Watcher, mon *chain.Monitor,
-	db *store.Store, towerID teos.UserID, rpcTLS *tls.Config, met *metrics.Metrics, held grpcapi.Hold, onion *onionService) error {
+	db *store.Store, towerID teos.UserID, rpcTLS *tls.Config, met *metrics.Metrics, held grpcapi.Hold, onion *onionService,
+	fes []*frontend.Instance) error {
 	// The admin stop RPC cancels this context, like SIGTERM cancels the parent.
 	ctx, shutdown := context.WithCancel(ctx)
 	defer shutdown()
@@ -281,6 +294,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mon.Run(ctx, cfg.PollEvery()) })
 	g.Go(func() error { onion.run(ctx, httpLis.Addr()); return nil })
+	for _, fe := range fes {
+		g.Go(func() error { return fe.Serve(ctx) })
+	}
 	g.Go(func() error { return grpcSrv.Serve(grpcLis) })
 	g.Go(func() error { return rpcSrv.Serve(rpcLis) })
 	g.Go(func() error {

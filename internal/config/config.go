@@ -97,6 +97,11 @@ type Config struct {
 	Registration     string `toml:"registration"`
 	RegistrationRate uint32 `toml:"registration_rate"`
 	MaxStoredBytes   uint64 `toml:"max_stored_bytes"`
+
+	// LndTowerBind is a teos-go extension (key lnd_tower_bind, flag --lndtowerbind): address
+	// of the listener for lnd's watchtower clients (brontide, lnd's wtwire protocol), e.g.
+	// "0.0.0.0:9911"; "" (the default) turns it off. Served by the teosd built from lnd/.
+	LndTowerBind string `toml:"lnd_tower_bind"`
 }
 
 // Default returns the rust-teos v0.2 defaults. They do not pass Validate on

@@ -63,6 +63,7 @@ func flagSpecs() []flagSpec {
 		{"registration", "teos-go extension: who may register, open or allowlist (users added with teos-cli adduser)", func(c *Config) any { return &c.Registration }, replace},
 		{"registrationrate", "teos-go extension: registrations per client address per minute in open mode (0 = off)", func(c *Config) any { return &c.RegistrationRate }, replace},
 		{"maxstoredbytes", "teos-go extension: refuse registrations once the database holds this many bytes (0 = off)", func(c *Config) any { return &c.MaxStoredBytes }, replace},
+		{"lndtowerbind", "teos-go extension: address for lnd's watchtower clients, e.g. 0.0.0.0:9911 (empty = off; teosd built from lnd/)", func(c *Config) any { return &c.LndTowerBind }, replace},
 	}
 }
 

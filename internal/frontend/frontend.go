@@ -1,0 +1,92 @@
+// Package frontend lets a teosd variant add a tower front end that speaks another client
+// protocol (the lnd/ module adds lnd's watchtower protocol) without the main module depending
+// on it: the variant's package registers itself, and cmd/teosd opens every registered front end
+// its configuration turns on. They share the tower key, the chain monitor and the store.
+package frontend
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"sync"
+
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/wire"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/teos-go/teos/internal/chain"
+	"github.com/teos-go/teos/internal/config"
+	"github.com/teos-go/teos/internal/responder"
+	"github.com/teos-go/teos/internal/store"
+)
+
+// Env is what teosd hands a front end when it opens it.
+type Env struct {
+	Config   *config.Config
+	Store    *store.Store
+	TowerKey *btcec.PrivateKey
+	// Carrier broadcasts for the front end's own responder (a carrier.Carrier of its own).
+	Carrier responder.Carrier
+	// Height is the last block the tower processed.
+	Height uint32
+	Logger *slog.Logger
+}
+
+// SeedBlock is one of the recent blocks up to the tip, given at start-up, oldest first.
+type SeedBlock struct {
+	Block  *wire.MsgBlock
+	Height uint32
+}
+
+// Instance is an opened front end.
+type Instance struct {
+	// Listeners join the chain monitor's, after teosd's own, in this order.
+	Listeners []chain.Listener
+	// Serve opens the front end's ports and serves until ctx is done; it returns nil then.
+	// teosd calls it once the tower has caught up with the chain.
+	Serve func(ctx context.Context) error
+	// Seed, if set, is given the recent blocks before the first poll (a responder's SeedBlock).
+	Seed func(*SeedBlock)
+	// Collectors join the metrics endpoint's registry when metrics_bind is set.
+	Collectors []prometheus.Collector
+}
+
+// FrontEnd is a front end a variant compiles in.
+type FrontEnd interface {
+	// Enabled reports whether cfg turns the front end on.
+	Enabled(cfg *config.Config) bool
+	// Open prepares the front end; nothing is listening yet.
+	Open(ctx context.Context, env Env) (*Instance, error)
+}
+
+var (
+	mu       sync.Mutex
+	registry = map[string]FrontEnd{}
+)
+
+// Register adds a front end under name; a second registration of a name replaces the first.
+func Register(name string, f FrontEnd) {
+	mu.Lock()
+	defer mu.Unlock()
+	registry[name] = f
+}
+
+// Get returns the front end registered under name.
+func Get(name string) (FrontEnd, bool) {
+	mu.Lock()
+	defer mu.Unlock()
+	f, ok := registry[name]
+	return f, ok
+}
+
+// Names lists the registered front ends, sorted.
+func Names() []string {
+	mu.Lock()
+	defer mu.Unlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,1 @@
+../../../cmd/teosd/fdlimit_other.go

@@ -1,0 +1,315 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+
+	"github.com/teos-go/teos/internal/btcdtest"
+)
+
+// teosd is the lnd-enabled tower process.
+type teosd struct {
+	p       *proc
+	id      string // tower_id, 66 hex
+	lndAddr string // lnd_tower_bind
+	metrics string // metrics_bind
+}
+
+// metric returns the value of an unlabelled metric on teosd's /metrics.
+func (tw *teosd) metric(t testing.TB, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + tw.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+func startTeosd(t testing.TB, node *btcdtest.Node) *teosd {
+	t.Helper()
+	dataDir := t.TempDir()
+	host, port, _ := strings.Cut(node.RPCHost, ":")
+	toml := fmt.Sprintf("internal_api_port = %s\npolling_interval = \"100ms\"\n", portOf(freeAddr(t)))
+	if err := os.WriteFile(filepath.Join(dataDir, "teos.toml"), []byte(toml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tw := &teosd{lndAddr: freeAddr(t), metrics: freeAddr(t)}
+	ids := make(chan string, 1)
+	var once sync.Once
+	tw.p = startProc(t, "teosd", teosdBin, []string{
+		"--datadir", dataDir, "--btcnetwork", "regtest",
+		"--btcrpcuser", node.User, "--btcrpcpassword", node.Pass,
+		"--btcrpcconnect", host, "--btcrpcport", port,
+		"--apibind", "127.0.0.1", "--apiport", portOf(freeAddr(t)), "--rpcport", portOf(freeAddr(t)),
+		"--lndtowerbind", tw.lndAddr, "--metricsbind", tw.metrics, "--debug",
+	}, func(line string) {
+		if id, ok := strings.CutPrefix(line, "tower_id: "); ok {
+			once.Do(func() { ids <- id })
+		}
+	})
+	select {
+	case tw.id = <-ids:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("teosd printed no tower id")
+	}
+	waitFor(t, 60*time.Second, "teosd's lnd listener", func() (bool, error) {
+		if tw.p.exited() {
+			t.Fatalf("teosd exited: %v", tw.p.err)
+		}
+		return strings.Contains(tw.p.logs(), "lnd tower ready"), nil
+	})
+	return tw
+}
+
+func portOf(addr string) string {
+	_, p, _ := strings.Cut(addr, ":")
+	return p
+}
+
+var justiceRe = regexp.MustCompile(`justice transaction handed to the responder.* breach_txid=([0-9a-f]{64}) justice_txid=([0-9a-f]{64})`)
+
+// TestLndBreachThroughTeosd: the victim's lnd backs its channel up to teosd through lnd's own
+// watchtower client; with the victim offline the cheater broadcasts a revoked commitment;
+// teosd builds and broadcasts the justice transaction, which confirms; the victim's lnd,
+// back online, finds its channel closed as a breach.
+func TestLndBreachThroughTeosd(t *testing.T) {
+	requireLnd(t)
+	began := time.Now()
+	node := btcdtest.Start(t)
+	node.Generate(t, 110) // teosd needs 100 blocks; coinbases 1..10 are mature
+	proxy, cert := tlsProxy(t, node.RPCHost)
+	tw := startTeosd(t, node)
+	t.Logf("teosd up, tower_id %s, lnd tower at %s (%v)", tw.id, tw.lndAddr, time.Since(began))
+
+	alice := newLnd(t, "alice", proxy, cert, node, "--wtclient.active") // the victim
+	bob := newLnd(t, "bob", proxy, cert, node)                          // the cheater
+	alice.start(t)
+	bob.start(t)
+	t.Logf("lnd nodes up (%v)", time.Since(began))
+
+	f := &funder{node: node, next: 1}
+	f.send(t, alice.newAddress(t, node), 10*btcutil.SatoshiPerBitcoin)
+	node.Generate(t, 1)
+	waitFor(t, 60*time.Second, "alice's confirmed balance", func() (bool, error) {
+		var b struct {
+			Confirmed string `json:"confirmed_balance"`
+		}
+		if err := lncliJSON(t, alice, &b, "walletbalance"); err != nil {
+			return false, err
+		}
+		return b.Confirmed != "" && b.Confirmed != "0", nil
+	})
+
+	lncli(t, alice, nil, "wtclient", "add", tw.id+"@"+tw.lndAddr)
+	lncli(t, alice, nil, "connect", bob.pubkey+"@"+bob.p2p)
+	var open struct {
+		FundingTxid string `json:"funding_txid"`
+	}
+	lncli(t, alice, &open, "openchannel", "--node_key", bob.pubkey, "--local_amt", "2000000")
+	var chanPoint string
+	waitFor(t, 120*time.Second, "an active channel", func() (bool, error) {
+		node.Generate(t, 1)
+		var lc struct {
+			Channels []struct {
+				Active       bool   `json:"active"`
+				ChannelPoint string `json:"channel_point"`
+				CommitType   string `json:"commitment_type"`
+			} `json:"channels"`
+		}
+		if err := lncliJSON(t, alice, &lc, "listchannels"); err != nil {
+			return false, err
+		}
+		if len(lc.Channels) == 1 && lc.Channels[0].Active {
+			chanPoint = lc.Channels[0].ChannelPoint
+			t.Logf("channel %s, %s (%v)", chanPoint, lc.Channels[0].CommitType, time.Since(began))
+			return true, nil
+		}
+		return false, nil
+	})
+
+	pay := func(amt int) {
+		t.Helper()
+		var inv struct {
+			PaymentRequest string `json:"payment_request"`
+		}
+		// Right after the channel (re)activates the link may not forward yet: retry.
+		waitFor(t, 60*time.Second, fmt.Sprintf("a payment of %d sat", amt), func() (bool, error) {
+			lncli(t, bob, &inv, "addinvoice", "--amt", fmt.Sprint(amt))
+			if err := lncliJSON(t, alice, nil, "payinvoice", "--force", "--json", inv.PaymentRequest); err != nil {
+				time.Sleep(time.Second)
+				return false, err
+			}
+			return true, nil
+		})
+	}
+	pay(300_000)
+	pay(200_000)
+
+	// The cheater keeps the state where he has 500,000 sat.
+	bob.stop(t)
+	old, err := os.ReadFile(bob.channelDB())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.start(t)
+	waitFor(t, 120*time.Second, "the channel active again", func() (bool, error) {
+		var lc struct {
+			Channels []struct {
+				Active bool `json:"active"`
+			} `json:"channels"`
+		}
+		if err := lncliJSON(t, alice, &lc, "listchannels"); err != nil {
+			return false, err
+		}
+		return len(lc.Channels) == 1 && lc.Channels[0].Active, nil
+	})
+	pay(100_000) // revokes the kept state
+	pay(50_000)
+
+	waitFor(t, 120*time.Second, "alice's backups to teosd", func() (bool, error) {
+		var st struct {
+			NumBackups        uint32 `json:"num_backups"`
+			NumPendingBackups uint32 `json:"num_pending_backups"`
+			NumFailedBackups  uint32 `json:"num_failed_backups"`
+		}
+		if err := lncliJSON(t, alice, &st, "wtclient", "stats"); err != nil {
+			return false, err
+		}
+		if st.NumFailedBackups > 0 {
+			t.Fatalf("alice's tower client reports %d failed backups", st.NumFailedBackups)
+		}
+		return st.NumBackups >= 4 && st.NumPendingBackups == 0, fmt.Errorf("%+v", st)
+	})
+	t.Logf("states backed up to teosd (%v)", time.Since(began))
+	if s, u := tw.metric(t, "teos_lnd_sessions"), tw.metric(t, "teos_lnd_state_updates"); s < 1 || u < 4 {
+		t.Fatalf("teosd's metrics: %v lnd sessions, %v state updates", s, u)
+	}
+
+	// The victim goes offline; the cheater restores the revoked state and force-closes.
+	alice.stop(t)
+	bob.stop(t)
+	if err := os.WriteFile(bob.channelDB(), old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bob.start(t)
+	var closing struct {
+		ClosingTxid string `json:"closing_txid"`
+	}
+	txid, idx, _ := strings.Cut(chanPoint, ":")
+	lncli(t, bob, &closing, "closechannel", "--force", "--funding_txid", txid, "--output_index", idx)
+	t.Logf("revoked commitment %s broadcast (%v)", closing.ClosingTxid, time.Since(began))
+	bob.stop(t) // the cheater need not stay
+
+	node.Generate(t, 1)
+	var breachTxid, justiceTxid string
+	waitFor(t, 60*time.Second, "teosd's justice transaction", func() (bool, error) {
+		m := justiceRe.FindStringSubmatch(tw.p.logs())
+		if m == nil {
+			return false, nil
+		}
+		breachTxid, justiceTxid = m[1], m[2]
+		return true, nil
+	})
+	if breachTxid != closing.ClosingTxid {
+		t.Fatalf("teosd answered breach %s, the cheater broadcast %s", breachTxid, closing.ClosingTxid)
+	}
+	jh, err := chainhash.NewHashFromStr(justiceTxid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpc := node.RPC(t)
+	waitFor(t, 60*time.Second, "the justice transaction in the mempool", func() (bool, error) {
+		pool, err := rpc.GetRawMempool()
+		if err != nil {
+			return false, err
+		}
+		for _, h := range pool {
+			if *h == *jh {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	blocks := node.Generate(t, 1)
+	block, err := rpc.GetBlock(blocks[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var justice []byte
+	for _, tx := range block.Transactions {
+		if tx.TxHash() == *jh {
+			var buf bytes.Buffer
+			if err := tx.Serialize(&buf); err != nil {
+				t.Fatal(err)
+			}
+			justice = buf.Bytes()
+			for _, in := range tx.TxIn {
+				if in.PreviousOutPoint.Hash.String() != breachTxid {
+					t.Errorf("justice input %v does not spend the breach", in.PreviousOutPoint)
+				}
+			}
+		}
+	}
+	if justice == nil {
+		t.Fatalf("justice transaction %s not mined in the next block", justiceTxid)
+	}
+	if n := tw.metric(t, "teos_lnd_justice_txs_total"); n != 1 {
+		t.Fatalf("teos_lnd_justice_txs_total = %v, want 1", n)
+	}
+	t.Logf("justice transaction %s confirmed: %s (%v)", justiceTxid, hex.EncodeToString(justice)[:32]+"...", time.Since(began))
+
+	// The victim comes back and finds the channel closed as a breach.
+	alice.start(t)
+	waitFor(t, 180*time.Second, "alice's BREACH_CLOSE", func() (bool, error) {
+		var cc struct {
+			Channels []struct {
+				ChannelPoint string `json:"channel_point"`
+				CloseType    string `json:"close_type"`
+				ClosingTxid  string `json:"closing_tx_hash"`
+			} `json:"channels"`
+		}
+		if err := lncliJSON(t, alice, &cc, "closedchannels"); err != nil {
+			return false, err
+		}
+		for _, c := range cc.Channels {
+			if c.ChannelPoint == chanPoint {
+				if c.CloseType != "BREACH_CLOSE" {
+					return false, fmt.Errorf("close type %s", c.CloseType)
+				}
+				return true, nil
+			}
+		}
+		node.Generate(t, 1)
+		return false, fmt.Errorf("%d closed channels", len(cc.Channels))
+	})
+	t.Logf("alice's lnd reports BREACH_CLOSE; whole test %v", time.Since(began))
+}

@@ -1,0 +1,344 @@
+package lndtower
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"testing"
+
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/btcec/v2/ecdsa"
+	"github.com/btcsuite/btcd/btcutil/txsort"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/txscript"
+	"github.com/btcsuite/btcd/wire"
+	"github.com/lightningnetwork/lnd/input"
+	"github.com/lightningnetwork/lnd/lnwallet"
+	"github.com/lightningnetwork/lnd/lnwire"
+	"github.com/lightningnetwork/lnd/watchtower/blob"
+	"github.com/lightningnetwork/lnd/watchtower/wtdb"
+	"github.com/lightningnetwork/lnd/watchtower/wtpolicy"
+
+	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/pkg/teos"
+)
+
+// breacher records what the lookout hands over.
+type breacher struct {
+	ids      []teos.UUID
+	disputes []*wire.MsgTx
+	txs      []*wire.MsgTx
+}
+
+func (b *breacher) HandleBreach(_ context.Context, id teos.UUID, dispute, penalty *wire.MsgTx) (*store.Tracker, error) {
+	b.ids = append(b.ids, id)
+	b.disputes = append(b.disputes, dispute)
+	b.txs = append(b.txs, penalty)
+	var d, p bytes.Buffer
+	if err := dispute.Serialize(&d); err != nil {
+		return nil, err
+	}
+	if err := penalty.Serialize(&p); err != nil {
+		return nil, err
+	}
+	return &store.Tracker{UUID: id, DisputeTx: d.Bytes(), PenaltyTx: p.Bytes()}, nil
+}
+
+const csvDelay = 144
+
+func key(t *testing.T) *btcec.PrivateKey {
+	t.Helper()
+	k, err := btcec.NewPrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// breachCase is a revoked commitment with a to_local and a to_remote output, the client's
+// encrypted justice kit for it, and the justice transaction (without witnesses) lnd's client
+// signed for: what lnd's tower must broadcast.
+type breachCase struct {
+	commit   *wire.MsgTx
+	blob     []byte
+	expected *wire.MsgTx
+	policy   wtpolicy.Policy
+}
+
+// newBreach plays lnd's client: it builds the commitment's scripts with lnd's input package,
+// the justice transaction under the session policy, signs it and seals the kit.
+func newBreach(t *testing.T, bt blob.Type) *breachCase {
+	t.Helper()
+	commitType, err := bt.CommitmentType(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revSK, toLocalSK, toRemoteSK := key(t), key(t), key(t)
+	toLocalScript, err := input.CommitScriptToSelf(csvDelay, toLocalSK.PubKey(), revSK.PubKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	toLocalPk, err := input.WitnessScriptHash(toLocalScript)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var toRemotePk, toRemoteSignScript []byte
+	var toRemoteSeq uint32
+	if bt.IsAnchorChannel() {
+		toRemoteSeq = 1
+		if toRemoteSignScript, err = input.CommitScriptToRemoteConfirmed(toRemoteSK.PubKey()); err != nil {
+			t.Fatal(err)
+		}
+		if toRemotePk, err = input.WitnessScriptHash(toRemoteSignScript); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		if toRemotePk, err = input.CommitScriptUnencumbered(toRemoteSK.PubKey()); err != nil {
+			t.Fatal(err)
+		}
+		toRemoteSignScript = toRemotePk
+	}
+	const localAmt, remoteAmt = 400_000, 300_000
+	commit := wire.NewMsgTx(2)
+	var funding wire.OutPoint
+	rand.Read(funding.Hash[:])
+	commit.AddTxIn(wire.NewTxIn(&funding, nil, nil))
+	commit.AddTxOut(wire.NewTxOut(localAmt, toLocalPk))
+	commit.AddTxOut(wire.NewTxOut(remoteAmt, toRemotePk))
+	txid := commit.TxHash()
+
+	sweep, err := input.WitnessScriptHash([]byte{txscript.OP_TRUE}) // any P2WSH
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := wtpolicy.Policy{TxPolicy: wtpolicy.TxPolicy{BlobType: bt, SweepFeeRate: 2500}, MaxUpdates: 10}
+	kit, err := commitType.NewJusticeKit(sweep, &lnwallet.BreachRetribution{
+		RemoteDelay: csvDelay,
+		KeyRing: &lnwallet.CommitmentKeyRing{
+			ToLocalKey: toLocalSK.PubKey(), ToRemoteKey: toRemoteSK.PubKey(), RevocationKey: revSK.PubKey(),
+		},
+	}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The justice transaction as lnd's client computes it for the session's policy.
+	var w input.TxWeightEstimator
+	w.AddP2WSHOutput()
+	localWit, _ := commitType.ToLocalWitnessSize()
+	remoteWit, _ := commitType.ToRemoteWitnessSize()
+	w.AddWitnessInput(localWit)
+	w.AddWitnessInput(remoteWit)
+	justice := wire.NewMsgTx(2)
+	justice.AddTxIn(&wire.TxIn{PreviousOutPoint: wire.OutPoint{Hash: txid, Index: 0}})
+	justice.AddTxIn(&wire.TxIn{PreviousOutPoint: wire.OutPoint{Hash: txid, Index: 1}, Sequence: toRemoteSeq})
+	outs, err := policy.ComputeJusticeTxOuts(localAmt+remoteAmt, w.Weight(), sweep, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	justice.TxOut = outs
+	txsort.InPlaceSort(justice)
+	prev := txscript.NewMultiPrevOutFetcher(map[wire.OutPoint]*wire.TxOut{
+		{Hash: txid, Index: 0}: commit.TxOut[0], {Hash: txid, Index: 1}: commit.TxOut[1],
+	})
+	hashes := txscript.NewTxSigHashes(justice, prev)
+	sign := func(op uint32, script []byte, amt int64, sk *btcec.PrivateKey) lnwire.Sig {
+		for i, in := range justice.TxIn {
+			if in.PreviousOutPoint.Index == op {
+				h, err := txscript.CalcWitnessSigHash(script, hashes, txscript.SigHashAll, justice, i, amt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sig, err := lnwire.NewSigFromSignature(ecdsa.Sign(sk, h))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return sig
+			}
+		}
+		t.Fatal("input not found")
+		return lnwire.Sig{}
+	}
+	kit.AddToLocalSig(sign(0, toLocalScript, localAmt, revSK))
+	kit.AddToRemoteSig(sign(1, toRemoteSignScript, remoteAmt, toRemoteSK))
+
+	sealed, err := blob.Encrypt(kit, blob.NewBreachKeyFromHash(&txid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &breachCase{commit: commit, blob: sealed, expected: justice, policy: policy}
+}
+
+func addSession(t *testing.T, db *DB, p wtpolicy.Policy) wtdb.SessionID {
+	t.Helper()
+	id := wtdb.NewSessionIDFromPubKey(key(t).PubKey())
+	if err := db.InsertSessionInfo(&wtdb.SessionInfo{ID: id, Policy: p}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func blockWith(txs ...*wire.MsgTx) *wire.MsgBlock {
+	b := &wire.MsgBlock{}
+	cb := wire.NewMsgTx(1)
+	cb.AddTxIn(wire.NewTxIn(&wire.OutPoint{Index: ^uint32(0)}, []byte{1, 2}, nil))
+	cb.AddTxOut(wire.NewTxOut(50, []byte{txscript.OP_TRUE}))
+	b.Transactions = append([]*wire.MsgTx{cb}, txs...)
+	return b
+}
+
+// For each kit type lnd's tower serves, a breach in a block gives exactly the justice
+// transaction the client signed for, with witnesses that pass the script engine.
+func TestLookoutJusticePerKitType(t *testing.T) {
+	for _, bt := range []blob.Type{blob.TypeAltruistCommit, blob.TypeAltruistAnchorCommit} {
+		t.Run(bt.String(), func(t *testing.T) {
+			db := openDB(t)
+			bc := newBreach(t, bt)
+			sid := addSession(t, db, bc.policy)
+			txid := bc.commit.TxHash()
+			if _, err := db.InsertStateUpdate(&wtdb.SessionStateUpdate{
+				ID: sid, SeqNum: 1, Hint: blob.NewBreachHintFromHash(&txid), EncryptedBlob: bc.blob,
+			}); err != nil {
+				t.Fatal(err)
+			}
+			var got breacher
+			l := NewLookout(db, &got, nil)
+			if err := l.BlockConnected(context.Background(), blockWith(), 200); err != nil {
+				t.Fatal(err)
+			}
+			if len(got.txs) != 0 {
+				t.Fatal("justice for a block without the breach")
+			}
+			if err := l.BlockConnected(context.Background(), blockWith(bc.commit), 201); err != nil {
+				t.Fatal(err)
+			}
+			if len(got.txs) != 1 {
+				t.Fatalf("%d justice transactions, want 1", len(got.txs))
+			}
+			j := got.txs[0]
+			if j.TxHash() != bc.expected.TxHash() {
+				t.Fatalf("justice txid %s, the client signed %s", j.TxHash(), bc.expected.TxHash())
+			}
+			if got.disputes[0].TxHash() != txid || got.ids[0] != trackerUUID(sid, blob.NewBreachHintFromHash(&txid)) {
+				t.Fatal("wrong dispute or tracker id handed over")
+			}
+			prev := txscript.NewMultiPrevOutFetcher(map[wire.OutPoint]*wire.TxOut{
+				{Hash: txid, Index: 0}: bc.commit.TxOut[0], {Hash: txid, Index: 1}: bc.commit.TxOut[1],
+			})
+			hashes := txscript.NewTxSigHashes(j, prev)
+			for i, in := range j.TxIn {
+				out := prev.FetchPrevOutput(in.PreviousOutPoint)
+				vm, err := txscript.NewEngine(out.PkScript, j, i, txscript.StandardVerifyFlags, nil, hashes, out.Value, prev)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := vm.Execute(); err != nil {
+					t.Fatalf("input %d does not verify: %v", i, err)
+				}
+			}
+			if fee := int64(700_000) - j.TxOut[0].Value; fee <= 0 || len(j.TxOut) != 1 {
+				t.Fatalf("justice pays %d outputs, fee %d", len(j.TxOut), fee)
+			}
+		})
+	}
+}
+
+// A kit that does not decrypt (or decrypts to something unusable) is skipped, not retried
+// forever and not a panic; other breaches in the block are still answered.
+func TestLookoutBadKits(t *testing.T) {
+	db := openDB(t)
+	good := newBreach(t, blob.TypeAltruistAnchorCommit)
+	sidGood := addSession(t, db, good.policy)
+	sidBad := addSession(t, db, good.policy)
+	size := len(good.blob)
+
+	put := func(sid wtdb.SessionID, commit *wire.MsgTx, sealed []byte) {
+		t.Helper()
+		txid := commit.TxHash()
+		if _, err := db.InsertStateUpdate(&wtdb.SessionStateUpdate{
+			ID: sid, SeqNum: 1, Hint: blob.NewBreachHintFromHash(&txid), EncryptedBlob: sealed,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	garbage := make([]byte, size)
+	rand.Read(garbage)
+	other := newBreach(t, blob.TypeAltruistAnchorCommit)
+	put(sidBad, other.commit, garbage) // does not decrypt
+	put(sidGood, good.commit, good.blob)
+
+	// A kit sealed with the right key whose signatures are for another transaction.
+	sidWrong := addSession(t, db, good.policy)
+	wrong := newBreach(t, blob.TypeAltruistAnchorCommit)
+	third := newBreach(t, blob.TypeAltruistAnchorCommit)
+	// Re-seal the third breach's kit under the wrong breach's txid: it decrypts, but its
+	// signatures do not match the transaction the tower builds.
+	plain := decryptFor(t, third)
+	wtxid := wrong.commit.TxHash()
+	resealed, err := blob.Encrypt(plain, blob.NewBreachKeyFromHash(&wtxid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(sidWrong, wrong.commit, resealed)
+
+	var got breacher
+	l := NewLookout(db, &got, nil)
+	if err := l.BlockConnected(context.Background(), blockWith(other.commit, wrong.commit, good.commit), 300); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.txs) != 1 || got.txs[0].TxHash() != good.expected.TxHash() {
+		t.Fatalf("handed over %d transactions, want only the good breach's", len(got.txs))
+	}
+	if _, err := JusticeTx(nil, nil); err == nil {
+		t.Fatal("JusticeTx without input succeeded")
+	}
+}
+
+func decryptFor(t *testing.T, bc *breachCase) blob.JusticeKit {
+	t.Helper()
+	txid := bc.commit.TxHash()
+	kit, err := blob.Decrypt(blob.NewBreachKeyFromHash(&txid), bc.blob, bc.policy.BlobType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kit
+}
+
+// The tracker records round-trip, and a corrupt one is an error.
+func TestTrackerCodec(t *testing.T) {
+	db := openDB(t)
+	var id teos.UUID
+	rand.Read(id[:])
+	tr := newTracker(id)
+	if err := db.PutTracker(tr); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.Tracker(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Height != tr.Height || !got.Confirmed || !bytes.Equal(got.PenaltyTx, tr.PenaltyTx) || got.PenaltyTxID != tr.PenaltyTxID {
+		t.Fatalf("tracker round trip: %+v", got)
+	}
+	all, err := db.Trackers()
+	if err != nil || len(all) != 1 {
+		t.Fatalf("trackers: %d, %v", len(all), err)
+	}
+	if err := db.DeleteAppointments([]teos.UUID{id}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Tracker(id); err == nil {
+		t.Fatal("tracker left after delete")
+	}
+	enc := encodeTracker(tr)
+	for _, bad := range [][]byte{nil, enc[:10], append(append([]byte{}, enc...), 0), append([]byte{9}, enc[1:]...)} {
+		if _, err := decodeTracker(id, bad); err == nil {
+			t.Errorf("decoded a corrupt tracker of %d bytes", len(bad))
+		}
+	}
+}
+
+func newTracker(id teos.UUID) *store.Tracker {
+	return &store.Tracker{UUID: id, DisputeTx: []byte{1, 2, 3}, PenaltyTx: []byte{4, 5}, Height: 7, Confirmed: true,
+		PenaltyTxID: chainhash.Hash{9}}
+}

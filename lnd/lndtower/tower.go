@@ -1,0 +1,151 @@
+// Package lndtower is teosd's front end for lnd's built-in watchtower client: a brontide
+// (Noise_XK) listener authenticated with the tower key, lnd's own tower server (wtserver) for
+// Init, CreateSession, StateUpdate and DeleteSession with its reply codes, sessions and
+// updates kept in the tower's bbolt file, and a lookout that turns a breach into lnd's justice
+// transaction and hands it to a responder like any penalty. Importing it registers the front
+// end; lnd_tower_bind turns it on.
+package lndtower
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btclog/v2"
+	"github.com/lightningnetwork/lnd/brontide"
+	"github.com/lightningnetwork/lnd/keychain"
+	"github.com/lightningnetwork/lnd/watchtower/wtserver"
+
+	"github.com/teos-go/teos/internal/chain"
+	"github.com/teos-go/teos/internal/config"
+	"github.com/teos-go/teos/internal/frontend"
+	"github.com/teos-go/teos/internal/responder"
+)
+
+// lnd's tower defaults (watchtower.DefaultReadTimeout/DefaultWriteTimeout).
+const (
+	readTimeout  = 15 * time.Second
+	writeTimeout = 15 * time.Second
+)
+
+func init() { frontend.Register("lnd", frontEnd{}) }
+
+type frontEnd struct{}
+
+func (frontEnd) Enabled(cfg *config.Config) bool { return cfg.LndTowerBind != "" }
+
+func (frontEnd) Open(_ context.Context, env frontend.Env) (*frontend.Instance, error) {
+	hash, err := ChainHash(env.Config.BitcoindNetwork())
+	if err != nil {
+		return nil, err
+	}
+	if env.Config.Debug || env.Config.DepsDebug {
+		useLNDLogs(env.Config.DepsDebug)
+	}
+	db := NewDB(env.Store, env.Logger)
+	resp := responder.New(responder.Config{Store: db, Carrier: env.Carrier, Logger: env.Logger}, env.Height)
+	look := NewLookout(db, resp, env.Logger)
+	look.onJustice = func() { justiceTxs.Add(1) }
+	srv := &Server{
+		Bind: env.Config.LndTowerBind, Key: &keychain.PrivKeyECDH{PrivKey: env.TowerKey},
+		ChainHash: hash, DB: db, Logger: env.Logger,
+	}
+	return &frontend.Instance{
+		Listeners:  []chain.Listener{look, resp},
+		Serve:      srv.Serve,
+		Seed:       func(b *frontend.SeedBlock) { resp.SeedBlock(b.Block, b.Height) },
+		Collectors: collectors(db),
+	}, nil
+}
+
+// justiceTxs counts justice transactions handed to the responder since start.
+var justiceTxs atomic.Uint64
+
+// ChainHash is the genesis hash lnd clients expect in the tower's Init for a bitcoind
+// network name (main, test, regtest, signet).
+func ChainHash(network string) (chainhash.Hash, error) {
+	switch network {
+	case "main":
+		return *chaincfg.MainNetParams.GenesisHash, nil
+	case "test":
+		return *chaincfg.TestNet3Params.GenesisHash, nil
+	case "regtest":
+		return *chaincfg.RegressionNetParams.GenesisHash, nil
+	case "signet":
+		return *chaincfg.SigNetParams.GenesisHash, nil
+	}
+	return chainhash.Hash{}, fmt.Errorf("lnd front end: unknown network %q", network)
+}
+
+// Server serves lnd's watchtower clients on a brontide listener.
+type Server struct {
+	Bind      string
+	Key       keychain.SingleKeyECDH
+	ChainHash chainhash.Hash
+	DB        wtserver.DB
+	Logger    *slog.Logger
+	// Ready, if set, is called with the bound address once the listener is open.
+	Ready func(addr net.Addr)
+}
+
+// errNoReward is what a reward session would ask for; reward sessions are refused before it.
+var errNoReward = errors.New("reward sessions are not offered")
+
+// Serve listens on Bind and serves until ctx is done; then it closes the listener and every
+// client connection and returns nil.
+func (s *Server) Serve(ctx context.Context) error {
+	log := s.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	l, err := brontide.NewListener(s.Key, s.Bind, brontide.DisabledBanClosure)
+	if err != nil {
+		return fmt.Errorf("listen lnd tower (lnd_tower_bind) on %s: %w", s.Bind, err)
+	}
+	srv, err := wtserver.New(&wtserver.Config{
+		DB:           s.DB,
+		NodeKeyECDH:  s.Key,
+		Listeners:    []net.Listener{l},
+		ReadTimeout:  readTimeout,
+		WriteTimeout: writeTimeout,
+		ChainHash:    s.ChainHash,
+		// As lnd's own tower: altruist sessions only (legacy and anchor channels).
+		DisableReward: true,
+		NewAddress:    func() (btcutil.Address, error) { return nil, errNoReward },
+	})
+	if err != nil {
+		l.Close()
+		return fmt.Errorf("lnd tower server: %w", err)
+	}
+	if err := srv.Start(); err != nil {
+		l.Close()
+		return fmt.Errorf("start lnd tower server: %w", err)
+	}
+	log.Info("lnd tower ready", "lnd_tower", l.Addr().String(), "pubkey", fmt.Sprintf("%x", s.Key.PubKey().SerializeCompressed()))
+	if s.Ready != nil {
+		s.Ready(l.Addr())
+	}
+	<-ctx.Done()
+	return srv.Stop() // closes the listener too
+}
+
+// useLNDLogs sends the logs of lnd's tower server (and, with --depsdebug, at debug level) to
+// stderr in lnd's format.
+func useLNDLogs(debug bool) {
+	h := btclog.NewDefaultHandler(os.Stderr)
+	l := btclog.NewSLogger(h.SubSystem("WTWR"))
+	if debug {
+		l.SetLevel(btclog.LevelDebug)
+	} else {
+		l.SetLevel(btclog.LevelInfo)
+	}
+	wtserver.UseLogger(l)
+}
