@@ -729,4 +729,3 @@ func testBulkLoad(t *testing.T, d *db) {
 		t.Fatalf("bulk-loaded user not in the expiry index: %v, %v", got, err)
 	}
 }
-
