@@ -322,7 +322,7 @@ func TestFlagNamesFollowKeys(t *testing.T) {
 	})
 	want := []string{
 		"apibind", "apimaxconnections", "apiport", "apirateburst", "apiratelimit", "btcnetwork", "btcrpcconnect", "btcrpccookie", "btcrpcpassword", "btcrpcport",
-		"btcrpcuser", "datadir", "debug", "depsdebug", "forceupdate", "metricsbind", "onionhiddenserviceport",
+		"btcrpcuser", "databaseurl", "datadir", "debug", "depsdebug", "forceupdate", "metricsbind", "onionhiddenserviceport",
 		"overwritekey", "pollinginterval", "rpcbind", "rpcport", "torcontrolport", "torsupport",
 	}
 	if !reflect.DeepEqual(names, want) {
