@@ -64,3 +64,32 @@ func (s *Store) DropHandOvers(block chainhash.Hash) (int, error) {
 	}
 	return int(tag.RowsAffected()), nil
 }
+
+// QueueMissed queues a hand-over, for block's dispute, for every appointment with one of the
+// disputes' locators that has no tracker and no queued hand-over yet. A follower calls it for
+// each block it sees, after its own writes in flight committed (WaitWrites): an appointment
+// it stored before it knew the block could otherwise escape both its own locator cache and
+// the leader's look-up of that block. Entries the leader already settled are skipped when
+// it drains the queue. It returns how many it queued.
+func (s *Store) QueueMissed(block chainhash.Hash, disputes map[teos.Locator][]byte) (int, error) {
+	if len(disputes) == 0 {
+		return 0, nil
+	}
+	locs := make([][]byte, 0, len(disputes))
+	txs := make([][]byte, 0, len(disputes))
+	for loc, tx := range disputes {
+		locs = append(locs, loc[:])
+		txs = append(txs, nonNil(tx))
+	}
+	ctx, cancel := opCtx()
+	defer cancel()
+	tag, err := s.pool.Exec(ctx, `INSERT INTO handovers (uuid, block, dispute)
+		SELECT a.uuid, $1, d.tx FROM unnest($2::bytea[], $3::bytea[]) AS d(locator, tx)
+		JOIN appointments a ON a.locator = d.locator
+		WHERE NOT EXISTS (SELECT 1 FROM trackers t WHERE t.uuid = a.uuid)
+		ON CONFLICT (uuid) DO NOTHING`, block[:], locs, txs)
+	if err != nil {
+		return 0, fmt.Errorf("queue missed hand-overs of block %s: %w", block, err)
+	}
+	return int(tag.RowsAffected()), nil
+}

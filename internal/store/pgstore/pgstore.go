@@ -202,3 +202,36 @@ func (s *Store) WaitWrites() error {
 	}
 	return nil
 }
+
+// EnsureTowerKey returns the newest tower key, storing sk first if there is none. Instances
+// starting together on an empty database all end up with the same key: the check and the
+// insert run under the schema's advisory lock.
+func (s *Store) EnsureTowerKey(sk [32]byte) ([32]byte, error) {
+	ctx, cancel := opCtx()
+	defer cancel()
+	var out [32]byte
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(schemaLockKey)); err != nil {
+			return err
+		}
+		var b []byte
+		err := tx.QueryRow(ctx, `SELECT secret FROM tower_keys ORDER BY seq DESC LIMIT 1`).Scan(&b)
+		if errors.Is(err, pgx.ErrNoRows) {
+			out = sk
+			_, err = tx.Exec(ctx, `INSERT INTO tower_keys (secret) VALUES ($1)`, sk[:])
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		if len(b) != 32 {
+			return fmt.Errorf("%w: tower key is %d bytes", store.ErrCorrupt, len(b))
+		}
+		copy(out[:], b)
+		return nil
+	})
+	if err != nil {
+		return [32]byte{}, fmt.Errorf("ensure tower key: %w", err)
+	}
+	return out, nil
+}

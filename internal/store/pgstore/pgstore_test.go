@@ -2,7 +2,10 @@ package pgstore_test
 
 import (
 	"context"
+
 	"errors"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/teos-go/teos/pkg/teos"
 	"strings"
 	"testing"
 
@@ -55,4 +58,55 @@ func TestOpenRefuses(t *testing.T) {
 		t.Fatalf("Open with the server down = %v", err)
 	}
 	t.Logf("server down: %v", err)
+}
+
+func TestEnsureTowerKey(t *testing.T) {
+	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	s := open(t, srv.NewDatabase(t), "regtest")
+	defer s.Close()
+	first, err := s.EnsureTowerKey([32]byte{1})
+	if err != nil || first != [32]byte{1} {
+		t.Fatalf("EnsureTowerKey on an empty database = %x, %v", first, err)
+	}
+	if got, err := s.EnsureTowerKey([32]byte{2}); err != nil || got != [32]byte{1} {
+		t.Fatalf("EnsureTowerKey with a key stored = %x, %v; want the stored one", got, err)
+	}
+}
+
+func TestQueueMissed(t *testing.T) {
+	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	s := open(t, srv.NewDatabase(t), "regtest")
+	defer s.Close()
+	var user teos.UserID
+	user[0] = 2
+	if _, err := s.UpdateUser(user, func(store.UserInfo, bool) (store.UserInfo, error) {
+		return store.UserInfo{AvailableSlots: 10, SubscriptionExpiry: 1000}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(b byte) *store.Appointment {
+		return &store.Appointment{Appointment: teos.Appointment{Locator: teos.Locator{b}, EncryptedBlob: []byte{1}}, UserID: user}
+	}
+	free := func(u store.UserInfo, _ *store.Appointment, _ bool) (store.UserInfo, error) { return u, nil }
+	plain, tracked := mk(1), mk(2)
+	for _, a := range []*store.Appointment{plain, tracked} {
+		if _, err := s.UpsertAppointment(a, free); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.PutTracker(&store.Tracker{UUID: tracked.UUID()}); err != nil {
+		t.Fatal(err)
+	}
+	block := chainhash.Hash{9}
+	n, err := s.QueueMissed(block, map[teos.Locator][]byte{{1}: []byte("d1"), {2}: []byte("d2"), {3}: []byte("d3")})
+	if err != nil || n != 1 {
+		t.Fatalf("QueueMissed = %d, %v; want only the untracked appointment", n, err)
+	}
+	q, err := s.QueuedHandOvers()
+	if err != nil || len(q) != 1 || q[0].UUID != plain.UUID() || q[0].Block != block || string(q[0].Dispute) != "d1" {
+		t.Fatalf("queue = %+v, %v", q, err)
+	}
+	if n, err := s.QueueMissed(block, map[teos.Locator][]byte{{1}: []byte("other")}); err != nil || n != 0 {
+		t.Fatalf("QueueMissed again = %d, %v; want the queued entry kept", n, err)
+	}
 }
