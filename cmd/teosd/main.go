@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -37,6 +36,7 @@ import (
 	"github.com/teos-go/teos/internal/metrics"
 	"github.com/teos-go/teos/internal/responder"
 	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/internal/store/pgstore"
 	"github.com/teos-go/teos/internal/tlsgen"
 	"github.com/teos-go/teos/internal/watcher"
 	"github.com/teos-go/teos/pkg/teos"
@@ -98,7 +98,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(filepath.Join(cfg.NetworkDir(), "teos.db"), nil)
+	db, err := openStore(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
@@ -122,6 +122,9 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		return err
 	}
 	defer btc.Close()
+	if pg, ok := db.(*pgstore.Store); ok {
+		return startShared(ctx, cfg, log, pg, key, btc, rpcTLS)
+	}
 
 	hash, height, err := startTip(ctx, cfg, db, btc, log)
 	if err != nil {
@@ -193,8 +196,8 @@ func adminTLS(dataDir string, log *slog.Logger) (*tls.Config, error) {
 	return serverTLS, nil
 }
 
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher.Watcher, mon *chain.Monitor,
-	db *store.Store, towerID teos.UserID, rpcTLS *tls.Config, met *metrics.Metrics) error {
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher.Watcher, mon chainRunner,
+	db store.Engine, towerID teos.UserID, rpcTLS *tls.Config, met *metrics.Metrics) error {
 	// The admin stop RPC cancels this context, like SIGTERM cancels the parent.
 	ctx, shutdown := context.WithCancel(ctx)
 	defer shutdown()
@@ -363,7 +366,10 @@ func (g grpcLogger) fatal(msg string) {
 
 // towerKey loads the newest tower key, or creates one on first start or with --overwritekey
 // (old keys are kept in the store).
-func towerKey(db *store.Store, overwrite bool) (*btcec.PrivateKey, error) {
+func towerKey(db store.Engine, overwrite bool) (*btcec.PrivateKey, error) {
+	if key, ok, err := sharedTowerKey(db); ok && !overwrite {
+		return key, err
+	}
 	if !overwrite {
 		sk, ok, err := db.TowerKey()
 		if err != nil {
@@ -414,7 +420,7 @@ func connectBitcoind(ctx context.Context, cfg *config.Config) (*bitcoind.Client,
 // startTip picks the block the tower resumes from: the last one it processed, or bitcoind's
 // tip on first start. On a pruned node whose blocks since then are gone it refuses to start
 // unless --forceupdate, which skips ahead (appointments in the skipped blocks may be missed).
-func startTip(ctx context.Context, cfg *config.Config, db *store.Store, btc *bitcoind.Client, log *slog.Logger) (chainhash.Hash, uint32, error) {
+func startTip(ctx context.Context, cfg *config.Config, db store.Engine, btc *bitcoind.Client, log *slog.Logger) (chainhash.Hash, uint32, error) {
 	hash, height, ok, err := db.LastBlock()
 	if err != nil {
 		return hash, 0, fmt.Errorf("load last block: %w", err)
