@@ -35,6 +35,7 @@ type Elector struct {
 
 	mu      sync.Mutex
 	leading bool
+	said    bool // the follower state was logged
 	changed chan struct{} // closed and replaced on every change
 }
 
@@ -64,6 +65,7 @@ func (e *Elector) set(leading bool) {
 		return
 	}
 	e.leading = leading
+	e.said = !leading
 	close(e.changed)
 	e.changed = make(chan struct{})
 	e.mu.Unlock()
@@ -136,5 +138,13 @@ func (e *Elector) step(ctx context.Context, conn **pgx.Conn, drop func(), warned
 	}
 	if got {
 		e.set(true)
+		return
+	}
+	e.mu.Lock()
+	say := !e.said
+	e.said = true
+	e.mu.Unlock()
+	if say {
+		e.log.Info("following: another instance leads")
 	}
 }
