@@ -134,3 +134,41 @@ func TestSharedPostgresFailover(t *testing.T) {
 	b.stop()
 	a.stop()
 }
+
+// TestSharedPostgresOutage stops PostgreSQL under a running teosd: adds are answered as a
+// transient fault (never a rejection), teosd keeps running, and once the database is back the
+// same instance accepts adds and leads again.
+func TestSharedPostgresOutage(t *testing.T) {
+	pg := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	node := startNode(t)
+	tw := newTower(t, node, fmt.Sprintf("database_url = %q\n", pg.NewDatabase(t)))
+	tw.start()
+	waitLog(t, tw, "leadership acquired", 1)
+	alice := newUser(t)
+	alice.register(t, tw)
+	alice.add(t, tw, randomAppointment(t, 100))
+
+	pg.Stop()
+	waitLog(t, tw, "stepping down", 1)
+	waitLog(t, tw, "database unreachable", 1)
+	body, _ := json.Marshal(alice.addRequest(randomAppointment(t, 100)))
+	code, raw, err := tryPost(tw.apiURL+"/add_appointment", body)
+	if err != nil || code != 503 {
+		t.Fatalf("add with the database down: %d %s %v; want 503", code, raw, err)
+	}
+	t.Logf("database down: %d %s", code, raw)
+	select {
+	case <-tw.done:
+		t.Fatalf("teosd exited with the database down: %v", tw.exitErr())
+	default:
+	}
+
+	pg.Restart()
+	waitLog(t, tw, "leadership acquired", 2)
+	a := randomAppointment(t, 100)
+	alice.add(t, tw, a)
+	if code, got := alice.get(t, tw, a.Locator); code != 200 || got["status"] != "being_watched" {
+		t.Fatalf("get after the outage: %d %v", code, got)
+	}
+	tw.stop()
+}

@@ -156,8 +156,12 @@ func (r *roles) Height() uint32 {
 	return r.gk.Height()
 }
 
-// Reachable reports whether bitcoind answers.
+// Reachable reports whether bitcoind and the database answer: while either does not, the
+// public API answers 503 / service unavailable, a transient fault, rather than failing adds.
 func (r *roles) Reachable() bool {
+	if !r.el.DatabaseReachable() {
+		return false
+	}
 	if m := r.monitor(); m != nil {
 		return m.Reachable()
 	}
@@ -190,14 +194,14 @@ func (r *roles) Run(ctx context.Context, every time.Duration) error {
 		}
 		r.leading.Store(false)
 		r.resp.set(nil)
-		cancel()
-		if err != nil && ctx.Err() == nil {
+		if err != nil && rctx.Err() == nil {
 			r.log.Warn("chain role failed, retrying", "leading", leading, "err", err)
 			select {
-			case <-ctx.Done():
+			case <-rctx.Done():
 			case <-time.After(every):
 			}
 		}
+		cancel()
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,6 +34,8 @@ type Elector struct {
 	cfg Config
 	log *slog.Logger
 
+	dbOK atomic.Bool // the last round trip to the database succeeded
+
 	mu      sync.Mutex
 	leading bool
 	said    bool // the follower state was logged
@@ -50,6 +53,10 @@ func New(cfg Config) *Elector {
 	}
 	return &Elector{cfg: cfg, log: log, changed: make(chan struct{})}
 }
+
+// DatabaseReachable reports whether the elector's last round trip to the database, at most
+// one period ago, succeeded.
+func (e *Elector) DatabaseReachable() bool { return e.dbOK.Load() }
 
 // Leading reports whether this instance leads, and a channel closed when that changes.
 func (e *Elector) Leading() (bool, <-chan struct{}) {
@@ -112,6 +119,7 @@ func (e *Elector) step(ctx context.Context, conn **pgx.Conn, drop func(), warned
 	if *conn == nil {
 		c, err := pgx.Connect(octx, e.cfg.URL)
 		if err != nil {
+			e.dbOK.Store(false)
 			if !*warned && ctx.Err() == nil {
 				e.log.Warn("leader election: database unreachable", "err", err)
 				*warned = true
@@ -124,18 +132,23 @@ func (e *Elector) step(ctx context.Context, conn **pgx.Conn, drop func(), warned
 	if leading {
 		// The lock lives as long as the session: check the session still does.
 		if _, err := (*conn).Exec(octx, "SELECT 1"); err != nil {
+			e.dbOK.Store(false)
 			if ctx.Err() == nil {
 				e.log.Warn("leader election: lost the database connection, stepping down", "err", err)
 			}
 			drop()
+			return
 		}
+		e.dbOK.Store(true)
 		return
 	}
 	var got bool
 	if err := (*conn).QueryRow(octx, "SELECT pg_try_advisory_lock($1)", LockKey).Scan(&got); err != nil {
+		e.dbOK.Store(false)
 		drop()
 		return
 	}
+	e.dbOK.Store(true)
 	if got {
 		e.set(true)
 		return
