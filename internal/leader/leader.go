@@ -38,7 +38,7 @@ type Elector struct {
 
 	mu      sync.Mutex
 	leading bool
-	said    bool // the follower state was logged
+	said    bool          // the follower state was logged
 	changed chan struct{} // closed and replaced on every change
 }
 
