@@ -77,7 +77,7 @@ func TestPerfSharedPostgres(t *testing.T) {
 
 	b := newTower(t, node, toml)
 	b.start()
-	waitLog(t, b, "following", 1)
+	waitLog(t, b, "following: another instance leads", 1)
 	half := strconv.Itoa(max(1, clients/2))
 	args2 := []string{"-users", half, "-c", half, "-duration", d.String(), "-bound", "0"}
 	cmdA, outA := benchCmd(t, a, args2...)

@@ -42,7 +42,7 @@ func TestSharedPostgresFailover(t *testing.T) {
 	a.start()
 	waitLog(t, a, "leadership acquired", 1)
 	b.start()
-	waitLog(t, b, "following", 1)
+	waitLog(t, b, "following: another instance leads", 1)
 	if a.id != b.id {
 		t.Fatalf("instances have different tower ids: %s, %s", a.id, b.id)
 	}
@@ -119,7 +119,7 @@ func TestSharedPostgresFailover(t *testing.T) {
 
 	// The killed instance rejoins as a follower.
 	a.start()
-	waitLog(t, a, "following", 1)
+	waitLog(t, a, "following: another instance leads", 1)
 	if strings.Count(a.logs(), "leadership acquired") != 1 {
 		t.Fatalf("the restarted instance took the leadership:\n%s", a.logs())
 	}

@@ -252,6 +252,11 @@ func (r *roles) lead(ctx context.Context, every time.Duration) error {
 	if err := seed(ctx, r.btc, mon, r.w, resp); err != nil {
 		return err
 	}
+	// An instance that died right after acknowledging an appointment whose dispute the last
+	// leader had already processed left it unqueued: look the recent blocks up again.
+	if err := r.recheck(ctx, mon.Recent()); err != nil {
+		return err
+	}
 	r.gk.SetHeight(height)
 	r.resp.set(resp)
 	r.mu.Lock()
@@ -279,18 +284,29 @@ func (r *roles) follow(ctx context.Context, every time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("load recent blocks: %w", err)
 	}
-	recent := mon.Recent()
+	if err := r.recheck(ctx, mon.Recent()); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.cur = mon
+	r.mu.Unlock()
+	return mon.Run(ctx, every)
+}
+
+// recheck caches the newest CacheBlocks of recent in the watcher and queues the hand-overs
+// their appointments may lack.
+func (r *roles) recheck(ctx context.Context, recent []chain.BlockRef) error {
 	for i := max(0, len(recent)-watcher.CacheBlocks); i < len(recent); i++ {
 		block, err := r.btc.Block(ctx, recent[i].Hash)
 		if err != nil {
 			return fmt.Errorf("load block %s: %w", recent[i].Hash, err)
 		}
 		r.w.SeedBlock(block)
+		if err := r.queueMissed(block, recent[i].Height); err != nil {
+			return err
+		}
 	}
-	r.mu.Lock()
-	r.cur = mon
-	r.mu.Unlock()
-	return mon.Run(ctx, every)
+	return nil
 }
 
 // noTip keeps a follower from moving the persisted tip, which is the leader's.
@@ -304,8 +320,14 @@ type follower struct{ r *roles }
 func (f *follower) BlockConnected(ctx context.Context, block *wire.MsgBlock, height uint32) error {
 	f.r.gk.SetHeight(height)
 	f.r.w.SeedBlock(block)
+	return f.r.queueMissed(block, height)
+}
+
+// queueMissed queues, for the leader, hand-overs for the appointments of block's disputes
+// that have neither a tracker nor a queued hand-over (pgstore.Store.QueueMissed).
+func (r *roles) queueMissed(block *wire.MsgBlock, height uint32) error {
 	// Adds that looked at the cache before this block was in it have committed after this.
-	if err := f.r.db.WaitWrites(); err != nil {
+	if err := r.db.WaitWrites(); err != nil {
 		return err
 	}
 	disputes := make(map[teos.Locator][]byte, len(block.Transactions))
@@ -316,12 +338,12 @@ func (f *follower) BlockConnected(ctx context.Context, block *wire.MsgBlock, hei
 		}
 		disputes[teos.NewLocator(tx.TxHash())] = buf.Bytes()
 	}
-	n, err := f.r.db.QueueMissed(block.BlockHash(), disputes)
+	n, err := r.db.QueueMissed(block.BlockHash(), disputes)
 	if err != nil {
 		return err
 	}
 	if n > 0 {
-		f.r.log.Info("queued hand-overs for the leader", "count", n, "height", height)
+		r.log.Info("queued hand-overs for the leader", "count", n, "height", height)
 	}
 	return nil
 }

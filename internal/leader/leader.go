@@ -51,7 +51,9 @@ func New(cfg Config) *Elector {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Elector{cfg: cfg, log: log, changed: make(chan struct{})}
+	e := &Elector{cfg: cfg, log: log, changed: make(chan struct{})}
+	e.dbOK.Store(true) // the caller has just opened the database; Run's round trips keep it current
+	return e
 }
 
 // DatabaseReachable reports whether the elector's last round trip to the database, at most
