@@ -84,48 +84,6 @@ func apptArgs(a *store.Appointment) []any {
 const putHandOverSQL = `INSERT INTO handovers VALUES ($1, $2, $3)
 	ON CONFLICT (uuid) DO UPDATE SET block = EXCLUDED.block, dispute = EXCLUDED.dispute`
 
-// upsert is one upsert inside the group commit's transaction: one round trip reads the owner
-// (locked against other instances), the previous appointment and its tracker; a pipelined
-// batch writes. Refusals come before any write.
-func upsert(ctx context.Context, tx pgx.Tx, a *store.Appointment, fn store.AppointmentPolicy, handOver func() *store.HandOver) (store.UserInfo, error) {
-	id := a.UUID()
-	var slots, start, expiry int64
-	var prev apptScanner
-	var triggered bool
-	dest := append([]any{&slots, &start, &expiry}, prev.dest()...)
-	dest = append(dest, &triggered)
-	err := tx.QueryRow(ctx, `SELECT u.available_slots, u.subscription_start, u.subscription_expiry, `+apptCols+`,
-		EXISTS (SELECT 1 FROM trackers t WHERE t.uuid = $2)
-		FROM users u LEFT JOIN appointments a ON a.uuid = $2 WHERE u.user_id = $1 FOR UPDATE OF u`, a.UserID[:], id[:]).Scan(dest...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.UserInfo{}, refusal{fmt.Errorf("upsert appointment %s: %w", id, store.ErrUserNotFound)}
-	}
-	if err != nil {
-		return store.UserInfo{}, fmt.Errorf("upsert appointment %s: %w", id, err)
-	}
-	p, err := prev.appt()
-	if err != nil {
-		return store.UserInfo{}, fmt.Errorf("upsert appointment %s: %w", id, err)
-	}
-	user := store.UserInfo{AvailableSlots: u32(slots), SubscriptionStart: u32(start), SubscriptionExpiry: u32(expiry)}
-	next, err := fn(user, p, triggered)
-	if err != nil {
-		return store.UserInfo{}, refusal{err}
-	}
-	b := &pgx.Batch{}
-	b.Queue(putUserSQL, userArgs(a.UserID, next)...)
-	b.Queue(upsertApptSQL, apptArgs(a)...)
-	if handOver != nil {
-		if h := handOver(); h != nil {
-			b.Queue(putHandOverSQL, id[:], h.Block[:], nonNil(h.Dispute))
-		}
-	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return store.UserInfo{}, fmt.Errorf("upsert appointment %s: %w", id, err)
-	}
-	return next, nil
-}
-
 func nonNil(b []byte) []byte {
 	if b == nil {
 		return []byte{}
@@ -139,49 +97,29 @@ func (s *Store) UpsertAppointment(a *store.Appointment, fn func(user store.UserI
 	if a == nil {
 		return store.UserInfo{}, errors.New("upsert appointment: nil appointment")
 	}
-	var out store.UserInfo
-	err := s.writes.write(func(ctx context.Context, tx pgx.Tx) error {
-		var err error
-		out, err = upsert(ctx, tx, a, fn, nil)
-		return err
-	})
+	res, err := s.UpsertAppointments([]store.AppointmentUpsert{{Appointment: a, Policy: fn}})
 	if err != nil {
 		return store.UserInfo{}, err
 	}
-	return out, nil
+	return res[0].User, res[0].Err
 }
 
-// UpsertAppointments applies the items in order in one transaction of the group commit; a
-// refused item fails alone.
+// UpsertAppointments applies the items in order in one transaction of the group commit,
+// together with the other calls queued meanwhile (upsertbatch.go); a refused item fails alone.
 func (s *Store) UpsertAppointments(items []store.AppointmentUpsert) ([]store.UpsertResult, error) {
 	for i, it := range items {
 		if it.Appointment == nil || it.Policy == nil {
 			return nil, fmt.Errorf("upsert appointments: item %d has no appointment or policy", i)
 		}
 	}
-	results := make([]store.UpsertResult, len(items))
+	u := &upsertCall{items: items, results: make([]store.UpsertResult, len(items))}
 	if len(items) == 0 {
-		return results, nil
+		return u.results, nil
 	}
-	err := s.writes.write(func(ctx context.Context, tx pgx.Tx) error {
-		clear(results)
-		for i, it := range items {
-			user, err := upsert(ctx, tx, it.Appointment, it.Policy, it.HandOver)
-			if r, ok := errors.AsType[refusal](err); ok {
-				results[i] = store.UpsertResult{Err: r.err}
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			results[i] = store.UpsertResult{User: user}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := s.writes.writeUpserts(u); err != nil {
 		return nil, err
 	}
-	return results, nil
+	return u.results, nil
 }
 
 // Appointment returns the appointment with that UUID, or ErrNotFound.

@@ -18,9 +18,10 @@ func (r refusal) Error() string { return r.err.Error() }
 func (r refusal) Unwrap() error { return r.err }
 
 type writeCall struct {
-	fn   func(ctx context.Context, tx pgx.Tx) error
-	err  error
-	done chan struct{}
+	fn     func(ctx context.Context, tx pgx.Tx) error
+	upsert *upsertCall // set instead of fn for appointment upserts
+	err    error
+	done   chan struct{}
 }
 
 // committer is the group commit, as the bbolt engine's: one goroutine runs every write queued
@@ -49,7 +50,15 @@ func newCommitter(pool *pgxpool.Pool, maxBatch int) *committer {
 }
 
 func (c *committer) write(fn func(ctx context.Context, tx pgx.Tx) error) error {
-	call := &writeCall{fn: fn, done: make(chan struct{})}
+	return c.enqueue(&writeCall{fn: fn, done: make(chan struct{})})
+}
+
+// writeUpserts runs u in the group commit; its per-item outcomes are in u.results.
+func (c *committer) writeUpserts(u *upsertCall) error {
+	return c.enqueue(&writeCall{upsert: u, done: make(chan struct{})})
+}
+
+func (c *committer) enqueue(call *writeCall) error {
 	c.mu.RLock()
 	if c.closed {
 		c.mu.RUnlock()
@@ -115,11 +124,29 @@ func (c *committer) update(calls []*writeCall) error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	return pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		// Other writes first, then every upsert together: a serial order of concurrent calls.
+		var upserts []*upsertCall
 		for _, call := range calls {
+			if call.upsert != nil {
+				call.err = nil
+				upserts = append(upserts, call.upsert)
+				continue
+			}
 			call.err = call.fn(ctx, tx)
 			if call.err != nil && !errors.As(call.err, new(refusal)) {
 				return call.err
 			}
+		}
+		if len(upserts) == 0 {
+			return nil
+		}
+		if err := runUpserts(ctx, tx, upserts); err != nil {
+			for _, call := range calls {
+				if call.upsert != nil {
+					call.err = err
+				}
+			}
+			return err
 		}
 		return nil
 	})
