@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -171,4 +172,36 @@ func TestSharedPostgresOutage(t *testing.T) {
 		t.Fatalf("get after the outage: %d %v", code, got)
 	}
 	tw.stop()
+}
+
+// TestSharedPostgresRefusals: teosd refuses to start, with a one-line reason, on a database it
+// cannot reach and on a database that belongs to another network's tower.
+func TestSharedPostgresRefusals(t *testing.T) {
+	pg := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	node := startNode(t)
+	url := pg.NewDatabase(t)
+	tw := newTower(t, node, fmt.Sprintf("database_url = %q\n", url))
+	tw.start() // creates the schema for regtest
+	tw.stop()
+
+	run := func(dbURL string, extra ...string) string {
+		t.Helper()
+		args := append(append([]string{}, tw.args...), "--databaseurl", dbURL)
+		args = append(args, extra...)
+		out, err := exec.Command(teosdBin, args...).CombinedOutput()
+		if err == nil {
+			t.Fatalf("teosd started with %v:\n%s", extra, out)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		t.Logf("refused: %s", lines[len(lines)-1])
+		return lines[len(lines)-1]
+	}
+	dead := fmt.Sprintf("postgres://teos@127.0.0.1:%d/x?sslmode=disable", freePort(t))
+	if last := run(dead); !strings.Contains(last, "open database") || !strings.Contains(last, "connection refused") {
+		t.Fatalf("unreachable database: %q", last)
+	}
+	// The same database for a testnet tower (bitcoind's network is checked only afterwards).
+	if last := run(url, "--btcnetwork", "testnet"); !strings.Contains(last, "another network") || !strings.Contains(last, "regtest") {
+		t.Fatalf("another network's database: %q", last)
+	}
 }
