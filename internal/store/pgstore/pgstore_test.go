@@ -7,6 +7,7 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/teos-go/teos/pkg/teos"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/teos-go/teos/internal/pgtest"
@@ -108,5 +109,56 @@ func TestQueueMissed(t *testing.T) {
 	}
 	if n, err := s.QueueMissed(block, map[teos.Locator][]byte{{1}: []byte("other")}); err != nil || n != 0 {
 		t.Fatalf("QueueMissed again = %d, %v; want the queued entry kept", n, err)
+	}
+}
+
+// TestTwoInstancesShareSlots: two engines on one database (two teosd instances) add for the
+// same user at once; the owner's row lock makes the slot accounting exact across them.
+func TestTwoInstancesShareSlots(t *testing.T) {
+	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	url := srv.NewDatabase(t)
+	s1, s2 := open(t, url, "regtest"), open(t, url, "regtest")
+	defer s1.Close()
+	defer s2.Close()
+	var user teos.UserID
+	user[0] = 3
+	const n = 60
+	if _, err := s1.UpdateUser(user, func(store.UserInfo, bool) (store.UserInfo, error) {
+		return store.UserInfo{AvailableSlots: n - 7, SubscriptionExpiry: 1000}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	errNoSlots := errors.New("no slots")
+	pay := func(u store.UserInfo, _ *store.Appointment, _ bool) (store.UserInfo, error) {
+		if u.AvailableSlots == 0 {
+			return u, errNoSlots
+		}
+		u.AvailableSlots--
+		return u, nil
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		s := []*pgstore.Store{s1, s2}[i%2]
+		wg.Go(func() {
+			a := &store.Appointment{Appointment: teos.Appointment{Locator: teos.Locator{byte(i), 1}, EncryptedBlob: []byte{1}}, UserID: user}
+			_, errs[i] = s.UpsertAppointment(a, pay)
+		})
+	}
+	wg.Wait()
+	refused := 0
+	for _, err := range errs {
+		if errors.Is(err, errNoSlots) {
+			refused++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids, err := s2.UserAppointments(user)
+	if err != nil || refused != 7 || len(ids) != n-7 {
+		t.Fatalf("%d refused, %d stored (%v); want 7 and %d", refused, len(ids), err, n-7)
+	}
+	if u, _, err := s2.User(user); err != nil || u.AvailableSlots != 0 {
+		t.Fatalf("slots = %d, %v", u.AvailableSlots, err)
 	}
 }
