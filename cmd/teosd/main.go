@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -37,6 +36,7 @@ import (
 	"github.com/teos-go/teos/internal/metrics"
 	"github.com/teos-go/teos/internal/responder"
 	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/internal/store/pgstore"
 	"github.com/teos-go/teos/internal/tlsgen"
 	"github.com/teos-go/teos/internal/watcher"
 	"github.com/teos-go/teos/pkg/teos"
@@ -105,7 +105,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(filepath.Join(cfg.NetworkDir(), "teos.db"), nil)
+	db, err := openStore(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
@@ -132,6 +132,10 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		return err
 	}
 	defer btc.Close()
+	if pg, ok := db.(*pgstore.Store); ok {
+		return startShared(ctx, cfg, log, pg, key, btc, rpcTLS, held, pollNow, onion, &met)
+	}
+	bolt := db.(*store.Store) // openStore gives one of the two engines
 
 	hash, height, err := startTip(ctx, cfg, db, btc, log)
 	if err != nil {
@@ -143,12 +147,12 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		SubscriptionSlots:    cfg.SubscriptionSlots,
 		SubscriptionDuration: cfg.SubscriptionDuration,
 		ExpiryDelta:          cfg.ExpiryDelta,
-		Admission:            admission(cfg, db), // registration.go
+		Admission:            admission(cfg, bolt), // registration.go
 		Logger:               log,
 	}, height)
 	resp := responder.New(responder.Config{Store: db, Carrier: carrier.New(btc, log), Logger: log}, height)
 	w := watcher.New(watcher.Config{Store: db, Gatekeeper: gk, Responder: resp, TowerKey: key, Logger: log, Wake: pollNow})
-	fes, err := openFrontEnds(ctx, cfg, db, key, btc, height, log)
+	fes, err := openFrontEnds(ctx, cfg, bolt, key, btc, height, log)
 	if err != nil {
 		return err
 	}
@@ -215,8 +219,8 @@ func adminTLS(dataDir string, log *slog.Logger) (*tls.Config, error) {
 	return serverTLS, nil
 }
 
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher.Watcher, mon *chain.Monitor,
-	db *store.Store, towerID teos.UserID, rpcTLS *tls.Config, met *metrics.Metrics, held grpcapi.Hold, onion *onionService,
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher.Watcher, mon chainRunner,
+	db store.Engine, towerID teos.UserID, rpcTLS *tls.Config, met *metrics.Metrics, held grpcapi.Hold, onion *onionService,
 	fes []*frontend.Instance) error {
 	// The admin stop RPC cancels this context, like SIGTERM cancels the parent.
 	ctx, shutdown := context.WithCancel(ctx)
@@ -277,7 +281,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		Shutdown:  shutdown,
 		Logger:    log,
 	}))
-	teosv2.RegisterPrivateTowerExtensionsServer(rpcSrv, grpcapi.NewPrivateExtensions(db, log))
+	if allow, ok := db.(grpcapi.AllowlistStore); ok { // the bbolt engine; PostgreSQL has no allowlist yet
+		teosv2.RegisterPrivateTowerExtensionsServer(rpcSrv, grpcapi.NewPrivateExtensions(allow, log))
+	}
 
 	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -390,7 +396,10 @@ func (g grpcLogger) fatal(msg string) {
 
 // towerKey loads the newest tower key, or creates one on first start or with --overwritekey
 // (old keys are kept in the store).
-func towerKey(db *store.Store, overwrite bool) (*btcec.PrivateKey, error) {
+func towerKey(db store.Engine, overwrite bool) (*btcec.PrivateKey, error) {
+	if key, ok, err := sharedTowerKey(db); ok && !overwrite {
+		return key, err
+	}
 	if !overwrite {
 		sk, ok, err := db.TowerKey()
 		if err != nil {
@@ -445,7 +454,7 @@ func connectBitcoind(ctx context.Context, cfg *config.Config, log *slog.Logger, 
 // startTip picks the block the tower resumes from: the last one it processed, or bitcoind's
 // tip on first start. On a pruned node whose blocks since then are gone it refuses to start
 // unless --forceupdate, which skips ahead (appointments in the skipped blocks may be missed).
-func startTip(ctx context.Context, cfg *config.Config, db *store.Store, btc *bitcoind.Client, log *slog.Logger) (chainhash.Hash, uint32, error) {
+func startTip(ctx context.Context, cfg *config.Config, db store.Engine, btc *bitcoind.Client, log *slog.Logger) (chainhash.Hash, uint32, error) {
 	hash, height, ok, err := db.LastBlock()
 	if err != nil {
 		return hash, 0, fmt.Errorf("load last block: %w", err)

@@ -76,6 +76,11 @@ type Config struct {
 	// --metricsbind): address of a metrics endpoint; "" disables it.
 	MetricsBind string `toml:"metrics_bind"`
 
+	// DatabaseURL is a teos-go extension (key database_url, flag --databaseurl): a
+	// PostgreSQL URL (postgres://user@host:5432/db) to keep the tower's state in, shared by
+	// every instance of one tower; "" keeps the embedded bbolt file in the data dir.
+	DatabaseURL string `toml:"database_url"`
+
 	// Public API limits, teos-go extensions. APIMaxConnections bounds the HTTP API's open
 	// connections (0 = unlimited). APIRateLimit is requests per second per client address
 	// per endpoint, delayed beyond it; 0 (the default, as rust-teos) turns it off.
@@ -241,7 +246,7 @@ func (c *Config) PollEvery() time.Duration {
 }
 
 // secretKeys are masked in NonDefault, as rust-teos masks them.
-var secretKeys = map[string]bool{"btc_rpc_user": true, "btc_rpc_password": true}
+var secretKeys = map[string]bool{"btc_rpc_user": true, "btc_rpc_password": true, "database_url": true}
 
 // NonDefault lists the settings that differ from Default, keyed by their
 // teos.toml name ("datadir" for DataDir), for the start-up log. Credentials

@@ -53,6 +53,7 @@ func flagSpecs() []flagSpec {
 		{"torcontrolport", "Tor control `port`", func(c *Config) any { return &c.TorControlPort }, replace},
 		{"onionhiddenserviceport", "`port` the onion service listens on", func(c *Config) any { return &c.OnionHiddenServicePort }, replace},
 		{"pollinginterval", "teos-go extension: bitcoind polling period (e.g. 200ms), wins over polling_delta", func(c *Config) any { return &c.PollingInterval }, replace},
+		{"databaseurl", "teos-go extension: PostgreSQL URL shared by the tower's instances (empty = bbolt file)", func(c *Config) any { return &c.DatabaseURL }, replace},
 		{"metricsbind", "teos-go extension: metrics endpoint address (empty = off)", func(c *Config) any { return &c.MetricsBind }, replace},
 		{"apimaxconnections", "teos-go extension: most open public API connections (0 = unlimited)", func(c *Config) any { return &c.APIMaxConnections }, replace},
 		{"apiratelimit", "teos-go extension: public API requests per second per client address and endpoint (0 = off)", func(c *Config) any { return &c.APIRateLimit }, replace},

@@ -323,7 +323,7 @@ func TestFlagNamesFollowKeys(t *testing.T) {
 	})
 	want := []string{
 		"apibind", "apiholdtimeout", "apimaxconnections", "apimaxconnectionsperaddress", "apiport", "apirateburst", "apiratelimit", "apitrustedproxies", "btcnetwork", "btcrpcconnect", "btcrpccookie", "btcrpcpassword", "btcrpcport",
-		"btcrpcuser", "datadir", "debug", "depsdebug", "forceupdate", "importrustteos", "lndtowerbind", "maxstoredbytes", "metricsbind", "onionhiddenserviceport",
+		"btcrpcuser", "databaseurl", "datadir", "debug", "depsdebug", "forceupdate", "importrustteos", "lndtowerbind", "maxstoredbytes", "metricsbind", "onionhiddenserviceport",
 		"overwritekey", "pollinginterval", "registration", "registrationrate", "rpcbind", "rpcport", "torcontrolport", "torsupport",
 	}
 	if !reflect.DeepEqual(names, want) {

@@ -25,9 +25,18 @@ type Address struct {
 	Port uint16
 }
 
+// PrivateStore is what the admin service reads; every store.Engine has it.
+type PrivateStore interface {
+	ForEachAppointment(loc *teos.Locator, fn func(a *store.Appointment, t *store.Tracker) error) error
+	Counts() (users, watcherAppointments, trackers int, err error)
+	Users() ([]teos.UserID, error)
+	User(id teos.UserID) (store.UserInfo, bool, error)
+	UserAppointments(id teos.UserID) ([]teos.UUID, error)
+}
+
 // PrivateConfig wires the admin service.
 type PrivateConfig struct {
-	Store   *store.Store
+	Store   PrivateStore
 	TowerID teos.UserID
 	// Reachable reports whether bitcoind answers (only shown, never checked: the admin API
 	// works while bitcoind is down).

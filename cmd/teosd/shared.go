@@ -1,0 +1,371 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
+
+	"github.com/teos-go/teos/internal/api/grpcapi"
+	"github.com/teos-go/teos/internal/api/httpapi"
+	"github.com/teos-go/teos/internal/bitcoind"
+	"github.com/teos-go/teos/internal/carrier"
+	"github.com/teos-go/teos/internal/chain"
+	"github.com/teos-go/teos/internal/config"
+	"github.com/teos-go/teos/internal/gatekeeper"
+	"github.com/teos-go/teos/internal/leader"
+	"github.com/teos-go/teos/internal/metrics"
+	"github.com/teos-go/teos/internal/responder"
+	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/internal/store/pgstore"
+	"github.com/teos-go/teos/internal/watcher"
+	"github.com/teos-go/teos/pkg/teos"
+)
+
+// chainRunner is what serve needs of the chain side: a *chain.Monitor, or the leader/follower
+// switch of a tower whose instances share PostgreSQL.
+type chainRunner interface {
+	Run(ctx context.Context, every time.Duration) error
+	Height() uint32
+}
+
+// openStore opens the engine cfg selects: the bbolt file in the network dir, or PostgreSQL
+// when database_url is set.
+func openStore(ctx context.Context, cfg *config.Config) (store.Engine, error) {
+	if cfg.DatabaseURL == "" {
+		return store.Open(filepath.Join(cfg.NetworkDir(), "teos.db"), nil)
+	}
+	return pgstore.Open(ctx, cfg.DatabaseURL, &pgstore.Options{Network: cfg.BTCNetwork})
+}
+
+// sharedTowerKey returns the tower key of a database shared by several instances: the stored
+// one, or a new one stored atomically (instances starting together agree on it). ok is false
+// for the bbolt engine.
+func sharedTowerKey(db store.Engine) (key *btcec.PrivateKey, ok bool, err error) {
+	pg, isPG := db.(*pgstore.Store)
+	if !isPG {
+		return nil, false, nil
+	}
+	fresh, err := btcec.NewPrivateKey()
+	if err != nil {
+		return nil, true, fmt.Errorf("generate tower key: %w", err)
+	}
+	var sk [32]byte
+	fresh.Key.PutBytesUnchecked(sk[:])
+	if sk, err = pg.EnsureTowerKey(sk); err != nil {
+		return nil, true, err
+	}
+	key, _ = btcec.PrivKeyFromBytes(sk[:])
+	return key, true, nil
+}
+
+// startShared runs an instance of a tower whose state is in PostgreSQL: it serves the public
+// API and the admin RPC at once, and follows the chain (block processing, the responder, the
+// hand-over queue) only while it holds the leadership; otherwise it tracks the chain tip for
+// its receipts and locator cache.
+func startShared(ctx context.Context, cfg *config.Config, log *slog.Logger, db *pgstore.Store, key *btcec.PrivateKey,
+	btc *bitcoind.Client, rpcTLS *tls.Config, held grpcapi.Hold, pollNow chan struct{}, onion *onionService,
+	met **metrics.Metrics) error {
+	if err := sharedUnsupported(cfg); err != nil {
+		return err
+	}
+	towerID := teos.UserIDFromPubKey(key.PubKey())
+	_, height, err := startTip(ctx, cfg, db, btc, log)
+	if err != nil {
+		return err
+	}
+	gk := gatekeeper.New(gatekeeper.Config{
+		Store:                db,
+		SubscriptionSlots:    cfg.SubscriptionSlots,
+		SubscriptionDuration: cfg.SubscriptionDuration,
+		ExpiryDelta:          cfg.ExpiryDelta,
+		Logger:               log,
+	}, height)
+	resp := &swapResponder{}
+	w := watcher.New(watcher.Config{Store: db, Gatekeeper: gk, Responder: resp, TowerKey: key, Logger: log, Wake: pollNow})
+	rc := &roles{cfg: cfg, log: log, db: db, btc: btc, gk: gk, w: w, resp: resp}
+	rc.el = leader.New(leader.Config{URL: cfg.DatabaseURL, Every: cfg.PollEvery(), Logger: log})
+	if cfg.MetricsBind != "" {
+		m := metrics.New(metrics.Config{Counts: db.Counts, Height: rc.Height, Reachable: rc.Reachable,
+			Held: held.Gate.Held, AuthFailures: btc.AuthFailures, Endpoints: httpapi.Endpoints(), Logger: log})
+		m.RegisterLeader(rc.Leading)
+		rc.onBlock = func(_ uint32, took time.Duration) { m.ObserveBlock(took) }
+		*met = m
+	}
+	log.Info("shared database: block processing runs on the instance holding the leadership")
+	return serve(ctx, cfg, log, w, rc, db, towerID, rpcTLS, *met, held, onion, nil)
+}
+
+// sharedUnsupported refuses the settings the PostgreSQL engine does not serve yet, rather
+// than ignoring them: a registration policy the operator asked for must not silently be open.
+func sharedUnsupported(cfg *config.Config) error {
+	switch {
+	case cfg.Registration != config.RegistrationOpen:
+		return fmt.Errorf("registration = %q needs the bbolt store: database_url does not support it yet", cfg.Registration)
+	case cfg.MaxStoredBytes != 0:
+		return errors.New("max_stored_bytes needs the bbolt store: database_url does not support it yet")
+	case cfg.LndTowerBind != "":
+		return errors.New("lnd_tower_bind needs the bbolt store: database_url does not support it yet")
+	}
+	return nil
+}
+
+// swapResponder hands breaches to the responder of the current leadership term; the watcher,
+// which serves the API across terms, keeps this one.
+type swapResponder struct {
+	mu  sync.Mutex
+	cur *responder.Responder
+}
+
+var errNotLeading = errors.New("this instance does not lead: no responder")
+
+func (s *swapResponder) set(r *responder.Responder) {
+	s.mu.Lock()
+	s.cur = r
+	s.mu.Unlock()
+}
+
+func (s *swapResponder) HandleBreach(ctx context.Context, id teos.UUID, dispute, penalty *wire.MsgTx) (*store.Tracker, error) {
+	s.mu.Lock()
+	r := s.cur
+	s.mu.Unlock()
+	if r == nil {
+		return nil, errNotLeading
+	}
+	return r.HandleBreach(ctx, id, dispute, penalty)
+}
+
+// roles switches the instance between leading and following as the election goes.
+type roles struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	db      *pgstore.Store
+	btc     *bitcoind.Client
+	gk      *gatekeeper.Gatekeeper
+	w       *watcher.Watcher
+	resp    *swapResponder
+	el      *leader.Elector
+	onBlock func(uint32, time.Duration)
+
+	mu      sync.Mutex
+	cur     *chain.Monitor
+	leading atomic.Bool
+}
+
+func (r *roles) monitor() *chain.Monitor {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur
+}
+
+// Height is the chain height this instance has seen.
+func (r *roles) Height() uint32 {
+	if m := r.monitor(); m != nil {
+		return m.Height()
+	}
+	return r.gk.Height()
+}
+
+// Reachable reports whether bitcoind and the database answer: while either does not, the
+// public API answers 503 / service unavailable, a transient fault, rather than failing adds.
+func (r *roles) Reachable() bool {
+	if !r.el.DatabaseReachable() {
+		return false
+	}
+	return r.btc.Reachable()
+}
+
+// Leading reports whether this instance runs block processing.
+func (r *roles) Leading() bool { return r.leading.Load() }
+
+// Run campaigns and runs the role the election gives until ctx is done.
+func (r *roles) Run(ctx context.Context, every time.Duration) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { _ = r.el.Run(ctx) })
+	for ctx.Err() == nil {
+		leading, changed := r.el.Leading()
+		rctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-changed:
+			case <-rctx.Done():
+			}
+			cancel()
+		}()
+		var err error
+		if leading {
+			err = r.lead(rctx, every)
+		} else {
+			err = r.follow(rctx, every)
+		}
+		r.leading.Store(false)
+		r.resp.set(nil)
+		if err != nil && rctx.Err() == nil {
+			r.log.Warn("chain role failed, retrying", "leading", leading, "err", err)
+			select {
+			case <-rctx.Done():
+			case <-time.After(every):
+			}
+		}
+		cancel()
+	}
+	return nil
+}
+
+// tip is the persisted tip, where both roles start: the leader redoes what the last one may
+// not have finished (block processing is idempotent).
+func (r *roles) tip(ctx context.Context) (chainhash.Hash, uint32, error) {
+	hash, height, ok, err := r.db.LastBlock()
+	if err != nil {
+		return hash, 0, err
+	}
+	if !ok {
+		return startTip(ctx, r.cfg, r.db, r.btc, r.log)
+	}
+	return hash, height, nil
+}
+
+// lead processes blocks from the persisted tip on, with a fresh responder seeded like a
+// restart's, and drains the hand-over queue every instance fills.
+func (r *roles) lead(ctx context.Context, every time.Duration) error {
+	hash, height, err := r.tip(ctx)
+	if err != nil {
+		return err
+	}
+	resp := responder.New(responder.Config{Store: r.db, Carrier: carrier.New(r.btc, r.log), Logger: r.log}, height)
+	var first atomic.Bool
+	gained := time.Now()
+	mon, err := chain.New(ctx, chain.Config{
+		Source:      r.btc,
+		Store:       r.db,
+		Listeners:   []chain.Listener{r.gk, r.w, resp},
+		Logger:      r.log,
+		IsTransient: bitcoind.IsUnreachable,
+		AfterPoll:   r.w.HandOverQueued,
+		Wake:        r.w.HandOversQueued(),
+		OnBlock: func(h uint32, took time.Duration) {
+			if !first.Swap(true) {
+				r.log.Info("first block processed as leader", "height", h, "since_leadership", time.Since(gained).Round(time.Millisecond))
+			}
+			if r.onBlock != nil {
+				r.onBlock(h, took)
+			}
+		},
+	}, hash, height)
+	if err != nil {
+		return fmt.Errorf("load recent blocks: %w", err)
+	}
+	if err := seed(ctx, r.btc, mon, r.w, resp); err != nil {
+		return err
+	}
+	// An instance that died right after acknowledging an appointment whose dispute the last
+	// leader had already processed left it unqueued: look the recent blocks up again.
+	if err := r.recheck(ctx, mon.Recent()); err != nil {
+		return err
+	}
+	r.gk.SetHeight(height)
+	r.resp.set(resp)
+	r.mu.Lock()
+	r.cur = mon
+	r.mu.Unlock()
+	r.leading.Store(true)
+	r.log.Info("leading: following the chain from the persisted tip", "height", height)
+	return mon.Run(ctx, every)
+}
+
+// follow tracks the chain for receipts and the locator cache, and writes nothing but the
+// hand-overs its own adds may have missed (pgstore.Store.QueueMissed).
+func (r *roles) follow(ctx context.Context, every time.Duration) error {
+	hash, height, err := r.tip(ctx)
+	if err != nil {
+		return err
+	}
+	mon, err := chain.New(ctx, chain.Config{
+		Source:      r.btc,
+		Store:       noTip{},
+		Listeners:   []chain.Listener{&follower{r}},
+		Logger:      r.log,
+		IsTransient: bitcoind.IsUnreachable,
+	}, hash, height)
+	if err != nil {
+		return fmt.Errorf("load recent blocks: %w", err)
+	}
+	if err := r.recheck(ctx, mon.Recent()); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.cur = mon
+	r.mu.Unlock()
+	return mon.Run(ctx, every)
+}
+
+// recheck caches the newest CacheBlocks of recent in the watcher and queues the hand-overs
+// their appointments may lack.
+func (r *roles) recheck(ctx context.Context, recent []chain.BlockRef) error {
+	for i := max(0, len(recent)-watcher.CacheBlocks); i < len(recent); i++ {
+		block, err := r.btc.Block(ctx, recent[i].Hash)
+		if err != nil {
+			return fmt.Errorf("load block %s: %w", recent[i].Hash, err)
+		}
+		r.w.SeedBlock(block)
+		if err := r.queueMissed(block, recent[i].Height); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// noTip keeps a follower from moving the persisted tip, which is the leader's.
+type noTip struct{}
+
+func (noTip) SetLastBlock(chainhash.Hash, uint32) error { return nil }
+
+// follower is a follower's only block listener.
+type follower struct{ r *roles }
+
+func (f *follower) BlockConnected(ctx context.Context, block *wire.MsgBlock, height uint32) error {
+	f.r.gk.SetHeight(height)
+	f.r.w.SeedBlock(block)
+	return f.r.queueMissed(block, height)
+}
+
+// queueMissed queues, for the leader, hand-overs for the appointments of block's disputes
+// that have neither a tracker nor a queued hand-over (pgstore.Store.QueueMissed).
+func (r *roles) queueMissed(block *wire.MsgBlock, height uint32) error {
+	// Adds that looked at the cache before this block was in it have committed after this.
+	if err := r.db.WaitWrites(); err != nil {
+		return err
+	}
+	disputes := make(map[teos.Locator][]byte, len(block.Transactions))
+	for _, tx := range block.Transactions {
+		var buf bytes.Buffer
+		if err := tx.Serialize(&buf); err != nil {
+			return err
+		}
+		disputes[teos.NewLocator(tx.TxHash())] = buf.Bytes()
+	}
+	n, err := r.db.QueueMissed(block.BlockHash(), disputes)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		r.log.Info("queued hand-overs for the leader", "count", n, "height", height)
+	}
+	return nil
+}
+
+func (f *follower) BlockDisconnected(ctx context.Context, header *wire.BlockHeader, height uint32) error {
+	f.r.gk.SetHeight(height - 1)
+	return f.r.w.BlockDisconnected(ctx, header, height)
+}

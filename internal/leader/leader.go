@@ -1,0 +1,165 @@
+// Package leader elects one leader among the teosd instances sharing a PostgreSQL database:
+// the instance holding a session-level advisory lock on a dedicated connection leads. The
+// lock goes with the session, so a leader that dies or loses its connection releases it and
+// another instance takes it at its next try; a leader whose connection stops answering steps
+// down itself at its next check.
+package leader
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// LockKey is the advisory lock of the tower's leadership ("teoslead" in ASCII).
+const LockKey int64 = 0x74656f736c656164
+
+// Config wires an Elector.
+type Config struct {
+	URL string // the database's URL
+	// Every is how often a follower tries the lock and a leader checks its connection; it
+	// bounds the failover time after a crash (plus PostgreSQL noticing the dead session).
+	Every  time.Duration
+	Logger *slog.Logger
+	// OnChange, if set, is called with the new state each time it changes.
+	OnChange func(leading bool)
+}
+
+// Elector runs the election for one instance.
+type Elector struct {
+	cfg Config
+	log *slog.Logger
+
+	dbOK atomic.Bool // the last round trip to the database succeeded
+
+	mu      sync.Mutex
+	leading bool
+	said    bool          // the follower state was logged
+	changed chan struct{} // closed and replaced on every change
+}
+
+// New returns an elector; it is a follower until Run wins the lock.
+func New(cfg Config) *Elector {
+	if cfg.Every <= 0 {
+		cfg.Every = time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &Elector{cfg: cfg, log: log, changed: make(chan struct{})}
+	e.dbOK.Store(true) // the caller has just opened the database; Run's round trips keep it current
+	return e
+}
+
+// DatabaseReachable reports whether the elector's last round trip to the database, at most
+// one period ago, succeeded.
+func (e *Elector) DatabaseReachable() bool { return e.dbOK.Load() }
+
+// Leading reports whether this instance leads, and a channel closed when that changes.
+func (e *Elector) Leading() (bool, <-chan struct{}) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.leading, e.changed
+}
+
+func (e *Elector) set(leading bool) {
+	e.mu.Lock()
+	if e.leading == leading {
+		e.mu.Unlock()
+		return
+	}
+	e.leading = leading
+	e.said = !leading
+	close(e.changed)
+	e.changed = make(chan struct{})
+	e.mu.Unlock()
+	if leading {
+		e.log.Info("leadership acquired: this instance follows the chain")
+	} else {
+		e.log.Info("following: another instance leads, or the database is unreachable")
+	}
+	if e.cfg.OnChange != nil {
+		e.cfg.OnChange(leading)
+	}
+}
+
+// Run campaigns until ctx is done, then releases the lock (closing the connection).
+func (e *Elector) Run(ctx context.Context) error {
+	var conn *pgx.Conn
+	drop := func() {
+		if conn != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			_ = conn.Close(cctx)
+			cancel()
+			conn = nil
+		}
+		e.set(false)
+	}
+	defer drop()
+	warned := false
+	t := time.NewTicker(e.cfg.Every)
+	defer t.Stop()
+	for {
+		e.step(ctx, &conn, drop, &warned)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (e *Elector) step(ctx context.Context, conn **pgx.Conn, drop func(), warned *bool) {
+	// Each round trip is bounded well under the period, so a hung database is noticed.
+	octx, cancel := context.WithTimeout(ctx, max(e.cfg.Every, time.Second))
+	defer cancel()
+	if *conn == nil {
+		c, err := pgx.Connect(octx, e.cfg.URL)
+		if err != nil {
+			e.dbOK.Store(false)
+			if !*warned && ctx.Err() == nil {
+				e.log.Warn("leader election: database unreachable", "err", err)
+				*warned = true
+			}
+			return
+		}
+		*conn, *warned = c, false
+	}
+	leading, _ := e.Leading()
+	if leading {
+		// The lock lives as long as the session: check the session still does.
+		if _, err := (*conn).Exec(octx, "SELECT 1"); err != nil {
+			e.dbOK.Store(false)
+			if ctx.Err() == nil {
+				e.log.Warn("leader election: lost the database connection, stepping down", "err", err)
+			}
+			drop()
+			return
+		}
+		e.dbOK.Store(true)
+		return
+	}
+	var got bool
+	if err := (*conn).QueryRow(octx, "SELECT pg_try_advisory_lock($1)", LockKey).Scan(&got); err != nil {
+		e.dbOK.Store(false)
+		drop()
+		return
+	}
+	e.dbOK.Store(true)
+	if got {
+		e.set(true)
+		return
+	}
+	e.mu.Lock()
+	say := !e.said
+	e.said = true
+	e.mu.Unlock()
+	if say {
+		e.log.Info("following: another instance leads")
+	}
+}

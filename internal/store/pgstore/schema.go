@@ -1,0 +1,109 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// schemaVersion is the schema this binary writes; migrations[i] upgrades version i to i+1
+// (migrations[0] creates the schema on an empty database).
+const schemaVersion = 1
+
+// ErrNewerSchema is returned by Open when a newer teosd wrote the database.
+var ErrNewerSchema = errors.New("pgstore: database schema is newer than this binary")
+
+// ErrOtherNetwork is returned by Open when the database belongs to another network's tower.
+var ErrOtherNetwork = errors.New("pgstore: database belongs to a tower on another network")
+
+// schemaLockKey serialises schema creation and migration among instances starting together
+// (pg_advisory_xact_lock; "teos" in ASCII).
+const schemaLockKey = 0x74656f73
+
+var migrations = []string{
+	`CREATE TABLE users (
+		user_id bytea PRIMARY KEY,
+		available_slots bigint NOT NULL,
+		subscription_start bigint NOT NULL,
+		subscription_expiry bigint NOT NULL);
+	CREATE INDEX users_expiry ON users (subscription_expiry);
+	CREATE TABLE appointments (
+		uuid bytea PRIMARY KEY,
+		locator bytea NOT NULL,
+		user_id bytea NOT NULL REFERENCES users ON DELETE CASCADE,
+		encrypted_blob bytea NOT NULL,
+		to_self_delay bigint NOT NULL,
+		user_signature text NOT NULL,
+		start_block bigint NOT NULL);
+	CREATE INDEX appointments_locator ON appointments (locator);
+	CREATE INDEX appointments_user ON appointments (user_id);
+	CREATE TABLE trackers (
+		uuid bytea PRIMARY KEY REFERENCES appointments ON DELETE CASCADE,
+		dispute_tx bytea NOT NULL,
+		penalty_tx bytea NOT NULL,
+		dispute_txid bytea NOT NULL,
+		penalty_txid bytea NOT NULL,
+		height bigint NOT NULL,
+		confirmed boolean NOT NULL);
+	CREATE TABLE handovers (
+		uuid bytea PRIMARY KEY REFERENCES appointments ON DELETE CASCADE,
+		block bytea NOT NULL,
+		dispute bytea NOT NULL);
+	CREATE INDEX handovers_block ON handovers (block);
+	CREATE TABLE tower_keys (
+		seq bigserial PRIMARY KEY,
+		secret bytea NOT NULL);
+	CREATE TABLE last_block (
+		id int PRIMARY KEY CHECK (id = 1),
+		hash bytea NOT NULL,
+		height bigint NOT NULL);`,
+}
+
+// migrate creates or upgrades the schema in one transaction, under an advisory lock so
+// instances starting together do it once, and checks the database's network.
+func migrate(ctx context.Context, conn interface {
+	Begin(context.Context) (pgx.Tx, error)
+}, network string) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(schemaLockKey)); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS teos_schema (
+		id int PRIMARY KEY CHECK (id = 1), version int NOT NULL, network text NOT NULL)`); err != nil {
+		return err
+	}
+	var (
+		version int
+		dbNet   string
+	)
+	err = tx.QueryRow(ctx, `SELECT version, network FROM teos_schema`).Scan(&version, &dbNet)
+	if errors.Is(err, pgx.ErrNoRows) {
+		version, dbNet = 0, network
+		if _, err := tx.Exec(ctx, `INSERT INTO teos_schema VALUES (1, 0, $1)`, network); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	if version > schemaVersion {
+		return fmt.Errorf("%w: database has schema version %d, binary supports %d", ErrNewerSchema, version, schemaVersion)
+	}
+	if network != "" && dbNet != network {
+		return fmt.Errorf("%w: the database holds a %s tower, teosd runs on %s", ErrOtherNetwork, dbNet, network)
+	}
+	for ; version < schemaVersion; version++ {
+		if _, err := tx.Exec(ctx, migrations[version]); err != nil {
+			return fmt.Errorf("migrate schema from version %d: %w", version, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE teos_schema SET version = $1`, schemaVersion); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
