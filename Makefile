@@ -2,7 +2,7 @@
 # Go modules and the pinned btcd (into .bin/) themselves.
 GO ?= go
 
-.PHONY: all build demo test test-purego test-short fuzz e2e bench proto proto-check vet fmt-check btcd lnd test-lnd clean
+.PHONY: all build demo test test-purego test-short fuzz e2e bench proto proto-check vet fmt-check btcd tor postgres lnd deps test-lnd clean
 
 all: build
 
@@ -16,21 +16,32 @@ btcd:
 lnd:
 	scripts/install-lnd.sh
 
+# Debian's tor and PostgreSQL for their tests, which start their own servers on loopback
+# (apt-get; root or sudo). Each script returns at once when its program is there.
+tor:
+	scripts/install-tor.sh
+
+postgres:
+	scripts/install-postgres.sh
+
+# Everything the whole suite runs against, besides Go's modules.
+deps: btcd tor postgres lnd
+
 # The tower end to end on a local regtest chain (btcd + teosd in a temp dir), narrated.
 demo:
 	GO=$(GO) scripts/demo.sh
 
-# The whole suite, real btcd included; CI runs exactly this.
-test: btcd vet fmt-check
-	TEOS_REQUIRE_BTCD=1 $(GO) test -race -count=1 -timeout 20m ./...
+# The whole suite, real btcd, tor, PostgreSQL and lnd included; CI runs exactly this.
+test: deps vet fmt-check
+	TEOS_REQUIRE_BTCD=1 $(GO) test -race -count=1 -timeout 45m ./...
 	$(MAKE) test-purego
 	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 	$(MAKE) test-lnd
 
 # The lnd/ module (teosd with lnd's tower protocol): its tests, with real lnd nodes when
 # .bin/lnd is there (make lnd; skipped otherwise unless CI or TEOS_REQUIRE_LND=1).
-test-lnd: btcd
-	cd lnd && $(GO) vet ./... && TEOS_REQUIRE_BTCD=1 $(GO) test -count=1 -timeout 20m ./...
+test-lnd: btcd lnd
+	cd lnd && $(GO) vet ./... && TEOS_REQUIRE_BTCD=1 TEOS_REQUIRE_LND=1 $(GO) test -count=1 -timeout 30m ./...
 
 # The build without cgo (pure-Go secp256k1): everything builds, the crypto packages pass.
 test-purego:
