@@ -100,8 +100,14 @@ func StartPrivateNetwork(t testing.TB) *PrivateNetwork {
 	relays := []string{nodeDir("relay1"), nodeDir("relay2"), nodeDir("relay3")}
 	guardFP := fingerprint(relays[0])
 
+	// No DisableNetwork here, unlike every other tor the tests start: these tors must talk to
+	// each other. They stay on loopback because the only directory authority is ours on
+	// 127.0.0.1 (which replaces the public ones), the default fallback directories are off,
+	// every address and outbound bind is 127.0.0.1, and the client may reach nothing else (tor
+	// refuses ReachableAddresses on relays).
 	common := []string{
 		"TestingTorNetwork 1",
+		"UseDefaultFallbackDirs 0",
 		fmt.Sprintf("DirAuthority auth0 orport=%d no-v2 v3ident=%s 127.0.0.1:%d %s", authOR, v3ident, authDir, authFP),
 		"Address 127.0.0.1",
 		"OutboundBindAddress 127.0.0.1",
@@ -163,6 +169,7 @@ func StartPrivateNetwork(t testing.TB) *PrivateNetwork {
 	socks, control := ports[8], ports[9]
 	client := start("client", append(append([]string{}, common...),
 		"DataDirectory "+cd,
+		"ReachableAddresses 127.0.0.0/8:*, reject *:*",
 		"SocksPort 127.0.0.1:"+strconv.Itoa(socks),
 		"ControlPort 127.0.0.1:"+strconv.Itoa(control),
 		"CookieAuthentication 1", "CookieAuthFile "+filepath.Join(cd, "control_auth_cookie"),
