@@ -7,7 +7,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/teos-go/teos/internal/gatekeeper"
 	"github.com/teos-go/teos/internal/watcher"
 	"github.com/teos-go/teos/pkg/teos"
 	teosv2 "github.com/teos-go/teos/proto/teos/v2"
@@ -30,21 +29,12 @@ func (e *Extensions) DeleteAppointment(ctx context.Context, req *teosv2.DeleteAp
 		d, err = p.watcher.DeleteAppointment(loc, req.GetSignature())
 		return err
 	})
-	var expired *gatekeeper.SubscriptionExpiredError
 	switch {
 	case err == nil:
-	case isStatus(err):
-		return nil, err
-	case errors.Is(err, gatekeeper.ErrAuthenticationFailed):
-		return nil, status.Error(codes.Unauthenticated, msgGetUnauthorized)
-	case errors.As(err, &expired):
-		return nil, expiredStatus(expired)
-	case errors.Is(err, watcher.ErrNotFound):
-		return nil, status.Error(codes.NotFound, msgNotFound)
 	case errors.Is(err, watcher.ErrAlreadyTriggered):
 		return nil, status.Error(codes.AlreadyExists, msgDeleteTriggered)
 	default:
-		return nil, p.internal("delete_appointment", err)
+		return nil, p.lookupStatus("delete_appointment", err)
 	}
 	return &teosv2.DeleteAppointmentResponse{
 		Locator:            d.Locator[:],

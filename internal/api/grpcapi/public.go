@@ -147,6 +147,25 @@ func addAppointmentResponse(acc *watcher.Accepted) *commonv2.AddAppointmentRespo
 	}
 }
 
+// lookupStatus maps the errors of a signed request about one of the user's appointments
+// (get_appointment, and delete_appointment as it follows it): authentication, expiry, and "not
+// found", which is also what another user's locator gives.
+func (p *Public) lookupStatus(method string, err error) error {
+	var expired *gatekeeper.SubscriptionExpiredError
+	switch {
+	case isStatus(err):
+		return err
+	case errors.Is(err, gatekeeper.ErrAuthenticationFailed):
+		return status.Error(codes.Unauthenticated, msgGetUnauthorized)
+	case errors.As(err, &expired):
+		return expiredStatus(expired)
+	case errors.Is(err, watcher.ErrNotFound):
+		return status.Error(codes.NotFound, msgNotFound)
+	default:
+		return p.internal(method, err)
+	}
+}
+
 func (p *Public) GetAppointment(ctx context.Context, req *commonv2.GetAppointmentRequest) (*commonv2.GetAppointmentResponse, error) {
 	var (
 		a *store.Appointment
@@ -160,19 +179,8 @@ func (p *Public) GetAppointment(ctx context.Context, req *commonv2.GetAppointmen
 		a, t, err = p.watcher.GetAppointment(loc, req.GetSignature())
 		return err
 	})
-	var expired *gatekeeper.SubscriptionExpiredError
-	switch {
-	case err == nil:
-	case isStatus(err):
-		return nil, err
-	case errors.Is(err, gatekeeper.ErrAuthenticationFailed):
-		return nil, status.Error(codes.Unauthenticated, msgGetUnauthorized)
-	case errors.As(err, &expired):
-		return nil, expiredStatus(expired)
-	case errors.Is(err, watcher.ErrNotFound):
-		return nil, status.Error(codes.NotFound, msgNotFound)
-	default:
-		return nil, p.internal("get_appointment", err)
+	if err != nil {
+		return nil, p.lookupStatus("get_appointment", err)
 	}
 	if t != nil {
 		return &commonv2.GetAppointmentResponse{
