@@ -38,16 +38,17 @@ func (p *Public) run(ctx context.Context, write bool, fn func() error) error {
 		}
 		return fn()
 	}
+	// A write waits for the store to accept writes; a read does not (a full disk still serves
+	// reads), but a read the store fails (a database connection lost) is held like a write.
 	needs := []*hold.Condition{p.hold.Bitcoind}
-	classify := func(error) *hold.Condition { return nil }
 	if write {
 		needs = append(needs, p.hold.Store)
-		classify = func(err error) *hold.Condition {
-			if storeFault(err) {
-				return p.hold.Store
-			}
-			return nil
+	}
+	classify := func(err error) *hold.Condition {
+		if storeFault(err) {
+			return p.hold.Store
 		}
+		return nil
 	}
 	err := p.hold.Gate.Do(ctx, needs, classify, fn)
 	switch {
@@ -62,7 +63,7 @@ func (p *Public) run(ctx context.Context, write bool, fn func() error) error {
 	return err
 }
 
-// storeFault reports whether err from a writing core call is a fault of the store's own
+// storeFault reports whether err from a core call is a fault of the store's own
 // (a full disk, a file it cannot write) rather than an answer to the request. The core
 // returns domain errors for answers; anything else failed the write, and the store wrote
 // nothing of it (one transaction), so the request can wait and run again. Records the store

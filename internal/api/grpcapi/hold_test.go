@@ -32,6 +32,17 @@ type fullDisk struct {
 	*store.Store
 	full   atomic.Bool
 	writes atomic.Int32 // writes tried while full
+	// lost makes reads fail as with a database connection gone (the PostgreSQL engine).
+	lost atomic.Bool
+}
+
+var errConnLost = fmt.Errorf("read user: %w", syscall.ECONNRESET)
+
+func (d *fullDisk) User(id teos.UserID) (store.UserInfo, bool, error) {
+	if d.lost.Load() {
+		return store.UserInfo{}, false, errConnLost
+	}
+	return d.Store.User(id)
 }
 
 var errNoSpace = fmt.Errorf("commit: write teos.db: %w", syscall.ENOSPC)
@@ -116,7 +127,11 @@ func newHoldFixture(t *testing.T, bound time.Duration) *holdFixture {
 
 func (f *holdFixture) waitHeld(t *testing.T, n int) {
 	t.Helper()
+	deadline := time.Now().Add(time.Minute) // a generous bound: a request that is never held fails, not hangs
 	for f.gate.Held() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests held, want %d", f.gate.Held(), n)
+		}
 		time.Sleep(time.Millisecond)
 	}
 }
@@ -179,6 +194,29 @@ func TestDiskFullHeldThenServed(t *testing.T) {
 	info, _, _ := f.disk.User(userID)
 	if info.SubscriptionExpiry != testHeight+200 {
 		t.Fatalf("renewal not applied once: expiry %d", info.SubscriptionExpiry)
+	}
+}
+
+// A read the store fails (its database connection lost) is held like a write, not answered
+// 255, and served once the store answers again.
+func TestStoreReadFaultHeldThenServed(t *testing.T) {
+	f := newHoldFixture(t, time.Hour)
+	ctx := t.Context()
+	userID := teos.UserIDFromPubKey(key("user").PubKey())
+	if _, err := f.client.Register(ctx, &commonv2.RegisterRequest{UserId: userID[:]}); err != nil {
+		t.Fatal(err)
+	}
+	f.disk.lost.Store(true)
+	errs := make(chan error, 1)
+	go func() {
+		_, err := f.client.GetSubscriptionInfo(ctx, &commonv2.GetSubscriptionInfoRequest{
+			Signature: wtcrypto.SignMessage(teos.GetSubscriptionInfoMessage, key("user"))})
+		errs <- err
+	}()
+	f.waitHeld(t, 1)
+	f.disk.lost.Store(false)
+	if err := <-errs; err != nil {
+		t.Fatalf("get_subscription_info after the store came back: %v", err)
 	}
 }
 
