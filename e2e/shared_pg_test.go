@@ -136,14 +136,14 @@ func TestSharedPostgresFailover(t *testing.T) {
 	a.stop()
 }
 
-// TestSharedPostgresOutage stops PostgreSQL under a running teosd: adds are answered as a
-// transient fault (never a rejection), teosd keeps running, and once the database is back the
-// same instance accepts adds and leads again.
+// TestSharedPostgresOutage stops PostgreSQL under a running teosd: adds are held as for any
+// transient fault and, past the hold bound (2 s here), answered 503 (never a rejection), teosd
+// keeps running, and once the database is back the same instance accepts adds and leads again.
 func TestSharedPostgresOutage(t *testing.T) {
 	pg := pgtest.Start(t, &pgtest.Options{NoFsync: true})
 	node := startNode(t)
 	tw := newTower(t, node, fmt.Sprintf("database_url = %q\n", pg.NewDatabase(t)))
-	tw.start()
+	tw.start("--apiholdtimeout", "2")
 	waitLog(t, tw, "leadership acquired", 1)
 	alice := newUser(t)
 	alice.register(t, tw)
@@ -155,7 +155,10 @@ func TestSharedPostgresOutage(t *testing.T) {
 	body, _ := json.Marshal(alice.addRequest(randomAppointment(t, 100)))
 	code, raw, err := tryPost(tw.apiURL+"/add_appointment", body)
 	if err != nil || code != 503 {
-		t.Fatalf("add with the database down: %d %s %v; want 503", code, raw, err)
+		t.Fatalf("add with the database down: %d %s %v; want 503 past the hold bound", code, raw, err)
+	}
+	if !strings.Contains(tw.logs(), "store refuses writes") {
+		t.Fatalf("the add was not held on the store:\n%s", tw.logs())
 	}
 	t.Logf("database down: %d %s", code, raw)
 	select {
