@@ -100,6 +100,9 @@ func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterf
 		MaxDelay: rateMaxDelay(cfg.HoldTimeout())}); rate != nil {
 		hcfg.Gate = rate
 	}
+	if cfg.Registration == config.RegistrationOpen { // the allowlist decides in allowlist mode
+		hcfg.Registrations = httpapi.NewRegistrationLimit(cfg.RegistrationRate, nil)
+	}
 	if met != nil {
 		hcfg.Observer = httpapi.ObserverFunc(func(e httpapi.Exchange) {
 			met.ObserveHTTP(metrics.HTTPRequest{Endpoint: e.Endpoint, Status: e.Status, ErrorCode: e.ErrorCode, Held: e.Held, Duration: e.Duration})
@@ -117,5 +120,5 @@ func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterf
 		Exempt:        proxies.Trusted,
 		FirstByte:     firstByteTimeout,
 	})
-	return limitRegistrations(httpapi.NewHandler(hcfg), cfg, proxies), apiLis, nil
+	return httpapi.NewHandler(hcfg), apiLis, nil
 }

@@ -127,6 +127,18 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if rt.name == "register" && h.cfg.Registrations != nil {
+		addr := ex.Client.Addr.String()
+		if !h.cfg.Registrations.take(addr) {
+			h.writeError(rec, http.StatusBadRequest, ErrorBody{Message: MsgRegistrationRate, Code: teos.ErrCodeRegistrationResourceExhausted})
+			return
+		}
+		defer func() {
+			if rec.status != http.StatusOK { // nothing was granted
+				h.cfg.Registrations.giveBack(addr)
+			}
+		}()
+	}
 	rt.serve(h, rec, r, body)
 }
 

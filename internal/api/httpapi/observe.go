@@ -36,6 +36,8 @@ type Config struct {
 	Gate Gate
 	// Observer, if set, is told about every request once it is answered.
 	Observer Observer
+	// Registrations, if set, limits successful registrations per client.
+	Registrations *RegistrationLimit
 }
 
 // Admission is what a Gate learns about a request.

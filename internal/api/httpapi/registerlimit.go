@@ -1,55 +1,36 @@
 package httpapi
 
 import (
-	"log/slog"
-	"net"
-	"net/http"
 	"sync"
 	"time"
-
-	"github.com/teos-go/teos/pkg/teos"
 )
 
 // MsgRegistrationRate answers a registration over the per-address limit.
 const MsgRegistrationRate = "Too many registrations from this address, try again later"
 
-// ClientAddr is the address a request is accounted to: the host part of RemoteAddr. It is
-// the one place that decides it, so a trusted-proxy rule can later replace it.
-func ClientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+// RegistrationLimit lets each client (as Config.Proxies names it) register, or renew (each
+// grants the same slots), at most perMinute times per minute. Further POST /register requests
+// are answered as rust-teos answers a registration it cannot grant, 400 {"error",
+// "error_code": 65}, which the CLN plugin reports to its user without marking the tower
+// unreachable. Only registrations that succeed are counted.
+type RegistrationLimit struct {
+	max   float64 // tokens per minute, and the bucket's size
+	now   func() time.Time
+	mu    sync.Mutex
+	addrs map[string]*regBucket
+	swept time.Time
 }
 
-// LimitRegistrations lets each client address register (or renew: each grants the same
-// slots) at most perMinute times per minute through next; further POST /register requests are
-// answered as rust-teos answers a registration it cannot grant, 400 {"error", "error_code":
-// 65}, which the CLN plugin reports to its user without marking the tower unreachable. Only
-// registrations that succeed are counted. perMinute 0 returns next unchanged. client names a
-// request's client (behind a trusted proxy, the forwarded address); nil means the peer.
-func LimitRegistrations(next http.Handler, perMinute uint32, now func() time.Time, client func(*http.Request) string) http.Handler {
+// NewRegistrationLimit returns the limit, or nil (no limit) for perMinute 0. now is the
+// clock; nil means time.Now.
+func NewRegistrationLimit(perMinute uint32, now func() time.Time) *RegistrationLimit {
 	if perMinute == 0 {
-		return next
+		return nil
 	}
 	if now == nil {
 		now = time.Now
 	}
-	if client == nil {
-		client = ClientAddr
-	}
-	return &registrationLimiter{next: next, max: float64(perMinute), now: now, client: client, addrs: make(map[string]*regBucket)}
-}
-
-type registrationLimiter struct {
-	next   http.Handler
-	max    float64 // tokens per minute, and the bucket's size
-	now    func() time.Time
-	client func(*http.Request) string
-	mu     sync.Mutex
-	addrs  map[string]*regBucket
-	swept  time.Time
+	return &RegistrationLimit{max: float64(perMinute), now: now, addrs: make(map[string]*regBucket)}
 }
 
 type regBucket struct {
@@ -57,25 +38,8 @@ type regBucket struct {
 	at     time.Time
 }
 
-func (l *registrationLimiter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost || firstSegment(r.URL.EscapedPath()) != "register" {
-		l.next.ServeHTTP(w, r)
-		return
-	}
-	addr := l.client(r)
-	if !l.take(addr) {
-		(&handler{logger: slog.New(slog.DiscardHandler)}).writeJSON(w, http.StatusBadRequest, ErrorBody{Message: MsgRegistrationRate, Code: teos.ErrCodeRegistrationResourceExhausted})
-		return
-	}
-	sw := &statusWriter{ResponseWriter: w}
-	l.next.ServeHTTP(sw, r)
-	if sw.status != http.StatusOK {
-		l.giveBack(addr) // nothing was granted
-	}
-}
-
 // take removes a token from addr's bucket, refilled at max per minute.
-func (l *registrationLimiter) take(addr string) bool {
+func (l *RegistrationLimit) take(addr string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -93,7 +57,8 @@ func (l *registrationLimiter) take(addr string) bool {
 	return true
 }
 
-func (l *registrationLimiter) giveBack(addr string) {
+// giveBack returns the token of a registration that granted nothing.
+func (l *RegistrationLimit) giveBack(addr string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if b, ok := l.addrs[addr]; ok {
@@ -109,7 +74,7 @@ func (b *regBucket) refill(now time.Time, max float64) {
 }
 
 // sweep drops full buckets once a minute, so addresses seen once do not pile up.
-func (l *registrationLimiter) sweep(now time.Time) {
+func (l *RegistrationLimit) sweep(now time.Time) {
 	if now.Sub(l.swept) < time.Minute {
 		return
 	}
@@ -120,26 +85,3 @@ func (l *registrationLimiter) sweep(now time.Time) {
 		}
 	}
 }
-
-// statusWriter remembers the status written through it.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the real writer.
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
