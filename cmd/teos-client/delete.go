@@ -1,25 +1,13 @@
 package main
 
-import (
-	"context"
-	"encoding/hex"
-
-	"github.com/teos-go/teos/pkg/teos"
-)
+import "context"
 
 // deleteAppointment asks the tower to forget one of the user's appointments (after a channel
 // closed) and give its slots back; the deletion receipt is verified against the tower id.
 func (a *app) deleteAppointment(ctx context.Context, args []string) error {
-	if len(args) != 1 {
-		return usagef("delete takes one locator")
-	}
-	b, err := hex.DecodeString(args[0])
+	loc, err := locatorArg("delete", args)
 	if err != nil {
-		return usagef("locator %q is not hex", args[0])
-	}
-	loc, err := teos.LocatorFromBytes(b)
-	if err != nil {
-		return usagef("%v", err)
+		return err
 	}
 	t, _, _, err := a.connect(ctx, false)
 	if err != nil {

@@ -495,17 +495,26 @@ func (a *app) addAppointment(ctx context.Context, args []string) error {
 	return nil
 }
 
-func (a *app) getAppointment(ctx context.Context, args []string) error {
+// locatorArg reads a command's single argument, a locator in hex.
+func locatorArg(command string, args []string) (teos.Locator, error) {
 	if len(args) != 1 {
-		return usagef("get_appointment takes one locator")
+		return teos.Locator{}, usagef("%s takes one locator", command)
 	}
 	b, err := hex.DecodeString(args[0])
 	if err != nil {
-		return usagef("locator %q is not hex", args[0])
+		return teos.Locator{}, usagef("locator %q is not hex", args[0])
 	}
 	loc, err := teos.LocatorFromBytes(b)
 	if err != nil {
-		return usagef("%v", err)
+		return teos.Locator{}, usagef("%v", err)
+	}
+	return loc, nil
+}
+
+func (a *app) getAppointment(ctx context.Context, args []string) error {
+	loc, err := locatorArg("get_appointment", args)
+	if err != nil {
+		return err
 	}
 	t, _, _, err := a.connect(ctx, false)
 	if err != nil {
