@@ -85,12 +85,13 @@ func (r *Responder) SeedBlock(block *wire.MsgBlock, height uint32) { r.index.add
 //
 // Deliberate difference from rust-teos: when bitcoind answers that the penalty is already in
 // the chain (-27), rust-teos leaves the appointment untracked until its user expires (docs/PROTOCOL.md
-// 16.7). Here it is tracked as confirmed, so the user sees dispute_responded and the tracker
-// completes (refunding the slots) once irrevocably resolved. If the penalty is in a block the
-// responder has indexed, that block's height is used. Otherwise bitcoind is ahead of the
-// tower, and the tracker is dated at the next height: connecting that block either finds the
-// penalty there, or takes the tracker for reorganised out and re-sends it. Dating it now
-// would strand the penalty if its block left the chain before the tower saw it.
+// 16.7). Here it is tracked, so the user sees dispute_responded and the tracker completes
+// (refunding the slots) once irrevocably resolved. If the penalty is in a block the responder has
+// indexed, it is confirmed there. Otherwise bitcoind is ahead of the tower (catching up after a
+// restart, possibly by many blocks), and the tracker is stored as unconfirmed since now: the block
+// that holds the penalty confirms it when the tower gets there, and if that block leaves the chain
+// first, the penalty is re-sent after 6 blocks like any other. Dating it confirmed at a guessed
+// height would take every block up to the real one for a reorg of it.
 func (r *Responder) HandleBreach(ctx context.Context, id teos.UUID, dispute, penalty *wire.MsgTx) (*store.Tracker, error) {
 	if dispute == nil || penalty == nil {
 		return nil, fmt.Errorf("handle breach %s: missing dispute or penalty", id)
@@ -120,10 +121,8 @@ func (r *Responder) HandleBreach(ctx context.Context, id teos.UUID, dispute, pen
 				return nil, fmt.Errorf("handle breach %s: %w", id, err)
 			}
 			switch res.Status {
-			case carrier.StatusInMempool:
+			case carrier.StatusInMempool, carrier.StatusIrrevocablyResolved:
 				t.Height = height
-			case carrier.StatusIrrevocablyResolved:
-				t.Height, t.Confirmed = height+1, true
 			case carrier.StatusRejected:
 				r.log.Warn("penalty rejected", "uuid", id, "txid", t.PenaltyTxID, "code", res.Code)
 				return nil, nil
@@ -241,7 +240,9 @@ func (r *Responder) BlockDisconnected(_ context.Context, _ *wire.BlockHeader, he
 }
 
 // resendReorged re-sends the dispute and then the penalty of a tracker whose confirming block
-// left the chain. If either is rejected, the appointment is deleted without refund.
+// left the chain. A rejected dispute is not the end: bitcoind also rejects a dispute that is
+// still in the chain once its outputs are spent (-25), so the penalty decides. If the penalty is
+// rejected too, the appointment is deleted without refund.
 func (r *Responder) resendReorged(ctx context.Context, changes *store.Changes, t *store.Tracker, height uint32) error {
 	dispute, err := deserialize(t.DisputeTx)
 	if err != nil {
@@ -253,9 +254,7 @@ func (r *Responder) resendReorged(ctx context.Context, changes *store.Changes, t
 		return fmt.Errorf("re-send dispute of %s: %w", t.UUID, err)
 	}
 	if res.Status == carrier.StatusRejected {
-		r.log.Warn("dispute rejected after a reorg; dropping tracker", "uuid", t.UUID, "txid", t.DisputeTxID, "code", res.Code)
-		changes.Dropped = append(changes.Dropped, t.UUID)
-		return nil
+		r.log.Info("dispute rejected after a reorg; trying the penalty", "uuid", t.UUID, "txid", t.DisputeTxID, "code", res.Code)
 	}
 	return r.rebroadcast(ctx, changes, t, height)
 }

@@ -336,9 +336,9 @@ func TestHandleBreachRejected(t *testing.T) {
 	}
 }
 
-// The documented choice for "already in chain" (-27) when the penalty is in no indexed block:
-// tracked as confirmed at the next height. If that block does not hold it, it is re-sent once
-// and then counted as confirmed there.
+// "Already in chain" (-27) for a penalty in no indexed block: bitcoind is ahead of the tower.
+// The tracker is unconfirmed since now; the block holding the penalty confirms it, and it then
+// completes 100 blocks later with its slot refunded.
 func TestHandleBreachAlreadyInChain(t *testing.T) {
 	e := newEnv(t)
 	b := e.newBreach(t, 1)
@@ -346,19 +346,41 @@ func TestHandleBreachAlreadyInChain(t *testing.T) {
 	if !e.handle(t, b) {
 		t.Fatal("penalty already in chain not tracked")
 	}
-	e.wantStatus(t, b, startHeight+1, true)
+	e.wantStatus(t, b, startHeight, false)
 	e.carrier.takeSent()
-	e.connect(t, startHeight+1)
-	e.wantSent(t, b.dispute, b.penalty)
-	e.wantStatus(t, b, startHeight+1, true)
+	mined := uint32(startHeight + 1)
+	e.connect(t, mined, b.dispute, b.penalty)
+	e.wantSent(t)
+	e.wantStatus(t, b, mined, true)
 	before := e.slots(t)
-	e.connectRange(t, startHeight+2, startHeight+teos.IrrevocablyResolved)
-	e.wantStatus(t, b, startHeight+1, true)
-	e.connect(t, startHeight+1+teos.IrrevocablyResolved)
+	e.connectRange(t, mined+1, mined+teos.IrrevocablyResolved-1)
+	e.wantStatus(t, b, mined, true)
+	e.connect(t, mined+teos.IrrevocablyResolved)
 	e.wantGone(t, b)
 	if got := e.slots(t); got != before+1 {
 		t.Fatalf("slots = %d after completion, want %d", got, before+1)
 	}
+}
+
+// Regression (CI, TestChaos): teosd restarts behind bitcoind, which already holds the dispute at
+// H and the penalty a few blocks later. Catching up, the blocks between must not be taken for a
+// reorg of the penalty's block: nothing is re-sent, nothing dropped, and the penalty's block
+// confirms it.
+func TestAlreadyInChainPenaltySeveralBlocksAhead(t *testing.T) {
+	e := newEnv(t)
+	b := e.newBreach(t, 1)
+	e.carrier.script(b.penalty, inChain)
+	e.carrier.script(b.dispute, carrier.Result{Status: carrier.StatusRejected, Code: -25})
+	if !e.handle(t, b) {
+		t.Fatal("not tracked")
+	}
+	e.carrier.takeSent()
+	dispute := uint32(startHeight + 1)
+	e.connect(t, dispute, b.dispute)
+	e.connect(t, dispute+1)
+	e.connect(t, dispute+2, b.penalty)
+	e.wantSent(t)
+	e.wantStatus(t, b, dispute+2, true)
 }
 
 // The watcher runs before the responder on a block: a penalty mined in the same block as the
@@ -539,7 +561,7 @@ func TestReorgPenaltyMinedAgainInNewBlock(t *testing.T) {
 	e.wantStatus(t, b, mined, true)
 }
 
-func TestReorgDisputeRejectedDeletes(t *testing.T) {
+func TestReorgDisputeAndPenaltyRejectedDeletes(t *testing.T) {
 	e := newEnv(t)
 	b := e.newBreach(t, 1)
 	e.handle(t, b)
@@ -552,10 +574,11 @@ func TestReorgDisputeRejectedDeletes(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.carrier.script(b.dispute, rejected)
+	e.carrier.script(b.penalty, carrier.Result{Status: carrier.StatusRejected, Code: -25})
 	if err := e.r.BlockConnected(t.Context(), block(mined, 1), mined); err != nil {
 		t.Fatal(err)
 	}
-	e.wantSent(t, b.dispute) // the penalty is not tried
+	e.wantSent(t, b.dispute, b.penalty)
 	e.wantGone(t, b)
 	if got := e.slots(t); got != slots {
 		t.Fatalf("slots = %d, want %d (no refund)", got, slots)
@@ -690,7 +713,8 @@ func TestUserDeletedMeanwhile(t *testing.T) {
 
 // Regression (issue 11): the penalty answers -27 because bitcoind already has block H+1 with
 // it, which the tower has not processed; H+1 is then reorganised out. Whether the tower saw
-// H+1 before the reorg or never did, connecting the replacing block re-sends the penalty.
+// H+1 before the reorg or never did, the penalty is sent again: at once if the tower saw it
+// confirmed, as a stale penalty 6 blocks on if it never did.
 func TestAlreadyInChainThenReorgedOutIsResent(t *testing.T) {
 	for _, seen := range []bool{true, false} {
 		name := map[bool]string{true: "H+1 seen", false: "H+1 never seen"}[seen]
@@ -716,10 +740,40 @@ func TestAlreadyInChainThenReorgedOutIsResent(t *testing.T) {
 			if err := e.r.BlockConnected(t.Context(), block(next, 1), next); err != nil {
 				t.Fatal(err)
 			}
-			e.wantSent(t, b.dispute, b.penalty)
-			e.wantStatus(t, b, next, false)
+			if seen {
+				e.wantSent(t, b.dispute, b.penalty)
+				e.wantStatus(t, b, next, false)
+				return
+			}
+			e.wantSent(t)
+			e.connectRange(t, next+1, startHeight+teos.ConfirmationsBeforeRetry)
+			e.wantSent(t, b.penalty)
+			e.wantStatus(t, b, startHeight+teos.ConfirmationsBeforeRetry, false)
 		})
 	}
+}
+
+// A block taken for reorganised out whose dispute is still in the chain: bitcoind rejects the
+// dispute (-25, its outputs are spent) but calls the penalty already in the chain. The tracker
+// stays, confirmed; nothing is dropped.
+func TestReorgDisputeRejectedPenaltyInChainKeepsTracker(t *testing.T) {
+	e := newEnv(t)
+	b := e.newBreach(t, 1)
+	e.handle(t, b)
+	mined := uint32(startHeight + 1)
+	e.connect(t, mined, b.penalty)
+	hdr := block(mined, 0).Header
+	if err := e.r.BlockDisconnected(t.Context(), &hdr, mined); err != nil {
+		t.Fatal(err)
+	}
+	e.carrier.takeSent()
+	e.carrier.script(b.dispute, carrier.Result{Status: carrier.StatusRejected, Code: -25})
+	e.carrier.script(b.penalty, inChain)
+	if err := e.r.BlockConnected(t.Context(), block(mined, 1), mined); err != nil {
+		t.Fatal(err)
+	}
+	e.wantSent(t, b.dispute, b.penalty)
+	e.wantStatus(t, b, mined, true)
 }
 
 // countingStore counts the responder's commits.

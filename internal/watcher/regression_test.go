@@ -127,7 +127,7 @@ func (n *node) takeSent() []chainhash.Hash {
 // Regression test for issue 11. The tower is at height H, the dispute of a late appointment
 // in its last block. The hand-over asks bitcoind, which meanwhile mined block H+1 holding the
 // penalty and answers -27; then H+1 is reorganised out. The penalty must be sent again, both
-// when the tower processed H+1 before the reorg and when it never saw it. Everything runs as
+// when the tower processed H+1 before the reorg (at once) and when it never saw it (once stale). Everything runs as
 // in teosd: real store, gatekeeper, watcher, responder and chain monitor; only bitcoind is
 // fake. The add itself must not reach the responder: only the monitor's goroutine does.
 func TestLatePenaltyAlreadyMinedThenReorgedOutIsResent(t *testing.T) {
@@ -218,6 +218,22 @@ func TestLatePenaltyAlreadyMinedThenReorgedOutIsResent(t *testing.T) {
 				t.Fatalf("tower at %d, want %d on the new branch", got, height+2)
 			}
 			sent := n.takeSent()
+			if !seen {
+				// Never seen confirmed, the tracker waits in the mempool state since H: it is
+				// re-sent once it is stale, 6 blocks on.
+				if len(sent) != 0 {
+					t.Fatalf("after the reorg sent %v, want nothing before the penalty is stale", sent)
+				}
+				n.mu.Lock()
+				for range teos.ConfirmationsBeforeRetry - 2 {
+					n.mine(n.best)
+				}
+				n.mu.Unlock()
+				if err := mon.Poll(ctx); err != nil {
+					t.Fatal(err)
+				}
+				sent = n.takeSent()
+			}
 			if !slices.Contains(sent, b.penalty.TxHash()) {
 				t.Fatalf("after the reorg sent %v, want the penalty re-sent", sent)
 			}
