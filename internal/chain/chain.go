@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,6 +77,14 @@ type Monitor struct {
 	chain    []BlockRef // last Window processed blocks, oldest first
 	height   atomic.Uint32
 	lastMove atomic.Int64 // unix nanos when the tip last moved
+	// partial is a block some listeners handled but not all (one failed); guarded by mu. If
+	// it leaves the best chain before it is retried, its listeners are told it is gone.
+	partial *partialBlock
+}
+
+type partialBlock struct {
+	header wire.BlockHeader
+	height uint32
 }
 
 // New returns a monitor whose processed tip is (tip, height). It loads the Window blocks below
@@ -137,7 +146,7 @@ func (m *Monitor) Poll(ctx context.Context) error {
 		return fmt.Errorf("get best block hash: %w", err)
 	}
 	if best == m.chain[len(m.chain)-1].Hash {
-		return nil
+		return m.unwindPartial(ctx, nil)
 	}
 	bestHeight, err := m.cfg.Source.BlockHeight(ctx, best)
 	if err != nil {
@@ -163,6 +172,9 @@ func (m *Monitor) Poll(ctx context.Context) error {
 		branch = append(branch, hash)
 		hash = hdr.PrevBlock
 	}
+	if err := m.unwindPartial(ctx, branch); err != nil {
+		return err
+	}
 	for len(m.chain)-1 > fork {
 		top := m.chain[len(m.chain)-1]
 		if err := m.disconnect(ctx, top); err != nil {
@@ -187,6 +199,28 @@ func (m *Monitor) Poll(ctx context.Context) error {
 			m.log.Info("catching up with bitcoind", "height", m.Height(), "remaining", i, "of", len(branch))
 		}
 	}
+	return nil
+}
+
+// unwindPartial tells every listener that the partly handled block is gone, unless it is on
+// branch, the blocks about to be connected (then its retry completes it). Without this, a block
+// that failed halfway and was then reorganised out would stay in the listeners' caches.
+func (m *Monitor) unwindPartial(ctx context.Context, branch []chainhash.Hash) error {
+	if m.partial == nil {
+		return nil
+	}
+	p := m.partial
+	hash := p.header.BlockHash()
+	if slices.Contains(branch, hash) {
+		return nil
+	}
+	for _, l := range m.cfg.Listeners {
+		if err := l.BlockDisconnected(ctx, &p.header, p.height); err != nil {
+			return fmt.Errorf("undo partly handled block %s at %d: %w", hash, p.height, err)
+		}
+	}
+	m.partial = nil
+	m.log.Warn("a block left the chain before it was fully handled; undone", "block_hash", hash, "height", p.height)
 	return nil
 }
 
@@ -228,9 +262,11 @@ func (m *Monitor) connect(ctx context.Context, hash chainhash.Hash) error {
 	height := m.chain[len(m.chain)-1].Height + 1
 	for _, l := range m.cfg.Listeners {
 		if err := l.BlockConnected(ctx, block, height); err != nil {
+			m.partial = &partialBlock{header: block.Header, height: height}
 			return fmt.Errorf("connect block %s at %d: %w", hash, height, err)
 		}
 	}
+	m.partial = nil
 	m.chain = append(m.chain, BlockRef{hash, height})
 	if len(m.chain) > Window {
 		m.chain = append(m.chain[:0], m.chain[len(m.chain)-Window:]...)

@@ -301,3 +301,49 @@ func TestRunAfterPollAndWake(t *testing.T) {
 		t.Fatalf("AfterPoll called %d times, want 2", calls)
 	}
 }
+
+// A block the first listener handled and the second failed on, then reorganised out before the
+// retry: both listeners are told it left (the first holds its effects, e.g. the watcher's
+// locator cache) before the replacing block is connected.
+func TestPartlyHandledBlockReorgedOutIsUndone(t *testing.T) {
+	c, hs := newFakeChain(10)
+	var events []string
+	first := &recorder{name: "w", events: &events}
+	second := &recorder{name: "r", events: &events, failAt: 11}
+	m, _ := newMonitor(t, c, hs[10], 10, first, second)
+	stale := c.extend(hs[10], 1)[0]
+	if err := m.Poll(t.Context()); err == nil {
+		t.Fatal("listener failure not reported")
+	}
+	replacing := c.extend(hs[10], 2) // a longer branch without the failed block
+	if err := m.Poll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		fmt.Sprintf("w+11:%s", stale),
+		fmt.Sprintf("w-11:%s", stale), fmt.Sprintf("r-11:%s", stale),
+		fmt.Sprintf("w+11:%s", replacing[0]), fmt.Sprintf("r+11:%s", replacing[0]),
+		fmt.Sprintf("w+12:%s", replacing[1]), fmt.Sprintf("r+12:%s", replacing[1]),
+	}
+	if !slices.Equal(events, want) {
+		t.Fatalf("events\n%v\nwant\n%v", events, want)
+	}
+}
+
+// A partly handled block that is retried completes without being undone.
+func TestPartlyHandledBlockRetriedIsNotUndone(t *testing.T) {
+	c, hs := newFakeChain(10)
+	var events []string
+	m, _ := newMonitor(t, c, hs[10], 10, &recorder{name: "w", events: &events}, &recorder{name: "r", events: &events, failAt: 11})
+	added := c.extend(hs[10], 1)
+	if err := m.Poll(t.Context()); err == nil {
+		t.Fatal("listener failure not reported")
+	}
+	if err := m.Poll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{fmt.Sprintf("w+11:%s", added[0]), fmt.Sprintf("w+11:%s", added[0]), fmt.Sprintf("r+11:%s", added[0])}
+	if !slices.Equal(events, want) {
+		t.Fatalf("events %v, want %v", events, want)
+	}
+}
