@@ -62,7 +62,8 @@ func (s *Store) AllowedUsers() ([]teos.UserID, error) {
 }
 
 // StoredBytes is what the tower's tables take on disk, indexes and TOAST included, summed
-// over every table of the schema teosd created (so every instance's writes count). Space
+// over the tables of the connection's current schema, where teosd created them (so every
+// instance's writes count; other tables put in that schema would count too). Space
 // PostgreSQL frees when rows are deleted is reused for new rows but stays in the files, so
 // unlike the bbolt figure this one does not drop when users expire: at the cap, registrations
 // stay refused until VACUUM FULL gives the space back or the cap is raised.
