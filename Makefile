@@ -39,8 +39,9 @@ test: deps vet fmt-check
 	$(MAKE) test-lnd
 
 # The lnd/ module (teosd with lnd's tower protocol): its tests, with real lnd nodes when
-# .bin/lnd is there (make lnd; skipped otherwise unless CI or TEOS_REQUIRE_LND=1).
-test-lnd: btcd lnd
+# .bin/lnd is there (make lnd; skipped otherwise unless CI or TEOS_REQUIRE_LND=1), and on
+# PostgreSQL (the front end on a shared database).
+test-lnd: btcd lnd postgres
 	cd lnd && $(GO) vet ./... && TEOS_REQUIRE_BTCD=1 TEOS_REQUIRE_LND=1 $(GO) test -count=1 -timeout 30m ./...
 
 # The build without cgo (pure-Go secp256k1): everything builds, the crypto packages pass.

@@ -24,7 +24,7 @@ var frontEndKeys = map[string]func(*config.Config) (key string, on bool){
 
 // openFrontEnds opens the extra front ends compiled into this binary (see internal/frontend)
 // that cfg turns on. Their chain listeners run after teosd's own.
-func openFrontEnds(ctx context.Context, cfg *config.Config, db *store.Store, key *btcec.PrivateKey,
+func openFrontEnds(ctx context.Context, cfg *config.Config, db store.Engine, key *btcec.PrivateKey,
 	btc *bitcoind.Client, height uint32, log *slog.Logger) ([]*frontend.Instance, error) {
 	for name, on := range frontEndKeys {
 		if k, want := on(cfg); want {
@@ -46,6 +46,7 @@ func openFrontEnds(ctx context.Context, cfg *config.Config, db *store.Store, key
 		if err != nil {
 			return nil, fmt.Errorf("open %s front end: %w", name, err)
 		}
+		inst.Name = name
 		out = append(out, inst)
 	}
 	return out, nil
@@ -67,6 +68,11 @@ func seedFrontEnds(ctx context.Context, btc *bitcoind.Client, mon *chain.Monitor
 			seeders = append(seeders, fe.Seed)
 		}
 	}
+	return seedBlocks(ctx, btc, mon, seeders)
+}
+
+// seedBlocks gives seeders the monitor's recent blocks, oldest first.
+func seedBlocks(ctx context.Context, btc *bitcoind.Client, mon *chain.Monitor, seeders []func(*frontend.SeedBlock)) error {
 	if len(seeders) == 0 {
 		return nil
 	}

@@ -281,9 +281,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		Shutdown:  shutdown,
 		Logger:    log,
 	}))
-	if allow, ok := db.(grpcapi.AllowlistStore); ok { // the bbolt engine; PostgreSQL has no allowlist yet
-		teosv2.RegisterPrivateTowerExtensionsServer(rpcSrv, grpcapi.NewPrivateExtensions(allow, log))
-	}
+	teosv2.RegisterPrivateTowerExtensionsServer(rpcSrv, grpcapi.NewPrivateExtensions(db, log)) // both engines keep the allowlist
 
 	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

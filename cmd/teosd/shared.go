@@ -22,6 +22,7 @@ import (
 	"github.com/teos-go/teos/internal/carrier"
 	"github.com/teos-go/teos/internal/chain"
 	"github.com/teos-go/teos/internal/config"
+	"github.com/teos-go/teos/internal/frontend"
 	"github.com/teos-go/teos/internal/gatekeeper"
 	"github.com/teos-go/teos/internal/leader"
 	"github.com/teos-go/teos/internal/metrics"
@@ -76,9 +77,6 @@ func sharedTowerKey(db store.Engine) (key *btcec.PrivateKey, ok bool, err error)
 func startShared(ctx context.Context, cfg *config.Config, log *slog.Logger, db *pgstore.Store, key *btcec.PrivateKey,
 	btc *bitcoind.Client, rpcTLS *tls.Config, held grpcapi.Hold, pollNow chan struct{}, onion *onionService,
 	met **metrics.Metrics) error {
-	if err := sharedUnsupported(cfg); err != nil {
-		return err
-	}
 	towerID := teos.UserIDFromPubKey(key.PubKey())
 	_, height, err := startTip(ctx, cfg, db, btc, log)
 	if err != nil {
@@ -89,33 +87,41 @@ func startShared(ctx context.Context, cfg *config.Config, log *slog.Logger, db *
 		SubscriptionSlots:    cfg.SubscriptionSlots,
 		SubscriptionDuration: cfg.SubscriptionDuration,
 		ExpiryDelta:          cfg.ExpiryDelta,
+		Admission:            admission(cfg, db), // registration.go: read from the database on every registration
 		Logger:               log,
 	}, height)
+	fes, err := openFrontEnds(ctx, cfg, db, key, btc, height, log)
+	if err != nil {
+		return err
+	}
+	if err := sharedFrontEnds(fes); err != nil {
+		return err
+	}
 	resp := &swapResponder{}
 	w := watcher.New(watcher.Config{Store: db, Gatekeeper: gk, Responder: resp, TowerKey: key, Logger: log, Wake: pollNow})
-	rc := &roles{cfg: cfg, log: log, db: db, btc: btc, gk: gk, w: w, resp: resp}
+	rc := &roles{cfg: cfg, log: log, db: db, btc: btc, gk: gk, w: w, resp: resp, fes: fes}
 	rc.el = leader.New(leader.Config{URL: cfg.DatabaseURL, Every: cfg.PollEvery(), Logger: log})
 	if cfg.MetricsBind != "" {
 		m := metrics.New(metrics.Config{Counts: db.Counts, Height: rc.Height, Reachable: rc.Reachable,
 			Held: held.Gate.Held, AuthFailures: btc.AuthFailures, Endpoints: httpapi.Endpoints(), Logger: log})
 		m.RegisterLeader(rc.Leading)
+		if err := registerFrontEndMetrics(m, fes); err != nil {
+			return err
+		}
 		rc.onBlock = func(_ uint32, took time.Duration) { m.ObserveBlock(took) }
 		*met = m
 	}
 	log.Info("shared database: block processing runs on the instance holding the leadership")
-	return serve(ctx, cfg, log, w, rc, db, towerID, rpcTLS, *met, held, onion, nil)
+	return serve(ctx, cfg, log, w, rc, db, towerID, rpcTLS, *met, held, onion, fes)
 }
 
-// sharedUnsupported refuses the settings the PostgreSQL engine does not serve yet, rather
-// than ignoring them: a registration policy the operator asked for must not silently be open.
-func sharedUnsupported(cfg *config.Config) error {
-	switch {
-	case cfg.Registration != config.RegistrationOpen:
-		return fmt.Errorf("registration = %q needs the bbolt store: database_url does not support it yet", cfg.Registration)
-	case cfg.MaxStoredBytes != 0:
-		return errors.New("max_stored_bytes needs the bbolt store: database_url does not support it yet")
-	case cfg.LndTowerBind != "":
-		return errors.New("lnd_tower_bind needs the bbolt store: database_url does not support it yet")
+// sharedFrontEnds refuses a front end that cannot redo its block processing per leadership
+// term, rather than run it on every instance.
+func sharedFrontEnds(fes []*frontend.Instance) error {
+	for _, fe := range fes {
+		if fe.NewChain == nil {
+			return fmt.Errorf("the %s front end does not support database_url (several instances sharing PostgreSQL)", fe.Name)
+		}
 	}
 	return nil
 }
@@ -155,6 +161,7 @@ type roles struct {
 	w       *watcher.Watcher
 	resp    *swapResponder
 	el      *leader.Elector
+	fes     []*frontend.Instance
 	onBlock func(uint32, time.Duration)
 
 	mu      sync.Mutex
@@ -244,12 +251,22 @@ func (r *roles) lead(ctx context.Context, every time.Duration) error {
 		return err
 	}
 	resp := responder.New(responder.Config{Store: r.db, Carrier: carrier.New(r.btc, r.log), Logger: r.log}, height)
+	// The front ends' block processing (the lnd lookout and its responder) is the leader's too.
+	listeners := []chain.Listener{r.gk, r.w, resp}
+	var seeders []func(*frontend.SeedBlock)
+	for _, fe := range r.fes {
+		c := fe.NewChain(height)
+		listeners = append(listeners, c.Listeners...)
+		if c.Seed != nil {
+			seeders = append(seeders, c.Seed)
+		}
+	}
 	var first atomic.Bool
 	gained := time.Now()
 	mon, err := chain.New(ctx, chain.Config{
 		Source:      r.btc,
 		Store:       r.db,
-		Listeners:   []chain.Listener{r.gk, r.w, resp},
+		Listeners:   listeners,
 		Logger:      r.log,
 		IsTransient: bitcoind.IsUnreachable,
 		AfterPoll:   r.w.HandOverQueued,
@@ -267,6 +284,9 @@ func (r *roles) lead(ctx context.Context, every time.Duration) error {
 		return fmt.Errorf("load recent blocks: %w", err)
 	}
 	if err := seed(ctx, r.btc, mon, r.w, resp); err != nil {
+		return err
+	}
+	if err := seedBlocks(ctx, r.btc, mon, seeders); err != nil {
 		return err
 	}
 	// An instance that died right after acknowledging an appointment whose dispute the last

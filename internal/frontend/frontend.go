@@ -22,8 +22,9 @@ import (
 
 // Env is what teosd hands a front end when it opens it.
 type Env struct {
-	Config   *config.Config
-	Store    *store.Store
+	Config *config.Config
+	// Store is the tower's store, either engine; a front end keeps its records in it.
+	Store    store.Engine
 	TowerKey *btcec.PrivateKey
 	// Carrier broadcasts for the front end's own responder (a carrier.Carrier of its own).
 	Carrier responder.Carrier
@@ -40,6 +41,8 @@ type SeedBlock struct {
 
 // Instance is an opened front end.
 type Instance struct {
+	// Name is the name it is registered under (set by teosd).
+	Name string
 	// Listeners join the chain monitor's, after teosd's own, in this order.
 	Listeners []chain.Listener
 	// Serve opens the front end's ports and serves until ctx is done; it returns nil then.
@@ -49,6 +52,17 @@ type Instance struct {
 	Seed func(*SeedBlock)
 	// Collectors join the metrics endpoint's registry when metrics_bind is set.
 	Collectors []prometheus.Collector
+	// NewChain, if set, makes the front end's block processing afresh, from the block at
+	// height: an instance of a tower sharing PostgreSQL calls it each time it gains the
+	// leadership (and uses neither Listeners nor Seed). A front end without it cannot run
+	// on a shared database.
+	NewChain func(height uint32) Chain
+}
+
+// Chain is a front end's part of block processing for one leadership term.
+type Chain struct {
+	Listeners []chain.Listener
+	Seed      func(*SeedBlock)
 }
 
 // FrontEnd is a front end a variant compiles in.

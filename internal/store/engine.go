@@ -45,6 +45,16 @@ type Engine interface {
 	LastBlock() (hash chainhash.Hash, height uint32, ok bool, err error)
 	SetLastBlock(hash chainhash.Hash, height uint32) error
 
+	// The registration allowlist and the registration cap's measure (allowlist.go).
+	AllowUser(id teos.UserID) (changed bool, err error)
+	DisallowUser(id teos.UserID) (changed bool, err error)
+	UserAllowed(id teos.UserID) (bool, error)
+	AllowedUsers() ([]teos.UserID, error)
+	StoredBytes() (int64, error)
+
+	// The lnd front end's records (lnd.go).
+	LndRecords
+
 	// BulkLoad fills fixtures (see Store.BulkLoad); Close flushes queued writes and releases
 	// the database.
 	BulkLoad(users map[teos.UserID]UserInfo, appts []*Appointment) error

@@ -19,6 +19,7 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 
 	"github.com/teos-go/teos/internal/btcdtest"
+	"github.com/teos-go/teos/internal/pgtest"
 )
 
 // teosd is the lnd-enabled tower process.
@@ -54,11 +55,12 @@ func (tw *teosd) metric(t testing.TB, name string) float64 {
 	return 0
 }
 
-func startTeosd(t testing.TB, node *btcdtest.Node) *teosd {
+// startTeosd starts the lnd-enabled teosd; extraToml is added to its teos.toml.
+func startTeosd(t testing.TB, node *btcdtest.Node, extraToml string) *teosd {
 	t.Helper()
 	dataDir := t.TempDir()
 	host, port, _ := strings.Cut(node.RPCHost, ":")
-	toml := fmt.Sprintf("internal_api_port = %s\npolling_interval = \"100ms\"\n", portOf(freeAddr(t)))
+	toml := fmt.Sprintf("internal_api_port = %s\npolling_interval = \"100ms\"\n%s", portOf(freeAddr(t)), extraToml)
 	if err := os.WriteFile(filepath.Join(dataDir, "teos.toml"), []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -106,9 +108,44 @@ func TestLndBreachThroughTeosd(t *testing.T) {
 	began := time.Now()
 	node := btcdtest.Start(t)
 	node.Generate(t, 110) // teosd needs 100 blocks; coinbases 1..10 are mature
-	proxy, cert := tlsProxy(t, node.RPCHost)
-	tw := startTeosd(t, node)
+	tw := startTeosd(t, node, "")
 	t.Logf("teosd up, tower_id %s, lnd tower at %s (%v)", tw.id, tw.lndAddr, time.Since(began))
+	lndBreach(t, node, tw, tw, began)
+}
+
+// TestLndBreachThroughSharedPostgres is the same breach with two teosd instances on one
+// PostgreSQL: the victim's lnd backs up to the follower, and the leader's block processing
+// finds the breach in the sessions the follower stored and sends the justice transaction.
+func TestLndBreachThroughSharedPostgres(t *testing.T) {
+	requireLnd(t)
+	began := time.Now()
+	pg := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	toml := fmt.Sprintf("database_url = %q\n", pg.NewDatabase(t))
+	node := btcdtest.Start(t)
+	node.Generate(t, 110)
+	leader := startTeosd(t, node, toml)
+	waitFor(t, 60*time.Second, "the first instance's leadership", func() (bool, error) {
+		return strings.Contains(leader.p.logs(), "leadership acquired"), nil
+	})
+	follower := startTeosd(t, node, toml)
+	waitFor(t, 60*time.Second, "the second instance following", func() (bool, error) {
+		return strings.Contains(follower.p.logs(), "following: another instance leads"), nil
+	})
+	if leader.id != follower.id {
+		t.Fatalf("instances have different tower ids: %s, %s", leader.id, follower.id)
+	}
+	t.Logf("two teosd on PostgreSQL, tower_id %s; lnd client -> follower at %s (%v)", follower.id, follower.lndAddr, time.Since(began))
+	lndBreach(t, node, follower, leader, began)
+	if strings.Contains(follower.p.logs(), "justice transaction handed") {
+		t.Fatal("the follower handed a justice transaction over")
+	}
+}
+
+// lndBreach runs the breach: the victim's lnd backs up to client; the justice transaction is
+// expected from leader (the same process with one instance).
+func lndBreach(t *testing.T, node *btcdtest.Node, client, leader *teosd, began time.Time) {
+	proxy, cert := tlsProxy(t, node.RPCHost)
+	tw := client
 
 	alice := newLnd(t, "alice", proxy, cert, node, "--wtclient.active") // the victim
 	bob := newLnd(t, "bob", proxy, cert, node)                          // the cheater
@@ -232,7 +269,7 @@ func TestLndBreachThroughTeosd(t *testing.T) {
 	node.Generate(t, 1)
 	var breachTxid, justiceTxid string
 	waitFor(t, 60*time.Second, "teosd's justice transaction", func() (bool, error) {
-		m := justiceRe.FindStringSubmatch(tw.p.logs())
+		m := justiceRe.FindStringSubmatch(leader.p.logs())
 		if m == nil {
 			return false, nil
 		}
@@ -282,7 +319,7 @@ func TestLndBreachThroughTeosd(t *testing.T) {
 	if justice == nil {
 		t.Fatalf("justice transaction %s not mined in the next block", justiceTxid)
 	}
-	if n := tw.metric(t, "teos_lnd_justice_txs_total"); n != 1 {
+	if n := leader.metric(t, "teos_lnd_justice_txs_total"); n != 1 {
 		t.Fatalf("teos_lnd_justice_txs_total = %v, want 1", n)
 	}
 	t.Logf("justice transaction %s confirmed: %s (%v)", justiceTxid, hex.EncodeToString(justice)[:32]+"...", time.Since(began))

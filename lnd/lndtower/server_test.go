@@ -22,10 +22,22 @@ import (
 	"github.com/lightningnetwork/lnd/watchtower/wtwire"
 
 	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/internal/store/pgstore"
 )
+
+// pgDatabase, while set (TestOnPostgres), makes openDB use a fresh PostgreSQL database.
+var pgDatabase func(t testing.TB) string
 
 func openDB(t *testing.T) *DB {
 	t.Helper()
+	if pgDatabase != nil {
+		s, err := pgstore.Open(context.Background(), pgDatabase(t), &pgstore.Options{Network: "regtest"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return NewDB(s, nil)
+	}
 	s, err := store.Open(filepath.Join(t.TempDir(), "teos.db"), &store.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)

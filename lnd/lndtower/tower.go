@@ -1,7 +1,7 @@
 // Package lndtower is teosd's front end for lnd's built-in watchtower client: a brontide
 // (Noise_XK) listener authenticated with the tower key, lnd's own tower server (wtserver) for
 // Init, CreateSession, StateUpdate and DeleteSession with its reply codes, sessions and
-// updates kept in the tower's bbolt file, and a lookout that turns a breach into lnd's justice
+// updates kept in the tower's store (bbolt or PostgreSQL), and a lookout that turns a breach into lnd's justice
 // transaction and hands it to a responder like any penalty. Importing it registers the front
 // end; lnd_tower_bind turns it on.
 package lndtower
@@ -51,18 +51,27 @@ func (frontEnd) Open(_ context.Context, env frontend.Env) (*frontend.Instance, e
 		useLNDLogs(env.Config.DepsDebug)
 	}
 	db := NewDB(env.Store, env.Logger)
-	resp := responder.New(responder.Config{Store: db, Carrier: env.Carrier, Logger: env.Logger}, env.Height)
-	look := NewLookout(db, resp, env.Logger)
-	look.onJustice = func() { justiceTxs.Add(1) }
+	// One responder and lookout per leadership term on a shared database; one in all here.
+	newChain := func(height uint32) frontend.Chain {
+		resp := responder.New(responder.Config{Store: db, Carrier: env.Carrier, Logger: env.Logger}, height)
+		look := NewLookout(db, resp, env.Logger)
+		look.onJustice = func() { justiceTxs.Add(1) }
+		return frontend.Chain{
+			Listeners: []chain.Listener{look, resp},
+			Seed:      func(b *frontend.SeedBlock) { resp.SeedBlock(b.Block, b.Height) },
+		}
+	}
 	srv := &Server{
 		Bind: env.Config.LndTowerBind, Key: &keychain.PrivKeyECDH{PrivKey: env.TowerKey},
 		ChainHash: hash, DB: db, Logger: env.Logger,
 	}
+	c := newChain(env.Height)
 	return &frontend.Instance{
-		Listeners:  []chain.Listener{look, resp},
+		Listeners:  c.Listeners,
 		Serve:      srv.Serve,
-		Seed:       func(b *frontend.SeedBlock) { resp.SeedBlock(b.Block, b.Height) },
+		Seed:       c.Seed,
 		Collectors: collectors(db),
+		NewChain:   newChain,
 	}, nil
 }
 

@@ -10,7 +10,7 @@ import (
 
 // schemaVersion is the schema this binary writes; migrations[i] upgrades version i to i+1
 // (migrations[0] creates the schema on an empty database).
-const schemaVersion = 1
+const schemaVersion = 2
 
 // ErrNewerSchema is returned by Open when a newer teosd wrote the database.
 var ErrNewerSchema = errors.New("pgstore: database schema is newer than this binary")
@@ -59,6 +59,7 @@ var migrations = []string{
 		id int PRIMARY KEY CHECK (id = 1),
 		hash bytea NOT NULL,
 		height bigint NOT NULL);`,
+	migrationAllowlist + migrationLnd, // 1 -> 2: allowlist.go, lnd.go
 }
 
 // migrate creates or upgrades the schema in one transaction, under an advisory lock so

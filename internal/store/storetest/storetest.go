@@ -42,6 +42,12 @@ func Run(t *testing.T, newDB NewDB) {
 		{"ForEachAppointment", testForEach},
 		{"ConcurrentUpserts", testConcurrent},
 		{"BulkLoad", testBulkLoad},
+		// extras.go
+		{"Allowlist", testAllowlist},
+		{"StoredBytes", testStoredBytes},
+		{"LndSessions", testLndSessions},
+		{"LndConcurrentUpdates", testLndConcurrentUpdates},
+		{"LndTrackers", testLndTrackers},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			open := newDB(t)

@@ -1,0 +1,282 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/pkg/teos"
+)
+
+// The lnd front end's records (store.LndRecords). Each call is one transaction of its own,
+// outside the group commit: a session's row lock orders its updates across instances.
+
+var _ store.LndRecords = (*Store)(nil)
+
+// migrationLnd is the lnd front end's part of the schema (version 2). Updates are keyed by
+// (hint, session) like the bbolt layout, so a block's hints are one indexed query; they go
+// with their session.
+const migrationLnd = `
+	CREATE TABLE lnd_sessions (
+		session_id bytea PRIMARY KEY,
+		record bytea NOT NULL);
+	CREATE TABLE lnd_updates (
+		hint bytea NOT NULL,
+		session_id bytea NOT NULL REFERENCES lnd_sessions ON DELETE CASCADE,
+		record bytea NOT NULL,
+		PRIMARY KEY (hint, session_id));
+	CREATE INDEX lnd_updates_session ON lnd_updates (session_id);
+	CREATE TABLE lnd_trackers (
+		uuid bytea PRIMARY KEY,
+		dispute_tx bytea NOT NULL,
+		penalty_tx bytea NOT NULL,
+		dispute_txid bytea NOT NULL,
+		penalty_txid bytea NOT NULL,
+		height bigint NOT NULL,
+		confirmed boolean NOT NULL);`
+
+// callbackErr carries a caller's callback error out of the transaction unwrapped.
+type callbackErr struct{ err error }
+
+func (c callbackErr) Error() string { return c.err.Error() }
+
+func (s *Store) inTx(what string, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	ctx, cancel := opCtx()
+	defer cancel()
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return fn(ctx, tx) })
+	if retryable(err) {
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return fn(ctx, tx) })
+	}
+	var ce callbackErr
+	if errors.As(err, &ce) {
+		return ce.err
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+func (s *Store) LndSession(id store.LndSessionID) (rec []byte, ok bool, err error) {
+	ctx, cancel := opCtx()
+	defer cancel()
+	err = s.pool.QueryRow(ctx, `SELECT record FROM lnd_sessions WHERE session_id = $1`, id[:]).Scan(&rec)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("load lnd session %x: %w", id, err)
+	}
+	return rec, true, nil
+}
+
+// lockSession returns the session's record, locked for the rest of tx (nil if none).
+func lockSession(ctx context.Context, tx pgx.Tx, id store.LndSessionID) ([]byte, error) {
+	var rec []byte
+	err := tx.QueryRow(ctx, `SELECT record FROM lnd_sessions WHERE session_id = $1 FOR UPDATE`, id[:]).Scan(&rec)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	return rec, err
+}
+
+func (s *Store) LndPutSession(id store.LndSessionID, rec []byte, check func(prev []byte) error) error {
+	return s.inTx(fmt.Sprintf("store lnd session %x", id), func(ctx context.Context, tx pgx.Tx) error {
+		// A new session is inserted at once; an existing one is locked before check sees it,
+		// so an update committing meanwhile on another instance is not overwritten unseen.
+		tag, err := tx.Exec(ctx, `INSERT INTO lnd_sessions VALUES ($1, $2) ON CONFLICT (session_id) DO NOTHING`,
+			id[:], nonNil(rec))
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 1 {
+			if check != nil {
+				if err := check(nil); err != nil {
+					return callbackErr{err}
+				}
+			}
+			return nil
+		}
+		prev, err := lockSession(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if check != nil {
+			if err := check(prev); err != nil {
+				return callbackErr{err}
+			}
+		}
+		_, err = tx.Exec(ctx, `UPDATE lnd_sessions SET record = $2 WHERE session_id = $1`, id[:], nonNil(rec))
+		return err
+	})
+}
+
+func (s *Store) LndAddUpdate(id store.LndSessionID, hint store.LndHint, fn func(session []byte) (newSession, update []byte, err error)) error {
+	return s.inTx(fmt.Sprintf("store lnd state update of %x", id), func(ctx context.Context, tx pgx.Tx) error {
+		prev, err := lockSession(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		sess, upd, err := fn(prev)
+		if err != nil {
+			return callbackErr{err}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO lnd_sessions VALUES ($1, $2)
+			ON CONFLICT (session_id) DO UPDATE SET record = EXCLUDED.record`, id[:], nonNil(sess)); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO lnd_updates VALUES ($1, $2, $3)
+			ON CONFLICT (hint, session_id) DO UPDATE SET record = EXCLUDED.record`, hint[:], id[:], nonNil(upd))
+		return err
+	})
+}
+
+func (s *Store) LndDeleteSession(id store.LndSessionID) (found bool, err error) {
+	ctx, cancel := opCtx()
+	defer cancel()
+	// The updates go with it (ON DELETE CASCADE), in the same statement.
+	tag, err := s.pool.Exec(ctx, `DELETE FROM lnd_sessions WHERE session_id = $1`, id[:])
+	if err != nil {
+		return false, fmt.Errorf("delete lnd session %x: %w", id, err)
+	}
+	return tag.RowsAffected() > 0, nil
+}
+
+func (s *Store) LndMatches(hints []store.LndHint) ([]store.LndMatch, error) {
+	if len(hints) == 0 {
+		return nil, nil
+	}
+	keys := make([][]byte, len(hints))
+	for i := range hints {
+		keys[i] = hints[i][:]
+	}
+	ctx, cancel := opCtx()
+	defer cancel()
+	// One indexed query for the block; ordered by the hints' position, then session.
+	var out []store.LndMatch
+	rows, _ := s.pool.Query(ctx, `SELECT u.hint, u.session_id, s.record, u.record
+		FROM unnest($1::bytea[]) WITH ORDINALITY AS h(hint, pos)
+		JOIN lnd_updates u ON u.hint = h.hint
+		LEFT JOIN lnd_sessions s ON s.session_id = u.session_id
+		ORDER BY h.pos, u.session_id`, keys)
+	defer rows.Close()
+	for rows.Next() {
+		var hint, sid, srec, urec []byte
+		if err := rows.Scan(&hint, &sid, &srec, &urec); err != nil {
+			return nil, fmt.Errorf("query lnd breach hints: %w", err)
+		}
+		if len(hint) != store.LndHintLen || len(sid) != store.LndSessionIDLen {
+			continue // as the bbolt engine: a malformed key is skipped
+		}
+		m := store.LndMatch{SessionRecord: srec, UpdateRecord: urec}
+		copy(m.Hint[:], hint)
+		copy(m.Session[:], sid)
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query lnd breach hints: %w", err)
+	}
+	return out, nil
+}
+
+func (s *Store) LndCounts() (sessions, updates int, err error) {
+	ctx, cancel := opCtx()
+	defer cancel()
+	var a, b int64
+	err = s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM lnd_sessions), (SELECT count(*) FROM lnd_updates)`).Scan(&a, &b)
+	if err != nil {
+		return 0, 0, fmt.Errorf("count lnd records: %w", err)
+	}
+	return int(a), int(b), nil
+}
+
+const putLndTrackerSQL = `INSERT INTO lnd_trackers VALUES ($1, $2, $3, $4, $5, $6, $7)
+	ON CONFLICT (uuid) DO UPDATE SET dispute_tx = EXCLUDED.dispute_tx, penalty_tx = EXCLUDED.penalty_tx,
+	dispute_txid = EXCLUDED.dispute_txid, penalty_txid = EXCLUDED.penalty_txid, height = EXCLUDED.height,
+	confirmed = EXCLUDED.confirmed`
+
+func (s *Store) LndPutTracker(t *store.Tracker) error {
+	if t == nil {
+		return errors.New("put lnd tracker: nil tracker")
+	}
+	ctx, cancel := opCtx()
+	defer cancel()
+	if _, err := s.pool.Exec(ctx, putLndTrackerSQL, trackerArgs(t)...); err != nil {
+		return fmt.Errorf("put lnd tracker %s: %w", t.UUID, err)
+	}
+	return nil
+}
+
+func (s *Store) LndTracker(id teos.UUID) (*store.Tracker, error) {
+	ctx, cancel := opCtx()
+	defer cancel()
+	var sc trackerScanner
+	err := s.pool.QueryRow(ctx, `SELECT `+trackerCols+` FROM lnd_trackers t WHERE uuid = $1`, id[:]).Scan(sc.dest()...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("lnd tracker %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load lnd tracker: %w", err)
+	}
+	return sc.tracker()
+}
+
+func (s *Store) LndTrackers() ([]*store.Tracker, error) {
+	ctx, cancel := opCtx()
+	defer cancel()
+	rows, _ := s.pool.Query(ctx, `SELECT `+trackerCols+` FROM lnd_trackers t ORDER BY uuid`)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Tracker, error) {
+		var sc trackerScanner
+		if err := r.Scan(sc.dest()...); err != nil {
+			return nil, err
+		}
+		return sc.tracker()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list lnd trackers: %w", err)
+	}
+	return out, nil
+}
+
+func (s *Store) LndApplyChanges(c *store.Changes) error {
+	if c == nil || len(c.Trackers)+len(c.Completed)+len(c.Dropped) == 0 {
+		return nil
+	}
+	for i, t := range c.Trackers {
+		if t == nil {
+			return fmt.Errorf("apply lnd changes: tracker %d is nil", i)
+		}
+	}
+	return s.inTx("apply lnd changes", func(ctx context.Context, tx pgx.Tx) error {
+		for _, t := range c.Trackers {
+			if _, err := tx.Exec(ctx, putLndTrackerSQL, trackerArgs(t)...); err != nil {
+				return err
+			}
+		}
+		return deleteLndTrackers(ctx, tx, append(append([]teos.UUID{}, c.Completed...), c.Dropped...))
+	})
+}
+
+func deleteLndTrackers(ctx context.Context, tx pgx.Tx, ids []teos.UUID) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	keys := make([][]byte, len(ids))
+	for i := range ids {
+		keys[i] = ids[i][:]
+	}
+	_, err := tx.Exec(ctx, `DELETE FROM lnd_trackers WHERE uuid = ANY($1::bytea[])`, keys)
+	return err
+}
+
+func (s *Store) LndDeleteTrackers(ids []teos.UUID) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return s.inTx("delete lnd trackers", func(ctx context.Context, tx pgx.Tx) error {
+		return deleteLndTrackers(ctx, tx, ids)
+	})
+}
