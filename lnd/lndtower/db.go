@@ -63,16 +63,19 @@ func sub(b *bolt.Bucket, name []byte) *bolt.Bucket {
 }
 
 func (d *DB) update(fn func(sessions, updates, hints, trackers *bolt.Bucket) error) error {
-	return d.s.ExtUpdate(extName, func(b *bolt.Bucket) error {
-		var bs [4]*bolt.Bucket
-		for i, name := range [][]byte{bktSessions, bktUpdates, bktSessionHints, bktTrackers} {
-			var err error
-			if bs[i], err = b.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
+	return d.s.ExtUpdate(extName, func(b *bolt.Bucket) error { return inBuckets(b, fn) })
+}
+
+// inBuckets runs fn on the nested buckets of b, creating them if needed.
+func inBuckets(b *bolt.Bucket, fn func(sessions, updates, hints, trackers *bolt.Bucket) error) error {
+	var bs [4]*bolt.Bucket
+	for i, name := range [][]byte{bktSessions, bktUpdates, bktSessionHints, bktTrackers} {
+		var err error
+		if bs[i], err = b.CreateBucketIfNotExists(name); err != nil {
+			return err
 		}
-		return fn(bs[0], bs[1], bs[2], bs[3])
-	})
+	}
+	return fn(bs[0], bs[1], bs[2], bs[3])
 }
 
 func getSession(sessions *bolt.Bucket, id []byte) (*wtdb.SessionInfo, error) {
@@ -124,9 +127,10 @@ func (d *DB) InsertSessionInfo(s *wtdb.SessionInfo) error {
 	if err := s.Policy.Validate(); err != nil {
 		return err
 	}
-	return d.update(func(sessions, _, _, _ *bolt.Bucket) error {
+	return d.countedUpdate(func(t *tally, sessions, _, _ *bolt.Bucket) error {
 		switch prev, err := getSession(sessions, s.ID[:]); {
 		case errors.Is(err, wtdb.ErrSessionNotFound):
+			t.sessions++
 		case err != nil:
 			return err
 		case prev.LastApplied > 0:
@@ -142,7 +146,7 @@ func (d *DB) InsertSessionInfo(s *wtdb.SessionInfo) error {
 // turns into lnd's reply codes.
 func (d *DB) InsertStateUpdate(u *wtdb.SessionStateUpdate) (uint16, error) {
 	var lastApplied uint16
-	err := d.update(func(sessions, updates, hints, _ *bolt.Bucket) error {
+	err := d.countedUpdate(func(t *tally, sessions, updates, hints *bolt.Bucket) error {
 		s, err := getSession(sessions, u.ID[:])
 		if err != nil {
 			return err
@@ -169,7 +173,11 @@ func (d *DB) InsertStateUpdate(u *wtdb.SessionStateUpdate) (uint16, error) {
 		if err := u.Encode(&buf); err != nil {
 			return err
 		}
-		if err := updates.Put(updateKey(u.Hint, u.ID), buf.Bytes()); err != nil {
+		k := updateKey(u.Hint, u.ID)
+		if updates.Get(k) == nil { // a hint repeated in a session replaces its update
+			t.updates++
+		}
+		if err := updates.Put(k, buf.Bytes()); err != nil {
 			return err
 		}
 		return hints.Put(sessionHintKey(u.ID, u.Hint), nil)
@@ -182,13 +190,14 @@ func (d *DB) InsertStateUpdate(u *wtdb.SessionStateUpdate) (uint16, error) {
 
 // DeleteSession removes a session and all its updates.
 func (d *DB) DeleteSession(id wtdb.SessionID) error {
-	return d.update(func(sessions, updates, hints, _ *bolt.Bucket) error {
+	return d.countedUpdate(func(t *tally, sessions, updates, hints *bolt.Bucket) error {
 		if _, err := getSession(sessions, id[:]); err != nil {
 			return err
 		}
 		if err := sessions.Delete(id[:]); err != nil {
 			return err
 		}
+		t.sessions--
 		var keys [][]byte
 		c := hints.Cursor()
 		for k, _ := c.Seek(id[:]); k != nil && bytes.HasPrefix(k, id[:]); k, _ = c.Next() {
@@ -197,6 +206,9 @@ func (d *DB) DeleteSession(id wtdb.SessionID) error {
 		for _, k := range keys {
 			var hint blob.BreachHint
 			copy(hint[:], k[sessionIDLen:])
+			if updates.Get(updateKey(hint, id)) != nil {
+				t.updates--
+			}
 			if err := updates.Delete(updateKey(hint, id)); err != nil {
 				return err
 			}
@@ -249,15 +261,11 @@ func (d *DB) QueryMatches(hints []blob.BreachHint) ([]wtdb.Match, error) {
 	return matches, nil
 }
 
-// Counts returns how many sessions and state updates are stored.
+// Counts returns how many sessions and state updates are stored (counts.go: one Get).
 func (d *DB) Counts() (sessions, updates int, err error) {
 	err = d.s.ExtView(extName, func(b *bolt.Bucket) error {
-		if s := sub(b, bktSessions); s != nil {
-			sessions = s.Stats().KeyN
-		}
-		if u := sub(b, bktUpdates); u != nil {
-			updates = u.Stats().KeyN
-		}
+		s, u := storedCounts(b)
+		sessions, updates = int(s), int(u)
 		return nil
 	})
 	return sessions, updates, err
