@@ -46,6 +46,7 @@ func openFrontEnds(ctx context.Context, cfg *config.Config, db *store.Store, key
 		if err != nil {
 			return nil, fmt.Errorf("open %s front end: %w", name, err)
 		}
+		inst.Name = name
 		out = append(out, inst)
 	}
 	return out, nil

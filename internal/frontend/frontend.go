@@ -49,6 +49,19 @@ type Instance struct {
 	Seed func(*SeedBlock)
 	// Collectors join the metrics endpoint's registry when metrics_bind is set.
 	Collectors []prometheus.Collector
+	// Info, if set, tells the operator (get_tower_info) where clients reach the front end and
+	// what it holds; it is called per request, so it must be cheap.
+	Info func() (Info, error)
+	// Name is the name the front end is registered under; teosd sets it.
+	Name string
+}
+
+// Info is a front end's state for the operator.
+type Info struct {
+	// Addresses as the front end's clients write them ("<tower_id>@host:port" for lnd).
+	Addresses []string
+	// Sessions and StateUpdates stored; JusticeTxs handed to the responder since start.
+	Sessions, StateUpdates, JusticeTxs uint64
 }
 
 // FrontEnd is a front end a variant compiles in.

@@ -53,21 +53,21 @@ func (frontEnd) Open(_ context.Context, env frontend.Env) (*frontend.Instance, e
 	db := NewDB(env.Store, env.Logger)
 	resp := responder.New(responder.Config{Store: db, Carrier: env.Carrier, Logger: env.Logger}, env.Height)
 	look := NewLookout(db, resp, env.Logger)
+	justiceTxs := new(atomic.Uint64) // handed to the responder since start
 	look.onJustice = func() { justiceTxs.Add(1) }
 	srv := &Server{
 		Bind: env.Config.LndTowerBind, Key: &keychain.PrivKeyECDH{PrivKey: env.TowerKey},
 		ChainHash: hash, DB: db, Logger: env.Logger,
 	}
+	inf := newInfo(srv, db, justiceTxs)
 	return &frontend.Instance{
 		Listeners:  []chain.Listener{look, resp},
 		Serve:      srv.Serve,
 		Seed:       func(b *frontend.SeedBlock) { resp.SeedBlock(b.Block, b.Height) },
-		Collectors: collectors(db),
+		Collectors: collectors(db, justiceTxs),
+		Info:       inf,
 	}, nil
 }
-
-// justiceTxs counts justice transactions handed to the responder since start.
-var justiceTxs atomic.Uint64
 
 // ChainHash is the genesis hash lnd clients expect in the tower's Init for a bitcoind
 // network name (main, test, regtest, signet).
