@@ -2,6 +2,7 @@ package lndtower
 
 import (
 	"errors"
+	"path/filepath"
 	"testing"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
@@ -9,6 +10,8 @@ import (
 	"github.com/lightningnetwork/lnd/watchtower/wtdb"
 	"github.com/lightningnetwork/lnd/watchtower/wtpolicy"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/teos-go/teos/internal/store"
 )
 
 // walked counts the records by walking the buckets, as Counts did before the counts were kept.
@@ -172,4 +175,68 @@ func TestCountsRepaired(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkCounts(t, db, "delete over counts out of step", 1, 0)
+}
+
+// BenchmarkCounts compares reading the stored counts with the walk of both buckets every
+// scrape did before (Bucket.Stats), at 100,000 state updates in 1,000 sessions.
+func BenchmarkCounts(b *testing.B) {
+	s, err := store.Open(filepath.Join(b.TempDir(), "teos.db"), &store.Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	db := NewDB(s, nil)
+	const sessions, perSession = 1000, 100
+	blobLen := blob.Size(mustKit(b))
+	err = db.countedUpdate(func(t *tally, sb, ub, _ *bolt.Bucket) error {
+		for i := range sessions {
+			id := wtdb.SessionID{2, byte(i >> 8), byte(i)}
+			if err := sb.Put(id[:], make([]byte, 40)); err != nil {
+				return err
+			}
+			t.sessions++
+			for j := range perSession {
+				txid := chainhash.Hash{byte(i >> 8), byte(i), byte(j)}
+				if err := ub.Put(updateKey(blob.NewBreachHintFromHash(&txid), id), make([]byte, blobLen+8)); err != nil {
+					return err
+				}
+				t.updates++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("stored", func(b *testing.B) {
+		for b.Loop() {
+			if s, u, err := db.Counts(); err != nil || s != sessions || u != sessions*perSession {
+				b.Fatal(s, u, err)
+			}
+		}
+	})
+	b.Run("walk", func(b *testing.B) {
+		for b.Loop() {
+			var s, u int
+			err := db.s.ExtView(extName, func(bk *bolt.Bucket) error {
+				s, u = sub(bk, bktSessions).Stats().KeyN, sub(bk, bktUpdates).Stats().KeyN
+				return nil
+			})
+			if err != nil || s != sessions || u != sessions*perSession {
+				b.Fatal(s, u, err)
+			}
+		}
+	})
+}
+
+func mustKit(b *testing.B) blob.JusticeKit {
+	ct, err := blob.TypeAltruistAnchorCommit.CommitmentType(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	kit, err := ct.EmptyJusticeKit()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return kit
 }
