@@ -8,7 +8,6 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/lightningnetwork/lnd/watchtower/blob"
 	"github.com/lightningnetwork/lnd/watchtower/wtdb"
-	"github.com/lightningnetwork/lnd/watchtower/wtpolicy"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/teos-go/teos/internal/store"
@@ -39,22 +38,6 @@ func checkCounts(t *testing.T, db *DB, what string, wantSessions, wantUpdates in
 	ws, wu := walked(t, db)
 	if err != nil || s != wantSessions || u != wantUpdates || s != ws || u != wu {
 		t.Fatalf("%s: counts %d sessions, %d updates (%v); walk %d, %d; want %d, %d", what, s, u, err, ws, wu, wantSessions, wantUpdates)
-	}
-}
-
-func testPolicy(maxUpdates uint16) wtpolicy.Policy {
-	p := wtpolicy.DefaultPolicy()
-	p.BlobType = blob.TypeAltruistAnchorCommit
-	p.MaxUpdates = maxUpdates
-	return p
-}
-
-func stateUpdate(t *testing.T, id wtdb.SessionID, seq uint16, hintOf byte) *wtdb.SessionStateUpdate {
-	t.Helper()
-	txid := chainhash.Hash{hintOf}
-	return &wtdb.SessionStateUpdate{
-		ID: id, SeqNum: seq, LastApplied: seq - 1, Hint: blob.NewBreachHintFromHash(&txid),
-		EncryptedBlob: make([]byte, blobSize(t, blob.TypeAltruistAnchorCommit)),
 	}
 }
 

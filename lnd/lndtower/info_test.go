@@ -9,6 +9,10 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/lightningnetwork/lnd/watchtower/blob"
+	"github.com/lightningnetwork/lnd/watchtower/wtdb"
+	"github.com/lightningnetwork/lnd/watchtower/wtpolicy"
 
 	"github.com/teos-go/teos/internal/config"
 	"github.com/teos-go/teos/internal/frontend"
@@ -73,5 +77,21 @@ func TestFrontEndInfo(t *testing.T) {
 	}
 	if info, err = inst.Info(); err != nil || info.Sessions != 1 || info.StateUpdates != 1 || info.JusticeTxs != 0 {
 		t.Fatalf("with a session: %+v, %v", info, err)
+	}
+}
+
+func testPolicy(maxUpdates uint16) wtpolicy.Policy {
+	p := wtpolicy.DefaultPolicy()
+	p.BlobType = blob.TypeAltruistAnchorCommit
+	p.MaxUpdates = maxUpdates
+	return p
+}
+
+func stateUpdate(t *testing.T, id wtdb.SessionID, seq uint16, hintOf byte) *wtdb.SessionStateUpdate {
+	t.Helper()
+	txid := chainhash.Hash{hintOf}
+	return &wtdb.SessionStateUpdate{
+		ID: id, SeqNum: seq, LastApplied: seq - 1, Hint: blob.NewBreachHintFromHash(&txid),
+		EncryptedBlob: make([]byte, blobSize(t, blob.TypeAltruistAnchorCommit)),
 	}
 }
