@@ -135,6 +135,11 @@ type cliTowerInfo struct {
 		Address string `json:"address"`
 		Port    uint32 `json:"port"`
 	} `json:"addresses"`
+	// teos-go's keys.
+	Role      string            `json:"role"`
+	Instance  *string           `json:"instance"`
+	Leader    *string           `json:"leader"`
+	FrontEnds []json.RawMessage `json:"front_ends"`
 }
 
 type cliAppointments struct {
@@ -209,7 +214,8 @@ func TestCLI(t *testing.T) {
 	if info.TowerID != tw.id.String() || info.NRegisteredUsers != 2 || info.NWatcherAppointments != 3 ||
 		info.NResponderTrackers != 0 || !info.BitcoindReachable || len(info.Addresses) != 1 ||
 		info.Addresses[0].Type != "ipv4" || info.Addresses[0].Address != "127.0.0.1" ||
-		fmt.Sprint(info.Addresses[0].Port) != apiURL.Port() {
+		fmt.Sprint(info.Addresses[0].Port) != apiURL.Port() ||
+		info.Role != "standalone" || info.Instance != nil || info.Leader != nil || info.FrontEnds == nil || len(info.FrontEnds) != 0 {
 		t.Fatalf("gettowerinfo before the breach: %+v", info)
 	}
 

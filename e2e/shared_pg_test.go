@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -47,6 +48,7 @@ func TestSharedPostgresFailover(t *testing.T) {
 	if a.id != b.id {
 		t.Fatalf("instances have different tower ids: %s, %s", a.id, b.id)
 	}
+	wantRoles(t, a, b)
 
 	alice := newUser(t)
 	alice.register(t, a)
@@ -124,6 +126,7 @@ func TestSharedPostgresFailover(t *testing.T) {
 	if strings.Count(a.logs(), "leadership acquired") != 1 {
 		t.Fatalf("the restarted instance took the leadership:\n%s", a.logs())
 	}
+	wantRoles(t, b, a)
 	// A late appointment through the follower: its dispute is mined first.
 	c.send(t, late.Commitment)
 	c.mine(t)
@@ -207,4 +210,40 @@ func TestSharedPostgresRefusals(t *testing.T) {
 	if last := run(url, "--btcnetwork", "testnet"); !strings.Contains(last, "another network") || !strings.Contains(last, "regtest") {
 		t.Fatalf("another network's database: %q", last)
 	}
+}
+
+// instanceName is how teosd names an instance to the others: host and API address.
+func instanceName(t *testing.T, tw *tower) string {
+	t.Helper()
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := host + "/" + strings.TrimPrefix(tw.apiURL, "http://")
+	return name[:min(len(name), 63)] // what PostgreSQL keeps of a connection's name
+}
+
+// wantRoles checks what `teos-cli gettowerinfo` says of the leadership on both instances:
+// each its role and name, and both the same leader.
+func wantRoles(t *testing.T, leader, follower *tower) {
+	t.Helper()
+	for _, c := range []struct {
+		tw   *tower
+		role string
+	}{{leader, "leader"}, {follower, "follower"}} {
+		var info cliTowerInfo
+		c.tw.cliOK(t, &info, "gettowerinfo")
+		if info.Role != c.role || info.Instance == nil || *info.Instance != instanceName(t, c.tw) ||
+			info.Leader == nil || *info.Leader != instanceName(t, leader) || info.FrontEnds == nil {
+			t.Fatalf("gettowerinfo of the %s: %+v (instance %v, leader %v); want leader %s",
+				c.role, info, deref(info.Instance), deref(info.Leader), instanceName(t, leader))
+		}
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<none>"
+	}
+	return *s
 }

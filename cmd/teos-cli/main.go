@@ -62,7 +62,7 @@ const (
 const usageCommands = `Commands:
   getallappointments        all appointments in the tower (watched, then responded)
   getappointments <locator> the appointments with a locator (32 hex characters)
-  gettowerinfo              tower id, counts, bitcoind status, addresses
+  gettowerinfo              tower id, counts, bitcoind status, addresses (teos-go: role, front ends)
   getusers                  the ids of every registered user
   getuser <user_id>         one user's subscription and appointment UUIDs (66 hex characters)
   stop                      shut the tower down gracefully
@@ -275,6 +275,7 @@ func getTowerInfo(ctx context.Context, c teosv2.PrivateTowerServicesClient, _ []
 		NResponderTrackers:   resp.GetNResponderTrackers(),
 		BitcoindReachable:    resp.GetBitcoindReachable(),
 		Addresses:            addrs,
+		towerInfoExtJSON:     towerInfoExt(resp),
 	})
 }
 
@@ -357,6 +358,7 @@ type (
 		NResponderTrackers   uint32        `json:"n_responder_trackers"`
 		BitcoindReachable    bool          `json:"bitcoind_reachable"`
 		Addresses            []addressJSON `json:"addresses"`
+		towerInfoExtJSON                   // teos-go's keys, after rust-teos's (towerinfo.go)
 	}
 	addressJSON struct {
 		Type    string `json:"type"`

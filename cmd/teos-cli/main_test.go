@@ -35,6 +35,8 @@ type fakeTower struct {
 	appts    []*commonv2.AppointmentData
 	towerID  []byte
 	knownKey []byte
+	// infoExt, if set, adds teos-go's fields to get_tower_info's answer.
+	infoExt func(*teosv2.GetTowerInfoResponse)
 }
 
 func (f *fakeTower) GetAllAppointments(context.Context, *emptypb.Empty) (*teosv2.GetAllAppointmentsResponse, error) {
@@ -49,13 +51,17 @@ func (f *fakeTower) GetAppointments(_ context.Context, req *teosv2.GetAppointmen
 }
 
 func (f *fakeTower) GetTowerInfo(context.Context, *emptypb.Empty) (*teosv2.GetTowerInfoResponse, error) {
-	return &teosv2.GetTowerInfoResponse{
+	resp := &teosv2.GetTowerInfoResponse{
 		TowerId: f.towerID, NRegisteredUsers: 2, NWatcherAppointments: 3, NResponderTrackers: 1, BitcoindReachable: true,
 		Addresses: []*teosv2.NetworkAddress{
 			{AddressType: teosv2.NetworkAddress_IpV4, Address: "127.0.0.1", Port: 9814},
 			{AddressType: teosv2.NetworkAddress_TorV3, Address: "x.onion", Port: 9814},
 		},
-	}, nil
+	}
+	if f.infoExt != nil {
+		f.infoExt(resp)
+	}
+	return resp, nil
 }
 
 func (f *fakeTower) GetUsers(context.Context, *emptypb.Empty) (*teosv2.GetUsersResponse, error) {

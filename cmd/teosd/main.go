@@ -280,6 +280,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		Addresses: append([]grpcapi.Address{{Type: teosv2.NetworkAddress_IpV4, Host: cfg.APIBind, Port: cfg.APIPort}}, onion.addresses()...),
 		Shutdown:  shutdown,
 		Logger:    log,
+
+		// teos-go's fields (towerinfo.go).
+		Leadership: leadershipOf(mon),
+		FrontEnds:  frontEndsInfo(fes),
 	}))
 	teosv2.RegisterPrivateTowerExtensionsServer(rpcSrv, grpcapi.NewPrivateExtensions(db, log)) // both engines keep the allowlist
 

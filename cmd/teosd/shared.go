@@ -100,7 +100,7 @@ func startShared(ctx context.Context, cfg *config.Config, log *slog.Logger, db *
 	resp := &swapResponder{}
 	w := watcher.New(watcher.Config{Store: db, Gatekeeper: gk, Responder: resp, TowerKey: key, Logger: log, Wake: pollNow})
 	rc := &roles{cfg: cfg, log: log, db: db, btc: btc, gk: gk, w: w, resp: resp, fes: fes}
-	rc.el = leader.New(leader.Config{URL: cfg.DatabaseURL, Every: cfg.PollEvery(), Logger: log})
+	rc.el = leader.New(leader.Config{URL: cfg.DatabaseURL, Name: instanceName(cfg), Every: cfg.PollEvery(), Logger: log})
 	if cfg.MetricsBind != "" {
 		m := metrics.New(metrics.Config{Counts: db.Counts, Height: rc.Height, Reachable: rc.Reachable,
 			Held: held.Gate.Held, AuthFailures: btc.AuthFailures, Endpoints: httpapi.Endpoints(), Logger: log})

@@ -57,12 +57,23 @@ type Instance struct {
 	// leadership (and uses neither Listeners nor Seed). A front end without it cannot run
 	// on a shared database.
 	NewChain func(height uint32) Chain
+	// Info, if set, tells the operator (get_tower_info) where clients reach the front end and
+	// what it holds; it is called per request, so it must be cheap.
+	Info func() (Info, error)
 }
 
 // Chain is a front end's part of block processing for one leadership term.
 type Chain struct {
 	Listeners []chain.Listener
 	Seed      func(*SeedBlock)
+}
+
+// Info is a front end's state for the operator.
+type Info struct {
+	// Addresses as the front end's clients write them ("<tower_id>@host:port" for lnd).
+	Addresses []string
+	// Sessions and StateUpdates stored; JusticeTxs handed to the responder since start.
+	Sessions, StateUpdates, JusticeTxs uint64
 }
 
 // FrontEnd is a front end a variant compiles in.

@@ -21,6 +21,9 @@ const LockKey int64 = 0x74656f736c656164
 // Config wires an Elector.
 type Config struct {
 	URL string // the database's URL
+	// Name identifies this instance to the others (its election connection's
+	// application_name, so Leader can tell who leads); cut to what PostgreSQL keeps.
+	Name string
 	// Every is how often a follower tries the lock and a leader checks its connection; it
 	// bounds the failover time after a crash (plus PostgreSQL noticing the dead session).
 	Every  time.Duration
@@ -40,6 +43,7 @@ type Elector struct {
 	leading bool
 	said    bool          // the follower state was logged
 	changed chan struct{} // closed and replaced on every change
+	leader  string        // the leading instance's name (name.go)
 }
 
 // New returns an elector; it is a follower until Run wins the lock.
@@ -47,6 +51,7 @@ func New(cfg Config) *Elector {
 	if cfg.Every <= 0 {
 		cfg.Every = time.Second
 	}
+	cfg.Name = cleanName(cfg.Name)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -75,6 +80,10 @@ func (e *Elector) set(leading bool) {
 	}
 	e.leading = leading
 	e.said = !leading
+	e.leader = ""
+	if leading {
+		e.leader = e.cfg.Name
+	}
 	close(e.changed)
 	e.changed = make(chan struct{})
 	e.mu.Unlock()
@@ -99,6 +108,7 @@ func (e *Elector) Run(ctx context.Context) error {
 			conn = nil
 		}
 		e.set(false)
+		e.setLeader("") // unknown until the database answers again
 	}
 	defer drop()
 	warned := false
@@ -119,7 +129,7 @@ func (e *Elector) step(ctx context.Context, conn **pgx.Conn, drop func(), warned
 	octx, cancel := context.WithTimeout(ctx, max(e.cfg.Every, time.Second))
 	defer cancel()
 	if *conn == nil {
-		c, err := pgx.Connect(octx, e.cfg.URL)
+		c, err := e.connect(octx)
 		if err != nil {
 			e.dbOK.Store(false)
 			if !*warned && ctx.Err() == nil {
@@ -155,6 +165,12 @@ func (e *Elector) step(ctx context.Context, conn **pgx.Conn, drop func(), warned
 		e.set(true)
 		return
 	}
+	// Only shown (get_tower_info): a failure is no reason to drop the connection.
+	name, err := holder(octx, *conn)
+	if err != nil && ctx.Err() == nil {
+		e.log.Debug("leader election: cannot tell which instance leads", "err", err)
+	}
+	e.setLeader(name)
 	e.mu.Lock()
 	say := !e.said
 	e.said = true

@@ -28,6 +28,8 @@ type teosd struct {
 	id      string // tower_id, 66 hex
 	lndAddr string // lnd_tower_bind
 	metrics string // metrics_bind
+	dataDir string
+	rpcPort string // the admin RPC's, for teos-cli
 }
 
 // metric returns the value of an unlabelled metric on teosd's /metrics.
@@ -64,14 +66,14 @@ func startTeosd(t testing.TB, node *btcdtest.Node, extraToml string) *teosd {
 	if err := os.WriteFile(filepath.Join(dataDir, "teos.toml"), []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tw := &teosd{lndAddr: freeAddr(t), metrics: freeAddr(t)}
+	tw := &teosd{lndAddr: freeAddr(t), metrics: freeAddr(t), dataDir: dataDir, rpcPort: portOf(freeAddr(t))}
 	ids := make(chan string, 1)
 	var once sync.Once
 	tw.p = startProc(t, "teosd", teosdBin, []string{
 		"--datadir", dataDir, "--btcnetwork", "regtest",
 		"--btcrpcuser", node.User, "--btcrpcpassword", node.Pass,
 		"--btcrpcconnect", host, "--btcrpcport", port,
-		"--apibind", "127.0.0.1", "--apiport", portOf(freeAddr(t)), "--rpcport", portOf(freeAddr(t)),
+		"--apibind", "127.0.0.1", "--apiport", portOf(freeAddr(t)), "--rpcport", tw.rpcPort,
 		"--lndtowerbind", tw.lndAddr, "--metricsbind", tw.metrics, "--debug",
 	}, func(line string) {
 		if id, ok := strings.CutPrefix(line, "tower_id: "); ok {
@@ -146,6 +148,9 @@ func TestLndBreachThroughSharedPostgres(t *testing.T) {
 func lndBreach(t *testing.T, node *btcdtest.Node, client, leader *teosd, began time.Time) {
 	proxy, cert := tlsProxy(t, node.RPCHost)
 	tw := client
+	if s, u, j := tw.lndFrontEnd(t); s != 0 || u != 0 || j != 0 {
+		t.Fatalf("gettowerinfo before any client: %d sessions, %d updates, %d justice txs", s, u, j)
+	}
 
 	alice := newLnd(t, "alice", proxy, cert, node, "--wtclient.active") // the victim
 	bob := newLnd(t, "bob", proxy, cert, node)                          // the cheater
@@ -250,9 +255,15 @@ func lndBreach(t *testing.T, node *btcdtest.Node, client, leader *teosd, began t
 	if s, u := tw.metric(t, "teos_lnd_sessions"), tw.metric(t, "teos_lnd_state_updates"); s < 1 || u < 4 {
 		t.Fatalf("teosd's metrics: %v lnd sessions, %v state updates", s, u)
 	}
-
-	// The victim goes offline; the cheater restores the revoked state and force-closes.
+	// The operator sees the same through teos-cli (alice is offline from here: nothing moves).
 	alice.stop(t)
+	if s, u, j := tw.lndFrontEnd(t); float64(s) != tw.metric(t, "teos_lnd_sessions") ||
+		float64(u) != tw.metric(t, "teos_lnd_state_updates") || s < 1 || u < 4 || j != 0 {
+		t.Fatalf("gettowerinfo: %d sessions, %d updates, %d justice txs; metrics %v, %v", s, u, j,
+			tw.metric(t, "teos_lnd_sessions"), tw.metric(t, "teos_lnd_state_updates"))
+	}
+
+	// The victim is offline; the cheater restores the revoked state and force-closes.
 	bob.stop(t)
 	if err := os.WriteFile(bob.channelDB(), old, 0o600); err != nil {
 		t.Fatal(err)
@@ -321,6 +332,9 @@ func lndBreach(t *testing.T, node *btcdtest.Node, client, leader *teosd, began t
 	}
 	if n := leader.metric(t, "teos_lnd_justice_txs_total"); n != 1 {
 		t.Fatalf("teos_lnd_justice_txs_total = %v, want 1", n)
+	}
+	if _, _, j := leader.lndFrontEnd(t); j != 1 {
+		t.Fatalf("gettowerinfo: %d justice txs, want 1", j)
 	}
 	t.Logf("justice transaction %s confirmed: %s (%v)", justiceTxid, hex.EncodeToString(justice)[:32]+"...", time.Since(began))
 

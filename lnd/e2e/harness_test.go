@@ -37,6 +37,7 @@ import (
 var (
 	repo     string // the repository root
 	teosdBin string // the lnd-enabled teosd, built by TestMain
+	binDir   string // where TestMain builds (removed at the end)
 	lndBin   string
 	lncliBin string
 )
@@ -73,6 +74,7 @@ func testMain(m *testing.M) (int, error) {
 	}
 	defer os.RemoveAll(dir)
 	teosdBin = filepath.Join(dir, "teosd")
+	binDir = dir
 	if err := run(filepath.Join(repo, "lnd"), "go", "build", "-o", teosdBin, "./cmd/teosd"); err != nil {
 		return 0, fmt.Errorf("build lnd-enabled teosd: %w", err)
 	}

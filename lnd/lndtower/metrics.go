@@ -1,9 +1,14 @@
 package lndtower
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync/atomic"
 
-// collectors are the front end's metrics; the counts are read from the store at scrape time.
-func collectors(db *DB) []prometheus.Collector {
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// collectors are the front end's metrics; the counts are read from the store at scrape time
+// (store.LndRecords.LndCounts).
+func collectors(db *DB, justiceTxs *atomic.Uint64) []prometheus.Collector {
 	count := func(pick func(sessions, updates int) int) func() float64 {
 		return func() float64 {
 			s, u, err := db.Counts()

@@ -51,6 +51,7 @@ func (frontEnd) Open(_ context.Context, env frontend.Env) (*frontend.Instance, e
 		useLNDLogs(env.Config.DepsDebug)
 	}
 	db := NewDB(env.Store, env.Logger)
+	justiceTxs := new(atomic.Uint64) // handed to the responder since start
 	// One responder and lookout per leadership term on a shared database; one in all here.
 	newChain := func(height uint32) frontend.Chain {
 		resp := responder.New(responder.Config{Store: db, Carrier: env.Carrier, Logger: env.Logger}, height)
@@ -66,17 +67,16 @@ func (frontEnd) Open(_ context.Context, env frontend.Env) (*frontend.Instance, e
 		ChainHash: hash, DB: db, Logger: env.Logger,
 	}
 	c := newChain(env.Height)
+	inf := newInfo(srv, db, justiceTxs)
 	return &frontend.Instance{
 		Listeners:  c.Listeners,
 		Serve:      srv.Serve,
 		Seed:       c.Seed,
-		Collectors: collectors(db),
+		Collectors: collectors(db, justiceTxs),
 		NewChain:   newChain,
+		Info:       inf,
 	}, nil
 }
-
-// justiceTxs counts justice transactions handed to the responder since start.
-var justiceTxs atomic.Uint64
 
 // ChainHash is the genesis hash lnd clients expect in the tower's Init for a bitcoind
 // network name (main, test, regtest, signet).

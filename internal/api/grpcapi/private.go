@@ -43,6 +43,11 @@ type PrivateConfig struct {
 	Reachable func() bool
 	// Addresses are the public API's, first the IPv4 bind, then the onion if any.
 	Addresses []Address
+	// Leadership, if set, says whether this instance leads the instances sharing its
+	// database; nil means a standalone tower.
+	Leadership func() Leadership
+	// FrontEnds, if set, describes the other front ends this teosd serves; it must be cheap.
+	FrontEnds func() ([]FrontEnd, error)
 	// Shutdown starts the tower's graceful shutdown; it must not block.
 	Shutdown func()
 	Logger   *slog.Logger
@@ -120,14 +125,18 @@ func (p *Private) GetTowerInfo(context.Context, *emptypb.Empty) (*teosv2.GetTowe
 	for i, a := range p.cfg.Addresses {
 		addrs[i] = &teosv2.NetworkAddress{AddressType: a.Type, Address: a.Host, Port: uint32(a.Port)}
 	}
-	return &teosv2.GetTowerInfoResponse{
+	resp := &teosv2.GetTowerInfoResponse{
 		TowerId:              p.cfg.TowerID[:],
 		NRegisteredUsers:     uint32(users),
 		NWatcherAppointments: uint32(watched),
 		NResponderTrackers:   uint32(trackers),
 		BitcoindReachable:    p.cfg.Reachable(),
 		Addresses:            addrs,
-	}, nil
+	}
+	if err := p.towerInfoExtensions(resp); err != nil {
+		return nil, p.internal("get_tower_info", err)
+	}
+	return resp, nil
 }
 
 func (p *Private) GetUsers(context.Context, *emptypb.Empty) (*teosv2.GetUsersResponse, error) {

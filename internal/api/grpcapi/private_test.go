@@ -84,7 +84,8 @@ func privRandom(t *testing.T, n int) []byte {
 	return b
 }
 
-func newPrivFixture(t *testing.T) *privFixture {
+// newPrivFixture serves the fixture; opts adjust the service's configuration.
+func newPrivFixture(t *testing.T, opts ...func(*grpcapi.PrivateConfig)) *privFixture {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "teos.db"), &store.Options{NoSync: true})
 	if err != nil {
@@ -144,7 +145,7 @@ func newPrivFixture(t *testing.T) *privFixture {
 	logger := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(grpcapi.LogRequests(logger)))
 	var once sync.Once
-	teosv2.RegisterPrivateTowerServicesServer(srv, grpcapi.NewPrivate(grpcapi.PrivateConfig{
+	cfg := grpcapi.PrivateConfig{
 		Store:     db,
 		TowerID:   f.towerID,
 		Reachable: f.reachable.Load,
@@ -154,7 +155,11 @@ func newPrivFixture(t *testing.T) *privFixture {
 		},
 		Shutdown: func() { once.Do(func() { close(f.stopped) }) },
 		Logger:   logger,
-	}))
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	teosv2.RegisterPrivateTowerServicesServer(srv, grpcapi.NewPrivate(cfg))
 	lis := bufconn.Listen(1 << 20)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
@@ -282,6 +287,7 @@ func TestPrivateGetTowerInfo(t *testing.T) {
 				{AddressType: teosv2.NetworkAddress_IpV4, Address: "127.0.0.1", Port: 9814},
 				{AddressType: teosv2.NetworkAddress_TorV3, Address: strings.Repeat("a", 56) + ".onion", Port: 9814},
 			},
+			Role: teosv2.TowerRole_TOWER_ROLE_STANDALONE, // no Leadership: a bbolt tower
 		}
 		if !proto.Equal(info, want) {
 			t.Fatalf("tower info %v, want %v", info, want)

@@ -250,6 +250,18 @@ func TestMessageFields(t *testing.T) {
 			{"n_responder_trackers", 4, u32, false, ""},
 			{"bitcoind_reachable", 5, boolK, false, ""},
 			{"addresses", 6, msgK, true, ""},
+			// teos-go's, after rust-teos's (docs/EXTENSIONS.md).
+			{"role", 7, enumK, false, ""},
+			{"instance", 8, stringK, false, ""},
+			{"leader", 9, stringK, false, ""},
+			{"front_ends", 10, msgK, true, ""},
+		}},
+		{&teosv2.FrontEndInfo{}, "teos.v2.FrontEndInfo", []wantField{
+			{"name", 1, stringK, false, ""},
+			{"addresses", 2, stringK, true, ""},
+			{"sessions", 3, protoreflect.Uint64Kind, false, ""},
+			{"state_updates", 4, protoreflect.Uint64Kind, false, ""},
+			{"justice_txs", 5, protoreflect.Uint64Kind, false, ""},
 		}},
 	}
 	for _, tt := range tests {

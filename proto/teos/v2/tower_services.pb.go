@@ -28,6 +28,62 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// TowerRole says which instance runs block processing.
+type TowerRole int32
+
+const (
+	TowerRole_TOWER_ROLE_UNSPECIFIED TowerRole = 0
+	// The only instance (the bbolt store).
+	TowerRole_TOWER_ROLE_STANDALONE TowerRole = 1
+	// Shares a PostgreSQL database and holds the leadership: it follows the chain.
+	TowerRole_TOWER_ROLE_LEADER TowerRole = 2
+	// Shares a PostgreSQL database; another instance leads (or none can right now).
+	TowerRole_TOWER_ROLE_FOLLOWER TowerRole = 3
+)
+
+// Enum value maps for TowerRole.
+var (
+	TowerRole_name = map[int32]string{
+		0: "TOWER_ROLE_UNSPECIFIED",
+		1: "TOWER_ROLE_STANDALONE",
+		2: "TOWER_ROLE_LEADER",
+		3: "TOWER_ROLE_FOLLOWER",
+	}
+	TowerRole_value = map[string]int32{
+		"TOWER_ROLE_UNSPECIFIED": 0,
+		"TOWER_ROLE_STANDALONE":  1,
+		"TOWER_ROLE_LEADER":      2,
+		"TOWER_ROLE_FOLLOWER":    3,
+	}
+)
+
+func (x TowerRole) Enum() *TowerRole {
+	p := new(TowerRole)
+	*p = x
+	return p
+}
+
+func (x TowerRole) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TowerRole) Descriptor() protoreflect.EnumDescriptor {
+	return file_teos_v2_tower_services_proto_enumTypes[0].Descriptor()
+}
+
+func (TowerRole) Type() protoreflect.EnumType {
+	return &file_teos_v2_tower_services_proto_enumTypes[0]
+}
+
+func (x TowerRole) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TowerRole.Descriptor instead.
+func (TowerRole) EnumDescriptor() ([]byte, []int) {
+	return file_teos_v2_tower_services_proto_rawDescGZIP(), []int{0}
+}
+
 // Value names are rust-teos's; lint exceptions in buf.yaml keep them.
 type NetworkAddress_AddressType int32
 
@@ -59,11 +115,11 @@ func (x NetworkAddress_AddressType) String() string {
 }
 
 func (NetworkAddress_AddressType) Descriptor() protoreflect.EnumDescriptor {
-	return file_teos_v2_tower_services_proto_enumTypes[0].Descriptor()
+	return file_teos_v2_tower_services_proto_enumTypes[1].Descriptor()
 }
 
 func (NetworkAddress_AddressType) Type() protoreflect.EnumType {
-	return &file_teos_v2_tower_services_proto_enumTypes[0]
+	return &file_teos_v2_tower_services_proto_enumTypes[1]
 }
 
 func (x NetworkAddress_AddressType) Number() protoreflect.EnumNumber {
@@ -146,7 +202,17 @@ type GetTowerInfoResponse struct {
 	NResponderTrackers   uint32 `protobuf:"varint,4,opt,name=n_responder_trackers,json=nResponderTrackers,proto3" json:"n_responder_trackers,omitempty"`
 	BitcoindReachable    bool   `protobuf:"varint,5,opt,name=bitcoind_reachable,json=bitcoindReachable,proto3" json:"bitcoind_reachable,omitempty"`
 	// API address first, then the onion address if Tor is on.
-	Addresses     []*NetworkAddress `protobuf:"bytes,6,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	Addresses []*NetworkAddress `protobuf:"bytes,6,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	// This instance's role: standalone, or leader/follower among the instances sharing a
+	// PostgreSQL database. Unspecified from a tower that does not say (rust-teos).
+	Role TowerRole `protobuf:"varint,7,opt,name=role,proto3,enum=teos.v2.TowerRole" json:"role,omitempty"`
+	// This instance's name (shared database only): how the others see it as leader.
+	Instance string `protobuf:"bytes,8,opt,name=instance,proto3" json:"instance,omitempty"`
+	// The leading instance's name as of the last election round (shared database only);
+	// empty while unknown (no instance leads, or the database is unreachable).
+	Leader string `protobuf:"bytes,9,opt,name=leader,proto3" json:"leader,omitempty"`
+	// The other front ends this teosd serves (lnd's watchtower protocol), none if none.
+	FrontEnds     []*FrontEndInfo `protobuf:"bytes,10,rep,name=front_ends,json=frontEnds,proto3" json:"front_ends,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -223,6 +289,117 @@ func (x *GetTowerInfoResponse) GetAddresses() []*NetworkAddress {
 	return nil
 }
 
+func (x *GetTowerInfoResponse) GetRole() TowerRole {
+	if x != nil {
+		return x.Role
+	}
+	return TowerRole_TOWER_ROLE_UNSPECIFIED
+}
+
+func (x *GetTowerInfoResponse) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+func (x *GetTowerInfoResponse) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *GetTowerInfoResponse) GetFrontEnds() []*FrontEndInfo {
+	if x != nil {
+		return x.FrontEnds
+	}
+	return nil
+}
+
+// FrontEndInfo is one front end besides the teos HTTP API.
+type FrontEndInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "lnd" for lnd's watchtower protocol.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Where its clients reach it, as they write it ("<tower_id>@host:port" for lnd's
+	// `lncli wtclient add`).
+	Addresses []string `protobuf:"bytes,2,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	// Client sessions stored.
+	Sessions uint64 `protobuf:"varint,3,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	// State updates (encrypted justice kits) stored.
+	StateUpdates uint64 `protobuf:"varint,4,opt,name=state_updates,json=stateUpdates,proto3" json:"state_updates,omitempty"`
+	// Justice transactions handed to the responder since this teosd started.
+	JusticeTxs    uint64 `protobuf:"varint,5,opt,name=justice_txs,json=justiceTxs,proto3" json:"justice_txs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FrontEndInfo) Reset() {
+	*x = FrontEndInfo{}
+	mi := &file_teos_v2_tower_services_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FrontEndInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FrontEndInfo) ProtoMessage() {}
+
+func (x *FrontEndInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_teos_v2_tower_services_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FrontEndInfo.ProtoReflect.Descriptor instead.
+func (*FrontEndInfo) Descriptor() ([]byte, []int) {
+	return file_teos_v2_tower_services_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *FrontEndInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FrontEndInfo) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+func (x *FrontEndInfo) GetSessions() uint64 {
+	if x != nil {
+		return x.Sessions
+	}
+	return 0
+}
+
+func (x *FrontEndInfo) GetStateUpdates() uint64 {
+	if x != nil {
+		return x.StateUpdates
+	}
+	return 0
+}
+
+func (x *FrontEndInfo) GetJusticeTxs() uint64 {
+	if x != nil {
+		return x.JusticeTxs
+	}
+	return 0
+}
+
 var File_teos_v2_tower_services_proto protoreflect.FileDescriptor
 
 const file_teos_v2_tower_services_proto_rawDesc = "" +
@@ -234,14 +411,32 @@ const file_teos_v2_tower_services_proto_rawDesc = "" +
 	"\x04port\x18\x03 \x01(\rR\x04port\"\"\n" +
 	"\vAddressType\x12\b\n" +
 	"\x04IpV4\x10\x00\x12\t\n" +
-	"\x05TorV3\x10\x01\"\xad\x02\n" +
+	"\x05TorV3\x10\x01\"\xbf\x03\n" +
 	"\x14GetTowerInfoResponse\x12\x19\n" +
 	"\btower_id\x18\x01 \x01(\fR\atowerId\x12,\n" +
 	"\x12n_registered_users\x18\x02 \x01(\rR\x10nRegisteredUsers\x124\n" +
 	"\x16n_watcher_appointments\x18\x03 \x01(\rR\x14nWatcherAppointments\x120\n" +
 	"\x14n_responder_trackers\x18\x04 \x01(\rR\x12nResponderTrackers\x12-\n" +
 	"\x12bitcoind_reachable\x18\x05 \x01(\bR\x11bitcoindReachable\x125\n" +
-	"\taddresses\x18\x06 \x03(\v2\x17.teos.v2.NetworkAddressR\taddresses2\xa2\x03\n" +
+	"\taddresses\x18\x06 \x03(\v2\x17.teos.v2.NetworkAddressR\taddresses\x12&\n" +
+	"\x04role\x18\a \x01(\x0e2\x12.teos.v2.TowerRoleR\x04role\x12\x1a\n" +
+	"\binstance\x18\b \x01(\tR\binstance\x12\x16\n" +
+	"\x06leader\x18\t \x01(\tR\x06leader\x124\n" +
+	"\n" +
+	"front_ends\x18\n" +
+	" \x03(\v2\x15.teos.v2.FrontEndInfoR\tfrontEnds\"\xa2\x01\n" +
+	"\fFrontEndInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
+	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x1a\n" +
+	"\bsessions\x18\x03 \x01(\x04R\bsessions\x12#\n" +
+	"\rstate_updates\x18\x04 \x01(\x04R\fstateUpdates\x12\x1f\n" +
+	"\vjustice_txs\x18\x05 \x01(\x04R\n" +
+	"justiceTxs*r\n" +
+	"\tTowerRole\x12\x1a\n" +
+	"\x16TOWER_ROLE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15TOWER_ROLE_STANDALONE\x10\x01\x12\x15\n" +
+	"\x11TOWER_ROLE_LEADER\x10\x02\x12\x17\n" +
+	"\x13TOWER_ROLE_FOLLOWER\x10\x032\xa2\x03\n" +
 	"\x13PublicTowerServices\x12O\n" +
 	"\bregister\x12\x1f.common.teos.v2.RegisterRequest\x1a .common.teos.v2.RegisterResponse\"\x00\x12b\n" +
 	"\x0fadd_appointment\x12%.common.teos.v2.AddAppointmentRequest\x1a&.common.teos.v2.AddAppointmentResponse\"\x00\x12b\n" +
@@ -267,56 +462,60 @@ func file_teos_v2_tower_services_proto_rawDescGZIP() []byte {
 	return file_teos_v2_tower_services_proto_rawDescData
 }
 
-var file_teos_v2_tower_services_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_teos_v2_tower_services_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_teos_v2_tower_services_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_teos_v2_tower_services_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_teos_v2_tower_services_proto_goTypes = []any{
-	(NetworkAddress_AddressType)(0),        // 0: teos.v2.NetworkAddress.AddressType
-	(*NetworkAddress)(nil),                 // 1: teos.v2.NetworkAddress
-	(*GetTowerInfoResponse)(nil),           // 2: teos.v2.GetTowerInfoResponse
-	(*v2.RegisterRequest)(nil),             // 3: common.teos.v2.RegisterRequest
-	(*v2.AddAppointmentRequest)(nil),       // 4: common.teos.v2.AddAppointmentRequest
-	(*v2.GetAppointmentRequest)(nil),       // 5: common.teos.v2.GetAppointmentRequest
-	(*v2.GetSubscriptionInfoRequest)(nil),  // 6: common.teos.v2.GetSubscriptionInfoRequest
-	(*emptypb.Empty)(nil),                  // 7: google.protobuf.Empty
-	(*GetAppointmentsRequest)(nil),         // 8: teos.v2.GetAppointmentsRequest
-	(*GetUserRequest)(nil),                 // 9: teos.v2.GetUserRequest
-	(*v2.RegisterResponse)(nil),            // 10: common.teos.v2.RegisterResponse
-	(*v2.AddAppointmentResponse)(nil),      // 11: common.teos.v2.AddAppointmentResponse
-	(*v2.GetAppointmentResponse)(nil),      // 12: common.teos.v2.GetAppointmentResponse
-	(*v2.GetSubscriptionInfoResponse)(nil), // 13: common.teos.v2.GetSubscriptionInfoResponse
-	(*GetAllAppointmentsResponse)(nil),     // 14: teos.v2.GetAllAppointmentsResponse
-	(*GetAppointmentsResponse)(nil),        // 15: teos.v2.GetAppointmentsResponse
-	(*GetUsersResponse)(nil),               // 16: teos.v2.GetUsersResponse
-	(*GetUserResponse)(nil),                // 17: teos.v2.GetUserResponse
+	(TowerRole)(0),                         // 0: teos.v2.TowerRole
+	(NetworkAddress_AddressType)(0),        // 1: teos.v2.NetworkAddress.AddressType
+	(*NetworkAddress)(nil),                 // 2: teos.v2.NetworkAddress
+	(*GetTowerInfoResponse)(nil),           // 3: teos.v2.GetTowerInfoResponse
+	(*FrontEndInfo)(nil),                   // 4: teos.v2.FrontEndInfo
+	(*v2.RegisterRequest)(nil),             // 5: common.teos.v2.RegisterRequest
+	(*v2.AddAppointmentRequest)(nil),       // 6: common.teos.v2.AddAppointmentRequest
+	(*v2.GetAppointmentRequest)(nil),       // 7: common.teos.v2.GetAppointmentRequest
+	(*v2.GetSubscriptionInfoRequest)(nil),  // 8: common.teos.v2.GetSubscriptionInfoRequest
+	(*emptypb.Empty)(nil),                  // 9: google.protobuf.Empty
+	(*GetAppointmentsRequest)(nil),         // 10: teos.v2.GetAppointmentsRequest
+	(*GetUserRequest)(nil),                 // 11: teos.v2.GetUserRequest
+	(*v2.RegisterResponse)(nil),            // 12: common.teos.v2.RegisterResponse
+	(*v2.AddAppointmentResponse)(nil),      // 13: common.teos.v2.AddAppointmentResponse
+	(*v2.GetAppointmentResponse)(nil),      // 14: common.teos.v2.GetAppointmentResponse
+	(*v2.GetSubscriptionInfoResponse)(nil), // 15: common.teos.v2.GetSubscriptionInfoResponse
+	(*GetAllAppointmentsResponse)(nil),     // 16: teos.v2.GetAllAppointmentsResponse
+	(*GetAppointmentsResponse)(nil),        // 17: teos.v2.GetAppointmentsResponse
+	(*GetUsersResponse)(nil),               // 18: teos.v2.GetUsersResponse
+	(*GetUserResponse)(nil),                // 19: teos.v2.GetUserResponse
 }
 var file_teos_v2_tower_services_proto_depIdxs = []int32{
-	0,  // 0: teos.v2.NetworkAddress.address_type:type_name -> teos.v2.NetworkAddress.AddressType
-	1,  // 1: teos.v2.GetTowerInfoResponse.addresses:type_name -> teos.v2.NetworkAddress
-	3,  // 2: teos.v2.PublicTowerServices.register:input_type -> common.teos.v2.RegisterRequest
-	4,  // 3: teos.v2.PublicTowerServices.add_appointment:input_type -> common.teos.v2.AddAppointmentRequest
-	5,  // 4: teos.v2.PublicTowerServices.get_appointment:input_type -> common.teos.v2.GetAppointmentRequest
-	6,  // 5: teos.v2.PublicTowerServices.get_subscription_info:input_type -> common.teos.v2.GetSubscriptionInfoRequest
-	7,  // 6: teos.v2.PrivateTowerServices.get_all_appointments:input_type -> google.protobuf.Empty
-	8,  // 7: teos.v2.PrivateTowerServices.get_appointments:input_type -> teos.v2.GetAppointmentsRequest
-	7,  // 8: teos.v2.PrivateTowerServices.get_tower_info:input_type -> google.protobuf.Empty
-	7,  // 9: teos.v2.PrivateTowerServices.get_users:input_type -> google.protobuf.Empty
-	9,  // 10: teos.v2.PrivateTowerServices.get_user:input_type -> teos.v2.GetUserRequest
-	7,  // 11: teos.v2.PrivateTowerServices.stop:input_type -> google.protobuf.Empty
-	10, // 12: teos.v2.PublicTowerServices.register:output_type -> common.teos.v2.RegisterResponse
-	11, // 13: teos.v2.PublicTowerServices.add_appointment:output_type -> common.teos.v2.AddAppointmentResponse
-	12, // 14: teos.v2.PublicTowerServices.get_appointment:output_type -> common.teos.v2.GetAppointmentResponse
-	13, // 15: teos.v2.PublicTowerServices.get_subscription_info:output_type -> common.teos.v2.GetSubscriptionInfoResponse
-	14, // 16: teos.v2.PrivateTowerServices.get_all_appointments:output_type -> teos.v2.GetAllAppointmentsResponse
-	15, // 17: teos.v2.PrivateTowerServices.get_appointments:output_type -> teos.v2.GetAppointmentsResponse
-	2,  // 18: teos.v2.PrivateTowerServices.get_tower_info:output_type -> teos.v2.GetTowerInfoResponse
-	16, // 19: teos.v2.PrivateTowerServices.get_users:output_type -> teos.v2.GetUsersResponse
-	17, // 20: teos.v2.PrivateTowerServices.get_user:output_type -> teos.v2.GetUserResponse
-	7,  // 21: teos.v2.PrivateTowerServices.stop:output_type -> google.protobuf.Empty
-	12, // [12:22] is the sub-list for method output_type
-	2,  // [2:12] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	1,  // 0: teos.v2.NetworkAddress.address_type:type_name -> teos.v2.NetworkAddress.AddressType
+	2,  // 1: teos.v2.GetTowerInfoResponse.addresses:type_name -> teos.v2.NetworkAddress
+	0,  // 2: teos.v2.GetTowerInfoResponse.role:type_name -> teos.v2.TowerRole
+	4,  // 3: teos.v2.GetTowerInfoResponse.front_ends:type_name -> teos.v2.FrontEndInfo
+	5,  // 4: teos.v2.PublicTowerServices.register:input_type -> common.teos.v2.RegisterRequest
+	6,  // 5: teos.v2.PublicTowerServices.add_appointment:input_type -> common.teos.v2.AddAppointmentRequest
+	7,  // 6: teos.v2.PublicTowerServices.get_appointment:input_type -> common.teos.v2.GetAppointmentRequest
+	8,  // 7: teos.v2.PublicTowerServices.get_subscription_info:input_type -> common.teos.v2.GetSubscriptionInfoRequest
+	9,  // 8: teos.v2.PrivateTowerServices.get_all_appointments:input_type -> google.protobuf.Empty
+	10, // 9: teos.v2.PrivateTowerServices.get_appointments:input_type -> teos.v2.GetAppointmentsRequest
+	9,  // 10: teos.v2.PrivateTowerServices.get_tower_info:input_type -> google.protobuf.Empty
+	9,  // 11: teos.v2.PrivateTowerServices.get_users:input_type -> google.protobuf.Empty
+	11, // 12: teos.v2.PrivateTowerServices.get_user:input_type -> teos.v2.GetUserRequest
+	9,  // 13: teos.v2.PrivateTowerServices.stop:input_type -> google.protobuf.Empty
+	12, // 14: teos.v2.PublicTowerServices.register:output_type -> common.teos.v2.RegisterResponse
+	13, // 15: teos.v2.PublicTowerServices.add_appointment:output_type -> common.teos.v2.AddAppointmentResponse
+	14, // 16: teos.v2.PublicTowerServices.get_appointment:output_type -> common.teos.v2.GetAppointmentResponse
+	15, // 17: teos.v2.PublicTowerServices.get_subscription_info:output_type -> common.teos.v2.GetSubscriptionInfoResponse
+	16, // 18: teos.v2.PrivateTowerServices.get_all_appointments:output_type -> teos.v2.GetAllAppointmentsResponse
+	17, // 19: teos.v2.PrivateTowerServices.get_appointments:output_type -> teos.v2.GetAppointmentsResponse
+	3,  // 20: teos.v2.PrivateTowerServices.get_tower_info:output_type -> teos.v2.GetTowerInfoResponse
+	18, // 21: teos.v2.PrivateTowerServices.get_users:output_type -> teos.v2.GetUsersResponse
+	19, // 22: teos.v2.PrivateTowerServices.get_user:output_type -> teos.v2.GetUserResponse
+	9,  // 23: teos.v2.PrivateTowerServices.stop:output_type -> google.protobuf.Empty
+	14, // [14:24] is the sub-list for method output_type
+	4,  // [4:14] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_teos_v2_tower_services_proto_init() }
@@ -331,8 +530,8 @@ func file_teos_v2_tower_services_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_teos_v2_tower_services_proto_rawDesc), len(file_teos_v2_tower_services_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   2,
+			NumEnums:      2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
