@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 
 	"github.com/teos-go/teos/internal/btcdtest"
@@ -27,6 +26,7 @@ type teosd struct {
 	id      string // tower_id, 66 hex
 	lndAddr string // lnd_tower_bind
 	metrics string // metrics_bind
+	api     string // the teos HTTP API, host:port
 }
 
 // metric returns the value of an unlabelled metric on teosd's /metrics.
@@ -62,14 +62,14 @@ func startTeosd(t testing.TB, node *btcdtest.Node) *teosd {
 	if err := os.WriteFile(filepath.Join(dataDir, "teos.toml"), []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tw := &teosd{lndAddr: freeAddr(t), metrics: freeAddr(t)}
+	tw := &teosd{lndAddr: freeAddr(t), metrics: freeAddr(t), api: freeAddr(t)}
 	ids := make(chan string, 1)
 	var once sync.Once
 	tw.p = startProc(t, "teosd", teosdBin, []string{
 		"--datadir", dataDir, "--btcnetwork", "regtest",
 		"--btcrpcuser", node.User, "--btcrpcpassword", node.Pass,
 		"--btcrpcconnect", host, "--btcrpcport", port,
-		"--apibind", "127.0.0.1", "--apiport", portOf(freeAddr(t)), "--rpcport", portOf(freeAddr(t)),
+		"--apibind", "127.0.0.1", "--apiport", portOf(tw.api), "--rpcport", portOf(freeAddr(t)),
 		"--lndtowerbind", tw.lndAddr, "--metricsbind", tw.metrics, "--debug",
 	}, func(line string) {
 		if id, ok := strings.CutPrefix(line, "tower_id: "); ok {
@@ -117,83 +117,14 @@ func TestLndBreachThroughTeosd(t *testing.T) {
 	t.Logf("lnd nodes up (%v)", time.Since(began))
 
 	f := &funder{node: node, next: 1}
-	f.send(t, alice.newAddress(t, node), 10*btcutil.SatoshiPerBitcoin)
-	node.Generate(t, 1)
-	waitFor(t, 60*time.Second, "alice's confirmed balance", func() (bool, error) {
-		var b struct {
-			Confirmed string `json:"confirmed_balance"`
-		}
-		if err := lncliJSON(t, alice, &b, "walletbalance"); err != nil {
-			return false, err
-		}
-		return b.Confirmed != "" && b.Confirmed != "0", nil
-	})
-
 	lncli(t, alice, nil, "wtclient", "add", tw.id+"@"+tw.lndAddr)
-	lncli(t, alice, nil, "connect", bob.pubkey+"@"+bob.p2p)
-	var open struct {
-		FundingTxid string `json:"funding_txid"`
-	}
-	lncli(t, alice, &open, "openchannel", "--node_key", bob.pubkey, "--local_amt", "2000000")
-	var chanPoint string
-	waitFor(t, 120*time.Second, "an active channel", func() (bool, error) {
-		node.Generate(t, 1)
-		var lc struct {
-			Channels []struct {
-				Active       bool   `json:"active"`
-				ChannelPoint string `json:"channel_point"`
-				CommitType   string `json:"commitment_type"`
-			} `json:"channels"`
-		}
-		if err := lncliJSON(t, alice, &lc, "listchannels"); err != nil {
-			return false, err
-		}
-		if len(lc.Channels) == 1 && lc.Channels[0].Active {
-			chanPoint = lc.Channels[0].ChannelPoint
-			t.Logf("channel %s, %s (%v)", chanPoint, lc.Channels[0].CommitType, time.Since(began))
-			return true, nil
-		}
-		return false, nil
-	})
-
-	pay := func(amt int) {
-		t.Helper()
-		var inv struct {
-			PaymentRequest string `json:"payment_request"`
-		}
-		// Right after the channel (re)activates the link may not forward yet: retry.
-		waitFor(t, 60*time.Second, fmt.Sprintf("a payment of %d sat", amt), func() (bool, error) {
-			lncli(t, bob, &inv, "addinvoice", "--amt", fmt.Sprint(amt))
-			if err := lncliJSON(t, alice, nil, "payinvoice", "--force", "--json", inv.PaymentRequest); err != nil {
-				time.Sleep(time.Second)
-				return false, err
-			}
-			return true, nil
-		})
-	}
-	pay(300_000)
-	pay(200_000)
-
-	// The cheater keeps the state where he has 500,000 sat.
-	bob.stop(t)
-	old, err := os.ReadFile(bob.channelDB())
-	if err != nil {
-		t.Fatal(err)
-	}
-	bob.start(t)
-	waitFor(t, 120*time.Second, "the channel active again", func() (bool, error) {
-		var lc struct {
-			Channels []struct {
-				Active bool `json:"active"`
-			} `json:"channels"`
-		}
-		if err := lncliJSON(t, alice, &lc, "listchannels"); err != nil {
-			return false, err
-		}
-		return len(lc.Channels) == 1 && lc.Channels[0].Active, nil
-	})
-	pay(100_000) // revokes the kept state
-	pay(50_000)
+	chanPoint := openChannel(t, node, f, alice, bob)
+	t.Logf("channel open (%v)", time.Since(began))
+	pay(t, alice, bob, 300_000)
+	pay(t, alice, bob, 200_000)
+	old := keepState(t, alice, bob) // the cheater keeps the state where he has 500,000 sat
+	pay(t, alice, bob, 100_000)     // revokes the kept state
+	pay(t, alice, bob, 50_000)
 
 	waitFor(t, 120*time.Second, "alice's backups to teosd", func() (bool, error) {
 		var st struct {
@@ -215,19 +146,8 @@ func TestLndBreachThroughTeosd(t *testing.T) {
 	}
 
 	// The victim goes offline; the cheater restores the revoked state and force-closes.
-	alice.stop(t)
-	bob.stop(t)
-	if err := os.WriteFile(bob.channelDB(), old, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	bob.start(t)
-	var closing struct {
-		ClosingTxid string `json:"closing_txid"`
-	}
-	txid, idx, _ := strings.Cut(chanPoint, ":")
-	lncli(t, bob, &closing, "closechannel", "--force", "--funding_txid", txid, "--output_index", idx)
-	t.Logf("revoked commitment %s broadcast (%v)", closing.ClosingTxid, time.Since(began))
-	bob.stop(t) // the cheater need not stay
+	closingTxid := cheat(t, alice, bob, old, chanPoint)
+	t.Logf("revoked commitment %s broadcast (%v)", closingTxid, time.Since(began))
 
 	node.Generate(t, 1)
 	var breachTxid, justiceTxid string
@@ -239,8 +159,8 @@ func TestLndBreachThroughTeosd(t *testing.T) {
 		breachTxid, justiceTxid = m[1], m[2]
 		return true, nil
 	})
-	if breachTxid != closing.ClosingTxid {
-		t.Fatalf("teosd answered breach %s, the cheater broadcast %s", breachTxid, closing.ClosingTxid)
+	if breachTxid != closingTxid {
+		t.Fatalf("teosd answered breach %s, the cheater broadcast %s", breachTxid, closingTxid)
 	}
 	jh, err := chainhash.NewHashFromStr(justiceTxid)
 	if err != nil {
