@@ -120,7 +120,7 @@ func spendersOf(t testing.TB, rpc *rpcclient.Client, txid chainhash.Hash) []*wir
 //
 //  1. chain A: alice and bob open an anchors channel and pay; bob keeps a state, which later
 //     payments revoke, and force-closes with it while alice is offline; the commitment is
-//     mined; alice comes back, sees the breach and broadcasts her justice transaction (left
+//     mined and confirmed; alice comes back, sees the breach and broadcasts her justice transaction (left
 //     unmined); both lnd nodes stop.
 //  2. chain B: A's blocks up to the breach; teosd on B; the user registers and uploads
 //     (commitment txid, alice's justice transaction) with teos-client; the commitment is sent
@@ -164,8 +164,9 @@ func TestLndJusticeThroughTeosProtocol(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nodeA.Generate(t, 1)
-	step("revoked commitment %s mined on chain A at %d", commitTxid, forkHeight+1)
+	// lnd acts on a channel close after 3 confirmations (lnwallet.CloseConfsForCapacity).
+	nodeA.Generate(t, 3)
+	step("revoked commitment %s mined on chain A at %d, 3 confirmations", commitTxid, forkHeight+1)
 
 	// The victim comes back and builds her justice transaction; it is not mined on A.
 	alice.start(t)
@@ -254,8 +255,8 @@ func TestLndJusticeThroughTeosProtocol(t *testing.T) {
 	step("teosd broadcast alice's justice transaction; it confirmed on B; dispute_responded")
 	tw.p.stop(t)
 
-	// A takes B's chain (one block longer than A's fork, then more), and alice comes back.
-	nodeB.Generate(t, 2)
+	// A takes B's chain (longer than A's 3-block fork), and alice comes back.
+	nodeB.Generate(t, 3)
 	tipB, err := rpcB.GetBlockCount()
 	if err != nil {
 		t.Fatal(err)
@@ -270,16 +271,14 @@ func TestLndJusticeThroughTeosProtocol(t *testing.T) {
 	waitFor(t, 60*time.Second, "the justice output in alice's wallet", func() (bool, error) {
 		var u struct {
 			Utxos []struct {
-				Outpoint struct {
-					Txid string `json:"txid_str"`
-				} `json:"outpoint"`
+				Outpoint string `json:"outpoint"` // txid:index
 			} `json:"utxos"`
 		}
 		if err := lncliJSON(t, alice, &u, "listunspent", "--min_confs", "1"); err != nil {
 			return false, err
 		}
 		for _, o := range u.Utxos {
-			if o.Outpoint.Txid == justiceTxid.String() {
+			if strings.HasPrefix(o.Outpoint, justiceTxid.String()+":") {
 				return true, nil
 			}
 		}
