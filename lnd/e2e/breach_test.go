@@ -97,11 +97,18 @@ func portOf(addr string) string {
 
 var justiceRe = regexp.MustCompile(`justice transaction handed to the responder.* breach_txid=([0-9a-f]{64}) justice_txid=([0-9a-f]{64})`)
 
-// TestLndBreachThroughTeosd: the victim's lnd backs its channel up to teosd through lnd's own
-// watchtower client; with the victim offline the cheater broadcasts a revoked commitment;
-// teosd builds and broadcasts the justice transaction, which confirms; the victim's lnd,
-// back online, finds its channel closed as a breach.
-func TestLndBreachThroughTeosd(t *testing.T) {
+// TestLndBreachThroughTeosd: the victim's lnd backs its anchors channel up to teosd through
+// lnd's own watchtower client; with the victim offline the cheater broadcasts a revoked
+// commitment; teosd builds and broadcasts the justice transaction, which confirms; the
+// victim's lnd, back online, finds its channel closed as a breach.
+func TestLndBreachThroughTeosd(t *testing.T) { lndBreachThroughTeosd(t, anchors) }
+
+// TestLndTaprootBreachThroughTeosd: the same with a taproot channel. lnd's client backs it up
+// in "taproot-final" sessions (blob type commit outputs | taproot | taproot final, Init with
+// the taproot-commit feature required), which lnd's tower code reused here accepts.
+func TestLndTaprootBreachThroughTeosd(t *testing.T) { lndBreachThroughTeosd(t, taproot) }
+
+func lndBreachThroughTeosd(t *testing.T, k chanKind) {
 	requireLnd(t)
 	began := time.Now()
 	node := btcdtest.Start(t)
@@ -110,15 +117,14 @@ func TestLndBreachThroughTeosd(t *testing.T) {
 	tw := startTeosd(t, node)
 	t.Logf("teosd up, tower_id %s, lnd tower at %s (%v)", tw.id, tw.lndAddr, time.Since(began))
 
-	alice := newLnd(t, "alice", proxy, cert, node, "--wtclient.active") // the victim
-	bob := newLnd(t, "bob", proxy, cert, node)                          // the cheater
-	alice.start(t)
-	bob.start(t)
+	alice := newLnd(t, "alice", proxy, cert, node, append([]string{"--wtclient.active"}, k.lndArgs...)...) // the victim
+	bob := newLnd(t, "bob", proxy, cert, node, k.lndArgs...)                                               // the cheater
+	startAll(t, alice, bob)
 	t.Logf("lnd nodes up (%v)", time.Since(began))
 
 	f := &funder{node: node, next: 1}
 	lncli(t, alice, nil, "wtclient", "add", tw.id+"@"+tw.lndAddr)
-	chanPoint := openChannel(t, node, f, alice, bob)
+	chanPoint := openChannel(t, node, f, alice, bob, k)
 	t.Logf("channel open (%v)", time.Since(began))
 	pay(t, alice, bob, 300_000)
 	pay(t, alice, bob, 200_000)

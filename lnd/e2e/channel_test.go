@@ -12,9 +12,27 @@ import (
 	"github.com/teos-go/teos/internal/btcdtest"
 )
 
-// openChannel funds alice with coinbase f.next, opens a 2,000,000 sat channel from alice to
-// bob and mines until alice sees it active. It returns the channel point, "txid:index".
-func openChannel(t testing.TB, node *btcdtest.Node, f *funder, alice, bob *lndNode) string {
+// chanKind is a channel type: the lnd flags both nodes need, the openchannel flags, and the
+// commitment_type lncli then reports.
+type chanKind struct {
+	lndArgs, openArgs []string
+	commitType        string
+}
+
+var (
+	anchors = chanKind{commitType: "ANCHORS"}
+	// lnd's production taproot channels (feature bits 80/81) must be private.
+	taproot = chanKind{
+		lndArgs:    []string{"--protocol.simple-taproot-chans"},
+		openArgs:   []string{"--channel_type", "taproot", "--private"},
+		commitType: "SIMPLE_TAPROOT_FINAL",
+	}
+)
+
+// openChannel funds alice with coinbase f.next, opens a 2,000,000 sat channel of kind k from
+// alice to bob and mines until alice sees it active. It returns the channel point,
+// "txid:index".
+func openChannel(t testing.TB, node *btcdtest.Node, f *funder, alice, bob *lndNode, k chanKind) string {
 	t.Helper()
 	f.send(t, alice.newAddress(t, node), 10*btcutil.SatoshiPerBitcoin)
 	node.Generate(t, 1)
@@ -28,7 +46,7 @@ func openChannel(t testing.TB, node *btcdtest.Node, f *funder, alice, bob *lndNo
 		return b.Confirmed != "" && b.Confirmed != "0", nil
 	})
 	lncli(t, alice, nil, "connect", bob.pubkey+"@"+bob.p2p)
-	lncli(t, alice, nil, "openchannel", "--node_key", bob.pubkey, "--local_amt", "2000000")
+	lncli(t, alice, nil, append([]string{"openchannel", "--node_key", bob.pubkey, "--local_amt", "2000000"}, k.openArgs...)...)
 	var chanPoint string
 	waitFor(t, 120*time.Second, "an active channel", func() (bool, error) {
 		node.Generate(t, 1)
@@ -43,6 +61,9 @@ func openChannel(t testing.TB, node *btcdtest.Node, f *funder, alice, bob *lndNo
 			return false, err
 		}
 		if len(lc.Channels) == 1 && lc.Channels[0].Active {
+			if got := lc.Channels[0].CommitType; got != k.commitType {
+				t.Fatalf("channel of type %s, want %s", got, k.commitType)
+			}
 			chanPoint = lc.Channels[0].ChannelPoint
 			t.Logf("channel %s, %s", chanPoint, lc.Channels[0].CommitType)
 			return true, nil

@@ -141,11 +141,10 @@ func TestLndJusticeThroughTeosProtocol(t *testing.T) {
 	proxy, cert := tlsProxy(t, nodeA.RPCHost)
 	alice := newLnd(t, "alice", proxy, cert, nodeA) // the victim
 	bob := newLnd(t, "bob", proxy, cert, nodeA)     // the cheater
-	alice.start(t)
-	bob.start(t)
+	startAll(t, alice, bob)
 	step("lnd nodes up")
 
-	chanPoint := openChannel(t, nodeA, &funder{node: nodeA, next: 1}, alice, bob)
+	chanPoint := openChannel(t, nodeA, &funder{node: nodeA, next: 1}, alice, bob, anchors)
 	pay(t, alice, bob, 300_000)
 	old := keepState(t, alice, bob)
 	pay(t, alice, bob, 100_000) // revokes the kept state
