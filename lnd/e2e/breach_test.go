@@ -147,6 +147,9 @@ func lndBreachThroughTeosd(t *testing.T, k chanKind) {
 		return st.NumBackups >= 4 && st.NumPendingBackups == 0, fmt.Errorf("%+v", st)
 	})
 	t.Logf("states backed up to teosd (%v)", time.Since(began))
+	if n := backupsOfPolicy(t, alice, k.policy); n < 4 {
+		t.Fatalf("alice's %s sessions with teosd hold %d backups, want at least 4", k.policy, n)
+	}
 	if s, u := tw.metric(t, "teos_lnd_sessions"), tw.metric(t, "teos_lnd_state_updates"); s < 1 || u < 4 {
 		t.Fatalf("teosd's metrics: %v lnd sessions, %v state updates", s, u)
 	}

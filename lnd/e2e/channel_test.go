@@ -17,15 +17,18 @@ import (
 type chanKind struct {
 	lndArgs, openArgs []string
 	commitType        string
+	policy            string // the wtclient's policy type for its sessions
 }
 
 var (
-	anchors = chanKind{commitType: "ANCHORS"}
-	// lnd's production taproot channels (feature bits 80/81) must be private.
+	anchors = chanKind{commitType: "ANCHORS", policy: "ANCHOR"}
+	// lnd's production taproot channels (feature bits 80/81) must be private; lncli names
+	// the type TAPROOT (7, also called SIMPLE_TAPROOT_FINAL; the staging type is 5).
 	taproot = chanKind{
 		lndArgs:    []string{"--protocol.simple-taproot-chans"},
 		openArgs:   []string{"--channel_type", "taproot", "--private"},
-		commitType: "SIMPLE_TAPROOT_FINAL",
+		commitType: "TAPROOT",
+		policy:     "TAPROOT", // blob type taproot-final for these channels
 	}
 )
 
@@ -140,4 +143,32 @@ func cheat(t testing.TB, alice, bob *lndNode, old []byte, chanPoint string) stri
 	lncli(t, bob, &closing, "closechannel", "--force", "--funding_txid", txid, "--output_index", idx)
 	bob.stop(t) // the cheater need not stay
 	return closing.ClosingTxid
+}
+
+// backupsOfPolicy counts the backups in alice's tower-client sessions of the given policy
+// type (ANCHOR, TAPROOT), over all her towers.
+func backupsOfPolicy(t testing.TB, alice *lndNode, policy string) int {
+	t.Helper()
+	var r struct {
+		Towers []struct {
+			SessionInfo []struct {
+				PolicyType string `json:"policy_type"`
+				Sessions   []struct {
+					NumBackups int `json:"num_backups"`
+				} `json:"sessions"`
+			} `json:"session_info"`
+		} `json:"towers"`
+	}
+	lncli(t, alice, &r, "wtclient", "towers", "--include_sessions")
+	n := 0
+	for _, tw := range r.Towers {
+		for _, si := range tw.SessionInfo {
+			if si.PolicyType == policy {
+				for _, s := range si.Sessions {
+					n += s.NumBackups
+				}
+			}
+		}
+	}
+	return n
 }
