@@ -89,7 +89,7 @@ func copyBlocks(t testing.TB, from, to *rpcclient.Client, first, last int64) {
 	}
 }
 
-// spendersOf returns the transactions in rpc's mempool that spend an output of txid.
+// spendersOf returns the transactions in rpc's mempool that spend outputs of txid only.
 func spendersOf(t testing.TB, rpc *rpcclient.Client, txid chainhash.Hash) []*wire.MsgTx {
 	t.Helper()
 	pool, err := rpc.GetRawMempool()
@@ -102,11 +102,12 @@ func spendersOf(t testing.TB, rpc *rpcclient.Client, txid chainhash.Hash) []*wir
 		if err != nil {
 			t.Fatalf("getrawtransaction %s: %v", h, err)
 		}
+		only := true
 		for _, in := range tx.MsgTx().TxIn {
-			if in.PreviousOutPoint.Hash == txid {
-				found = append(found, tx.MsgTx())
-				break
-			}
+			only = only && in.PreviousOutPoint.Hash == txid
+		}
+		if only {
+			found = append(found, tx.MsgTx())
 		}
 	}
 	return found
@@ -120,8 +121,8 @@ func spendersOf(t testing.TB, rpc *rpcclient.Client, txid chainhash.Hash) []*wir
 //
 //  1. chain A: alice and bob open an anchors channel and pay; bob keeps a state, which later
 //     payments revoke, and force-closes with it while alice is offline; the commitment is
-//     mined and confirmed; alice comes back, sees the breach and broadcasts her justice transaction (left
-//     unmined); both lnd nodes stop.
+//     mined and confirmed; alice comes back, sees the breach and broadcasts her justice
+//     transaction (left unmined); both lnd nodes stop.
 //  2. chain B: A's blocks up to the breach; teosd on B; the user registers and uploads
 //     (commitment txid, alice's justice transaction) with teos-client; the commitment is sent
 //     and mined; teosd must broadcast exactly alice's transaction, which confirms, and
