@@ -128,8 +128,8 @@ func keepState(t testing.TB, alice, bob *lndNode) []byte {
 // cheat returns its txid.
 func cheat(t testing.TB, alice, bob *lndNode, old []byte, chanPoint string) string {
 	t.Helper()
-	// With alice online bob's lnd would learn from her reestablish that its state is old and
-	// refuse to close.
+	// With alice online bob's lnd would learn from her reestablish that its state is old
+	// (lnd's data-loss protection).
 	alice.stop(t)
 	bob.stop(t)
 	if err := os.WriteFile(bob.channelDB(), old, 0o600); err != nil {
