@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 
 	"github.com/teos-go/teos/internal/btcdtest"
@@ -28,6 +27,7 @@ type teosd struct {
 	id      string // tower_id, 66 hex
 	lndAddr string // lnd_tower_bind
 	metrics string // metrics_bind
+	api     string // the teos HTTP API, host:port
 	dataDir string
 	rpcPort string // the admin RPC's, for teos-cli
 }
@@ -66,14 +66,14 @@ func startTeosd(t testing.TB, node *btcdtest.Node, extraToml string) *teosd {
 	if err := os.WriteFile(filepath.Join(dataDir, "teos.toml"), []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tw := &teosd{lndAddr: freeAddr(t), metrics: freeAddr(t), dataDir: dataDir, rpcPort: portOf(freeAddr(t))}
+	tw := &teosd{lndAddr: freeAddr(t), metrics: freeAddr(t), api: freeAddr(t), dataDir: dataDir, rpcPort: portOf(freeAddr(t))}
 	ids := make(chan string, 1)
 	var once sync.Once
 	tw.p = startProc(t, "teosd", teosdBin, []string{
 		"--datadir", dataDir, "--btcnetwork", "regtest",
 		"--btcrpcuser", node.User, "--btcrpcpassword", node.Pass,
 		"--btcrpcconnect", host, "--btcrpcport", port,
-		"--apibind", "127.0.0.1", "--apiport", portOf(freeAddr(t)), "--rpcport", tw.rpcPort,
+		"--apibind", "127.0.0.1", "--apiport", portOf(tw.api), "--rpcport", tw.rpcPort,
 		"--lndtowerbind", tw.lndAddr, "--metricsbind", tw.metrics, "--debug",
 	}, func(line string) {
 		if id, ok := strings.CutPrefix(line, "tower_id: "); ok {
@@ -101,21 +101,28 @@ func portOf(addr string) string {
 
 var justiceRe = regexp.MustCompile(`justice transaction handed to the responder.* breach_txid=([0-9a-f]{64}) justice_txid=([0-9a-f]{64})`)
 
-// TestLndBreachThroughTeosd: the victim's lnd backs its channel up to teosd through lnd's own
-// watchtower client; with the victim offline the cheater broadcasts a revoked commitment;
-// teosd builds and broadcasts the justice transaction, which confirms; the victim's lnd,
-// back online, finds its channel closed as a breach.
-func TestLndBreachThroughTeosd(t *testing.T) {
+// TestLndBreachThroughTeosd: the victim's lnd backs its anchors channel up to teosd through
+// lnd's own watchtower client; with the victim offline the cheater broadcasts a revoked
+// commitment; teosd builds and broadcasts the justice transaction, which confirms; the
+// victim's lnd, back online, finds its channel closed as a breach.
+func TestLndBreachThroughTeosd(t *testing.T) { lndBreachThroughTeosd(t, anchors) }
+
+// TestLndTaprootBreachThroughTeosd: the same with a taproot channel. lnd's client backs it up
+// in "taproot-final" sessions (blob type commit outputs | taproot | taproot final, Init with
+// the taproot-commit feature required), which lnd's tower code reused here accepts.
+func TestLndTaprootBreachThroughTeosd(t *testing.T) { lndBreachThroughTeosd(t, taproot) }
+
+func lndBreachThroughTeosd(t *testing.T, k chanKind) {
 	requireLnd(t)
 	began := time.Now()
 	node := btcdtest.Start(t)
 	node.Generate(t, 110) // teosd needs 100 blocks; coinbases 1..10 are mature
 	tw := startTeosd(t, node, "")
 	t.Logf("teosd up, tower_id %s, lnd tower at %s (%v)", tw.id, tw.lndAddr, time.Since(began))
-	lndBreach(t, node, tw, tw, began)
+	lndBreach(t, node, tw, tw, k, began)
 }
 
-// TestLndBreachThroughSharedPostgres is the same breach with two teosd instances on one
+// TestLndBreachThroughSharedPostgres is the anchors breach with two teosd instances on one
 // PostgreSQL: the victim's lnd backs up to the follower, and the leader's block processing
 // finds the breach in the sessions the follower stored and sends the justice transaction.
 func TestLndBreachThroughSharedPostgres(t *testing.T) {
@@ -137,105 +144,35 @@ func TestLndBreachThroughSharedPostgres(t *testing.T) {
 		t.Fatalf("instances have different tower ids: %s, %s", leader.id, follower.id)
 	}
 	t.Logf("two teosd on PostgreSQL, tower_id %s; lnd client -> follower at %s (%v)", follower.id, follower.lndAddr, time.Since(began))
-	lndBreach(t, node, follower, leader, began)
+	lndBreach(t, node, follower, leader, anchors, began)
 	if strings.Contains(follower.p.logs(), "justice transaction handed") {
 		t.Fatal("the follower handed a justice transaction over")
 	}
 }
 
-// lndBreach runs the breach: the victim's lnd backs up to client; the justice transaction is
-// expected from leader (the same process with one instance).
-func lndBreach(t *testing.T, node *btcdtest.Node, client, leader *teosd, began time.Time) {
+// lndBreach runs the breach for a channel of kind k: the victim's lnd backs up to client; the
+// justice transaction is expected from leader (the same process with one instance).
+func lndBreach(t *testing.T, node *btcdtest.Node, client, leader *teosd, k chanKind, began time.Time) {
 	proxy, cert := tlsProxy(t, node.RPCHost)
 	tw := client
 	if s, u, j := tw.lndFrontEnd(t); s != 0 || u != 0 || j != 0 {
 		t.Fatalf("gettowerinfo before any client: %d sessions, %d updates, %d justice txs", s, u, j)
 	}
 
-	alice := newLnd(t, "alice", proxy, cert, node, "--wtclient.active") // the victim
-	bob := newLnd(t, "bob", proxy, cert, node)                          // the cheater
-	alice.start(t)
-	bob.start(t)
+	alice := newLnd(t, "alice", proxy, cert, node, append([]string{"--wtclient.active"}, k.lndArgs...)...) // the victim
+	bob := newLnd(t, "bob", proxy, cert, node, k.lndArgs...)                                               // the cheater
+	startAll(t, alice, bob)
 	t.Logf("lnd nodes up (%v)", time.Since(began))
 
 	f := &funder{node: node, next: 1}
-	f.send(t, alice.newAddress(t, node), 10*btcutil.SatoshiPerBitcoin)
-	node.Generate(t, 1)
-	waitFor(t, 60*time.Second, "alice's confirmed balance", func() (bool, error) {
-		var b struct {
-			Confirmed string `json:"confirmed_balance"`
-		}
-		if err := lncliJSON(t, alice, &b, "walletbalance"); err != nil {
-			return false, err
-		}
-		return b.Confirmed != "" && b.Confirmed != "0", nil
-	})
-
 	lncli(t, alice, nil, "wtclient", "add", tw.id+"@"+tw.lndAddr)
-	lncli(t, alice, nil, "connect", bob.pubkey+"@"+bob.p2p)
-	var open struct {
-		FundingTxid string `json:"funding_txid"`
-	}
-	lncli(t, alice, &open, "openchannel", "--node_key", bob.pubkey, "--local_amt", "2000000")
-	var chanPoint string
-	waitFor(t, 120*time.Second, "an active channel", func() (bool, error) {
-		node.Generate(t, 1)
-		var lc struct {
-			Channels []struct {
-				Active       bool   `json:"active"`
-				ChannelPoint string `json:"channel_point"`
-				CommitType   string `json:"commitment_type"`
-			} `json:"channels"`
-		}
-		if err := lncliJSON(t, alice, &lc, "listchannels"); err != nil {
-			return false, err
-		}
-		if len(lc.Channels) == 1 && lc.Channels[0].Active {
-			chanPoint = lc.Channels[0].ChannelPoint
-			t.Logf("channel %s, %s (%v)", chanPoint, lc.Channels[0].CommitType, time.Since(began))
-			return true, nil
-		}
-		return false, nil
-	})
-
-	pay := func(amt int) {
-		t.Helper()
-		var inv struct {
-			PaymentRequest string `json:"payment_request"`
-		}
-		// Right after the channel (re)activates the link may not forward yet: retry.
-		waitFor(t, 60*time.Second, fmt.Sprintf("a payment of %d sat", amt), func() (bool, error) {
-			lncli(t, bob, &inv, "addinvoice", "--amt", fmt.Sprint(amt))
-			if err := lncliJSON(t, alice, nil, "payinvoice", "--force", "--json", inv.PaymentRequest); err != nil {
-				time.Sleep(time.Second)
-				return false, err
-			}
-			return true, nil
-		})
-	}
-	pay(300_000)
-	pay(200_000)
-
-	// The cheater keeps the state where he has 500,000 sat.
-	bob.stop(t)
-	old, err := os.ReadFile(bob.channelDB())
-	if err != nil {
-		t.Fatal(err)
-	}
-	bob.start(t)
-	waitFor(t, 120*time.Second, "the channel active again", func() (bool, error) {
-		var lc struct {
-			Channels []struct {
-				Active bool `json:"active"`
-			} `json:"channels"`
-		}
-		if err := lncliJSON(t, alice, &lc, "listchannels"); err != nil {
-			return false, err
-		}
-		return len(lc.Channels) == 1 && lc.Channels[0].Active, nil
-	})
-	pay(100_000) // revokes the kept state
-	pay(50_000)
+	chanPoint := openChannel(t, node, f, alice, bob, k)
+	t.Logf("channel open (%v)", time.Since(began))
+	pay(t, alice, bob, 300_000)
+	pay(t, alice, bob, 200_000)
+	old := keepState(t, alice, bob) // the cheater keeps the state where he has 500,000 sat
+	pay(t, alice, bob, 100_000)     // revokes the kept state
+	pay(t, alice, bob, 50_000)
 
 	waitFor(t, 120*time.Second, "alice's backups to teosd", func() (bool, error) {
 		var st struct {
@@ -252,30 +189,22 @@ func lndBreach(t *testing.T, node *btcdtest.Node, client, leader *teosd, began t
 		return st.NumBackups >= 4 && st.NumPendingBackups == 0, fmt.Errorf("%+v", st)
 	})
 	t.Logf("states backed up to teosd (%v)", time.Since(began))
+	if n := backupsOfPolicy(t, alice, k.policy); n < 4 {
+		t.Fatalf("alice's %s sessions with teosd hold %d backups, want at least 4", k.policy, n)
+	}
 	if s, u := tw.metric(t, "teos_lnd_sessions"), tw.metric(t, "teos_lnd_state_updates"); s < 1 || u < 4 {
 		t.Fatalf("teosd's metrics: %v lnd sessions, %v state updates", s, u)
 	}
-	// The operator sees the same through teos-cli (alice is offline from here: nothing moves).
-	alice.stop(t)
+
+	// The victim goes offline; the cheater restores the revoked state and force-closes.
+	closingTxid := cheat(t, alice, bob, old, chanPoint)
+	// The operator sees the same through teos-cli (alice is offline: nothing moves).
 	if s, u, j := tw.lndFrontEnd(t); float64(s) != tw.metric(t, "teos_lnd_sessions") ||
 		float64(u) != tw.metric(t, "teos_lnd_state_updates") || s < 1 || u < 4 || j != 0 {
 		t.Fatalf("gettowerinfo: %d sessions, %d updates, %d justice txs; metrics %v, %v", s, u, j,
 			tw.metric(t, "teos_lnd_sessions"), tw.metric(t, "teos_lnd_state_updates"))
 	}
-
-	// The victim is offline; the cheater restores the revoked state and force-closes.
-	bob.stop(t)
-	if err := os.WriteFile(bob.channelDB(), old, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	bob.start(t)
-	var closing struct {
-		ClosingTxid string `json:"closing_txid"`
-	}
-	txid, idx, _ := strings.Cut(chanPoint, ":")
-	lncli(t, bob, &closing, "closechannel", "--force", "--funding_txid", txid, "--output_index", idx)
-	t.Logf("revoked commitment %s broadcast (%v)", closing.ClosingTxid, time.Since(began))
-	bob.stop(t) // the cheater need not stay
+	t.Logf("revoked commitment %s broadcast (%v)", closingTxid, time.Since(began))
 
 	node.Generate(t, 1)
 	var breachTxid, justiceTxid string
@@ -287,8 +216,8 @@ func lndBreach(t *testing.T, node *btcdtest.Node, client, leader *teosd, began t
 		breachTxid, justiceTxid = m[1], m[2]
 		return true, nil
 	})
-	if breachTxid != closing.ClosingTxid {
-		t.Fatalf("teosd answered breach %s, the cheater broadcast %s", breachTxid, closing.ClosingTxid)
+	if breachTxid != closingTxid {
+		t.Fatalf("teosd answered breach %s, the cheater broadcast %s", breachTxid, closingTxid)
 	}
 	jh, err := chainhash.NewHashFromStr(justiceTxid)
 	if err != nil {

@@ -420,7 +420,22 @@ func newLnd(t testing.TB, name, btcdTLS, certPath string, node *btcdtest.Node, e
 // start runs lnd and waits until its RPC answers and it is synced to the chain.
 func (n *lndNode) start(t testing.TB) {
 	t.Helper()
-	n.p = startProc(t, "lnd "+n.name, lndBin, n.args, nil)
+	startAll(t, n)
+}
+
+// startAll starts the nodes together, then waits for each: their start-ups overlap.
+func startAll(t testing.TB, nodes ...*lndNode) {
+	t.Helper()
+	for _, n := range nodes {
+		n.p = startProc(t, "lnd "+n.name, lndBin, n.args, nil)
+	}
+	for _, n := range nodes {
+		n.waitSynced(t)
+	}
+}
+
+func (n *lndNode) waitSynced(t testing.TB) {
+	t.Helper()
 	var info struct {
 		IdentityPubkey string `json:"identity_pubkey"`
 		SyncedToChain  bool   `json:"synced_to_chain"`
