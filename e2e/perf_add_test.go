@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -27,10 +28,20 @@ func TestPerfAddAB(t *testing.T) {
 	d := envDuration(t, "PERF_DURATION", 10*time.Second)
 	rounds := envInt(t, "PERF_ROUNDS", 2)
 	profDir := os.Getenv("PERF_PROFILE_DIR")
-	type variant struct{ name, bin string }
-	variants := []variant{{"this tree", teosdBin}}
+	type variant struct {
+		name, bin string
+		env       []string // KEY=VALUE for teosd
+	}
+	variants := []variant{{"this tree", teosdBin, nil}}
 	if base := os.Getenv("PERF_TEOSD_BASE"); base != "" {
-		variants = append([]variant{{"base", base}}, variants...)
+		variants = append([]variant{{"base", base, nil}}, variants...)
+	}
+	// PERF_ENV_VARIANTS="name:KEY=VALUE,KEY=VALUE;name2:..." adds runs of this tree's teosd with
+	// its measurement switches (e.g. tcp:TEOSD_INTERNAL_HOP=tcp).
+	for _, spec := range strings.Split(os.Getenv("PERF_ENV_VARIANTS"), ";") {
+		if name, env, ok := strings.Cut(spec, ":"); ok {
+			variants = append(variants, variant{name, teosdBin, strings.Split(env, ",")})
+		}
 	}
 	own := teosdBin
 	defer func() { teosdBin = own }()
@@ -44,7 +55,9 @@ func TestPerfAddAB(t *testing.T) {
 	for r := 0; r < rounds; r++ {
 		for _, v := range variants {
 			teosdBin = v.bin
-			tw := newTower(t, node, "")
+			// teos-bench opens more than the default 64 connections per address (its registrations
+			// run beside the load's connections).
+			tw := newTower(t, node, "api_max_connections_per_address = 0\n")
 			pprofAddr := ""
 			if profDir != "" && v.bin == own {
 				pprofAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -52,7 +65,15 @@ func TestPerfAddAB(t *testing.T) {
 			} else {
 				t.Setenv("TEOSD_PPROF", "")
 			}
+			for _, kv := range v.env {
+				k, val, _ := strings.Cut(kv, "=")
+				t.Setenv(k, val)
+			}
 			tw.start()
+			for _, kv := range v.env {
+				k, _, _ := strings.Cut(kv, "=")
+				os.Unsetenv(k)
+			}
 			cmd, out := benchCmd(t, tw, "-users", clients, "-c", clients, "-duration", d.String(),
 				"-presign", strconv.Itoa(int(15000*d.Seconds())), "-verifyevery", "256")
 			cpu0 := cpuTime(t, tw)
@@ -61,10 +82,18 @@ func TestPerfAddAB(t *testing.T) {
 				t.Fatal(err)
 			}
 			if pprofAddr != "" {
-				// teos-bench presigns and registers first; profile the middle of the timed load.
+				// teos-bench presigns first: the load starts when teosd gets busy.
 				go func(r int) {
-					time.Sleep(d / 2)
-					saveProfile(t, pprofAddr, fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(d.Seconds()/3))),
+					for last := cpuTime(t, tw); ; {
+						time.Sleep(100 * time.Millisecond)
+						now := cpuTime(t, tw)
+						if now-last >= 50*time.Millisecond {
+							break
+						}
+						last = now
+					}
+					time.Sleep(d / 6)
+					saveProfile(t, pprofAddr, fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(d.Seconds()/2))),
 						filepath.Join(profDir, fmt.Sprintf("cpu-%d.pprof", r)))
 				}(r)
 			}
@@ -90,9 +119,9 @@ func TestPerfAddAB(t *testing.T) {
 			tw.kill()
 		}
 	}
-	fmt.Printf("\n%-10s %8s %9s %8s %8s %12s  %s\n", "teosd", "adds", "adds/s", "p50 ms", "p99 ms", "CPU µs/add", "load at start")
+	fmt.Printf("\n%-12s %8s %9s %8s %8s %12s  %s\n", "teosd", "adds", "adds/s", "p50 ms", "p99 ms", "CPU µs/add", "load at start")
 	for _, rw := range rows {
-		fmt.Printf("%-10s %8d %9.0f %8.2f %8.2f %12.0f  %s\n", rw.name, rw.adds, rw.perSec, rw.p50, rw.p99, rw.cpuPerAdd, rw.load)
+		fmt.Printf("%-12s %8d %9.0f %8.2f %8.2f %12.0f  %s\n", rw.name, rw.adds, rw.perSec, rw.p50, rw.p99, rw.cpuPerAdd, rw.load)
 	}
 	fmt.Printf("load average at the end: %s\n", loadAvg())
 }
