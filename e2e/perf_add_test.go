@@ -75,7 +75,7 @@ func TestPerfAddAB(t *testing.T) {
 				os.Unsetenv(k)
 			}
 			cmd, out := benchCmd(t, tw, "-users", clients, "-c", clients, "-duration", d.String(),
-				"-presign", strconv.Itoa(int(15000*d.Seconds())), "-verifyevery", "256")
+				"-presign", strconv.Itoa(int(4000*d.Seconds())), "-verifyevery", "256")
 			cpu0 := cpuTime(t, tw)
 			load := loadAvg()
 			if err := cmd.Start(); err != nil {
@@ -94,7 +94,7 @@ func TestPerfAddAB(t *testing.T) {
 					}
 					time.Sleep(d / 6)
 					saveProfile(t, pprofAddr, fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(d.Seconds()/2))),
-						filepath.Join(profDir, fmt.Sprintf("cpu-%d.pprof", r)))
+						filepath.Join(profDir, fmt.Sprintf("cpu-%s-%d.pprof", fileName(v.name), r)))
 				}(r)
 			}
 			if err := cmd.Wait(); err != nil {
@@ -102,7 +102,7 @@ func TestPerfAddAB(t *testing.T) {
 			}
 			used := cpuTime(t, tw) - cpu0
 			if pprofAddr != "" {
-				saveProfile(t, pprofAddr, "/debug/pprof/allocs", filepath.Join(profDir, fmt.Sprintf("allocs-%d.pprof", r)))
+				saveProfile(t, pprofAddr, "/debug/pprof/allocs", filepath.Join(profDir, fmt.Sprintf("allocs-%s-%d.pprof", fileName(v.name), r)))
 			}
 			rep := readBenchReport(t, out)
 			rw := row{name: v.name, load: load}
@@ -142,4 +142,14 @@ func saveProfile(t *testing.T, addr, path, file string) {
 	if _, err := io.Copy(f, resp.Body); err != nil {
 		t.Errorf("profile %s: %v", path, err)
 	}
+}
+
+// fileName makes a variant's name usable in a file name.
+func fileName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == ' ' || r == '/' {
+			return '-'
+		}
+		return r
+	}, s)
 }

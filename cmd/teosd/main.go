@@ -285,11 +285,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		teosv2.RegisterPrivateTowerExtensionsServer(rpcSrv, grpcapi.NewPrivateExtensions(allow, log))
 	}
 
-	hopLis, hopTarget := internalHop(grpcLis) // internalhop.go
+	hopLis, hopTarget, hopOpts := internalHop(grpcLis) // internalhop.go
 	if hopLis != nil {
 		opened = append(opened, hopLis)
 	}
-	conn, err := grpc.NewClient(hopTarget, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(hopTarget, append(hopOpts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		return fmt.Errorf("dial internal API: %w", err)
 	}
