@@ -25,14 +25,18 @@ func (echoTower) AddAppointment(_ context.Context, req *commonv2.AddAppointmentR
 		Signature: req.GetSignature(), AvailableSlots: 1000, SubscriptionExpiry: 5000}, nil
 }
 
-// TestInternalHopServes: the edge's gRPC client reaches the internal API through the in-process listener
-// internalHop opens.
+// TestInternalHopServes: by default the edge dials the TCP listener; with TEOSD_INTERNAL_HOP=pipe
+// its gRPC client reaches the internal API through the in-process listener internalHop opens.
 func TestInternalHopServes(t *testing.T) {
 	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tcp.Close()
+	if lis, target, _ := internalHop(tcp); lis != nil || target != tcp.Addr().String() {
+		t.Fatalf("default hop: %v %q, want the TCP listener", lis, target)
+	}
+	t.Setenv(hopEnv, "pipe")
 	lis, target, opts := internalHop(tcp)
 	if lis == nil {
 		t.Fatal("no in-process listener")
@@ -72,7 +76,8 @@ func BenchmarkInternalHop(b *testing.B) {
 					b.Skip(err)
 				}
 				lis, target = unix, "unix-abstract:teosd-hop-bench-"+strconv.Itoa(os.Getpid())
-			case "pipe": // teosd's hop
+			case "pipe": // TEOSD_INTERNAL_HOP=pipe
+				b.Setenv(hopEnv, "pipe")
 				var hopOpts []grpc.DialOption
 				lis, target, hopOpts = internalHop(tcp)
 				opts = append(opts, hopOpts...)
