@@ -186,9 +186,11 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int,
 
 // readAll is io.ReadAll with the buffer sized from the Content-Length already checked against
 // the route's limit: one allocation instead of io.ReadAll's doubling from 512 bytes. The extra
-// byte lets the read that meets the end need no growth.
+// byte lets the read that meets the end need no growth. Past maxPrealloc the buffer grows with
+// what arrives: a client that announces a large body and sends nothing must not get it reserved.
 func readAll(src io.Reader, length uint64) ([]byte, error) {
-	buf := make([]byte, 0, length+1)
+	const maxPrealloc = 16 << 10
+	buf := make([]byte, 0, min(length, maxPrealloc)+1)
 	for {
 		if len(buf) == cap(buf) { // more than announced (in-process callers): grow as io.ReadAll does
 			buf = append(buf, 0)[:len(buf)]
