@@ -81,6 +81,7 @@ type benchReport struct {
 		Requests int     `json:"requests"`
 		Errors   int64   `json:"errors"`
 		OKPerSec float64 `json:"ok_per_sec"`
+		P50      float64 `json:"p50_ms"`
 		P99      float64 `json:"p99_ms"`
 	} `json:"endpoints"`
 	Errors            map[string]int64 `json:"errors"`

@@ -287,7 +287,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	}))
 	teosv2.RegisterPrivateTowerExtensionsServer(rpcSrv, grpcapi.NewPrivateExtensions(db, log)) // both engines keep the allowlist
 
-	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	hopLis, hopTarget, hopOpts := internalHop(grpcLis) // internalhop.go
+	if hopLis != nil {
+		opened = append(opened, hopLis)
+	}
+	conn, err := grpc.NewClient(hopTarget, append(hopOpts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		return fmt.Errorf("dial internal API: %w", err)
 	}
@@ -306,6 +310,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		g.Go(func() error { return fe.Serve(ctx) })
 	}
 	g.Go(func() error { return grpcSrv.Serve(grpcLis) })
+	if hopLis != nil {
+		g.Go(func() error { return grpcSrv.Serve(hopLis) })
+	}
 	g.Go(func() error { return rpcSrv.Serve(rpcLis) })
 	g.Go(func() error {
 		if err := httpSrv.Serve(apiLis); !errors.Is(err, http.ErrServerClosed) {

@@ -259,30 +259,30 @@ func (d *decoder) visitMap(s *Struct) ([]*Value, *Error) {
 }
 
 // nextKey is MapAccess::next_key_seed: done is set when the closing brace is next.
-func (d *decoder) nextKey(first bool) (key string, done bool, err *Error) {
+func (d *decoder) nextKey(first bool) (key []byte, done bool, err *Error) {
 	c, ok := d.skipWhitespace()
 	switch {
 	case !ok:
-		return "", false, d.errPeek(msgEOFObject)
+		return nil, false, d.errPeek(msgEOFObject)
 	case c == '}':
-		return "", true, nil
+		return nil, true, nil
 	case c == ',' && !first:
 		d.pos++
 		c, ok = d.skipWhitespace()
 	case !first:
-		return "", false, d.errPeek(msgExpectedObjectEnd)
+		return nil, false, d.errPeek(msgExpectedObjectEnd)
 	}
 	switch {
 	case !ok:
-		return "", false, d.errPeek(msgEOFValue)
+		return nil, false, d.errPeek(msgEOFValue)
 	case c == '"':
 		d.pos++
-		key, err = d.parseStr()
+		key, err = d.parseStrBytes() // a slice of the body, compared and dropped
 		return key, false, err
 	case c == '}':
-		return "", false, d.errPeek(msgTrailingComma)
+		return nil, false, d.errPeek(msgTrailingComma)
 	default:
-		return "", false, d.errPeek(msgKeyMustBeString)
+		return nil, false, d.errPeek(msgKeyMustBeString)
 	}
 }
 
@@ -379,9 +379,9 @@ func (d *decoder) endSeq() *Error {
 	}
 }
 
-func fieldIndex(s *Struct, name string) int {
+func fieldIndex(s *Struct, name []byte) int {
 	for i, f := range s.Fields {
-		if f.Name == name {
+		if f.Name == string(name) {
 			return i
 		}
 	}
@@ -391,7 +391,7 @@ func fieldIndex(s *Struct, name string) int {
 func (d *decoder) decodeField(f Field) (*Value, *Error) {
 	switch f.Kind {
 	case KindHex:
-		s, err := d.decodeString(expectHex)
+		s, err := d.decodeStringBytes(expectHex)
 		if err != nil {
 			return nil, err
 		}
@@ -472,15 +472,22 @@ func (d *decoder) decodeRawList() ([][]byte, *Error) {
 
 // decodeString is deserialize_str with a visitor that only takes strings.
 func (d *decoder) decodeString(expected string) (string, *Error) {
+	b, err := d.decodeStringBytes(expected)
+	return string(b), err
+}
+
+// decodeStringBytes is decodeString without the copy into a string: the bytes may be a slice
+// of the body, for a visitor that only reads them (hex).
+func (d *decoder) decodeStringBytes(expected string) ([]byte, *Error) {
 	c, ok := d.skipWhitespace()
 	if !ok {
-		return "", d.errPeek(msgEOFValue)
+		return nil, d.errPeek(msgEOFValue)
 	}
 	if c != '"' {
-		return "", d.fix(d.invalidType(expected))
+		return nil, d.fix(d.invalidType(expected))
 	}
 	d.pos++
-	return d.parseStr()
+	return d.parseStrBytes()
 }
 
 // decodeU32 is deserialize_u32: serde takes any JSON integer and range-checks it.
@@ -585,6 +592,13 @@ func (d *decoder) parseIdent(rest string) *Error {
 // parseStr reads a string whose opening quote has been consumed, validating escapes and
 // UTF-8 as serde_json does for strings it hands to a visitor.
 func (d *decoder) parseStr() (string, *Error) {
+	b, err := d.parseStrBytes()
+	return string(b), err
+}
+
+// parseStrBytes is parseStr returning bytes, which are a slice of the body when the string
+// has no escapes (the common case: no copy).
+func (d *decoder) parseStrBytes() ([]byte, *Error) {
 	var sb []byte
 	start := d.pos
 	for {
@@ -592,27 +606,31 @@ func (d *decoder) parseStr() (string, *Error) {
 			d.pos++
 		}
 		if d.pos == len(d.data) {
-			return "", d.errHere(msgEOFString)
+			return nil, d.errHere(msgEOFString)
 		}
 		switch d.data[d.pos] {
 		case '"':
-			sb = append(sb, d.data[start:d.pos]...)
+			if sb == nil {
+				sb = d.data[start:d.pos:d.pos]
+			} else {
+				sb = append(sb, d.data[start:d.pos]...)
+			}
 			d.pos++
 			if !utf8.Valid(sb) {
-				return "", d.errHere(msgInvalidCodePoint)
+				return nil, d.errHere(msgInvalidCodePoint)
 			}
-			return string(sb), nil
+			return sb, nil
 		case '\\':
 			sb = append(sb, d.data[start:d.pos]...)
 			d.pos++
 			var err *Error
 			if sb, err = d.parseEscape(sb); err != nil {
-				return "", err
+				return nil, err
 			}
 			start = d.pos
 		default:
 			d.pos++
-			return "", d.errHere(msgControlChar)
+			return nil, d.errHere(msgControlChar)
 		}
 	}
 }
@@ -1143,7 +1161,7 @@ func hexVal(c byte) (byte, bool) {
 // decodeHex decodes like the rust hex crate (FromHex for Vec<u8>) and returns its error
 // text on failure. Positions count bytes; a non-ASCII byte is reported as the Latin-1
 // character with that value, as the crate casts the byte to a char.
-func decodeHex(s string) ([]byte, string) {
+func decodeHex[T string | []byte](s T) ([]byte, string) {
 	if len(s)%2 != 0 {
 		return nil, "Odd number of digits"
 	}

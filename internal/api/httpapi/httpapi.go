@@ -89,7 +89,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.cfg.Observer.Observe(ex)
 		}()
 	}
-	h.logger.Debug("request", "method", r.Method, "endpoint", endpoint, "client", ex.Client.String())
+	if h.logger.Enabled(r.Context(), slog.LevelDebug) { // the client's text costs an allocation
+		h.logger.Debug("request", "method", r.Method, "endpoint", endpoint, "client", ex.Client.String())
+	}
 	if rt == nil {
 		h.writeText(rec, http.StatusMethodNotAllowed, textMethodNotAllowed)
 		return
@@ -172,7 +174,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int,
 	if src == nil { // only in-process callers can send no body at all
 		src = http.NoBody
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, src, limit))
+	body, err := readAll(http.MaxBytesReader(w, src, limit), length)
 	if err != nil {
 		if _, tooBig := errors.AsType[*http.MaxBytesError](err); tooBig {
 			return nil, http.StatusRequestEntityTooLarge, textPayloadTooLarge
@@ -180,6 +182,28 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int,
 		return nil, http.StatusBadRequest, textBodyReadError
 	}
 	return body, 0, ""
+}
+
+// readAll is io.ReadAll with the buffer sized from the Content-Length already checked against
+// the route's limit: one allocation instead of io.ReadAll's doubling from 512 bytes. The extra
+// byte lets the read that meets the end need no growth. Past maxPrealloc the buffer grows with
+// what arrives: a client that announces a large body and sends nothing must not get it reserved.
+func readAll(src io.Reader, length uint64) ([]byte, error) {
+	const maxPrealloc = 16 << 10
+	buf := make([]byte, 0, min(length, maxPrealloc)+1)
+	for {
+		if len(buf) == cap(buf) { // more than announced (in-process callers): grow as io.ReadAll does
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := src.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // contentLength reads the Content-Length header. net/http drops it for chunked bodies, so
@@ -234,7 +258,7 @@ func (h *handler) addAppointment(w http.ResponseWriter, r *http.Request, body []
 		h.writeStatus(w, r, err)
 		return
 	}
-	h.writeJSON(w, http.StatusOK, newAddAppointmentReply(resp))
+	h.writeReceipt(w, resp)
 }
 
 func (h *handler) getAppointment(w http.ResponseWriter, r *http.Request, body []byte) {
