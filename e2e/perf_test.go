@@ -221,7 +221,8 @@ func TestPerfBlocksUnderLoad(t *testing.T) {
 	c := newChain(t, node)
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	metricsURL := "http://" + metricsAddr + "/metrics"
-	tw := newTower(t, node, fmt.Sprintf("metrics_bind = %q\n", metricsAddr))
+	// Every client connects from 127.0.0.1: lift the per-address connection cap (64).
+	tw := newTower(t, node, fmt.Sprintf("metrics_bind = %q\napi_max_connections_per_address = 0\n", metricsAddr))
 	tw.start()
 	clients := envInt(t, "PERF_CLIENTS", 100)
 	d := envDuration(t, "PERF_DURATION", 30*time.Second)

@@ -103,7 +103,7 @@ func startShared(ctx context.Context, cfg *config.Config, log *slog.Logger, db *
 		*met = m
 	}
 	log.Info("shared database: block processing runs on the instance holding the leadership")
-	return serve(ctx, cfg, log, w, rc, db, towerID, rpcTLS, *met, held, onion, nil)
+	return serve(ctx, cfg, log, w, rc, db, towerID, rpcTLS, *met, held, nil, onion, nil)
 }
 
 // sharedUnsupported refuses the settings the PostgreSQL engine does not serve yet, rather

@@ -35,6 +35,7 @@ func (w *Watcher) DeleteAppointment(loc teos.Locator, userSig string) (*Deleted,
 	if !ok {
 		return nil, errors.New("the store cannot delete appointments")
 	}
+	w.blocks.Wait()
 	user, info, err := w.gk.Authenticate(teos.DeleteAppointmentMessage(loc), userSig)
 	if err != nil {
 		return nil, err

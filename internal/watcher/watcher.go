@@ -54,6 +54,9 @@ type Config struct {
 	// Wake, if set, is the channel (capacity 1) HandOversQueued returns, so the composition
 	// root can also signal it, e.g. when bitcoind is back and queued hand-overs can go out.
 	Wake chan struct{}
+	// BlocksFirst, if set, is waited on before a request's signature work and store work, so
+	// a block being processed gets the CPU first. Wait must return within a bound of its own.
+	BlocksFirst interface{ Wait() }
 }
 
 // Watcher accepts appointments and watches for their breaches.
@@ -63,8 +66,9 @@ type Watcher struct {
 	key       *btcec.PrivateKey
 	responder Responder
 	log       *slog.Logger
-	queued    chan struct{} // signalled when an add queued a hand-over; capacity 1
-	drainFrom teos.UUID     // where the next HandOverQueued starts; chain goroutine only
+	blocks    interface{ Wait() } // never nil
+	queued    chan struct{}       // signalled when an add queued a hand-over; capacity 1
+	drainFrom teos.UUID           // where the next HandOverQueued starts; chain goroutine only
 
 	// mu guards the cache; it is never held across store or responder calls.
 	mu    sync.Mutex
@@ -81,7 +85,12 @@ func New(cfg Config) *Watcher {
 	if queued == nil {
 		queued = make(chan struct{}, 1)
 	}
+	blocks := cfg.BlocksFirst
+	if blocks == nil {
+		blocks = noWait{}
+	}
 	return &Watcher{
+		blocks:    blocks,
 		store:     cfg.Store,
 		gk:        cfg.Gatekeeper,
 		key:       cfg.TowerKey,
@@ -90,6 +99,10 @@ func New(cfg Config) *Watcher {
 		queued:    queued,
 	}
 }
+
+type noWait struct{}
+
+func (noWait) Wait() {}
 
 // HandOversQueued receives a value after an add queued a hand-over; the chain monitor polls
 // on it, and HandOverQueued then hands the queue over, instead of waiting for its next tick.
@@ -110,6 +123,7 @@ func (w *Watcher) Register(userID []byte) (*Registration, error) {
 	if err != nil {
 		return nil, ErrInvalidUserID
 	}
+	w.blocks.Wait()
 	info, err := w.gk.Register(id)
 	if err != nil {
 		return nil, err
@@ -142,6 +156,7 @@ type Accepted struct {
 func (w *Watcher) AddAppointment(a teos.Appointment, userSig string) (*Accepted, error) {
 	// The store checks the user again inside the write; this read keeps requests from
 	// unregistered keys out of the single writer's queue.
+	w.blocks.Wait()
 	user, _, err := w.gk.Authenticate(a.SignedBytes(), userSig)
 	if err != nil {
 		return nil, err
@@ -159,6 +174,7 @@ func (w *Watcher) AddAppointment(a teos.Appointment, userSig string) (*Accepted,
 	if queued {
 		w.wake()
 	}
+	w.blocks.Wait() // a block may have come during the write: the receipt can wait for it
 	return w.accepted(rec, res[0].User, queued), nil
 }
 
@@ -251,6 +267,7 @@ type Result struct {
 // and user updates an earlier one. A store failure fails every item that got that far.
 func (w *Watcher) AddAppointments(items []Item) []Result {
 	results := make([]Result, len(items))
+	w.blocks.Wait()
 	users := w.authenticateAll(items, results)
 	start := w.gk.Height()
 	var (
@@ -280,6 +297,7 @@ func (w *Watcher) AddAppointments(items []Item) []Result {
 		return results
 	}
 	// Receipts are signed in parallel too.
+	w.blocks.Wait()
 	parallel(len(index), func(j int) {
 		i := index[j]
 		if stored[j].Err != nil {
@@ -325,6 +343,7 @@ func parallel(n int, fn func(i int)) {
 
 // GetAppointment returns the caller's appointment for loc, and its tracker if it was triggered.
 func (w *Watcher) GetAppointment(loc teos.Locator, userSig string) (*store.Appointment, *store.Tracker, error) {
+	w.blocks.Wait()
 	user, info, err := w.gk.Authenticate(teos.GetAppointmentMessage(loc), userSig)
 	if err != nil {
 		return nil, nil, err
@@ -353,6 +372,7 @@ func (w *Watcher) GetAppointment(loc teos.Locator, userSig string) (*store.Appoi
 // SubscriptionInfo returns the caller's subscription and the locators of all their
 // appointments, triggered or not.
 func (w *Watcher) SubscriptionInfo(userSig string) (store.UserInfo, []teos.Locator, error) {
+	w.blocks.Wait()
 	user, info, err := w.gk.Authenticate(teos.GetSubscriptionInfoMessage, userSig)
 	if err != nil {
 		return info, nil, err
