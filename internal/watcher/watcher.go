@@ -70,9 +70,10 @@ type Watcher struct {
 	queued    chan struct{}       // signalled when an add queued a hand-over; capacity 1
 	drainFrom teos.UUID           // where the next HandOverQueued starts; chain goroutine only
 
-	// mu guards the cache; it is never held across store or responder calls.
-	mu    sync.Mutex
-	cache locatorCache
+	// mu guards the cache and inflight; it is never held across store or responder calls.
+	mu       sync.Mutex
+	cache    locatorCache
+	inflight map[teos.Locator]int // writes that checked the cache and are not over (inflight.go)
 }
 
 // New returns a watcher.
@@ -163,8 +164,9 @@ func (w *Watcher) AddAppointment(a teos.Appointment, userSig string) (*Accepted,
 	}
 	start := w.gk.Height()
 	rec := &store.Appointment{Appointment: a, UserID: user, UserSignature: userSig, StartBlock: start}
-	var queued bool
-	res, err := w.store.UpsertAppointments([]store.AppointmentUpsert{w.upsert(rec, &queued)})
+	var queued, marked bool
+	res, err := w.store.UpsertAppointments([]store.AppointmentUpsert{w.upsert(rec, &queued, &marked)})
+	w.inflightDone(rec.Locator, &marked)
 	if err != nil {
 		return nil, addError(err)
 	}
@@ -179,18 +181,20 @@ func (w *Watcher) AddAppointment(a teos.Appointment, userSig string) (*Accepted,
 }
 
 // upsert is AddAppointment's store write for rec. *queued tells, once the write is done,
-// whether it queued a hand-over.
-func (w *Watcher) upsert(rec *store.Appointment, queued *bool) store.AppointmentUpsert {
-	return store.AppointmentUpsert{Appointment: rec, Policy: w.addPolicy(rec), HandOver: w.handOverFor(rec.Locator, queued)}
+// whether it queued a hand-over; *marked whether rec's locator is marked in flight, which the
+// caller clears with inflightDone once the write is over.
+func (w *Watcher) upsert(rec *store.Appointment, queued, marked *bool) store.AppointmentUpsert {
+	return store.AppointmentUpsert{Appointment: rec, Policy: w.addPolicy(rec), HandOver: w.handOverFor(rec.Locator, queued, marked)}
 }
 
 // handOverFor looks loc's dispute up in the locator cache from inside the store's write
-// transaction. Because the check holds the store's writer lock, BlockConnected, which caches
-// a block and then waits for the writes in flight (Store.WaitWrites) before it looks the
-// block's locators up, either finds the appointment or the appointment finds the block.
-func (w *Watcher) handOverFor(loc teos.Locator, queued *bool) func() *store.HandOver {
+// transaction, marking loc in flight: BlockConnected, which caches a block and then, if a
+// write in flight checked one of its locators, waits for the writes in flight
+// (Store.WaitWrites) before it looks the block's locators up, either finds the appointment
+// or the appointment finds the block (inflight.go).
+func (w *Watcher) handOverFor(loc teos.Locator, queued, marked *bool) func() *store.HandOver {
 	return func() *store.HandOver {
-		d, ok := w.recentDispute(loc)
+		d, ok := w.inflightCheck(loc, marked)
 		*queued = ok
 		if !ok {
 			return nil
@@ -274,6 +278,7 @@ func (w *Watcher) AddAppointments(items []Item) []Result {
 		upserts []store.AppointmentUpsert
 		index   []int  // upserts[j] is items[index[j]]
 		queued  []bool // queued[j]: upserts[j] queued a hand-over
+		marked  []bool // marked[j]: upserts[j]'s locator is marked in flight
 	)
 	for i := range items {
 		if results[i].Err == nil {
@@ -281,15 +286,19 @@ func (w *Watcher) AddAppointments(items []Item) []Result {
 		}
 	}
 	queued = make([]bool, len(index))
+	marked = make([]bool, len(index))
 	for j, i := range index {
 		it := items[i]
 		rec := &store.Appointment{Appointment: it.Appointment, UserID: users[i], UserSignature: it.Signature, StartBlock: start}
-		upserts = append(upserts, w.upsert(rec, &queued[j]))
+		upserts = append(upserts, w.upsert(rec, &queued[j], &marked[j]))
 	}
 	if len(upserts) == 0 {
 		return results
 	}
 	stored, err := w.store.UpsertAppointments(upserts)
+	for j := range upserts {
+		w.inflightDone(upserts[j].Appointment.Locator, &marked[j])
+	}
 	if err != nil {
 		for _, i := range index {
 			results[i].Err = err
