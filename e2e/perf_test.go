@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -222,23 +223,48 @@ func TestPerfBlocksUnderLoad(t *testing.T) {
 	c := newChain(t, node)
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	metricsURL := "http://" + metricsAddr + "/metrics"
-	tw := newTower(t, node, fmt.Sprintf("metrics_bind = %q\n", metricsAddr))
+	// Every client connects from 127.0.0.1: lift the per-address connection cap (64).
+	tw := newTower(t, node, fmt.Sprintf("metrics_bind = %q\napi_max_connections_per_address = 0\n", metricsAddr))
 	tw.start()
 	clients := envInt(t, "PERF_CLIENTS", 100)
 	d := envDuration(t, "PERF_DURATION", 30*time.Second)
 
 	alice := newUser(t)
 	alice.register(t, tw)
-	breaches := make([]*btcdtest.Breach, 5)
+	// 5 breaches for the loaded phase, then 2 for the idle one.
+	breaches := make([]*btcdtest.Breach, 7)
 	for i := range breaches {
 		breaches[i] = node.NewBreach(t)
 		alice.add(t, tw, breachAppointment(t, breaches[i]))
 	}
+	idleBreaches := breaches[5:]
+	breaches = breaches[:5]
+	// Each block's own processing time, from the histogram's sum before and after it.
+	var idleTimes, idleBreachTimes, loadedTimes, loadedBreachTimes []time.Duration
+	timed := func(breach bool, into, intoBreach *[]time.Duration) {
+		h0 := scrapeHistogram(t, metricsURL, "teos_block_processing_seconds")
+		node.Generate(t, 1)
+		var h histogram
+		waitFor(t, "the block processed", func() bool {
+			h = scrapeHistogram(t, metricsURL, "teos_block_processing_seconds")
+			return h.count > h0.count
+		})
+		d := time.Duration((h.sum - h0.sum) * float64(time.Second))
+		if breach {
+			*intoBreach = append(*intoBreach, d)
+		} else {
+			*into = append(*into, d)
+		}
+	}
 
 	// Idle baseline: the same kind of blocks with no client load.
 	before := scrapeHistogram(t, metricsURL, "teos_block_processing_seconds")
-	for range 10 {
-		node.Generate(t, 1)
+	for i := range 10 {
+		breach := i%5 == 2
+		if breach {
+			c.send(t, idleBreaches[i/5].Commitment)
+		}
+		timed(breach, &idleTimes, &idleBreachTimes)
 		time.Sleep(200 * time.Millisecond)
 	}
 	waitTowerAt(t, tw, c.tip(t))
@@ -265,18 +291,19 @@ mining:
 			break mining
 		case <-tick.C:
 			// Breaches in every fifth block once the clients are running, while they last.
-			if blocks%5 == 2 && sent < len(breaches) {
+			breach := blocks%5 == 2 && sent < len(breaches)
+			if breach {
 				c.send(t, breaches[sent].Commitment)
 				sent++
 			}
-			node.Generate(t, 1)
+			timed(breach, &loadedTimes, &loadedBreachTimes)
 			blocks++
 		}
 	}
 	rep := readBenchReport(t, out)
 	waitTowerAt(t, tw, c.tip(t))
 	loaded := scrapeHistogram(t, metricsURL, "teos_block_processing_seconds").minus(loaded0)
-	for _, b := range breaches[:sent] {
+	for _, b := range append(breaches[:sent], idleBreaches...) {
 		alice.wantResponded(t, tw, b)
 	}
 	var added int
@@ -289,7 +316,28 @@ mining:
 	fmt.Printf("  idle:      %s\n", idle)
 	fmt.Printf("  %3d clients: %s; %d blocks mined during the load, %d with a breach, %d appointments added\n",
 		clients, loaded, blocks, sent, added)
+	fmt.Printf("per block (each block's own time, from the histogram's sum):\n")
+	fmt.Printf("  idle, no breach:     %s\n", durStats(idleTimes))
+	fmt.Printf("  idle, breach:        %s\n", durStats(idleBreachTimes))
+	fmt.Printf("  loaded, no breach:   %s\n", durStats(loadedTimes))
+	fmt.Printf("  loaded, breach:      %s\n", durStats(loadedBreachTimes))
 	fmt.Printf("teosd: %s\n", procStatus(tw))
+}
+
+// durStats is n, mean, p50, p90 and max of ds.
+func durStats(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "none"
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	var sum time.Duration
+	for _, d := range s {
+		sum += d
+	}
+	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	return fmt.Sprintf("%d blocks, mean %.2f ms, p50 %.2f ms, p90 %.2f ms, max %.2f ms", len(s), ms(sum/time.Duration(len(s))),
+		ms(s[len(s)/2]), ms(s[len(s)*9/10]), ms(s[len(s)-1]))
 }
 
 // histogram is a Prometheus histogram's cumulative buckets.

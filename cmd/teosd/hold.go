@@ -25,6 +25,13 @@ func maxHeld(cfg *config.Config) int {
 	return max(1, min(maxHeldRequests, int(cfg.APIMaxConnections)*3/4))
 }
 
+// blockFirstBound is the longest a request waits at each of its steps for a block being
+// processed (internal/blockfirst): long enough for a big block, short enough that a long
+// catch-up only slows requests down. An add over HTTP has three such steps (before its body is
+// decoded, before its signature recovery, before its receipt), so newHTTPServer budgets three
+// times this.
+const blockFirstBound = time.Second
+
 // storeRetry is how often one held write tries the store again while it refuses writes.
 const storeRetry = 100 * time.Millisecond
 

@@ -11,6 +11,7 @@ import (
 	"github.com/teos-go/teos/internal/api/clientaddr"
 	"github.com/teos-go/teos/internal/api/httpapi"
 	"github.com/teos-go/teos/internal/api/limits"
+	"github.com/teos-go/teos/internal/blockfirst"
 	"github.com/teos-go/teos/internal/config"
 	"github.com/teos-go/teos/internal/metrics"
 	teosv2 "github.com/teos-go/teos/proto/teos/v2"
@@ -26,6 +27,8 @@ type apiTimeouts struct {
 	hold time.Duration
 	// delay is the longest the rate limit delays a request; the hold comes after it.
 	delay time.Duration
+	// blocks is the longest a request waits for blocks being processed (blockFirstBound).
+	blocks time.Duration
 }
 
 var defaultAPITimeouts = apiTimeouts{
@@ -41,6 +44,7 @@ func apiTimeoutsFor(hold time.Duration) apiTimeouts {
 	to := defaultAPITimeouts
 	to.hold = hold
 	to.delay = rateMaxDelay(hold)
+	to.blocks = 3 * blockFirstBound
 	return to
 }
 
@@ -54,17 +58,32 @@ func rateMaxDelay(hold time.Duration) time.Duration {
 }
 
 // newHTTPServer is the public API's server with its timeouts. The body must arrive within
-// read; the answer may then take delay+hold+write: a request the rate limit delayed can
-// still be held by a fault. (net/http lifts the read deadline once the body is read, so a
+// read; the answer may then take delay+hold+blocks+write: a request the rate limit delayed can
+// still be held by a fault, and then wait for blocks. (net/http lifts the read deadline once the body is read, so a
 // held request's context is not cancelled by it.)
 func newHTTPServer(handler http.Handler, to apiTimeouts) *http.Server {
 	return &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: to.readHeader,
 		ReadTimeout:       to.read,
-		WriteTimeout:      to.read + to.delay + to.hold + to.write,
+		WriteTimeout:      to.read + to.delay + to.hold + to.blocks + to.write,
 		IdleTimeout:       to.idle,
 	}
+}
+
+// blocksFirstHandler makes a POST request (every one that costs a signature recovery and a
+// store call) wait while a block is processed, before its body is decoded and sent over the
+// internal gRPC hop, so a block does not compete with that work either (internal/blockfirst).
+func blocksFirstHandler(h http.Handler, blocks *blockfirst.Gate) http.Handler {
+	if blocks == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			blocks.Wait()
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // The public edge's fixed settings.

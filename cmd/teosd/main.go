@@ -28,6 +28,7 @@ import (
 	"github.com/teos-go/teos/internal/api/grpcapi"
 	"github.com/teos-go/teos/internal/api/httpapi"
 	"github.com/teos-go/teos/internal/bitcoind"
+	"github.com/teos-go/teos/internal/blockfirst"
 	"github.com/teos-go/teos/internal/carrier"
 	"github.com/teos-go/teos/internal/chain"
 	"github.com/teos-go/teos/internal/config"
@@ -151,7 +152,10 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		Logger:               log,
 	}, height)
 	resp := responder.New(responder.Config{Store: db, Carrier: carrier.New(btc, log), Logger: log}, height)
-	w := watcher.New(watcher.Config{Store: db, Gatekeeper: gk, Responder: resp, TowerKey: key, Logger: log, Wake: pollNow})
+	// Requests step aside while the chain monitor processes a block (issue 13, blocks first).
+	blocksFirst := blockfirst.New(blockFirstBound)
+	w := watcher.New(watcher.Config{Store: db, Gatekeeper: gk, Responder: resp, TowerKey: key, Logger: log, Wake: pollNow,
+		BlocksFirst: blocksFirst})
 	fes, err := openFrontEnds(ctx, cfg, bolt, key, btc, height, log)
 	if err != nil {
 		return err
@@ -166,6 +170,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		// Appointments stored after their dispute was mined are handed over on the chain goroutine.
 		AfterPoll: w.HandOverQueued,
 		Wake:      w.HandOversQueued(),
+		Busy:      blocksFirst,
 	}
 	if cfg.MetricsBind != "" {
 		// Only Poll calls the hook, and met is set before the first Poll below.
@@ -195,7 +200,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	}
 	log.Info("bootstrap completed", "height", mon.Height())
 
-	return serve(ctx, cfg, log, w, mon, db, towerID, rpcTLS, met, held, onion, fes)
+	return serve(ctx, cfg, log, w, mon, db, towerID, rpcTLS, met, held, blocksFirst, onion, fes)
 }
 
 // adminTLS makes sure the admin RPC's certificates exist in the data dir (docs/PROTOCOL.md §13) and
@@ -220,8 +225,8 @@ func adminTLS(dataDir string, log *slog.Logger) (*tls.Config, error) {
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher.Watcher, mon chainRunner,
-	db store.Engine, towerID teos.UserID, rpcTLS *tls.Config, met *metrics.Metrics, held grpcapi.Hold, onion *onionService,
-	fes []*frontend.Instance) error {
+	db store.Engine, towerID teos.UserID, rpcTLS *tls.Config, met *metrics.Metrics, held grpcapi.Hold, blocks *blockfirst.Gate,
+	onion *onionService, fes []*frontend.Instance) error {
 	// The admin stop RPC cancels this context, like SIGTERM cancels the parent.
 	ctx, shutdown := context.WithCancel(ctx)
 	defer shutdown()
@@ -300,7 +305,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	if err != nil {
 		return err
 	}
-	httpSrv := newHTTPServer(api, apiTimeoutsFor(held.Gate.Bound()))
+	httpSrv := newHTTPServer(blocksFirstHandler(api, blocks), apiTimeoutsFor(held.Gate.Bound()))
 
 	serving = true
 	g, ctx := errgroup.WithContext(ctx)

@@ -112,7 +112,7 @@ func startShared(ctx context.Context, cfg *config.Config, log *slog.Logger, db *
 		*met = m
 	}
 	log.Info("shared database: block processing runs on the instance holding the leadership")
-	return serve(ctx, cfg, log, w, rc, db, towerID, rpcTLS, *met, held, onion, fes)
+	return serve(ctx, cfg, log, w, rc, db, towerID, rpcTLS, *met, held, nil, onion, fes)
 }
 
 // sharedFrontEnds refuses a front end that cannot redo its block processing per leadership

@@ -61,6 +61,12 @@ type Config struct {
 	AfterPoll func(ctx context.Context) error
 	// Wake, if set, makes Run poll at once when it receives, instead of at the next tick.
 	Wake <-chan struct{}
+	// Busy, if set, is told when a poll found a new best block (Begin) and when it is done
+	// with it (End), so requests can step aside while blocks are processed.
+	Busy interface {
+		Begin()
+		End()
+	}
 }
 
 // BlockRef names a block of the processed chain.
@@ -147,6 +153,10 @@ func (m *Monitor) Poll(ctx context.Context) error {
 	}
 	if best == m.chain[len(m.chain)-1].Hash {
 		return m.unwindPartial(ctx, nil)
+	}
+	if m.cfg.Busy != nil {
+		m.cfg.Busy.Begin()
+		defer m.cfg.Busy.End()
 	}
 	bestHeight, err := m.cfg.Source.BlockHeight(ctx, best)
 	if err != nil {

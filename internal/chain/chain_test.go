@@ -347,3 +347,36 @@ func TestPartlyHandledBlockRetriedIsNotUndone(t *testing.T) {
 		t.Fatalf("events %v, want %v", events, want)
 	}
 }
+
+// busyRecorder logs Begin and End into the same event list as the listeners.
+type busyRecorder struct{ events *[]string }
+
+func (b busyRecorder) Begin() { *b.events = append(*b.events, "begin") }
+func (b busyRecorder) End()   { *b.events = append(*b.events, "end") }
+
+// Busy is raised before a poll's first block (and its reorg) and lowered after the last, and
+// a poll with no new block leaves it alone.
+func TestBusyCoversEveryBlockOfAPoll(t *testing.T) {
+	c, hs := newFakeChain(10)
+	var events []string
+	st := &tipStore{}
+	m, err := New(t.Context(), Config{Source: c, Store: st, Listeners: []Listener{&recorder{name: "w", events: &events}},
+		Busy: busyRecorder{&events}}, hs[10], 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Poll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 0 {
+		t.Fatalf("a poll without a new block raised Busy: %v", events)
+	}
+	fork := c.extend(hs[9], 2) // replaces block 10
+	if err := m.Poll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"begin", fmt.Sprintf("w-10:%s", hs[10]), fmt.Sprintf("w+10:%s", fork[0]), fmt.Sprintf("w+11:%s", fork[1]), "end"}
+	if !slices.Equal(events, want) {
+		t.Fatalf("events\n%v\nwant\n%v", events, want)
+	}
+}

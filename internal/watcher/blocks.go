@@ -33,14 +33,15 @@ const maxHandOversPerRun = 100
 func (w *Watcher) BlockConnected(ctx context.Context, block *wire.MsgBlock, height uint32) error {
 	hash := block.BlockHash()
 	txs, locs := indexBlock(block, hash)
-	w.mu.Lock()
-	w.cache.add(hash, txs)
-	w.mu.Unlock()
-	// An add that looked at the cache before this block was in it queued nothing; its write
-	// transaction, in which it looked, commits before WaitWrites returns, so the lookup below
-	// finds it. An add that looks later finds the block and queues the hand-over.
-	if err := w.store.WaitWrites(); err != nil {
-		return fmt.Errorf("watcher at height %d: %w", height, err)
+	// An add that looked at the cache before this block was in it queued nothing; if it has
+	// not finished, its locator is marked in flight, and if that locator is in this block its
+	// write transaction commits before WaitWrites returns, so the lookup below finds it. An
+	// add that looks later finds the block and queues the hand-over (inflight.go). Waiting only
+	// then keeps a block from waiting for an add batch's commit under load.
+	if w.cacheBlock(hash, txs) {
+		if err := w.store.WaitWrites(); err != nil {
+			return fmt.Errorf("watcher at height %d: %w", height, err)
+		}
 	}
 	r := w.newRun()
 	if err := errors.Join(r.block(ctx, txs, locs), r.commit()); err != nil {
@@ -210,11 +211,4 @@ func (w *Watcher) SeedBlock(block *wire.MsgBlock) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.cache.add(hash, txs)
-}
-
-// recentDispute returns the transaction with locator loc if it was mined in a cached block.
-func (w *Watcher) recentDispute(loc teos.Locator) (disputeTx, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.cache.get(loc)
 }

@@ -35,6 +35,7 @@ func (w *Watcher) DeleteAppointment(loc teos.Locator, userSig string) (*Deleted,
 	if !ok {
 		return nil, errors.New("the store cannot delete appointments")
 	}
+	w.blocks.Wait()
 	user, info, err := w.gk.Authenticate(teos.DeleteAppointmentMessage(loc), userSig)
 	if err != nil {
 		return nil, err
@@ -44,18 +45,20 @@ func (w *Watcher) DeleteAppointment(loc teos.Locator, userSig string) (*Deleted,
 	}
 	id := teos.NewUUID(loc, user)
 	height := w.gk.Height()
-	// The locator cache is read inside the store's write, as an add's hand-over check is: a
-	// block is cached before its locators are looked up, so either this deletion sees the
-	// dispute and refuses, or the lookup finds the appointment gone.
+	// The locator cache is read inside the store's write, as an add's hand-over check is, and
+	// the locator marked in flight: either this deletion sees the dispute and refuses, or the
+	// block's lookup finds the appointment gone (inflight.go).
+	var marked bool
 	next, err := ds.DeleteUserAppointment(user, id, func(u store.UserInfo) error {
 		if err := w.gk.CheckExpiryAt(u, height); err != nil {
 			return err
 		}
-		if _, mined := w.recentDispute(loc); mined {
+		if _, mined := w.inflightCheck(loc, &marked); mined {
 			return ErrAlreadyTriggered
 		}
 		return nil
 	})
+	w.inflightDone(loc, &marked)
 	switch {
 	case err == nil:
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrUserNotFound): // the latter: outdated since Authenticate

@@ -54,6 +54,9 @@ type Config struct {
 	// Wake, if set, is the channel (capacity 1) HandOversQueued returns, so the composition
 	// root can also signal it, e.g. when bitcoind is back and queued hand-overs can go out.
 	Wake chan struct{}
+	// BlocksFirst, if set, is waited on before a request's signature work and store work, so
+	// a block being processed gets the CPU first. Wait must return within a bound of its own.
+	BlocksFirst interface{ Wait() }
 }
 
 // Watcher accepts appointments and watches for their breaches.
@@ -63,12 +66,14 @@ type Watcher struct {
 	key       *btcec.PrivateKey
 	responder Responder
 	log       *slog.Logger
-	queued    chan struct{} // signalled when an add queued a hand-over; capacity 1
-	drainFrom teos.UUID     // where the next HandOverQueued starts; chain goroutine only
+	blocks    interface{ Wait() } // never nil
+	queued    chan struct{}       // signalled when an add queued a hand-over; capacity 1
+	drainFrom teos.UUID           // where the next HandOverQueued starts; chain goroutine only
 
-	// mu guards the cache; it is never held across store or responder calls.
-	mu    sync.Mutex
-	cache locatorCache
+	// mu guards the cache and inflight; it is never held across store or responder calls.
+	mu       sync.Mutex
+	cache    locatorCache
+	inflight map[teos.Locator]int // writes that checked the cache and are not over (inflight.go)
 }
 
 // New returns a watcher.
@@ -81,7 +86,12 @@ func New(cfg Config) *Watcher {
 	if queued == nil {
 		queued = make(chan struct{}, 1)
 	}
+	blocks := cfg.BlocksFirst
+	if blocks == nil {
+		blocks = noWait{}
+	}
 	return &Watcher{
+		blocks:    blocks,
 		store:     cfg.Store,
 		gk:        cfg.Gatekeeper,
 		key:       cfg.TowerKey,
@@ -90,6 +100,10 @@ func New(cfg Config) *Watcher {
 		queued:    queued,
 	}
 }
+
+type noWait struct{}
+
+func (noWait) Wait() {}
 
 // HandOversQueued receives a value after an add queued a hand-over; the chain monitor polls
 // on it, and HandOverQueued then hands the queue over, instead of waiting for its next tick.
@@ -110,6 +124,7 @@ func (w *Watcher) Register(userID []byte) (*Registration, error) {
 	if err != nil {
 		return nil, ErrInvalidUserID
 	}
+	w.blocks.Wait()
 	info, err := w.gk.Register(id)
 	if err != nil {
 		return nil, err
@@ -142,14 +157,16 @@ type Accepted struct {
 func (w *Watcher) AddAppointment(a teos.Appointment, userSig string) (*Accepted, error) {
 	// The store checks the user again inside the write; this read keeps requests from
 	// unregistered keys out of the single writer's queue.
+	w.blocks.Wait()
 	user, _, err := w.gk.Authenticate(a.SignedBytes(), userSig)
 	if err != nil {
 		return nil, err
 	}
 	start := w.gk.Height()
 	rec := &store.Appointment{Appointment: a, UserID: user, UserSignature: userSig, StartBlock: start}
-	var queued bool
-	res, err := w.store.UpsertAppointments([]store.AppointmentUpsert{w.upsert(rec, &queued)})
+	var queued, marked bool
+	res, err := w.store.UpsertAppointments([]store.AppointmentUpsert{w.upsert(rec, &queued, &marked)})
+	w.inflightDone(rec.Locator, &marked)
 	if err != nil {
 		return nil, addError(err)
 	}
@@ -159,22 +176,25 @@ func (w *Watcher) AddAppointment(a teos.Appointment, userSig string) (*Accepted,
 	if queued {
 		w.wake()
 	}
+	w.blocks.Wait() // a block may have come during the write: the receipt can wait for it
 	return w.accepted(rec, res[0].User, queued), nil
 }
 
 // upsert is AddAppointment's store write for rec. *queued tells, once the write is done,
-// whether it queued a hand-over.
-func (w *Watcher) upsert(rec *store.Appointment, queued *bool) store.AppointmentUpsert {
-	return store.AppointmentUpsert{Appointment: rec, Policy: w.addPolicy(rec), HandOver: w.handOverFor(rec.Locator, queued)}
+// whether it queued a hand-over; *marked whether rec's locator is marked in flight, which the
+// caller clears with inflightDone once the write is over.
+func (w *Watcher) upsert(rec *store.Appointment, queued, marked *bool) store.AppointmentUpsert {
+	return store.AppointmentUpsert{Appointment: rec, Policy: w.addPolicy(rec), HandOver: w.handOverFor(rec.Locator, queued, marked)}
 }
 
 // handOverFor looks loc's dispute up in the locator cache from inside the store's write
-// transaction. Because the check holds the store's writer lock, BlockConnected, which caches
-// a block and then waits for the writes in flight (Store.WaitWrites) before it looks the
-// block's locators up, either finds the appointment or the appointment finds the block.
-func (w *Watcher) handOverFor(loc teos.Locator, queued *bool) func() *store.HandOver {
+// transaction, marking loc in flight: BlockConnected, which caches a block and then, if a
+// write in flight checked one of its locators, waits for the writes in flight
+// (Store.WaitWrites) before it looks the block's locators up, either finds the appointment
+// or the appointment finds the block (inflight.go).
+func (w *Watcher) handOverFor(loc teos.Locator, queued, marked *bool) func() *store.HandOver {
 	return func() *store.HandOver {
-		d, ok := w.recentDispute(loc)
+		d, ok := w.inflightCheck(loc, marked)
 		*queued = ok
 		if !ok {
 			return nil
@@ -251,12 +271,14 @@ type Result struct {
 // and user updates an earlier one. A store failure fails every item that got that far.
 func (w *Watcher) AddAppointments(items []Item) []Result {
 	results := make([]Result, len(items))
+	w.blocks.Wait()
 	users := w.authenticateAll(items, results)
 	start := w.gk.Height()
 	var (
 		upserts []store.AppointmentUpsert
 		index   []int  // upserts[j] is items[index[j]]
 		queued  []bool // queued[j]: upserts[j] queued a hand-over
+		marked  []bool // marked[j]: upserts[j]'s locator is marked in flight
 	)
 	for i := range items {
 		if results[i].Err == nil {
@@ -264,15 +286,19 @@ func (w *Watcher) AddAppointments(items []Item) []Result {
 		}
 	}
 	queued = make([]bool, len(index))
+	marked = make([]bool, len(index))
 	for j, i := range index {
 		it := items[i]
 		rec := &store.Appointment{Appointment: it.Appointment, UserID: users[i], UserSignature: it.Signature, StartBlock: start}
-		upserts = append(upserts, w.upsert(rec, &queued[j]))
+		upserts = append(upserts, w.upsert(rec, &queued[j], &marked[j]))
 	}
 	if len(upserts) == 0 {
 		return results
 	}
 	stored, err := w.store.UpsertAppointments(upserts)
+	for j := range upserts {
+		w.inflightDone(upserts[j].Appointment.Locator, &marked[j])
+	}
 	if err != nil {
 		for _, i := range index {
 			results[i].Err = err
@@ -280,6 +306,7 @@ func (w *Watcher) AddAppointments(items []Item) []Result {
 		return results
 	}
 	// Receipts are signed in parallel too.
+	w.blocks.Wait()
 	parallel(len(index), func(j int) {
 		i := index[j]
 		if stored[j].Err != nil {
@@ -325,6 +352,7 @@ func parallel(n int, fn func(i int)) {
 
 // GetAppointment returns the caller's appointment for loc, and its tracker if it was triggered.
 func (w *Watcher) GetAppointment(loc teos.Locator, userSig string) (*store.Appointment, *store.Tracker, error) {
+	w.blocks.Wait()
 	user, info, err := w.gk.Authenticate(teos.GetAppointmentMessage(loc), userSig)
 	if err != nil {
 		return nil, nil, err
@@ -353,6 +381,7 @@ func (w *Watcher) GetAppointment(loc teos.Locator, userSig string) (*store.Appoi
 // SubscriptionInfo returns the caller's subscription and the locators of all their
 // appointments, triggered or not.
 func (w *Watcher) SubscriptionInfo(userSig string) (store.UserInfo, []teos.Locator, error) {
+	w.blocks.Wait()
 	user, info, err := w.gk.Authenticate(teos.GetSubscriptionInfoMessage, userSig)
 	if err != nil {
 		return info, nil, err
