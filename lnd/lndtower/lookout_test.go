@@ -63,6 +63,20 @@ type breachCase struct {
 	blob     []byte
 	expected *wire.MsgTx
 	policy   wtpolicy.Policy
+	// The revoked to_local and the victim's to_remote output, the sweep script and the
+	// commitment value they hold.
+	toLocal, toRemote wire.OutPoint
+	sweep             []byte
+	total             int64
+}
+
+// newBreachFor builds a breach for any kit type lnd's tower serves.
+func newBreachFor(t *testing.T, bt blob.Type) *breachCase {
+	t.Helper()
+	if bt.IsTaprootChannel() {
+		return newTaprootBreach(t, bt)
+	}
+	return newBreach(t, bt)
 }
 
 // newBreach plays lnd's client: it builds the commitment's scripts with lnd's input package,
@@ -166,7 +180,9 @@ func newBreach(t *testing.T, bt blob.Type) *breachCase {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &breachCase{commit: commit, blob: sealed, expected: justice, policy: policy}
+	return &breachCase{commit: commit, blob: sealed, expected: justice, policy: policy,
+		toLocal: wire.OutPoint{Hash: txid, Index: 0}, toRemote: wire.OutPoint{Hash: txid, Index: 1},
+		sweep: sweep, total: localAmt + remoteAmt}
 }
 
 func addSession(t *testing.T, db *DB, p wtpolicy.Policy) wtdb.SessionID {
@@ -187,13 +203,19 @@ func blockWith(txs ...*wire.MsgTx) *wire.MsgBlock {
 	return b
 }
 
+// kitTypes are the blob types of lnd 0.21.3's client: legacy, anchor, taproot (staging) and
+// taproot-final (production taproot channels).
+var kitTypes = []blob.Type{blob.TypeAltruistCommit, blob.TypeAltruistAnchorCommit,
+	blob.TypeAltruistTaprootCommit, blob.TypeAltruistTaprootFinalCommit}
+
 // For each kit type lnd's tower serves, a breach in a block gives exactly the justice
 // transaction the client signed for, with witnesses that pass the script engine.
 func TestLookoutJusticePerKitType(t *testing.T) {
-	for _, bt := range []blob.Type{blob.TypeAltruistCommit, blob.TypeAltruistAnchorCommit} {
-		t.Run(bt.String(), func(t *testing.T) {
+	for _, bt := range kitTypes {
+		name, _ := bt.Identifier()
+		t.Run(name, func(t *testing.T) {
 			db := openDB(t)
-			bc := newBreach(t, bt)
+			bc := newBreachFor(t, bt)
 			sid := addSession(t, db, bc.policy)
 			txid := bc.commit.TxHash()
 			if _, err := db.InsertStateUpdate(&wtdb.SessionStateUpdate{
@@ -222,24 +244,48 @@ func TestLookoutJusticePerKitType(t *testing.T) {
 			if got.disputes[0].TxHash() != txid || got.ids[0] != trackerUUID(sid, blob.NewBreachHintFromHash(&txid)) {
 				t.Fatal("wrong dispute or tracker id handed over")
 			}
-			prev := txscript.NewMultiPrevOutFetcher(map[wire.OutPoint]*wire.TxOut{
-				{Hash: txid, Index: 0}: bc.commit.TxOut[0], {Hash: txid, Index: 1}: bc.commit.TxOut[1],
-			})
-			hashes := txscript.NewTxSigHashes(j, prev)
-			for i, in := range j.TxIn {
-				out := prev.FetchPrevOutput(in.PreviousOutPoint)
-				vm, err := txscript.NewEngine(out.PkScript, j, i, txscript.StandardVerifyFlags, nil, hashes, out.Value, prev)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := vm.Execute(); err != nil {
-					t.Fatalf("input %d does not verify: %v", i, err)
-				}
-			}
-			if fee := int64(700_000) - j.TxOut[0].Value; fee <= 0 || len(j.TxOut) != 1 {
-				t.Fatalf("justice pays %d outputs, fee %d", len(j.TxOut), fee)
-			}
+			checkJustice(t, bc, j)
 		})
+	}
+}
+
+// checkJustice checks that j sweeps exactly the breach's to_local and to_remote outputs into
+// one output paying the session's sweep script (altruist policy: all but the fee), and that
+// every input passes btcd's script engine (taproot sighashes need all prevouts).
+func checkJustice(t *testing.T, bc *breachCase, j *wire.MsgTx) {
+	t.Helper()
+	txid := bc.commit.TxHash()
+	prevs := make(map[wire.OutPoint]*wire.TxOut, len(bc.commit.TxOut))
+	for i, o := range bc.commit.TxOut {
+		prevs[wire.OutPoint{Hash: txid, Index: uint32(i)}] = o
+	}
+	prev := txscript.NewMultiPrevOutFetcher(prevs)
+	if len(j.TxIn) != 2 {
+		t.Fatalf("justice spends %d inputs, want 2", len(j.TxIn))
+	}
+	spent := map[wire.OutPoint]bool{}
+	for _, in := range j.TxIn {
+		spent[in.PreviousOutPoint] = true
+	}
+	if !spent[bc.toLocal] || !spent[bc.toRemote] {
+		t.Fatalf("justice spends %v, want to_local %v and to_remote %v", spent, bc.toLocal, bc.toRemote)
+	}
+	hashes := txscript.NewTxSigHashes(j, prev)
+	for i, in := range j.TxIn {
+		out := prev.FetchPrevOutput(in.PreviousOutPoint)
+		vm, err := txscript.NewEngine(out.PkScript, j, i, txscript.StandardVerifyFlags, nil, hashes, out.Value, prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := vm.Execute(); err != nil {
+			t.Fatalf("input %d does not verify: %v", i, err)
+		}
+	}
+	if len(j.TxOut) != 1 || !bytes.Equal(j.TxOut[0].PkScript, bc.sweep) {
+		t.Fatalf("justice pays %d outputs, not only the sweep script", len(j.TxOut))
+	}
+	if fee := bc.total - j.TxOut[0].Value; fee <= 0 || j.TxOut[0].Value != bc.expected.TxOut[0].Value {
+		t.Fatalf("justice pays %d (fee %d), the policy gives %d", j.TxOut[0].Value, fee, bc.expected.TxOut[0].Value)
 	}
 }
 
