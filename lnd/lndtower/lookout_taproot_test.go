@@ -45,7 +45,7 @@ func newTaprootBreach(t *testing.T, bt blob.Type) *breachCase {
 	// The victim (the tower's client) is "local"; the cheater broadcasts its own revoked state.
 	ourRevBase, ourPayBase := key(t), key(t)
 	local := channeldb.ChannelConfig{
-		CommitmentParams:   channeldb.CommitmentParams{DustLimit: 354, CsvDelay: csvDelay},
+		CommitmentParams:    channeldb.CommitmentParams{DustLimit: 354, CsvDelay: csvDelay},
 		RevocationBasePoint: desc(ourRevBase), PaymentBasePoint: desc(ourPayBase),
 		DelayBasePoint: desc(key(t)), HtlcBasePoint: desc(key(t)), MultiSigKey: desc(key(t)),
 	}
