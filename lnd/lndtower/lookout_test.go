@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/btcsuite/btcd/btcec/v2"
@@ -63,6 +65,20 @@ type breachCase struct {
 	blob     []byte
 	expected *wire.MsgTx
 	policy   wtpolicy.Policy
+	// The revoked to_local and the victim's to_remote output, the sweep script and the
+	// commitment value they hold.
+	toLocal, toRemote wire.OutPoint
+	sweep             []byte
+	total             int64
+}
+
+// newBreachFor builds a breach for any kit type lnd's tower serves.
+func newBreachFor(t *testing.T, bt blob.Type) *breachCase {
+	t.Helper()
+	if bt.IsTaprootChannel() {
+		return newTaprootBreach(t, bt)
+	}
+	return newBreach(t, bt)
 }
 
 // newBreach plays lnd's client: it builds the commitment's scripts with lnd's input package,
@@ -166,7 +182,9 @@ func newBreach(t *testing.T, bt blob.Type) *breachCase {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &breachCase{commit: commit, blob: sealed, expected: justice, policy: policy}
+	return &breachCase{commit: commit, blob: sealed, expected: justice, policy: policy,
+		toLocal: wire.OutPoint{Hash: txid, Index: 0}, toRemote: wire.OutPoint{Hash: txid, Index: 1},
+		sweep: sweep, total: localAmt + remoteAmt}
 }
 
 func addSession(t *testing.T, db *DB, p wtpolicy.Policy) wtdb.SessionID {
@@ -187,13 +205,19 @@ func blockWith(txs ...*wire.MsgTx) *wire.MsgBlock {
 	return b
 }
 
+// kitTypes are the blob types of lnd 0.21.3's client: legacy, anchor, taproot (staging) and
+// taproot-final (production taproot channels).
+var kitTypes = []blob.Type{blob.TypeAltruistCommit, blob.TypeAltruistAnchorCommit,
+	blob.TypeAltruistTaprootCommit, blob.TypeAltruistTaprootFinalCommit}
+
 // For each kit type lnd's tower serves, a breach in a block gives exactly the justice
 // transaction the client signed for, with witnesses that pass the script engine.
 func TestLookoutJusticePerKitType(t *testing.T) {
-	for _, bt := range []blob.Type{blob.TypeAltruistCommit, blob.TypeAltruistAnchorCommit} {
-		t.Run(bt.String(), func(t *testing.T) {
+	for _, bt := range kitTypes {
+		name, _ := bt.Identifier()
+		t.Run(name, func(t *testing.T) {
 			db := openDB(t)
-			bc := newBreach(t, bt)
+			bc := newBreachFor(t, bt)
 			sid := addSession(t, db, bc.policy)
 			txid := bc.commit.TxHash()
 			if _, err := db.InsertStateUpdate(&wtdb.SessionStateUpdate{
@@ -222,76 +246,164 @@ func TestLookoutJusticePerKitType(t *testing.T) {
 			if got.disputes[0].TxHash() != txid || got.ids[0] != trackerUUID(sid, blob.NewBreachHintFromHash(&txid)) {
 				t.Fatal("wrong dispute or tracker id handed over")
 			}
-			prev := txscript.NewMultiPrevOutFetcher(map[wire.OutPoint]*wire.TxOut{
-				{Hash: txid, Index: 0}: bc.commit.TxOut[0], {Hash: txid, Index: 1}: bc.commit.TxOut[1],
-			})
-			hashes := txscript.NewTxSigHashes(j, prev)
-			for i, in := range j.TxIn {
-				out := prev.FetchPrevOutput(in.PreviousOutPoint)
-				vm, err := txscript.NewEngine(out.PkScript, j, i, txscript.StandardVerifyFlags, nil, hashes, out.Value, prev)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := vm.Execute(); err != nil {
-					t.Fatalf("input %d does not verify: %v", i, err)
-				}
-			}
-			if fee := int64(700_000) - j.TxOut[0].Value; fee <= 0 || len(j.TxOut) != 1 {
-				t.Fatalf("justice pays %d outputs, fee %d", len(j.TxOut), fee)
-			}
+			checkJustice(t, bc, j)
 		})
+	}
+}
+
+// checkJustice checks that j sweeps exactly the breach's to_local and to_remote outputs into
+// one output paying the session's sweep script (altruist policy: all but the fee), and that
+// every input passes btcd's script engine (taproot sighashes need all prevouts).
+func checkJustice(t *testing.T, bc *breachCase, j *wire.MsgTx) {
+	t.Helper()
+	txid := bc.commit.TxHash()
+	prevs := make(map[wire.OutPoint]*wire.TxOut, len(bc.commit.TxOut))
+	for i, o := range bc.commit.TxOut {
+		prevs[wire.OutPoint{Hash: txid, Index: uint32(i)}] = o
+	}
+	prev := txscript.NewMultiPrevOutFetcher(prevs)
+	if len(j.TxIn) != 2 {
+		t.Fatalf("justice spends %d inputs, want 2", len(j.TxIn))
+	}
+	spent := map[wire.OutPoint]bool{}
+	for _, in := range j.TxIn {
+		spent[in.PreviousOutPoint] = true
+	}
+	if !spent[bc.toLocal] || !spent[bc.toRemote] {
+		t.Fatalf("justice spends %v, want to_local %v and to_remote %v", spent, bc.toLocal, bc.toRemote)
+	}
+	hashes := txscript.NewTxSigHashes(j, prev)
+	for i, in := range j.TxIn {
+		out := prev.FetchPrevOutput(in.PreviousOutPoint)
+		vm, err := txscript.NewEngine(out.PkScript, j, i, txscript.StandardVerifyFlags, nil, hashes, out.Value, prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := vm.Execute(); err != nil {
+			t.Fatalf("input %d does not verify: %v", i, err)
+		}
+	}
+	if len(j.TxOut) != 1 || !bytes.Equal(j.TxOut[0].PkScript, bc.sweep) {
+		t.Fatalf("justice pays %d outputs, not only the sweep script", len(j.TxOut))
+	}
+	if fee := bc.total - j.TxOut[0].Value; fee <= 0 || j.TxOut[0].Value != bc.expected.TxOut[0].Value {
+		t.Fatalf("justice pays %d (fee %d), the policy gives %d", j.TxOut[0].Value, fee, bc.expected.TxOut[0].Value)
 	}
 }
 
 // A kit that does not decrypt (or decrypts to something unusable) is skipped, not retried
 // forever and not a panic; other breaches in the block are still answered.
 func TestLookoutBadKits(t *testing.T) {
-	db := openDB(t)
-	good := newBreach(t, blob.TypeAltruistAnchorCommit)
-	sidGood := addSession(t, db, good.policy)
-	sidBad := addSession(t, db, good.policy)
-	size := len(good.blob)
+	for _, bt := range kitTypes[1:] {
+		name, _ := bt.Identifier()
+		t.Run(name, func(t *testing.T) { testBadKits(t, bt) })
+	}
+}
 
-	put := func(sid wtdb.SessionID, commit *wire.MsgTx, sealed []byte) {
+func testBadKits(t *testing.T, bt blob.Type) {
+	db := openDB(t)
+	good := newBreachFor(t, bt)
+	policy := good.policy
+	sidGood := addSession(t, db, policy)
+	put := func(commit *wire.MsgTx, sealed []byte) *wtdb.Match {
 		t.Helper()
+		sid := addSession(t, db, policy)
+		if commit == good.commit {
+			sid = sidGood
+		}
 		txid := commit.TxHash()
+		hint := blob.NewBreachHintFromHash(&txid)
 		if _, err := db.InsertStateUpdate(&wtdb.SessionStateUpdate{
-			ID: sid, SeqNum: 1, Hint: blob.NewBreachHintFromHash(&txid), EncryptedBlob: sealed,
+			ID: sid, SeqNum: 1, Hint: hint, EncryptedBlob: sealed,
 		}); err != nil {
 			t.Fatal(err)
 		}
+		return &wtdb.Match{ID: sid, SeqNum: 1, Hint: hint, EncryptedBlob: sealed,
+			SessionInfo: &wtdb.SessionInfo{ID: sid, Policy: policy}}
 	}
-	garbage := make([]byte, size)
-	rand.Read(garbage)
-	other := newBreach(t, blob.TypeAltruistAnchorCommit)
-	put(sidBad, other.commit, garbage) // does not decrypt
-	put(sidGood, good.commit, good.blob)
+	reseal := func(kit blob.JusticeKit, commit *wire.MsgTx) []byte {
+		t.Helper()
+		txid := commit.TxHash()
+		sealed, err := blob.Encrypt(kit, blob.NewBreachKeyFromHash(&txid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sealed
+	}
 
-	// A kit sealed with the right key whose signatures are for another transaction.
-	sidWrong := addSession(t, db, good.policy)
-	wrong := newBreach(t, blob.TypeAltruistAnchorCommit)
-	third := newBreach(t, blob.TypeAltruistAnchorCommit)
-	// Re-seal the third breach's kit under the wrong breach's txid: it decrypts, but its
-	// signatures do not match the transaction the tower builds.
-	plain := decryptFor(t, third)
-	wtxid := wrong.commit.TxHash()
-	resealed, err := blob.Encrypt(plain, blob.NewBreachKeyFromHash(&wtxid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	put(sidWrong, wrong.commit, resealed)
+	// Random bytes of a kit's size: they do not decrypt.
+	garbage := make([]byte, len(good.blob))
+	rand.Read(garbage)
+	undecryptable := newBreachFor(t, bt)
+	mGarbage := put(undecryptable.commit, garbage)
+	put(good.commit, good.blob)
+
+	// Another channel's kit sealed under this breach's txid: it decrypts, but its keys do not
+	// give this commitment's outputs.
+	foreign := newBreachFor(t, bt)
+	wrongKeys := newBreachFor(t, bt)
+	mKeys := put(wrongKeys.commit, reseal(decryptFor(t, foreign), wrongKeys.commit))
+
+	// This breach's own kit with the to_local signature of another justice transaction: the
+	// outputs match, the signature does not verify.
+	wrongSig := newBreachFor(t, bt)
+	kit := decryptFor(t, wrongSig)
+	otherTx := decryptFor(t, foreign)
+	kit.AddToLocalSig(toLocalSig(t, otherTx))
+	mSig := put(wrongSig.commit, reseal(kit, wrongSig.commit))
 
 	var got breacher
 	l := NewLookout(db, &got, nil)
-	if err := l.BlockConnected(context.Background(), blockWith(other.commit, wrong.commit, good.commit), 300); err != nil {
+	block := blockWith(undecryptable.commit, wrongKeys.commit, wrongSig.commit, good.commit)
+	if err := l.BlockConnected(context.Background(), block, 300); err != nil {
 		t.Fatal(err)
 	}
 	if len(got.txs) != 1 || got.txs[0].TxHash() != good.expected.TxHash() {
 		t.Fatalf("handed over %d transactions, want only the good breach's", len(got.txs))
 	}
+
+	// Each was refused for its own reason.
+	if _, err := JusticeTx(undecryptable.commit, mGarbage); !errors.Is(err, ErrJustice) ||
+		!strings.Contains(err.Error(), "decrypt") {
+		t.Fatalf("garbage kit: %v", err)
+	}
+	if _, err := JusticeTx(wrongKeys.commit, mKeys); !errors.Is(err, ErrJustice) ||
+		!strings.Contains(err.Error(), "find output") {
+		t.Fatalf("kit of another channel: %v", err)
+	}
+	if _, err := JusticeTx(wrongSig.commit, mSig); !errors.Is(err, ErrJustice) ||
+		!strings.Contains(err.Error(), "validating") {
+		t.Fatalf("kit with a signature for another transaction: %v", err)
+	}
+	// The same kit with its own signature put back builds: the signature made the difference.
+	kit.AddToLocalSig(toLocalSig(t, decryptFor(t, wrongSig)))
+	if _, err := JusticeTx(wrongSig.commit, &wtdb.Match{EncryptedBlob: reseal(kit, wrongSig.commit),
+		SessionInfo: mSig.SessionInfo}); err != nil {
+		t.Fatalf("kit with its own signature: %v", err)
+	}
 	if _, err := JusticeTx(nil, nil); err == nil {
 		t.Fatal("JusticeTx without input succeeded")
 	}
+}
+
+// toLocalSig is the to_local signature a kit carries, read back from the witness it gives.
+func toLocalSig(t *testing.T, kit blob.JusticeKit) lnwire.Sig {
+	t.Helper()
+	_, wit, err := kit.ToLocalOutputSpendInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := wit[0]
+	var sig lnwire.Sig
+	if len(raw) == 64 {
+		sig, err = lnwire.NewSigFromSchnorrRawSignature(raw)
+	} else {
+		sig, err = lnwire.NewSigFromECDSARawSignature(raw[:len(raw)-1]) // DER + sighash byte
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sig
 }
 
 func decryptFor(t *testing.T, bc *breachCase) blob.JusticeKit {
