@@ -1,7 +1,9 @@
 package limits
 
 import (
+	"container/heap"
 	"container/list"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -41,8 +43,8 @@ type ListenerConfig struct {
 	MaxParked int
 	// MaxParkedPerAddress is the most parked from one address; <= 0 means MaxParked.
 	MaxParkedPerAddress int
-	// ParkTimeout is how long a connection may stay parked before it is reset; <= 0 means
-	// DefaultParkTimeout.
+	// ParkTimeout is how long, on average, a connection may stay parked before it is reset
+	// (each waits between half and one and a half times it); <= 0 means DefaultParkTimeout.
 	ParkTimeout time.Duration
 }
 
@@ -52,7 +54,7 @@ type ListenerStats struct {
 	Reset    int64 // reset at once: over the address's cap with no room to park
 	Parked   int64 // parked (each is later promoted, expired or closed with the listener)
 	Promoted int64 // parked, then served
-	Expired  int64 // parked, then reset after ParkTimeout
+	Expired  int64 // parked, then reset after about ParkTimeout
 	// Serving and ParkedNow are the connections served (holding a slot) and parked now.
 	Serving, ParkedNow int
 }
@@ -77,7 +79,7 @@ type Listener struct {
 	mu      sync.Mutex      // guards the fields below
 	perAddr map[netip.Addr]int
 	parked  map[netip.Addr]*list.List // of *parked, oldest first
-	byAge   list.List                 // of *parked, oldest first
+	byDue   parkHeap                  // of *parked, the first due first
 	nParked int
 	ready   []*conn     // promoted, not yet returned by Accept
 	janitor *time.Timer // expires the oldest parked; nil when none is parked
@@ -101,7 +103,7 @@ type parked struct {
 	c     net.Conn
 	addr  netip.Addr
 	until time.Time
-	inAge *list.Element
+	index int // in byDue
 	inQ   *list.Element
 }
 
@@ -230,13 +232,16 @@ func (l *Listener) admit(c net.Conn, addr netip.Addr) parkVerdict {
 		q = list.New()
 		l.parked[addr] = q
 	}
-	p := &parked{c: c, addr: addr, until: time.Now().Add(l.cfg.ParkTimeout)}
+	// Each waits ParkTimeout on average, drawn from [1/2, 3/2) of it: connections parked in
+	// one burst do not all expire, and come back, in one burst.
+	wait := l.cfg.ParkTimeout/2 + rand.N(l.cfg.ParkTimeout)
+	p := &parked{c: c, addr: addr, until: time.Now().Add(wait)}
 	p.inQ = q.PushBack(p)
-	p.inAge = l.byAge.PushBack(p)
+	heap.Push(&l.byDue, p)
 	l.nParked++
 	l.stats[statParked].Add(1)
 	if l.janitor == nil {
-		l.janitor = time.AfterFunc(l.cfg.ParkTimeout, l.expire)
+		l.janitor = time.AfterFunc(wait, l.expire)
 	}
 	return parkedIt
 }
@@ -248,7 +253,7 @@ func (l *Listener) unpark(p *parked) {
 	if q.Len() == 0 {
 		delete(l.parked, p.addr)
 	}
-	l.byAge.Remove(p.inAge)
+	heap.Remove(&l.byDue, p.index)
 	l.nParked--
 }
 
@@ -257,17 +262,14 @@ func (l *Listener) expire() {
 	var old []net.Conn
 	l.mu.Lock()
 	now := time.Now()
-	for e := l.byAge.Front(); e != nil; e = l.byAge.Front() {
-		p := e.Value.(*parked)
-		if p.until.After(now) {
-			break
-		}
+	for len(l.byDue) > 0 && !l.byDue[0].until.After(now) {
+		p := l.byDue[0]
 		l.unpark(p)
 		old = append(old, p.c)
 	}
 	l.janitor = nil
-	if e := l.byAge.Front(); e != nil && !l.closed {
-		l.janitor = time.AfterFunc(time.Until(e.Value.(*parked).until), l.expire)
+	if len(l.byDue) > 0 && !l.closed {
+		l.janitor = time.AfterFunc(time.Until(l.byDue[0].until), l.expire)
 	}
 	l.mu.Unlock()
 	l.stats[statExpired].Add(int64(len(old)))
@@ -312,8 +314,8 @@ func (l *Listener) Close() error {
 	l.mu.Lock()
 	l.closed = true
 	var old []net.Conn
-	for e := l.byAge.Front(); e != nil; e = l.byAge.Front() {
-		p := e.Value.(*parked)
+	for len(l.byDue) > 0 {
+		p := l.byDue[0]
 		l.unpark(p)
 		old = append(old, p.c)
 	}
@@ -458,4 +460,26 @@ func (c *conn) Close() error {
 	err := c.Conn.Close()
 	c.closeOnce.Do(func() { c.l.served(c) })
 	return err
+}
+
+// parkHeap orders parked connections by when they are due to expire (container/heap).
+type parkHeap []*parked
+
+func (h parkHeap) Len() int           { return len(h) }
+func (h parkHeap) Less(i, j int) bool { return h[i].until.Before(h[j].until) }
+func (h parkHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *parkHeap) Push(x any) {
+	p := x.(*parked)
+	p.index = len(*h)
+	*h = append(*h, p)
+}
+func (h *parkHeap) Pop() any {
+	old := *h
+	p := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return p
 }
