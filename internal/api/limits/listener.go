@@ -70,20 +70,21 @@ type Listener struct {
 	done  chan struct{}
 	close sync.Once
 
-	handoff chan accepted   // from the accepting goroutine to Accept
-	wake    chan struct{}   // (capacity 1) a promoted connection is ready
-	exited  chan struct{}   // closed when the accepting goroutine has returned
-	stats   [5]atomic.Int64 // ListenerStats counters, in field order
-	serving atomic.Int64    // connections holding a slot
-	wg      sync.WaitGroup  // the accepting goroutine
-	mu      sync.Mutex      // guards the fields below
-	perAddr map[netip.Addr]int
-	parked  map[netip.Addr]*list.List // of *parked, oldest first
-	byDue   parkHeap                  // of *parked, the first due first
-	nParked int
-	ready   []*conn     // promoted, not yet returned by Accept
-	janitor *time.Timer // expires the oldest parked; nil when none is parked
-	closed  bool
+	handoff   chan accepted   // from the accepting goroutine to Accept
+	wake      chan struct{}   // (capacity 1) a promoted connection is ready
+	exited    chan struct{}   // closed when the accepting goroutine has returned
+	stats     [5]atomic.Int64 // ListenerStats counters, in field order
+	serving   atomic.Int64    // connections holding a slot
+	wg        sync.WaitGroup  // the accepting goroutine
+	mu        sync.Mutex      // guards the fields below
+	perAddr   map[netip.Addr]int
+	parked    map[netip.Addr]*list.List // of *parked, oldest first
+	byDue     parkHeap                  // of *parked, the first due first
+	nParked   int
+	ready     []*conn     // promoted, not yet returned by Accept
+	janitor   *time.Timer // expires the parked that are due; armed for janitorAt
+	janitorAt time.Time   // the first due of byDue when the timer was armed; zero when not armed
+	closed    bool
 }
 
 const (
@@ -121,6 +122,8 @@ func NewListener(l net.Listener, cfg ListenerConfig) *Listener {
 	if cfg.Max > 0 {
 		ln.slots = make(chan struct{}, cfg.Max)
 	}
+	ln.janitor = time.AfterFunc(time.Hour, ln.expire)
+	ln.janitor.Stop()
 	ln.wg.Add(1)
 	go ln.acceptLoop()
 	return ln
@@ -240,10 +243,17 @@ func (l *Listener) admit(c net.Conn, addr netip.Addr) parkVerdict {
 	heap.Push(&l.byDue, p)
 	l.nParked++
 	l.stats[statParked].Add(1)
-	if l.janitor == nil {
-		l.janitor = time.AfterFunc(wait, l.expire)
+	if l.byDue[0] == p { // the first due now: the timer may be armed for later
+		l.arm(p.until)
 	}
 	return parkedIt
+}
+
+// arm sets the one expiry timer for t. A run of expire already under way is harmless: it
+// takes what is due and arms the timer again. l.mu must be held.
+func (l *Listener) arm(t time.Time) {
+	l.janitorAt = t
+	l.janitor.Reset(time.Until(t))
 }
 
 // unpark removes p from the queues. l.mu must be held.
@@ -267,9 +277,9 @@ func (l *Listener) expire() {
 		l.unpark(p)
 		old = append(old, p.c)
 	}
-	l.janitor = nil
+	l.janitorAt = time.Time{}
 	if len(l.byDue) > 0 && !l.closed {
-		l.janitor = time.AfterFunc(time.Until(l.byDue[0].until), l.expire)
+		l.arm(l.byDue[0].until)
 	}
 	l.mu.Unlock()
 	l.stats[statExpired].Add(int64(len(old)))
@@ -319,10 +329,8 @@ func (l *Listener) Close() error {
 		l.unpark(p)
 		old = append(old, p.c)
 	}
-	if l.janitor != nil {
-		l.janitor.Stop()
-		l.janitor = nil
-	}
+	l.janitor.Stop()
+	l.janitorAt = time.Time{}
 	ready := l.ready
 	l.ready = nil
 	l.mu.Unlock()

@@ -258,3 +258,26 @@ func TestListenerCloseLeavesNothing(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestListenerExpiryTimerFollowsTheFirstDue: parked connections draw their wait at random,
+// so a later one can be due first; the one timer is always armed for the first due.
+func TestListenerExpiryTimerFollowsTheFirstDue(t *testing.T) {
+	l, addr := serve(t, ListenerConfig{MaxPerAddress: 1, MaxParked: 100, ParkTimeout: time.Hour})
+	dialFrom(t, "127.0.0.2", addr)
+	waitOpen(t, l, netip.MustParseAddr("127.0.0.2"), 1)
+	for i := range 30 {
+		dialFrom(t, "127.0.0.2", addr)
+		waitStats(t, l, "parked", func(s ListenerStats) bool { return s.ParkedNow == i+1 })
+		l.mu.Lock()
+		first, armed := l.byDue[0].until, l.janitorAt
+		for _, p := range l.byDue {
+			if p.until.Before(first) {
+				first = p.until
+			}
+		}
+		l.mu.Unlock()
+		if !armed.Equal(first) {
+			t.Fatalf("after %d parked: timer armed for %v, the first is due at %v", i+1, armed, first)
+		}
+	}
+}
