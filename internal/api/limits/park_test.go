@@ -103,7 +103,7 @@ func TestListenerParksAndPromotesInOrder(t *testing.T) {
 // counts from its promotion, not from its accept: it was parked about as long as the
 // window, and is still served when it speaks after the promotion.
 func TestListenerPromotedGetsItsOwnFirstByteWindow(t *testing.T) {
-	l, addr := serve(t, ListenerConfig{MaxPerAddress: 1, MaxParked: 10, FirstByte: 3 * time.Second})
+	l, addr := serve(t, ListenerConfig{MaxPerAddress: 1, MaxParked: 10, FirstByte: 5 * time.Second})
 	silent := dialFrom(t, "127.0.0.2", addr)
 	waitOpen(t, l, netip.MustParseAddr("127.0.0.2"), 1)
 	late := dialFrom(t, "127.0.0.2", addr)
