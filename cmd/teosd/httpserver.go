@@ -149,3 +149,11 @@ func parkedBudget(cfg *config.Config, maxConns, nofile int, log *slog.Logger) in
 	}
 	return parked
 }
+
+// watchIdle lets the public API's listener see which connections are idle between
+// requests, to close one when a connection of its address waits parked.
+func watchIdle(srv *http.Server, lis net.Listener) {
+	if l, ok := lis.(*limits.Listener); ok {
+		srv.ConnState = l.ConnState
+	}
+}

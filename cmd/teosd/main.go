@@ -295,6 +295,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		return err
 	}
 	httpSrv := newHTTPServer(api, apiTimeoutsFor(held.Gate.Bound()))
+	watchIdle(httpSrv, apiLis)
 
 	serving = true
 	g, ctx := errgroup.WithContext(ctx)

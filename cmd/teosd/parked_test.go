@@ -2,8 +2,11 @@ package main
 
 import (
 	"log/slog"
+	"net"
+	"net/http"
 	"testing"
 
+	"github.com/teos-go/teos/internal/api/limits"
 	"github.com/teos-go/teos/internal/config"
 )
 
@@ -25,5 +28,19 @@ func TestParkedBudgetFitsTheOpenFilesLimit(t *testing.T) {
 		if got := parkedBudget(&cfg, c.maxConns, c.fd, log); got != c.want {
 			t.Errorf("parkedBudget(%d, served %d, nofile %d) = %d, want %d", c.configured, c.maxConns, c.fd, got, c.want)
 		}
+	}
+}
+
+func TestWatchIdleHooksTheListener(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis := limits.NewListener(inner, limits.ListenerConfig{MaxPerAddress: 1, MaxParked: 1})
+	defer lis.Close()
+	srv := newHTTPServer(http.NotFoundHandler(), defaultAPITimeouts)
+	watchIdle(srv, lis)
+	if srv.ConnState == nil {
+		t.Fatal("the public API's server does not report idle connections to its listener")
 	}
 }

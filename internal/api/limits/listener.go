@@ -5,6 +5,7 @@ import (
 	"container/list"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -81,9 +82,10 @@ type Listener struct {
 	parked    map[netip.Addr]*list.List // of *parked, oldest first
 	byDue     parkHeap                  // of *parked, the first due first
 	nParked   int
-	ready     []*conn     // promoted, not yet returned by Accept
-	janitor   *time.Timer // expires the parked that are due; armed for janitorAt
-	janitorAt time.Time   // the first due of byDue when the timer was armed; zero when not armed
+	ready     []*conn                           // promoted, not yet returned by Accept
+	idle      map[netip.Addr]map[*conn]struct{} // served, between requests (ConnState)
+	janitor   *time.Timer                       // expires the parked that are due; armed for janitorAt
+	janitorAt time.Time                         // the first due of byDue when the timer was armed; zero when not armed
 	closed    bool
 }
 
@@ -118,7 +120,8 @@ func NewListener(l net.Listener, cfg ListenerConfig) *Listener {
 	}
 	ln := &Listener{Listener: l, cfg: cfg, done: make(chan struct{}), handoff: make(chan accepted),
 		wake: make(chan struct{}, 1), exited: make(chan struct{}),
-		perAddr: make(map[netip.Addr]int), parked: make(map[netip.Addr]*list.List)}
+		perAddr: make(map[netip.Addr]int), parked: make(map[netip.Addr]*list.List),
+		idle: make(map[netip.Addr]map[*conn]struct{})}
 	if cfg.Max > 0 {
 		ln.slots = make(chan struct{}, cfg.Max)
 	}
@@ -188,10 +191,14 @@ func (l *Listener) acceptLoop() {
 		capped := l.cfg.MaxPerAddress > 0 && !(l.cfg.Exempt != nil && l.cfg.Exempt(peer))
 		var lc *conn
 		if capped {
-			switch l.admit(c, addr) {
+			verdict, idle := l.admit(c, addr)
+			switch verdict {
 			case admitted:
 			case parkedIt:
 				l.release()
+				if idle != nil { // its place goes to the connection just parked
+					_ = idle.Close()
+				}
 				continue
 			case refused:
 				l.stats[statReset].Add(1)
@@ -220,16 +227,18 @@ const (
 
 // admit counts c against addr's cap, or parks it, or refuses it. Both in one critical
 // section: a slot of addr freed in between would otherwise leave c parked with a free slot.
-func (l *Listener) admit(c net.Conn, addr netip.Addr) parkVerdict {
+// A parked connection comes with one of addr's served connections that is idle between
+// requests, if there is one, for the caller to close: the parked one is then served.
+func (l *Listener) admit(c net.Conn, addr netip.Addr) (parkVerdict, *conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.perAddr[addr] < l.cfg.MaxPerAddress {
 		l.perAddr[addr]++
-		return admitted
+		return admitted, nil
 	}
 	q := l.parked[addr]
 	if l.closed || l.nParked >= l.cfg.MaxParked || (q != nil && q.Len() >= l.cfg.MaxParkedPerAddress) {
-		return refused
+		return refused, nil
 	}
 	if q == nil {
 		q = list.New()
@@ -246,7 +255,54 @@ func (l *Listener) admit(c net.Conn, addr netip.Addr) parkVerdict {
 	if l.byDue[0] == p { // the first due now: the timer may be armed for later
 		l.arm(p.until)
 	}
-	return parkedIt
+	for idle := range l.idle[addr] {
+		l.setIdle(idle, false) // closed once, even if another parks before it is
+		return parkedIt, idle
+	}
+	return parkedIt, nil
+}
+
+// ConnState is for http.Server.ConnState: a served connection that falls idle between
+// requests (keep-alive) while its address has parked connections is closed, so a client
+// waiting parked does not wait for the idle timeout of another's pooled connection.
+func (l *Listener) ConnState(nc net.Conn, state http.ConnState) {
+	c, ok := nc.(*conn)
+	if !ok || !c.counted {
+		return
+	}
+	l.mu.Lock()
+	if c.gone { // a late report must not mark a closed connection idle
+		l.mu.Unlock()
+		return
+	}
+	if state == http.StateIdle && l.parked[c.addr] != nil && !l.closed {
+		l.setIdle(c, false)
+		l.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	l.setIdle(c, state == http.StateIdle)
+	l.mu.Unlock()
+}
+
+// setIdle records whether c is idle between requests. l.mu must be held.
+func (l *Listener) setIdle(c *conn, idle bool) {
+	c.idle.Store(idle)
+	set := l.idle[c.addr]
+	if !idle {
+		if set != nil {
+			delete(set, c)
+			if len(set) == 0 {
+				delete(l.idle, c.addr)
+			}
+		}
+		return
+	}
+	if set == nil {
+		set = make(map[*conn]struct{})
+		l.idle[c.addr] = set
+	}
+	set[c] = struct{}{}
 }
 
 // arm sets the one expiry timer for t. A run of expire already under way is harmless: it
@@ -293,6 +349,8 @@ func (l *Listener) expire() {
 func (l *Listener) served(c *conn) {
 	if c.counted {
 		l.mu.Lock()
+		c.gone = true
+		l.setIdle(c, false)
 		if q := l.parked[c.addr]; q != nil && !l.closed {
 			p := q.Front().Value.(*parked)
 			l.unpark(p)
@@ -411,6 +469,8 @@ type conn struct {
 	addr      netip.Addr
 	counted   bool
 	closeOnce sync.Once
+	gone      bool        // closed; guarded by l.mu
+	idle      atomic.Bool // in l.idle; written with l.mu held
 
 	started     atomic.Bool // a byte has been read
 	mu          sync.Mutex
@@ -420,6 +480,13 @@ type conn struct {
 
 func (c *conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	if n > 0 && c.idle.Load() {
+		// The next request has begun: net/http reports it active only once its headers
+		// are in, too late for a parked connection to close it.
+		c.l.mu.Lock()
+		c.l.setIdle(c, false)
+		c.l.mu.Unlock()
+	}
 	if n > 0 && !c.started.Load() {
 		c.mu.Lock()
 		if !c.started.Load() {
