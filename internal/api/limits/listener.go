@@ -37,7 +37,8 @@ type ListenerConfig struct {
 	FirstByte time.Duration
 	// MaxParked is the most connections parked at once: over their address's cap, they
 	// are kept accepted but unread (no goroutine, one file descriptor each) until one of
-	// the address's served connections closes, then served oldest first. A client that
+	// the address's served connections closes, then served oldest first (with ConnState
+	// hooked, a served connection idle between requests is closed for them). A client that
 	// re-opens every connection the server closes then has nothing to re-open, and a
 	// client behind a busy NAT waits in line instead of being reset. <= 0 parks none:
 	// every connection past the cap is reset at once.
