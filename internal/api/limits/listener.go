@@ -3,6 +3,7 @@ package limits
 import (
 	"container/heap"
 	"container/list"
+	"errors"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -176,6 +177,9 @@ func (l *Listener) acceptLoop() {
 			case <-l.done:
 				return
 			default:
+			}
+			if errors.Is(err, net.ErrClosed) { // closed underneath: Accept says so from now on
+				return
 			}
 			// net/http backs off on temporary errors before it calls Accept again, which
 			// paces this loop too; it stops calling on the others (and closes the listener).

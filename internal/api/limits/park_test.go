@@ -354,3 +354,18 @@ func (l *Listener) idleFrom(addr netip.Addr) int {
 	defer l.mu.Unlock()
 	return len(l.idle[addr])
 }
+
+// TestListenerInnerClosedEndsAccept: closing the wrapped listener directly ends Accept
+// with net.ErrClosed and the accepting goroutine with it.
+func TestListenerInnerClosedEndsAccept(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewListener(inner, ListenerConfig{MaxPerAddress: 1, MaxParked: 1})
+	inner.Close()
+	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept after the inner listener closed: %v", err)
+	}
+	l.wg.Wait()
+}
