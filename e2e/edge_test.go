@@ -381,7 +381,8 @@ func (run edgeRun) attack(t *testing.T, node *btcdtest.Node, rep int, reopen tim
 	ctx, stop := context.WithCancel(context.Background())
 	var attempts, opened, closedByTower atomic.Int64
 	var wg sync.WaitGroup
-	defer func() { stop(); wg.Wait() }()
+	var open connSet // closed at the end in one go (a goroutine each would pass the race detector's limit)
+	defer func() { stop(); open.closeAll(); wg.Wait() }()
 	host := strings.TrimPrefix(tw.apiURL, "http://")
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
 	for range attackers {
@@ -399,9 +400,12 @@ func (run edgeRun) attack(t *testing.T, node *btcdtest.Node, rep int, reopen tim
 				opened.Add(1)
 				// Send nothing; wait to be closed, or for the end of the test (no timer
 				// per connection: the attacker's own wake-ups would load the machine).
-				unhook := context.AfterFunc(ctx, func() { c.Close() })
+				if !open.add(c) {
+					c.Close()
+					return
+				}
 				_, _ = c.Read(buf)
-				unhook()
+				open.remove(c)
 				c.Close()
 				if ctx.Err() == nil {
 					closedByTower.Add(1)
@@ -453,5 +457,41 @@ func (run edgeRun) attack(t *testing.T, node *btcdtest.Node, rep int, reopen tim
 			t.Errorf("%s: the tower closed %d attacker connections (want at least %d, all past the cap) and parked %v (want 0)",
 				label, closedByTower.Load(), attackers-perAddress, after["teos_api_connections_parked_total"])
 		}
+	}
+}
+
+// connSet holds the attacker's open connections, to close them all at the end.
+type connSet struct {
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+// add records c; false once closeAll has run.
+func (s *connSet) add(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	if s.conns == nil {
+		s.conns = make(map[net.Conn]struct{})
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *connSet) remove(c net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+}
+
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for c := range s.conns {
+		c.Close()
 	}
 }
