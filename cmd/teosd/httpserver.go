@@ -134,10 +134,45 @@ func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterf
 		maxConns = capped
 	}
 	apiLis := limits.NewListener(lis, limits.ListenerConfig{
-		Max:           maxConns,
-		MaxPerAddress: int(cfg.APIMaxConnectionsPerAddress),
-		Exempt:        proxies.Trusted,
-		FirstByte:     firstByteTimeout,
+		Max:                 maxConns,
+		MaxPerAddress:       int(cfg.APIMaxConnectionsPerAddress),
+		Exempt:              proxies.Trusted,
+		FirstByte:           firstByteTimeout,
+		MaxParked:           parkedBudget(cfg, maxConns, fdLimit(), log),
+		MaxParkedPerAddress: int(cfg.APIMaxParkedConnectionsPerAddress),
+		ParkTimeout:         parkTimeout,
 	})
+	if met != nil {
+		met.RegisterConnections(func() metrics.Connections {
+			s := apiLis.Stats()
+			return metrics.Connections{Accepted: s.Accepted, Reset: s.Reset, Parked: s.Parked, Promoted: s.Promoted,
+				Expired: s.Expired, Serving: s.Serving, ParkedNow: s.ParkedNow}
+		})
+	}
 	return httpapi.NewHandler(hcfg), apiLis, nil
+}
+
+// parkTimeout is how long a connection past its address's cap waits parked for a place
+// before it is reset: long enough for a client behind a busy NAT, and a client re-opening
+// what the server closes re-opens each parked connection only this often.
+const parkTimeout = 30 * time.Second
+
+// parkedBudget is api_max_parked_connections, lowered so that the parked and the served
+// connections (maxConns) fit the open files limit with fdReserve to spare.
+func parkedBudget(cfg *config.Config, maxConns, nofile int, log *slog.Logger) int {
+	parked := int(cfg.APIMaxParkedConnections)
+	if nofile > 0 && parked > nofile-fdReserve-maxConns {
+		fit := max(nofile-fdReserve-maxConns, 0)
+		log.Warn("api_max_parked_connections lowered to fit the open files limit", "configured", parked, "used", fit, "nofile", nofile)
+		parked = fit
+	}
+	return parked
+}
+
+// watchIdle lets the public API's listener see which connections are idle between
+// requests, to close one when a connection of its address waits parked.
+func watchIdle(srv *http.Server, lis net.Listener) {
+	if l, ok := lis.(*limits.Listener); ok {
+		srv.ConnState = l.ConnState
+	}
 }

@@ -306,6 +306,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		return err
 	}
 	httpSrv := newHTTPServer(blocksFirstHandler(api, blocks), apiTimeoutsFor(held.Gate.Bound()))
+	watchIdle(httpSrv, apiLis)
 
 	serving = true
 	g, ctx := errgroup.WithContext(ctx)

@@ -97,6 +97,9 @@ type Config struct {
 	// The public edge (teos-go extensions, edge.go).
 	APIMaxConnectionsPerAddress uint32   `toml:"api_max_connections_per_address"`
 	APITrustedProxies           AddrList `toml:"api_trusted_proxies"`
+	// Connections past the per-address cap wait parked (edge.go).
+	APIMaxParkedConnections           uint32 `toml:"api_max_parked_connections"`
+	APIMaxParkedConnectionsPerAddress uint32 `toml:"api_max_parked_connections_per_address"`
 
 	// Who may register, teos-go extensions (registration.go).
 	Registration     string `toml:"registration"`
@@ -138,6 +141,9 @@ func Default() Config {
 
 		APIMaxConnectionsPerAddress: DefaultAPIMaxConnectionsPerAddress,
 		Registration:                RegistrationOpen,
+
+		APIMaxParkedConnections:           DefaultAPIMaxParkedConnections,
+		APIMaxParkedConnectionsPerAddress: DefaultAPIMaxParkedConnectionsPerAddress,
 	}
 }
 

@@ -31,7 +31,7 @@ func TestDefaultMatchesTable(t *testing.T) {
 		SubscriptionSlots: 10000, SubscriptionDuration: 4320, ExpiryDelta: 6, MinToSelfDelay: 20,
 		PollingDelta:    60,
 		InternalAPIBind: "127.0.0.1", InternalAPIPort: 50051,
-		APIMaxConnections: 8192, APIHoldTimeout: 45, APIMaxConnectionsPerAddress: 64,
+		APIMaxConnections: 8192, APIHoldTimeout: 45, APIMaxConnectionsPerAddress: 64, APIMaxParkedConnections: 16384, APIMaxParkedConnectionsPerAddress: 4096,
 		Registration: "open",
 	}
 	if got := Default(); got != want {

@@ -16,6 +16,16 @@ const (
 	DefaultAPIMaxConnectionsPerAddress = 64
 )
 
+// Defaults of the parked connections: past its cap, an address's connections are kept
+// accepted but unread (a file descriptor and a few KiB of kernel memory each, no
+// goroutine) until one of its places frees, so a client that re-opens what the server
+// closes has nothing to re-open. 16384 is ~64 MiB of kernel memory at worst; teosd lowers
+// it to fit the open files limit. One address may hold a quarter of it.
+const (
+	DefaultAPIMaxParkedConnections           = 16384
+	DefaultAPIMaxParkedConnectionsPerAddress = 4096
+)
+
 // ErrBadTrustedProxy means an api_trusted_proxies entry is neither an address nor a CIDR.
 var ErrBadTrustedProxy = errors.New("api_trusted_proxies entries must be IP addresses or CIDR prefixes")
 

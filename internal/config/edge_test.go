@@ -20,6 +20,16 @@ func TestEdgeKeysAndFlags(t *testing.T) {
 	if d := defaultsIn(dir); len(d.APITrustedProxies.List()) != 0 || d.APIMaxConnectionsPerAddress == 0 {
 		t.Fatalf("defaults: proxies %q (want none), per address %d (want bounded)", d.APITrustedProxies.List(), d.APIMaxConnectionsPerAddress)
 	}
+	dir = writeConf(t, "api_max_parked_connections = 10\napi_max_parked_connections_per_address = 3\n")
+	if cfg, warnings := mustLoad(t, "--datadir", dir); cfg.APIMaxParkedConnections != 10 || cfg.APIMaxParkedConnectionsPerAddress != 3 || len(warnings) != 0 {
+		t.Fatalf("parked bounds from the file: %d %d, warnings %q", cfg.APIMaxParkedConnections, cfg.APIMaxParkedConnectionsPerAddress, warnings)
+	}
+	if cfg, _ := mustLoad(t, "--datadir", dir, "--apimaxparkedconnections", "0", "--apimaxparkedconnectionsperaddress", "7"); cfg.APIMaxParkedConnections != 0 || cfg.APIMaxParkedConnectionsPerAddress != 7 {
+		t.Fatalf("parked bounds from the flags: %d %d", cfg.APIMaxParkedConnections, cfg.APIMaxParkedConnectionsPerAddress)
+	}
+	if d := defaultsIn(dir); d.APIMaxParkedConnections == 0 || d.APIMaxParkedConnectionsPerAddress == 0 {
+		t.Fatalf("defaults: parking off (%d, %d)", d.APIMaxParkedConnections, d.APIMaxParkedConnectionsPerAddress)
+	}
 	_, warnings = mustLoad(t, "--datadir", writeConf(t, "api_trusted_proxies = [1]\n"))
 	if len(warnings) == 0 {
 		t.Fatal("a list of numbers was accepted")

@@ -60,6 +60,8 @@ func flagSpecs() []flagSpec {
 		{"apiholdtimeout", "teos-go extension: `seconds` a request is held while bitcoind or the disk has a transient fault, before 503 (0 = answer at once)", func(c *Config) any { return &c.APIHoldTimeout }, replace},
 		{"apirateburst", "teos-go extension: public API request burst per client address and endpoint (0 = ceil(apiratelimit))", func(c *Config) any { return &c.APIRateBurst }, replace},
 		{"apimaxconnectionsperaddress", "teos-go extension: most open public API connections from one address (0 = unlimited)", func(c *Config) any { return &c.APIMaxConnectionsPerAddress }, replace},
+		{"apimaxparkedconnections", "teos-go extension: most public API connections kept waiting past their address's cap (0 = reset them at once)", func(c *Config) any { return &c.APIMaxParkedConnections }, replace},
+		{"apimaxparkedconnectionsperaddress", "teos-go extension: most connections of one address kept waiting past its cap (0 = apimaxparkedconnections)", func(c *Config) any { return &c.APIMaxParkedConnectionsPerAddress }, replace},
 		{"apitrustedproxies", "teos-go extension: comma-separated reverse proxy addresses/CIDRs whose X-Forwarded-For / X-Real-IP name the client", func(c *Config) any { return &c.APITrustedProxies }, replace},
 		{"registration", "teos-go extension: who may register, open or allowlist (users added with teos-cli adduser)", func(c *Config) any { return &c.Registration }, replace},
 		{"registrationrate", "teos-go extension: registrations per client address per minute in open mode (0 = off)", func(c *Config) any { return &c.RegistrationRate }, replace},

@@ -265,7 +265,7 @@ func TestRustTeosFileLoadsUnchanged(t *testing.T) {
 		SubscriptionSlots: 500, SubscriptionDuration: 1000, ExpiryDelta: 12, MinToSelfDelay: 42,
 		PollingDelta:    5,
 		InternalAPIBind: "127.0.0.2", InternalAPIPort: 50052,
-		APIMaxConnections: 8192, APIHoldTimeout: 45, APIMaxConnectionsPerAddress: 64, // teos-go keys: the defaults
+		APIMaxConnections: 8192, APIHoldTimeout: 45, APIMaxConnectionsPerAddress: 64, APIMaxParkedConnections: 16384, APIMaxParkedConnectionsPerAddress: 4096, // teos-go keys: the defaults
 		Registration: "open",
 	}
 	if cfg != want {
@@ -322,7 +322,7 @@ func TestFlagNamesFollowKeys(t *testing.T) {
 		}
 	})
 	want := []string{
-		"apibind", "apiholdtimeout", "apimaxconnections", "apimaxconnectionsperaddress", "apiport", "apirateburst", "apiratelimit", "apitrustedproxies", "btcnetwork", "btcrpcconnect", "btcrpccookie", "btcrpcpassword", "btcrpcport",
+		"apibind", "apiholdtimeout", "apimaxconnections", "apimaxconnectionsperaddress", "apimaxparkedconnections", "apimaxparkedconnectionsperaddress", "apiport", "apirateburst", "apiratelimit", "apitrustedproxies", "btcnetwork", "btcrpcconnect", "btcrpccookie", "btcrpcpassword", "btcrpcport",
 		"btcrpcuser", "databaseurl", "datadir", "debug", "depsdebug", "forceupdate", "importrustteos", "lndtowerbind", "maxstoredbytes", "metricsbind", "onionhiddenserviceport",
 		"overwritekey", "pollinginterval", "registration", "registrationrate", "rpcbind", "rpcport", "torcontrolport", "torsupport",
 	}

@@ -1,6 +1,7 @@
 // Package limits bounds what one client can take from the public HTTP API: caps on open
 // connections (for the whole server and per client address, with a short deadline for
-// connections that send nothing) and an optional per-client-address, per-endpoint request
+// connections that send nothing; past its address's cap a connection waits parked, unread,
+// for a place) and an optional per-client-address, per-endpoint request
 // rate. rust-teos has neither, so both are opt-in extensions (teos.toml
 // api_max_connections, api_max_connections_per_address, api_rate_limit, api_rate_burst);
 // the body limits stay in httpapi, exactly as the protocol has them.

@@ -24,6 +24,7 @@ func serve(t *testing.T, cfg ListenerConfig) (*Listener, string) {
 		Handler:           http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }),
 		ReadHeaderTimeout: 30 * time.Second,
 	}
+	srv.ConnState = l.ConnState
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return l, inner.Addr().String()
