@@ -26,8 +26,15 @@ func (s *Store) ListenHandOvers(ctx context.Context, retry time.Duration, wake f
 	}
 	retry = max(retry, 100*time.Millisecond)
 	warned := false
+	listening := func() {
+		if warned {
+			log.Info("hand-over notifications back")
+			warned = false
+		}
+		wake() // what was queued while nobody listened
+	}
 	for ctx.Err() == nil {
-		err := s.listen(ctx, wake)
+		err := s.listen(ctx, listening, wake)
 		if ctx.Err() != nil {
 			return
 		}
@@ -43,8 +50,9 @@ func (s *Store) ListenHandOvers(ctx context.Context, retry time.Duration, wake f
 	}
 }
 
-// listen runs one LISTEN session until it fails or ctx is done.
-func (s *Store) listen(ctx context.Context, wake func()) error {
+// listen runs one LISTEN session until it fails or ctx is done; listening is called once it
+// listens.
+func (s *Store) listen(ctx context.Context, listening, wake func()) error {
 	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig)
 	if err != nil {
 		return err
@@ -57,7 +65,7 @@ func (s *Store) listen(ctx context.Context, wake func()) error {
 	if _, err := conn.Exec(ctx, `LISTEN `+HandOverChannel); err != nil {
 		return err
 	}
-	wake() // what was queued while nobody listened
+	listening()
 	for {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
 			return err
