@@ -134,7 +134,8 @@ func TestSharedPostgresFailover(t *testing.T) {
 	waitTowerAt(t, a, h)
 	added := time.Now()
 	alice.add(t, a, breachAppointment(t, late))
-	c.waitInMempool(t, late.Penalty.TxHash(), added)
+	t.Logf("late appointment through the follower: penalty in the mempool %v after the add",
+		c.waitInMempool(t, late.Penalty.TxHash(), added).Round(time.Millisecond))
 	b.stop()
 	a.stop()
 }

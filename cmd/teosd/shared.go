@@ -19,6 +19,7 @@ import (
 	"github.com/teos-go/teos/internal/api/grpcapi"
 	"github.com/teos-go/teos/internal/api/httpapi"
 	"github.com/teos-go/teos/internal/bitcoind"
+	"github.com/teos-go/teos/internal/blockfirst"
 	"github.com/teos-go/teos/internal/carrier"
 	"github.com/teos-go/teos/internal/chain"
 	"github.com/teos-go/teos/internal/config"
@@ -98,8 +99,12 @@ func startShared(ctx context.Context, cfg *config.Config, log *slog.Logger, db *
 		return err
 	}
 	resp := &swapResponder{}
-	w := watcher.New(watcher.Config{Store: db, Gatekeeper: gk, Responder: resp, TowerKey: key, Logger: log, Wake: pollNow})
-	rc := &roles{cfg: cfg, log: log, db: db, btc: btc, gk: gk, w: w, resp: resp, fes: fes}
+	// Requests step aside while this instance processes a block: only while it leads, as
+	// followers process none (roles.monitorConfig).
+	blocksFirst := blockfirst.New(blockFirstBound)
+	w := watcher.New(watcher.Config{Store: db, Gatekeeper: gk, Responder: resp, TowerKey: key, Logger: log, Wake: pollNow,
+		BlocksFirst: blocksFirst})
+	rc := &roles{cfg: cfg, log: log, db: db, btc: btc, gk: gk, w: w, resp: resp, fes: fes, blocks: blocksFirst, wake: pollNow}
 	rc.el = leader.New(leader.Config{URL: cfg.DatabaseURL, Name: instanceName(cfg), Every: cfg.PollEvery(), Logger: log})
 	if cfg.MetricsBind != "" {
 		m := metrics.New(metrics.Config{Counts: db.Counts, Height: rc.Height, Reachable: rc.Reachable,
@@ -112,7 +117,7 @@ func startShared(ctx context.Context, cfg *config.Config, log *slog.Logger, db *
 		*met = m
 	}
 	log.Info("shared database: block processing runs on the instance holding the leadership")
-	return serve(ctx, cfg, log, w, rc, db, towerID, rpcTLS, *met, held, nil, onion, fes)
+	return serve(ctx, cfg, log, w, rc, db, towerID, rpcTLS, *met, held, blocksFirst, onion, fes)
 }
 
 // sharedFrontEnds refuses a front end that cannot redo its block processing per leadership
@@ -163,6 +168,8 @@ type roles struct {
 	el      *leader.Elector
 	fes     []*frontend.Instance
 	onBlock func(uint32, time.Duration)
+	blocks  *blockfirst.Gate // raised by the leader's monitor only
+	wake    chan struct{}    // the watcher's Wake: the leader's monitor polls and drains at once
 
 	mu      sync.Mutex
 	cur     *chain.Monitor
@@ -263,23 +270,16 @@ func (r *roles) lead(ctx context.Context, every time.Duration) error {
 	}
 	var first atomic.Bool
 	gained := time.Now()
-	mon, err := chain.New(ctx, chain.Config{
-		Source:      r.btc,
-		Store:       r.db,
-		Listeners:   listeners,
-		Logger:      r.log,
-		IsTransient: bitcoind.IsUnreachable,
-		AfterPoll:   r.w.HandOverQueued,
-		Wake:        r.w.HandOversQueued(),
-		OnBlock: func(h uint32, took time.Duration) {
-			if !first.Swap(true) {
-				r.log.Info("first block processed as leader", "height", h, "since_leadership", time.Since(gained).Round(time.Millisecond))
-			}
-			if r.onBlock != nil {
-				r.onBlock(h, took)
-			}
-		},
-	}, hash, height)
+	mcfg := r.monitorConfig(true, listeners)
+	mcfg.OnBlock = func(h uint32, took time.Duration) {
+		if !first.Swap(true) {
+			r.log.Info("first block processed as leader", "height", h, "since_leadership", time.Since(gained).Round(time.Millisecond))
+		}
+		if r.onBlock != nil {
+			r.onBlock(h, took)
+		}
+	}
+	mon, err := chain.New(ctx, mcfg, hash, height)
 	if err != nil {
 		return fmt.Errorf("load recent blocks: %w", err)
 	}
@@ -301,7 +301,42 @@ func (r *roles) lead(ctx context.Context, every time.Duration) error {
 	r.mu.Unlock()
 	r.leading.Store(true)
 	r.log.Info("leading: following the chain from the persisted tip", "height", height)
+	// Followers' late appointments wake the drain at their commit rather than at the next
+	// poll; without the notifications (connection lost) the poll still drains.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	wg.Go(func() { r.db.ListenHandOvers(lctx, min(every, 5*time.Second), r.wakeChain, r.log) })
 	return mon.Run(ctx, every)
+}
+
+// monitorConfig is the chain monitor's configuration for a leadership term (leading) or for a
+// follower. Only the leader processes blocks, so only it raises the blocks-first gate, drains
+// the hand-over queue and moves the persisted tip.
+func (r *roles) monitorConfig(leading bool, listeners []chain.Listener) chain.Config {
+	c := chain.Config{
+		Source:      r.btc,
+		Store:       noTip{},
+		Listeners:   listeners,
+		Logger:      r.log,
+		IsTransient: bitcoind.IsUnreachable,
+	}
+	if leading {
+		c.Store = r.db
+		c.AfterPoll = r.w.HandOverQueued
+		c.Wake = r.w.HandOversQueued()
+		c.Busy = r.blocks
+	}
+	return c
+}
+
+// wakeChain makes the leader's monitor poll and drain the hand-over queue at once.
+func (r *roles) wakeChain() {
+	select {
+	case r.wake <- struct{}{}:
+	default: // a wake-up is already pending
+	}
 }
 
 // follow tracks the chain for receipts and the locator cache, and writes nothing but the
@@ -311,13 +346,7 @@ func (r *roles) follow(ctx context.Context, every time.Duration) error {
 	if err != nil {
 		return err
 	}
-	mon, err := chain.New(ctx, chain.Config{
-		Source:      r.btc,
-		Store:       noTip{},
-		Listeners:   []chain.Listener{&follower{r}},
-		Logger:      r.log,
-		IsTransient: bitcoind.IsUnreachable,
-	}, hash, height)
+	mon, err := chain.New(ctx, r.monitorConfig(false, []chain.Listener{&follower{r}}), hash, height)
 	if err != nil {
 		return fmt.Errorf("load recent blocks: %w", err)
 	}

@@ -83,13 +83,23 @@ func (s *Store) QueueMissed(block chainhash.Hash, disputes map[teos.Locator][]by
 	}
 	ctx, cancel := opCtx()
 	defer cancel()
-	tag, err := s.pool.Exec(ctx, `INSERT INTO handovers (uuid, block, dispute)
-		SELECT a.uuid, $1, d.tx FROM unnest($2::bytea[], $3::bytea[]) AS d(locator, tx)
-		JOIN appointments a ON a.locator = d.locator
-		WHERE NOT EXISTS (SELECT 1 FROM trackers t WHERE t.uuid = a.uuid)
-		ON CONFLICT (uuid) DO NOTHING`, block[:], locs, txs)
+	var n int
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO handovers (uuid, block, dispute)
+			SELECT a.uuid, $1, d.tx FROM unnest($2::bytea[], $3::bytea[]) AS d(locator, tx)
+			JOIN appointments a ON a.locator = d.locator
+			WHERE NOT EXISTS (SELECT 1 FROM trackers t WHERE t.uuid = a.uuid)
+			ON CONFLICT (uuid) DO NOTHING`, block[:], locs, txs)
+		if err != nil {
+			return err
+		}
+		if n = int(tag.RowsAffected()); n > 0 {
+			_, err = tx.Exec(ctx, notifyHandOverSQL) // delivered at commit (notify.go)
+		}
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("queue missed hand-overs of block %s: %w", block, err)
 	}
-	return int(tag.RowsAffected()), nil
+	return n, nil
 }

@@ -79,6 +79,7 @@ func runUpserts(ctx context.Context, tx pgx.Tx, calls []*upsertCall) error {
 		return fmt.Errorf("upsert appointments: read owners: %w", err)
 	}
 	wb := &pgx.Batch{}
+	notify := false
 	for _, c := range calls {
 		for i, it := range c.items {
 			a := it.Appointment
@@ -101,6 +102,7 @@ func runUpserts(ctx context.Context, tx pgx.Tx, calls []*upsertCall) error {
 			if it.HandOver != nil {
 				if h := it.HandOver(); h != nil {
 					wb.Queue(putHandOverSQL, id[:], h.Block[:], nonNil(h.Dispute))
+					notify = true
 				}
 			}
 			c.results[i] = store.UpsertResult{User: next}
@@ -108,6 +110,9 @@ func runUpserts(ctx context.Context, tx pgx.Tx, calls []*upsertCall) error {
 	}
 	if wb.Len() == 0 {
 		return nil
+	}
+	if notify {
+		wb.Queue(notifyHandOverSQL) // delivered at commit (notify.go)
 	}
 	if err := tx.SendBatch(ctx, wb).Close(); err != nil {
 		return fmt.Errorf("upsert appointments: %w", err)
