@@ -286,6 +286,25 @@ func testLndConcurrentUpdates(t *testing.T, d *db) {
 		t.Fatalf("session counter = %x, %v; want %d", rec, err, n)
 	}
 	lndCounts(t, d, 1, n)
+
+	// Racing first updates of a new session, all with one hint: one session, one update.
+	other := lndID(2)
+	errs = make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			errs <- d.LndAddUpdate(other, lndHint(0), func([]byte) ([]byte, []byte, error) {
+				return []byte("s"), []byte("u"), nil
+			})
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	lndCounts(t, d, 2, n+1)
 }
 
 // testLndCountsFollowWrites: LndCounts agrees with a model of the records after every write
