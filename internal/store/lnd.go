@@ -88,12 +88,27 @@ var (
 	bktLndSessionHints = []byte("session_hints")
 	// trackers: uuid(20) -> tracker record (encodeLndTracker).
 	bktLndTrackers = []byte("trackers")
+	// keyLndCounts, a key of the root bucket: sessions(8) || updates(8), kept by every write
+	// (lndcounts.go).
+	keyLndCounts = []byte("counts")
 )
 
-type lndBuckets struct{ sessions, updates, hints, trackers *bolt.Bucket }
+type lndBuckets struct {
+	sessions, updates, hints, trackers *bolt.Bucket
+	root                               *bolt.Bucket
+	// delta is what the transaction added to the counts so far (write transactions only).
+	delta lndCounts
+}
 
-func (s *Store) lndUpdate(fn func(b lndBuckets) error) error {
-	return s.ExtUpdate(lndExtName, func(root *bolt.Bucket) error {
+func (s *Store) lndUpdate(fn func(b *lndBuckets) error) error {
+	_, err := s.lndUpdateCounted(fn)
+	return err
+}
+
+// lndUpdateCounted runs fn in a write transaction and stores the counts it changed, in the
+// same transaction; it returns the counts as committed.
+func (s *Store) lndUpdateCounted(fn func(b *lndBuckets) error) (c lndCounts, err error) {
+	err = s.ExtUpdate(lndExtName, func(root *bolt.Bucket) error {
 		var bs [4]*bolt.Bucket
 		for i, name := range [][]byte{bktLndSessions, bktLndUpdates, bktLndSessionHints, bktLndTrackers} {
 			var err error
@@ -101,8 +116,14 @@ func (s *Store) lndUpdate(fn func(b lndBuckets) error) error {
 				return err
 			}
 		}
-		return fn(lndBuckets{bs[0], bs[1], bs[2], bs[3]})
+		b := &lndBuckets{sessions: bs[0], updates: bs[1], hints: bs[2], trackers: bs[3], root: root}
+		if err := fn(b); err != nil {
+			return err
+		}
+		c, err = b.flushCounts()
+		return err
 	})
+	return c, err
 }
 
 // lndView runs fn on the buckets; any of them is nil while nothing was written there.
@@ -114,7 +135,8 @@ func (s *Store) lndView(fn func(b lndBuckets) error) error {
 			}
 			return root.Bucket(name)
 		}
-		return fn(lndBuckets{sub(bktLndSessions), sub(bktLndUpdates), sub(bktLndSessionHints), sub(bktLndTrackers)})
+		return fn(lndBuckets{sessions: sub(bktLndSessions), updates: sub(bktLndUpdates), hints: sub(bktLndSessionHints),
+			trackers: sub(bktLndTrackers), root: root})
 	})
 }
 
@@ -155,11 +177,15 @@ func (s *Store) LndSession(id LndSessionID) (rec []byte, ok bool, err error) {
 }
 
 func (s *Store) LndPutSession(id LndSessionID, rec []byte, check func(prev []byte) error) error {
-	err := s.lndUpdate(func(b lndBuckets) error {
+	err := s.lndUpdate(func(b *lndBuckets) error {
+		prev := b.sessions.Get(id[:])
 		if check != nil {
-			if err := check(b.sessions.Get(id[:])); err != nil {
+			if err := check(prev); err != nil {
 				return userErr{err}
 			}
+		}
+		if prev == nil {
+			b.delta.sessions++
 		}
 		return b.sessions.Put(id[:], clone(rec))
 	})
@@ -167,15 +193,23 @@ func (s *Store) LndPutSession(id LndSessionID, rec []byte, check func(prev []byt
 }
 
 func (s *Store) LndAddUpdate(id LndSessionID, hint LndHint, fn func(session []byte) (newSession, update []byte, err error)) error {
-	err := s.lndUpdate(func(b lndBuckets) error {
-		sess, upd, err := fn(b.sessions.Get(id[:]))
+	err := s.lndUpdate(func(b *lndBuckets) error {
+		prev := b.sessions.Get(id[:])
+		sess, upd, err := fn(prev)
 		if err != nil {
 			return userErr{err}
+		}
+		if prev == nil {
+			b.delta.sessions++
 		}
 		if err := b.sessions.Put(id[:], clone(sess)); err != nil {
 			return err
 		}
-		if err := b.updates.Put(lndUpdateKey(hint, id), clone(upd)); err != nil {
+		key := lndUpdateKey(hint, id)
+		if b.updates.Get(key) == nil {
+			b.delta.updates++
+		}
+		if err := b.updates.Put(key, clone(upd)); err != nil {
 			return err
 		}
 		return b.hints.Put(lndSessionHintKey(id, hint), []byte{})
@@ -184,11 +218,12 @@ func (s *Store) LndAddUpdate(id LndSessionID, hint LndHint, fn func(session []by
 }
 
 func (s *Store) LndDeleteSession(id LndSessionID) (found bool, err error) {
-	err = s.lndUpdate(func(b lndBuckets) error {
+	err = s.lndUpdate(func(b *lndBuckets) error {
 		if b.sessions.Get(id[:]) == nil {
 			return nil
 		}
 		found = true
+		b.delta.sessions--
 		if err := b.sessions.Delete(id[:]); err != nil {
 			return err
 		}
@@ -200,7 +235,11 @@ func (s *Store) LndDeleteSession(id LndSessionID) (found bool, err error) {
 		for _, k := range keys {
 			var hint LndHint
 			copy(hint[:], k[LndSessionIDLen:])
-			if err := b.updates.Delete(lndUpdateKey(hint, id)); err != nil {
+			uk := lndUpdateKey(hint, id)
+			if b.updates.Get(uk) != nil {
+				b.delta.updates--
+			}
+			if err := b.updates.Delete(uk); err != nil {
 				return err
 			}
 			if err := b.hints.Delete(k); err != nil {
@@ -244,22 +283,6 @@ func (s *Store) LndMatches(hints []LndHint) ([]LndMatch, error) {
 		return nil, fmt.Errorf("query lnd breach hints: %w", err)
 	}
 	return out, nil
-}
-
-func (s *Store) LndCounts() (sessions, updates int, err error) {
-	err = s.lndView(func(b lndBuckets) error {
-		if b.sessions != nil {
-			sessions = b.sessions.Stats().KeyN
-		}
-		if b.updates != nil {
-			updates = b.updates.Stats().KeyN
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, 0, fmt.Errorf("count lnd records: %w", err)
-	}
-	return sessions, updates, nil
 }
 
 func lndUpdateKey(hint LndHint, id LndSessionID) []byte {
@@ -326,7 +349,7 @@ func (s *Store) LndPutTracker(t *Tracker) error {
 		return errors.New("put lnd tracker: nil tracker")
 	}
 	v := encodeLndTracker(t)
-	if err := s.lndUpdate(func(b lndBuckets) error { return b.trackers.Put(t.UUID[:], v) }); err != nil {
+	if err := s.lndUpdate(func(b *lndBuckets) error { return b.trackers.Put(t.UUID[:], v) }); err != nil {
 		return fmt.Errorf("put lnd tracker %s: %w", t.UUID, err)
 	}
 	return nil
@@ -385,7 +408,7 @@ func (s *Store) LndApplyChanges(c *Changes) error {
 		}
 		records[i] = encodeLndTracker(t)
 	}
-	err := s.lndUpdate(func(b lndBuckets) error {
+	err := s.lndUpdate(func(b *lndBuckets) error {
 		for i, t := range c.Trackers {
 			if err := b.trackers.Put(t.UUID[:], records[i]); err != nil {
 				return err
@@ -410,7 +433,7 @@ func (s *Store) LndDeleteTrackers(ids []teos.UUID) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	err := s.lndUpdate(func(b lndBuckets) error {
+	err := s.lndUpdate(func(b *lndBuckets) error {
 		for _, id := range ids {
 			if err := b.trackers.Delete(id[:]); err != nil {
 				return err

@@ -38,6 +38,16 @@ const migrationLnd = `
 		height bigint NOT NULL,
 		confirmed boolean NOT NULL);`
 
+// migrationLndCounts (version 2 -> 3) keeps each session's number of updates in its row,
+// written under the session's row lock that every update takes anyway, so LndCounts reads
+// O(sessions) rows without a single counter row that every instance's writes would queue on.
+// An older database's counts are backfilled from its updates.
+const migrationLndCounts = `
+	ALTER TABLE lnd_sessions ADD COLUMN n_updates bigint NOT NULL DEFAULT 0 CHECK (n_updates >= 0);
+	UPDATE lnd_sessions s SET n_updates = c.n
+		FROM (SELECT session_id, count(*) AS n FROM lnd_updates GROUP BY session_id) c
+		WHERE s.session_id = c.session_id;`
+
 // callbackErr carries a caller's callback error out of the transaction unwrapped.
 type callbackErr struct{ err error }
 
@@ -87,7 +97,7 @@ func (s *Store) LndPutSession(id store.LndSessionID, rec []byte, check func(prev
 	return s.inTx(fmt.Sprintf("store lnd session %x", id), func(ctx context.Context, tx pgx.Tx) error {
 		// A new session is inserted at once; an existing one is locked before check sees it,
 		// so an update committing meanwhile on another instance is not overwritten unseen.
-		tag, err := tx.Exec(ctx, `INSERT INTO lnd_sessions VALUES ($1, $2) ON CONFLICT (session_id) DO NOTHING`,
+		tag, err := tx.Exec(ctx, `INSERT INTO lnd_sessions (session_id, record) VALUES ($1, $2) ON CONFLICT (session_id) DO NOTHING`,
 			id[:], nonNil(rec))
 		if err != nil {
 			return err
@@ -124,12 +134,20 @@ func (s *Store) LndAddUpdate(id store.LndSessionID, hint store.LndHint, fn func(
 		if err != nil {
 			return callbackErr{err}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO lnd_sessions VALUES ($1, $2)
+		// The session's row is locked from here on (inserted or updated).
+		if _, err := tx.Exec(ctx, `INSERT INTO lnd_sessions (session_id, record) VALUES ($1, $2)
 			ON CONFLICT (session_id) DO UPDATE SET record = EXCLUDED.record`, id[:], nonNil(sess)); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO lnd_updates VALUES ($1, $2, $3)
-			ON CONFLICT (hint, session_id) DO UPDATE SET record = EXCLUDED.record`, hint[:], id[:], nonNil(upd))
+		// Every writer of a session's updates holds its row lock, so this statement's snapshot
+		// (taken under the lock) tells truly whether the update is new, and only a new one counts.
+		_, err = tx.Exec(ctx, `WITH prev AS (
+				SELECT EXISTS (SELECT 1 FROM lnd_updates WHERE hint = $1 AND session_id = $2) AS found),
+			put AS (
+				INSERT INTO lnd_updates VALUES ($1, $2, $3)
+				ON CONFLICT (hint, session_id) DO UPDATE SET record = EXCLUDED.record)
+			UPDATE lnd_sessions SET n_updates = n_updates + 1
+				WHERE session_id = $2 AND NOT (SELECT found FROM prev)`, hint[:], id[:], nonNil(upd))
 		return err
 	})
 }
@@ -137,7 +155,8 @@ func (s *Store) LndAddUpdate(id store.LndSessionID, hint store.LndHint, fn func(
 func (s *Store) LndDeleteSession(id store.LndSessionID) (found bool, err error) {
 	ctx, cancel := opCtx()
 	defer cancel()
-	// The updates go with it (ON DELETE CASCADE), in the same statement.
+	// The updates go with it (ON DELETE CASCADE), in the same statement, and so does their
+	// count (n_updates).
 	tag, err := s.pool.Exec(ctx, `DELETE FROM lnd_sessions WHERE session_id = $1`, id[:])
 	if err != nil {
 		return false, fmt.Errorf("delete lnd session %x: %w", id, err)
@@ -186,7 +205,8 @@ func (s *Store) LndCounts() (sessions, updates int, err error) {
 	ctx, cancel := opCtx()
 	defer cancel()
 	var a, b int64
-	err = s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM lnd_sessions), (SELECT count(*) FROM lnd_updates)`).Scan(&a, &b)
+	// O(sessions): each session row carries its number of updates (migrationLndCounts).
+	err = s.pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(n_updates), 0)::bigint FROM lnd_sessions`).Scan(&a, &b)
 	if err != nil {
 		return 0, 0, fmt.Errorf("count lnd records: %w", err)
 	}

@@ -65,3 +65,49 @@ func BenchmarkLndAddUpdate(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLndCounts: 100,000 updates in 1,000 sessions (bulk-loaded, then vacuumed and
+// analysed, so the old query gets its best plan); "count_star" is the query LndCounts ran
+// before schema version 3, "n_updates" is LndCounts now.
+func BenchmarkLndCounts(b *testing.B) {
+	const sessions, perSession = 1000, 100
+	srv := pgtest.Start(b, &pgtest.Options{NoFsync: true})
+	s, err := pgstore.Open(context.Background(), srv.NewDatabase(b), &pgstore.Options{Network: "regtest"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for _, q := range []string{
+		`INSERT INTO lnd_sessions (session_id, record, n_updates)
+			SELECT '\x03'::bytea || int8send(i), '\x01'::bytea, $2 FROM generate_series(1::bigint, $1::bigint) i`,
+		`INSERT INTO lnd_updates
+			SELECT int8send(i * $2 + j) || int8send(0::bigint), '\x03'::bytea || int8send(i), decode(repeat('ab', 300), 'hex')
+			FROM generate_series(1::bigint, $1::bigint) i, generate_series(1::bigint, $2::bigint) j`,
+	} {
+		if _, err := s.Pool().Exec(ctx, q, sessions, perSession); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, q := range []string{`VACUUM ANALYZE lnd_sessions`, `VACUUM ANALYZE lnd_updates`} {
+		if _, err := s.Pool().Exec(ctx, q); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("count_star", func(b *testing.B) {
+		for b.Loop() {
+			var n, u int64
+			if err := s.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM lnd_sessions), (SELECT count(*) FROM lnd_updates)`).Scan(&n, &u); err != nil ||
+				n != sessions || u != sessions*perSession {
+				b.Fatalf("%d, %d, %v", n, u, err)
+			}
+		}
+	})
+	b.Run("n_updates", func(b *testing.B) {
+		for b.Loop() {
+			if n, u, err := s.LndCounts(); err != nil || n != sessions || u != sessions*perSession {
+				b.Fatalf("%d, %d, %v", n, u, err)
+			}
+		}
+	})
+}

@@ -10,7 +10,7 @@ import (
 
 // schemaVersion is the schema this binary writes; migrations[i] upgrades version i to i+1
 // (migrations[0] creates the schema on an empty database).
-const schemaVersion = 2
+const schemaVersion = 3
 
 // ErrNewerSchema is returned by Open when a newer teosd wrote the database.
 var ErrNewerSchema = errors.New("pgstore: database schema is newer than this binary")
@@ -60,6 +60,7 @@ var migrations = []string{
 		hash bytea NOT NULL,
 		height bigint NOT NULL);`,
 	migrationAllowlist + migrationLnd, // 1 -> 2: allowlist.go, lnd.go
+	migrationLndCounts,                // 2 -> 3: lnd.go
 }
 
 // migrate creates or upgrades the schema in one transaction, under an advisory lock so

@@ -286,6 +286,95 @@ func testLndConcurrentUpdates(t *testing.T, d *db) {
 		t.Fatalf("session counter = %x, %v; want %d", rec, err, n)
 	}
 	lndCounts(t, d, 1, n)
+
+	// Racing first updates of a new session, all with one hint: one session, one update.
+	other := lndID(2)
+	errs = make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			errs <- d.LndAddUpdate(other, lndHint(0), func([]byte) ([]byte, []byte, error) {
+				return []byte("s"), []byte("u"), nil
+			})
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	lndCounts(t, d, 2, n+1)
+}
+
+// testLndCountsFollowWrites: LndCounts agrees with a model of the records after every write
+// of a random sequence (new, replaced and refused sessions and updates, sessions made by an
+// update, deletions of present and absent sessions) and after reopening.
+func testLndCountsFollowWrites(t *testing.T, d *db) {
+	const nSessions, nHints, steps = 6, 5, 300
+	rng := rand.New(rand.NewPCG(3, 4))
+	model := map[store.LndSessionID]map[store.LndHint]bool{}
+	refused := errors.New("refused")
+	for step := range steps {
+		id, hint := lndID(rng.IntN(nSessions)), lndHint(rng.IntN(nHints))
+		refuse := rng.IntN(6) == 0
+		var op string
+		var err error
+		switch rng.IntN(10) {
+		case 0, 1:
+			op = "put session"
+			err = d.LndPutSession(id, []byte("s"), func([]byte) error {
+				if refuse {
+					return refused
+				}
+				return nil
+			})
+			if err == nil && model[id] == nil {
+				model[id] = map[store.LndHint]bool{}
+			}
+		case 2, 3, 4, 5, 6:
+			// An update of an unknown session makes the session (as the interface allows).
+			op = "add update"
+			err = d.LndAddUpdate(id, hint, func([]byte) ([]byte, []byte, error) {
+				if refuse {
+					return []byte("bad"), []byte("bad"), refused
+				}
+				return []byte("s"), []byte("u"), nil
+			})
+			if err == nil {
+				if model[id] == nil {
+					model[id] = map[store.LndHint]bool{}
+				}
+				model[id][hint] = true
+			}
+		case 7, 8:
+			op = "delete session"
+			var found bool
+			found, err = d.LndDeleteSession(id)
+			if err == nil && found != (model[id] != nil) {
+				t.Fatalf("step %d: LndDeleteSession found = %v, model has it: %v", step, found, model[id] != nil)
+			}
+			delete(model, id)
+		default:
+			op = "reopen"
+			d.reopen()
+		}
+		if err != nil && !errors.Is(err, refused) {
+			t.Fatalf("step %d (%s): %v", step, op, err)
+		}
+		updates := 0
+		for _, hs := range model {
+			updates += len(hs)
+		}
+		s, u, err := d.LndCounts()
+		if err != nil || s != len(model) || u != updates {
+			t.Fatalf("step %d (%s): LndCounts = %d, %d, %v; want %d, %d", step, op, s, u, err, len(model), updates)
+		}
+	}
+	d.reopen()
+	if s, _, err := d.LndCounts(); err != nil || s != len(model) {
+		t.Fatalf("after reopen: LndCounts = %d, %v; want %d sessions", s, err, len(model))
+	}
 }
 
 func sameTracker(t *testing.T, got, want *store.Tracker) {

@@ -47,6 +47,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"StoredBytes", testStoredBytes},
 		{"LndSessions", testLndSessions},
 		{"LndConcurrentUpdates", testLndConcurrentUpdates},
+		{"LndCountsFollowWrites", testLndCountsFollowWrites},
 		{"LndTrackers", testLndTrackers},
 	} {
 		t.Run(c.name, func(t *testing.T) {
