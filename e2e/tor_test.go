@@ -11,9 +11,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -342,7 +344,7 @@ func fakeControlPort(t *testing.T) (string, <-chan string) {
 }
 
 // TestTorCommands: teosd hands tor onion_v3_sk's bytes as they are, forwards the onion port to
-// its API listener, and deletes the service by its id on shutdown.
+// the onion clients' own API listener on loopback (which answers), and deletes the service by its id on shutdown.
 func TestTorCommands(t *testing.T) {
 	port, cmds := fakeControlPort(t)
 	node := startNode(t)
@@ -356,16 +358,30 @@ func TestTorCommands(t *testing.T) {
 	}
 	tw.start("--torsupport", "--torcontrolport", port, "--onionhiddenserviceport", "19814")
 	tw.waitLog(t, "Onion service: "+want+":19814")
+	// The target is the onion clients' own listener on loopback, not the public API's.
+	m := regexp.MustCompile(`onion service target.* addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(tw.logs())
+	if m == nil {
+		t.Fatalf("no onion service target in teosd's log:\n%s", tw.logs())
+	}
+	target := m[1]
+	apiHostPort := strings.TrimPrefix(tw.apiURL, "http://")
+	if target == apiHostPort {
+		t.Fatalf("onion target %s is the public API's listener", target)
+	}
+	if resp, err := http.Get("http://" + target + "/ping"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /ping on the onion target %s: %v %v", target, resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	tw.stop()
 	var got []string
 	for len(cmds) > 0 {
 		got = append(got, <-cmds)
 	}
-	apiHostPort := strings.TrimPrefix(tw.apiURL, "http://")
 	wantCmds := []string{
 		"PROTOCOLINFO 1",
 		"AUTHENTICATE",
-		"ADD_ONION ED25519-V3:" + base64.StdEncoding.EncodeToString(keyFile) + " Port=19814," + apiHostPort,
+		"ADD_ONION ED25519-V3:" + base64.StdEncoding.EncodeToString(keyFile) + " Port=19814," + target,
 		"DEL_ONION " + strings.TrimSuffix(want, ".onion"),
 	}
 	if strings.Join(got, "\n") != strings.Join(wantCmds, "\n") {
