@@ -10,14 +10,19 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/proxy"
 
 	"github.com/teos-go/teos/internal/socks5test"
 	"github.com/teos-go/teos/internal/tor"
@@ -342,7 +347,7 @@ func fakeControlPort(t *testing.T) (string, <-chan string) {
 }
 
 // TestTorCommands: teosd hands tor onion_v3_sk's bytes as they are, forwards the onion port to
-// its API listener, and deletes the service by its id on shutdown.
+// the onion clients' own API listener on loopback (which answers), and deletes the service by its id on shutdown.
 func TestTorCommands(t *testing.T) {
 	port, cmds := fakeControlPort(t)
 	node := startNode(t)
@@ -356,16 +361,30 @@ func TestTorCommands(t *testing.T) {
 	}
 	tw.start("--torsupport", "--torcontrolport", port, "--onionhiddenserviceport", "19814")
 	tw.waitLog(t, "Onion service: "+want+":19814")
+	// The target is the onion clients' own listener on loopback, not the public API's.
+	m := regexp.MustCompile(`onion service target.* addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(tw.logs())
+	if m == nil {
+		t.Fatalf("no onion service target in teosd's log:\n%s", tw.logs())
+	}
+	target := m[1]
+	apiHostPort := strings.TrimPrefix(tw.apiURL, "http://")
+	if target == apiHostPort {
+		t.Fatalf("onion target %s is the public API's listener", target)
+	}
+	if resp, err := http.Get("http://" + target + "/ping"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /ping on the onion target %s: %v %v", target, resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	tw.stop()
 	var got []string
 	for len(cmds) > 0 {
 		got = append(got, <-cmds)
 	}
-	apiHostPort := strings.TrimPrefix(tw.apiURL, "http://")
 	wantCmds := []string{
 		"PROTOCOLINFO 1",
 		"AUTHENTICATE",
-		"ADD_ONION ED25519-V3:" + base64.StdEncoding.EncodeToString(keyFile) + " Port=19814," + apiHostPort,
+		"ADD_ONION ED25519-V3:" + base64.StdEncoding.EncodeToString(keyFile) + " Port=19814," + target,
 		"DEL_ONION " + strings.TrimSuffix(want, ".onion"),
 	}
 	if strings.Join(got, "\n") != strings.Join(wantCmds, "\n") {
@@ -382,7 +401,7 @@ func TestTorPrivateNetworkRoundTrip(t *testing.T) {
 	pn := tortest.StartPrivateNetwork(t)
 	t.Logf("private Tor network bootstrapped in %v", time.Since(t0).Round(time.Second))
 	node := startNode(t)
-	tw := newTower(t, node, "")
+	tw := newTower(t, node, "api_max_connections_per_address = 2\n")
 	tw.start("--torsupport", "--torcontrolport", strconv.Itoa(pn.Client.ControlPort))
 	tw.waitLog(t, "Onion service: ")
 	var info cliTowerInfo
@@ -431,6 +450,24 @@ func TestTorPrivateNetworkRoundTrip(t *testing.T) {
 	if err != nil || !strings.Contains(out, locatorOf(b).String()) {
 		t.Fatalf("add_appointment over the onion: %v\n%s%s", err, out, errOut)
 	}
+	// More onion connections than the per-address cap (2), all open at once, each answering
+	// twice: tor connects every one from 127.0.0.1, but onion clients have their own
+	// listener, with no per-address cap. The same on the public port from 127.0.0.1 is
+	// capped as before: connections past the cap wait parked, idle ones are closed for them.
+	socks, err := proxy.SOCKS5("tcp", pn.SocksAddr, nil, proxy.Direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 6
+	onionAddr := info.Addresses[1].Address + ":" + strconv.Itoa(int(info.Addresses[1].Port))
+	if ok := pingRounds(t, socks.Dial, onionAddr, n); ok != 2*n {
+		t.Fatalf("%d of %d pings over %d onion connections at once answered, want all", ok, 2*n, n)
+	}
+	ok := pingRounds(t, net.Dial, strings.TrimPrefix(tw.apiURL, "http://"), n)
+	if ok == 2*n {
+		t.Fatalf("all %d pings over %d connections at once from 127.0.0.1 to the public port answered: its per-address cap of 2 is gone", ok, n)
+	}
+	t.Logf("%d connections at once, 2 pings each: all answered over the onion, %d of %d on the public port from 127.0.0.1 (cap 2)", n, ok, 2*n)
 	// An onion nobody publishes: tor's SOCKS port refuses it, and the client reports a
 	// transport failure, not a tower's answer.
 	_, unknown := rustTeosOnionKey(t)
@@ -444,4 +481,39 @@ func TestTorPrivateNetworkRoundTrip(t *testing.T) {
 	t.Logf("unknown onion: %s", strings.TrimSpace(errOut))
 	tw.stop()
 	tw.waitLog(t, "Onion service removed: ")
+}
+
+// pingRounds opens n connections to addr with dial, then twice sends GET /ping on every one
+// before reading the answers, and returns how many answered 200.
+func pingRounds(t *testing.T, dial func(network, addr string) (net.Conn, error), addr string, n int) int {
+	t.Helper()
+	conns := make([]net.Conn, n)
+	readers := make([]*bufio.Reader, n)
+	for i := range conns {
+		c, err := dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("connection %d to %s: %v", i+1, addr, err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Minute)) // a guard against a hang, not a measure
+		conns[i], readers[i] = c, bufio.NewReader(c)
+	}
+	ok := 0
+	for range 2 {
+		for _, c := range conns {
+			_, _ = c.Write([]byte("GET /ping HTTP/1.1\r\nHost: " + addr + "\r\n\r\n"))
+		}
+		for i := range conns {
+			resp, err := http.ReadResponse(readers[i], nil)
+			if err != nil {
+				continue
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				ok++
+			}
+		}
+	}
+	return ok
 }

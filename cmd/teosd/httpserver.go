@@ -127,12 +127,11 @@ func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterf
 			met.ObserveHTTP(metrics.HTTPRequest{Endpoint: e.Endpoint, Status: e.Status, ErrorCode: e.ErrorCode, Held: e.Held, Duration: e.Duration})
 		})
 	}
-	maxConns := int(cfg.APIMaxConnections)
-	if limit := fdLimit(); limit > 0 && (maxConns == 0 || maxConns > limit-fdReserve) {
-		capped := max(limit-fdReserve, 1)
-		log.Warn("api_max_connections lowered to fit the open files limit", "configured", maxConns, "used", capped, "nofile", limit)
-		maxConns = capped
+	maxConns := apiConnBudget(cfg, fdLimit())
+	if int(cfg.APIMaxConnections) != maxConns {
+		log.Warn("api_max_connections lowered to fit the open files limit", "configured", cfg.APIMaxConnections, "used", maxConns, "nofile", fdLimit())
 	}
+	maxConns, _ = splitConns(maxConns, cfg.TorSupport) // onionedge.go
 	apiLis := limits.NewListener(lis, limits.ListenerConfig{
 		Max:                 maxConns,
 		MaxPerAddress:       int(cfg.APIMaxConnectionsPerAddress),
@@ -150,6 +149,16 @@ func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterf
 		})
 	}
 	return httpapi.NewHandler(hcfg), apiLis, nil
+}
+
+// apiConnBudget is api_max_connections, lowered to fit the open files limit nofile (<= 0:
+// unknown) with fdReserve to spare.
+func apiConnBudget(cfg *config.Config, nofile int) int {
+	maxConns := int(cfg.APIMaxConnections)
+	if nofile > 0 && (maxConns == 0 || maxConns > nofile-fdReserve) {
+		maxConns = max(nofile-fdReserve, 1)
+	}
+	return maxConns
 }
 
 // parkTimeout is how long a connection past its address's cap waits parked for a place

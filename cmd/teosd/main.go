@@ -307,11 +307,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	}
 	httpSrv := newHTTPServer(blocksFirstHandler(api, blocks), apiTimeoutsFor(held.Gate.Bound()))
 	watchIdle(httpSrv, apiLis)
+	if err := onion.listen(cfg, httpSrv.Handler, apiTimeoutsFor(held.Gate.Bound())); err != nil { // onionedge.go
+		return err
+	}
 
 	serving = true
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mon.Run(ctx, cfg.PollEvery()) })
-	g.Go(func() error { onion.run(ctx, httpLis.Addr()); return nil })
+	g.Go(func() error { onion.run(ctx); return nil })
+	g.Go(onion.serveAPI)
 	for _, fe := range fes {
 		g.Go(func() error { return fe.Serve(ctx) })
 	}
@@ -346,7 +350,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		held.Gate.Close() // held requests are answered 503 now rather than cut off
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		err := httpSrv.Shutdown(sctx) // front door first: HTTP forwards to gRPC
+		err := errors.Join(httpSrv.Shutdown(sctx), onion.shutdownAPI(sctx)) // front doors first: HTTP forwards to gRPC
 		if metricsSrv != nil {
 			err = errors.Join(err, metricsSrv.Shutdown(sctx))
 		}

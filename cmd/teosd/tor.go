@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strconv"
 
@@ -20,6 +21,8 @@ type onionService struct {
 	controlPort uint16
 	port        uint16
 	log         *slog.Logger
+	lis         net.Listener // the onion clients' own listener, tor's target (onionedge.go)
+	srv         *http.Server
 }
 
 // loadOnion reads <datadir>/<network>/onion_v3_sk (rust-teos's file and format), creating it
@@ -47,16 +50,17 @@ func (o *onionService) addresses() []grpcapi.Address {
 	return []grpcapi.Address{{Type: teosv2.NetworkAddress_TorV3, Host: o.key.Address(), Port: o.port}}
 }
 
-// run publishes the service, forwarding to the public API listening on api, until ctx is done.
-func (o *onionService) run(ctx context.Context, api net.Addr) {
-	if o == nil {
+// run publishes the service, forwarding to the onion clients' listener (listen), until ctx
+// is done.
+func (o *onionService) run(ctx context.Context) {
+	if o == nil || o.lis == nil {
 		return
 	}
 	tor.Publish(ctx, tor.ServiceConfig{
 		ControlAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(int(o.controlPort))),
 		Key:         o.key,
 		VirtualPort: o.port,
-		Target:      tor.Target(api),
+		Target:      tor.Target(o.lis.Addr()),
 		Logger:      o.log,
 	})
 }

@@ -5,6 +5,7 @@
 package clientaddr
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -73,10 +74,16 @@ type Client struct {
 	Addr netip.Addr
 	// Forwarded is true when Addr came from a trusted proxy's header rather than the peer.
 	Forwarded bool
+	// Onion is true when the request came over Tor, through the onion service's own
+	// listener: Addr is then invalid, as every onion client reaches it from tor on loopback.
+	Onion bool
 }
 
-// String is the address, or "unknown".
+// String is the address, "onion" for a client that came over Tor, or "unknown".
 func (c Client) String() string {
+	if c.Onion {
+		return "onion"
+	}
 	if !c.Addr.IsValid() {
 		return "unknown"
 	}
@@ -96,11 +103,23 @@ func Peer(remoteAddr string) netip.Addr {
 	return addr.Unmap().WithZone("")
 }
 
-// Client names r's client. From a trusted proxy: the right-most X-Forwarded-For entry
+type onionKey struct{}
+
+// WithOnion marks ctx as a connection's context from the onion service's listener (use it
+// as http.Server.ConnContext): its requests came over Tor.
+func WithOnion(ctx context.Context, _ net.Conn) context.Context {
+	return context.WithValue(ctx, onionKey{}, true)
+}
+
+// Client names r's client. Over Tor (WithOnion): the onion client, whatever its headers say
+// (tor adds none, so any there are the client's own). From a trusted proxy: the right-most X-Forwarded-For entry
 // that is not itself a trusted proxy (each proxy appends the peer it saw, so entries left
 // of it may have been written by the client), else X-Real-IP, else the proxy itself.
 // From anyone else: the peer.
 func (p Proxies) Client(r *http.Request) Client {
+	if onion, _ := r.Context().Value(onionKey{}).(bool); onion {
+		return Client{Onion: true}
+	}
 	peer := Peer(r.RemoteAddr)
 	if !peer.IsValid() || !p.Trusted(peer) {
 		return Client{Addr: peer}

@@ -130,6 +130,11 @@ func NewRate(cfg RateConfig) *Rate {
 // in arrival order, or with ErrDelayTooLong or ErrQueueFull at once, or with ctx's error
 // when the client goes away (its place is given up).
 func (l *Rate) Admit(ctx context.Context, a httpapi.Admission) (time.Duration, error) {
+	if a.Client.Onion {
+		// Onion clients have no address to share a budget by: one key would let one of them
+		// starve the rest. The onion listener's own connection cap bounds them together.
+		return 0, nil
+	}
 	start := time.Now()
 	key := queueKey{addr: clientaddr.Group(a.Client.Addr), endpoint: a.Endpoint}
 	l.mu.Lock()
