@@ -24,6 +24,7 @@ import (
 	"github.com/btcsuite/btcd/btcec/v2"
 
 	"github.com/teos-go/teos/internal/btcdtest"
+	"github.com/teos-go/teos/internal/freeport"
 	"github.com/teos-go/teos/pkg/teos"
 	"github.com/teos-go/teos/pkg/wtcrypto"
 )
@@ -54,28 +55,15 @@ func TestMain(m *testing.M) {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		// The kernel may hand a closed port out again; a port given to one part of a test
-		// (a tor control port meant to stay closed) must not become another's (teosd's API).
-		if !portsGiven[port] {
-			portsGiven[port] = true
-			return port
-		}
+	// freeport gives each port out once per process (a tor control port meant to stay closed
+	// must not become teosd's API) and outside the kernel's source-port range (a teosd
+	// restarted on its port must find it free).
+	port, err := freeport.Get()
+	if err != nil {
+		t.Fatal(err)
 	}
+	return port
 }
-
-var (
-	portsMu    sync.Mutex
-	portsGiven = map[int]bool{}
-)
 
 // tower is a teosd process.
 type tower struct {

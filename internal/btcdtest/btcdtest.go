@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -27,6 +28,7 @@ import (
 	"github.com/btcsuite/btcd/rpcclient"
 
 	"github.com/teos-go/teos/internal/bitcoind"
+	"github.com/teos-go/teos/internal/freeport"
 )
 
 const (
@@ -318,16 +320,15 @@ func (n *Node) outputTail() string {
 	return string(b)
 }
 
-// freeLoopbackAddr asks the kernel for a free port. Another process could take it before btcd
-// binds it, which is unlikely enough for tests.
+// freeLoopbackAddr picks a free port (internal/freeport). Another process could take it before
+// btcd binds it, which is unlikely enough for tests.
 func freeLoopbackAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Get()
 	if err != nil {
 		t.Fatalf("btcdtest: finding a free port: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
 }
 
 func randomHex(t testing.TB) string {

@@ -8,7 +8,6 @@ package pgtest
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/teos-go/teos/internal/btcdtest"
+	"github.com/teos-go/teos/internal/freeport"
 )
 
 // Options tunes the server; the zero value is a durable server (fsync on).
@@ -120,12 +120,11 @@ func (s *Server) command(name string, args ...string) *exec.Cmd {
 }
 
 func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Get()
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // Restart starts the server again after Stop (same data, same port) and waits until it

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/teos-go/teos/internal/btcdtest"
+	"github.com/teos-go/teos/internal/freeport"
 )
 
 // PrivateNetwork is a whole Tor network on 127.0.0.1 (TestingTorNetwork): one directory
@@ -199,23 +199,16 @@ func StartPrivateNetwork(t testing.TB) *PrivateNetwork {
 	return &PrivateNetwork{Client: client, SocksAddr: "127.0.0.1:" + strconv.Itoa(socks)}
 }
 
-// freePorts returns n distinct loopback ports that were free a moment ago.
+// freePorts returns n distinct loopback ports that were free a moment ago (internal/freeport).
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
+	ports := make([]int, 0, n)
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := freeport.Get()
 		if err != nil {
 			t.Fatal(err)
 		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, p)
 	}
 	return ports
 }

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,6 +33,7 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/teos-go/teos/internal/btcdtest"
+	"github.com/teos-go/teos/internal/freeport"
 )
 
 var (
@@ -108,12 +110,13 @@ func requireLnd(t testing.TB) {
 
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	// Outside the kernel's source-port range: an lnd node restarted mid-test must find its
+	// ports free (internal/freeport).
+	p, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
 }
 
 // proc is a child process owned by a test, stopped by pid when the test ends.
