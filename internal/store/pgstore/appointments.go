@@ -167,25 +167,31 @@ func (s *trackerScanner) tracker() (*store.Tracker, error) {
 }
 
 // Tracker returns the tracker with that UUID, or ErrNotFound.
-func (s *Store) Tracker(id teos.UUID) (*store.Tracker, error) {
+func (s *Store) Tracker(id teos.UUID) (*store.Tracker, error) { return s.trackerIn("trackers", id) }
+
+// Trackers returns every tracker, ordered by UUID.
+func (s *Store) Trackers() ([]*store.Tracker, error) { return s.trackersIn("trackers") }
+
+// trackerIn reads one tracker from table (trackers, or lnd_trackers for the lnd front end's).
+func (s *Store) trackerIn(table string, id teos.UUID) (*store.Tracker, error) {
 	ctx, cancel := opCtx()
 	defer cancel()
 	var sc trackerScanner
-	err := s.pool.QueryRow(ctx, `SELECT `+trackerCols+` FROM trackers t WHERE uuid = $1`, id[:]).Scan(sc.dest()...)
+	err := s.pool.QueryRow(ctx, `SELECT `+trackerCols+` FROM `+table+` t WHERE uuid = $1`, id[:]).Scan(sc.dest()...)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("tracker %s: %w", id, store.ErrNotFound)
+		return nil, fmt.Errorf("tracker %s in %s: %w", id, table, store.ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load tracker: %w", err)
+		return nil, fmt.Errorf("load tracker from %s: %w", table, err)
 	}
 	return sc.tracker()
 }
 
-// Trackers returns every tracker, ordered by UUID.
-func (s *Store) Trackers() ([]*store.Tracker, error) {
+// trackersIn lists table's trackers, ordered by UUID.
+func (s *Store) trackersIn(table string) ([]*store.Tracker, error) {
 	ctx, cancel := opCtx()
 	defer cancel()
-	rows, _ := s.pool.Query(ctx, `SELECT `+trackerCols+` FROM trackers t ORDER BY uuid`)
+	rows, _ := s.pool.Query(ctx, `SELECT `+trackerCols+` FROM `+table+` t ORDER BY uuid`)
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Tracker, error) {
 		var sc trackerScanner
 		if err := r.Scan(sc.dest()...); err != nil {
@@ -194,7 +200,7 @@ func (s *Store) Trackers() ([]*store.Tracker, error) {
 		return sc.tracker()
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list trackers: %w", err)
+		return nil, fmt.Errorf("list trackers in %s: %w", table, err)
 	}
 	return out, nil
 }

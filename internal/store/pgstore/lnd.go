@@ -231,35 +231,10 @@ func (s *Store) LndPutTracker(t *store.Tracker) error {
 }
 
 func (s *Store) LndTracker(id teos.UUID) (*store.Tracker, error) {
-	ctx, cancel := opCtx()
-	defer cancel()
-	var sc trackerScanner
-	err := s.pool.QueryRow(ctx, `SELECT `+trackerCols+` FROM lnd_trackers t WHERE uuid = $1`, id[:]).Scan(sc.dest()...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("lnd tracker %s: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("load lnd tracker: %w", err)
-	}
-	return sc.tracker()
+	return s.trackerIn("lnd_trackers", id)
 }
 
-func (s *Store) LndTrackers() ([]*store.Tracker, error) {
-	ctx, cancel := opCtx()
-	defer cancel()
-	rows, _ := s.pool.Query(ctx, `SELECT `+trackerCols+` FROM lnd_trackers t ORDER BY uuid`)
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Tracker, error) {
-		var sc trackerScanner
-		if err := r.Scan(sc.dest()...); err != nil {
-			return nil, err
-		}
-		return sc.tracker()
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list lnd trackers: %w", err)
-	}
-	return out, nil
-}
+func (s *Store) LndTrackers() ([]*store.Tracker, error) { return s.trackersIn("lnd_trackers") }
 
 func (s *Store) LndApplyChanges(c *store.Changes) error {
 	if c == nil || len(c.Trackers)+len(c.Completed)+len(c.Dropped) == 0 {
