@@ -44,7 +44,9 @@ func apiTimeoutsFor(hold time.Duration) apiTimeouts {
 	to := defaultAPITimeouts
 	to.hold = hold
 	to.delay = rateMaxDelay(hold)
-	to.blocks = 3 * blockFirstBound
+	// An add waits at the gate in the handler, then twice per run of the core call, which a
+	// held request runs twice (first try and the retry after the fault).
+	to.blocks = 5 * blockFirstBound
 	return to
 }
 
@@ -131,14 +133,17 @@ func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterf
 	if int(cfg.APIMaxConnections) != maxConns {
 		log.Warn("api_max_connections lowered to fit the open files limit", "configured", cfg.APIMaxConnections, "used", maxConns, "nofile", fdLimit())
 	}
+	// The parked connections fit beside both listeners' served ones (the onion listener takes
+	// its share of maxConns), so the budget before the split.
+	parked, parkedPerAddress := parkedBudget(cfg, maxConns, fdLimit(), log)
 	maxConns, _ = splitConns(maxConns, cfg.TorSupport) // onionedge.go
 	apiLis := limits.NewListener(lis, limits.ListenerConfig{
 		Max:                 maxConns,
 		MaxPerAddress:       int(cfg.APIMaxConnectionsPerAddress),
 		Exempt:              proxies.Trusted,
 		FirstByte:           firstByteTimeout,
-		MaxParked:           parkedBudget(cfg, maxConns, fdLimit(), log),
-		MaxParkedPerAddress: int(cfg.APIMaxParkedConnectionsPerAddress),
+		MaxParked:           parked,
+		MaxParkedPerAddress: parkedPerAddress,
 		ParkTimeout:         parkTimeout,
 	})
 	if met != nil {
@@ -167,15 +172,20 @@ func apiConnBudget(cfg *config.Config, nofile int) int {
 const parkTimeout = 30 * time.Second
 
 // parkedBudget is api_max_parked_connections, lowered so that the parked and the served
-// connections (maxConns) fit the open files limit with fdReserve to spare.
-func parkedBudget(cfg *config.Config, maxConns, nofile int, log *slog.Logger) int {
-	parked := int(cfg.APIMaxParkedConnections)
+// connections (maxConns) fit the open files limit with fdReserve to spare, and the share one
+// address may park, lowered in proportion so that one address still cannot take it all.
+func parkedBudget(cfg *config.Config, maxConns, nofile int, log *slog.Logger) (parked, perAddress int) {
+	parked, perAddress = int(cfg.APIMaxParkedConnections), int(cfg.APIMaxParkedConnectionsPerAddress)
 	if nofile > 0 && parked > nofile-fdReserve-maxConns {
 		fit := max(nofile-fdReserve-maxConns, 0)
-		log.Warn("api_max_parked_connections lowered to fit the open files limit", "configured", parked, "used", fit, "nofile", nofile)
+		if parked > 0 && perAddress > 0 {
+			perAddress = max(int(int64(perAddress)*int64(fit)/int64(parked)), min(fit, 1))
+		}
+		log.Warn("api_max_parked_connections lowered to fit the open files limit", "configured", parked, "used", fit,
+			"per_address", perAddress, "nofile", nofile)
 		parked = fit
 	}
-	return parked
+	return parked, perAddress
 }
 
 // watchIdle lets the public API's listener see which connections are idle between

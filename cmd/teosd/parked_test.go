@@ -14,19 +14,20 @@ func TestParkedBudgetFitsTheOpenFilesLimit(t *testing.T) {
 	cfg := config.Default()
 	log := slog.New(slog.DiscardHandler)
 	for _, c := range []struct {
-		configured   uint32
-		maxConns, fd int
-		want         int
+		configured      uint32
+		maxConns, fd    int
+		want, wantPerAd int
 	}{
-		{16384, 8192, 0, 16384},       // no known limit
-		{16384, 8192, 1 << 20, 16384}, // room for all
-		{16384, 8192, 20000, 11552},   // 20000 - 256 reserved - 8192 served
-		{16384, 1024 - 256, 1024, 0},  // the served connections take all
-		{0, 8192, 1 << 20, 0},         // parking off
+		{16384, 8192, 0, 16384, 4096},       // no known limit
+		{16384, 8192, 1 << 20, 16384, 4096}, // room for all
+		{16384, 8192, 20000, 11552, 2888},   // 20000 - 256 reserved - 8192 served; a quarter per address, as configured
+		{16384, 1024 - 256, 1024, 0, 0},     // the served connections take all
+		{0, 8192, 1 << 20, 0, 4096},         // parking off
 	} {
 		cfg.APIMaxParkedConnections = c.configured
-		if got := parkedBudget(&cfg, c.maxConns, c.fd, log); got != c.want {
-			t.Errorf("parkedBudget(%d, served %d, nofile %d) = %d, want %d", c.configured, c.maxConns, c.fd, got, c.want)
+		got, per := parkedBudget(&cfg, c.maxConns, c.fd, log)
+		if got != c.want || per != c.wantPerAd {
+			t.Errorf("parkedBudget(%d, served %d, nofile %d) = %d, %d per address; want %d, %d", c.configured, c.maxConns, c.fd, got, per, c.want, c.wantPerAd)
 		}
 	}
 }

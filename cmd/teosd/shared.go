@@ -359,9 +359,11 @@ func (r *roles) follow(ctx context.Context, every time.Duration) error {
 	return mon.Run(ctx, every)
 }
 
-// recheck caches the newest CacheBlocks of recent in the watcher and queues the hand-overs
-// their appointments may lack.
+// recheck caches the newest CacheBlocks of recent in the watcher, in place of whatever the last
+// term left there (a block it handled partly may have left the chain since), and queues the
+// hand-overs their appointments may lack.
 func (r *roles) recheck(ctx context.Context, recent []chain.BlockRef) error {
+	r.w.ResetCache()
 	for i := max(0, len(recent)-watcher.CacheBlocks); i < len(recent); i++ {
 		block, err := r.btc.Block(ctx, recent[i].Hash)
 		if err != nil {

@@ -277,14 +277,17 @@ func (r *Responder) rebroadcast(ctx context.Context, changes *store.Changes, t *
 		setStatus(changes, t, height, false)
 		return nil
 	case carrier.StatusIrrevocablyResolved:
-		// rust-teos cannot store this status and would fail; the penalty is mined, so call it
-		// confirmed, at its block's height if we saw that block.
-		at := height
+		// rust-teos cannot store this status and would fail. In a block we indexed, the penalty
+		// is confirmed there; otherwise bitcoind is ahead of the tower, and the tracker waits,
+		// unconfirmed, for the tower to reach the penalty's block (as in HandleBreach):
+		// confirming it here would start its 100 blocks before the penalty has them.
 		if h, ok := r.index.height(t.PenaltyTxID); ok {
-			at = h
+			r.log.Info("penalty found in the chain", "uuid", t.UUID, "txid", t.PenaltyTxID, "height", h)
+			setStatus(changes, t, h, true)
+			return nil
 		}
-		r.log.Info("penalty found in the chain", "uuid", t.UUID, "txid", t.PenaltyTxID, "height", at)
-		setStatus(changes, t, at, true)
+		r.log.Info("penalty in a block the tower has not reached yet", "uuid", t.UUID, "txid", t.PenaltyTxID, "height", height)
+		setStatus(changes, t, height, false)
 		return nil
 	case carrier.StatusRejected:
 		r.log.Warn("penalty rejected on re-send; dropping tracker", "uuid", t.UUID, "txid", t.PenaltyTxID, "code", res.Code)

@@ -498,14 +498,36 @@ func TestRebroadcastRejectedDeletesWithoutRefund(t *testing.T) {
 	}
 }
 
-func TestRebroadcastAlreadyInChainConfirms(t *testing.T) {
+// A stale penalty answered -27 while in no indexed block: bitcoind is ahead of the tower. It
+// waits unconfirmed (re-dated, so it is not re-sent every block) and is confirmed by its own
+// block, so its 100 blocks count from there.
+func TestRebroadcastAlreadyInChainWaitsForItsBlock(t *testing.T) {
 	e := newEnv(t)
 	b := e.newBreach(t, 1)
 	e.handle(t, b)
 	e.carrier.script(b.penalty, inChain)
 	h := uint32(startHeight + teos.ConfirmationsBeforeRetry)
 	e.connectRange(t, startHeight+1, h)
-	e.wantStatus(t, b, h, true)
+	e.wantStatus(t, b, h, false)
+	e.connect(t, h+1, b.penalty)
+	e.wantStatus(t, b, h+1, true)
+}
+
+// A stale penalty answered -27 that is in an indexed block is confirmed at that block.
+func TestRebroadcastAlreadyInIndexedBlockConfirms(t *testing.T) {
+	e := newEnv(t)
+	b := e.newBreach(t, 1)
+	e.handle(t, b)
+	mined := uint32(startHeight + 1)
+	// The penalty's block is indexed, but the tracker did not see it (the block came in
+	// before the tracker existed in this test's order of events).
+	e.r.SeedBlock(block(mined, 0, b.penalty), mined)
+	e.carrier.script(b.penalty, inChain)
+	h := uint32(startHeight + teos.ConfirmationsBeforeRetry)
+	for height := mined + 1; height <= h; height++ {
+		e.connect(t, height)
+	}
+	e.wantStatus(t, b, mined, true)
 }
 
 func TestReorgResendsDisputeAndPenalty(t *testing.T) {
@@ -754,8 +776,9 @@ func TestAlreadyInChainThenReorgedOutIsResent(t *testing.T) {
 }
 
 // A block taken for reorganised out whose dispute is still in the chain: bitcoind rejects the
-// dispute (-25, its outputs are spent) but calls the penalty already in the chain. The tracker
-// stays, confirmed; nothing is dropped.
+// dispute (-25, its outputs are spent) but calls the penalty already in the chain, in a block the
+// tower has not reached. The tracker stays, waiting unconfirmed for that block; nothing is
+// dropped.
 func TestReorgDisputeRejectedPenaltyInChainKeepsTracker(t *testing.T) {
 	e := newEnv(t)
 	b := e.newBreach(t, 1)
@@ -773,7 +796,7 @@ func TestReorgDisputeRejectedPenaltyInChainKeepsTracker(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.wantSent(t, b.dispute, b.penalty)
-	e.wantStatus(t, b, mined, true)
+	e.wantStatus(t, b, mined, false)
 }
 
 // countingStore counts the responder's commits.

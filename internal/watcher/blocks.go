@@ -212,3 +212,11 @@ func (w *Watcher) SeedBlock(block *wire.MsgBlock) {
 	defer w.mu.Unlock()
 	w.cache.add(hash, txs)
 }
+
+// ResetCache empties the locator cache; SeedBlock fills it again. For a new chain monitor that
+// starts from a persisted tip: the last one may have cached a block it never finished.
+func (w *Watcher) ResetCache() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.cache = locatorCache{}
+}

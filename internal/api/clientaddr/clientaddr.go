@@ -79,6 +79,16 @@ type Client struct {
 	Onion bool
 }
 
+// Key names the client for per-client budgets: its address grouped as every limit groups them
+// (an IPv6 client by its /64, which it can rotate within), "onion" for every client that came
+// over Tor, or "unknown".
+func (c Client) Key() string {
+	if c.Onion || !c.Addr.IsValid() {
+		return c.String()
+	}
+	return Group(c.Addr).String()
+}
+
 // String is the address, "onion" for a client that came over Tor, or "unknown".
 func (c Client) String() string {
 	if c.Onion {

@@ -73,3 +73,20 @@ func TestGroup(t *testing.T) {
 		}
 	}
 }
+
+// Per-client budgets (the registration limit) key an IPv6 client by its /64, as every other
+// limit groups it: rotating addresses within the /64 does not buy a fresh budget.
+func TestKeyGroupsIPv6AndNamesOnion(t *testing.T) {
+	a := Client{Addr: netip.MustParseAddr("2001:db8:1:2::1")}
+	b := Client{Addr: netip.MustParseAddr("2001:db8:1:2:ffff::9")}
+	c := Client{Addr: netip.MustParseAddr("2001:db8:1:3::1")}
+	if a.Key() != b.Key() || a.Key() == c.Key() {
+		t.Fatalf("keys %q %q %q: want the first two equal, the third different", a.Key(), b.Key(), c.Key())
+	}
+	if k := (Client{Addr: netip.MustParseAddr("192.0.2.7")}).Key(); k != "192.0.2.7" {
+		t.Fatalf("IPv4 key %q", k)
+	}
+	if k := (Client{Onion: true}).Key(); k != "onion" {
+		t.Fatalf("onion key %q", k)
+	}
+}

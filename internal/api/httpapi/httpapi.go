@@ -130,7 +130,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if rt.name == "register" && h.cfg.Registrations != nil {
-		addr := ex.Client.String() // "onion": every onion client shares one budget (docs/EXTENSIONS.md)
+		addr := ex.Client.Key() // an IPv6 /64 is one client; "onion": every onion client shares one budget (docs/EXTENSIONS.md)
 		if !h.cfg.Registrations.take(addr) {
 			h.writeError(rec, http.StatusBadRequest, ErrorBody{Message: MsgRegistrationRate, Code: teos.ErrCodeRegistrationResourceExhausted})
 			return
