@@ -62,6 +62,7 @@ bench:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags perf ./e2e/ ./internal/store/pgstore/ # the perf scripts' tests must compile too
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \

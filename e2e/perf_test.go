@@ -400,14 +400,6 @@ func (h histogram) String() string {
 		1e3*h.sum/float64(h.count), 1e3*h.quantile(0.5), 1e3*h.quantile(0.99))
 }
 
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "n/a"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
-}
-
 // cpuTime is teosd's user+system CPU time so far, from /proc (clock ticks of 10 ms).
 func cpuTime(t *testing.T, tw *tower) time.Duration {
 	t.Helper()
