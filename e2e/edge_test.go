@@ -8,13 +8,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"net/url"
 	"os"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,11 +74,16 @@ func edgeClient(local string, keepAlive bool) *http.Client {
 // edgePost sends body as JSON with extra headers; it does not fail the test, so it can run
 // on any goroutine.
 func edgePost(c *http.Client, base, path string, body any, header http.Header) (int, []byte, error) {
+	return edgePostCtx(context.Background(), c, base, path, body, header)
+}
+
+// edgePostCtx is edgePost with a context (e.g. one carrying an httptrace.ClientTrace).
+func edgePostCtx(ctx context.Context, c *http.Client, base, path string, body any, header http.Header) (int, []byte, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return 0, nil, err
 	}
-	req, err := http.NewRequest(http.MethodPost, base+path, bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(b))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -267,8 +273,8 @@ func TestTrustedProxyClientAddress(t *testing.T) {
 	tw.stop()
 }
 
-// TestOneAddressCannotTakeTheTowerOffline: an attacker on 127.0.0.2 keeps opening idle
-// connections (3,000 at a time, re-opening those the tower closes) while an honest client
+// TestOneAddressCannotTakeTheTowerOffline: an attacker on 127.0.0.2, in a process of its own,
+// keeps opening idle connections (3,000 at a time, re-opening those the tower closes) while an honest client
 // on 127.0.0.1 adds appointments, each on a new connection (no keep-alive). Every honest
 // request is served, and the tower serves at most its per-address cap of the attacker's
 // connections; by default it parks the rest (kept open, unread) instead of resetting them,
@@ -336,6 +342,23 @@ func loadAvg() string {
 	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
+// meminfoKB is a /proc/meminfo field in kB (-1 where there is none).
+func meminfoKB(field string) int {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return -1
+	}
+	for line := range strings.Lines(string(b)) {
+		if name, rest, ok := strings.Cut(line, ":"); ok && name == field {
+			var kb int
+			if _, err := fmt.Sscan(rest, &kb); err == nil {
+				return kb
+			}
+		}
+	}
+	return -1
+}
+
 func (run edgeRun) attack(t *testing.T, node *btcdtest.Node, rep int, reopen time.Duration) {
 	const attackers, perAddress = 3000, 64
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -349,13 +372,30 @@ func (run edgeRun) attack(t *testing.T, node *btcdtest.Node, rep int, reopen tim
 	label := fmt.Sprintf("#%d %s", rep, run.name)
 	measure := func(what string, n int) {
 		var lat []time.Duration
+		// Where the slowest requests spent their time: connecting (the tower's accept queue)
+		// or waiting for the answer once the request was written (the tower's work).
+		type phases struct{ at, total, connect, answer time.Duration }
+		var slow []phases
+		windowStart := time.Now()
 		failed := 0
 		for range n {
 			time.Sleep(50 * time.Millisecond) // a client's pace: the run spans several re-open waves
 			a := randomAppointment(t, 100)
+			body := honest.addRequest(a)
+			var connected, wrote, firstByte time.Time
+			ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+				ConnectDone:          func(string, string, error) { connected = time.Now() },
+				WroteRequest:         func(httptrace.WroteRequestInfo) { wrote = time.Now() },
+				GotFirstResponseByte: func() { firstByte = time.Now() },
+			})
 			start := time.Now()
-			status, raw, err := edgePost(client, tw.apiURL, "/add_appointment", honest.addRequest(a), nil)
+			status, raw, err := edgePostCtx(ctx, client, tw.apiURL, "/add_appointment", body, nil)
 			lat = append(lat, time.Since(start))
+			if !connected.IsZero() && !firstByte.IsZero() && !wrote.IsZero() {
+				slow = append(slow, phases{start.Sub(windowStart), lat[len(lat)-1], connected.Sub(start), firstByte.Sub(wrote)})
+				slices.SortFunc(slow, func(x, y phases) int { return int(y.total - x.total) })
+				slow = slow[:min(len(slow), 4)]
+			}
 			if v := clnJudge(status, raw, err); v != clnAccepted {
 				failed++
 				t.Logf("%s: honest request %s: %d %s %v", what, v, status, raw, err)
@@ -365,6 +405,10 @@ func (run edgeRun) attack(t *testing.T, node *btcdtest.Node, rep int, reopen tim
 		t.Logf("%s, %s: %d requests, p50 %v, p99 %v, max %v, not accepted %d (load %s)", label, what, n,
 			lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond),
 			lat[len(lat)-1].Round(time.Microsecond), failed, loadAvg())
+		for _, p := range slow {
+			t.Logf("%s, %s: slow request at +%v: %v in all, connect %v, written to first byte %v", label, what,
+				p.at.Round(time.Millisecond), p.total.Round(time.Microsecond), p.connect.Round(time.Microsecond), p.answer.Round(time.Microsecond))
+		}
 		if failed > 0 && run.mode != edgeUnchecked {
 			t.Errorf("%s, %s: %d honest requests not accepted", label, what, failed)
 		}
@@ -375,45 +419,18 @@ func (run edgeRun) attack(t *testing.T, node *btcdtest.Node, rep int, reopen tim
 			t.Fatalf("TEOS_EDGE_REQUESTS=%q", v)
 		}
 	}
+	// The binaries this test process just built are still being written back to disk: their
+	// writeback, ~30 s later, would slow the tower's fsyncs inside a measure window. Flush now.
+	dirty := meminfoKB("Dirty")
+	syscall.Sync()
+	t.Logf("%s: flushed %d kB of dirty pages before measuring", label, dirty)
 	measure("idle", requests)
 	idle := scrape()
 
-	ctx, stop := context.WithCancel(context.Background())
-	var attempts, opened, closedByTower atomic.Int64
-	var wg sync.WaitGroup
-	var open connSet // closed at the end in one go (a goroutine each would pass the race detector's limit)
-	defer func() { stop(); open.closeAll(); wg.Wait() }()
 	host := strings.TrimPrefix(tw.apiURL, "http://")
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
-	for range attackers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 1)
-			for ctx.Err() == nil {
-				attempts.Add(1)
-				c, err := d.DialContext(ctx, "tcp", host)
-				if err != nil { // the tower's reset can beat the dial's return
-					time.Sleep(50 * time.Millisecond)
-					continue
-				}
-				opened.Add(1)
-				// Send nothing; wait to be closed, or for the end of the test (no timer
-				// per connection: the attacker's own wake-ups would load the machine).
-				if !open.add(c) {
-					c.Close()
-					return
-				}
-				_, _ = c.Read(buf)
-				open.remove(c)
-				c.Close()
-				if ctx.Err() == nil {
-					closedByTower.Add(1)
-					time.Sleep(reopen) // then re-open it
-				}
-			}
-		}()
-	}
+	att := startAttacker(t, host, attackers, reopen)
+	defer att.stop()
+	attempts, opened, closedByTower := &att.attempts, &att.opened, &att.closedByTower
 	// Let the attack reach its full size before measuring: the attacker has opened them
 	// all and the tower has accepted them from its queue; then let it run a while, so the
 	// window sees the steady state (the served ones cut at the first-byte deadline, the
@@ -457,41 +474,5 @@ func (run edgeRun) attack(t *testing.T, node *btcdtest.Node, rep int, reopen tim
 			t.Errorf("%s: the tower closed %d attacker connections (want at least %d, all past the cap) and parked %v (want 0)",
 				label, closedByTower.Load(), attackers-perAddress, after["teos_api_connections_parked_total"])
 		}
-	}
-}
-
-// connSet holds the attacker's open connections, to close them all at the end.
-type connSet struct {
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
-}
-
-// add records c; false once closeAll has run.
-func (s *connSet) add(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	if s.conns == nil {
-		s.conns = make(map[net.Conn]struct{})
-	}
-	s.conns[c] = struct{}{}
-	return true
-}
-
-func (s *connSet) remove(c net.Conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.conns, c)
-}
-
-func (s *connSet) closeAll() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closed = true
-	for c := range s.conns {
-		c.Close()
 	}
 }

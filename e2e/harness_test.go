@@ -32,6 +32,9 @@ import (
 var teosdBin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(attackerEnv) != "" { // this binary re-executed as the one-address attacker
+		attackerMain()
+	}
 	dir, err := os.MkdirTemp("", "teosd-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
