@@ -4,8 +4,8 @@
 //
 // The user key lives in <datadir>/user_sk (hex, mode 0600, directory 0700), created on
 // first use. The tower id, needed to check every receipt, comes from --towerid; register
-// saves it with the tower URL and the registration receipt in <datadir>/tower.json so later
-// commands need neither flag. register --discover learns the id from the tower's GET /info
+// saves it with the tower URL, the --proxy used and the registration receipt in
+// <datadir>/tower.json so later commands need none of these flags. register --discover learns the id from the tower's GET /info
 // instead, which trusts the tower to name its own key (see pkg/client).
 package main
 
@@ -17,7 +17,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -44,7 +43,10 @@ const (
 	towerFile          = "tower.json"
 )
 
-const usage = `usage: teos-client [--datadir DIR] [--tower URL] [--towerid HEX] [--proxy HOST:PORT] [--timeout D] <command> [args]
+const usage = `usage: teos-client [--datadir DIR] [--tower URL] [--towerid HEX] [--proxy HOST:PORT|none] [--timeout D] <command> [args]
+
+--proxy is saved with the tower (register saves it; a later --proxy replaces it once the
+tower answered through it); later commands use it without the flag; --proxy none stops.
 
 commands:
   register [--discover]
@@ -80,11 +82,14 @@ type app struct {
 	dataDir  string
 	url      string
 	towerID  string
-	proxy    string
+	proxy    string // --proxy: "" unset, proxyNone, or host:port
 	timeout  time.Duration
 	stdout   io.Writer
 	stderr   io.Writer
 	progress bool
+
+	dir       string // set by connect: the data dir
+	connected string // set by connect: the tower URL
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress bool) int {
@@ -95,24 +100,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress 
 	fs.StringVar(&a.dataDir, "datadir", defaultDataDir, "data directory (user key, saved tower)")
 	fs.StringVar(&a.url, "tower", "", "tower base URL (default: the saved one, else "+defaultTowerURL+")")
 	fs.StringVar(&a.towerID, "towerid", "", "tower id (hex public key) receipts are checked against")
-	fs.StringVar(&a.proxy, "proxy", "", "SOCKS5 proxy `host:port` to reach the tower through, e.g. Tor's 127.0.0.1:9050 (needed for .onion towers; names are resolved by the proxy)")
+	fs.StringVar(&a.proxy, "proxy", "", "SOCKS5 proxy `host:port` to reach the tower through, e.g. Tor's 127.0.0.1:9050 (needed for .onion towers; names are resolved by the proxy); saved with the tower, none to stop using the saved one")
 	// Above what a tower with the default api_hold_timeout (45 s) may take: its rate limit's
 	// delay (up to 45 s) and then a fault of its own held out (45 s) answer late, not with an error.
 	fs.DurationVar(&a.timeout, "timeout", 2*time.Minute, "timeout of each HTTP request")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	if a.proxy != "" {
-		if _, port, err := net.SplitHostPort(a.proxy); err != nil || port == "" {
-			fmt.Fprintf(stderr, "teos-client: --proxy %q: want host:port\n%s", a.proxy, usage)
-			return exitUsage
-		}
+	if err := checkProxy(a.proxy, true); err != nil {
+		fmt.Fprintf(stderr, "teos-client: %v\n%s", err, usage)
+		return exitUsage
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
 		return exitUsage
 	}
 	err := a.dispatch(ctx, fs.Arg(0), fs.Args()[1:])
+	if perr := a.rememberProxy(err); err == nil {
+		err = perr
+	}
 	var ue *usageError
 	switch {
 	case err == nil:
@@ -216,6 +222,7 @@ func loadOrCreateKey(dir string) (*btcec.PrivateKey, error) {
 type savedTower struct {
 	URL          string        `json:"url"`
 	TowerID      string        `json:"tower_id"`
+	Proxy        string        `json:"proxy,omitempty"` // SOCKS5 host:port; absent in older files
 	Registration *registration `json:"registration,omitempty"`
 }
 
@@ -236,6 +243,11 @@ func (a *app) loadSaved(dir string) (*savedTower, error) {
 	var s savedTower
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return nil, fmt.Errorf("read saved tower %s: %w", towerFile, err)
+	}
+	if s.Proxy != "" {
+		if err := checkProxy(s.Proxy, false); err != nil {
+			return nil, fmt.Errorf("read saved tower %s: %w", towerFile, err)
+		}
 	}
 	return &s, nil
 }
@@ -289,9 +301,11 @@ func (a *app) connect(ctx context.Context, discover bool) (*client.Tower, string
 	if url == "" {
 		url = defaultTowerURL
 	}
+	url = normalizeURL(url)
+	a.dir, a.connected = dir, url
 	opts := []client.Option{client.WithHTTPClient(&http.Client{Timeout: a.timeout})}
-	if a.proxy != "" {
-		opts = append(opts, client.WithProxy(a.proxy))
+	if p := a.proxyFor(url, saved); p != "" {
+		opts = append(opts, client.WithProxy(p))
 	}
 	idHex := a.towerID
 	if idHex == "" && saved != nil && saved.URL == url {
@@ -333,7 +347,7 @@ func (a *app) register(ctx context.Context, args []string) error {
 	if fs.NArg() != 0 {
 		return usagef("register takes no arguments")
 	}
-	t, dir, _, err := a.connect(ctx, *discover)
+	t, dir, saved, err := a.connect(ctx, *discover)
 	if err != nil {
 		return err
 	}
@@ -341,7 +355,7 @@ func (a *app) register(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := saveTower(dir, &savedTower{URL: t.URL(), TowerID: t.ID().String(), Registration: &registration{
+	if err := saveTower(dir, &savedTower{URL: t.URL(), TowerID: t.ID().String(), Proxy: a.proxyFor(t.URL(), saved), Registration: &registration{
 		AvailableSlots: sub.AvailableSlots, SubscriptionStart: sub.SubscriptionStart, SubscriptionExpiry: sub.SubscriptionExpiry,
 	}}); err != nil {
 		return err

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/teos-go/teos/pkg/client"
+)
+
+// proxyNone on the command line stops using the proxy saved with the tower.
+const proxyNone = "none"
+
+// checkProxy validates a --proxy value or a saved one: host:port, or none (flag only).
+func checkProxy(p string, flagValue bool) error {
+	if flagValue && (p == "" || p == proxyNone) {
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(p); err != nil || port == "" {
+		if flagValue {
+			return fmt.Errorf("--proxy %q: want host:port, or %s", p, proxyNone)
+		}
+		return fmt.Errorf("proxy %q: want host:port", p)
+	}
+	return nil
+}
+
+// normalizeURL spells a tower URL as client.New keeps it (Tower.URL), so a URL given on
+// the command line compares equal to the saved one.
+func normalizeURL(u string) string {
+	if !strings.Contains(u, "://") {
+		u = "http://" + u
+	}
+	return strings.TrimRight(u, "/")
+}
+
+// proxyFor is the proxy to reach url with: --proxy if given, else the one saved with that
+// tower, if any.
+func (a *app) proxyFor(url string, saved *savedTower) string {
+	switch {
+	case a.proxy == proxyNone:
+		return ""
+	case a.proxy != "":
+		return a.proxy
+	case saved != nil && saved.URL == url:
+		return saved.Proxy
+	}
+	return ""
+}
+
+// rememberProxy saves a --proxy given on the command line with the saved tower, once the
+// command reached that tower with it (it answered, even with an error of its own): a proxy
+// that did not work, or an onion tower refused without one, leaves the file as it was.
+func (a *app) rememberProxy(cmdErr error) error {
+	var apiErr *client.APIError
+	if a.proxy == "" || a.connected == "" || (cmdErr != nil && !errors.As(cmdErr, &apiErr)) {
+		return nil
+	}
+	// Read again: register has just written the file, or another run may have.
+	saved, err := a.loadSaved(a.dir)
+	if err != nil || saved == nil || saved.URL != a.connected || saved.Proxy == a.proxyFor(a.connected, nil) {
+		return err
+	}
+	saved.Proxy = a.proxyFor(a.connected, nil)
+	return saveTower(a.dir, saved)
+}
