@@ -159,6 +159,13 @@ func TestTorOnionService(t *testing.T) {
 	if reqs := proxy.Requests(); len(reqs) != 1 || reqs[0].AddrType != 3 || reqs[0].Host != want {
 		t.Fatalf("proxy saw %+v, want the onion name unresolved", reqs)
 	}
+	// Later commands go through the proxy register saved with the tower, without --proxy.
+	if sub := alice.run("get_subscription_info"); sub["available_slots"] == nil {
+		t.Fatalf("get_subscription_info through the saved proxy: %v", sub)
+	}
+	if reqs := proxy.Requests(); len(reqs) != 2 || reqs[1].Host != want {
+		t.Fatalf("proxy saw %+v, want a second CONNECT to the onion name", reqs)
+	}
 
 	tw.stop()
 	tw.waitLog(t, "Onion service removed: "+want)

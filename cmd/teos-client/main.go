@@ -5,8 +5,9 @@
 // The user key lives in <datadir>/user_sk (hex, mode 0600, directory 0700), created on
 // first use. The tower id, needed to check every receipt, comes from --towerid; register
 // saves it with the tower URL, the --proxy used and the registration receipt in
-// <datadir>/tower.json so later commands need none of these flags. register --discover learns the id from the tower's GET /info
-// instead, which trusts the tower to name its own key (see pkg/client).
+// <datadir>/tower.json so later commands need none of these flags. register --discover
+// learns the id from the tower's GET /info instead, which trusts the tower to name its own
+// key (see pkg/client).
 package main
 
 import (
@@ -45,8 +46,9 @@ const (
 
 const usage = `usage: teos-client [--datadir DIR] [--tower URL] [--towerid HEX] [--proxy HOST:PORT|none] [--timeout D] <command> [args]
 
---proxy is saved with the tower (register saves it; a later --proxy replaces it once the
-tower answered through it); later commands use it without the flag; --proxy none stops.
+--proxy HOST:PORT, a SOCKS5 proxy such as Tor's 127.0.0.1:9050 (needed for .onion towers), is
+saved with the tower: later commands use it without the flag. A later --proxy HOST:PORT replaces
+it, --proxy none goes direct and forgets it (both saved once the tower answered that way).
 
 commands:
   register [--discover]
