@@ -432,6 +432,9 @@ func (l *Listener) Stats() ListenerStats {
 	}
 }
 
+// Max is the most connections served at once (ListenerConfig.Max; <= 0: no cap).
+func (l *Listener) Max() int { return l.cfg.Max }
+
 // Open is the number of connections served from addr (its /64 for IPv6; 0 for exempt
 // addresses).
 func (l *Listener) Open(addr netip.Addr) int {
