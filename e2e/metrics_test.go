@@ -93,6 +93,17 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("after: %s = %v, want %v", series, got, want)
 		}
 	}
+	// The blocks-first gate's waits: one snapshot, so the histogram counts every wait.
+	if w, b, c := after.value(t, "teos_blocks_first_waits_total"), after.value(t, "teos_blocks_first_waits_at_bound_total"),
+		after.value(t, "teos_blocks_first_wait_seconds_count"); b > w || c != w {
+		t.Errorf("blocks-first: %v waits, %v at the bound, histogram count %v", w, b, c)
+	}
+	after.value(t, "teos_api_connections_full_total")
+	for series := range after { // no tor_support: no onion listener
+		if strings.HasPrefix(series, "teos_api_onion_") {
+			t.Errorf("%s without tor_support", series)
+		}
+	}
 	for _, series := range []string{"go_goroutines", "process_resident_memory_bytes"} {
 		if after.value(t, series) <= 0 {
 			t.Errorf("%s = %v, want > 0", series, after.lookup(series))

@@ -276,6 +276,8 @@ func TestPerfBlocksUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	loaded0 := scrapeHistogram(t, metricsURL, "teos_block_processing_seconds")
+	waits0 := scrapeHistogram(t, metricsURL, "teos_blocks_first_wait_seconds")
+	atBound0 := scrapeMetrics(t, metricsURL).value(t, "teos_blocks_first_waits_at_bound_total")
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	blocks, sent := 0, 0
@@ -303,6 +305,8 @@ mining:
 	rep := readBenchReport(t, out)
 	waitTowerAt(t, tw, c.tip(t))
 	loaded := scrapeHistogram(t, metricsURL, "teos_block_processing_seconds").minus(loaded0)
+	waits := scrapeHistogram(t, metricsURL, "teos_blocks_first_wait_seconds").minus(waits0)
+	atBound := scrapeMetrics(t, metricsURL).value(t, "teos_blocks_first_waits_at_bound_total") - atBound0
 	for _, b := range append(breaches[:sent], idleBreaches...) {
 		alice.wantResponded(t, tw, b)
 	}
@@ -321,6 +325,11 @@ mining:
 	fmt.Printf("  idle, breach:        %s\n", durStats(idleBreachTimes))
 	fmt.Printf("  loaded, no breach:   %s\n", durStats(loadedTimes))
 	fmt.Printf("  loaded, breach:      %s\n", durStats(loadedBreachTimes))
+	if waits.count > 0 {
+		fmt.Printf("requests' waits for blocks during the load (teos_blocks_first_wait_seconds): %d, mean %.2f ms, "+
+			"p50 <= %.1f ms, p99 <= %.0f ms, %.0f cut at the bound\n", waits.count, 1e3*waits.sum/float64(waits.count),
+			1e3*waits.quantile(0.5), 1e3*waits.quantile(0.99), atBound)
+	}
 	fmt.Printf("teosd: %s\n", procStatus(tw))
 }
 

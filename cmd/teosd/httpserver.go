@@ -150,7 +150,7 @@ func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterf
 		met.RegisterConnections(func() metrics.Connections {
 			s := apiLis.Stats()
 			return metrics.Connections{Accepted: s.Accepted, Reset: s.Reset, Parked: s.Parked, Promoted: s.Promoted,
-				Expired: s.Expired, Serving: s.Serving, ParkedNow: s.ParkedNow}
+				Expired: s.Expired, Serving: s.Serving, ParkedNow: s.ParkedNow, Full: s.Full}
 		})
 	}
 	return httpapi.NewHandler(hcfg), apiLis, nil

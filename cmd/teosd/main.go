@@ -310,6 +310,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	if err := onion.listen(cfg, httpSrv.Handler, apiTimeoutsFor(held.Gate.Bound())); err != nil { // onionedge.go
 		return err
 	}
+	registerEdgeMetrics(met, blocks, onion) // edgemetrics.go
 
 	serving = true
 	g, ctx := errgroup.WithContext(ctx)

@@ -20,9 +20,21 @@ type Gate struct {
 	mu    sync.Mutex // serialises Begin and End
 	depth int        // nested Begin calls
 	busy  atomic.Pointer[chan struct{}]
-	// waited counts requests that found the gate raised, and their total wait.
-	waits  atomic.Int64
-	waited atomic.Int64 // nanoseconds
+	// The waits of requests that found the gate raised: per WaitBuckets bucket (the last
+	// one past them all), their total, and those that reached the bound. Read by Snapshot
+	// at scrape time, so a wait costs a few atomic adds and no callback.
+	buckets [len(WaitBuckets) + 1]atomic.Int64
+	waited  atomic.Int64 // nanoseconds
+	bounded atomic.Int64
+}
+
+// WaitBuckets are the upper bounds of Snapshot's wait-time buckets: a small block keeps
+// requests a few milliseconds, a big one or a catch-up up to the bound (1 s in teosd), and a
+// wait cut at the bound lasts a little past it.
+var WaitBuckets = [...]time.Duration{
+	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond,
+	25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond,
+	500 * time.Millisecond, time.Second, 2500 * time.Millisecond,
 }
 
 // New returns a gate whose waits last at most bound.
@@ -83,19 +95,63 @@ func (g *Gate) Wait() {
 	}
 	start := time.Now()
 	t := time.NewTimer(g.bound)
+	bounded := false
 	select {
 	case <-*ch:
 	case <-t.C:
+		bounded = true
 	}
 	t.Stop()
-	g.waits.Add(1)
-	g.waited.Add(int64(time.Since(start)))
+	g.observe(time.Since(start), bounded)
+}
+
+// observe counts one wait: its bucket first, then its time and whether it was bounded, which
+// Snapshot reads in the opposite order.
+func (g *Gate) observe(d time.Duration, bounded bool) {
+	i := 0
+	for i < len(WaitBuckets) && d > WaitBuckets[i] {
+		i++
+	}
+	g.buckets[i].Add(1)
+	g.waited.Add(int64(d))
+	if bounded {
+		g.bounded.Add(1)
+	}
 }
 
 // Stats is how many requests waited at the gate so far and their total wait.
 func (g *Gate) Stats() (waits int64, waited time.Duration) {
+	s := g.Snapshot()
+	return s.Waits, s.Waited
+}
+
+// WaitStats are the waits at a gate since it was made.
+type WaitStats struct {
+	// Waits is how many times a request found the gate raised and waited (one request may
+	// wait at several steps); Bounded is how many of them reached the bound and went ahead
+	// while the block was still being processed.
+	Waits, Bounded int64
+	// Waited is their total wait.
+	Waited time.Duration
+	// Buckets[i] is how many waits lasted at most WaitBuckets[i] (cumulative); Waits counts
+	// them all.
+	Buckets [len(WaitBuckets)]int64
+}
+
+// Snapshot returns the waits so far. Waits and Buckets agree with each other, and Waited and
+// Bounded include no wait that Waits does not count (they are read before the buckets).
+func (g *Gate) Snapshot() WaitStats {
+	var s WaitStats
 	if g == nil {
-		return 0, 0
+		return s
 	}
-	return g.waits.Load(), time.Duration(g.waited.Load())
+	s.Bounded = g.bounded.Load()
+	s.Waited = time.Duration(g.waited.Load())
+	for i := range g.buckets {
+		s.Waits += g.buckets[i].Load()
+		if i < len(s.Buckets) {
+			s.Buckets[i] = s.Waits
+		}
+	}
+	return s
 }

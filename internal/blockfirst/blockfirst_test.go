@@ -89,3 +89,68 @@ func TestNilGateNeverWaits(t *testing.T) {
 		t.Error("a nil gate has a bound")
 	}
 }
+
+// A released wait is counted, not as bounded; a wait cut at the bound is counted as both and
+// lasted at least the bound.
+func TestSnapshotCountsWaits(t *testing.T) {
+	g := New(never)
+	if s := g.Snapshot(); s != (WaitStats{}) {
+		t.Fatalf("a new gate's snapshot %+v, want zero", s)
+	}
+	g.Begin()
+	done := waitAsync(g)
+	mustBlock(t, done, "while a block is in progress")
+	g.End()
+	mustReturn(t, done, "when the block was done")
+	s := g.Snapshot()
+	if s.Waits != 1 || s.Bounded != 0 || s.Waited <= 0 || s.Buckets[len(s.Buckets)-1] != 1 {
+		t.Fatalf("after a released wait: %+v, want 1 wait, none bounded, a positive total", s)
+	}
+
+	const bound = 2 * time.Millisecond
+	g = New(bound)
+	g.Begin()
+	defer g.End()
+	mustReturn(t, waitAsync(g), "at the bound")
+	mustReturn(t, waitAsync(g), "at the bound")
+	s = g.Snapshot()
+	if s.Waits != 2 || s.Bounded != 2 || s.Waited < 2*bound {
+		t.Fatalf("after two bounded waits: %+v, want 2 waits, 2 bounded, at least %v in all", s, 2*bound)
+	}
+	if s.Buckets[0] != 0 { // 1 ms, under the bound
+		t.Fatalf("buckets %v: a wait of at least %v counted under %v", s.Buckets, bound, WaitBuckets[0])
+	}
+	if n, d := g.Stats(); n != s.Waits || d != s.Waited {
+		t.Fatalf("Stats() = %d, %v; Snapshot says %d, %v", n, d, s.Waits, s.Waited)
+	}
+}
+
+// Each wait lands in the first bucket that holds it; the buckets are cumulative and past the
+// last one a wait is counted in Waits only.
+func TestSnapshotBuckets(t *testing.T) {
+	g := New(never)
+	for _, d := range []time.Duration{
+		time.Millisecond,        // <= 1 ms
+		1500 * time.Microsecond, // <= 2.5 ms
+		time.Second,             // <= 1 s
+		3 * time.Second,         // past them all
+	} {
+		g.observe(d, false)
+	}
+	g.observe(time.Second+time.Microsecond, true) // cut at a 1 s bound: <= 2.5 s
+	s := g.Snapshot()
+	want := [len(WaitBuckets)]int64{1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 4}
+	if s.Buckets != want || s.Waits != 5 || s.Bounded != 1 {
+		t.Fatalf("snapshot %+v, want buckets %v, 5 waits, 1 bounded", s, want)
+	}
+	if wantSum := 5*time.Second + 2500*time.Microsecond + time.Microsecond; s.Waited != wantSum {
+		t.Fatalf("waited %v, want %v", s.Waited, wantSum)
+	}
+}
+
+func TestNilGateSnapshot(t *testing.T) {
+	var g *Gate
+	if s := g.Snapshot(); s != (WaitStats{}) {
+		t.Fatalf("nil gate snapshot %+v", s)
+	}
+}

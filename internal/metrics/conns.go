@@ -6,6 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type Connections struct {
 	Accepted, Reset, Parked, Promoted, Expired int64
 	Serving, ParkedNow                         int
+	Full                                       int64 // times every place was taken
 }
 
 // RegisterConnections adds the public API's connection metrics, read from read once per
@@ -16,7 +17,7 @@ func (m *Metrics) RegisterConnections(read func() Connections) {
 
 var (
 	connDescs = struct {
-		accepted, reset, parked, promoted, expired, serving, parkedNow *prometheus.Desc
+		accepted, reset, parked, promoted, expired, serving, parkedNow, full *prometheus.Desc
 	}{
 		accepted: prometheus.NewDesc(namespace+"_api_connections_accepted_total",
 			"Public API connections accepted from the kernel.", nil, nil),
@@ -32,6 +33,8 @@ var (
 			"Public API connections served now.", nil, nil),
 		parkedNow: prometheus.NewDesc(namespace+"_api_connections_parked",
 			"Public API connections parked now.", nil, nil),
+		full: prometheus.NewDesc(namespace+"_api_connections_full_total",
+			"Times every place of the public API listener was taken (api_max_connections): it stopped accepting and clients waited in the kernel's queue until a connection closed.", nil, nil),
 	}
 )
 
@@ -39,7 +42,7 @@ type connCollector struct{ read func() Connections }
 
 func (c *connCollector) Describe(ch chan<- *prometheus.Desc) {
 	d := connDescs
-	for _, x := range []*prometheus.Desc{d.accepted, d.reset, d.parked, d.promoted, d.expired, d.serving, d.parkedNow} {
+	for _, x := range []*prometheus.Desc{d.accepted, d.reset, d.parked, d.promoted, d.expired, d.serving, d.parkedNow, d.full} {
 		ch <- x
 	}
 }
@@ -58,6 +61,7 @@ func (c *connCollector) Collect(ch chan<- prometheus.Metric) {
 		{d.expired, prometheus.CounterValue, float64(s.Expired)},
 		{d.serving, prometheus.GaugeValue, float64(s.Serving)},
 		{d.parkedNow, prometheus.GaugeValue, float64(s.ParkedNow)},
+		{d.full, prometheus.CounterValue, float64(s.Full)},
 	} {
 		ch <- prometheus.MustNewConstMetric(m.desc, m.t, m.v)
 	}

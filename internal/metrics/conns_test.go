@@ -4,7 +4,7 @@ import "testing"
 
 func TestConnectionsReadAtScrapeTime(t *testing.T) {
 	m := New(Config{})
-	s := Connections{Accepted: 10, Reset: 1, Parked: 5, Promoted: 2, Expired: 1, Serving: 4, ParkedNow: 2}
+	s := Connections{Accepted: 10, Reset: 1, Parked: 5, Promoted: 2, Expired: 1, Serving: 4, ParkedNow: 2, Full: 3}
 	m.RegisterConnections(func() Connections { return s })
 	s.Accepted = 11 // read at scrape, not at registration
 	fams := families(t, m)
@@ -14,6 +14,7 @@ func TestConnectionsReadAtScrapeTime(t *testing.T) {
 		"teos_api_connections_parked_total":       5,
 		"teos_api_connections_promoted_total":     2,
 		"teos_api_connections_park_expired_total": 1,
+		"teos_api_connections_full_total":         3,
 	} {
 		if got := fams[name].GetMetric()[0].GetCounter().GetValue(); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)

@@ -58,6 +58,10 @@ type ListenerStats struct {
 	Parked   int64 // parked (each is later promoted, expired or closed with the listener)
 	Promoted int64 // parked, then served
 	Expired  int64 // parked, then reset after about ParkTimeout
+	// Full counts the times every one of Max's places was taken: the listener stopped
+	// accepting until a served connection closed, and new clients waited in the kernel's
+	// accept queue meanwhile.
+	Full int64
 	// Serving and ParkedNow are the connections served (holding a slot) and parked now.
 	Serving, ParkedNow int
 }
@@ -76,7 +80,7 @@ type Listener struct {
 	handoff   chan accepted   // from the accepting goroutine to Accept
 	wake      chan struct{}   // (capacity 1) a promoted connection is ready
 	exited    chan struct{}   // closed when the accepting goroutine has returned
-	stats     [5]atomic.Int64 // ListenerStats counters, in field order
+	stats     [6]atomic.Int64 // ListenerStats counters, in field order
 	serving   atomic.Int64    // connections holding a slot
 	wg        sync.WaitGroup  // the accepting goroutine
 	mu        sync.Mutex      // guards the fields below
@@ -97,6 +101,7 @@ const (
 	statParked
 	statPromoted
 	statExpired
+	statFull
 )
 
 type accepted struct {
@@ -166,8 +171,13 @@ func (l *Listener) acceptLoop() {
 		if l.slots != nil {
 			select {
 			case l.slots <- struct{}{}:
-			case <-l.done:
-				return
+			default:
+				l.stats[statFull].Add(1)
+				select {
+				case l.slots <- struct{}{}:
+				case <-l.done:
+					return
+				}
 			}
 		}
 		c, err := l.Listener.Accept()
@@ -418,9 +428,12 @@ func (l *Listener) Stats() ListenerStats {
 	return ListenerStats{
 		Accepted: l.stats[statAccepted].Load(), Reset: l.stats[statReset].Load(),
 		Parked: l.stats[statParked].Load(), Promoted: l.stats[statPromoted].Load(),
-		Expired: l.stats[statExpired].Load(), Serving: int(l.serving.Load()), ParkedNow: parkedNow,
+		Expired: l.stats[statExpired].Load(), Full: l.stats[statFull].Load(), Serving: int(l.serving.Load()), ParkedNow: parkedNow,
 	}
 }
+
+// Max is the most connections served at once (ListenerConfig.Max; <= 0: no cap).
+func (l *Listener) Max() int { return l.cfg.Max }
 
 // Open is the number of connections served from addr (its /64 for IPv6; 0 for exempt
 // addresses).

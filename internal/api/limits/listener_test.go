@@ -159,3 +159,28 @@ func waitRefused(t *testing.T, l *Listener, n int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Full counts the times every place was taken and the listener stopped accepting; a place
+// given back lets the next client in.
+func TestListenerCountsWhenFull(t *testing.T) {
+	l, addr := serve(t, ListenerConfig{Max: 2})
+	first := dialFrom(t, "127.0.0.1", addr)
+	waitStats(t, l, "one served", func(s ListenerStats) bool { return s.Serving == 1 })
+	if s := l.Stats(); s.Full != 0 {
+		t.Fatalf("full %d times with one of two places taken", s.Full)
+	}
+	dialFrom(t, "127.0.0.1", addr)
+	waitStats(t, l, "full once", func(s ListenerStats) bool { return s.Serving == 2 && s.Full == 1 })
+	third := dialFrom(t, "127.0.0.1", addr) // waits in the kernel's queue
+	first.Close()
+	// third is served in the place first gave back, and the listener is full again.
+	waitStats(t, l, "full twice", func(s ListenerStats) bool { return s.Accepted == 3 && s.Serving == 2 && s.Full == 2 })
+	if _, err := io.WriteString(third, "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = third.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 12)
+	if _, err := io.ReadFull(third, buf); err != nil || string(buf) != "HTTP/1.1 200" {
+		t.Fatalf("the third connection: %q %v", buf, err)
+	}
+}
