@@ -76,15 +76,13 @@ func inspect(tx *bolt.Tx, c *Contents) error {
 	}
 	c.HasLastBlock = meta.Get(keyLastBlock) != nil
 
-	// The stored totals exist since version 2; older files (or lost totals) are counted as the
-	// upgrade would count them, from bucket stats, without storing the result.
-	if v := meta.Get(keyCounts); v != nil && c.Version >= 2 {
-		rc, err := decodeCounts(v)
-		if err != nil {
-			return err
+	// The stored totals exist since version 2; older files (or lost or damaged totals, which
+	// the next write repairs) are counted from bucket stats, as the upgrade counts them.
+	if c.Version >= 2 {
+		if rc, err := decodeCounts(meta.Get(keyCounts)); err == nil {
+			c.Users, c.Appointments, c.Trackers = int(rc.users), int(rc.appointments), int(rc.trackers)
+			return nil
 		}
-		c.Users, c.Appointments, c.Trackers = int(rc.users), int(rc.appointments), int(rc.trackers)
-		return nil
 	}
 	for _, x := range []struct {
 		dst  *int

@@ -153,6 +153,23 @@ func TestInspectSpecialFiles(t *testing.T) {
 		}
 	})
 
+	t.Run("damaged totals", func(t *testing.T) { // counted from the records instead
+		path := filepath.Join(dir, "damaged.db")
+		writeSampleStore(t, path)
+		db, err := bolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bktMeta).Put(keyCounts, []byte("garbage")) })
+		if cerr := db.Close(); err != nil || cerr != nil {
+			t.Fatal(err, cerr)
+		}
+		c, err := Inspect(path)
+		if err != nil || c.Users != 3 || c.Appointments != 4 || c.Trackers != 1 {
+			t.Fatalf("Inspect = %+v, %v", c, err)
+		}
+	})
+
 	t.Run("open by teosd", func(t *testing.T) { // bbolt's exclusive lock: refuse, do not wait
 		path := filepath.Join(dir, "held.db")
 		s := mustOpen(t, path, nil)
