@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -472,6 +474,19 @@ func TestImportRustTeosRefusals(t *testing.T) {
 		nothingWritten(t, tw, "regtest/teos_db.sql3")
 	})
 
+	t.Run("explicit corrupt file, no network dir yet", func(t *testing.T) {
+		elsewhere := filepath.Join(t.TempDir(), "backup.sql3")
+		rt.write(t, elsewhere)
+		// Found while copying, with the temporary store already written.
+		sqlExecE2E(t, elsewhere, "UPDATE appointments SET user_signature = zeroblob(4)")
+		tw := newTower(t, node, "")
+		refuse(t, tw, "corrupt rust-teos database", "--importrustteos", elsewhere)
+		nothingWritten(t, tw)
+		if _, err := os.Stat(filepath.Join(tw.dataDir, "regtest")); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("the refused import left the network dir: %v", err)
+		}
+	})
+
 	t.Run("explicit path", func(t *testing.T) {
 		elsewhere := filepath.Join(t.TempDir(), "backup.sql3")
 		before := rt.write(t, elsewhere)
@@ -500,7 +515,12 @@ func TestImportRustTeosRefusals(t *testing.T) {
 		tw.start() // a first start makes a tower key
 		fresh := tw.id
 		tw.stop()
+		dbPath := filepath.Join(tw.dataDir, "regtest", "teos.db")
+		before := sha256File(t, dbPath)
 		refuse(t, tw, "already has data (1 tower keys", "--importrustteos", elsewhere)
+		if sha256File(t, dbPath) != before {
+			t.Fatal("the refused import changed teos.db")
+		}
 		tw.start()
 		if tw.id != fresh {
 			t.Fatal("the refused import changed the tower key")

@@ -58,9 +58,6 @@ func importRustTeos(ctx context.Context, cfg *config.Config, log *slog.Logger) e
 	if err := portsFree(cfg); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.NetworkDir(), 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
-	}
 	btc, err := connectBitcoind(ctx, cfg, log, nil) // only for the last block's height
 	if err != nil {
 		return err
@@ -121,31 +118,19 @@ func exists(path string) (bool, error) {
 }
 
 // checkNoData refuses an explicit import over a store that holds anything: a tower key (teosd
-// makes one on its first start), a user, an appointment or a processed block.
+// makes one on its first start), a user, an appointment or a processed block. It only reads
+// the file (store.Inspect): a refused import leaves it byte-identical, whatever its layout.
 func checkNoData(path string) error {
 	if ok, err := exists(path); !ok || err != nil {
 		return err
 	}
-	db, err := store.Open(path, nil)
+	c, err := store.Inspect(path)
 	if err != nil {
 		return fmt.Errorf("--importrustteos: %w", err)
 	}
-	defer db.Close()
-	keys, err := db.TowerKeys()
-	if err != nil {
-		return fmt.Errorf("--importrustteos: %w", err)
-	}
-	users, appts, trackers, err := db.Counts()
-	if err != nil {
-		return fmt.Errorf("--importrustteos: %w", err)
-	}
-	_, _, processed, err := db.LastBlock()
-	if err != nil {
-		return fmt.Errorf("--importrustteos: %w", err)
-	}
-	if len(keys) > 0 || users+appts+trackers > 0 || processed {
+	if !c.Empty() {
 		return fmt.Errorf("--importrustteos: %s already has data (%d tower keys, %d users, %d appointments watched, %d trackers); "+
-			"move it away to import, or start without --importrustteos", path, len(keys), users, appts, trackers)
+			"move it away to import, or start without --importrustteos", path, c.TowerKeys, c.Users, c.Appointments-c.Trackers, c.Trackers)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -41,7 +42,8 @@ const DefaultBatchSize = 10000
 // Config says what to import where.
 type Config struct {
 	Source string // rust-teos's teos_db.sql3
-	Dest   string // the teos-go store to create; replaced if it exists
+	Dest   string // the teos-go store to create; replaced if it exists. Its directory is
+	// created (0700) if missing, once the source has been read: a refused import creates nothing.
 
 	// BlockHeight gives the height of rust-teos's last known block (rust-teos stores only its
 	// hash). Called before anything is written.
@@ -103,6 +105,18 @@ func Import(ctx context.Context, cfg Config) (Summary, error) {
 		}
 	}
 
+	created, err := mkdirs(filepath.Dir(cfg.Dest))
+	if err != nil {
+		return sum, fmt.Errorf("create data dir: %w", err)
+	}
+	committed := false
+	defer func() { // runs after the temporary file is removed
+		for _, d := range created {
+			if !committed {
+				os.Remove(d) // removes only an empty dir
+			}
+		}
+	}()
 	removeStaleTemps(cfg.Dest)
 	f, err := os.CreateTemp(filepath.Dir(cfg.Dest), tempPattern(cfg.Dest))
 	if err != nil {
@@ -110,7 +124,6 @@ func Import(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	tmp := f.Name()
 	f.Close()
-	committed := false
 	defer func() {
 		if !committed {
 			os.Remove(tmp)
@@ -190,6 +203,25 @@ func syncPath(path string) error {
 		return fmt.Errorf("sync %s: %w", path, err)
 	}
 	return nil
+}
+
+// mkdirs creates dir and its missing parents (0700) and returns the ones it created, deepest
+// first, so that a failed import can remove them again.
+func mkdirs(dir string) ([]string, error) {
+	var created []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		created = append(created, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	return created, nil
 }
 
 // removeStaleTemps deletes temporary stores left by killed imports. One that another process

@@ -503,3 +503,40 @@ func writeFile(t testing.TB, path string, b []byte) {
 		t.Fatal(err)
 	}
 }
+
+// TestImportDataDirCreatedOnlyOnSuccess: --importrustteos may name a file kept elsewhere while
+// the data dir does not exist yet. A refusal, early (before anything is written) or late (with
+// the temporary store half written), leaves no data dir behind; a complete import creates it.
+func TestImportDataDirCreatedOnlyOnSuccess(t *testing.T) {
+	srcDir := t.TempDir()
+	db := fixture(t)
+	src := writeFixture(t, srcDir, db)
+	root := t.TempDir()
+	dest := filepath.Join(root, "datadir", "regtest", "teos.db")
+	stop := errors.New("stopped")
+	for _, tc := range []struct {
+		name   string
+		config rustimport.Config
+	}{
+		{"last block unknown to bitcoind", rustimport.Config{Source: src, Dest: dest,
+			BlockHeight: func(context.Context, chainhash.Hash) (uint32, error) { return 0, errors.New("Block not found") }}},
+		{"stopped while copying", rustimport.Config{Source: src, Dest: dest, BlockHeight: heights(db, 3),
+			Paused: func(context.Context) error {
+				if got := dirNames(t, filepath.Dir(dest)); len(got) != 1 {
+					t.Errorf("files while copying: %v, want the temporary store", got)
+				}
+				return stop
+			}}},
+	} {
+		if _, err := rustimport.Import(t.Context(), tc.config); err == nil {
+			t.Fatalf("%s: the import succeeded", tc.name)
+		}
+		if got := dirNames(t, root); len(got) != 0 {
+			t.Fatalf("%s: %v left behind by the refusal", tc.name, got)
+		}
+	}
+	if _, err := rustimport.Import(t.Context(), rustimport.Config{Source: src, Dest: dest, BlockHeight: heights(db, 3)}); err != nil {
+		t.Fatal(err)
+	}
+	checkImported(t, dest, db, 3)
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/teos-go/teos/internal/rustimport/rustfixture"
+	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/pkg/teos"
+)
+
+// olderLayout rewrites a store file as an older teos-go wrote it: version 2 had no hand-over
+// bucket, version 1 no stored counts either (internal/store/store.go). store.Open upgrades
+// such a file in place.
+func olderLayout(t *testing.T, path string, version uint32) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket([]byte("meta"))
+		if version < 3 {
+			if err := tx.DeleteBucket([]byte("handovers")); err != nil {
+				return err
+			}
+		}
+		if version < 2 {
+			if err := meta.Delete([]byte("counts")); err != nil {
+				return err
+			}
+		}
+		return meta.Put([]byte("version"), binary.BigEndian.AppendUint32(nil, version))
+	})
+	if cerr := db.Close(); err != nil || cerr != nil {
+		t.Fatal(err, cerr)
+	}
+}
+
+// newStoreFile writes a teos.db as a first start leaves it (a tower key, the last block), or
+// an initialised store with nothing in it.
+func newStoreFile(t *testing.T, path string, withData bool) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if withData {
+		if err := s.AddTowerKey([32]byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetLastBlock(chainhash.Hash{2}, 150); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// snapshot maps every file under root to its content.
+func snapshot(t *testing.T, root string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(root, p)
+		files[rel] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// TestImportRefusalWritesNothing: teosd --importrustteos over a store that has data refuses
+// with one line and leaves teos.db byte-identical, whatever its layout version (checking it
+// must not run the upgrade an ordinary start runs).
+func TestImportRefusalWritesNothing(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "teos_db.sql3")
+	if err := rustfixture.Write(src, &rustfixture.DB{Keys: [][32]byte{{7}}, Users: map[teos.UserID]store.UserInfo{}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, version := range []uint32{1, 2, 0} { // 0: as this binary writes it
+		dataDir := t.TempDir()
+		dbPath := filepath.Join(dataDir, "regtest", "teos.db")
+		newStoreFile(t, dbPath, true)
+		if version != 0 {
+			olderLayout(t, dbPath, version)
+		}
+		before := snapshot(t, dataDir) // teos.db, and the locator filter its Close saved
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), []string{"--datadir", dataDir, "--btcnetwork", "regtest",
+			"--btcrpcuser", "u", "--btcrpcpassword", "p", "--importrustteos", src}, &stdout, &stderr)
+		var errs []string
+		for _, l := range strings.Split(stderr.String(), "\n") {
+			if strings.Contains(l, "level=ERROR") {
+				errs = append(errs, l)
+			}
+		}
+		if code != 1 || len(errs) != 1 || !strings.Contains(errs[0], "already has data (1 tower keys, 0 users") {
+			t.Fatalf("v%d: exit %d, want 1 with one error line about the data:\n%s", version, code, stderr.String())
+		}
+		after := snapshot(t, dataDir)
+		if after["regtest/teos.db"] != before["regtest/teos.db"] {
+			t.Fatalf("v%d: the refused import changed teos.db", version)
+		}
+		if !maps.Equal(after, before) {
+			t.Fatalf("v%d: the refused import changed the data dir: %v, before %v", version, slices.Sorted(maps.Keys(after)), slices.Sorted(maps.Keys(before)))
+		}
+	}
+}
+
+// TestCheckNoDataOlderEmptyStore: an older store with nothing in it does not stop the import
+// (the import then replaces it), and asking leaves it as it was too.
+func TestCheckNoDataOlderEmptyStore(t *testing.T) {
+	dbPath := filepath.Join(t.TempDir(), "teos.db")
+	newStoreFile(t, dbPath, false)
+	olderLayout(t, dbPath, 1)
+	before, err := os.ReadFile(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkNoData(dbPath); err != nil {
+		t.Fatal(err)
+	}
+	if after, err := os.ReadFile(dbPath); err != nil || !bytes.Equal(after, before) {
+		t.Fatalf("checkNoData changed teos.db (%v)", err)
+	}
+}
