@@ -47,7 +47,18 @@ func importRustTeos(ctx context.Context, cfg *config.Config, log *slog.Logger) e
 		if ok, err := exists(src); !ok || err != nil {
 			return err
 		}
+		if cfg.DatabaseURL != "" {
+			// A tower on PostgreSQL never reads teos.db: it would answer rust-teos's users
+			// with a new tower key, and their clients would drop it for good.
+			return fmt.Errorf("found rust-teos's database %s, but database_url is set and the import "+
+				"cannot write to PostgreSQL: start without database_url to import it into teos.db, or move "+
+				"the file away to start a new tower on PostgreSQL", src)
+		}
 	} else {
+		if cfg.DatabaseURL != "" {
+			return errors.New("--importrustteos imports into teos.db, which a tower on PostgreSQL " +
+				"(database_url) does not read: import without database_url")
+		}
 		if _, err := os.Stat(src); err != nil {
 			return fmt.Errorf("--importrustteos: %w", err)
 		}

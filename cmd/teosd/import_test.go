@@ -145,3 +145,50 @@ func TestCheckNoDataOlderEmptyStore(t *testing.T) {
 		t.Fatalf("checkNoData changed teos.db (%v)", err)
 	}
 }
+
+// TestImportWithPostgresRefused: with database_url the tower never reads teos.db, so an
+// import there would leave rust-teos's users facing a new tower key. Both forms refuse with
+// one line before anything is written or dialled (the URL points nowhere).
+func TestImportWithPostgresRefused(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "teos_db.sql3")
+	if err := rustfixture.Write(src, &rustfixture.DB{Keys: [][32]byte{{7}}, Users: map[teos.UserID]store.UserInfo{}}); err != nil {
+		t.Fatal(err)
+	}
+	auto := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(auto, "regtest"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(auto, "regtest", "teos_db.sql3"), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, dataDir string
+		extra         []string
+		want          string
+	}{
+		{"automatic", auto, nil, "database_url is set and the import cannot write to PostgreSQL"},
+		{"explicit", t.TempDir(), []string{"--importrustteos", src}, "--importrustteos imports into teos.db"},
+	} {
+		before := snapshot(t, tc.dataDir)
+		var stdout, stderr bytes.Buffer
+		args := append([]string{"--datadir", tc.dataDir, "--btcnetwork", "regtest", "--btcrpcuser", "u",
+			"--btcrpcpassword", "p", "--databaseurl", "postgres://teos@127.0.0.1:1/teos"}, tc.extra...)
+		code := run(context.Background(), args, &stdout, &stderr)
+		var errs []string
+		for _, l := range strings.Split(stderr.String(), "\n") {
+			if strings.Contains(l, "level=ERROR") {
+				errs = append(errs, l)
+			}
+		}
+		if code != 1 || len(errs) != 1 || !strings.Contains(errs[0], tc.want) {
+			t.Fatalf("%s: exit %d, want 1 with one error line containing %q:\n%s", tc.name, code, tc.want, stderr.String())
+		}
+		if after := snapshot(t, tc.dataDir); !maps.Equal(after, before) {
+			t.Fatalf("%s: the refusal changed the data dir: %v, before %v", tc.name, slices.Sorted(maps.Keys(after)), slices.Sorted(maps.Keys(before)))
+		}
+	}
+}
