@@ -391,7 +391,7 @@ func (run edgeRun) attack(t *testing.T, node *btcdtest.Node, rep int, reopen tim
 			start := time.Now()
 			status, raw, err := edgePostCtx(ctx, client, tw.apiURL, "/add_appointment", body, nil)
 			lat = append(lat, time.Since(start))
-			if !connected.IsZero() && !firstByte.IsZero() && !wrote.IsZero() {
+			if err == nil && !connected.IsZero() && !firstByte.IsZero() && !wrote.IsZero() { // the transport is done with them
 				slow = append(slow, phases{start.Sub(windowStart), lat[len(lat)-1], connected.Sub(start), firstByte.Sub(wrote)})
 				slices.SortFunc(slow, func(x, y phases) int { return int(y.total - x.total) })
 				slow = slow[:min(len(slow), 4)]

@@ -19,10 +19,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -90,8 +92,9 @@ type app struct {
 	stderr   io.Writer
 	progress bool
 
-	dir       string // set by connect: the data dir
-	connected string // set by connect: the tower URL
+	dir       string      // set by connect: the data dir
+	connected string      // set by connect: the tower URL
+	reached   atomic.Bool // an HTTP response came back (through --proxy, if given)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress bool) int {
@@ -117,9 +120,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress 
 		fs.Usage()
 		return exitUsage
 	}
+	// A response seen through the client's transport is what shows a --proxy works.
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotFirstResponseByte: func() { a.reached.Store(true) }})
 	err := a.dispatch(ctx, fs.Arg(0), fs.Args()[1:])
-	if perr := a.rememberProxy(err); err == nil {
-		err = perr
+	if perr := a.rememberProxy(); perr != nil {
+		// The command itself is done: its outcome, not the bookkeeping, sets the exit code.
+		fmt.Fprintf(stderr, "teos-client: warning: --proxy not saved: %v\n", perr)
 	}
 	var ue *usageError
 	switch {
@@ -246,11 +252,6 @@ func (a *app) loadSaved(dir string) (*savedTower, error) {
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return nil, fmt.Errorf("read saved tower %s: %w", towerFile, err)
 	}
-	if s.Proxy != "" {
-		if err := checkProxy(s.Proxy, false); err != nil {
-			return nil, fmt.Errorf("read saved tower %s: %w", towerFile, err)
-		}
-	}
 	return &s, nil
 }
 
@@ -259,12 +260,21 @@ func saveTower(dir string, s *savedTower) error {
 	if err != nil {
 		return fmt.Errorf("encode saved tower: %w", err)
 	}
-	tmp := filepath.Join(dir, towerFile+".tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+	// A temporary file of its own: two runs saving at once must not write into one file.
+	f, err := os.CreateTemp(dir, towerFile+".tmp-*")
+	if err != nil {
 		return fmt.Errorf("save tower: %w", err)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, towerFile)); err != nil {
-		return fmt.Errorf("save tower: %w", err)
+	_, werr := f.Write(append(b, '\n'))
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(f.Name(), filepath.Join(dir, towerFile))
+	}
+	if werr != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("save tower: %w", werr)
 	}
 	return nil
 }
@@ -307,6 +317,11 @@ func (a *app) connect(ctx context.Context, discover bool) (*client.Tower, string
 	a.dir, a.connected = dir, url
 	opts := []client.Option{client.WithHTTPClient(&http.Client{Timeout: a.timeout})}
 	if p := a.proxyFor(url, saved); p != "" {
+		if a.proxy == "" { // the saved one: checked only when used, so --proxy can replace it
+			if err := checkProxy(p, false); err != nil {
+				return nil, "", nil, fmt.Errorf("saved tower %s: %w (replace it with --proxy HOST:PORT or --proxy %s)", towerFile, err, proxyNone)
+			}
+		}
 		opts = append(opts, client.WithProxy(p))
 	}
 	idHex := a.towerID

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"strings"
-
-	"github.com/teos-go/teos/pkg/client"
 )
 
 // proxyNone on the command line stops using the proxy saved with the tower.
@@ -49,12 +46,12 @@ func (a *app) proxyFor(url string, saved *savedTower) string {
 	return ""
 }
 
-// rememberProxy saves a --proxy given on the command line with the saved tower, once the
-// command reached that tower with it (it answered, even with an error of its own): a proxy
-// that did not work, or an onion tower refused without one, leaves the file as it was.
-func (a *app) rememberProxy(cmdErr error) error {
-	var apiErr *client.APIError
-	if a.proxy == "" || a.connected == "" || (cmdErr != nil && !errors.As(cmdErr, &apiErr)) {
+// rememberProxy saves a --proxy given on the command line with the saved tower once a
+// response came back through it: a proxy that did not work, a command refused before any
+// request (an onion tower without a proxy) or one that needed no request leaves the file as
+// it was.
+func (a *app) rememberProxy() error {
+	if a.proxy == "" || a.connected == "" || !a.reached.Load() {
 		return nil
 	}
 	// Read again: register has just written the file, or another run may have.

@@ -275,3 +275,58 @@ func TestBadSavedProxy(t *testing.T) {
 		t.Fatalf("bad saved proxy: exit %d, stderr %q", code, stderr)
 	}
 }
+
+// TestBadSavedProxyReplaced: a --proxy that works replaces a broken saved one (the saved one
+// is checked only when it would be used).
+func TestBadSavedProxyReplaced(t *testing.T) {
+	key, _ := btcec.NewPrivateKey()
+	towerID := teos.UserIDFromPubKey(key.PubKey()).String()
+	srv := fakeTower(t, key)
+	proxy := socks5test.Start(t, socks5test.Map(testOnion, 9814, srv.Listener.Addr().String()))
+	dir := t.TempDir()
+	if code, _, stderr := runCLI(t, false, "--datadir", dir, "--tower", "http://"+testOnion+":9814",
+		"--towerid", towerID, "--proxy", proxy.Addr, "register"); code != 0 {
+		t.Fatalf("register: %d %s", code, stderr)
+	}
+	path := filepath.Join(dir, towerFile)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(raw), proxy.Addr, "localhost", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, stderr := addOne(t, dir, 1, "--proxy", proxy.Addr); code != 0 {
+		t.Fatalf("add_appointment --proxy over a broken saved proxy: %d %s", code, stderr)
+	}
+	if got := savedProxy(t, dir); got != proxy.Addr {
+		t.Fatalf("saved proxy %q, want it replaced by %q", got, proxy.Addr)
+	}
+}
+
+// TestProxySavedOnlyOnceReached: a command that made no request (or got no answer) through
+// --proxy leaves the saved proxy as it was; once a response came back, it is saved.
+func TestProxySavedOnlyOnceReached(t *testing.T) {
+	dir := t.TempDir()
+	url := "http://" + testOnion + ":9814"
+	if err := saveTower(dir, &savedTower{URL: url, TowerID: strings.Repeat("ab", 33), Proxy: "127.0.0.1:9050"}); err != nil {
+		t.Fatal(err)
+	}
+	a := &app{proxy: proxyNone, dir: dir, connected: url}
+	if err := a.rememberProxy(); err != nil {
+		t.Fatal(err)
+	}
+	if got := savedProxy(t, dir); got != "127.0.0.1:9050" {
+		t.Fatalf("no response seen, but the saved proxy became %q", got)
+	}
+	a.reached.Store(true)
+	if err := a.rememberProxy(); err != nil {
+		t.Fatal(err)
+	}
+	if got := savedProxy(t, dir); got != "" {
+		t.Fatalf("after a response, --proxy none left %q saved", got)
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, towerFile+".tmp*")); len(m) != 0 {
+		t.Fatalf("temporary files left: %v", m)
+	}
+}

@@ -34,7 +34,7 @@ var (
 		parkedNow: prometheus.NewDesc(namespace+"_api_connections_parked",
 			"Public API connections parked now.", nil, nil),
 		full: prometheus.NewDesc(namespace+"_api_connections_full_total",
-			"Times every place of the public API listener was taken (api_max_connections): it stopped accepting and clients waited in the kernel's queue until a connection closed.", nil, nil),
+			"Times every place of the public API listener was taken (api_max_connections): it stopped accepting until a connection closed (new clients, if any, waited in the kernel's queue).", nil, nil),
 	}
 )
 

@@ -19,7 +19,7 @@ var onionDescs = struct{ accepted, full, serving, max *prometheus.Desc }{
 	accepted: prometheus.NewDesc(namespace+"_api_onion_connections_accepted_total",
 		"Onion clients' connections accepted from the kernel (tor's streams to the onion listener).", nil, nil),
 	full: prometheus.NewDesc(namespace+"_api_onion_connections_full_total",
-		"Times every place of the onion listener was taken: it stopped accepting and onion clients waited in the kernel's queue until a connection closed.", nil, nil),
+		"Times every place of the onion listener was taken: it stopped accepting until a connection closed (new onion clients, if any, waited in the kernel's queue).", nil, nil),
 	serving: prometheus.NewDesc(namespace+"_api_onion_connections",
 		"Onion clients' connections served now.", nil, nil),
 	max: prometheus.NewDesc(namespace+"_api_onion_connections_max",

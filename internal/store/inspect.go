@@ -47,7 +47,16 @@ func Inspect(path string) (Contents, error) {
 		return c, fmt.Errorf("open %s: %w", path, err)
 	}
 	defer db.Close()
-	if err := db.View(func(tx *bolt.Tx) error { return inspect(tx, &c) }); err != nil {
+	err = db.View(func(tx *bolt.Tx) (err error) {
+		// bbolt panics on a damaged page; the caller wants a one-line refusal.
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("%w: %v", ErrCorrupt, r)
+			}
+		}()
+		return inspect(tx, &c)
+	})
+	if err != nil {
 		return Contents{}, fmt.Errorf("inspect %s: %w", path, err)
 	}
 	return c, nil

@@ -188,3 +188,43 @@ func readAll(t testing.TB, path string) []byte {
 	}
 	return b
 }
+
+// TestInspectDamagedPageIsAnError: a v1 file (no stored totals) is counted by walking the
+// buckets; a damaged page there makes bbolt panic, which Inspect turns into ErrCorrupt.
+func TestInspectDamagedPageIsAnError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "teos.db")
+	s := mustOpen(t, path, &Options{NoSync: true})
+	registerAll(t, s, 2000, 100, 1000) // enough users for the bucket to have pages of its own
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	writeLayout(t, path, 1)
+
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root uint64
+	err = db.View(func(tx *bolt.Tx) error {
+		root = uint64(tx.Bucket(bktUsers).Root())
+		return nil
+	})
+	pageSize := db.Info().PageSize
+	if cerr := db.Close(); err != nil || cerr != nil || root == 0 {
+		t.Fatalf("users bucket root %d (%v, %v)", root, err, cerr)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xee}, pageSize), int64(root)*int64(pageSize)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := Inspect(path); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Inspect of a damaged v1 file: %v, want ErrCorrupt", err)
+	}
+}
