@@ -100,6 +100,9 @@ func (e *RPCError) Error() string {
 // RPCCode is the JSON-RPC error code.
 func (e *RPCError) RPCCode() int { return e.Code }
 
+// RPCMessage is the node's message, e.g. a reject reason.
+func (e *RPCError) RPCMessage() string { return e.Message }
+
 // IsUnreachable reports whether err means the node could not be used, as opposed to the node
 // answering with an error. It is true for ErrUnauthorized too.
 func IsUnreachable(err error) bool { return errors.Is(err, ErrUnreachable) }

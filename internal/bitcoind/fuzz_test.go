@@ -147,6 +147,10 @@ func FuzzResponse(f *testing.F) {
 		}
 		switch res.Status {
 		case carrier.StatusInMempool, carrier.StatusIrrevocablyResolved:
+		case carrier.StatusRefusedForNow:
+			if res.Code != carrier.CodeVerifyRejected {
+				t.Fatalf("carrier: refused for now with code %d", res.Code)
+			}
 		case carrier.StatusRejected:
 			switch res.Code {
 			case carrier.CodeVerifyRejected, carrier.CodeVerifyError, carrier.CodeDeserializationError, carrier.CodeUnknown:

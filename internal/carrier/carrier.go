@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
@@ -23,6 +24,10 @@ type rpcError interface {
 	error
 	RPCCode() int
 }
+
+// rpcMessager is a JSON-RPC error whose node message can be read apart from the code
+// (bitcoind.RPCError has it); without it the carrier reads Error().
+type rpcMessager interface{ RPCMessage() string }
 
 // unreachableError is a node that could not be used (bitcoind.ErrUnreachable has it).
 type unreachableError interface{ Unreachable() bool }
@@ -53,6 +58,10 @@ const (
 	StatusIrrevocablyResolved
 	// StatusRejected: bitcoind refused it; Result.Code says why.
 	StatusRejected
+	// StatusRefusedForNow: bitcoind refused it (-26) for a reason that passes by itself (its
+	// mempool's minimum fee rose, the mempool is full, chain limits): send it again later.
+	// Result.Reason has bitcoind's message.
+	StatusRefusedForNow
 )
 
 func (s Status) String() string {
@@ -63,6 +72,8 @@ func (s Status) String() string {
 		return "irrevocably_resolved"
 	case StatusRejected:
 		return "rejected"
+	case StatusRefusedForNow:
+		return "refused_for_now"
 	}
 	return fmt.Sprintf("status(%d)", int(s))
 }
@@ -71,8 +82,10 @@ func (s Status) String() string {
 type Result struct {
 	Status Status
 	// Code is bitcoind's error code when Status is StatusRejected: -26, -25, -22, or
-	// CodeUnknown for anything else.
+	// CodeUnknown for anything else; -26 with StatusRefusedForNow.
 	Code int
+	// Reason is the node's message for a refusal.
+	Reason string
 }
 
 // Client is the part of bitcoind the carrier calls; *bitcoind.Client satisfies it. Its errors
@@ -104,6 +117,7 @@ func New(c Client, log *slog.Logger) *Carrier {
 //
 //	success                  StatusInMempool
 //	-27 already in chain     StatusIrrevocablyResolved
+//	-26 passing reason       StatusRefusedForNow (see passingReasons)
 //	-26, -25, -22            StatusRejected with that code
 //	other RPC or odd errors  StatusRejected with CodeUnknown
 //
@@ -151,6 +165,11 @@ func (c *Carrier) send(ctx context.Context, txid chainhash.Hash, tx *wire.MsgTx)
 		return Result{Status: StatusRejected, Code: CodeUnknown}, nil
 	}
 	code := rpcErr.RPCCode()
+	reason := rpcErr.Error()
+	var m rpcMessager
+	if errors.As(err, &m) {
+		reason = m.RPCMessage()
+	}
 	switch code {
 	case CodeVerifyAlreadyInChain:
 		c.log.Debug("transaction already in chain", "txid", txid)
@@ -170,13 +189,46 @@ func (c *Carrier) send(ctx context.Context, txid chainhash.Hash, tx *wire.MsgTx)
 			c.log.Debug("transaction mined between the broadcast and the look-up", "txid", txid)
 			return Result{Status: StatusIrrevocablyResolved}, nil
 		}
+		if Passing(reason) {
+			// The caller logs it, once per attempt.
+			c.log.Debug("transaction refused for now", "txid", txid, "reason", reason)
+			return Result{Status: StatusRefusedForNow, Code: code, Reason: reason}, nil
+		}
 		fallthrough
 	case CodeVerifyError, CodeDeserializationError:
-		c.log.Debug("transaction rejected", "txid", txid, "code", code, "reason", rpcErr.Error())
-		return Result{Status: StatusRejected, Code: code}, nil
+		c.log.Debug("transaction rejected", "txid", txid, "code", code, "reason", reason)
+		return Result{Status: StatusRejected, Code: code, Reason: reason}, nil
 	}
-	c.log.Warn("transaction rejected with an unexpected code", "txid", txid, "code", code, "reason", rpcErr.Error())
-	return Result{Status: StatusRejected, Code: CodeUnknown}, nil
+	c.log.Warn("transaction rejected with an unexpected code", "txid", txid, "code", code, "reason", reason)
+	return Result{Status: StatusRejected, Code: CodeUnknown, Reason: reason}, nil
+}
+
+// passingReasons are -26 reject reasons that pass without the transaction changing: a later
+// send of the same transaction can succeed. Every other -26 stays final, as in rust-teos.
+var passingReasons = []string{
+	// Bitcoin Core (validation.cpp, txmempool.cpp).
+	"mempool min fee not met", // the dynamic minimum, raised while the mempool is full
+	"mempool full",            // accepted, then evicted at once by the size limit
+	"too-long-mempool-chain",  // ancestor/descendant count or size limits
+	"too-large-cluster",       // cluster limits of the cluster mempool (v30+)
+	"package-mempool-limits",  // the package form of the limits above
+	"non-BIP68-final",         // a relative timelock that later blocks satisfy
+	"non-final",               // an absolute timelock, likewise
+	// btcd (mempool/mempool.go): a free transaction's priority grows as its inputs age, and
+	// the free-relay rate limit decays over minutes.
+	"insufficient priority",
+	"rejected by the rate limiter",
+}
+
+// Passing reports whether a -26 reject reason passes by itself (passingReasons), so the
+// transaction is worth sending again later. Unknown text is final.
+func Passing(reason string) bool {
+	for _, p := range passingReasons {
+		if strings.Contains(reason, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // InMempool reports whether txid is in bitcoind's mempool: getrawtransaction finds it and it

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -21,10 +22,14 @@ import (
 type reply struct {
 	result any
 	code   int
+	msg    string // the error's message; "scripted error" when empty
 }
 
 func ok(result any) reply   { return reply{result: result} }
 func rpcErr(code int) reply { return reply{code: code} }
+
+// rejectedWith is a -26 with bitcoind's (or btcd's) reject message.
+func rejectedWith(msg string) reply { return reply{code: -26, msg: msg} }
 
 // node is a bitcoind JSON-RPC server with scripted answers per method.
 type node struct {
@@ -84,7 +89,11 @@ func (n *node) serve(w http.ResponseWriter, r *http.Request) {
 		resp["error"] = map[string]any{"code": -32601, "message": "Method not found"}
 		w.WriteHeader(http.StatusNotFound)
 	case rep.code != 0:
-		resp["error"] = map[string]any{"code": rep.code, "message": "scripted error"}
+		msg := rep.msg
+		if msg == "" {
+			msg = "scripted error"
+		}
+		resp["error"] = map[string]any{"code": rep.code, "message": msg}
 		w.WriteHeader(http.StatusInternalServerError)
 	default:
 		resp["result"] = rep.result
@@ -144,6 +153,7 @@ func TestSendCodeTable(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Send: %v", err)
 			}
+			got.Reason = "" // TestSendClassifiesRejectReasons checks it
 			if got != tc.want {
 				t.Fatalf("Send = %+v, want %+v", got, tc.want)
 			}
@@ -161,7 +171,7 @@ func TestSendCachesUntilCleared(t *testing.T) {
 	tx := testTx(2)
 	for range 3 {
 		got, err := c.Send(t.Context(), tx)
-		if err != nil || got != (Result{Status: StatusRejected, Code: -25}) {
+		if err != nil || got != (Result{Status: StatusRejected, Code: -25, Reason: "scripted error"}) {
 			t.Fatalf("Send = %+v, %v", got, err)
 		}
 	}
@@ -306,10 +316,87 @@ func TestInMempoolOddErrorIsReturned(t *testing.T) {
 func TestStatusString(t *testing.T) {
 	for s, want := range map[Status]string{
 		StatusInMempool: "in_mempool", StatusIrrevocablyResolved: "irrevocably_resolved",
-		StatusRejected: "rejected", Status(0): "status(0)",
+		StatusRejected: "rejected", StatusRefusedForNow: "refused_for_now", Status(0): "status(0)",
 	} {
 		if got := s.String(); got != want {
 			t.Errorf("Status(%d).String() = %q, want %q", int(s), got, want)
 		}
 	}
 }
+
+// A -26 whose reason passes by itself is StatusRefusedForNow; any other -26, including text the
+// carrier does not know, stays a final rejection. The messages are the nodes' own wording.
+func TestSendClassifiesRejectReasons(t *testing.T) {
+	tx := testTx(3)
+	for _, tc := range []struct {
+		msg     string
+		passing bool
+	}{
+		{"mempool min fee not met, 1000 < 2250", true},
+		{"mempool full", true},
+		{"too-long-mempool-chain, too many unconfirmed ancestors [limit: 25]", true},
+		{"too-long-mempool-chain, exceeds descendant size limit for tx 1234 [limit: 101000]", true},
+		{"too-large-cluster", true},
+		{"package-mempool-limits", true},
+		{"non-BIP68-final", true},
+		{"non-final", true},
+		{"TX rejected: rejected transaction 1234: transaction 1234 has insufficient priority (12 <= 57600000)", true},
+		{"TX rejected: rejected transaction 1234: transaction 1234 has been rejected by the rate limiter due to low fees", true},
+		{"min relay fee not met, 0 < 110", false},
+		{"bad-txns-inputs-missingorspent", false},
+		{"txn-mempool-conflict", false},
+		{"insufficient fee, rejecting replacement 1234; new feerate 0.0001 <= old feerate 0.0002", false},
+		{"TX rejected: rejected transaction 1234: transaction 1234 has 10 fees which is under the required amount of 50000", false},
+		{"something new in a later release", false},
+		{"", false},
+	} {
+		t.Run(tc.msg, func(t *testing.T) {
+			n, srv := newNode(t)
+			n.set("sendrawtransaction", rejectedWith(tc.msg))
+			n.set("getrawtransaction", rpcErr(unknownTx))
+			got, err := New(clientFor(t, srv), nil).Send(t.Context(), tx)
+			if err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+			want := Result{Status: StatusRejected, Code: -26, Reason: tc.msg}
+			if tc.passing {
+				want.Status = StatusRefusedForNow
+			}
+			if tc.msg == "" {
+				want.Reason = "scripted error"
+			}
+			if got != want {
+				t.Fatalf("Send = %+v, want %+v", got, want)
+			}
+		})
+	}
+}
+
+// A passing reason for a transaction bitcoind has after all is not a refusal: the look-up wins.
+func TestSendPassingReasonButInMempool(t *testing.T) {
+	tx := testTx(4)
+	n, srv := newNode(t)
+	n.set("sendrawtransaction", rejectedWith("mempool full"))
+	n.set("getrawtransaction", ok(map[string]any{"txid": tx.TxHash().String()}))
+	got, err := New(clientFor(t, srv), nil).Send(t.Context(), tx)
+	if err != nil || got.Status != StatusInMempool {
+		t.Fatalf("Send = %+v, %v; want in mempool", got, err)
+	}
+}
+
+// A client whose errors have no RPCMessage is classified by its Error text.
+func TestSendPassingReasonWithoutRPCMessage(t *testing.T) {
+	c := New(&fakeClient{sendErr: codeErr{-26, "mempool min fee not met"}, lookupErr: codeErr{-5, "no such tx"}}, nil)
+	got, err := c.Send(t.Context(), testTx(8))
+	if err != nil || got.Status != StatusRefusedForNow || got.Code != -26 {
+		t.Fatalf("Send = %+v, %v; want refused for now", got, err)
+	}
+}
+
+type codeErr struct {
+	code int
+	msg  string
+}
+
+func (e codeErr) Error() string { return fmt.Sprintf("code %d: %s", e.code, e.msg) }
+func (e codeErr) RPCCode() int  { return e.code }
