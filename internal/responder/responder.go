@@ -77,7 +77,9 @@ func (r *Responder) SeedBlock(block *wire.MsgBlock, height uint32) { r.index.add
 // HandleBreach broadcasts penalty, which spends dispute, for the appointment id (docs/PROTOCOL.md
 // 8.2) and returns the tracker to store for it; the caller commits it with the rest of its
 // block's changes (store.Changes). It returns nil when bitcoind rejected the penalty: the
-// caller then deletes the appointment without refund. An error (bitcoind unreachable) means
+// caller then deletes the appointment without refund. A refusal that passes by itself
+// (carrier.StatusRefusedForNow, e.g. the mempool's minimum fee rose) is not a rejection: the
+// tracker is stored as unconfirmed and the penalty re-sent every 6 blocks (unlike rust-teos). An error (bitcoind unreachable) means
 // nothing was decided: the caller retries later. The caller makes sure id has no tracker yet.
 //
 // "Now" is Height, the last block the responder processed: while the watcher handles the
@@ -122,6 +124,10 @@ func (r *Responder) HandleBreach(ctx context.Context, id teos.UUID, dispute, pen
 			}
 			switch res.Status {
 			case carrier.StatusInMempool, carrier.StatusIrrevocablyResolved:
+				t.Height = height
+			case carrier.StatusRefusedForNow:
+				// Tracked as unconfirmed: re-sent after 6 blocks like any stuck penalty.
+				r.log.Warn("penalty refused for now; tracking it to send again", "uuid", id, "txid", t.PenaltyTxID, "reason", res.Reason)
 				t.Height = height
 			case carrier.StatusRejected:
 				r.log.Warn("penalty rejected", "uuid", id, "txid", t.PenaltyTxID, "code", res.Code)
@@ -260,7 +266,8 @@ func (r *Responder) resendReorged(ctx context.Context, changes *store.Changes, t
 }
 
 // rebroadcast re-sends a tracker's penalty and records the outcome: in the mempool since
-// height, confirmed (already in the chain, docs/PROTOCOL.md 16.8), or deleted without refund.
+// height, confirmed (already in the chain, docs/PROTOCOL.md 16.8), waiting since height after a
+// refusal that passes by itself, or deleted without refund.
 func (r *Responder) rebroadcast(ctx context.Context, changes *store.Changes, t *store.Tracker, height uint32) error {
 	penalty, err := deserialize(t.PenaltyTx)
 	if err != nil {
@@ -287,6 +294,11 @@ func (r *Responder) rebroadcast(ctx context.Context, changes *store.Changes, t *
 			return nil
 		}
 		r.log.Info("penalty in a block the tower has not reached yet", "uuid", t.UUID, "txid", t.PenaltyTxID, "height", height)
+		setStatus(changes, t, height, false)
+		return nil
+	case carrier.StatusRefusedForNow:
+		// Kept and re-dated, so it is sent again in 6 blocks, until it confirms or its user expires.
+		r.log.Warn("penalty refused for now on re-send; keeping tracker", "uuid", t.UUID, "txid", t.PenaltyTxID, "height", height, "reason", res.Reason)
 		setStatus(changes, t, height, false)
 		return nil
 	case carrier.StatusRejected:
