@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -185,5 +186,60 @@ func TestInvalidBlobs(t *testing.T) {
 	if r := alice.add(t, tw, randomAppointment(t, 100)); r.StartBlock != height {
 		t.Fatalf("appointment after the bad blobs starts at %d, want %d", r.StartBlock, height)
 	}
+	tw.stop()
+}
+
+// TestBreachPenaltyRefusedForNow: btcd refuses a free penalty for "insufficient priority", a
+// -26 that passes by itself as the commitment's outputs age. The tower keeps the appointment as
+// a tracker (get_appointment answers dispute_responded), re-sends the penalty every 6 blocks,
+// and btcd takes and mines it once its priority is high enough. rust-teos, and teos-go before,
+// deleted the appointment at the first refusal.
+func TestBreachPenaltyRefusedForNow(t *testing.T) {
+	node := startNode(t)
+	c := newChain(t, node)
+	tw := newTower(t, node, "")
+	tw.start()
+
+	alice := newUser(t)
+	slots := alice.register(t, tw).AvailableSlots
+	b := node.NewBreachPenaltyFee(t, 0)
+	alice.add(t, tw, breachAppointment(t, b))
+
+	c.send(t, b.Commitment)
+	block, disputed := c.mine(t)
+	if !blockHas(block, b.Commitment) {
+		t.Fatal("commitment not mined")
+	}
+	alice.waitResponded(t, tw, b)
+	if c.inMempool(t, b.Penalty.TxHash()) {
+		t.Fatal("btcd took the free penalty at once: nothing was refused")
+	}
+	if !strings.Contains(tw.logs(), "insufficient priority") {
+		t.Fatalf("no refusal for insufficient priority in the tower's log\n%s", tw.logs())
+	}
+
+	// One block at a time, the tower done with each, until btcd has the penalty (a retry every 6
+	// blocks; three retries are plenty for a 25 BTC commitment).
+	var accepted uint32
+	for range 3 * teos.ConfirmationsBeforeRetry {
+		_, tip := c.mine(t)
+		waitTowerAt(t, tw, tip) // the tower has started on tip: done with tip-1
+		if c.inMempool(t, b.Penalty.TxHash()) {
+			accepted = tip
+			break
+		}
+		alice.wantResponded(t, tw, b)
+	}
+	if accepted == 0 {
+		t.Fatalf("penalty never re-sent and accepted\n%s", tw.logs())
+	}
+	t.Logf("dispute at %d, penalty accepted by btcd after block %d", disputed, accepted)
+
+	block, _ = c.mine(t)
+	if !blockHas(block, b.Penalty) {
+		t.Fatal("penalty not mined")
+	}
+	alice.wantResponded(t, tw, b)
+	alice.wantSubscription(t, tw, slots-1, locatorOf(b))
 	tw.stop()
 }

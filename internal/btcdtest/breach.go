@@ -32,6 +32,19 @@ type Breach struct {
 // coinbase is mature yet. Nothing is broadcast.
 func (n *Node) NewBreach(t testing.TB) *Breach {
 	t.Helper()
+	return n.newBreach(t, breachFee)
+}
+
+// NewBreachPenaltyFee is NewBreach with a penalty paying penaltyFee sat. A free penalty is
+// refused by btcd for "insufficient priority" until the commitment's outputs are a few blocks
+// old (its priority grows with their age).
+func (n *Node) NewBreachPenaltyFee(t testing.TB, penaltyFee int64) *Breach {
+	t.Helper()
+	return n.newBreach(t, penaltyFee)
+}
+
+func (n *Node) newBreach(t testing.TB, penaltyFee int64) *Breach {
+	t.Helper()
 	n.breachMu.Lock()
 	defer n.breachMu.Unlock()
 
@@ -64,7 +77,7 @@ func (n *Node) NewBreach(t testing.TB) *Breach {
 		penalty.AddTxIn(wire.NewTxIn(&op, nil, nil))
 		prevOuts[op] = out
 	}
-	penalty.AddTxOut(wire.NewTxOut(spendable-breachFee, p2wpkh(t, sweepKey.PubKey())))
+	penalty.AddTxOut(wire.NewTxOut(spendable-penaltyFee, p2wpkh(t, sweepKey.PubKey())))
 	sigHashes := txscript.NewTxSigHashes(penalty, txscript.NewMultiPrevOutFetcher(prevOuts))
 	penalty.TxIn[0].Witness, err = txscript.WitnessSignature(penalty, sigHashes, 0,
 		commitment.TxOut[0].Value, remotePkScript, txscript.SigHashAll, remoteKey, true)
