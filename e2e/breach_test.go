@@ -219,7 +219,7 @@ func TestBreachPenaltyRefusedForNow(t *testing.T) {
 	}
 
 	// One block at a time, the tower done with each, until btcd has the penalty (a retry every 6
-	// blocks; three retries are plenty for a 25 BTC commitment).
+	// blocks; the first already succeeds for the commitment's 50 BTC, three leave room).
 	var accepted uint32
 	for range 3 * teos.ConfirmationsBeforeRetry {
 		_, tip := c.mine(t)
