@@ -361,7 +361,8 @@ func (s *Store) DeleteAppointments(ids []teos.UUID, refund bool) error {
 }
 
 // ApplyChanges writes c in one transaction: trackers first (skipping those whose appointment
-// is gone), then completed and dropped deletions, then the handed-over queue entries.
+// is gone), then completed and dropped deletions, then the handed-over queue entries. The
+// UUIDs whose Basis no longer matches are found first and left alone (basisStale).
 func (s *Store) ApplyChanges(c *store.Changes) error {
 	if c == nil || c.Empty() {
 		return nil
@@ -374,18 +375,27 @@ func (s *Store) ApplyChanges(c *store.Changes) error {
 	ctx, cancel := opCtx()
 	defer cancel()
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		stale, err := basisStale(ctx, tx, c)
+		if err != nil {
+			return err
+		}
 		b := &pgx.Batch{}
 		for _, t := range c.Trackers {
-			b.Queue(putTrackerSQL, trackerArgs(t)...)
+			if !stale[t.UUID] {
+				b.Queue(putTrackerSQL, trackerArgs(t)...)
+			}
 		}
-		if len(c.Completed) > 0 {
-			b.Queue(deleteSQL, deleteArgs(c.Completed, true)...)
+		if ids := store.Without(c.Completed, stale); len(ids) > 0 {
+			b.Queue(deleteSQL, deleteArgs(ids, true)...)
 		}
-		if len(c.Dropped) > 0 {
-			b.Queue(deleteSQL, deleteArgs(c.Dropped, false)...)
+		if ids := store.Without(c.Dropped, stale); len(ids) > 0 {
+			b.Queue(deleteSQL, deleteArgs(ids, false)...)
 		}
-		if len(c.HandedOver) > 0 {
-			b.Queue(`DELETE FROM handovers WHERE uuid = ANY($1)`, deleteArgs(c.HandedOver, false)[0])
+		if ids := store.Without(c.HandedOver, stale); len(ids) > 0 {
+			b.Queue(`DELETE FROM handovers WHERE uuid = ANY($1)`, deleteArgs(ids, false)[0])
+		}
+		if b.Len() == 0 {
+			return nil
 		}
 		return tx.SendBatch(ctx, b).Close()
 	})
@@ -394,6 +404,48 @@ func (s *Store) ApplyChanges(c *store.Changes) error {
 			len(c.Trackers), len(c.Completed), len(c.Dropped), len(c.HandedOver), err)
 	}
 	return nil
+}
+
+// basisStale returns the UUIDs of c.Basis whose stored appointment no longer matches. It first
+// locks the owners' rows, in user_id order as an upsert does, so an upsert for one of them
+// waits for this transaction and then sees its trackers; then it locks the appointments.
+func basisStale(ctx context.Context, tx pgx.Tx, c *store.Changes) (map[teos.UUID]bool, error) {
+	if len(c.Basis) == 0 {
+		return nil, nil
+	}
+	ids := make([]teos.UUID, 0, len(c.Basis))
+	for id := range c.Basis {
+		ids = append(ids, id)
+	}
+	arg := deleteArgs(ids, false)[0]
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM users WHERE user_id IN
+		(SELECT user_id FROM appointments WHERE uuid = ANY($1)) ORDER BY user_id FOR UPDATE`, arg); err != nil {
+		return nil, fmt.Errorf("lock owners: %w", err)
+	}
+	type row struct {
+		sig     string
+		tracked bool
+	}
+	found := make(map[teos.UUID]row, len(ids))
+	rows, _ := tx.Query(ctx, `SELECT a.uuid, a.user_signature, EXISTS (SELECT 1 FROM trackers t WHERE t.uuid = a.uuid)
+		FROM appointments a WHERE a.uuid = ANY($1) ORDER BY a.uuid FOR UPDATE OF a`, arg)
+	var (
+		id []byte
+		r  row
+	)
+	_, err := pgx.ForEachRow(rows, []any{&id, &r.sig, &r.tracked}, func() error {
+		if len(id) == teos.UUIDLen {
+			found[teos.UUID(id)] = r
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read appointment versions: %w", err)
+	}
+	return c.Stale(func(id teos.UUID) (bool, string, bool, error) {
+		r, ok := found[id]
+		return ok, r.sig, r.tracked, nil
+	})
 }
 
 // BulkLoad writes users and appointments in one transaction (see store.Store.BulkLoad): for
