@@ -596,8 +596,8 @@ func testApplyChangesStaleBasis(t *testing.T, d *db) {
 		Basis: map[teos.UUID]store.Basis{
 			id(0): seen(0), id(1): seen(1), // stale: updated
 			id(2): seen(2), id(3): seen(3), // current
-			id(4): {Tracked: true},         // stale: no tracker
-			id(5): {Tracked: true},         // current
+			id(4): {Tracked: true}, // stale: no tracker
+			id(5): {Tracked: true}, // current
 		},
 	})
 	if err != nil {
