@@ -189,6 +189,7 @@ func (r *Responder) BlockConnected(ctx context.Context, block *wire.MsgBlock, he
 	}
 
 	err = r.resend(ctx, &changes, reorged, stale, height)
+	basedOnTrackers(&changes)
 	if cerr := r.store.ApplyChanges(&changes); cerr != nil {
 		return errors.Join(err, fmt.Errorf("responder block %d: %w", height, cerr))
 	}
@@ -199,6 +200,24 @@ func (r *Responder) BlockConnected(ctx context.Context, block *wire.MsgBlock, he
 		r.log.Info("tracker completed", "uuid", id, "height", height)
 	}
 	return nil
+}
+
+// basedOnTrackers marks every change as made on its UUID's tracker: if the appointment was
+// deleted (its user expired) and added again before the commit, the new one has no tracker
+// and is left alone, rather than deleted or given the old tracker.
+func basedOnTrackers(c *store.Changes) {
+	if c.Empty() {
+		return
+	}
+	c.Basis = make(map[teos.UUID]store.Basis, len(c.Trackers)+len(c.Completed)+len(c.Dropped))
+	for _, t := range c.Trackers {
+		c.Basis[t.UUID] = store.Basis{Tracked: true}
+	}
+	for _, ids := range [][]teos.UUID{c.Completed, c.Dropped} {
+		for _, id := range ids {
+			c.Basis[id] = store.Basis{Tracked: true}
+		}
+	}
 }
 
 // resend re-sends the reorganised trackers, then the stale ones, recording the outcomes in
