@@ -49,12 +49,13 @@ func (b Basis) Matches(stored bool, sig string, tracked bool) bool {
 	return !b.Tracked || tracked
 }
 
-// Stale returns the UUIDs of c.Basis that lookup says no longer match; lookup reports the
-// stored appointment's signature and whether it has a tracker.
-func (c *Changes) Stale(lookup func(id teos.UUID) (stored bool, sig string, tracked bool, err error)) (map[teos.UUID]bool, error) {
+// Stale returns the UUIDs of c.Basis that lookup says no longer match; lookup reports whether
+// the appointment is stored, its signature (only needed if needSig) and whether it has a
+// tracker.
+func (c *Changes) Stale(lookup func(id teos.UUID, needSig bool) (stored bool, sig string, tracked bool, err error)) (map[teos.UUID]bool, error) {
 	var stale map[teos.UUID]bool
 	for id, b := range c.Basis {
-		stored, sig, tracked, err := lookup(id)
+		stored, sig, tracked, err := lookup(id, b.UserSignature != "")
 		if err != nil {
 			return nil, err
 		}
@@ -102,16 +103,20 @@ func (s *Store) ApplyChanges(c *Changes) error {
 		records[i] = encodeTracker(t)
 	}
 	err := s.update(func(b *buckets) error {
-		stale, err := c.Stale(func(id teos.UUID) (bool, string, bool, error) {
+		stale, err := c.Stale(func(id teos.UUID, needSig bool) (bool, string, bool, error) {
 			v := b.appointments.Get(id[:])
 			if v == nil {
 				return false, "", false, nil
+			}
+			tracked := b.trackers.Get(id[:]) != nil
+			if !needSig {
+				return true, "", tracked, nil
 			}
 			a, err := decodeAppointment(v)
 			if err != nil {
 				return false, "", false, nil // not the record the decision was made on
 			}
-			return true, a.UserSignature, b.trackers.Get(id[:]) != nil, nil
+			return true, a.UserSignature, tracked, nil
 		})
 		if err != nil {
 			return err

@@ -442,7 +442,7 @@ func basisStale(ctx context.Context, tx pgx.Tx, c *store.Changes) (map[teos.UUID
 	if err != nil {
 		return nil, fmt.Errorf("read appointment versions: %w", err)
 	}
-	return c.Stale(func(id teos.UUID) (bool, string, bool, error) {
+	return c.Stale(func(id teos.UUID, _ bool) (bool, string, bool, error) {
 		r, ok := found[id]
 		return ok, r.sig, r.tracked, nil
 	})
