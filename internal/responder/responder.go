@@ -32,6 +32,26 @@ type Store interface {
 	ApplyChanges(c *store.Changes) error
 }
 
+// checkedTrackers is implemented by both store engines: it also reports the tracker records it
+// skipped as unreadable, which the responder logs.
+type checkedTrackers interface {
+	TrackersChecked() ([]*store.Tracker, []store.UnreadableTracker, error)
+}
+
+// trackers lists the readable trackers, logging the unreadable ones: one damaged record must
+// not stop every block, and so the chain.
+func (r *Responder) trackers() ([]*store.Tracker, error) {
+	c, ok := r.store.(checkedTrackers)
+	if !ok {
+		return r.store.Trackers()
+	}
+	out, bad, err := c.TrackersChecked()
+	for _, b := range bad {
+		r.log.Error("skipping a tracker record that cannot be read", "uuid", b.UUID, "err", b.Err)
+	}
+	return out, err
+}
+
 // Carrier broadcasts and looks up transactions; *carrier.Carrier satisfies it.
 type Carrier interface {
 	Send(ctx context.Context, tx *wire.MsgTx) (carrier.Result, error)
@@ -155,7 +175,7 @@ func (r *Responder) BlockConnected(ctx context.Context, block *wire.MsgBlock, he
 	r.index.add(block, height)
 	r.height.Store(height)
 
-	trackers, err := r.store.Trackers()
+	trackers, err := r.trackers()
 	if err != nil {
 		return fmt.Errorf("responder block %d: %w", height, err)
 	}
@@ -246,7 +266,7 @@ func (r *Responder) BlockDisconnected(_ context.Context, _ *wire.BlockHeader, he
 	if height > 0 {
 		r.height.Store(height - 1)
 	}
-	trackers, err := r.store.Trackers()
+	trackers, err := r.trackers()
 	if err != nil {
 		return fmt.Errorf("responder disconnect %d: %w", height, err)
 	}

@@ -169,8 +169,17 @@ func (s *trackerScanner) tracker() (*store.Tracker, error) {
 // Tracker returns the tracker with that UUID, or ErrNotFound.
 func (s *Store) Tracker(id teos.UUID) (*store.Tracker, error) { return s.trackerIn("trackers", id) }
 
-// Trackers returns every tracker, ordered by UUID.
-func (s *Store) Trackers() ([]*store.Tracker, error) { return s.trackersIn("trackers") }
+// Trackers returns every readable tracker, ordered by UUID; unreadable rows are skipped
+// (TrackersChecked lists them).
+func (s *Store) Trackers() ([]*store.Tracker, error) {
+	out, _, err := s.trackersIn("trackers")
+	return out, err
+}
+
+// TrackersChecked returns every readable tracker, ordered by UUID, and the rows it skipped.
+func (s *Store) TrackersChecked() ([]*store.Tracker, []store.UnreadableTracker, error) {
+	return s.trackersIn("trackers")
+}
 
 // trackerIn reads one tracker from table (trackers, or lnd_trackers for the lnd front end's).
 func (s *Store) trackerIn(table string, id teos.UUID) (*store.Tracker, error) {
@@ -187,22 +196,31 @@ func (s *Store) trackerIn(table string, id teos.UUID) (*store.Tracker, error) {
 	return sc.tracker()
 }
 
-// trackersIn lists table's trackers, ordered by UUID.
-func (s *Store) trackersIn(table string) ([]*store.Tracker, error) {
+// trackersIn lists table's readable trackers, ordered by UUID, and the rows it skipped.
+func (s *Store) trackersIn(table string) ([]*store.Tracker, []store.UnreadableTracker, error) {
 	ctx, cancel := opCtx()
 	defer cancel()
 	rows, _ := s.pool.Query(ctx, `SELECT `+trackerCols+` FROM `+table+` t ORDER BY uuid`)
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Tracker, error) {
-		var sc trackerScanner
-		if err := r.Scan(sc.dest()...); err != nil {
-			return nil, err
+	var (
+		out []*store.Tracker
+		bad []store.UnreadableTracker
+		sc  trackerScanner
+	)
+	_, err := pgx.ForEachRow(rows, sc.dest(), func() error {
+		t, err := sc.tracker()
+		if err != nil {
+			var id teos.UUID
+			copy(id[:], sc.id)
+			bad = append(bad, store.UnreadableTracker{UUID: id, Err: fmt.Errorf("tracker %s: %w", id, err)})
+			return nil
 		}
-		return sc.tracker()
+		out = append(out, t)
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list trackers in %s: %w", table, err)
+		return nil, nil, fmt.Errorf("list trackers in %s: %w", table, err)
 	}
-	return out, nil
+	return out, bad, nil
 }
 
 const putTrackerSQL = `INSERT INTO trackers SELECT $1, $2, $3, $4, $5, $6, $7
