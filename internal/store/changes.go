@@ -37,9 +37,9 @@ type Basis struct {
 	Tracked bool
 }
 
-// Matches reports whether an appointment stored with signature sig (stored false if none),
+// matches reports whether an appointment stored with signature sig (stored false if none),
 // tracked or not, is still the one b was made on.
-func (b Basis) Matches(stored bool, sig string, tracked bool) bool {
+func (b Basis) matches(stored bool, sig string, tracked bool) bool {
 	if !stored {
 		return false
 	}
@@ -59,7 +59,7 @@ func (c *Changes) Stale(lookup func(id teos.UUID, needSig bool) (stored bool, si
 		if err != nil {
 			return nil, err
 		}
-		if !b.Matches(stored, sig, tracked) {
+		if !b.matches(stored, sig, tracked) {
 			if stale == nil {
 				stale = make(map[teos.UUID]bool)
 			}
