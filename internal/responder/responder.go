@@ -32,6 +32,26 @@ type Store interface {
 	ApplyChanges(c *store.Changes) error
 }
 
+// checkedTrackers is implemented by both store engines: it also reports the tracker records it
+// skipped as unreadable, which the responder logs.
+type checkedTrackers interface {
+	TrackersChecked() ([]*store.Tracker, []store.UnreadableTracker, error)
+}
+
+// trackers lists the readable trackers, logging the unreadable ones: one damaged record must
+// not stop every block, and so the chain.
+func (r *Responder) trackers() ([]*store.Tracker, error) {
+	c, ok := r.store.(checkedTrackers)
+	if !ok {
+		return r.store.Trackers()
+	}
+	out, bad, err := c.TrackersChecked()
+	for _, b := range bad {
+		r.log.Error("skipping a tracker record that cannot be read", "uuid", b.UUID, "err", b.Err)
+	}
+	return out, err
+}
+
 // Carrier broadcasts and looks up transactions; *carrier.Carrier satisfies it.
 type Carrier interface {
 	Send(ctx context.Context, tx *wire.MsgTx) (carrier.Result, error)
@@ -161,7 +181,7 @@ func (r *Responder) BlockConnected(ctx context.Context, block *wire.MsgBlock, he
 	r.index.add(block, height)
 	r.height.Store(height)
 
-	trackers, err := r.store.Trackers()
+	trackers, err := r.trackers()
 	if err != nil {
 		return fmt.Errorf("responder block %d: %w", height, err)
 	}
@@ -195,6 +215,7 @@ func (r *Responder) BlockConnected(ctx context.Context, block *wire.MsgBlock, he
 	}
 
 	err = r.resend(ctx, &changes, reorged, stale, height)
+	basedOnTrackers(&changes)
 	if cerr := r.store.ApplyChanges(&changes); cerr != nil {
 		return errors.Join(err, fmt.Errorf("responder block %d: %w", height, cerr))
 	}
@@ -205,6 +226,24 @@ func (r *Responder) BlockConnected(ctx context.Context, block *wire.MsgBlock, he
 		r.log.Info("tracker completed", "uuid", id, "height", height)
 	}
 	return nil
+}
+
+// basedOnTrackers marks every change as made on its UUID's tracker: if the appointment was
+// deleted (its user expired) and added again before the commit, the new one has no tracker
+// and is left alone, rather than deleted or given the old tracker.
+func basedOnTrackers(c *store.Changes) {
+	if c.Empty() {
+		return
+	}
+	c.Basis = make(map[teos.UUID]store.Basis, len(c.Trackers)+len(c.Completed)+len(c.Dropped))
+	for _, t := range c.Trackers {
+		c.Basis[t.UUID] = store.Basis{Tracked: true}
+	}
+	for _, ids := range [][]teos.UUID{c.Completed, c.Dropped} {
+		for _, id := range ids {
+			c.Basis[id] = store.Basis{Tracked: true}
+		}
+	}
 }
 
 // resend re-sends the reorganised trackers, then the stale ones, recording the outcomes in
@@ -233,7 +272,7 @@ func (r *Responder) BlockDisconnected(_ context.Context, _ *wire.BlockHeader, he
 	if height > 0 {
 		r.height.Store(height - 1)
 	}
-	trackers, err := r.store.Trackers()
+	trackers, err := r.trackers()
 	if err != nil {
 		return fmt.Errorf("responder disconnect %d: %w", height, err)
 	}

@@ -403,28 +403,48 @@ func (s *Store) PutTracker(t *Tracker) error {
 	return nil
 }
 
-// Trackers returns every tracker, ordered by UUID.
+// UnreadableTracker is a stored tracker record that cannot be decoded. The listings skip it,
+// so one damaged record does not stop every block; the caller logs it.
+type UnreadableTracker struct {
+	UUID teos.UUID // as far as the key holds one
+	Err  error
+}
+
+// Trackers returns every readable tracker, ordered by UUID; unreadable records are skipped
+// (TrackersChecked lists them).
 func (s *Store) Trackers() ([]*Tracker, error) {
-	var out []*Tracker
+	out, _, err := s.TrackersChecked()
+	return out, err
+}
+
+// TrackersChecked returns every readable tracker, ordered by UUID, and the records it skipped.
+func (s *Store) TrackersChecked() ([]*Tracker, []UnreadableTracker, error) {
+	var (
+		out []*Tracker
+		bad []UnreadableTracker
+	)
 	err := s.view(func(b *buckets) error {
-		out = nil
+		out, bad = nil, nil
 		return b.trackers.ForEach(func(k, v []byte) error {
+			var id teos.UUID
+			copy(id[:], k)
 			if len(k) != teos.UUIDLen {
-				return fmt.Errorf("%w: tracker key is %d bytes", ErrCorrupt, len(k))
+				bad = append(bad, UnreadableTracker{id, fmt.Errorf("%w: tracker key is %d bytes", ErrCorrupt, len(k))})
+				return nil
 			}
-			id := teos.UUID(k)
 			t, err := decodeTracker(id, v)
 			if err != nil {
-				return fmt.Errorf("tracker %s: %w", id, err)
+				bad = append(bad, UnreadableTracker{id, fmt.Errorf("tracker %s: %w", id, err)})
+				return nil
 			}
 			out = append(out, t)
 			return nil
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list trackers: %w", err)
+		return nil, nil, fmt.Errorf("list trackers: %w", err)
 	}
-	return out, nil
+	return out, bad, nil
 }
 
 // Counts returns the number of users, of appointments without a tracker and of trackers. It

@@ -19,6 +19,68 @@ type Changes struct {
 	Dropped []teos.UUID
 	// HandedOver removes these UUIDs' queued hand-overs.
 	HandedOver []teos.UUID
+	// Basis, if set, holds per UUID what the decisions about it were made on. Every change for
+	// a UUID whose Basis no longer matches the store is skipped: the appointment was updated,
+	// or deleted and added again, after it was read (an update of a breached appointment
+	// queues its own hand-over, which then decides). UUIDs without a Basis are applied as is.
+	Basis map[teos.UUID]Basis
+}
+
+// Basis is what a decision about one UUID was made on; zero fields are not checked.
+type Basis struct {
+	// UserSignature is the examined appointment's: it signs the appointment's content, so a
+	// stored appointment with another signature is another version.
+	UserSignature string
+	// Tracked: the decision was made on the UUID's tracker, which must still be stored. Only
+	// the chain goroutine writes trackers, and deleting an appointment deletes its tracker, so
+	// a tracker still stored is the one read.
+	Tracked bool
+}
+
+// matches reports whether an appointment stored with signature sig (stored false if none),
+// tracked or not, is still the one b was made on.
+func (b Basis) matches(stored bool, sig string, tracked bool) bool {
+	if !stored {
+		return false
+	}
+	if b.UserSignature != "" && sig != b.UserSignature {
+		return false
+	}
+	return !b.Tracked || tracked
+}
+
+// Stale returns the UUIDs of c.Basis that lookup says no longer match; lookup reports whether
+// the appointment is stored, its signature (only needed if needSig) and whether it has a
+// tracker.
+func (c *Changes) Stale(lookup func(id teos.UUID, needSig bool) (stored bool, sig string, tracked bool, err error)) (map[teos.UUID]bool, error) {
+	var stale map[teos.UUID]bool
+	for id, b := range c.Basis {
+		stored, sig, tracked, err := lookup(id, b.UserSignature != "")
+		if err != nil {
+			return nil, err
+		}
+		if !b.matches(stored, sig, tracked) {
+			if stale == nil {
+				stale = make(map[teos.UUID]bool)
+			}
+			stale[id] = true
+		}
+	}
+	return stale, nil
+}
+
+// Without returns the ids not in skip (ids itself if skip is empty).
+func Without(ids []teos.UUID, skip map[teos.UUID]bool) []teos.UUID {
+	if len(skip) == 0 {
+		return ids
+	}
+	out := make([]teos.UUID, 0, len(ids))
+	for _, id := range ids {
+		if !skip[id] {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // Empty reports whether c writes nothing.
@@ -27,7 +89,8 @@ func (c *Changes) Empty() bool {
 }
 
 // ApplyChanges writes c in one transaction, in the order of its fields: trackers first, so a
-// UUID also listed for deletion ends up deleted. An empty c costs nothing.
+// UUID also listed for deletion ends up deleted. The UUIDs whose Basis no longer matches are
+// found first, in the same transaction, and left alone. An empty c costs nothing.
 func (s *Store) ApplyChanges(c *Changes) error {
 	if c == nil || c.Empty() {
 		return nil
@@ -40,21 +103,39 @@ func (s *Store) ApplyChanges(c *Changes) error {
 		records[i] = encodeTracker(t)
 	}
 	err := s.update(func(b *buckets) error {
+		stale, err := c.Stale(func(id teos.UUID, needSig bool) (bool, string, bool, error) {
+			v := b.appointments.Get(id[:])
+			if v == nil {
+				return false, "", false, nil
+			}
+			tracked := b.trackers.Get(id[:]) != nil
+			if !needSig {
+				return true, "", tracked, nil
+			}
+			a, err := decodeAppointment(v)
+			if err != nil {
+				return false, "", false, nil // not the record the decision was made on
+			}
+			return true, a.UserSignature, tracked, nil
+		})
+		if err != nil {
+			return err
+		}
 		for i, t := range c.Trackers {
-			if b.appointments.Get(t.UUID[:]) == nil {
+			if stale[t.UUID] || b.appointments.Get(t.UUID[:]) == nil {
 				continue
 			}
 			if err := putTrackerRecord(b, t.UUID, records[i]); err != nil {
 				return fmt.Errorf("put tracker %s: %w", t.UUID, err)
 			}
 		}
-		if err := deleteAppointments(b, c.Completed, true); err != nil {
+		if err := deleteAppointments(b, Without(c.Completed, stale), true); err != nil {
 			return err
 		}
-		if err := deleteAppointments(b, c.Dropped, false); err != nil {
+		if err := deleteAppointments(b, Without(c.Dropped, stale), false); err != nil {
 			return err
 		}
-		for _, id := range c.HandedOver {
+		for _, id := range Without(c.HandedOver, stale) {
 			if err := b.handOvers.Delete(id[:]); err != nil {
 				return fmt.Errorf("remove hand-over %s: %w", id, err)
 			}

@@ -95,7 +95,7 @@ func (r *run) queued(ctx context.Context, list []store.QueuedHandOver) error {
 		d := disputeTx{tx: new(wire.MsgTx), block: q.Block}
 		if err := d.tx.Deserialize(bytes.NewReader(q.Dispute)); err != nil {
 			r.w.log.Error("dropping a queued hand-over whose dispute cannot be decoded", "uuid", q.UUID, "err", err)
-			r.changes.HandedOver = append(r.changes.HandedOver, q.UUID)
+			r.handedOver(q)
 			continue
 		}
 		d.txid = d.tx.TxHash()
@@ -103,9 +103,25 @@ func (r *run) queued(ctx context.Context, list []store.QueuedHandOver) error {
 			r.w.drainFrom = q.UUID
 			return err
 		}
-		r.changes.HandedOver = append(r.changes.HandedOver, q.UUID)
+		r.handedOver(q)
 	}
 	return nil
+}
+
+// handedOver removes q from the queue at commit, unless its appointment was updated
+// meanwhile: the update queued a hand-over of its own, which must stay.
+func (r *run) handedOver(q store.QueuedHandOver) {
+	r.changes.HandedOver = append(r.changes.HandedOver, q.UUID)
+	r.seen(q.UUID, q.Appointment)
+}
+
+// seen records that the decisions about id were made on a: an update of a that is
+// acknowledged before the commit (it queues its own hand-over) is left alone by the commit.
+func (r *run) seen(id teos.UUID, a *store.Appointment) {
+	if r.changes.Basis == nil {
+		r.changes.Basis = make(map[teos.UUID]store.Basis)
+	}
+	r.changes.Basis[id] = store.Basis{UserSignature: a.UserSignature}
 }
 
 // block looks all the block's locators up at once and hands each match over, in block order.
@@ -152,6 +168,7 @@ func (r *run) handOver(ctx context.Context, a *store.Appointment, id teos.UUID, 
 		log.Info("triggered appointment is invalid, deleting it", "locator", a.Locator, "uuid", id,
 			"dispute_txid", d.txid, "reason", err)
 		r.changes.Dropped = append(r.changes.Dropped, id)
+		r.seen(id, a)
 		r.done[id] = true
 		return nil
 	}
@@ -165,9 +182,11 @@ func (r *run) handOver(ctx context.Context, a *store.Appointment, id teos.UUID, 
 		log.Info("triggered appointment is invalid, deleting it", "locator", a.Locator, "uuid", id,
 			"dispute_txid", d.txid, "reason", "penalty rejected")
 		r.changes.Dropped = append(r.changes.Dropped, id)
+		r.seen(id, a)
 		return nil
 	}
 	r.changes.Trackers = append(r.changes.Trackers, t)
+	r.seen(id, a)
 	return nil
 }
 

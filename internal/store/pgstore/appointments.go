@@ -169,8 +169,17 @@ func (s *trackerScanner) tracker() (*store.Tracker, error) {
 // Tracker returns the tracker with that UUID, or ErrNotFound.
 func (s *Store) Tracker(id teos.UUID) (*store.Tracker, error) { return s.trackerIn("trackers", id) }
 
-// Trackers returns every tracker, ordered by UUID.
-func (s *Store) Trackers() ([]*store.Tracker, error) { return s.trackersIn("trackers") }
+// Trackers returns every readable tracker, ordered by UUID; unreadable rows are skipped
+// (TrackersChecked lists them).
+func (s *Store) Trackers() ([]*store.Tracker, error) {
+	out, _, err := s.trackersIn("trackers")
+	return out, err
+}
+
+// TrackersChecked returns every readable tracker, ordered by UUID, and the rows it skipped.
+func (s *Store) TrackersChecked() ([]*store.Tracker, []store.UnreadableTracker, error) {
+	return s.trackersIn("trackers")
+}
 
 // trackerIn reads one tracker from table (trackers, or lnd_trackers for the lnd front end's).
 func (s *Store) trackerIn(table string, id teos.UUID) (*store.Tracker, error) {
@@ -187,22 +196,31 @@ func (s *Store) trackerIn(table string, id teos.UUID) (*store.Tracker, error) {
 	return sc.tracker()
 }
 
-// trackersIn lists table's trackers, ordered by UUID.
-func (s *Store) trackersIn(table string) ([]*store.Tracker, error) {
+// trackersIn lists table's readable trackers, ordered by UUID, and the rows it skipped.
+func (s *Store) trackersIn(table string) ([]*store.Tracker, []store.UnreadableTracker, error) {
 	ctx, cancel := opCtx()
 	defer cancel()
 	rows, _ := s.pool.Query(ctx, `SELECT `+trackerCols+` FROM `+table+` t ORDER BY uuid`)
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Tracker, error) {
-		var sc trackerScanner
-		if err := r.Scan(sc.dest()...); err != nil {
-			return nil, err
+	var (
+		out []*store.Tracker
+		bad []store.UnreadableTracker
+		sc  trackerScanner
+	)
+	_, err := pgx.ForEachRow(rows, sc.dest(), func() error {
+		t, err := sc.tracker()
+		if err != nil {
+			var id teos.UUID
+			copy(id[:], sc.id)
+			bad = append(bad, store.UnreadableTracker{UUID: id, Err: fmt.Errorf("tracker %s: %w", id, err)})
+			return nil
 		}
-		return sc.tracker()
+		out = append(out, t)
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list trackers in %s: %w", table, err)
+		return nil, nil, fmt.Errorf("list trackers in %s: %w", table, err)
 	}
-	return out, nil
+	return out, bad, nil
 }
 
 const putTrackerSQL = `INSERT INTO trackers SELECT $1, $2, $3, $4, $5, $6, $7
@@ -361,7 +379,8 @@ func (s *Store) DeleteAppointments(ids []teos.UUID, refund bool) error {
 }
 
 // ApplyChanges writes c in one transaction: trackers first (skipping those whose appointment
-// is gone), then completed and dropped deletions, then the handed-over queue entries.
+// is gone), then completed and dropped deletions, then the handed-over queue entries. The
+// UUIDs whose Basis no longer matches are found first and left alone (basisStale).
 func (s *Store) ApplyChanges(c *store.Changes) error {
 	if c == nil || c.Empty() {
 		return nil
@@ -374,18 +393,27 @@ func (s *Store) ApplyChanges(c *store.Changes) error {
 	ctx, cancel := opCtx()
 	defer cancel()
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		stale, err := basisStale(ctx, tx, c)
+		if err != nil {
+			return err
+		}
 		b := &pgx.Batch{}
 		for _, t := range c.Trackers {
-			b.Queue(putTrackerSQL, trackerArgs(t)...)
+			if !stale[t.UUID] {
+				b.Queue(putTrackerSQL, trackerArgs(t)...)
+			}
 		}
-		if len(c.Completed) > 0 {
-			b.Queue(deleteSQL, deleteArgs(c.Completed, true)...)
+		if ids := store.Without(c.Completed, stale); len(ids) > 0 {
+			b.Queue(deleteSQL, deleteArgs(ids, true)...)
 		}
-		if len(c.Dropped) > 0 {
-			b.Queue(deleteSQL, deleteArgs(c.Dropped, false)...)
+		if ids := store.Without(c.Dropped, stale); len(ids) > 0 {
+			b.Queue(deleteSQL, deleteArgs(ids, false)...)
 		}
-		if len(c.HandedOver) > 0 {
-			b.Queue(`DELETE FROM handovers WHERE uuid = ANY($1)`, deleteArgs(c.HandedOver, false)[0])
+		if ids := store.Without(c.HandedOver, stale); len(ids) > 0 {
+			b.Queue(`DELETE FROM handovers WHERE uuid = ANY($1)`, deleteArgs(ids, false)[0])
+		}
+		if b.Len() == 0 {
+			return nil
 		}
 		return tx.SendBatch(ctx, b).Close()
 	})
@@ -394,6 +422,48 @@ func (s *Store) ApplyChanges(c *store.Changes) error {
 			len(c.Trackers), len(c.Completed), len(c.Dropped), len(c.HandedOver), err)
 	}
 	return nil
+}
+
+// basisStale returns the UUIDs of c.Basis whose stored appointment no longer matches. It first
+// locks the owners' rows, in user_id order as an upsert does, so an upsert for one of them
+// waits for this transaction and then sees its trackers; then it locks the appointments.
+func basisStale(ctx context.Context, tx pgx.Tx, c *store.Changes) (map[teos.UUID]bool, error) {
+	if len(c.Basis) == 0 {
+		return nil, nil
+	}
+	ids := make([]teos.UUID, 0, len(c.Basis))
+	for id := range c.Basis {
+		ids = append(ids, id)
+	}
+	arg := deleteArgs(ids, false)[0]
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM users WHERE user_id IN
+		(SELECT user_id FROM appointments WHERE uuid = ANY($1)) ORDER BY user_id FOR UPDATE`, arg); err != nil {
+		return nil, fmt.Errorf("lock owners: %w", err)
+	}
+	type row struct {
+		sig     string
+		tracked bool
+	}
+	found := make(map[teos.UUID]row, len(ids))
+	rows, _ := tx.Query(ctx, `SELECT a.uuid, a.user_signature, EXISTS (SELECT 1 FROM trackers t WHERE t.uuid = a.uuid)
+		FROM appointments a WHERE a.uuid = ANY($1) ORDER BY a.uuid FOR UPDATE OF a`, arg)
+	var (
+		id []byte
+		r  row
+	)
+	_, err := pgx.ForEachRow(rows, []any{&id, &r.sig, &r.tracked}, func() error {
+		if len(id) == teos.UUIDLen {
+			found[teos.UUID(id)] = r
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read appointment versions: %w", err)
+	}
+	return c.Stale(func(id teos.UUID, _ bool) (bool, string, bool, error) {
+		r, ok := found[id]
+		return ok, r.sig, r.tracked, nil
+	})
 }
 
 // BulkLoad writes users and appointments in one transaction (see store.Store.BulkLoad): for

@@ -234,7 +234,13 @@ func (s *Store) LndTracker(id teos.UUID) (*store.Tracker, error) {
 	return s.trackerIn("lnd_trackers", id)
 }
 
-func (s *Store) LndTrackers() ([]*store.Tracker, error) { return s.trackersIn("lnd_trackers") }
+func (s *Store) LndTrackers() ([]*store.Tracker, error) {
+	out, bad, err := s.trackersIn("lnd_trackers")
+	if err == nil && len(bad) > 0 {
+		err = fmt.Errorf("list trackers in lnd_trackers: %w", bad[0].Err)
+	}
+	return out, err
+}
 
 func (s *Store) LndApplyChanges(c *store.Changes) error {
 	if c == nil || len(c.Trackers)+len(c.Completed)+len(c.Dropped) == 0 {

@@ -37,6 +37,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"DeleteAppointments", testDeleteAppointments},
 		{"DeleteOutdatedUsers", testDeleteOutdatedUsers},
 		{"ApplyChanges", testApplyChanges},
+		{"ApplyChangesSkipsStaleBasis", testApplyChangesStaleBasis},
 		{"HandOvers", testHandOvers},
 		{"HandOversWrapRound", testHandOversWrapRound},
 		{"ForEachAppointment", testForEach},
@@ -555,6 +556,80 @@ func testApplyChanges(t *testing.T, d *db) {
 		t.Fatalf("queue = %v, %v", q, err)
 	}
 	counts(t, d, 1, 1, 1)
+}
+
+// A decision made on an appointment that was replaced (or deleted and added again) before the
+// commit must not touch the new version or the hand-over it queued; one still current applies.
+func testApplyChangesStaleBasis(t *testing.T, d *db) {
+	alice := user(1)
+	register(t, d, alice, 100, 1000)
+	queue := func() *store.HandOver { return &store.HandOver{Block: chainhash.Hash{1}, Dispute: []byte("x")} }
+	upsert := func(a *store.Appointment) {
+		t.Helper()
+		res, err := d.UpsertAppointments([]store.AppointmentUpsert{{Appointment: a, Policy: pay(a), HandOver: queue}})
+		if err != nil || res[0].Err != nil {
+			t.Fatal(err, res)
+		}
+	}
+	var old []*store.Appointment
+	for i := range 6 {
+		a := appt(alice, locator(i), 100)
+		old = append(old, a)
+		upsert(a)
+	}
+	// a0 and a1 are updated after the decisions about them were made: new blob, new signature.
+	for _, a := range old[:2] {
+		n := *a
+		n.EncryptedBlob, n.UserSignature = []byte("new blob"), "new-"+a.UserSignature
+		upsert(&n)
+	}
+	id := func(i int) teos.UUID { return old[i].UUID() }
+	seen := func(i int) store.Basis { return store.Basis{UserSignature: old[i].UserSignature} }
+	if err := d.PutTracker(tracker(id(5), 3, true)); err != nil {
+		t.Fatal(err)
+	}
+	err := d.ApplyChanges(&store.Changes{
+		Trackers:   []*store.Tracker{tracker(id(1), 5, false), tracker(id(3), 5, false)},
+		Completed:  []teos.UUID{id(4), id(5)},
+		Dropped:    []teos.UUID{id(0), id(2)},
+		HandedOver: []teos.UUID{id(1), id(3)},
+		Basis: map[teos.UUID]store.Basis{
+			id(0): seen(0), id(1): seen(1), // stale: updated
+			id(2): seen(2), id(3): seen(3), // current
+			id(4): {Tracked: true}, // stale: no tracker
+			id(5): {Tracked: true}, // current
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.reopen()
+	for i, want := range []string{"new-" + old[0].UserSignature, "new-" + old[1].UserSignature, "", old[3].UserSignature, old[4].UserSignature, ""} {
+		a, err := d.Appointment(id(i))
+		switch {
+		case want == "" && !errors.Is(err, store.ErrNotFound):
+			t.Errorf("a%d: %v, %v; want deleted", i, a, err)
+		case want != "" && (err != nil || a.UserSignature != want):
+			t.Errorf("a%d: %v, %v; want signature %q", i, a, err, want)
+		}
+	}
+	if tr, err := d.Trackers(); err != nil || len(tr) != 1 || tr[0].UUID != id(3) {
+		t.Fatalf("Trackers = %v, %v; want only a3's", tr, err)
+	}
+	q, err := d.QueuedHandOvers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var queued []teos.UUID
+	for _, h := range q {
+		queued = append(queued, h.UUID)
+	}
+	if want := sortedUUIDs([]teos.UUID{id(0), id(1), id(4)}); !slices.Equal(queued, want) {
+		t.Fatalf("queued %v, want %v (the updates' hand-overs and a4's)", queued, want)
+	}
+	if u := userInfo(t, d, alice); u.AvailableSlots != 100-6+1 { // a5 completed: refunded
+		t.Fatalf("slots = %d, want %d", u.AvailableSlots, 100-6+1)
+	}
 }
 
 func testHandOvers(t *testing.T, d *db) {
