@@ -136,7 +136,8 @@ func testBreachWhileTowerDown(t *testing.T, blockFirst bool, after uint32) {
 // TestInvalidBlobs mines three disputes in one block: Alice's blob does not decrypt, Bob's
 // decrypts to something that is not a transaction, and Carol's (which Bob also holds) is a
 // valid penalty. The valid penalty is broadcast for both of its holders; the two bad
-// appointments are deleted without refunding their slots, and the tower carries on.
+// appointments are deleted and their slots refunded (as rust-teos v0.2 does), and the tower
+// carries on.
 func TestInvalidBlobs(t *testing.T) {
 	node := startNode(t)
 	c := newChain(t, node)
@@ -173,8 +174,8 @@ func TestInvalidBlobs(t *testing.T) {
 	bob.waitGone(t, tw, notTx.Locator)
 	bob.wantResponded(t, tw, valid)
 	carol.wantResponded(t, tw, valid)
-	alice.wantSubscription(t, tw, slots-1)
-	bob.wantSubscription(t, tw, slots-2, locatorOf(valid))
+	alice.wantSubscription(t, tw, slots)
+	bob.wantSubscription(t, tw, slots-1, locatorOf(valid))
 	carol.wantSubscription(t, tw, slots-1, locatorOf(valid))
 
 	block, height := c.mine(t)

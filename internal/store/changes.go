@@ -17,6 +17,11 @@ type Changes struct {
 	Completed []teos.UUID
 	// Dropped appointments are deleted with their trackers, without refund.
 	Dropped []teos.UUID
+	// Invalid appointments are deleted with their trackers, refunding their owners' slots:
+	// those found invalid in a block (a blob that does not decrypt, a penalty bitcoind
+	// rejects), as rust-teos v0.2 refunds them. A late appointment found invalid when it is
+	// added keeps its slots (Dropped), as there too.
+	Invalid []teos.UUID
 	// HandedOver removes these UUIDs' queued hand-overs.
 	HandedOver []teos.UUID
 	// Basis, if set, holds per UUID what the decisions about it were made on. Every change for
@@ -85,7 +90,7 @@ func Without(ids []teos.UUID, skip map[teos.UUID]bool) []teos.UUID {
 
 // Empty reports whether c writes nothing.
 func (c *Changes) Empty() bool {
-	return len(c.Trackers)+len(c.Completed)+len(c.Dropped)+len(c.HandedOver) == 0
+	return len(c.Trackers)+len(c.Completed)+len(c.Dropped)+len(c.Invalid)+len(c.HandedOver) == 0
 }
 
 // ApplyChanges writes c in one transaction, in the order of its fields: trackers first, so a
@@ -133,6 +138,9 @@ func (s *Store) ApplyChanges(c *Changes) error {
 			return err
 		}
 		if err := deleteAppointments(b, Without(c.Dropped, stale), false); err != nil {
+			return err
+		}
+		if err := deleteAppointments(b, Without(c.Invalid, stale), true); err != nil {
 			return err
 		}
 		for _, id := range Without(c.HandedOver, stale) {

@@ -44,6 +44,7 @@ func (w *Watcher) BlockConnected(ctx context.Context, block *wire.MsgBlock, heig
 		}
 	}
 	r := w.newRun()
+	r.inBlock = true
 	if err := errors.Join(r.block(ctx, txs, locs), r.commit()); err != nil {
 		return fmt.Errorf("watcher at height %d: %w", height, err)
 	}
@@ -79,6 +80,7 @@ type run struct {
 	w       *Watcher
 	changes store.Changes
 	done    map[teos.UUID]bool // settled in this run
+	inBlock bool               // a block's run, not a drain of the hand-over queue
 }
 
 func (w *Watcher) newRun() *run { return &run{w: w, done: make(map[teos.UUID]bool)} }
@@ -167,8 +169,7 @@ func (r *run) handOver(ctx context.Context, a *store.Appointment, id teos.UUID, 
 	if err != nil {
 		log.Info("triggered appointment is invalid, deleting it", "locator", a.Locator, "uuid", id,
 			"dispute_txid", d.txid, "reason", err)
-		r.changes.Dropped = append(r.changes.Dropped, id)
-		r.seen(id, a)
+		r.invalid(id, a)
 		r.done[id] = true
 		return nil
 	}
@@ -181,13 +182,24 @@ func (r *run) handOver(ctx context.Context, a *store.Appointment, id teos.UUID, 
 	if t == nil {
 		log.Info("triggered appointment is invalid, deleting it", "locator", a.Locator, "uuid", id,
 			"dispute_txid", d.txid, "reason", "penalty rejected")
-		r.changes.Dropped = append(r.changes.Dropped, id)
-		r.seen(id, a)
+		r.invalid(id, a)
 		return nil
 	}
 	r.changes.Trackers = append(r.changes.Trackers, t)
 	r.seen(id, a)
 	return nil
+}
+
+// invalid deletes an appointment whose breach cannot be answered (its blob does not decrypt,
+// its penalty is rejected). Found in a block, its slots are refunded, as rust-teos v0.2 does;
+// found when it was added (a late appointment, drained from the queue), they are not, as there.
+func (r *run) invalid(id teos.UUID, a *store.Appointment) {
+	if r.inBlock {
+		r.changes.Invalid = append(r.changes.Invalid, id)
+	} else {
+		r.changes.Dropped = append(r.changes.Dropped, id)
+	}
+	r.seen(id, a)
 }
 
 // commit writes the run's changes in one transaction.

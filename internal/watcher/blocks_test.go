@@ -71,7 +71,9 @@ func TestBlockConnectedSharedLocator(t *testing.T) {
 	}
 }
 
-func TestBlockConnectedDeletesInvalidWithoutRefund(t *testing.T) {
+// TestBlockConnectedDeletesInvalidWithRefund: appointments found invalid in a block are
+// deleted and their slots given back, as rust-teos v0.2 does (the valid one keeps its slot).
+func TestBlockConnectedDeletesInvalidWithRefund(t *testing.T) {
 	f := newFixture(t)
 	b1, b2 := newBreach(1), newBreach(2)
 	valid, garbage, notTx, rejected := f.newUser(), f.newUser(), f.newUser(), f.newUser()
@@ -99,16 +101,19 @@ func TestBlockConnectedDeletesInvalidWithoutRefund(t *testing.T) {
 		if f.stored(id) {
 			t.Errorf("%s: still stored", name)
 		}
-		if got := f.slots(u); got != testSlots-1 {
-			t.Errorf("%s: slots = %d, want %d (no refund)", name, got, testSlots-1)
+		if got := f.slots(u); got != testSlots {
+			t.Errorf("%s: slots = %d, want %d (refunded)", name, got, testSlots)
 		}
 	}
 	id := uuid(b2.loc, rejected)
 	if f.resp.callCount(id) != 1 || f.stored(id) || f.hasTracker(id) {
 		t.Error("a rejected penalty's appointment must be handed over once and then deleted")
 	}
-	if got := f.slots(rejected); got != testSlots-1 {
-		t.Errorf("rejected: slots = %d, want %d (no refund)", got, testSlots-1)
+	if got := f.slots(rejected); got != testSlots {
+		t.Errorf("rejected: slots = %d, want %d (refunded)", got, testSlots)
+	}
+	if got := f.slots(valid); got != testSlots-1 {
+		t.Errorf("valid: slots = %d, want %d (kept while it is tracked)", got, testSlots-1)
 	}
 }
 
@@ -470,5 +475,30 @@ func TestConcurrentAddAndBlock(t *testing.T) {
 		if c := f.resp.callCount(id); c != 1 {
 			t.Errorf("breach %d handed over %d times", i, c)
 		}
+	}
+}
+
+// TestLateInvalidKeepsItsSlot: an appointment added after its dispute was mined, found invalid
+// when its queued hand-over is drained, is deleted without refund, as rust-teos v0.2 does for
+// a triggered appointment that bounces (only a block's invalid ones are refunded).
+func TestLateInvalidKeepsItsSlot(t *testing.T) {
+	f := newFixture(t)
+	garbage, rejected := f.newUser(), f.newUser()
+	b := newBreach(1)
+	f.connect(b.dispute)
+	f.add(garbage, b.loc, bytes.Repeat([]byte{0xaa}, 200))
+	f.add(rejected, b.loc, b.blob)
+	f.resp.reject[uuid(b.loc, rejected)] = true
+	f.handOverQueued()
+	for name, u := range map[string]testUser{"undecryptable": garbage, "rejected": rejected} {
+		if id := uuid(b.loc, u); f.stored(id) || f.hasTracker(id) {
+			t.Errorf("%s: still stored", name)
+		}
+		if got := f.slots(u); got != testSlots-1 {
+			t.Errorf("%s: slots = %d, want %d (no refund at add time)", name, got, testSlots-1)
+		}
+	}
+	if q := f.queued(); len(q) != 0 {
+		t.Errorf("queue %v, want empty", q)
 	}
 }

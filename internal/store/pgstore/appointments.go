@@ -409,6 +409,9 @@ func (s *Store) ApplyChanges(c *store.Changes) error {
 		if ids := store.Without(c.Dropped, stale); len(ids) > 0 {
 			b.Queue(deleteSQL, deleteArgs(ids, false)...)
 		}
+		if ids := store.Without(c.Invalid, stale); len(ids) > 0 {
+			b.Queue(deleteSQL, deleteArgs(ids, true)...)
+		}
 		if ids := store.Without(c.HandedOver, stale); len(ids) > 0 {
 			b.Queue(`DELETE FROM handovers WHERE uuid = ANY($1)`, deleteArgs(ids, false)[0])
 		}

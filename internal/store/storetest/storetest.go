@@ -524,7 +524,7 @@ func testApplyChanges(t *testing.T, d *db) {
 	alice := user(1)
 	register(t, d, alice, 10, 1000)
 	var as []*store.Appointment
-	for i := range 4 {
+	for i := range 5 {
 		a := appt(alice, locator(i), 100)
 		as = append(as, a)
 		res, err := d.UpsertAppointments([]store.AppointmentUpsert{{Appointment: a, Policy: pay(a),
@@ -540,6 +540,7 @@ func testApplyChanges(t *testing.T, d *db) {
 		Trackers:   []*store.Tracker{tracker(as[0].UUID(), 5, false), tracker(teos.UUID{9}, 5, false), tracker(as[1].UUID(), 5, false)},
 		Completed:  []teos.UUID{as[1].UUID()},
 		Dropped:    []teos.UUID{as[2].UUID()},
+		Invalid:    []teos.UUID{as[4].UUID()},
 		HandedOver: []teos.UUID{as[0].UUID(), as[3].UUID()},
 	})
 	if err != nil {
@@ -549,7 +550,7 @@ func testApplyChanges(t *testing.T, d *db) {
 	if tr, err := d.Trackers(); err != nil || len(tr) != 1 || tr[0].UUID != as[0].UUID() {
 		t.Fatalf("Trackers = %v, %v", tr, err)
 	}
-	if u := userInfo(t, d, alice); u.AvailableSlots != 7 { // 10 - 4 + 1 refunded
+	if u := userInfo(t, d, alice); u.AvailableSlots != 7 { // 10 - 5 + 1 completed + 1 invalid, refunded
 		t.Fatalf("slots = %d, want 7", u.AvailableSlots)
 	}
 	if q, err := d.QueuedHandOvers(); err != nil || len(q) != 0 {
