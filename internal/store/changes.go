@@ -19,11 +19,14 @@ type Changes struct {
 	Dropped []teos.UUID
 	// HandedOver removes these UUIDs' queued hand-overs.
 	HandedOver []teos.UUID
+	// Untracked appointments lose their tracker but stay stored, watched again as if never
+	// triggered; slots are unchanged. UUIDs without a tracker are skipped.
+	Untracked []teos.UUID
 }
 
 // Empty reports whether c writes nothing.
 func (c *Changes) Empty() bool {
-	return len(c.Trackers)+len(c.Completed)+len(c.Dropped)+len(c.HandedOver) == 0
+	return len(c.Trackers)+len(c.Completed)+len(c.Dropped)+len(c.HandedOver)+len(c.Untracked) == 0
 }
 
 // ApplyChanges writes c in one transaction, in the order of its fields: trackers first, so a
@@ -59,11 +62,26 @@ func (s *Store) ApplyChanges(c *Changes) error {
 				return fmt.Errorf("remove hand-over %s: %w", id, err)
 			}
 		}
-		return nil
+		return untrack(b, c.Untracked)
 	})
 	if err != nil {
-		return fmt.Errorf("apply %d trackers, %d completed, %d dropped, %d handed over: %w",
-			len(c.Trackers), len(c.Completed), len(c.Dropped), len(c.HandedOver), err)
+		return fmt.Errorf("apply %d trackers, %d completed, %d dropped, %d handed over, %d untracked: %w",
+			len(c.Trackers), len(c.Completed), len(c.Dropped), len(c.HandedOver), len(c.Untracked), err)
+	}
+	return nil
+}
+
+// untrack deletes these UUIDs' trackers, keeping their appointments and index entries, so the
+// watcher finds them again like appointments never triggered.
+func untrack(b *buckets, ids []teos.UUID) error {
+	for _, id := range ids {
+		if b.trackers.Get(id[:]) == nil {
+			continue
+		}
+		if err := b.trackers.Delete(id[:]); err != nil {
+			return fmt.Errorf("untrack %s: %w", id, err)
+		}
+		b.pending.trackers--
 	}
 	return nil
 }

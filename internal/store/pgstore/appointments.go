@@ -387,11 +387,14 @@ func (s *Store) ApplyChanges(c *store.Changes) error {
 		if len(c.HandedOver) > 0 {
 			b.Queue(`DELETE FROM handovers WHERE uuid = ANY($1)`, deleteArgs(c.HandedOver, false)[0])
 		}
+		if len(c.Untracked) > 0 { // the appointments stay, watched again
+			b.Queue(`DELETE FROM trackers WHERE uuid = ANY($1)`, deleteArgs(c.Untracked, false)[0])
+		}
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
-		return fmt.Errorf("apply %d trackers, %d completed, %d dropped, %d handed over: %w",
-			len(c.Trackers), len(c.Completed), len(c.Dropped), len(c.HandedOver), err)
+		return fmt.Errorf("apply %d trackers, %d completed, %d dropped, %d handed over, %d untracked: %w",
+			len(c.Trackers), len(c.Completed), len(c.Dropped), len(c.HandedOver), len(c.Untracked), err)
 	}
 	return nil
 }
