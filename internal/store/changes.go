@@ -62,11 +62,14 @@ func (s *Store) ApplyChanges(c *Changes) error {
 				return fmt.Errorf("remove hand-over %s: %w", id, err)
 			}
 		}
-		return untrack(b, c.Untracked)
+		if err := untrack(b, c.Untracked); err != nil {
+			return err
+		}
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("apply %d trackers, %d completed, %d dropped, %d handed over, %d untracked: %w",
-			len(c.Trackers), len(c.Completed), len(c.Dropped), len(c.HandedOver), len(c.Untracked), err)
+		return fmt.Errorf("apply %d trackers, %d completed, %d dropped, %d handed over: %w",
+			len(c.Trackers), len(c.Completed), len(c.Dropped), len(c.HandedOver), err)
 	}
 	return nil
 }

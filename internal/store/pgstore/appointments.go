@@ -393,8 +393,8 @@ func (s *Store) ApplyChanges(c *store.Changes) error {
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
-		return fmt.Errorf("apply %d trackers, %d completed, %d dropped, %d handed over, %d untracked: %w",
-			len(c.Trackers), len(c.Completed), len(c.Dropped), len(c.HandedOver), len(c.Untracked), err)
+		return fmt.Errorf("apply %d trackers, %d completed, %d dropped, %d handed over: %w",
+			len(c.Trackers), len(c.Completed), len(c.Dropped), len(c.HandedOver), err)
 	}
 	return nil
 }
