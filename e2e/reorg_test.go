@@ -73,7 +73,9 @@ func TestReorgRemined(t *testing.T) {
 // The tower re-sends the surviving dispute and penalty (btcd has put them back in its mempool
 // too, so only teosd's log shows the re-send); they are confirmed on the new chain, the
 // appointment stays dispute_responded and completes 100 blocks after the new confirmation.
-// The replaced dispute is rejected on re-send: its appointment is deleted without refund.
+// The replaced dispute is rejected on re-send (its input is spent), and so is its penalty (-25):
+// with the dispute in no block the tower follows, only the tracker goes; the appointment is
+// watched again (docs/PROTOCOL.md 8.5), keeping its slot, and stays until its user expires.
 //
 // Blocks go from one node to the other with submitblock rather than P2P: while a btcd node
 // syncs from a peer it does not update its mempool for connected blocks, so A would keep the
@@ -128,9 +130,12 @@ func TestReorgToOtherBranch(t *testing.T) {
 	tip := ca.tip(t)
 	waitTowerAt(t, tw, tip)
 
-	alice.waitGone(t, tw, locatorOf(replaced))
+	waitFor(t, "replaced appointment watched again", func() bool {
+		_, got := alice.get(t, tw, locatorOf(replaced))
+		return got["status"] == "being_watched"
+	})
 	alice.wantResponded(t, tw, kept)
-	alice.wantSubscription(t, tw, slots-2, locatorOf(kept))
+	alice.wantSubscription(t, tw, slots-2, locatorOf(kept), locatorOf(replaced))
 	if _, _, ok := ca.confirmation(t, kept.Penalty.TxHash()); ok || !ca.inMempool(t, kept.Penalty.TxHash()) {
 		t.Fatal("the kept penalty should be waiting in A's mempool")
 	}
@@ -153,7 +158,7 @@ func TestReorgToOtherBranch(t *testing.T) {
 	alice.wantResponded(t, tw, kept)
 	a.Generate(t, 1)
 	alice.waitGone(t, tw, locatorOf(kept))
-	alice.wantSubscription(t, tw, slots-1) // only the completed appointment is refunded
+	alice.wantSubscription(t, tw, slots-1, locatorOf(replaced)) // only the completed appointment is refunded
 }
 
 // copyBlocks hands the blocks at heights first..last of from's main chain to to's node.

@@ -74,7 +74,7 @@ func TestHandleBreachRefusedForNowKeepsTrackerAndResends(t *testing.T) {
 	e.connectRange(t, startHeight+1, startHeight+teos.ConfirmationsBeforeRetry-1)
 	e.wantSent(t)
 	e.connect(t, startHeight+teos.ConfirmationsBeforeRetry)
-	e.wantSent(t, b.penalty)
+	e.wantSent(t, b.dispute, b.penalty) // the dispute is in no block here
 	e.wantStatus(t, b, startHeight+teos.ConfirmationsBeforeRetry, false)
 	if n := w.take(); n != 1 {
 		t.Fatalf("%d warnings with the reason for the re-send, want 1", n)
@@ -84,7 +84,7 @@ func TestHandleBreachRefusedForNowKeepsTrackerAndResends(t *testing.T) {
 	e.connectRange(t, startHeight+7, startHeight+11)
 	e.wantSent(t)
 	e.connect(t, startHeight+12)
-	e.wantSent(t, b.penalty)
+	e.wantSent(t, b.dispute, b.penalty)
 	e.wantStatus(t, b, startHeight+12, false)
 	if n := w.take(); n != 0 {
 		t.Fatalf("%d warnings after the penalty was accepted", n)
@@ -112,7 +112,7 @@ func TestRebroadcastRefusedForNowKeepsTracker(t *testing.T) {
 	e.carrier.script(b.penalty, refusedForNow)
 	for retry := uint32(1); retry <= 3; retry++ {
 		e.connectRange(t, startHeight+(retry-1)*teos.ConfirmationsBeforeRetry+1, startHeight+retry*teos.ConfirmationsBeforeRetry)
-		e.wantSent(t, b.penalty)
+		e.wantSent(t, b.dispute, b.penalty)
 		e.wantStatus(t, b, startHeight+retry*teos.ConfirmationsBeforeRetry, false)
 	}
 	if _, err := e.store.Appointment(b.id); err != nil {
@@ -123,7 +123,7 @@ func TestRebroadcastRefusedForNowKeepsTracker(t *testing.T) {
 	}
 }
 
-// A final -26 (not a passing reason) still drops the tracker without refund.
+// A final -26 (not a passing reason) still drops the tracker, refunding its slot.
 func TestRebroadcastFinalPolicyRejectionDrops(t *testing.T) {
 	e := newEnv(t)
 	b := e.newBreach(t, 1)
@@ -132,8 +132,8 @@ func TestRebroadcastFinalPolicyRejectionDrops(t *testing.T) {
 	e.carrier.script(b.penalty, carrier.Result{Status: carrier.StatusRejected, Code: -26, Reason: "min relay fee not met, 0 < 110"})
 	e.connectRange(t, startHeight+1, startHeight+teos.ConfirmationsBeforeRetry)
 	e.wantGone(t, b)
-	if got := e.slots(t); got != slots {
-		t.Fatalf("slots = %d, want %d (no refund)", got, slots)
+	if got := e.slots(t); got != slots+1 {
+		t.Fatalf("slots = %d, want %d (refunded, as rust-teos v0.2 does)", got, slots+1)
 	}
 }
 

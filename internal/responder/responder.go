@@ -239,7 +239,7 @@ func basedOnTrackers(c *store.Changes) {
 	for _, t := range c.Trackers {
 		c.Basis[t.UUID] = store.Basis{Tracked: true}
 	}
-	for _, ids := range [][]teos.UUID{c.Completed, c.Dropped} {
+	for _, ids := range [][]teos.UUID{c.Completed, c.Dropped, c.Invalid, c.Untracked} {
 		for _, id := range ids {
 			c.Basis[id] = store.Basis{Tracked: true}
 		}
@@ -255,7 +255,7 @@ func (r *Responder) resend(ctx context.Context, changes *store.Changes, reorged,
 		}
 	}
 	for _, t := range stale {
-		if err := r.rebroadcast(ctx, changes, t, height); err != nil {
+		if err := r.resendStale(ctx, changes, t, height); err != nil {
 			return err
 		}
 	}
@@ -286,28 +286,59 @@ func (r *Responder) BlockDisconnected(_ context.Context, _ *wire.BlockHeader, he
 
 // resendReorged re-sends the dispute and then the penalty of a tracker whose confirming block
 // left the chain. A rejected dispute is not the end: bitcoind also rejects a dispute that is
-// still in the chain once its outputs are spent (-25), so the penalty decides. If the penalty is
-// rejected too, the appointment is deleted without refund.
+// still in the chain once its outputs are spent (-25), so the penalty decides (rebroadcast).
 func (r *Responder) resendReorged(ctx context.Context, changes *store.Changes, t *store.Tracker, height uint32) error {
 	dispute, err := deserialize(t.DisputeTx)
 	if err != nil {
 		r.log.Error("cannot decode stored dispute", "uuid", t.UUID, "err", err)
 		return nil
 	}
+	onChain, err := r.sendDispute(ctx, t, dispute)
+	if err != nil {
+		return err
+	}
+	return r.rebroadcast(ctx, changes, t, height, onChain)
+}
+
+// resendStale re-sends the dispute and then the penalty of a tracker unconfirmed for 6 blocks:
+// the dispute's block may have left the chain without bitcoind taking the dispute back into
+// its mempool (a fee below its minimum, a deep reorg), and then the penalty alone is refused.
+func (r *Responder) resendStale(ctx context.Context, changes *store.Changes, t *store.Tracker, height uint32) error {
+	onChain := false
+	if dispute, err := deserialize(t.DisputeTx); err != nil {
+		r.log.Error("cannot decode stored dispute", "uuid", t.UUID, "err", err)
+	} else if onChain, err = r.sendDispute(ctx, t, dispute); err != nil {
+		return err
+	}
+	return r.rebroadcast(ctx, changes, t, height, onChain)
+}
+
+// sendDispute sends a tracker's dispute unless it is in a block the tower indexes, and reports
+// whether the dispute is on the chain: indexed, or answered "already in the chain" (-27).
+func (r *Responder) sendDispute(ctx context.Context, t *store.Tracker, dispute *wire.MsgTx) (bool, error) {
+	if _, ok := r.index.height(t.DisputeTxID); ok {
+		return true, nil
+	}
 	res, err := r.carrier.Send(ctx, dispute)
 	if err != nil {
-		return fmt.Errorf("re-send dispute of %s: %w", t.UUID, err)
+		return false, fmt.Errorf("re-send dispute of %s: %w", t.UUID, err)
 	}
-	if res.Status == carrier.StatusRejected {
-		r.log.Info("dispute rejected after a reorg; trying the penalty", "uuid", t.UUID, "txid", t.DisputeTxID, "code", res.Code)
+	switch res.Status {
+	case carrier.StatusIrrevocablyResolved:
+		return true, nil
+	case carrier.StatusRejected, carrier.StatusRefusedForNow:
+		r.log.Info("dispute refused on re-send; trying the penalty", "uuid", t.UUID, "txid", t.DisputeTxID, "code", res.Code, "reason", res.Reason)
 	}
-	return r.rebroadcast(ctx, changes, t, height)
+	return false, nil
 }
 
 // rebroadcast re-sends a tracker's penalty and records the outcome: in the mempool since
 // height, confirmed (already in the chain, docs/PROTOCOL.md 16.8), waiting since height after a
-// refusal that passes by itself, or deleted without refund.
-func (r *Responder) rebroadcast(ctx context.Context, changes *store.Changes, t *store.Tracker, height uint32) error {
+// refusal that passes by itself, or deleted without refund. A penalty refused for missing
+// inputs (-25) while its dispute is not on the chain (disputeOnChain, see sendDispute) is not
+// invalid: the breach left the chain. Only its tracker is deleted; the appointment is watched
+// again and triggers anew if the cheater gets the dispute mined later (docs/PROTOCOL.md 8.5).
+func (r *Responder) rebroadcast(ctx context.Context, changes *store.Changes, t *store.Tracker, height uint32, disputeOnChain bool) error {
 	penalty, err := deserialize(t.PenaltyTx)
 	if err != nil {
 		r.log.Error("cannot decode stored penalty", "uuid", t.UUID, "err", err)
@@ -341,8 +372,14 @@ func (r *Responder) rebroadcast(ctx context.Context, changes *store.Changes, t *
 		setStatus(changes, t, height, false)
 		return nil
 	case carrier.StatusRejected:
+		if res.Code == carrier.CodeVerifyError && !disputeOnChain {
+			r.log.Warn("penalty's dispute is not on the chain; watching the appointment again", "uuid", t.UUID,
+				"dispute_txid", t.DisputeTxID, "penalty_txid", t.PenaltyTxID, "height", height)
+			changes.Untracked = append(changes.Untracked, t.UUID)
+			return nil
+		}
 		r.log.Warn("penalty rejected on re-send; dropping tracker", "uuid", t.UUID, "txid", t.PenaltyTxID, "code", res.Code)
-		changes.Dropped = append(changes.Dropped, t.UUID)
+		changes.Invalid = append(changes.Invalid, t.UUID) // refunded, as rust-teos v0.2 does
 		return nil
 	}
 	return fmt.Errorf("re-send penalty of %s: carrier returned %v", t.UUID, res.Status)

@@ -475,26 +475,30 @@ func TestRebroadcastAfterSixBlocks(t *testing.T) {
 	e.wantStatus(t, b, startHeight, false)
 
 	e.connect(t, startHeight+teos.ConfirmationsBeforeRetry)
-	e.wantSent(t, b.penalty)
+	e.wantSent(t, b.dispute, b.penalty) // the dispute is in no indexed block
 	e.wantStatus(t, b, startHeight+teos.ConfirmationsBeforeRetry, false)
 
 	// And again six blocks later.
 	e.connectRange(t, startHeight+7, startHeight+11)
 	e.wantSent(t)
 	e.connect(t, startHeight+12)
-	e.wantSent(t, b.penalty)
+	e.wantSent(t, b.dispute, b.penalty) // the dispute is in no indexed block
 }
 
-func TestRebroadcastRejectedDeletesWithoutRefund(t *testing.T) {
+// -25 with the dispute in an indexed block: the penalty is invalid.
+func TestRebroadcastRejectedDeletesWithRefund(t *testing.T) {
 	e := newEnv(t)
 	b := e.newBreach(t, 1)
 	e.handle(t, b)
 	slots := e.slots(t)
 	e.carrier.script(b.penalty, carrier.Result{Status: carrier.StatusRejected, Code: -25})
-	e.connectRange(t, startHeight+1, startHeight+teos.ConfirmationsBeforeRetry)
+	e.connect(t, startHeight+1, b.dispute)
+	e.carrier.takeSent()
+	e.connectRange(t, startHeight+2, startHeight+teos.ConfirmationsBeforeRetry)
+	e.wantSent(t, b.penalty) // an indexed dispute is not re-sent
 	e.wantGone(t, b)
-	if got := e.slots(t); got != slots {
-		t.Fatalf("slots = %d, want %d (no refund)", got, slots)
+	if got := e.slots(t); got != slots+1 {
+		t.Fatalf("slots = %d, want %d (refunded, as rust-teos v0.2 does)", got, slots+1)
 	}
 }
 
@@ -596,14 +600,14 @@ func TestReorgDisputeAndPenaltyRejectedDeletes(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.carrier.script(b.dispute, rejected)
-	e.carrier.script(b.penalty, carrier.Result{Status: carrier.StatusRejected, Code: -25})
+	e.carrier.script(b.penalty, rejected) // -25 would keep the appointment (TestReorgDisputeGoneUntracks)
 	if err := e.r.BlockConnected(t.Context(), block(mined, 1), mined); err != nil {
 		t.Fatal(err)
 	}
 	e.wantSent(t, b.dispute, b.penalty)
 	e.wantGone(t, b)
-	if got := e.slots(t); got != slots {
-		t.Fatalf("slots = %d, want %d (no refund)", got, slots)
+	if got := e.slots(t); got != slots+1 {
+		t.Fatalf("slots = %d, want %d (refunded, as rust-teos v0.2 does)", got, slots+1)
 	}
 }
 
@@ -669,7 +673,7 @@ func TestTransportErrorMidBlockThenRetry(t *testing.T) {
 	if got := e.slots(t); got != slots+1 {
 		t.Fatalf("slots = %d, want %d", got, slots+1)
 	}
-	e.wantSent(t, first.penalty)
+	e.wantSent(t, first.dispute, first.penalty, second.dispute)
 	e.wantStatus(t, first, last, false)
 	e.wantStatus(t, second, last-teos.ConfirmationsBeforeRetry, false)
 
@@ -677,7 +681,7 @@ func TestTransportErrorMidBlockThenRetry(t *testing.T) {
 	if err := e.r.BlockConnected(t.Context(), block(last, 0), last); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
-	e.wantSent(t, second.penalty) // first is not re-sent
+	e.wantSent(t, second.dispute, second.penalty) // first is not re-sent
 	e.wantStatus(t, first, last, false)
 	e.wantStatus(t, second, last, false)
 	if got := e.slots(t); got != slots+1 {
@@ -769,7 +773,7 @@ func TestAlreadyInChainThenReorgedOutIsResent(t *testing.T) {
 			}
 			e.wantSent(t)
 			e.connectRange(t, next+1, startHeight+teos.ConfirmationsBeforeRetry)
-			e.wantSent(t, b.penalty)
+			e.wantSent(t, b.dispute, b.penalty)
 			e.wantStatus(t, b, startHeight+teos.ConfirmationsBeforeRetry, false)
 		})
 	}
@@ -851,8 +855,8 @@ func TestBlockChangesCommittedOnce(t *testing.T) {
 	for _, b := range slices.Concat(complete, drop) {
 		e.wantGone(t, b)
 	}
-	if got := e.slots(t); got != slots+uint32(len(complete)) {
-		t.Fatalf("slots = %d, want %d", got, slots+uint32(len(complete)))
+	if got, want := e.slots(t), slots+uint32(len(complete)+len(drop)); got != want {
+		t.Fatalf("slots = %d, want %d (completed and rejected ones refunded)", got, want)
 	}
 }
 

@@ -24,6 +24,9 @@ type Changes struct {
 	Invalid []teos.UUID
 	// HandedOver removes these UUIDs' queued hand-overs.
 	HandedOver []teos.UUID
+	// Untracked appointments lose their tracker but stay stored, watched again as if never
+	// triggered; slots are unchanged. UUIDs without a tracker are skipped.
+	Untracked []teos.UUID
 	// Basis, if set, holds per UUID what the decisions about it were made on. Every change for
 	// a UUID whose Basis no longer matches the store is skipped: the appointment was updated,
 	// or deleted and added again, after it was read (an update of a breached appointment
@@ -90,7 +93,7 @@ func Without(ids []teos.UUID, skip map[teos.UUID]bool) []teos.UUID {
 
 // Empty reports whether c writes nothing.
 func (c *Changes) Empty() bool {
-	return len(c.Trackers)+len(c.Completed)+len(c.Dropped)+len(c.Invalid)+len(c.HandedOver) == 0
+	return len(c.Trackers)+len(c.Completed)+len(c.Dropped)+len(c.Invalid)+len(c.HandedOver)+len(c.Untracked) == 0
 }
 
 // ApplyChanges writes c in one transaction, in the order of its fields: trackers first, so a
@@ -148,11 +151,29 @@ func (s *Store) ApplyChanges(c *Changes) error {
 				return fmt.Errorf("remove hand-over %s: %w", id, err)
 			}
 		}
+		if err := untrack(b, Without(c.Untracked, stale)); err != nil {
+			return err
+		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("apply %d trackers, %d completed, %d dropped, %d handed over: %w",
 			len(c.Trackers), len(c.Completed), len(c.Dropped), len(c.HandedOver), err)
+	}
+	return nil
+}
+
+// untrack deletes these UUIDs' trackers, keeping their appointments and index entries, so the
+// watcher finds them again like appointments never triggered.
+func untrack(b *buckets, ids []teos.UUID) error {
+	for _, id := range ids {
+		if b.trackers.Get(id[:]) == nil {
+			continue
+		}
+		if err := b.trackers.Delete(id[:]); err != nil {
+			return fmt.Errorf("untrack %s: %w", id, err)
+		}
+		b.pending.trackers--
 	}
 	return nil
 }

@@ -65,7 +65,7 @@ type LndRecords interface {
 	LndTracker(id teos.UUID) (*Tracker, error)
 	// LndTrackers returns every tracker, ordered by UUID.
 	LndTrackers() ([]*Tracker, error)
-	// LndApplyChanges stores c.Trackers and deletes c.Completed and c.Dropped, in one
+	// LndApplyChanges stores c.Trackers and deletes c.Completed, c.Dropped and c.Untracked, in one
 	// transaction; hand-overs are not the front end's and are ignored.
 	LndApplyChanges(c *Changes) error
 	// LndDeleteTrackers deletes those trackers; unknown ids are ignored.
@@ -398,7 +398,7 @@ func (s *Store) LndTrackers() ([]*Tracker, error) {
 }
 
 func (s *Store) LndApplyChanges(c *Changes) error {
-	if c == nil || len(c.Trackers)+len(c.Completed)+len(c.Dropped) == 0 {
+	if c == nil || len(c.Trackers)+len(c.Completed)+len(c.Dropped)+len(c.Untracked) == 0 {
 		return nil
 	}
 	records := make([][]byte, len(c.Trackers))
@@ -414,7 +414,8 @@ func (s *Store) LndApplyChanges(c *Changes) error {
 				return err
 			}
 		}
-		for _, ids := range [][]teos.UUID{c.Completed, c.Dropped} {
+		// No appointment behind these trackers: untracking one just deletes it.
+		for _, ids := range [][]teos.UUID{c.Completed, c.Dropped, c.Untracked} {
 			for _, id := range ids {
 				if err := b.trackers.Delete(id[:]); err != nil {
 					return err

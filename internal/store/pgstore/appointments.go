@@ -415,6 +415,9 @@ func (s *Store) ApplyChanges(c *store.Changes) error {
 		if ids := store.Without(c.HandedOver, stale); len(ids) > 0 {
 			b.Queue(`DELETE FROM handovers WHERE uuid = ANY($1)`, deleteArgs(ids, false)[0])
 		}
+		if ids := store.Without(c.Untracked, stale); len(ids) > 0 { // the appointments stay, watched again
+			b.Queue(`DELETE FROM trackers WHERE uuid = ANY($1)`, deleteArgs(ids, false)[0])
+		}
 		if b.Len() == 0 {
 			return nil
 		}

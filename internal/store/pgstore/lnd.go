@@ -243,7 +243,7 @@ func (s *Store) LndTrackers() ([]*store.Tracker, error) {
 }
 
 func (s *Store) LndApplyChanges(c *store.Changes) error {
-	if c == nil || len(c.Trackers)+len(c.Completed)+len(c.Dropped) == 0 {
+	if c == nil || len(c.Trackers)+len(c.Completed)+len(c.Dropped)+len(c.Untracked) == 0 {
 		return nil
 	}
 	for i, t := range c.Trackers {
@@ -257,7 +257,8 @@ func (s *Store) LndApplyChanges(c *store.Changes) error {
 				return err
 			}
 		}
-		return deleteLndTrackers(ctx, tx, append(append([]teos.UUID{}, c.Completed...), c.Dropped...))
+		// No appointment behind these trackers: untracking one just deletes it.
+		return deleteLndTrackers(ctx, tx, append(append(append([]teos.UUID{}, c.Completed...), c.Dropped...), c.Untracked...))
 	})
 }
 

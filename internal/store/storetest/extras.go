@@ -434,4 +434,12 @@ func testLndTrackers(t *testing.T, d *db) {
 	if trs, err = d.LndTrackers(); err != nil || len(trs) != 2 || trs[0].UUID != ids[1] || trs[1].UUID != ids[0] {
 		t.Fatalf("LndTrackers not in UUID order: %v, %v", trs, err)
 	}
+	// No appointment behind a front end's tracker: untracking deletes it, alone.
+	if err := d.LndApplyChanges(&store.Changes{Untracked: []teos.UUID{ids[0]}}); err != nil {
+		t.Fatal(err)
+	}
+	d.reopen()
+	if trs, err = d.LndTrackers(); err != nil || len(trs) != 1 || trs[0].UUID != ids[1] {
+		t.Fatalf("LndTrackers after untrack = %v, %v; want %s only", trs, err, ids[1])
+	}
 }

@@ -38,6 +38,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"DeleteOutdatedUsers", testDeleteOutdatedUsers},
 		{"ApplyChanges", testApplyChanges},
 		{"ApplyChangesSkipsStaleBasis", testApplyChangesStaleBasis},
+		{"ApplyChangesUntracked", testApplyChangesUntracked},
 		{"HandOvers", testHandOvers},
 		{"HandOversWrapRound", testHandOversWrapRound},
 		{"ForEachAppointment", testForEach},
@@ -811,4 +812,66 @@ func testBulkLoad(t *testing.T, d *db) {
 	if got, err := d.DeleteOutdatedUsers(100, 0); err != nil || len(got) != 1 {
 		t.Fatalf("bulk-loaded user not in the expiry index: %v, %v", got, err)
 	}
+}
+
+// An untracked appointment loses its tracker and nothing else: it is found by its locator,
+// answered as untriggered, slots and indexes unchanged, as before it was triggered.
+func testApplyChangesUntracked(t *testing.T, d *db) {
+	alice := user(1)
+	register(t, d, alice, 10, 1000)
+	a, b := appt(alice, locator(1), 100), appt(alice, locator(2), 100)
+	add(t, d, a)
+	add(t, d, b)
+	err := d.ApplyChanges(&store.Changes{Trackers: []*store.Tracker{tracker(a.UUID(), 5, false), tracker(b.UUID(), 5, true)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts(t, d, 1, 0, 2)
+	// A UUID without a tracker, or without an appointment, is skipped.
+	err = d.ApplyChanges(&store.Changes{Untracked: []teos.UUID{a.UUID(), teos.UUID{9}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ApplyChanges(&store.Changes{Untracked: []teos.UUID{a.UUID()}}); err != nil {
+		t.Fatalf("untrack again: %v", err)
+	}
+	d.reopen()
+	if tr, err := d.Trackers(); err != nil || len(tr) != 1 || tr[0].UUID != b.UUID() {
+		t.Fatalf("Trackers = %v, %v", tr, err)
+	}
+	if _, err := d.Tracker(a.UUID()); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Tracker(untracked) err = %v, want ErrNotFound", err)
+	}
+	got, err := d.Appointment(a.UUID())
+	if err != nil {
+		t.Fatalf("untracked appointment: %v", err)
+	}
+	sameAppt(t, got, a)
+	found, err := d.AppointmentsByLocators([]teos.Locator{a.Locator})
+	if err != nil || len(found[a.Locator]) != 1 || found[a.Locator][0].UUID() != a.UUID() {
+		t.Fatalf("AppointmentsByLocators = %v, %v", found, err)
+	}
+	if u := userInfo(t, d, alice); u.AvailableSlots != 8 {
+		t.Fatalf("slots = %d, want 8 (untracking charges and refunds nothing)", u.AvailableSlots)
+	}
+	counts(t, d, 1, 1, 1)
+	// An update now sees it untriggered, as any watched appointment.
+	var triggered bool
+	_, err = d.UpsertAppointment(a, func(u store.UserInfo, _ *store.Appointment, tr bool) (store.UserInfo, error) {
+		triggered = tr
+		return u, nil
+	})
+	if err != nil || triggered {
+		t.Fatalf("upsert after untrack: triggered %v, err %v", triggered, err)
+	}
+	// Stored and untracked in one commit: the tracker ends up deleted.
+	err = d.ApplyChanges(&store.Changes{Trackers: []*store.Tracker{tracker(b.UUID(), 6, true)}, Untracked: []teos.UUID{b.UUID()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.reopen()
+	if tr, err := d.Trackers(); err != nil || len(tr) != 0 {
+		t.Fatalf("Trackers = %v, %v", tr, err)
+	}
+	counts(t, d, 1, 2, 0)
 }
