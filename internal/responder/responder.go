@@ -47,6 +47,13 @@ func (r *Responder) trackers() ([]*store.Tracker, error) {
 	}
 	out, bad, err := c.TrackersChecked()
 	for _, b := range bad {
+		if r.unreadable[b.UUID] {
+			continue
+		}
+		if r.unreadable == nil {
+			r.unreadable = make(map[teos.UUID]bool)
+		}
+		r.unreadable[b.UUID] = true
 		r.log.Error("skipping a tracker record that cannot be read", "uuid", b.UUID, "err", b.Err)
 	}
 	return out, err
@@ -73,6 +80,9 @@ type Responder struct {
 	log     *slog.Logger
 	height  atomic.Uint32 // last processed block
 	index   *txIndex
+	// unreadable holds the damaged tracker records already logged: once each, not every block.
+	// Only the chain goroutine reads trackers.
+	unreadable map[teos.UUID]bool
 }
 
 // New returns a responder whose last processed block is at height. Seed its tx index with
@@ -97,7 +107,7 @@ func (r *Responder) SeedBlock(block *wire.MsgBlock, height uint32) { r.index.add
 // HandleBreach broadcasts penalty, which spends dispute, for the appointment id (docs/PROTOCOL.md
 // 8.2) and returns the tracker to store for it; the caller commits it with the rest of its
 // block's changes (store.Changes). It returns nil when bitcoind rejected the penalty: the
-// caller then deletes the appointment without refund. A refusal that passes by itself
+// caller then deletes the appointment (refunded when a block found it, not when it was added late). A refusal that passes by itself
 // (carrier.StatusRefusedForNow, e.g. the mempool's minimum fee rose) is not a rejection: the
 // tracker is stored as unconfirmed and the penalty re-sent every 6 blocks (unlike rust-teos). An error (bitcoind unreachable) means
 // nothing was decided: the caller retries later. The caller makes sure id has no tracker yet.
@@ -334,7 +344,7 @@ func (r *Responder) sendDispute(ctx context.Context, t *store.Tracker, dispute *
 
 // rebroadcast re-sends a tracker's penalty and records the outcome: in the mempool since
 // height, confirmed (already in the chain, docs/PROTOCOL.md 16.8), waiting since height after a
-// refusal that passes by itself, or deleted without refund. A penalty refused for missing
+// refusal that passes by itself, or deleted with its slots refunded (as rust-teos v0.2 does). A penalty refused for missing
 // inputs (-25) while its dispute is not on the chain (disputeOnChain, see sendDispute) is not
 // invalid: the breach left the chain. Only its tracker is deleted; the appointment is watched
 // again and triggers anew if the cheater gets the dispute mined later (docs/PROTOCOL.md 8.5).

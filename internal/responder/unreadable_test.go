@@ -30,4 +30,10 @@ func TestUnreadableTrackerDoesNotStopBlocks(t *testing.T) {
 	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), (teos.UUID{0xba, 0xd}).String()) {
 		t.Fatalf("the unreadable record was not logged:\n%s", logs.String())
 	}
+	// Logged once, not on every block.
+	e.connect(t, startHeight+2)
+	e.connect(t, startHeight+3)
+	if n := strings.Count(logs.String(), "cannot be read"); n != 1 {
+		t.Fatalf("the unreadable record was logged %d times over 3 blocks, want once:\n%s", n, logs.String())
+	}
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/teos-go/teos/pkg/teos"
 )
@@ -91,6 +92,13 @@ func Without(ids []teos.UUID, skip map[teos.UUID]bool) []teos.UUID {
 	return out
 }
 
+// TrackersGone lists every UUID whose tracker c deletes (Completed, Dropped, Invalid,
+// Untracked): what a store without appointments behind its trackers (the lnd front end's)
+// deletes, so a new kind of deletion cannot be forgotten there.
+func (c *Changes) TrackersGone() []teos.UUID {
+	return slices.Concat(c.Completed, c.Dropped, c.Invalid, c.Untracked)
+}
+
 // Empty reports whether c writes nothing.
 func (c *Changes) Empty() bool {
 	return len(c.Trackers)+len(c.Completed)+len(c.Dropped)+len(c.Invalid)+len(c.HandedOver)+len(c.Untracked) == 0
@@ -157,8 +165,8 @@ func (s *Store) ApplyChanges(c *Changes) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("apply %d trackers, %d completed, %d dropped, %d handed over: %w",
-			len(c.Trackers), len(c.Completed), len(c.Dropped), len(c.HandedOver), err)
+		return fmt.Errorf("apply %d trackers, %d completed, %d dropped, %d invalid, %d handed over, %d untracked: %w",
+			len(c.Trackers), len(c.Completed), len(c.Dropped), len(c.Invalid), len(c.HandedOver), len(c.Untracked), err)
 	}
 	return nil
 }

@@ -65,7 +65,7 @@ type LndRecords interface {
 	LndTracker(id teos.UUID) (*Tracker, error)
 	// LndTrackers returns every tracker, ordered by UUID.
 	LndTrackers() ([]*Tracker, error)
-	// LndApplyChanges stores c.Trackers and deletes c.Completed, c.Dropped and c.Untracked, in one
+	// LndApplyChanges stores c.Trackers and deletes c.TrackersGone(), in one
 	// transaction; hand-overs are not the front end's and are ignored.
 	LndApplyChanges(c *Changes) error
 	// LndDeleteTrackers deletes those trackers; unknown ids are ignored.
@@ -398,7 +398,7 @@ func (s *Store) LndTrackers() ([]*Tracker, error) {
 }
 
 func (s *Store) LndApplyChanges(c *Changes) error {
-	if c == nil || len(c.Trackers)+len(c.Completed)+len(c.Dropped)+len(c.Untracked) == 0 {
+	if c == nil || len(c.Trackers)+len(c.TrackersGone()) == 0 {
 		return nil
 	}
 	records := make([][]byte, len(c.Trackers))
@@ -415,11 +415,9 @@ func (s *Store) LndApplyChanges(c *Changes) error {
 			}
 		}
 		// No appointment behind these trackers: untracking one just deletes it.
-		for _, ids := range [][]teos.UUID{c.Completed, c.Dropped, c.Untracked} {
-			for _, id := range ids {
-				if err := b.trackers.Delete(id[:]); err != nil {
-					return err
-				}
+		for _, id := range c.TrackersGone() {
+			if err := b.trackers.Delete(id[:]); err != nil {
+				return err
 			}
 		}
 		return nil

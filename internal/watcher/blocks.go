@@ -25,8 +25,8 @@ const maxHandOversPerRun = 100
 
 // BlockConnected caches the block's locators, then hands every appointment the block
 // triggers (all users) to the responder. Appointments whose blob is not a transaction
-// encrypted under the dispute's txid, or whose penalty is rejected, are deleted without
-// refund, as rust-teos does. The new trackers and the deletions are committed in one
+// encrypted under the dispute's txid, or whose penalty is rejected, are deleted and their
+// slots refunded, as rust-teos v0.2 does. The new trackers and the deletions are committed in one
 // transaction, also when a responder error stops the work halfway: the error is then
 // returned, the chain monitor delivers the same block again, and the redo skips appointments
 // that now have a tracker. Queued hand-overs are left to HandOverQueued.
@@ -157,7 +157,12 @@ func (r *run) handOver(ctx context.Context, a *store.Appointment, id teos.UUID, 
 		return errNoResponder
 	}
 	_, err := r.w.store.Tracker(id)
-	if err == nil {
+	if err == nil || errors.Is(err, store.ErrCorrupt) {
+		// A damaged tracker record is still a tracker: failing here would fail the block, and
+		// the monitor would retry it for ever (the responder skips and logs the record).
+		if err != nil {
+			r.w.log.Error("appointment has a tracker record that cannot be read; not handing it over again", "uuid", id, "err", err)
+		}
 		r.done[id] = true
 		return nil
 	}

@@ -3,6 +3,7 @@ package watcher
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -500,5 +501,36 @@ func TestLateInvalidKeepsItsSlot(t *testing.T) {
 	}
 	if q := f.queued(); len(q) != 0 {
 		t.Errorf("queue %v, want empty", q)
+	}
+}
+
+// damagedTrackerStore answers one UUID's tracker as a damaged record.
+type damagedTrackerStore struct {
+	*store.Store
+	bad teos.UUID
+}
+
+func (s damagedTrackerStore) Tracker(id teos.UUID) (*store.Tracker, error) {
+	if id == s.bad {
+		return nil, fmt.Errorf("tracker %s: %w", id, store.ErrCorrupt)
+	}
+	return s.Store.Tracker(id)
+}
+
+// TestDamagedTrackerDoesNotFailBlocks: an appointment whose tracker record cannot be read is
+// taken as tracked (not handed over again); the block, and the others it triggers, go on.
+func TestDamagedTrackerDoesNotFailBlocks(t *testing.T) {
+	f := newFixture(t)
+	alice, bob := f.newUser(), f.newUser()
+	b := newBreach(1)
+	f.add(alice, b.loc, b.blob)
+	f.add(bob, b.loc, b.blob)
+	f.w.store = damagedTrackerStore{Store: f.store, bad: uuid(b.loc, alice)}
+	f.connect(b.dispute)
+	if n := f.resp.callCount(uuid(b.loc, alice)); n != 0 {
+		t.Errorf("the appointment with a damaged tracker was handed over %d times", n)
+	}
+	if _, ok := f.resp.breachOf(uuid(b.loc, bob)); !ok || !f.hasTracker(uuid(b.loc, bob)) {
+		t.Error("the other appointment of the block was not handed over")
 	}
 }

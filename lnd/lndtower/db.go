@@ -203,7 +203,7 @@ func (d *DB) Tracker(id teos.UUID) (*store.Tracker, error) { return d.s.LndTrack
 func (d *DB) Trackers() ([]*store.Tracker, error) { return d.s.LndTrackers() }
 
 // ApplyChanges commits a block's tracker changes from the responder in one transaction:
-// trackers stored first, then completed and dropped ones deleted (nothing to refund here);
+// trackers stored first, then those Changes.TrackersGone lists deleted (nothing to refund here);
 // hand-overs are the watcher's and do not concern lnd's trackers.
 func (d *DB) ApplyChanges(c *store.Changes) error { return d.s.LndApplyChanges(c) }
 

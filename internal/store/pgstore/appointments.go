@@ -424,8 +424,8 @@ func (s *Store) ApplyChanges(c *store.Changes) error {
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
-		return fmt.Errorf("apply %d trackers, %d completed, %d dropped, %d handed over: %w",
-			len(c.Trackers), len(c.Completed), len(c.Dropped), len(c.HandedOver), err)
+		return fmt.Errorf("apply %d trackers, %d completed, %d dropped, %d invalid, %d handed over, %d untracked: %w",
+			len(c.Trackers), len(c.Completed), len(c.Dropped), len(c.Invalid), len(c.HandedOver), len(c.Untracked), err)
 	}
 	return nil
 }

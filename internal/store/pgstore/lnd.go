@@ -243,7 +243,7 @@ func (s *Store) LndTrackers() ([]*store.Tracker, error) {
 }
 
 func (s *Store) LndApplyChanges(c *store.Changes) error {
-	if c == nil || len(c.Trackers)+len(c.Completed)+len(c.Dropped)+len(c.Untracked) == 0 {
+	if c == nil || len(c.Trackers)+len(c.TrackersGone()) == 0 {
 		return nil
 	}
 	for i, t := range c.Trackers {
@@ -258,7 +258,7 @@ func (s *Store) LndApplyChanges(c *store.Changes) error {
 			}
 		}
 		// No appointment behind these trackers: untracking one just deletes it.
-		return deleteLndTrackers(ctx, tx, append(append(append([]teos.UUID{}, c.Completed...), c.Dropped...), c.Untracked...))
+		return deleteLndTrackers(ctx, tx, c.TrackersGone())
 	})
 }
 

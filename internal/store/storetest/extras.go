@@ -442,4 +442,12 @@ func testLndTrackers(t *testing.T, d *db) {
 	if trs, err = d.LndTrackers(); err != nil || len(trs) != 1 || trs[0].UUID != ids[1] {
 		t.Fatalf("LndTrackers after untrack = %v, %v; want %s only", trs, err, ids[1])
 	}
+	// A rejected re-send (Invalid) deletes it too, alone in its Changes.
+	if err := d.LndApplyChanges(&store.Changes{Invalid: []teos.UUID{ids[1]}}); err != nil {
+		t.Fatal(err)
+	}
+	d.reopen()
+	if trs, err = d.LndTrackers(); err != nil || len(trs) != 0 {
+		t.Fatalf("LndTrackers after an Invalid = %v, %v; want none", trs, err)
+	}
 }
