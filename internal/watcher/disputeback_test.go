@@ -2,16 +2,13 @@ package watcher
 
 import (
 	"context"
-	"path/filepath"
 	"sync"
 	"testing"
 
-	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/teos-go/teos/internal/carrier"
-	"github.com/teos-go/teos/internal/gatekeeper"
 	"github.com/teos-go/teos/internal/responder"
 	"github.com/teos-go/teos/internal/store"
 	"github.com/teos-go/teos/pkg/teos"
@@ -102,20 +99,13 @@ func (c *towerChain) disconnect() {
 // The appointment loses its tracker only, looks exactly like an untriggered one (get_appointment,
 // counts, slots), and triggers again when the cheater gets the dispute mined later.
 func TestDisputeReorgedOutTriggersAgain(t *testing.T) {
-	s, err := store.Open(filepath.Join(t.TempDir(), "teos.db"), &store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	gk := gatekeeper.New(gatekeeper.Config{Store: s, SubscriptionSlots: testSlots, SubscriptionDuration: 1000, ExpiryDelta: 6}, testHeight)
-	key, err := btcec.NewPrivateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
 	btc := &mempoolCarrier{results: map[chainhash.Hash]carrier.Result{}, mempool: map[chainhash.Hash]bool{}}
-	resp := responder.New(responder.Config{Store: s, Carrier: btc}, testHeight)
-	w := New(Config{Store: s, Gatekeeper: gk, TowerKey: key, Responder: resp})
-	f := &fixture{t: t, store: s, w: w}
+	var resp *responder.Responder
+	f, gk := newFixtureWith(t, func(s *store.Store) Responder {
+		resp = responder.New(responder.Config{Store: s, Carrier: btc}, testHeight)
+		return resp
+	})
+	s, w := f.store, f.w
 	chain := &towerChain{t: t, listeners: []listener{gk, w, resp}, hashes: []chainhash.Hash{{0xaa}}, headers: []wire.BlockHeader{{}}}
 
 	u := f.newUser()

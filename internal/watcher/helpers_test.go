@@ -108,6 +108,16 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	resp := newFakeResponder()
+	f, _ := newFixtureWith(t, func(*store.Store) Responder { return resp })
+	f.resp = resp
+	return f
+}
+
+// newFixtureWith is newFixture with the responder newResponder makes on the fixture's store
+// (f.resp stays nil); it also returns the gatekeeper, for tests that drive blocks themselves.
+func newFixtureWith(t *testing.T, newResponder func(*store.Store) Responder) (*fixture, *gatekeeper.Gatekeeper) {
+	t.Helper()
 	s, err := store.Open(filepath.Join(t.TempDir(), "teos.db"), &store.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
@@ -118,9 +128,8 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp := newFakeResponder()
-	w := New(Config{Store: s, Gatekeeper: gk, TowerKey: key, Responder: resp})
-	return &fixture{t: t, store: s, w: w, resp: resp}
+	w := New(Config{Store: s, Gatekeeper: gk, TowerKey: key, Responder: newResponder(s)})
+	return &fixture{t: t, store: s, w: w}, gk
 }
 
 type testUser struct {
