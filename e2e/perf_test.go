@@ -87,6 +87,7 @@ type benchReport struct {
 	} `json:"endpoints"`
 	Errors            map[string]int64 `json:"errors"`
 	ReceiptMismatches int64            `json:"receipt_mismatches"`
+	LoadCPUSeconds    float64          `json:"load_cpu_seconds"`
 }
 
 // benchCmd prepares teos-bench against tw; its table goes to stdout, its JSON to the returned path.

@@ -5,6 +5,8 @@
 # adds/s, p50/p99 and teosd's CPU per add from /proc. PERF_ENV_VARIANTS adds runs of the working
 # tree's teosd with measurement switches (e.g. "pipe:TEOSD_INTERNAL_HOP=pipe"); PERF_PROFILE_DIR
 # saves CPU and allocation profiles of the working tree's teosd (its TEOSD_PPROF endpoint).
+# teos-bench uses its lean HTTP client (PERF_BENCH_HTTP=net/http for Go's standard one) and
+# presigns PERF_PRESIGN_RATE (15000) requests per second of the run.
 #   PERF_BASE=abc1234 scripts/perf-add-ab.sh
 set -eu
 repo=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)

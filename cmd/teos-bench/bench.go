@@ -104,7 +104,11 @@ func bench(ctx context.Context, cfg config, progress io.Writer) (*report, error)
 	}
 
 	fmt.Fprintf(progress, "teos-bench: load with %d connections\n", cfg.conns)
+	cpu0 := processCPU()
 	stats, elapsed := r.load(ctx)
+	if cpu0 > 0 {
+		rep.LoadCPUSeconds = (processCPU() - cpu0).Seconds()
+	}
 	rep.LoadAfter = loadAvg()
 	rep.Seconds = elapsed.Seconds()
 	rep.InlineSigned = r.inlined.Load()
@@ -250,6 +254,16 @@ func (r *runner) load(ctx context.Context) (*stats, time.Duration) {
 
 func (r *runner) worker(ctx context.Context, w int, st *stats) {
 	rng := mrand.New(mrand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
+	do := r.do
+	if r.cfg.lean {
+		lc, err := newLeanConn(r.cfg.url, r.cfg.timeout)
+		if err != nil {
+			st.record(epAdd, outcome{err: err})
+			return
+		}
+		defer lc.close()
+		do = lc.post
+	}
 	for ctx.Err() == nil {
 		if r.cfg.count > 0 && r.issued.Add(1) > int64(r.cfg.count) {
 			return
@@ -274,7 +288,7 @@ func (r *runner) worker(ctx context.Context, w int, st *stats) {
 			q = r.nextAdd()
 			body = q.body
 		}
-		o := r.do(ctx, ep, body)
+		o := do(ctx, ep, body)
 		if o.err != nil && ctx.Err() != nil {
 			return // cut off by the deadline: neither a result nor an error
 		}

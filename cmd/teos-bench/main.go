@@ -73,6 +73,7 @@ type config struct {
 	jsonFile string
 	verifyN  int
 	remote   bool
+	lean     bool // -http lean
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -94,6 +95,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.bound, "bound", time.Second, "time spent measuring the crypto bound before and after the load (0: skip)")
 	fs.BoolVar(&c.jsonOut, "json", false, "print the report as JSON instead of a table")
 	fs.StringVar(&c.jsonFile, "jsonout", "", "also write the JSON report to this file")
+	httpClient := fs.String("http", "net/http", "HTTP client of the load: net/http, or lean (a minimal keep-alive HTTP/1.1 client that leaves more CPU to a tower on the same machine)")
 	fs.BoolVar(&c.remote, "allow-remote", false, "allow a tower that is not on a loopback address (a load test is an attack on anyone else's tower)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -112,6 +114,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		c.inline = true
 	default:
 		return c, fmt.Errorf("-sign %q: want presigned or inline", *sign)
+	}
+	switch *httpClient {
+	case "net/http":
+	case "lean":
+		c.lean = true
+	default:
+		return c, fmt.Errorf("-http %q: want net/http or lean", *httpClient)
 	}
 	if c.users < 1 || c.conns < 1 || c.count < 0 || c.blobLen < 1 || c.presign < 0 || c.timeout <= 0 || c.verifyN < 1 {
 		return c, errors.New("need -users, -c, -blob, -verifyevery >= 1, -n, -presign >= 0 and -timeout > 0")

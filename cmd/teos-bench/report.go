@@ -137,11 +137,15 @@ type publicConfig struct {
 	Signing  string `json:"signing"`
 	BlobLen  int    `json:"blob_len"`
 	Verify   bool   `json:"verify_receipts"`
+	HTTP     string `json:"http_client"`
 }
 
 func (c config) public() publicConfig {
 	p := publicConfig{URL: c.url, Users: c.users, Conns: c.conns, Count: c.count, BlobLen: c.blobLen, Verify: c.towerID != "",
-		Signing: "presigned"}
+		Signing: "presigned", HTTP: "net/http"}
+	if c.lean {
+		p.HTTP = "lean"
+	}
 	if c.count == 0 {
 		p.Duration = c.duration.String()
 	}
@@ -159,15 +163,18 @@ func (c config) public() publicConfig {
 }
 
 type report struct {
-	Config            publicConfig      `json:"config"`
-	Cores             int               `json:"cores"`
-	GOMAXPROCS        int               `json:"gomaxprocs"`
-	Start             time.Time         `json:"start"`
-	LoadBefore        string            `json:"loadavg_before"`
-	LoadAfter         string            `json:"loadavg_after"`
-	RegisterSeconds   float64           `json:"register_seconds"`
-	Seconds           float64           `json:"seconds"`
-	InlineSigned      int64             `json:"inline_signed_after_pool,omitempty"`
+	Config          publicConfig `json:"config"`
+	Cores           int          `json:"cores"`
+	GOMAXPROCS      int          `json:"gomaxprocs"`
+	Start           time.Time    `json:"start"`
+	LoadBefore      string       `json:"loadavg_before"`
+	LoadAfter       string       `json:"loadavg_after"`
+	RegisterSeconds float64      `json:"register_seconds"`
+	Seconds         float64      `json:"seconds"`
+	InlineSigned    int64        `json:"inline_signed_after_pool,omitempty"`
+	// LoadCPUSeconds is this process's own CPU during the timed phase (0 where unknown): what
+	// the load generator took from a tower on the same machine.
+	LoadCPUSeconds    float64           `json:"load_cpu_seconds,omitempty"`
 	Endpoints         []endpointSummary `json:"endpoints"`
 	Errors            map[string]int64  `json:"errors"`
 	ReceiptsChecked   int64             `json:"receipts_checked"`
@@ -207,10 +214,14 @@ func (r *report) writeTable(w io.Writer) {
 	if c.Count == 0 {
 		bounds = "duration " + c.Duration
 	}
-	fmt.Fprintf(w, "teos-bench %s: %d users, %d connections, %s, mix %s, %s, blob %d B\n",
-		c.URL, c.Users, c.Conns, bounds, c.Mix, c.Signing, c.BlobLen)
+	fmt.Fprintf(w, "teos-bench %s: %d users, %d connections, %s, mix %s, %s, blob %d B, %s client\n",
+		c.URL, c.Users, c.Conns, bounds, c.Mix, c.Signing, c.BlobLen, c.HTTP)
 	fmt.Fprintf(w, "machine: %d cores (GOMAXPROCS %d); load average before %s, after %s\n", r.Cores, r.GOMAXPROCS, r.LoadBefore, r.LoadAfter)
-	fmt.Fprintf(w, "registration of %d users: %.2fs; timed phase %.2fs\n\n", c.Users, r.RegisterSeconds, r.Seconds)
+	fmt.Fprintf(w, "registration of %d users: %.2fs; timed phase %.2fs", c.Users, r.RegisterSeconds, r.Seconds)
+	if r.LoadCPUSeconds > 0 {
+		fmt.Fprintf(w, ", teos-bench's own CPU in it %.2fs", r.LoadCPUSeconds)
+	}
+	fmt.Fprint(w, "\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "endpoint\trequests\terrors\treq/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\t")
 	for _, e := range r.Endpoints {
