@@ -7,6 +7,7 @@ package serdejson
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"strconv"
@@ -602,7 +603,7 @@ func (d *decoder) parseStrBytes() ([]byte, *Error) {
 	var sb []byte
 	start := d.pos
 	for {
-		for d.pos < len(d.data) && d.data[d.pos] != '"' && d.data[d.pos] != '\\' && d.data[d.pos] >= 0x20 {
+		for d.pos < len(d.data) && plainStrByte[d.data[d.pos]] {
 			d.pos++
 		}
 		if d.pos == len(d.data) {
@@ -634,6 +635,14 @@ func (d *decoder) parseStrBytes() ([]byte, *Error) {
 		}
 	}
 }
+
+// plainStrByte marks the bytes a string holds as they are: all but '"', '\\' and controls.
+var plainStrByte = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c != '"' && c != '\\' && c >= 0x20
+	}
+	return t
+}()
 
 func (d *decoder) parseEscape(sb []byte) ([]byte, *Error) {
 	c, ok := d.next()
@@ -1071,7 +1080,7 @@ func (d *decoder) ignoreValue() *Error {
 
 func (d *decoder) ignoreStr() *Error {
 	for {
-		for d.pos < len(d.data) && d.data[d.pos] != '"' && d.data[d.pos] != '\\' && d.data[d.pos] >= 0x20 {
+		for d.pos < len(d.data) && plainStrByte[d.data[d.pos]] {
 			d.pos++
 		}
 		if d.pos == len(d.data) {
@@ -1159,9 +1168,22 @@ func hexVal(c byte) (byte, bool) {
 }
 
 // decodeHex decodes like the rust hex crate (FromHex for Vec<u8>) and returns its error
-// text on failure. Positions count bytes; a non-ASCII byte is reported as the Latin-1
-// character with that value, as the crate casts the byte to a char.
-func decodeHex[T string | []byte](s T) ([]byte, string) {
+// text on failure. encoding/hex takes the same digits (either case), so it does the work and
+// decodeHexSlow finds the crate's message when it fails.
+func decodeHex(s []byte) ([]byte, string) {
+	if len(s)%2 != 0 {
+		return nil, "Odd number of digits"
+	}
+	out := make([]byte, len(s)/2)
+	if _, err := hex.Decode(out, s); err != nil {
+		return decodeHexSlow(s)
+	}
+	return out, ""
+}
+
+// decodeHexSlow is decodeHex a digit at a time. Positions count bytes; a non-ASCII byte is
+// reported as the Latin-1 character with that value, as the crate casts the byte to a char.
+func decodeHexSlow(s []byte) ([]byte, string) {
 	if len(s)%2 != 0 {
 		return nil, "Odd number of digits"
 	}
