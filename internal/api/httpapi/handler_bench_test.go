@@ -36,7 +36,7 @@ type discardWriter struct {
 }
 
 func (w *discardWriter) Header() http.Header { return w.h }
-func (w *discardWriter) WriteHeader(s int) { w.status = s }
+func (w *discardWriter) WriteHeader(s int)   { w.status = s }
 func (w *discardWriter) Write(b []byte) (int, error) {
 	w.n += len(b)
 	return len(b), nil
