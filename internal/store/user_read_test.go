@@ -1,9 +1,10 @@
 package store
 
 import (
-	bolt "go.etcd.io/bbolt"
 	"path/filepath"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // BenchmarkUser is the gatekeeper's read of a user on every authenticated request.
