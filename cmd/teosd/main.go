@@ -74,6 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	grpclog.SetLoggerV2(newGRPCLogger(stderr, cfg.DepsDebug))
+	tuneGC(log) // gctune.go
 	for _, w := range warnings {
 		log.Warn(w)
 	}

@@ -7,6 +7,7 @@ package serdejson
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"strconv"
@@ -104,6 +105,33 @@ func (e *Error) String() string {
 type decoder struct {
 	data []byte
 	pos  int
+	// values and slots hand out the decoded Values and the field slices in chunks: a body's
+	// handful of fields cost two allocations instead of one each.
+	values []Value
+	slots  []*Value
+}
+
+// decodeChunk fits add_appointment, the busiest body: five values in five slots.
+const decodeChunk = 5
+
+// newValue returns a zero Value from the current chunk.
+func (d *decoder) newValue() *Value {
+	if len(d.values) == cap(d.values) {
+		d.values = make([]Value, 0, decodeChunk)
+	}
+	d.values = d.values[:len(d.values)+1]
+	return &d.values[len(d.values)-1]
+}
+
+// newSlots returns n nil field slots, capped so that appending to them cannot reach another
+// struct's.
+func (d *decoder) newSlots(n int) []*Value {
+	if cap(d.slots)-len(d.slots) < n {
+		d.slots = make([]*Value, 0, max(n, decodeChunk))
+	}
+	start := len(d.slots)
+	d.slots = d.slots[:start+n]
+	return d.slots[start : start+n : start+n]
 }
 
 // Decode reads body as serde_json::from_slice would into the struct s.
@@ -222,7 +250,7 @@ func (d *decoder) decodeStruct(s *Struct) ([]*Value, *Error) {
 }
 
 func (d *decoder) visitMap(s *Struct) ([]*Value, *Error) {
-	vals := make([]*Value, len(s.Fields))
+	vals := d.newSlots(len(s.Fields))
 	for first := true; ; first = false {
 		key, done, err := d.nextKey(first)
 		if err != nil {
@@ -314,7 +342,7 @@ func (d *decoder) endMap() *Error {
 }
 
 func (d *decoder) visitSeq(s *Struct) ([]*Value, *Error) {
-	vals := make([]*Value, len(s.Fields))
+	vals := d.newSlots(len(s.Fields))
 	for i, f := range s.Fields {
 		more, err := d.nextElement(i == 0)
 		if err != nil {
@@ -399,25 +427,33 @@ func (d *decoder) decodeField(f Field) (*Value, *Error) {
 		if msg != "" {
 			return nil, d.fix(&Error{msg: msg})
 		}
-		return &Value{Bytes: b}, nil
+		v := d.newValue()
+		v.Bytes = b
+		return v, nil
 	case KindString:
 		s, err := d.decodeString(expectString)
 		if err != nil {
 			return nil, err
 		}
-		return &Value{Str: s}, nil
+		v := d.newValue()
+		v.Str = s
+		return v, nil
 	case KindU32:
 		n, err := d.decodeU32()
 		if err != nil {
 			return nil, err
 		}
-		return &Value{U32: n}, nil
+		v := d.newValue()
+		v.U32 = n
+		return v, nil
 	case KindRawList:
 		raw, err := d.decodeRawList()
 		if err != nil {
 			return nil, err
 		}
-		return &Value{Raw: raw}, nil
+		v := d.newValue()
+		v.Raw = raw
+		return v, nil
 	default:
 		if f.Optional {
 			// deserialize_option: null is None, anything else is parsed as the struct.
@@ -426,14 +462,18 @@ func (d *decoder) decodeField(f Field) (*Value, *Error) {
 				if err := d.parseIdent("ull"); err != nil {
 					return nil, err
 				}
-				return &Value{Null: true}, nil
+				v := d.newValue()
+				v.Null = true
+				return v, nil
 			}
 		}
 		sub, err := d.decodeStruct(f.Sub)
 		if err != nil {
 			return nil, err
 		}
-		return &Value{Sub: sub}, nil
+		v := d.newValue()
+		v.Sub = sub
+		return v, nil
 	}
 }
 
@@ -602,7 +642,7 @@ func (d *decoder) parseStrBytes() ([]byte, *Error) {
 	var sb []byte
 	start := d.pos
 	for {
-		for d.pos < len(d.data) && d.data[d.pos] != '"' && d.data[d.pos] != '\\' && d.data[d.pos] >= 0x20 {
+		for d.pos < len(d.data) && plainStrByte[d.data[d.pos]] {
 			d.pos++
 		}
 		if d.pos == len(d.data) {
@@ -634,6 +674,14 @@ func (d *decoder) parseStrBytes() ([]byte, *Error) {
 		}
 	}
 }
+
+// plainStrByte marks the bytes a string holds as they are: all but '"', '\\' and controls.
+var plainStrByte = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c != '"' && c != '\\' && c >= 0x20
+	}
+	return t
+}()
 
 func (d *decoder) parseEscape(sb []byte) ([]byte, *Error) {
 	c, ok := d.next()
@@ -1071,7 +1119,7 @@ func (d *decoder) ignoreValue() *Error {
 
 func (d *decoder) ignoreStr() *Error {
 	for {
-		for d.pos < len(d.data) && d.data[d.pos] != '"' && d.data[d.pos] != '\\' && d.data[d.pos] >= 0x20 {
+		for d.pos < len(d.data) && plainStrByte[d.data[d.pos]] {
 			d.pos++
 		}
 		if d.pos == len(d.data) {
@@ -1159,9 +1207,22 @@ func hexVal(c byte) (byte, bool) {
 }
 
 // decodeHex decodes like the rust hex crate (FromHex for Vec<u8>) and returns its error
-// text on failure. Positions count bytes; a non-ASCII byte is reported as the Latin-1
-// character with that value, as the crate casts the byte to a char.
-func decodeHex[T string | []byte](s T) ([]byte, string) {
+// text on failure. encoding/hex takes the same digits (either case), so it does the work and
+// decodeHexSlow finds the crate's message when it fails.
+func decodeHex(s []byte) ([]byte, string) {
+	if len(s)%2 != 0 {
+		return nil, "Odd number of digits"
+	}
+	out := make([]byte, len(s)/2)
+	if _, err := hex.Decode(out, s); err != nil {
+		return decodeHexSlow(s)
+	}
+	return out, ""
+}
+
+// decodeHexSlow is decodeHex a digit at a time. Positions count bytes; a non-ASCII byte is
+// reported as the Latin-1 character with that value, as the crate casts the byte to a char.
+func decodeHexSlow(s []byte) ([]byte, string) {
 	if len(s)%2 != 0 {
 		return nil, "Odd number of digits"
 	}

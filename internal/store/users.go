@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/teos-go/teos/pkg/teos"
+	bolt "go.etcd.io/bbolt"
 )
 
 func expiryKey(expiry uint32, id teos.UserID) []byte {
@@ -52,8 +53,14 @@ func (s *Store) User(id teos.UserID) (UserInfo, bool, error) {
 		u  UserInfo
 		ok bool
 	)
-	err := s.view(func(b *buckets) (err error) {
-		u, ok, err = getUser(b, id)
+	// Only the users bucket: every authenticated request reads its user, and opening all the
+	// buckets (view) cost several times the lookup itself.
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		users := tx.Bucket(bktUsers)
+		if users == nil {
+			return fmt.Errorf("%w: %s", ErrUninitialized, bktUsers)
+		}
+		u, ok, err = getUser(&buckets{users: users}, id)
 		return err
 	})
 	if err != nil {

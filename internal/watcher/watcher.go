@@ -241,7 +241,7 @@ func addError(err error) error {
 func (w *Watcher) accepted(rec *store.Appointment, info store.UserInfo, queued bool) *Accepted {
 	if queued {
 		w.log.Info("appointment for a mined dispute queued for hand-over", "locator", rec.Locator, "user_id", rec.UserID)
-	} else {
+	} else if w.log.Enabled(context.Background(), slog.LevelDebug) { // boxing the arguments allocates, on every add
 		w.log.Debug("appointment accepted", "locator", rec.Locator, "user_id", rec.UserID, "start_block", rec.StartBlock)
 	}
 	return &Accepted{

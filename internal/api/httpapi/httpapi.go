@@ -222,6 +222,9 @@ func contentLength(r *http.Request) (uint64, bool) {
 
 // isJSON accepts application/json in any case, with any parameters (e.g. charset).
 func isJSON(contentType string) bool {
+	if strings.EqualFold(contentType, "application/json") { // what clients send; no parsing
+		return true
+	}
 	mediaType, _, err := mime.ParseMediaType(contentType)
 	return err == nil && mediaType == "application/json"
 }
@@ -346,7 +349,7 @@ func (h *handler) writeJSON(w http.ResponseWriter, status int, v any) {
 		w.WriteHeader(http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	_, _ = w.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 }

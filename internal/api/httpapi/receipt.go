@@ -17,10 +17,15 @@ func (h *handler) writeReceipt(w http.ResponseWriter, r *commonv2.AddAppointment
 		h.writeJSON(w, http.StatusOK, newAddAppointmentReply(r))
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)
 }
+
+// jsonContentType is the Content-Type header value of every JSON reply, shared to save an
+// allocation per reply: net/http only reads it, and its length is its capacity, so an append
+// to a reply's value copies it.
+var jsonContentType = []string{"application/json"}
 
 // appendReceipt appends the receipt's JSON to b. ok is false when the signature holds a byte
 // encoding/json would escape (never for a zbase32 signature): the caller then uses writeJSON.
