@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/teos-go/teos/pkg/teos"
+	bolt "go.etcd.io/bbolt"
 )
 
 // BenchmarkAddDurable measures the store's share of a durable add under the add load of
@@ -25,7 +27,20 @@ func BenchmarkAddDurable(b *testing.B) {
 	for _, preload := range []int{0, 200_000} {
 		for _, callers := range []int{1, 64} {
 			b.Run(fmt.Sprintf("preload=%d/callers=%d", preload, callers), func(b *testing.B) {
-				benchAdds(b, preload, callers)
+				benchAdds(b, preload, callers, 1)
+			})
+		}
+	}
+}
+
+// BenchmarkAddBatched is BenchmarkAddDurable with each call storing items appointments
+// (UpsertAppointments with many items, as a coalesced add_appointments does): how the
+// store's cost per add falls as commits grow beyond what 64 single-add callers make.
+func BenchmarkAddBatched(b *testing.B) {
+	for _, preload := range []int{0, 200_000} {
+		for _, c := range []struct{ callers, items int }{{8, 8}, {4, 64}, {1, 4096}} {
+			b.Run(fmt.Sprintf("preload=%d/callers=%d/items=%d", preload, c.callers, c.items), func(b *testing.B) {
+				benchAdds(b, preload, c.callers, c.items)
 			})
 		}
 	}
@@ -48,7 +63,7 @@ func benchAppointment(i int) *Appointment {
 	}
 }
 
-func benchAdds(b *testing.B, preload, callers int) {
+func benchAdds(b *testing.B, preload, callers, items int) {
 	path := filepath.Join(b.TempDir(), "teos.db")
 	if preload > 0 {
 		copyFile(b, addFixture(b, preload), path)
@@ -58,6 +73,7 @@ func benchAdds(b *testing.B, preload, callers int) {
 	if preload == 0 {
 		registerAll(b, s, benchUsers, ^uint32(0), ^uint32(0))
 	}
+	warm(b, s)
 
 	txBefore := commits(b, s)
 	stBefore := s.db.Stats().TxStats
@@ -68,15 +84,20 @@ func benchAdds(b *testing.B, preload, callers int) {
 	b.ResetTimer()
 	for range callers {
 		wg.Go(func() {
+			batch := make([]AppointmentUpsert, 0, items)
 			for {
-				i := int(next.Add(1)) - 1
-				if i >= b.N {
+				first := int(next.Add(int64(items))) - items
+				if first >= b.N {
 					return
 				}
-				a := benchAppointment(preload + i)
-				res, err := s.UpsertAppointments([]AppointmentUpsert{{Appointment: a, Policy: charge(a)}})
-				if err == nil {
-					err = res[0].Err
+				batch = batch[:0]
+				for i := first; i < min(first+items, b.N); i++ {
+					a := benchAppointment(preload + i)
+					batch = append(batch, AppointmentUpsert{Appointment: a, Policy: charge(a)})
+				}
+				res, err := s.UpsertAppointments(batch)
+				for j := 0; err == nil && j < len(res); j++ {
+					err = res[j].Err
 				}
 				if err != nil {
 					b.Error(err)
@@ -148,19 +169,20 @@ func addFixture(b *testing.B, n int) string {
 
 func copyFile(b *testing.B, from, to string) {
 	b.Helper()
-	data, err := os.ReadFile(from)
+	in, err := os.Open(from)
 	if err != nil {
 		b.Fatal(err)
 	}
-	f, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		b.Fatal(err)
 	}
-	_, err = f.Write(data)
+	_, err = io.Copy(out, in) // in the kernel: no 100 MB buffer for the GC to return later
 	if err == nil {
-		err = f.Sync() // else the first commit's fdatasync writes the whole copy back
+		err = out.Sync() // else the first commit's fdatasync writes the whole copy back
 	}
-	if cerr := f.Close(); err == nil {
+	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
@@ -168,83 +190,16 @@ func copyFile(b *testing.B, from, to string) {
 	}
 }
 
-// BenchmarkAddParts attributes an add's commit cost to the buckets it writes: each sub-benchmark
-// runs the add load of BenchmarkAddDurable (64 callers, fsync on) but each call writes only
-// the named part of what upsertAppointment writes (after the same reads).
-func BenchmarkAddParts(b *testing.B) {
-	parts := []struct {
-		name  string
-		write func(bk *buckets, a *Appointment, id teos.UUID, rec []byte) error
-	}{
-		{"none", func(*buckets, *Appointment, teos.UUID, []byte) error { return nil }},
-		{"users", func(bk *buckets, a *Appointment, _ teos.UUID, _ []byte) error {
-			u, _, err := getUser(bk, a.UserID)
-			if err != nil {
-				return err
-			}
-			next := u
-			next.AvailableSlots--
-			return putUser(bk, a.UserID, u, true, next)
-		}},
-		{"appointments", func(bk *buckets, _ *Appointment, id teos.UUID, rec []byte) error {
-			return putAppointmentRecord(bk, id, rec)
-		}},
-		{"locator_idx", func(bk *buckets, a *Appointment, id teos.UUID, _ []byte) error {
-			return bk.locatorIdx.Put(locatorKey(a.Locator, id), []byte{})
-		}},
-		{"user_appts", func(bk *buckets, a *Appointment, id teos.UUID, _ []byte) error {
-			return bk.userAppts.Put(userApptKey(a.UserID, id), []byte{})
-		}},
-	}
-	for _, preload := range []int{0, 200_000} {
-		for _, part := range parts {
-			b.Run(fmt.Sprintf("preload=%d/%s", preload, part.name), func(b *testing.B) {
-				path := filepath.Join(b.TempDir(), "teos.db")
-				if preload > 0 {
-					copyFile(b, addFixture(b, preload), path)
-				}
-				s := mustOpen(b, path, nil)
-				b.Cleanup(func() { _ = s.Close() })
-				if preload == 0 {
-					registerAll(b, s, benchUsers, ^uint32(0), ^uint32(0))
-				}
-				txBefore := commits(b, s)
-				stBefore := s.db.Stats().TxStats
-				var next atomic.Int64
-				var wg sync.WaitGroup
-				b.ResetTimer()
-				for range 64 {
-					wg.Go(func() {
-						for i := int(next.Add(1)) - 1; i < b.N; i = int(next.Add(1)) - 1 {
-							a := benchAppointment(preload + i)
-							id, rec := a.UUID(), encodeAppointment(a)
-							err := s.batch(func(bk *buckets) error {
-								if _, _, err := getUser(bk, a.UserID); err != nil {
-									return err
-								}
-								_ = bk.appointments.Get(id[:])
-								_ = bk.trackers.Get(id[:])
-								// A meta write makes every call a real commit, as an add is.
-								if err := bk.meta.Put([]byte("bench"), []byte{1}); err != nil {
-									return err
-								}
-								return part.write(bk, a, id, rec)
-							})
-							if err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					})
-				}
-				wg.Wait()
-				b.StopTimer()
-				st := s.db.Stats().TxStats
-				txs := float64(commits(b, s) - txBefore)
-				b.ReportMetric(float64(b.N)/txs, "adds/commit")
-				b.ReportMetric(float64(st.GetWrite()-stBefore.GetWrite())/txs, "writes/commit")
-				b.ReportMetric(float64(st.GetNodeCount()-stBefore.GetNodeCount())/txs, "nodes/commit")
-			})
-		}
+// warm reads every page of the file through the store's mmap, so that the timed adds do not
+// pay the page faults of a freshly opened file (a running tower has its hot pages mapped).
+func warm(b *testing.B, s *Store) {
+	b.Helper()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(_ []byte, bkt *bolt.Bucket) error {
+			return bkt.ForEach(func(_, _ []byte) error { return nil })
+		})
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
 }
