@@ -63,7 +63,27 @@ func benchAppointment(i int) *Appointment {
 	}
 }
 
-func benchAdds(b *testing.B, preload, callers, items int) {
+// BenchmarkAddAfterDeletes is BenchmarkAddDurable on the 200,000-appointment file after every
+// fourth of its appointments was deleted (as when users expire or penalties confirm): the
+// freed pages make a long freelist, which bbolt rewrites in full on every commit.
+func BenchmarkAddAfterDeletes(b *testing.B) {
+	const preload = 200_000
+	s := benchStore(b, preload)
+	ids := make([]teos.UUID, 0, 1000)
+	for i := 0; i < preload; i += 4 {
+		ids = append(ids, benchAppointment(i).UUID())
+		if len(ids) == cap(ids) || i+4 >= preload {
+			if err := s.DeleteAppointments(ids, false); err != nil {
+				b.Fatal(err)
+			}
+			ids = ids[:0]
+		}
+	}
+	timeAdds(b, s, preload, 64, 1)
+}
+
+// benchStore opens a store on a copy of the preload fixture (or a new file with the bench users).
+func benchStore(b *testing.B, preload int) *Store {
 	path := filepath.Join(b.TempDir(), "teos.db")
 	if preload > 0 {
 		copyFile(b, addFixture(b, preload), path)
@@ -73,6 +93,16 @@ func benchAdds(b *testing.B, preload, callers, items int) {
 	if preload == 0 {
 		registerAll(b, s, benchUsers, ^uint32(0), ^uint32(0))
 	}
+	return s
+}
+
+func benchAdds(b *testing.B, preload, callers, items int) {
+	timeAdds(b, benchStore(b, preload), preload, callers, items)
+}
+
+// timeAdds times b.N adds of new appointments (from benchAppointment(preload)) by callers
+// concurrent callers storing items appointments per call.
+func timeAdds(b *testing.B, s *Store, preload, callers, items int) {
 	warm(b, s)
 
 	txBefore := commits(b, s)
