@@ -166,7 +166,8 @@ func cpuTime() time.Duration {
 // directory, so that both trees of an A/B run start from the same file.
 func addFixture(b *testing.B, n int) string {
 	b.Helper()
-	path := filepath.Join(os.TempDir(), fmt.Sprintf("teos-storebench-v%d-%d.db", dbVersion, n))
+	// Named by the layout version and by how it is built (bump the r when that changes).
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("teos-storebench-v%d-r1-%d.db", dbVersion, n))
 	if _, err := os.Stat(path); err == nil {
 		return path
 	}
