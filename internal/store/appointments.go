@@ -188,12 +188,12 @@ func upsertAppointment(b *buckets, a *Appointment, record []byte, fn Appointment
 	if !ok {
 		return UserInfo{}, refusal{fmt.Errorf("upsert appointment %s: %w", id, ErrUserNotFound)}
 	}
-	prev, err := getAppointment(b, id)
-	if errors.Is(err, ErrNotFound) {
-		prev, err = nil, nil
-	}
-	if err != nil {
-		return UserInfo{}, fmt.Errorf("upsert appointment: %w", err)
+	// One lookup serves the policy and the record count (putAppointmentRecordKnown).
+	var prev *Appointment
+	if v := b.appointments.Get(id[:]); v != nil {
+		if prev, err = decodeAppointment(v); err != nil {
+			return UserInfo{}, fmt.Errorf("upsert appointment: appointment %s: %w", id, err)
+		}
 	}
 	triggered := b.trackers.Get(id[:]) != nil
 	next, err := fn(user, prev, triggered)
@@ -203,7 +203,7 @@ func upsertAppointment(b *buckets, a *Appointment, record []byte, fn Appointment
 	if err := putUser(b, a.UserID, user, true, next); err != nil {
 		return UserInfo{}, fmt.Errorf("upsert appointment %s: store user: %w", id, err)
 	}
-	if err := putAppointmentRecord(b, id, record); err != nil {
+	if err := putAppointmentRecordKnown(b, id, record, prev == nil); err != nil {
 		return UserInfo{}, fmt.Errorf("upsert appointment %s: %w", id, err)
 	}
 	b.addLocator(a.Locator) // before the put: see locfilter.go

@@ -109,7 +109,12 @@ func storeRecount(tx *bolt.Tx) error {
 
 // putAppointmentRecord stores an appointment record, counting it if the UUID is new.
 func putAppointmentRecord(b *buckets, id teos.UUID, record []byte) error {
-	isNew := b.appointments.Get(id[:]) == nil
+	return putAppointmentRecordKnown(b, id, record, b.appointments.Get(id[:]) == nil)
+}
+
+// putAppointmentRecordKnown is putAppointmentRecord for a caller that has just looked the UUID
+// up in this transaction: isNew must say whether it was absent.
+func putAppointmentRecordKnown(b *buckets, id teos.UUID, record []byte, isNew bool) error {
 	if err := b.appointments.Put(id[:], record); err != nil {
 		return err
 	}
