@@ -279,6 +279,13 @@ func (c *Client) answer(b *batch, set func(i int, w *waiter)) {
 	}
 }
 
+// Queued is how many adds wait for a call slot now.
+func (c *Client) Queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}
+
 // SizeBuckets are the upper bounds of the batch size histogram (Sizes).
 var SizeBuckets = [...]int{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}
 
