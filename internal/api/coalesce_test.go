@@ -406,7 +406,9 @@ func TestCoalescedBitcoindOutageEqualsOneByOne(t *testing.T) {
 			t.Fatal(err)
 		}
 		lateAdd := make(chan reply, 1)
-		go func() { lateAdd <- co.post(t.Context(), "/add_appointment", addBody(appointment(9, []byte("late")), late.signAdd(appointment(9, []byte("late"))))) }()
+		go func() {
+			lateAdd <- co.post(t.Context(), "/add_appointment", addBody(appointment(9, []byte("late")), late.signAdd(appointment(9, []byte("late")))))
+		}()
 		waitFor(t, "the add during the outage held alone", func() bool { return co.held.Gate.Held() >= 1 })
 		co.held.Bitcoind.Up()
 		sameReplies(t, reqs, want, answers())
