@@ -1,9 +1,11 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -93,13 +95,29 @@ func plugAdd() (teos.Appointment, string) {
 
 func newEqTower(t *testing.T, coalesce bool, bound time.Duration) *eqTower {
 	t.Helper()
+	inFlight := 0
+	if coalesce {
+		inFlight = 1
+	}
+	return newEqTowerWith(t, eqConfig{inFlight: inFlight, bound: bound, slots: testSlots, duration: testDuration})
+}
+
+type eqConfig struct {
+	inFlight        int // the coalescer's call slots; 0: no coalescer
+	bound           time.Duration
+	slots, duration uint32
+}
+
+func newEqTowerWith(t testing.TB, cfg eqConfig) *eqTower {
+	t.Helper()
+	coalesce, bound := cfg.inFlight > 0, cfg.bound
 	db, err := store.Open(filepath.Join(t.TempDir(), "teos.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	disk := &faultyStore{Store: db}
 	tw := &eqTower{disk: disk}
-	tw.gk = gatekeeper.New(gatekeeper.Config{Store: disk, SubscriptionSlots: testSlots, SubscriptionDuration: testDuration, ExpiryDelta: 6}, testHeight)
+	tw.gk = gatekeeper.New(gatekeeper.Config{Store: disk, SubscriptionSlots: cfg.slots, SubscriptionDuration: cfg.duration, ExpiryDelta: 6}, testHeight)
 	w := watcher.New(watcher.Config{Store: disk, Gatekeeper: tw.gk, Responder: acceptAll{}, TowerKey: privKey("tower")})
 	tw.held = grpcapi.Hold{Gate: hold.New(hold.Config{Bound: bound}),
 		Bitcoind: hold.NewCondition("bitcoind", 0), Store: hold.NewCondition("store", time.Millisecond)}
@@ -130,7 +148,7 @@ func newEqTower(t *testing.T, coalesce bool, bound time.Duration) *eqTower {
 		// As cmd/teosd's edgeClient, with one call slot so that one plugged add queues the rest.
 		tw.co = addbatch.New(tw.plug, teosv2.NewPublicTowerExtensionsClient(conn), addbatch.Config{
 			MaxItems: grpcapi.MaxBatchItems,
-			InFlight: 1,
+			InFlight: cfg.inFlight,
 			Bypass:   func() bool { return !conds[0].IsUp() || !conds[1].IsUp() },
 		})
 		for _, c := range conds {
@@ -537,5 +555,64 @@ func TestCoalescedClientLeaves(t *testing.T) {
 	<-plug
 	if _, n, _, err := co.disk.Counts(); err != nil || n != 1 {
 		t.Errorf("%d appointments stored (%v), want only the plug's", n, err)
+	}
+}
+
+// BenchmarkAddAppointmentHTTPCoalesced is BenchmarkAddAppointmentHTTP on the public half of
+// teosd as it wires it (with the hold), each add its own internal call ("one-by-one") or
+// coalesced with n calls in flight ("coalesced-n"). One op is one add; it also reports the
+// mean adds per internal call.
+func BenchmarkAddAppointmentHTTPCoalesced(b *testing.B) {
+	for _, inFlight := range []int{0, 1, 2, 3} {
+		name := "one-by-one"
+		if inFlight > 0 {
+			name = fmt.Sprint("coalesced-", inFlight)
+		}
+		b.Run(name, func(b *testing.B) {
+			reqs := presigned(b.N)
+			crypto := cryptoCost(b, reqs)
+			tw := newEqTowerWith(b, eqConfig{inFlight: inFlight, bound: time.Minute, slots: 1 << 30, duration: 1 << 20})
+			registerBenchUsers(b, tw.gk)
+			client := &http.Client{Transport: &http.Transport{
+				MaxIdleConns:        2 * *benchClients,
+				MaxIdleConnsPerHost: 2 * *benchClients,
+				DisableCompression:  true,
+			}}
+			b.Cleanup(client.CloseIdleConnections)
+			url := tw.url + "/add_appointment"
+			var next atomic.Int64
+			b.SetParallelism(parallelism())
+			b.ResetTimer()
+			cpu := startCPU()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					r := reqs[next.Add(1)-1]
+					req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(r.body))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					req.Header.Set("Content-Type", "application/json")
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					body, err := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err != nil || resp.StatusCode != http.StatusOK {
+						b.Errorf("status %d %s %v", resp.StatusCode, body, err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			reportBound(b, crypto, cpu)
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appts/s")
+			if tw.co != nil {
+				s := tw.co.Sizes()
+				b.ReportMetric(float64(s.Adds)/float64(max(s.Calls, 1)), "adds/call")
+			}
+		})
 	}
 }
