@@ -11,6 +11,7 @@
 package addbatch
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"sync"
@@ -239,17 +240,18 @@ func (c *Client) send(b *batch) {
 		c.answer(b, func(_ int, w *waiter) { w.err = status.Error(codes.Internal, msgInternal) })
 	default:
 		results := resp.GetResults()
-		c.answer(b, func(i int, w *waiter) { w.resp, w.err, w.alone = c.result(results[i]) })
+		c.answer(b, func(i int, w *waiter) { w.resp, w.err, w.alone = c.result(w.req, results[i]) })
 	}
 }
 
 // result is one item's answer as add_appointment gives it. An item refused as an internal
 // error was not written, and may have failed for another item (one store transaction), so it
 // is sent again alone to get its own answer (alone).
-func (c *Client) result(r *teosv2.AddAppointmentResult) (resp *commonv2.AddAppointmentResponse, err error, alone bool) {
+func (c *Client) result(req *commonv2.AddAppointmentRequest, r *teosv2.AddAppointmentResult) (resp *commonv2.AddAppointmentResponse, err error, alone bool) {
 	switch x := r.GetResult().(type) {
 	case *teosv2.AddAppointmentResult_Receipt:
-		if x.Receipt != nil {
+		// A receipt must be for this item's locator: never hand a client another's.
+		if x.Receipt != nil && bytes.Equal(x.Receipt.GetLocator(), req.GetAppointment().GetLocator()) {
 			return x.Receipt, nil, false
 		}
 	case *teosv2.AddAppointmentResult_Error:
@@ -261,7 +263,7 @@ func (c *Client) result(r *teosv2.AddAppointmentResult) (resp *commonv2.AddAppoi
 			return nil, status.Error(code, x.Error.GetMessage()), false
 		}
 	}
-	c.log.Error("add_appointments answered an item with neither a receipt nor an error")
+	c.log.Error("add_appointments answered an item with neither its receipt nor an error")
 	return nil, status.Error(codes.Internal, msgInternal), false
 }
 

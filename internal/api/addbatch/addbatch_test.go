@@ -466,3 +466,40 @@ func TestManyCallersBatchUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d adds in %d calls", s.Adds, s.Calls)
 }
+
+// A receipt for another locator than its item's (a server answering out of order) is never
+// handed to the client: it gets add_appointment's internal error.
+func TestReceiptForAnotherLocator(t *testing.T) {
+	f := newFake(true)
+	c := New(f, f, Config{MaxItems: 1000, InFlight: 1})
+	out := make(chan outcome, 4)
+	add(t.Context(), c, "first", out)
+	<-f.calls
+	// Both items carry the same signature but different locators: the fake answers each
+	// with a receipt for its signature, which is the wrong locator for the second.
+	go func() {
+		resp, err := c.AddAppointment(t.Context(), addReq("ok a"))
+		out <- outcome{"ok a", resp, err}
+	}()
+	waitQueued(t, c, 1)
+	go func() {
+		req := addReq("ok a")
+		req.Appointment.Locator = []byte("elsewhere")
+		resp, err := c.AddAppointment(t.Context(), req)
+		out <- outcome{"elsewhere", resp, err}
+	}()
+	waitQueued(t, c, 2)
+	f.gate <- struct{}{}
+	<-out
+	close(f.gate)
+	for range 2 {
+		o := <-out
+		if o.sig == "elsewhere" {
+			if status.Code(o.err) != codes.Internal || o.resp != nil {
+				t.Errorf("receipt for another locator: %v %v, want internal error", o.resp, o.err)
+			}
+			continue
+		}
+		sameAnswer(t, o)
+	}
+}
