@@ -563,7 +563,7 @@ func TestCoalescedClientLeaves(t *testing.T) {
 // coalesced with n calls in flight ("coalesced-n"). One op is one add; it also reports the
 // mean adds per internal call.
 func BenchmarkAddAppointmentHTTPCoalesced(b *testing.B) {
-	for _, inFlight := range []int{0, 1, 2, 3} {
+	for _, inFlight := range []int{0, 1, 2, 3, 4} {
 		name := "one-by-one"
 		if inFlight > 0 {
 			name = fmt.Sprint("coalesced-", inFlight)
@@ -615,4 +615,44 @@ func BenchmarkAddAppointmentHTTPCoalesced(b *testing.B) {
 			}
 		})
 	}
+}
+
+// Each client updates its appointment over and over, one request after the other, while the
+// others do the same: with batches in flight side by side, the store ends with every
+// client's last update (an add is answered only once its batch is committed, so a later
+// update always goes in a later batch).
+func TestCoalescedSequentialUpdatesStayInOrder(t *testing.T) {
+	tw := newEqTowerWith(t, eqConfig{inFlight: 2, bound: time.Minute, slots: 1 << 20, duration: 1 << 10})
+	const clients, updates = 16, 20
+	users := make([]user, clients)
+	for i := range users {
+		users[i] = newUser(fmt.Sprint("updater ", i))
+		if _, err := tw.gk.Register(users[i].id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for i, u := range users {
+		wg.Go(func() {
+			for n := range updates {
+				a := appointment(byte(i), []byte(fmt.Sprintf("update %d", n)))
+				if r := tw.post(t.Context(), "/add_appointment", addBody(a, u.signAdd(a))); r.status != http.StatusOK {
+					t.Errorf("client %d update %d: %+v", i, n, r)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, u := range users {
+		got, err := tw.disk.Appointment(teos.NewUUID(locator(byte(i)), u.id))
+		if err != nil || string(got.EncryptedBlob) != fmt.Sprintf("update %d", updates-1) {
+			t.Errorf("client %d: stored %q (%v), want its last update", i, got.EncryptedBlob, err)
+		}
+	}
+	s := tw.co.Sizes()
+	if s.Adds != clients*updates {
+		t.Errorf("%d adds went through the coalescer, want %d", s.Adds, clients*updates)
+	}
+	t.Logf("%d adds in %d calls", s.Adds, s.Calls)
 }
