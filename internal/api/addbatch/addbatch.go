@@ -8,6 +8,11 @@
 // unary add_appointment; adds arriving while every slot is busy queue and leave together when
 // a slot frees. Batches therefore grow only under load, and a few calls in flight keep the
 // CPUs busy (one batch commits while the next recovers its signatures).
+//
+// An add is answered only once its call has returned (committed), so a client's next request
+// always goes in a later call: batches in flight side by side hold only concurrent requests.
+// A caller that leaves is dropped from the queue; once sent, its add stays in its call, which
+// is cancelled only when every caller in it has left.
 package addbatch
 
 import (
