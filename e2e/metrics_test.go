@@ -79,6 +79,12 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s moved by %v, want %v", series, got, want)
 		}
 	}
+	// Every add that reached the internal API went in a call; sent one after the other, alone.
+	for _, series := range []string{"teos_api_add_batch_size_sum", "teos_api_add_batch_size_count"} {
+		if got := after.value(t, series) - before.lookup(series); got != appointments+1 {
+			t.Errorf("%s moved by %v, want %d", series, got, appointments+1)
+		}
+	}
 	// Nothing else reached the API: the per-series deltas above add up to every request.
 	if got := after.sum("teos_http_requests_total") - before.sum("teos_http_requests_total"); got != users+appointments+2 {
 		t.Errorf("teos_http_requests_total moved by %v in all, want %d", got, users+appointments+2)

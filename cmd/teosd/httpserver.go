@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/teos-go/teos/internal/api/clientaddr"
+	"github.com/teos-go/teos/internal/api/grpcapi"
 	"github.com/teos-go/teos/internal/api/httpapi"
 	"github.com/teos-go/teos/internal/api/limits"
 	"github.com/teos-go/teos/internal/blockfirst"
@@ -99,14 +100,14 @@ const (
 
 // publicEdge builds the public API's handler (routes, trusted proxies, rate limit,
 // metrics) and wraps its listener with the connection caps.
-func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterface, met *metrics.Metrics,
+func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterface, held grpcapi.Hold, met *metrics.Metrics,
 	lis net.Listener) (http.Handler, net.Listener, error) {
 	proxies, err := clientaddr.ParseProxies(cfg.APITrustedProxies.List())
 	if err != nil {
 		return nil, nil, err
 	}
 	hcfg := httpapi.Config{
-		Client:  teosv2.NewPublicTowerServicesClient(conn),
+		Client:  edgeClient(conn, held, met, log), // addbatch.go
 		Ext:     teosv2.NewPublicTowerExtensionsClient(conn),
 		Logger:  log,
 		Proxies: proxies,

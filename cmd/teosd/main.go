@@ -302,7 +302,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		return fmt.Errorf("dial internal API: %w", err)
 	}
 	defer conn.Close()
-	api, apiLis, err := publicEdge(cfg, log, conn, met, httpLis)
+	api, apiLis, err := publicEdge(cfg, log, conn, held, met, httpLis)
 	if err != nil {
 		return err
 	}

@@ -85,12 +85,16 @@ type Condition struct {
 	up        chan struct{} // closed while up; a fresh one while down
 	trialing  bool          // a held request is retrying (retry > 0)
 	nextTrial time.Time
-	onChange  func(up bool, cause error)
+	onChange  []func(up bool, cause error)
 }
 
-// OnChange sets a function called on every change of the condition, e.g. to log it once.
-// It runs under the condition's lock: it must not call the condition. Set it before use.
-func (c *Condition) OnChange(fn func(up bool, cause error)) { c.onChange = fn }
+// OnChange adds a function called on every change of the condition, e.g. to log it once.
+// It runs under the condition's lock: it must not call the condition.
+func (c *Condition) OnChange(fn func(up bool, cause error)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.onChange = append(c.onChange, fn)
+}
 
 // NewCondition returns a condition named name (used in metrics). With retry > 0, while it is
 // down one held request at a time retries, every retry at most, and its success clears the
@@ -117,8 +121,8 @@ func (c *Condition) Down(cause error) bool {
 	}
 	c.down = true
 	c.up = make(chan struct{})
-	if c.onChange != nil {
-		c.onChange(false, cause)
+	for _, fn := range c.onChange {
+		fn(false, cause)
 	}
 	return true
 }
@@ -134,8 +138,8 @@ func (c *Condition) Up() bool {
 	}
 	c.down, c.cause = false, nil
 	close(c.up)
-	if c.onChange != nil {
-		c.onChange(true, nil)
+	for _, fn := range c.onChange {
+		fn(true, nil)
 	}
 	return true
 }

@@ -251,3 +251,17 @@ func TestTrialsGoOnWhenTheTrialLeaves(t *testing.T) {
 		t.Fatalf("second: %v", err)
 	}
 }
+
+// Every function added with OnChange sees every change, once.
+func TestOnChangeEveryObserver(t *testing.T) {
+	c := NewCondition("store", 0)
+	var a, b []bool
+	c.OnChange(func(up bool, _ error) { a = append(a, up) })
+	c.OnChange(func(up bool, _ error) { b = append(b, up) })
+	c.Down(errDisk)
+	c.Down(errDisk) // no change
+	c.Up()
+	if len(a) != 2 || a[0] || !a[1] || len(b) != 2 || b[0] || !b[1] {
+		t.Errorf("observers saw %v and %v, want [false true] each", a, b)
+	}
+}
