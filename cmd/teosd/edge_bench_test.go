@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/teos-go/teos/internal/api/grpcapi"
 	"github.com/teos-go/teos/internal/blockfirst"
 	"github.com/teos-go/teos/internal/config"
 	teosv2 "github.com/teos-go/teos/proto/teos/v2"
@@ -29,6 +31,7 @@ func BenchmarkPublicEdgeAdd(b *testing.B) {
 	}
 	srv := grpc.NewServer()
 	teosv2.RegisterPublicTowerServicesServer(srv, echoTower{})
+	teosv2.RegisterPublicTowerExtensionsServer(srv, echoBatchTower{}) // the edge coalesces concurrent adds
 	go func() { _ = srv.Serve(tcp) }()
 	defer srv.Stop()
 	conn, err := grpc.NewClient(tcp.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -44,7 +47,7 @@ func BenchmarkPublicEdgeAdd(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	api, apiLis, err := publicEdge(&cfg, log, conn, nil, httpLis)
+	api, apiLis, err := publicEdge(&cfg, log, conn, grpcapi.Hold{}, nil, httpLis)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -98,4 +101,18 @@ func gcCPU() float64 {
 	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
 	metrics.Read(s)
 	return s[0].Value.Float64()
+}
+
+// echoBatchTower answers add_appointments item by item as echoTower answers add_appointment.
+type echoBatchTower struct {
+	teosv2.UnimplementedPublicTowerExtensionsServer
+}
+
+func (echoBatchTower) AddAppointments(ctx context.Context, req *teosv2.AddAppointmentsRequest) (*teosv2.AddAppointmentsResponse, error) {
+	resp := &teosv2.AddAppointmentsResponse{}
+	for _, r := range req.GetAppointments() {
+		receipt, _ := echoTower{}.AddAppointment(ctx, r)
+		resp.Results = append(resp.Results, &teosv2.AddAppointmentResult{Result: &teosv2.AddAppointmentResult_Receipt{Receipt: receipt}})
+	}
+	return resp, nil
 }
