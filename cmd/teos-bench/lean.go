@@ -79,11 +79,12 @@ func (l *leanConn) roundTrip(ctx context.Context, ep string, body []byte) (int, 
 		}
 		l.conn, l.br, l.bw = c, bufio.NewReaderSize(c, 4096), bufio.NewWriterSize(c, 4096)
 	}
-	if err := l.conn.SetDeadline(time.Now().Add(l.timeout)); err != nil {
+	conn := l.conn // the AfterFunc may run after close cleared l.conn
+	if err := conn.SetDeadline(time.Now().Add(l.timeout)); err != nil {
 		return 0, nil, err
 	}
 	// The deadline moved to the past wakes a read or write blocked when ctx ends.
-	stop := context.AfterFunc(ctx, func() { _ = l.conn.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
 	w := l.bw

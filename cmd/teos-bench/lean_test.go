@@ -127,3 +127,26 @@ func TestLeanConnRefusesHTTPS(t *testing.T) {
 		t.Error("-http curl was accepted")
 	}
 }
+
+// A context ending while, or after, a request runs stops it with an error and never touches
+// a connection the client already dropped.
+func TestLeanConnContextEnds(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+	}))
+	defer srv.Close()
+	defer close(release)
+	lc, err := newLeanConn(srv.URL, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		o := lc.post(ctx, "x", []byte("slow"))
+		if o.err == nil {
+			t.Fatalf("a request cut off by its context got %d %q", o.status, o.body)
+		}
+		cancel()
+	}
+}
