@@ -3,6 +3,7 @@ package main
 import (
 	"log/slog"
 	"os"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -15,7 +16,8 @@ import (
 )
 
 // coalesceEnv, set to "off", makes the HTTP edge send each add_appointment as its own internal
-// call, as before internal/api/addbatch. It is a measurement switch, not a setting.
+// call, as before internal/api/addbatch; set to a number, it is how many add calls may be in
+// flight at once (addbatch.DefaultInFlight otherwise). It is a measurement switch, not a setting.
 const coalesceEnv = "TEOSD_ADD_COALESCE"
 
 // edgeClient is the HTTP edge's client of the internal API: concurrent add_appointment
@@ -25,9 +27,11 @@ const coalesceEnv = "TEOSD_ADD_COALESCE"
 // condition goes down, rather than waiting behind calls that may be held.
 func edgeClient(conn grpc.ClientConnInterface, held grpcapi.Hold, met *metrics.Metrics, log *slog.Logger) teosv2.PublicTowerServicesClient {
 	public := teosv2.NewPublicTowerServicesClient(conn)
-	if os.Getenv(coalesceEnv) == "off" {
+	env := os.Getenv(coalesceEnv)
+	if env == "off" {
 		return public
 	}
+	inFlight, _ := strconv.Atoi(env) // anything else: the default
 	var conds []*hold.Condition
 	for _, c := range []*hold.Condition{held.Bitcoind, held.Store} {
 		if c != nil {
@@ -36,6 +40,7 @@ func edgeClient(conn grpc.ClientConnInterface, held grpcapi.Hold, met *metrics.M
 	}
 	c := addbatch.New(public, teosv2.NewPublicTowerExtensionsClient(conn), addbatch.Config{
 		MaxItems: grpcapi.MaxBatchItems,
+		InFlight: inFlight,
 		Bypass: func() bool {
 			for _, c := range conds {
 				if !c.IsUp() {
