@@ -238,41 +238,7 @@ func BenchmarkAddAppointmentHTTP(b *testing.B) {
 	crypto := cryptoCost(b, reqs)
 	s := newStackWith(b, stackConfig{slots: 1 << 30, duration: 1 << 20, height: testHeight})
 	registerBenchUsers(b, s.gk)
-	client := &http.Client{Transport: &http.Transport{
-		MaxIdleConns:        2 * *benchClients,
-		MaxIdleConnsPerHost: 2 * *benchClients, // the default (2) would reconnect all the time
-		DisableCompression:  true,
-	}}
-	b.Cleanup(client.CloseIdleConnections)
-	url := s.url + "/add_appointment"
-
-	var next atomic.Int64
-	b.SetParallelism(parallelism())
-	b.ResetTimer()
-	cpu := startCPU()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			r := reqs[next.Add(1)-1]
-			req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(r.body))
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := client.Do(req)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			body, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err != nil || resp.StatusCode != http.StatusOK {
-				b.Errorf("status %d %s %v", resp.StatusCode, body, err)
-				return
-			}
-		}
-	})
-	b.StopTimer()
+	cpu := postAdds(b, s.url+"/add_appointment", reqs)
 	reportBound(b, crypto, cpu)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appts/s")
 }
@@ -341,4 +307,43 @@ func BenchmarkAddAppointmentsHTTPBatch(b *testing.B) {
 	b.StopTimer()
 	reportBound(b, crypto, cpu)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appts/s")
+}
+
+// postAdds posts reqs to url from parallelism() goroutines over keep-alive connections, each
+// expecting 200, with the timer running, and returns the CPU meter started with the load.
+func postAdds(b *testing.B, url string, reqs []signedAdd) cpuMeter {
+	client := &http.Client{Transport: &http.Transport{
+		MaxIdleConns:        2 * *benchClients,
+		MaxIdleConnsPerHost: 2 * *benchClients, // the default (2) would reconnect all the time
+		DisableCompression:  true,
+	}}
+	b.Cleanup(client.CloseIdleConnections)
+	var next atomic.Int64
+	b.SetParallelism(parallelism())
+	b.ResetTimer()
+	cpu := startCPU()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			r := reqs[next.Add(1)-1]
+			req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(r.body))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK {
+				b.Errorf("status %d %s %v", resp.StatusCode, body, err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	return cpu
 }

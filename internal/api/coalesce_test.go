@@ -1,11 +1,9 @@
 package api_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -573,40 +571,7 @@ func BenchmarkAddAppointmentHTTPCoalesced(b *testing.B) {
 			crypto := cryptoCost(b, reqs)
 			tw := newEqTowerWith(b, eqConfig{inFlight: inFlight, bound: time.Minute, slots: 1 << 30, duration: 1 << 20})
 			registerBenchUsers(b, tw.gk)
-			client := &http.Client{Transport: &http.Transport{
-				MaxIdleConns:        2 * *benchClients,
-				MaxIdleConnsPerHost: 2 * *benchClients,
-				DisableCompression:  true,
-			}}
-			b.Cleanup(client.CloseIdleConnections)
-			url := tw.url + "/add_appointment"
-			var next atomic.Int64
-			b.SetParallelism(parallelism())
-			b.ResetTimer()
-			cpu := startCPU()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					r := reqs[next.Add(1)-1]
-					req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(r.body))
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					req.Header.Set("Content-Type", "application/json")
-					resp, err := client.Do(req)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					body, err := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if err != nil || resp.StatusCode != http.StatusOK {
-						b.Errorf("status %d %s %v", resp.StatusCode, body, err)
-						return
-					}
-				}
-			})
-			b.StopTimer()
+			cpu := postAdds(b, tw.url+"/add_appointment", reqs)
 			reportBound(b, crypto, cpu)
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appts/s")
 			if tw.co != nil {
