@@ -222,11 +222,32 @@ func contentLength(r *http.Request) (uint64, bool) {
 
 // isJSON accepts application/json in any case, with any parameters (e.g. charset).
 func isJSON(contentType string) bool {
-	if strings.EqualFold(contentType, "application/json") { // what clients send; no parsing
+	if asciiEqualFold(contentType, "application/json") { // what clients send; no parsing
 		return true
 	}
 	mediaType, _, err := mime.ParseMediaType(contentType)
 	return err == nil && mediaType == "application/json"
+}
+
+// asciiEqualFold is strings.EqualFold for ASCII only: EqualFold also folds U+017F (ſ) to 's'
+// and U+212A (Kelvin) to 'k', which mime.ParseMediaType refuses as non-token bytes.
+func asciiEqualFold(s, t string) bool {
+	if len(s) != len(t) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		a, b := s[i], t[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
 }
 
 func (h *handler) register(w http.ResponseWriter, r *http.Request, body []byte) {
