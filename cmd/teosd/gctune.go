@@ -5,7 +5,9 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -63,14 +65,63 @@ func applyGC(p gcPlan) {
 	}
 }
 
-// availableMemory is the cgroup (v2) memory limit if there is one, else the machine's RAM; 0
-// when neither can be read (not Linux).
+// availableMemory is the memory limit of teosd's cgroup (v2, or v1's memory controller) if
+// there is one, else the machine's RAM; 0 when neither can be read (not Linux).
 func availableMemory() uint64 {
 	ram := memTotal("/proc/meminfo")
-	if lim := cgroupLimit("/sys/fs/cgroup/memory.max"); lim > 0 && (ram == 0 || lim < ram) {
+	if lim := cgroupMemoryLimit("/proc/self/cgroup", "/sys/fs/cgroup"); lim > 0 && (ram == 0 || lim < ram) {
 		return lim
 	}
 	return ram
+}
+
+// cgroupMemoryLimit is the tightest memory limit on the cgroup that the file procCgroup
+// (/proc/self/cgroup) names and on its ancestors, read under the hierarchy mounted at root: a
+// systemd unit's MemoryMax= sits on /sys/fs/cgroup/system.slice/<unit>/memory.max, not on the
+// mount's root, and cgroup v1 (still the default of some container hosts) keeps it in
+// memory/<path>/memory.limit_in_bytes. Directories that are not there are skipped, so a
+// container that sees its own cgroup at the mount's root (a cgroup namespace, or v1's bind
+// mount) finds its limit there. 0 when there is none.
+func cgroupMemoryLimit(procCgroup, root string) uint64 {
+	b, err := os.ReadFile(procCgroup)
+	if err != nil {
+		return 0
+	}
+	var best uint64
+	take := func(n uint64) {
+		if n > 0 && (best == 0 || n < best) {
+			best = n
+		}
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		switch {
+		case parts[0] == "0" && parts[1] == "": // v2
+			take(cgroupWalk(root, parts[2], "memory.max"))
+		case slices.Contains(strings.Split(parts[1], ","), "memory"): // v1
+			take(cgroupWalk(filepath.Join(root, "memory"), parts[2], "memory.limit_in_bytes"))
+		}
+	}
+	return best
+}
+
+// cgroupWalk reads file in the cgroup dir rel under mount and in each of its ancestors up to
+// the mount, and returns the smallest limit found (0: none).
+func cgroupWalk(mount, rel, file string) uint64 {
+	var best uint64
+	dir := filepath.Join(mount, filepath.Clean("/"+rel))
+	for {
+		if n := cgroupLimit(filepath.Join(dir, file)); n > 0 && (best == 0 || n < best) {
+			best = n
+		}
+		if dir == mount || len(dir) < len(mount) {
+			return best
+		}
+		dir = filepath.Dir(dir)
+	}
 }
 
 // cgroupLimit reads a cgroup v2 memory.max file: a byte count, or "max" (none: 0).
