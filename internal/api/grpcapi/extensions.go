@@ -68,7 +68,15 @@ func (e *Extensions) addAppointments(req *teosv2.AddAppointmentsRequest) (*teosv
 		items = append(items, watcher.Item{Appointment: a, Signature: r.GetSignature()})
 		index = append(index, i)
 	}
-	for j, r := range p.watcher.AddAppointments(items) {
+	var fault func(error) bool
+	if p.hold.Gate != nil {
+		fault = storeFault // held and run again: nothing of the batch may be written first
+	}
+	res, err := p.watcher.AddAppointmentsUnless(items, fault)
+	if err != nil {
+		return nil, err
+	}
+	for j, r := range res {
 		if p.hold.Gate != nil && storeFault(r.Err) {
 			return nil, r.Err
 		}
