@@ -71,3 +71,41 @@ func TestReviewTransientAuthFaultInBatch(t *testing.T) {
 	readFaults.Delete(co.disk)
 	sameReplies(t, reqs, want, answers())
 }
+
+// REVIEW: an add_appointments call that writes nothing (every item refused before the store:
+// a bad signature) "succeeds" for the hold, and hold.Do then marks the store condition up
+// while the disk is still full: every held write is released to fail again, the coalescer
+// stops bypassing, and the log says the store accepts writes again. One by one, a refused
+// add ends its trial without a verdict. Anyone can send such a batch to /add_appointments.
+func TestReviewRefusedBatchDoesNotClearStoreFault(t *testing.T) {
+	alice, stranger := newUser("alice"), newUser("stranger") // stranger never registers
+	tw := newEqTowerWith(t, eqConfig{bound: time.Hour, slots: testSlots, duration: testDuration})
+	if _, err := tw.gk.Register(alice.id); err != nil {
+		t.Fatal(err)
+	}
+	var ups sync.Map
+	tw.held.Store.OnChange(func(up bool, _ error) {
+		if up && tw.disk.full.Load() {
+			ups.Store("up", true)
+		}
+	})
+	tw.disk.full.Store(true)
+	held := make(chan reply, 1)
+	go func() {
+		a := appointment(1, []byte("alice"))
+		held <- tw.post(t.Context(), "/add_appointment", addBody(a, alice.signAdd(a)))
+	}()
+	waitFor(t, "alice held", func() bool { return tw.held.Gate.Held() == 1 && !tw.held.Store.IsUp() })
+	a := appointment(2, []byte("stranger"))
+	r := tw.post(t.Context(), "/add_appointments", `{"appointments":[`+addBody(a, stranger.signAdd(a))+`]}`)
+	if r.status != http.StatusOK {
+		t.Fatalf("batch: %+v", r)
+	}
+	if _, ok := ups.Load("up"); ok {
+		t.Errorf("the store condition went up while the disk was full (a batch that wrote nothing)")
+	}
+	tw.disk.full.Store(false)
+	if r := <-held; r.status != http.StatusOK {
+		t.Errorf("alice: %+v", r)
+	}
+}
