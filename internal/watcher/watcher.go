@@ -270,9 +270,25 @@ type Result struct {
 // so item k sees the slots the items before it left, and a later item with the same locator
 // and user updates an earlier one. A store failure fails every item that got that far.
 func (w *Watcher) AddAppointments(items []Item) []Result {
+	results, _ := w.AddAppointmentsUnless(items, nil)
+	return results
+}
+
+// AddAppointmentsUnless is AddAppointments, except that if authenticating an item fails with
+// an error fault reports (a store fault, not an answer), nothing is written and that error is
+// returned: the caller can wait the fault out and run the whole batch again, which it could
+// not do once the other items were committed.
+func (w *Watcher) AddAppointmentsUnless(items []Item, fault func(error) bool) ([]Result, error) {
 	results := make([]Result, len(items))
 	w.blocks.Wait()
 	users := w.authenticateAll(items, results)
+	if fault != nil {
+		for _, r := range results {
+			if r.Err != nil && fault(r.Err) {
+				return nil, r.Err
+			}
+		}
+	}
 	start := w.gk.Height()
 	var (
 		upserts []store.AppointmentUpsert
@@ -293,7 +309,7 @@ func (w *Watcher) AddAppointments(items []Item) []Result {
 		upserts = append(upserts, w.upsert(rec, &queued[j], &marked[j]))
 	}
 	if len(upserts) == 0 {
-		return results
+		return results, nil
 	}
 	stored, err := w.store.UpsertAppointments(upserts)
 	for j := range upserts {
@@ -303,7 +319,7 @@ func (w *Watcher) AddAppointments(items []Item) []Result {
 		for _, i := range index {
 			results[i].Err = err
 		}
-		return results
+		return results, nil
 	}
 	// Receipts are signed in parallel too.
 	w.blocks.Wait()
@@ -321,7 +337,7 @@ func (w *Watcher) AddAppointments(items []Item) []Result {
 			break
 		}
 	}
-	return results
+	return results, nil
 }
 
 // authenticateAll recovers every item's signer, spread over the CPUs since recovery is the

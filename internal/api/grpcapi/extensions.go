@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"context"
+	"errors"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -39,11 +40,23 @@ func (e *Extensions) AddAppointments(ctx context.Context, req *teosv2.AddAppoint
 		resp, err = e.addAppointments(req)
 		return err
 	})
+	if nw, ok := errors.AsType[*nothingWritten](err); ok {
+		return nw.resp, nil
+	}
 	if err != nil {
 		return nil, err
 	}
 	return resp, nil
 }
+
+// nothingWritten carries the answer of a batch none of whose items was written (all refused):
+// as one by one, where a refused add is an error, the hold must not take it for a write the
+// store accepted and clear its store condition.
+type nothingWritten struct {
+	resp *teosv2.AddAppointmentsResponse
+}
+
+func (*nothingWritten) Error() string { return "no appointment of the batch was written" }
 
 // addAppointments is one try of AddAppointments. A store fault fails the whole batch (one
 // transaction, nothing written) and is returned as the error, so the batch can be held and
@@ -68,7 +81,16 @@ func (e *Extensions) addAppointments(req *teosv2.AddAppointmentsRequest) (*teosv
 		items = append(items, watcher.Item{Appointment: a, Signature: r.GetSignature()})
 		index = append(index, i)
 	}
-	for j, r := range p.watcher.AddAppointments(items) {
+	var fault func(error) bool
+	if p.hold.Gate != nil {
+		fault = storeFault // held and run again: nothing of the batch may be written first
+	}
+	res, err := p.watcher.AddAppointmentsUnless(items, fault)
+	if err != nil {
+		return nil, err
+	}
+	written := false
+	for j, r := range res {
 		if p.hold.Gate != nil && storeFault(r.Err) {
 			return nil, r.Err
 		}
@@ -79,6 +101,10 @@ func (e *Extensions) addAppointments(req *teosv2.AddAppointmentsRequest) (*teosv
 		results[index[j]] = &teosv2.AddAppointmentResult{
 			Result: &teosv2.AddAppointmentResult_Receipt{Receipt: addAppointmentResponse(r.Accepted)},
 		}
+		written = true
+	}
+	if !written {
+		return nil, &nothingWritten{&teosv2.AddAppointmentsResponse{Results: results}}
 	}
 	return &teosv2.AddAppointmentsResponse{Results: results}, nil
 }

@@ -75,6 +75,9 @@ func storeFault(err error) bool {
 	if _, ok := status.FromError(err); ok {
 		return false // already an answer
 	}
+	if _, ok := errors.AsType[*nothingWritten](err); ok {
+		return false // a batch's answers
+	}
 	var expired *gatekeeper.SubscriptionExpiredError
 	var refused *gatekeeper.RegistrationRefusedError
 	switch {
