@@ -118,9 +118,8 @@ func (c *Client) AddAppointment(ctx context.Context, req *commonv2.AddAppointmen
 		c.inflight++
 		c.mu.Unlock()
 		c.sizes.observe(1)
-		resp, err := c.PublicTowerServicesClient.AddAppointment(ctx, req)
-		c.release()
-		return resp, err
+		defer c.release() // also if the call panics: a lost slot would queue every later add
+		return c.PublicTowerServicesClient.AddAppointment(ctx, req)
 	}
 	w := &waiter{req: req, done: make(chan struct{})}
 	c.queue = append(c.queue, w)
