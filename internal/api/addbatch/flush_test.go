@@ -11,7 +11,7 @@ import (
 // which the tower now holds up to its bound, and nothing flushes it again (the condition is
 // already down; every later add bypasses). It waits there outside the hold (no bound of its
 // own, not counted in Held / MaxHeld), then is sent and may be held a second full bound.
-func TestReviewAddQueuedAcrossTheDownIsFlushed(t *testing.T) {
+func TestAddQueuedAcrossTheDownIsFlushed(t *testing.T) {
 	f := newFake(true) // every call waits on the gate: the call in flight is "held"
 	var (
 		mu    sync.Mutex

@@ -29,7 +29,7 @@ func (d *faultyStore) User(id teos.UserID) (store.UserInfo, bool, error) {
 // although their appointments were stored. Fixed: the batch stops before writing anything.
 // (Past the bound the batch's other clients still get 503 where one by one they get receipts:
 // one call, one hold.)
-func TestReviewAuthFaultInBatchWritesNothing(t *testing.T) {
+func TestAuthFaultInBatchWritesNothing(t *testing.T) {
 	alice, bob, mallory := newUser("alice"), newUser("bob"), newUser("mallory")
 	_, co := both(t, 200*time.Millisecond, func(tw *eqTower) { readFaults.Store(tw.disk, mallory.id) })
 	reqs := []eqReq{
@@ -54,7 +54,7 @@ func TestReviewAuthFaultInBatchWritesNothing(t *testing.T) {
 }
 
 // The fault clears while the batch is held: every add gets its receipt, as one by one.
-func TestReviewTransientAuthFaultInBatch(t *testing.T) {
+func TestTransientAuthFaultInBatch(t *testing.T) {
 	alice, bob, mallory := newUser("alice"), newUser("bob"), newUser("mallory")
 	plain, co := both(t, time.Hour, nil)
 	reqs := []eqReq{
@@ -77,7 +77,7 @@ func TestReviewTransientAuthFaultInBatch(t *testing.T) {
 // while the disk is still full: every held write is released to fail again, the coalescer
 // stops bypassing, and the log says the store accepts writes again. One by one, a refused
 // add ends its trial without a verdict. Anyone can send such a batch to /add_appointments.
-func TestReviewRefusedBatchDoesNotClearStoreFault(t *testing.T) {
+func TestRefusedBatchDoesNotClearStoreFault(t *testing.T) {
 	alice, stranger := newUser("alice"), newUser("stranger") // stranger never registers
 	tw := newEqTowerWith(t, eqConfig{bound: time.Hour, slots: testSlots, duration: testDuration})
 	if _, err := tw.gk.Register(alice.id); err != nil {
