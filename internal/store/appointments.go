@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/teos-go/teos/pkg/teos"
+	bolt "go.etcd.io/bbolt"
 )
 
 func locatorKey(loc teos.Locator, id teos.UUID) []byte {
@@ -424,27 +425,42 @@ func (s *Store) TrackersChecked() ([]*Tracker, []UnreadableTracker, error) {
 		bad []UnreadableTracker
 	)
 	err := s.view(func(b *buckets) error {
-		out, bad = nil, nil
-		return b.trackers.ForEach(func(k, v []byte) error {
-			var id teos.UUID
-			copy(id[:], k)
-			if len(k) != teos.UUIDLen {
-				bad = append(bad, UnreadableTracker{id, fmt.Errorf("%w: tracker key is %d bytes", ErrCorrupt, len(k))})
-				return nil
-			}
-			t, err := decodeTracker(id, v)
-			if err != nil {
-				bad = append(bad, UnreadableTracker{id, fmt.Errorf("tracker %s: %w", id, err)})
-				return nil
-			}
-			out = append(out, t)
-			return nil
-		})
+		var err error
+		out, bad, err = readTrackers(b.trackers, decodeTracker)
+		return err
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("list trackers: %w", err)
 	}
 	return out, bad, nil
+}
+
+// readTrackers decodes every record of bkt (nil: none) with decode, in key order, setting
+// apart the records it cannot read.
+func readTrackers(bkt *bolt.Bucket, decode func(teos.UUID, []byte) (*Tracker, error)) ([]*Tracker, []UnreadableTracker, error) {
+	var (
+		out []*Tracker
+		bad []UnreadableTracker
+	)
+	if bkt == nil {
+		return nil, nil, nil
+	}
+	err := bkt.ForEach(func(k, v []byte) error {
+		var id teos.UUID
+		copy(id[:], k)
+		if len(k) != teos.UUIDLen {
+			bad = append(bad, UnreadableTracker{id, fmt.Errorf("%w: tracker key is %d bytes", ErrCorrupt, len(k))})
+			return nil
+		}
+		t, err := decode(id, v)
+		if err != nil {
+			bad = append(bad, UnreadableTracker{id, fmt.Errorf("tracker %s: %w", id, err)})
+			return nil
+		}
+		out = append(out, t)
+		return nil
+	})
+	return out, bad, err
 }
 
 // Counts returns the number of users, of appointments without a tracker and of trackers. It

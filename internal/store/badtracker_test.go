@@ -51,3 +51,31 @@ func TestTrackersSkipUnreadableRecord(t *testing.T) {
 		t.Fatalf("Tracker(damaged) = %v, want a decode error", err)
 	}
 }
+
+// The lnd front end's trackers too: one damaged record is skipped and reported.
+func TestLndTrackersSkipUnreadableRecord(t *testing.T) {
+	s := mustOpen(t, filepath.Join(t.TempDir(), "teos.db"), nil)
+	defer s.Close()
+	var ids []teos.UUID
+	for i := range 2 {
+		tr := sampleTracker()
+		tr.UUID = teos.UUID{byte(i + 1)}
+		if err := s.LndPutTracker(tr); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, tr.UUID)
+	}
+	if err := s.ExtUpdate(lndExtName, func(root *bolt.Bucket) error {
+		return root.Bucket(bktLndTrackers).Put(ids[0][:], []byte{0xff, 1, 2})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	trs, err := s.LndTrackers()
+	if err != nil || len(trs) != 1 || trs[0].UUID != ids[1] {
+		t.Fatalf("LndTrackers = %v, %v; want only the readable one", trs, err)
+	}
+	trs, bad, err := s.LndTrackersChecked()
+	if err != nil || len(trs) != 1 || len(bad) != 1 || bad[0].UUID != ids[0] || bad[0].Err == nil {
+		t.Fatalf("LndTrackersChecked = %v, %v, %v", trs, bad, err)
+	}
+}

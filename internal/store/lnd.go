@@ -63,8 +63,11 @@ type LndRecords interface {
 	LndPutTracker(t *Tracker) error
 	// LndTracker returns the tracker, or ErrNotFound.
 	LndTracker(id teos.UUID) (*Tracker, error)
-	// LndTrackers returns every tracker, ordered by UUID.
+	// LndTrackers returns every readable tracker, ordered by UUID; unreadable records are
+	// skipped, so one damaged record does not stop every block (LndTrackersChecked lists them).
 	LndTrackers() ([]*Tracker, error)
+	// LndTrackersChecked is LndTrackers plus the records it skipped.
+	LndTrackersChecked() ([]*Tracker, []UnreadableTracker, error)
 	// LndApplyChanges stores c.Trackers and deletes c.TrackersGone(), in one
 	// transaction; hand-overs are not the front end's and are ignored.
 	LndApplyChanges(c *Changes) error
@@ -373,28 +376,24 @@ func (s *Store) LndTracker(id teos.UUID) (*Tracker, error) {
 }
 
 func (s *Store) LndTrackers() ([]*Tracker, error) {
-	var out []*Tracker
+	out, _, err := s.LndTrackersChecked()
+	return out, err
+}
+
+func (s *Store) LndTrackersChecked() ([]*Tracker, []UnreadableTracker, error) {
+	var (
+		out []*Tracker
+		bad []UnreadableTracker
+	)
 	err := s.lndView(func(b lndBuckets) error {
-		out = nil
-		if b.trackers == nil {
-			return nil
-		}
-		return b.trackers.ForEach(func(k, v []byte) error {
-			if len(k) != teos.UUIDLen {
-				return fmt.Errorf("%w: lnd tracker key is %d bytes", ErrCorrupt, len(k))
-			}
-			t, err := decodeLndTracker(teos.UUID(k), v)
-			if err != nil {
-				return err
-			}
-			out = append(out, t)
-			return nil
-		})
+		var err error
+		out, bad, err = readTrackers(b.trackers, decodeLndTracker)
+		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list lnd trackers: %w", err)
+		return nil, nil, fmt.Errorf("list lnd trackers: %w", err)
 	}
-	return out, nil
+	return out, bad, nil
 }
 
 func (s *Store) LndApplyChanges(c *Changes) error {

@@ -199,8 +199,18 @@ func (d *DB) PutTracker(t *store.Tracker) error { return d.s.LndPutTracker(t) }
 // Tracker returns the tracker id, or store.ErrNotFound.
 func (d *DB) Tracker(id teos.UUID) (*store.Tracker, error) { return d.s.LndTracker(id) }
 
-// Trackers returns every tracker, ordered by UUID.
+// Trackers returns every readable tracker, ordered by UUID.
 func (d *DB) Trackers() ([]*store.Tracker, error) { return d.s.LndTrackers() }
+
+// The responder lists trackers through TrackersChecked when the store has it, to log damaged ones.
+var _ interface {
+	TrackersChecked() ([]*store.Tracker, []store.UnreadableTracker, error)
+} = (*DB)(nil)
+
+// TrackersChecked is Trackers plus the records it skipped, which the responder logs once each.
+func (d *DB) TrackersChecked() ([]*store.Tracker, []store.UnreadableTracker, error) {
+	return d.s.LndTrackersChecked()
+}
 
 // ApplyChanges commits a block's tracker changes from the responder in one transaction:
 // trackers stored first, then those Changes.TrackersGone lists deleted (nothing to refund here);

@@ -50,3 +50,30 @@ func TestTrackersSkipUnreadableRow(t *testing.T) {
 		t.Fatalf("TrackersChecked = %v, %v, %v", trs, bad, err)
 	}
 }
+
+// The lnd front end's trackers too: one damaged row is skipped and reported.
+func TestLndTrackersSkipUnreadableRow(t *testing.T) {
+	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	s := open(t, srv.NewDatabase(t), "regtest")
+	defer s.Close()
+	var ids []teos.UUID
+	for i := range 2 {
+		tr := &store.Tracker{UUID: teos.UUID{byte(i + 1)}, DisputeTx: []byte("d"), PenaltyTx: []byte("p"),
+			DisputeTxID: chainhash.Hash{1}, PenaltyTxID: chainhash.Hash{2}, Height: 5}
+		if err := s.LndPutTracker(tr); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, tr.UUID)
+	}
+	if _, err := s.Pool().Exec(context.Background(), `UPDATE lnd_trackers SET penalty_txid = '\x00' WHERE uuid = $1`, ids[0][:]); err != nil {
+		t.Fatal(err)
+	}
+	trs, err := s.LndTrackers()
+	if err != nil || len(trs) != 1 || trs[0].UUID != ids[1] {
+		t.Fatalf("LndTrackers = %v, %v; want only the readable one", trs, err)
+	}
+	trs, bad, err := s.LndTrackersChecked()
+	if err != nil || len(trs) != 1 || len(bad) != 1 || bad[0].UUID != ids[0] || bad[0].Err == nil {
+		t.Fatalf("LndTrackersChecked = %v, %v, %v", trs, bad, err)
+	}
+}

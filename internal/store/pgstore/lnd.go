@@ -235,11 +235,12 @@ func (s *Store) LndTracker(id teos.UUID) (*store.Tracker, error) {
 }
 
 func (s *Store) LndTrackers() ([]*store.Tracker, error) {
-	out, bad, err := s.trackersIn("lnd_trackers")
-	if err == nil && len(bad) > 0 {
-		err = fmt.Errorf("list trackers in lnd_trackers: %w", bad[0].Err)
-	}
+	out, _, err := s.trackersIn("lnd_trackers")
 	return out, err
+}
+
+func (s *Store) LndTrackersChecked() ([]*store.Tracker, []store.UnreadableTracker, error) {
+	return s.trackersIn("lnd_trackers")
 }
 
 func (s *Store) LndApplyChanges(c *store.Changes) error {
