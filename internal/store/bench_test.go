@@ -13,7 +13,7 @@ import (
 )
 
 // BenchmarkUpsertAppointmentParallel measures add_appointment's store cost with fsync on:
-// concurrent callers share commits through bbolt's Batch.
+// concurrent callers share commits through the store's group commit (commit.go).
 func BenchmarkUpsertAppointmentParallel(b *testing.B) {
 	s := mustOpen(b, filepath.Join(b.TempDir(), "teos.db"), nil)
 	b.Cleanup(func() { _ = s.Close() })
