@@ -90,14 +90,21 @@ func (g *Gatekeeper) Authenticate(msg []byte, sig string) (teos.UserID, store.Us
 	if err != nil {
 		return id, store.UserInfo{}, ErrAuthenticationFailed
 	}
+	info, err := g.AuthenticateUser(id)
+	return id, info, err
+}
+
+// AuthenticateUser is Authenticate's second half, for a signer already recovered: it checks
+// id is registered.
+func (g *Gatekeeper) AuthenticateUser(id teos.UserID) (store.UserInfo, error) {
 	info, ok, err := g.cfg.Store.User(id)
 	if err != nil {
-		return id, info, fmt.Errorf("load user %s: %w", id, err)
+		return info, fmt.Errorf("load user %s: %w", id, err)
 	}
 	if !ok {
-		return id, info, ErrAuthenticationFailed
+		return info, ErrAuthenticationFailed
 	}
-	return id, info, nil
+	return info, nil
 }
 
 // CheckExpiry returns a *SubscriptionExpiredError when the subscription has expired at the

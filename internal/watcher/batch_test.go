@@ -85,3 +85,37 @@ func TestAddAppointmentsExpired(t *testing.T) {
 		t.Fatalf("empty batch = %v", got)
 	}
 }
+
+// A batch tried again (held through a store fault) reuses the signers its first try
+// recovered: the second try here succeeds although every signature was replaced by garbage,
+// which only a fresh recovery would see. A signature that did not recover stays refused.
+func TestRetriedBatchRecoversSignersOnce(t *testing.T) {
+	f := newFixture(t)
+	alice, bob := f.newUser(), f.newUser()
+	items := []Item{
+		signedItem(alice, teos.Locator{1}, 10),
+		{Appointment: teos.Appointment{Locator: teos.Locator{2}, EncryptedBlob: []byte{1}, ToSelfDelay: 42}, Signature: "not a signature"},
+		signedItem(bob, teos.Locator{3}, 10),
+	}
+	// The first try is stopped before writing, as by a store fault while authenticating.
+	stop := func(err error) bool { return errors.Is(err, gatekeeper.ErrAuthenticationFailed) }
+	if _, err := f.w.AddAppointmentsUnless(items, stop); err == nil {
+		t.Fatal("the first try went through; want it stopped")
+	}
+	if _, n, _, err := f.store.Counts(); err != nil || n != 0 {
+		t.Fatalf("%d appointments stored by a stopped try (%v), want 0", n, err)
+	}
+	for i := range items {
+		items[i].Signature = "replaced"
+	}
+	res, err := f.w.AddAppointmentsUnless(items, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Err != nil || res[2].Err != nil {
+		t.Errorf("second try: alice %v, bob %v; want both accepted with the signers recovered before", res[0].Err, res[2].Err)
+	}
+	if !errors.Is(res[1].Err, gatekeeper.ErrAuthenticationFailed) {
+		t.Errorf("second try, the bad signature: %v, want ErrAuthenticationFailed", res[1].Err)
+	}
+}

@@ -253,10 +253,20 @@ func (w *Watcher) accepted(rec *store.Appointment, info store.UserInfo, queued b
 	}
 }
 
-// Item is one appointment of a batch with its user's signature.
+// Item is one appointment of a batch with its user's signature. Trying the same items again
+// (a held batch) reuses the signers recovered the first time.
 type Item struct {
 	Appointment teos.Appointment
 	Signature   string
+
+	signer recovered
+}
+
+// recovered is an item's signer, or why it has none, once recovered.
+type recovered struct {
+	done bool
+	id   teos.UserID
+	err  error
 }
 
 // Result is the outcome of one Item: Accepted, or Err as AddAppointment would return it.
@@ -345,7 +355,18 @@ func (w *Watcher) AddAppointmentsUnless(items []Item, fault func(error) bool) ([
 func (w *Watcher) authenticateAll(items []Item, results []Result) []teos.UserID {
 	users := make([]teos.UserID, len(items))
 	parallel(len(items), func(i int) {
-		users[i], _, results[i].Err = w.gk.Authenticate(items[i].Appointment.SignedBytes(), items[i].Signature)
+		s := &items[i].signer
+		if !s.done {
+			s.id, s.err = wtcrypto.RecoverUserID(items[i].Appointment.SignedBytes(), items[i].Signature)
+			if s.err != nil {
+				s.err = gatekeeper.ErrAuthenticationFailed
+			}
+			s.done = true
+		}
+		users[i], results[i].Err = s.id, s.err
+		if s.err == nil {
+			_, results[i].Err = w.gk.AuthenticateUser(s.id)
+		}
 	})
 	return users
 }

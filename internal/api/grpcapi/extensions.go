@@ -36,8 +36,9 @@ func NewExtensions(public *Public) *Extensions {
 // empty or oversized batch) fail the call.
 func (e *Extensions) AddAppointments(ctx context.Context, req *teosv2.AddAppointmentsRequest) (*teosv2.AddAppointmentsResponse, error) {
 	var resp *teosv2.AddAppointmentsResponse
+	b := newBatch(req) // once: a held batch's tries share its decoded items and recovered signers
 	err := e.public.run(ctx, true, func() (err error) {
-		resp, err = e.addAppointments(req)
+		resp, err = e.addAppointments(b)
 		return err
 	})
 	if nw, ok := errors.AsType[*nothingWritten](err); ok {
@@ -58,29 +59,48 @@ type nothingWritten struct {
 
 func (*nothingWritten) Error() string { return "no appointment of the batch was written" }
 
-// addAppointments is one try of AddAppointments. A store fault fails the whole batch (one
-// transaction, nothing written) and is returned as the error, so the batch can be held and
-// run again.
-func (e *Extensions) addAppointments(req *teosv2.AddAppointmentsRequest) (*teosv2.AddAppointmentsResponse, error) {
-	p := e.public
+// batch is an add_appointments request decoded once for all its tries.
+type batch struct {
+	size    int
+	items   []watcher.Item
+	index   []int                                // items[j] answers the request's item index[j]
+	invalid map[int]*teosv2.AddAppointmentResult // items refused before authentication
+}
+
+func newBatch(req *teosv2.AddAppointmentsRequest) *batch {
 	reqs := req.GetAppointments()
-	if len(reqs) == 0 || len(reqs) > MaxBatchItems {
-		return nil, status.Errorf(codes.InvalidArgument, "A batch holds 1 to %d appointments, got %d", MaxBatchItems, len(reqs))
+	b := &batch{size: len(reqs)}
+	if b.size == 0 || b.size > MaxBatchItems {
+		return b
 	}
-	results := make([]*teosv2.AddAppointmentResult, len(reqs))
-	var (
-		items []watcher.Item
-		index []int // items[j] answers reqs[index[j]]
-	)
 	for i, r := range reqs {
 		a, err := appointmentFromRequest(r)
 		if err != nil {
-			results[i] = errorResult(err)
+			if b.invalid == nil {
+				b.invalid = make(map[int]*teosv2.AddAppointmentResult)
+			}
+			b.invalid[i] = errorResult(err)
 			continue
 		}
-		items = append(items, watcher.Item{Appointment: a, Signature: r.GetSignature()})
-		index = append(index, i)
+		b.items = append(b.items, watcher.Item{Appointment: a, Signature: r.GetSignature()})
+		b.index = append(b.index, i)
 	}
+	return b
+}
+
+// addAppointments is one try of AddAppointments. A store fault fails the whole batch (one
+// transaction, nothing written) and is returned as the error, so the batch can be held and
+// run again.
+func (e *Extensions) addAppointments(b *batch) (*teosv2.AddAppointmentsResponse, error) {
+	p := e.public
+	if b.size == 0 || b.size > MaxBatchItems {
+		return nil, status.Errorf(codes.InvalidArgument, "A batch holds 1 to %d appointments, got %d", MaxBatchItems, b.size)
+	}
+	results := make([]*teosv2.AddAppointmentResult, b.size)
+	for i, r := range b.invalid {
+		results[i] = r
+	}
+	items, index := b.items, b.index
 	var fault func(error) bool
 	if p.hold.Gate != nil {
 		fault = storeFault // held and run again: nothing of the batch may be written first
