@@ -22,9 +22,9 @@ const coalesceEnv = "TEOSD_ADD_COALESCE"
 
 // edgeClient is the HTTP edge's client of the internal API: concurrent add_appointment
 // requests share add_appointments calls (internal/api/addbatch), answered exactly as one by
-// one. While the hold is active (a condition down) adds go one by one again, so each held
-// request keeps its own bound, place and client (hold.go); the queue is flushed when a
-// condition goes down, rather than waiting behind calls that may be held.
+// one. Each held request keeps its own bound, place and client (hold.go): batch calls ask not
+// to be held, and a batch the tower cannot serve at once is sent again add by add; while the
+// hold is active adds go one by one, and the queue is flushed when a condition goes down.
 func edgeClient(conn grpc.ClientConnInterface, held grpcapi.Hold, met *metrics.Metrics, log *slog.Logger) teosv2.PublicTowerServicesClient {
 	public := teosv2.NewPublicTowerServicesClient(conn)
 	env := os.Getenv(coalesceEnv)
@@ -49,7 +49,8 @@ func edgeClient(conn grpc.ClientConnInterface, held grpcapi.Hold, met *metrics.M
 			}
 			return false
 		},
-		Logger: log,
+		NoHoldHeader: grpcapi.NoHoldHeader,
+		Logger:       log,
 	})
 	for _, cond := range conds {
 		cond.OnChange(func(up bool, _ error) {

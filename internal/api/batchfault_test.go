@@ -26,9 +26,8 @@ func (d *faultyStore) User(id teos.UserID) (store.UserInfo, bool, error) {
 // add_appointments call (extensions.go:72) AFTER the other items were committed: the gate held
 // and re-ran the committed batch (hold.Do: "fn must leave nothing behind") and past the bound
 // answered alice and bob 503 (hold.ErrUnavailable: "Nothing of the request was written")
-// although their appointments were stored. Fixed: the batch stops before writing anything.
-// (Past the bound the batch's other clients still get 503 where one by one they get receipts:
-// one call, one hold.)
+// although their appointments were stored. Fixed: the batch stops before writing anything
+// (and, not being held as a batch, its adds are then sent again and held one by one).
 func TestAuthFaultInBatchWritesNothing(t *testing.T) {
 	alice, bob, mallory := newUser("alice"), newUser("bob"), newUser("mallory")
 	_, co := both(t, 200*time.Millisecond, func(tw *eqTower) { readFaults.Store(tw.disk, mallory.id) })

@@ -145,9 +145,10 @@ func newEqTowerWith(t testing.TB, cfg eqConfig) *eqTower {
 		conds := []*hold.Condition{tw.held.Bitcoind, tw.held.Store}
 		// As cmd/teosd's edgeClient, with one call slot so that one plugged add queues the rest.
 		tw.co = addbatch.New(tw.plug, teosv2.NewPublicTowerExtensionsClient(conn), addbatch.Config{
-			MaxItems: grpcapi.MaxBatchItems,
-			InFlight: cfg.inFlight,
-			Bypass:   func() bool { return !conds[0].IsUp() || !conds[1].IsUp() },
+			MaxItems:     grpcapi.MaxBatchItems,
+			InFlight:     cfg.inFlight,
+			Bypass:       func() bool { return !conds[0].IsUp() || !conds[1].IsUp() },
+			NoHoldHeader: grpcapi.NoHoldHeader,
 		})
 		for _, c := range conds {
 			c.OnChange(func(up bool, _ error) {
@@ -434,9 +435,9 @@ func TestCoalescedBitcoindOutageEqualsOneByOne(t *testing.T) {
 	})
 }
 
-// A full disk under a batch holds the whole batch (one transaction) and it is served once the
-// disk has room, as one by one; past the hold's bound every add is answered 503 / 32 and
-// nothing is written.
+// A full disk under a batch is not held as a batch: its adds are sent again one by one and
+// held each on its own, and served once the disk has room, as one by one; past the hold's
+// bound every add is answered 503 / 32 and nothing is written.
 func TestCoalescedDiskFullEqualsOneByOne(t *testing.T) {
 	alice, bob, dave := newUser("alice"), newUser("bob"), newUser("dave")
 	reqs := []eqReq{
@@ -470,7 +471,7 @@ func TestCoalescedDiskFullEqualsOneByOne(t *testing.T) {
 			co.disk.full.Store(true)
 			close(co.plug.unplug) // the plug's write fails: the store goes down and the queue is flushed
 			if tc.bound == time.Hour {
-				waitFor(t, "plug and batch held", func() bool { return co.held.Gate.Held() == 2 })
+				waitFor(t, "the plug and each add held", func() bool { return co.held.Gate.Held() == 1+len(reqs) })
 			}
 			var got []reply
 			if tc.bound == time.Hour {
@@ -501,8 +502,8 @@ func TestCoalescedDiskFullEqualsOneByOne(t *testing.T) {
 	}
 }
 
-// A client leaving while its batch is held does not cancel the others' add; once every
-// client of a held batch has left, its call is cancelled and it is no longer held.
+// A batch caught by a fault is not held as one: its adds are held one by one, so a client
+// that leaves drops its own add only, as one by one, and the others are served.
 func TestCoalescedClientLeaves(t *testing.T) {
 	alice, bob, dave := newUser("alice"), newUser("bob"), newUser("dave")
 	_, co := both(t, time.Hour, nil)
@@ -515,7 +516,7 @@ func TestCoalescedClientLeaves(t *testing.T) {
 	answers, plug := co.queueBehindPlug(t, reqs)
 	co.disk.full.Store(true)
 	close(co.plug.unplug)
-	waitFor(t, "plug and batch held", func() bool { return co.held.Gate.Held() == 2 })
+	waitFor(t, "the plug and each add held", func() bool { return co.held.Gate.Held() == 1+len(reqs) })
 	finished := co.finished.Load()
 	leave()
 	waitFor(t, "the edge done with bob's request", func() bool { return co.finished.Load() == finished+1 })
@@ -528,14 +529,15 @@ func TestCoalescedClientLeaves(t *testing.T) {
 	if got[1].err == nil {
 		t.Errorf("leaving client answered %+v", got[1])
 	}
-	// bob's add was in the batch already sent, so it is written with it. One by one, a held
-	// add whose client leaves is dropped; with coalescing only an add held alone is (the
-	// hold sends adds alone once it is active: only batches sent before it can carry one).
-	if _, n, _, err := co.disk.Counts(); err != nil || n != 4 {
-		t.Errorf("%d appointments stored (%v), want the plug's, alice's, bob's and dave's", n, err)
+	// bob's held add was dropped when he left, as one by one.
+	if _, n, _, err := co.disk.Counts(); err != nil || n != 3 {
+		t.Errorf("%d appointments stored (%v), want the plug's, alice's and dave's", n, err)
+	}
+	if _, err := co.disk.Appointment(teos.NewUUID(locator(2), bob.id)); err == nil {
+		t.Error("bob's add was written after he left")
 	}
 
-	// Every client of a held batch leaves: the batch is no longer held, nothing of it written.
+	// Every client of a caught batch leaves: nothing of it is held or written.
 	_, co = both(t, time.Hour, nil)
 	ctx1, cancel1 := context.WithCancel(t.Context())
 	ctx2, cancel2 := context.WithCancel(t.Context())
@@ -546,10 +548,10 @@ func TestCoalescedClientLeaves(t *testing.T) {
 	answers, plug = co.queueBehindPlug(t, reqs)
 	co.disk.full.Store(true)
 	close(co.plug.unplug)
-	waitFor(t, "plug and batch held", func() bool { return co.held.Gate.Held() == 2 })
+	waitFor(t, "the plug and each add held", func() bool { return co.held.Gate.Held() == 1+len(reqs) })
 	cancel1()
 	cancel2()
-	waitFor(t, "the batch released", func() bool { return co.held.Gate.Held() == 1 })
+	waitFor(t, "both adds released", func() bool { return co.held.Gate.Held() == 1 })
 	answers()
 	co.disk.full.Store(false)
 	<-plug

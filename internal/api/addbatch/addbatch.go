@@ -24,6 +24,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	commonv2 "github.com/teos-go/teos/proto/common/teos/v2"
@@ -48,6 +49,10 @@ type Config struct {
 	// held requests are held one by one: each with its own bound, its own place among the
 	// held, and dropped when its own client leaves.
 	Bypass func() bool
+	// NoHoldHeader, if set, is sent as metadata of every batch call, asking the tower not to
+	// hold it (grpcapi.NoHoldHeader): a batch the tower cannot serve at once fails, and its
+	// adds are sent again one by one, to be held each on its own.
+	NoHoldHeader string
 	// Logger receives a batch answer that does not fit its request (a bug). Nil discards.
 	Logger *slog.Logger
 }
@@ -211,6 +216,9 @@ func (c *Client) take() *batch {
 		c.queue = c.queue[n:]
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	if c.cfg.NoHoldHeader != "" && n > 1 {
+		b.ctx = metadata.AppendToOutgoingContext(b.ctx, c.cfg.NoHoldHeader, "1")
+	}
 	for _, w := range b.waiters {
 		w.batch = b
 	}
@@ -242,6 +250,11 @@ func (c *Client) send(b *batch) {
 	}
 	resp, err := c.ext.AddAppointments(b.ctx, &teosv2.AddAppointmentsRequest{Appointments: reqs})
 	switch {
+	case err != nil && c.cfg.NoHoldHeader != "":
+		// The whole call failed: not served at once (nothing written), or the transport (an
+		// add sent again is idempotent). Each add goes again alone, as add_appointment, to get
+		// its own answer, held on its own.
+		c.answer(b, func(_ int, w *waiter) { w.alone = true })
 	case err != nil: // the whole call failed (held past the bound, bitcoind down, transport): every item did
 		c.answer(b, func(_ int, w *waiter) { w.err = err })
 	case len(resp.GetResults()) != len(reqs):

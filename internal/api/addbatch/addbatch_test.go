@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	commonv2 "github.com/teos-go/teos/proto/common/teos/v2"
@@ -286,6 +287,53 @@ func TestWholeCallErrorGoesToEveryWaiter(t *testing.T) {
 			t.Errorf("%s: %v %v, want %v", o.sig, o.resp, o.err, unavailable)
 		}
 	}
+}
+
+// With NoHoldHeader, a batch call carries the header, and when the whole call fails each of
+// its adds is sent again alone (without the header), each getting its own answer.
+func TestNoHoldBatchFailureSendsEachAlone(t *testing.T) {
+	f := newFake(true)
+	unavailable := status.Error(codes.Unavailable, "Service currently unavailable")
+	f.wholeFn = func() error { return unavailable }
+	c := New(f, f, Config{MaxItems: 1000, InFlight: 1, NoHoldHeader: "teos-no-hold"})
+	out := make(chan outcome, 4)
+	add(t.Context(), c, "first", out)
+	if first := <-f.calls; hasNoHold(first.ctx) {
+		t.Error("a lone add carries the no-hold header")
+	}
+	add(t.Context(), c, "ok a", out)
+	add(t.Context(), c, "unauth b", out)
+	waitQueued(t, c, 2)
+	f.gate <- struct{}{}
+	<-out
+	close(f.gate)
+	batch := <-f.calls
+	if !batch.batch || !hasNoHold(batch.ctx) {
+		t.Fatalf("second call: batch %v, no-hold header %v; want a batch with the header", batch.batch, hasNoHold(batch.ctx))
+	}
+	var alone []string
+	for range 2 {
+		a := <-f.calls
+		if a.batch || hasNoHold(a.ctx) {
+			t.Errorf("re-sent add %v: batch %v, no-hold header %v; want alone, without it", a.sigs, a.batch, hasNoHold(a.ctx))
+		}
+		alone = append(alone, a.sigs...)
+	}
+	if got := sorted(alone); !slices.Equal(got, []string{"ok a", "unauth b"}) {
+		t.Errorf("re-sent alone: %v", got)
+	}
+	for range 2 {
+		o := <-out
+		want, wantErr := answerFor(o.sig)
+		if status.Code(o.err) != status.Code(wantErr) || (want != nil && o.resp.GetSignature() != want.GetSignature()) {
+			t.Errorf("%s: %v %v, want its own answer %v %v", o.sig, o.resp, o.err, want, wantErr)
+		}
+	}
+}
+
+func hasNoHold(ctx context.Context) bool {
+	md, _ := metadata.FromOutgoingContext(ctx)
+	return len(md.Get("teos-no-hold")) > 0
 }
 
 // A batch answered with a wrong number of results cannot be matched: every waiter gets

@@ -5,9 +5,11 @@ import (
 	"errors"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/teos-go/teos/internal/hold"
 	"github.com/teos-go/teos/internal/watcher"
 	"github.com/teos-go/teos/pkg/teos"
 	teosv2 "github.com/teos-go/teos/proto/teos/v2"
@@ -37,10 +39,15 @@ func NewExtensions(public *Public) *Extensions {
 func (e *Extensions) AddAppointments(ctx context.Context, req *teosv2.AddAppointmentsRequest) (*teosv2.AddAppointmentsResponse, error) {
 	var resp *teosv2.AddAppointmentsResponse
 	b := newBatch(req) // once: a held batch's tries share its decoded items and recovered signers
-	err := e.public.run(ctx, true, func() (err error) {
-		resp, err = e.addAppointments(b)
-		return err
-	})
+	var err error
+	if e.public.hold.Gate != nil && notHeld(ctx) {
+		resp, err = e.addAppointmentsNow(b)
+	} else {
+		err = e.public.run(ctx, true, func() (err error) {
+			resp, err = e.addAppointments(b)
+			return err
+		})
+	}
 	if nw, ok := errors.AsType[*nothingWritten](err); ok {
 		return nw.resp, nil
 	}
@@ -48,6 +55,39 @@ func (e *Extensions) AddAppointments(ctx context.Context, req *teosv2.AddAppoint
 		return nil, err
 	}
 	return resp, nil
+}
+
+// NoHoldHeader, sent with any value as gRPC metadata of an add_appointments call, asks for
+// the batch not to be held: if the tower cannot serve it at once (a condition of the hold is
+// down, or the store fails the write) the call fails with Unavailable and nothing written. The
+// HTTP edge sends its coalesced batches so (internal/api/addbatch) and then sends each add
+// again on its own, to be held one by one: each with its own bound, its own place among the
+// held, and dropped when its own client leaves.
+const NoHoldHeader = "teos-no-hold"
+
+func notHeld(ctx context.Context) bool {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return len(md.Get(NoHoldHeader)) > 0
+}
+
+// addAppointmentsNow is one try of AddAppointments through the hold's conditions without
+// waiting on them: Unavailable if one is down or the store fails the write.
+func (e *Extensions) addAppointmentsNow(b *batch) (*teosv2.AddAppointmentsResponse, error) {
+	p := e.public
+	for _, c := range []*hold.Condition{p.hold.Bitcoind, p.hold.Store} {
+		if c != nil && !c.IsUp() {
+			return nil, status.Error(codes.Unavailable, msgUnavailable)
+		}
+	}
+	resp, err := e.addAppointments(b)
+	if storeFault(err) {
+		if p.hold.Store != nil {
+			p.hold.Store.Down(err) // as a held request's fault would: the requests after it wait
+		}
+		p.log.Warn("add_appointments not held: the store failed the write", "err", err)
+		return nil, status.Error(codes.Unavailable, msgUnavailable)
+	}
+	return resp, err
 }
 
 // nothingWritten carries the answer of a batch none of whose items was written (all refused):

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/teos-go/teos/internal/api/grpcapi"
@@ -270,4 +272,49 @@ func TestBitcoindOutageHeldThenServed(t *testing.T) {
 	cancel()
 	<-errs
 	f.waitHeld(t, 0)
+}
+
+// An add_appointments call asking not to be held (the HTTP edge's coalesced batches) is
+// answered Unavailable at once, nothing written, when the store fails its write, and that
+// fault marks the store down so the adds the edge sends again alone are held. While a
+// condition is down it is not even tried; once all are up it is served.
+func TestNoHoldBatchNotHeld(t *testing.T) {
+	f := newHoldFixture(t, time.Hour)
+	userID := teos.UserIDFromPubKey(key("user").PubKey())
+	if _, err := f.client.Register(t.Context(), &commonv2.RegisterRequest{UserId: userID[:]}); err != nil {
+		t.Fatal(err)
+	}
+	// A held call would end on this deadline instead of Unavailable.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	noHold := metadata.AppendToOutgoingContext(ctx, grpcapi.NoHoldHeader, "1")
+	batch := &teosv2.AddAppointmentsRequest{Appointments: []*commonv2.AddAppointmentRequest{holdAddRequest(t, "a"), holdAddRequest(t, "b")}}
+
+	f.disk.full.Store(true)
+	if _, err := f.ext.AddAppointments(noHold, batch); status.Code(err) != codes.Unavailable {
+		t.Fatalf("batch on a full disk: %v, want Unavailable at once", err)
+	}
+	if f.store.IsUp() {
+		t.Error("the batch's store fault left the store condition up")
+	}
+	tried := f.disk.writes.Load()
+	if _, err := f.ext.AddAppointments(noHold, batch); status.Code(err) != codes.Unavailable {
+		t.Fatalf("batch while the store is down: %v, want Unavailable at once", err)
+	}
+	if f.disk.writes.Load() != tried {
+		t.Error("a batch was tried while the store was down")
+	}
+	if f.gate.Held() != 0 {
+		t.Errorf("%d requests held, want none", f.gate.Held())
+	}
+
+	f.disk.full.Store(false)
+	f.store.Up()
+	resp, err := f.ext.AddAppointments(noHold, batch)
+	if err != nil || len(resp.GetResults()) != 2 || resp.GetResults()[0].GetReceipt() == nil || resp.GetResults()[1].GetReceipt() == nil {
+		t.Fatalf("batch with every condition up: %v %v, want two receipts", resp, err)
+	}
+	if locs, err := f.disk.UserLocators(userID); err != nil || len(locs) != 2 {
+		t.Errorf("%d locators stored (%v), want 2", len(locs), err)
+	}
 }
