@@ -26,6 +26,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	commonv2 "github.com/teos-go/teos/proto/common/teos/v2"
 	teosv2 "github.com/teos-go/teos/proto/teos/v2"
@@ -33,6 +35,10 @@ import (
 
 // msgInternal is grpcapi's answer to an error the tower did not expect.
 const msgInternal = "internal error"
+
+// DefaultMaxBytes keeps a batch well inside gRPC's default 4 MiB message limit, whatever the
+// size of the adds the HTTP API lets through.
+const DefaultMaxBytes = 3 << 20
 
 // DefaultInFlight is how many add calls are in flight at once by default: two keep both
 // cores of a small machine busy, one batch recovering signatures while the other commits.
@@ -42,6 +48,9 @@ const DefaultInFlight = 2
 type Config struct {
 	// MaxItems bounds one add_appointments call (the server's bound, grpcapi.MaxBatchItems).
 	MaxItems int
+	// MaxBytes bounds the encoded requests of one add_appointments call, to stay inside the
+	// server's message limit (0: DefaultMaxBytes). An add bigger than it goes alone.
+	MaxBytes int
 	// InFlight is how many add calls may be in flight at once (0: DefaultInFlight).
 	InFlight int
 	// Bypass, if set, is asked before each add; while it is true adds go one by one as
@@ -81,6 +90,9 @@ func New(public teosv2.PublicTowerServicesClient, ext teosv2.PublicTowerExtensio
 	if cfg.InFlight <= 0 {
 		cfg.InFlight = DefaultInFlight
 	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -90,7 +102,9 @@ func New(public teosv2.PublicTowerServicesClient, ext teosv2.PublicTowerExtensio
 
 // waiter is one queued AddAppointment. Fields after req are guarded by Client.mu.
 type waiter struct {
-	req      *commonv2.AddAppointmentRequest
+	req  *commonv2.AddAppointmentRequest
+	size int // req's encoded size in a batch
+
 	done     chan struct{} // closed once answered
 	batch    *batch        // set when sent
 	answered bool
@@ -126,7 +140,7 @@ func (c *Client) AddAppointment(ctx context.Context, req *commonv2.AddAppointmen
 		defer c.release() // also if the call panics: a lost slot would queue every later add
 		return c.PublicTowerServicesClient.AddAppointment(ctx, req)
 	}
-	w := &waiter{req: req, done: make(chan struct{})}
+	w := &waiter{req: req, size: batchItemSize(req), done: make(chan struct{})}
 	c.queue = append(c.queue, w)
 	c.mu.Unlock()
 	if c.cfg.Bypass != nil && c.cfg.Bypass() {
@@ -208,7 +222,11 @@ func (c *Client) take() *batch {
 		c.inflight--
 		return nil
 	}
-	n := min(len(c.queue), c.cfg.MaxItems)
+	n, size := 1, c.queue[0].size // the first goes even if bigger than MaxBytes: alone
+	for n < min(len(c.queue), c.cfg.MaxItems) && size+c.queue[n].size <= c.cfg.MaxBytes {
+		size += c.queue[n].size
+		n++
+	}
 	b := &batch{waiters: c.queue[:n:n], live: n}
 	if n == len(c.queue) {
 		c.queue = nil // a fresh queue: the batch keeps the old array
@@ -264,6 +282,13 @@ func (c *Client) send(b *batch) {
 		results := resp.GetResults()
 		c.answer(b, func(i int, w *waiter) { w.resp, w.err, w.alone = c.result(w.req, results[i]) })
 	}
+}
+
+// batchItemSize is what req adds to an add_appointments request: its encoding, and the
+// field's tag and length prefix.
+func batchItemSize(req *commonv2.AddAppointmentRequest) int {
+	n := proto.Size(req)
+	return n + protowire.SizeTag(1) + protowire.SizeVarint(uint64(n))
 }
 
 // result is one item's answer as add_appointment gives it. An item refused as an internal

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	commonv2 "github.com/teos-go/teos/proto/common/teos/v2"
 	teosv2 "github.com/teos-go/teos/proto/teos/v2"
@@ -549,5 +550,50 @@ func TestReceiptForAnotherLocator(t *testing.T) {
 			continue
 		}
 		sameAnswer(t, o)
+	}
+}
+
+// A batch's encoded requests stay within MaxBytes: the queue leaves in as many calls as that
+// takes, in order, and an add bigger than the bound on its own goes alone.
+func TestBatchesBoundedByBytes(t *testing.T) {
+	item := batchItemSize(addReq("ok 0"))
+	f := newFake(true)
+	c := New(f, f, Config{MaxItems: 1000, InFlight: 1, MaxBytes: 2 * item})
+	out := make(chan outcome, 8)
+	add(t.Context(), c, "first", out)
+	<-f.calls
+	sigs := []string{"ok 0", "ok 1", "ok 2", "ok 3", "ok 4"}
+	for i, sig := range sigs {
+		add(t.Context(), c, sig, out)
+		waitQueued(t, c, i+1) // queued in this order
+	}
+	big := &commonv2.AddAppointmentRequest{Appointment: &commonv2.Appointment{Locator: []byte("ok big"), EncryptedBlob: make([]byte, 3*item)}, Signature: "ok big"}
+	go func() {
+		resp, err := c.AddAppointment(t.Context(), big)
+		out <- outcome{"ok big", resp, err}
+	}()
+	waitQueued(t, c, len(sigs)+1)
+	close(f.gate)
+	var got [][]string
+	for range 4 { // ok 0+1, ok 2+3, ok 4 alone, big alone
+		call := <-f.calls
+		got = append(got, call.sigs)
+		if call.batch && len(call.sigs) > 2 {
+			t.Errorf("a batch of %d adds, want at most 2 (%d bytes each, bound %d)", len(call.sigs), item, 2*item)
+		}
+	}
+	want := [][]string{{"ok 0", "ok 1"}, {"ok 2", "ok 3"}, {"ok 4"}, {"ok big"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("calls %v, want %v", got, want)
+	}
+	for range len(sigs) + 2 {
+		if o := <-out; o.err != nil || o.resp.GetSignature() != "receipt "+o.sig {
+			t.Errorf("%s: %v %v", o.sig, o.resp, o.err)
+		}
+	}
+	// The bound counts what a batch request encodes to.
+	two := &teosv2.AddAppointmentsRequest{Appointments: []*commonv2.AddAppointmentRequest{addReq("ok 0"), addReq("ok 1")}}
+	if proto.Size(two) != 2*item {
+		t.Errorf("a batch of two encodes to %d bytes, batchItemSize says %d", proto.Size(two), 2*item)
 	}
 }
