@@ -286,3 +286,20 @@ func copyBlocks(t *testing.T, from *bitcoind.Client, to *rpcclient.Client, first
 		}
 	}
 }
+
+// The dispute, the penalty and the penalty's child are mined in one block, the tip: the
+// watcher hands the breach over before the responder has seen that block, and the penalty's
+// -25 is not a rejection.
+func TestPenaltyAndChildInDisputeBlock(t *testing.T) {
+	e := newBTCDEnv(t)
+	b := e.node.NewBreach(t)
+	id := e.appoint(t, b)
+	start := e.tip(t)
+	e.start(t, start)
+
+	d := e.mine(t, b.Commitment, b.Penalty, b.Sweep)
+	e.handle(t, id, b) // the watcher at d
+	e.wantTracker(t, id, start, false)
+	e.connect(t, d)
+	e.wantTracker(t, id, d, true)
+}

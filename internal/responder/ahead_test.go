@@ -152,3 +152,22 @@ func TestConfirmedAboveAskedOnce(t *testing.T) {
 	e.wantSent(t, b.penalty) // the dispute is in the block at hand
 	e.wantStatus(t, b, startHeight+1, false)
 }
+
+// A penalty answered -25 on its first broadcast, with bitcoind's tip the watcher's block and
+// the penalty not in it, is rejected; while bitcoind cannot say where its tip is, nothing is
+// decided.
+func TestHandleBreachMissingInputsAtTipRejected(t *testing.T) {
+	e, c := newChainEnv(t)
+	b := e.newBreach(t, 1)
+	e.carrier.script(b.penalty, missingInputs)
+	c.set(startHeight+1, block(startHeight+1, 0, b.dispute))
+	c.down = true
+	if _, err := e.r.HandleBreach(t.Context(), b.id, b.dispute, b.penalty); err == nil {
+		t.Fatal("HandleBreach decided without knowing bitcoind's tip")
+	}
+	c.down = false
+	e.carrier.ClearCache()
+	if e.handle(t, b) {
+		t.Fatal("penalty with missing inputs accepted at bitcoind's tip")
+	}
+}

@@ -184,8 +184,8 @@ func (r *Responder) HandleBreach(ctx context.Context, id teos.UUID, dispute, pen
 			case carrier.StatusRejected:
 				if res.Code == carrier.CodeVerifyError {
 					// The penalty may be in a block bitcoind has and the tower has not
-					// reached yet, its outputs spent: decided when the tower gets there.
-					ahead, err := r.bitcoindAhead(ctx, height+1, nil)
+					// processed yet, its outputs spent: decided when the tower gets there.
+					ahead, err := r.minedAhead(ctx, t.PenaltyTxID, height)
 					if err != nil {
 						return nil, fmt.Errorf("handle breach %s: %w", id, err)
 					}
@@ -334,6 +334,20 @@ func (r *Responder) bitcoindAhead(ctx context.Context, height uint32, hash *chai
 		return tip != *hash, nil
 	}
 	return tipHeight > height, nil
+}
+
+// minedAhead reports whether bitcoind may hold txid in a block above height, the responder's
+// last block: its chain goes past the block after height (the watcher's), or that block holds
+// txid (the watcher hands over before the responder indexes the block).
+func (r *Responder) minedAhead(ctx context.Context, txid chainhash.Hash, height uint32) (bool, error) {
+	if r.chain == nil {
+		return false, nil
+	}
+	ahead, err := r.bitcoindAhead(ctx, height+1, nil)
+	if err != nil || ahead {
+		return ahead, err
+	}
+	return r.chain.InBlockAt(ctx, txid, height+1)
 }
 
 // basedOnTrackers marks every change as made on its UUID's tracker: if the appointment was
