@@ -171,3 +171,31 @@ func TestHandleBreachMissingInputsAtTipRejected(t *testing.T) {
 		t.Fatal("penalty with missing inputs accepted at bitcoind's tip")
 	}
 }
+
+// A -25 left undecided while bitcoind was ahead is decided as soon as the tower reaches
+// bitcoind's tip, not 6 blocks later: here the penalty is in none of the new blocks, so the
+// tracker is dropped at the tip.
+func TestMissingInputsDecidedAtTip(t *testing.T) {
+	e, c := newChainEnv(t)
+	b := e.newBreach(t, 1)
+	e.handle(t, b)
+	e.mine(t, c, startHeight+1, 0, b.dispute)
+	e.mine(t, c, startHeight+2, 0, b.penalty)
+	if err := e.r.BlockDisconnected(t.Context(), nil, startHeight+2); err != nil {
+		t.Fatal(err)
+	}
+	e.carrier.script(b.penalty, missingInputs)
+	e.carrier.takeSent()
+	c.set(startHeight+2, block(startHeight+2, 1))
+	c.set(startHeight+3, block(startHeight+3, 1))
+	if err := e.r.BlockConnected(t.Context(), c.blocks[startHeight+2], startHeight+2); err != nil {
+		t.Fatal(err)
+	}
+	e.wantSent(t, b.penalty) // the dispute is in the index
+	e.wantStatus(t, b, startHeight+2, false)
+	if err := e.r.BlockConnected(t.Context(), c.blocks[startHeight+3], startHeight+3); err != nil {
+		t.Fatal(err)
+	}
+	e.wantSent(t, b.penalty)
+	e.wantGone(t, b)
+}

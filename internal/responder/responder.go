@@ -97,6 +97,10 @@ type Responder struct {
 	// Only the chain goroutine reads trackers.
 	unreadable map[teos.UUID]bool
 	blockHash  chainhash.Hash // of the block BlockConnected is processing
+	// undecided holds the unconfirmed trackers whose penalty got -25 while bitcoind was ahead
+	// of the tower: sent again once the tower reaches bitcoind's tip, not 6 blocks later. Lost
+	// on a restart, when they wait for the 6 blocks.
+	undecided map[teos.UUID]bool
 	// seenAt memoises, by penalty txid, that bitcoind's best chain held the penalty at the
 	// height its tracker is confirmed at, above the block being processed (a block processed
 	// again after a restart): asked once, not at every block up to it. Cleared when a block is
@@ -193,6 +197,7 @@ func (r *Responder) HandleBreach(ctx context.Context, id teos.UUID, dispute, pen
 						r.log.Warn("penalty refused for missing inputs while bitcoind is ahead of the tower; tracking it until the tower catches up",
 							"uuid", id, "txid", t.PenaltyTxID, "height", height)
 						t.Height = height
+						r.markUndecided(id, true)
 						break
 					}
 				}
@@ -234,8 +239,8 @@ func (r *Responder) BlockConnected(ctx context.Context, block *wire.MsgBlock, he
 	}
 
 	var (
-		changes               store.Changes
-		reorged, stale, above []*store.Tracker
+		changes                        store.Changes
+		reorged, stale, above, waiting []*store.Tracker
 	)
 	for _, t := range trackers {
 		// The index already holds this block's txids: no second hashing pass.
@@ -258,14 +263,20 @@ func (r *Responder) BlockConnected(ctx context.Context, block *wire.MsgBlock, he
 			}
 		case t.Height <= height && height-t.Height >= teos.ConfirmationsBeforeRetry:
 			stale = append(stale, t)
+		case r.undecided[t.UUID]:
+			waiting = append(waiting, t)
 		default:
 			r.log.Debug("penalty not confirmed yet", "uuid", t.UUID, "txid", t.PenaltyTxID, "since", t.Height)
 		}
 	}
 
+	r.keepUndecided(trackers)
 	gone, err := r.leftChain(ctx, above, height)
 	if err == nil {
-		err = r.resend(ctx, &changes, append(reorged, gone...), stale, height)
+		var now []*store.Tracker
+		if now, err = r.decideAtTip(ctx, waiting, height); err == nil {
+			err = r.resend(ctx, &changes, append(reorged, gone...), append(stale, now...), height)
+		}
 	}
 	basedOnTrackers(&changes)
 	if cerr := r.store.ApplyChanges(&changes); cerr != nil {
@@ -318,6 +329,35 @@ func (r *Responder) leftChain(ctx context.Context, above []*store.Tracker, heigh
 			"uuid", t.UUID, "txid", t.PenaltyTxID, "confirmed_at", t.Height, "height", height)
 	}
 	return gone, nil
+}
+
+// keepUndecided forgets the undecided marks (see rebroadcast) of trackers that are gone or
+// confirmed.
+func (r *Responder) keepUndecided(trackers []*store.Tracker) {
+	if len(r.undecided) == 0 {
+		return
+	}
+	still := make(map[teos.UUID]bool, len(r.undecided))
+	for _, t := range trackers {
+		if r.undecided[t.UUID] && !t.Confirmed {
+			still[t.UUID] = true
+		}
+	}
+	r.undecided = still
+}
+
+// decideAtTip returns the trackers of waiting (left undecided by a -25 while bitcoind was
+// ahead) to send again now, if the tower has reached bitcoind's tip: the -25 is then decided.
+// Otherwise they keep waiting, for the block holding the penalty or for the tip.
+func (r *Responder) decideAtTip(ctx context.Context, waiting []*store.Tracker, height uint32) ([]*store.Tracker, error) {
+	if len(waiting) == 0 {
+		return nil, nil
+	}
+	ahead, err := r.bitcoindAhead(ctx, height, &r.blockHash)
+	if err != nil || ahead {
+		return nil, err
+	}
+	return waiting, nil
 }
 
 // bitcoindAhead reports whether bitcoind's best chain goes past the tower's: past the block at
@@ -471,6 +511,7 @@ func (r *Responder) rebroadcast(ctx context.Context, changes *store.Changes, t *
 	if err != nil {
 		return fmt.Errorf("re-send penalty of %s: %w", t.UUID, err)
 	}
+	r.markUndecided(t.UUID, false) // unless the -25 below is left undecided again
 	switch res.Status {
 	case carrier.StatusInMempool:
 		r.log.Info("penalty re-sent", "uuid", t.UUID, "txid", t.PenaltyTxID, "height", height)
@@ -507,6 +548,7 @@ func (r *Responder) rebroadcast(ctx context.Context, changes *store.Changes, t *
 				r.log.Warn("penalty refused for missing inputs while bitcoind is ahead of the tower; deciding when the tower catches up",
 					"uuid", t.UUID, "txid", t.PenaltyTxID, "height", height)
 				setStatus(changes, t, height, false)
+				r.markUndecided(t.UUID, true)
 				return nil
 			}
 		}
@@ -521,6 +563,17 @@ func (r *Responder) rebroadcast(ctx context.Context, changes *store.Changes, t *
 		return nil
 	}
 	return fmt.Errorf("re-send penalty of %s: carrier returned %v", t.UUID, res.Status)
+}
+
+func (r *Responder) markUndecided(id teos.UUID, undecided bool) {
+	if !undecided {
+		delete(r.undecided, id)
+		return
+	}
+	if r.undecided == nil {
+		r.undecided = make(map[teos.UUID]bool)
+	}
+	r.undecided[id] = true
 }
 
 // setStatus records t as confirmed at, or in the mempool since, height. An appointment
