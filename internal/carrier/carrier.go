@@ -298,6 +298,24 @@ func (c *Carrier) InBlockAt(ctx context.Context, txid chainhash.Hash, height uin
 	return false, nil
 }
 
+// InBestChain reports whether the block hash is in bitcoind's best chain: its height, and the
+// best chain's block at that height. An RPC error means no (an unknown block; btcd's answer for
+// a block off the best chain); any other failure is an error.
+func (c *Carrier) InBestChain(ctx context.Context, hash chainhash.Hash) (bool, error) {
+	height, err := c.client.BlockHeight(ctx, hash)
+	if err == nil {
+		var at chainhash.Hash
+		if at, err = c.client.BlockHash(ctx, height); err == nil {
+			return at == hash, nil
+		}
+	}
+	var rpcErr rpcError
+	if errors.As(err, &rpcErr) && c.transportError(ctx, err) == nil {
+		return false, nil
+	}
+	return false, fmt.Errorf("look up block %s: %w", hash, err)
+}
+
 // ClearCache forgets every cached Send result; the responder calls it after each block.
 func (c *Carrier) ClearCache() {
 	c.mu.Lock()

@@ -41,6 +41,20 @@ func (c *fakeChain) InBlockAt(_ context.Context, txid chainhash.Hash, height uin
 	return ok && contains(b, txid), nil
 }
 
+func (c *fakeChain) InBestChain(_ context.Context, hash chainhash.Hash) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.down {
+		return false, errDown
+	}
+	for _, b := range c.blocks {
+		if b.BlockHash() == hash {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // set makes b bitcoind's block at height and its tip, dropping the blocks above.
 func (c *fakeChain) set(height uint32, b *wire.MsgBlock) {
 	c.mu.Lock()

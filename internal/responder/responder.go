@@ -72,6 +72,8 @@ type Chain interface {
 	Tip(ctx context.Context) (chainhash.Hash, uint32, error)
 	// InBlockAt reports whether bitcoind's best chain holds txid in its block at height.
 	InBlockAt(ctx context.Context, txid chainhash.Hash, height uint32) (bool, error)
+	// InBestChain reports whether the block hash is in bitcoind's best chain.
+	InBestChain(ctx context.Context, hash chainhash.Hash) (bool, error)
 }
 
 // Config wires a responder to its collaborators.
@@ -210,6 +212,16 @@ func (r *Responder) HandleBreach(ctx context.Context, id teos.UUID, dispute, pen
 	}
 	r.log.Info("penalty sent", "uuid", id, "txid", t.PenaltyTxID, "height", t.Height, "confirmed", t.Confirmed)
 	return t, nil
+}
+
+// BlockInChain reports whether bitcoind's best chain holds the block hash; the watcher asks it
+// about a queued hand-over whose penalty was rejected (docs/PROTOCOL.md 8.5). Without a Chain
+// it answers yes, which leaves the rejection standing.
+func (r *Responder) BlockInChain(ctx context.Context, hash chainhash.Hash) (bool, error) {
+	if r.chain == nil {
+		return true, nil
+	}
+	return r.chain.InBestChain(ctx, hash)
 }
 
 // BlockConnected processes the block at height (docs/PROTOCOL.md 8.3): it records the block's
