@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/teos-go/teos/internal/btcdtest"
 	"github.com/teos-go/teos/internal/store"
 )
 
@@ -94,4 +96,57 @@ func TestPenaltyMinedAndSweptWhileTowerDown(t *testing.T) {
 	}
 	alice.wantResponded(t, tw, br)
 	alice.wantSubscription(t, tw, slots-1, locatorOf(br))
+}
+
+// TestReorgReplaysPenaltyHigherWithChild: a 2-block reorg replaces the penalty's block and the
+// next with a longer branch holding the penalty one block higher and a child spending it in the
+// block after. When teosd connects the branch's first block, bitcoind answers the re-sent
+// penalty -25 (every output spent); that is no rejection while bitcoind is ahead, and the
+// next block confirms the tracker (before, the appointment was deleted).
+func TestReorgReplaysPenaltyHigherWithChild(t *testing.T) {
+	a := startNode(t)
+	ca := newChain(t, a)
+	b := btcdtest.Start(t)
+	cb := newChain(t, b)
+	tw := newTower(t, a, "")
+	tw.start()
+	alice := newUser(t)
+	slots := alice.register(t, tw).AvailableSlots
+	br := a.NewBreach(t)
+	alice.add(t, tw, breachAppointment(t, br))
+
+	ca.send(t, br.Commitment)
+	block, d := ca.mine(t)
+	if !blockHas(block, br.Commitment) {
+		t.Fatal("dispute not mined")
+	}
+	ca.waitInMempool(t, br.Penalty.TxHash(), time.Now())
+	if block, _ := ca.mine(t); !blockHas(block, br.Penalty) {
+		t.Fatal("penalty not mined")
+	}
+	_, tip := ca.mine(t)
+	waitTowerAt(t, tw, tip) // done with the penalty's block
+	alice.wantResponded(t, tw, br)
+
+	copyBlocks(t, ca, cb, 1, d)
+	b.Generate(t, 1)
+	cb.send(t, br.Penalty)
+	if block, _ := cb.mine(t); !blockHas(block, br.Penalty) {
+		t.Fatal("penalty not mined on B's branch")
+	}
+	cb.send(t, br.Sweep)
+	if block, _ := cb.mine(t); !blockHas(block, br.Sweep) {
+		t.Fatal("child not mined on B's branch")
+	}
+	copyBlocks(t, cb, ca, d+1, d+3)
+	if ca.bestHash(t) != cb.bestHash(t) {
+		t.Fatal("A did not adopt B's branch")
+	}
+	_, newTip := ca.mine(t)
+	waitTowerAt(t, tw, newTip) // done with B's branch
+	alice.wantResponded(t, tw, br)
+	alice.wantSubscription(t, tw, slots-1, locatorOf(br))
+	if !loggedWith(tw.logs(), `msg="penalty confirmed"`, "height="+strconv.Itoa(int(d+2))) {
+		t.Fatal("teosd did not confirm the penalty in its new block")
+	}
 }
