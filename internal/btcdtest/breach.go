@@ -26,6 +26,9 @@ type Breach struct {
 	Commitment *wire.MsgTx
 	// Penalty spends both commitment outputs, the to_local one via the revocation branch.
 	Penalty *wire.MsgTx
+	// Sweep spends the penalty's only output: once it is mined, nothing of the penalty is
+	// unspent, and bitcoind answers a re-send of the penalty -25, not -27.
+	Sweep *wire.MsgTx
 }
 
 // NewBreach builds a breach from a coinbase no earlier call used, mining first if no such
@@ -92,7 +95,20 @@ func (n *Node) newBreach(t testing.TB, penaltyFee int64) *Breach {
 	penalty.TxIn[1].Witness = wire.TxWitness{revocationSig, {1}, toLocal} // 1 selects OP_IF
 	verify(t, "penalty", penalty, prevOuts)
 
-	return &Breach{Commitment: commitment, Penalty: penalty}
+	sweepPkScript := p2wpkh(t, sweepKey.PubKey())
+	penaltyOut := wire.OutPoint{Hash: penalty.TxHash(), Index: 0}
+	sweep := wire.NewMsgTx(2)
+	sweep.AddTxIn(wire.NewTxIn(&penaltyOut, nil, nil))
+	sweep.AddTxOut(wire.NewTxOut(penalty.TxOut[0].Value-breachFee, p2wpkh(t, newKey(t).PubKey())))
+	sweepPrev := map[wire.OutPoint]*wire.TxOut{penaltyOut: penalty.TxOut[0]}
+	sweep.TxIn[0].Witness, err = txscript.WitnessSignature(sweep, txscript.NewTxSigHashes(sweep, txscript.NewMultiPrevOutFetcher(sweepPrev)), 0,
+		penalty.TxOut[0].Value, sweepPkScript, txscript.SigHashAll, sweepKey, true)
+	if err != nil {
+		t.Fatalf("btcdtest: signing sweep: %v", err)
+	}
+	verify(t, "sweep", sweep, sweepPrev)
+
+	return &Breach{Commitment: commitment, Penalty: penalty, Sweep: sweep}
 }
 
 // nextMatureCoinbase returns the next unused coinbase paying MiningAddr and the index of that

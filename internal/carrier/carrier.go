@@ -94,6 +94,10 @@ type Result struct {
 type Client interface {
 	SendRawTransaction(ctx context.Context, tx *wire.MsgTx) (chainhash.Hash, error)
 	RawTransactionInfo(ctx context.Context, txid chainhash.Hash) (inMempool bool, blockHash *chainhash.Hash, err error)
+	BestBlockHash(ctx context.Context) (chainhash.Hash, error)
+	BlockHeight(ctx context.Context, hash chainhash.Hash) (uint32, error)
+	BlockHash(ctx context.Context, height uint32) (chainhash.Hash, error)
+	Block(ctx context.Context, hash chainhash.Hash) (*wire.MsgBlock, error)
 }
 
 // Carrier sends transactions through a Client. It is safe for concurrent use.
@@ -254,6 +258,62 @@ func (c *Carrier) lookUp(ctx context.Context, txid chainhash.Hash) (inMempool, m
 	}
 	// Neither an RPC nor a transport error: treat as a node we cannot use, not as "absent".
 	return false, false, fmt.Errorf("look up %s: %w", txid, err)
+}
+
+// Tip returns the hash and height of bitcoind's best block. Any failure is an error: the
+// caller decides nothing without the answer.
+func (c *Carrier) Tip(ctx context.Context) (chainhash.Hash, uint32, error) {
+	hash, err := c.client.BestBlockHash(ctx)
+	if err != nil {
+		return chainhash.Hash{}, 0, fmt.Errorf("best block: %w", err)
+	}
+	height, err := c.client.BlockHeight(ctx, hash)
+	if err != nil {
+		return chainhash.Hash{}, 0, fmt.Errorf("height of best block %s: %w", hash, err)
+	}
+	return hash, height, nil
+}
+
+// InBlockAt reports whether bitcoind's best chain holds txid in its block at height: false
+// when the chain is not that long (getblockhash answers an RPC error). Any other failure is an
+// error.
+func (c *Carrier) InBlockAt(ctx context.Context, txid chainhash.Hash, height uint32) (bool, error) {
+	hash, err := c.client.BlockHash(ctx, height)
+	if err != nil {
+		var rpcErr rpcError
+		if errors.As(err, &rpcErr) && c.transportError(ctx, err) == nil {
+			return false, nil
+		}
+		return false, fmt.Errorf("block at %d: %w", height, err)
+	}
+	block, err := c.client.Block(ctx, hash)
+	if err != nil {
+		return false, fmt.Errorf("block %s at %d: %w", hash, height, err)
+	}
+	for _, tx := range block.Transactions {
+		if tx.TxHash() == txid {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// InBestChain reports whether the block hash is in bitcoind's best chain: its height, and the
+// best chain's block at that height. An RPC error means no (an unknown block; btcd's answer for
+// a block off the best chain); any other failure is an error.
+func (c *Carrier) InBestChain(ctx context.Context, hash chainhash.Hash) (bool, error) {
+	height, err := c.client.BlockHeight(ctx, hash)
+	if err == nil {
+		var at chainhash.Hash
+		if at, err = c.client.BlockHash(ctx, height); err == nil {
+			return at == hash, nil
+		}
+	}
+	var rpcErr rpcError
+	if errors.As(err, &rpcErr) && c.transportError(ctx, err) == nil {
+		return false, nil
+	}
+	return false, fmt.Errorf("look up block %s: %w", hash, err)
 }
 
 // ClearCache forgets every cached Send result; the responder calls it after each block.

@@ -265,6 +265,22 @@ func (f *fakeClient) RawTransactionInfo(context.Context, chainhash.Hash) (bool, 
 	return false, nil, f.lookupErr
 }
 
+func (f *fakeClient) BestBlockHash(context.Context) (chainhash.Hash, error) {
+	return chainhash.Hash{}, errors.New("not faked")
+}
+
+func (f *fakeClient) BlockHeight(context.Context, chainhash.Hash) (uint32, error) {
+	return 0, errors.New("not faked")
+}
+
+func (f *fakeClient) BlockHash(context.Context, uint32) (chainhash.Hash, error) {
+	return chainhash.Hash{}, errors.New("not faked")
+}
+
+func (f *fakeClient) Block(context.Context, chainhash.Hash) (*wire.MsgBlock, error) {
+	return nil, errors.New("not faked")
+}
+
 func TestSendOtherErrorIsUnknownRejection(t *testing.T) {
 	c := New(&fakeClient{sendErr: errors.New("something odd")}, nil)
 	got, err := c.Send(t.Context(), testTx(7))

@@ -66,23 +66,48 @@ type Carrier interface {
 	ClearCache()
 }
 
+// Chain answers questions about bitcoind's best chain; *carrier.Carrier satisfies it.
+type Chain interface {
+	// Tip returns the hash and height of bitcoind's best block.
+	Tip(ctx context.Context) (chainhash.Hash, uint32, error)
+	// InBlockAt reports whether bitcoind's best chain holds txid in its block at height.
+	InBlockAt(ctx context.Context, txid chainhash.Hash, height uint32) (bool, error)
+	// InBestChain reports whether the block hash is in bitcoind's best chain.
+	InBestChain(ctx context.Context, hash chainhash.Hash) (bool, error)
+}
+
 // Config wires a responder to its collaborators.
 type Config struct {
 	Store   Store
 	Carrier Carrier
-	Logger  *slog.Logger
+	// Chain defaults to Carrier when it satisfies Chain (the production carrier does). Without
+	// one (unit-test fakes), a tracker confirmed above the block being processed is taken for
+	// a reorg, and a -25 is decided at once, as before the two checks existed.
+	Chain  Chain
+	Logger *slog.Logger
 }
 
 // Responder tracks broadcast penalties until they are irrevocably resolved.
 type Responder struct {
 	store   Store
 	carrier Carrier
+	chain   Chain // may be nil
 	log     *slog.Logger
 	height  atomic.Uint32 // last processed block
 	index   *txIndex
 	// unreadable holds the damaged tracker records already logged: once each, not every block.
 	// Only the chain goroutine reads trackers.
 	unreadable map[teos.UUID]bool
+	blockHash  chainhash.Hash // of the block BlockConnected is processing
+	// undecided holds the unconfirmed trackers whose penalty got -25 while bitcoind was ahead
+	// of the tower: sent again once the tower reaches bitcoind's tip, not 6 blocks later. Lost
+	// on a restart, when they wait for the 6 blocks.
+	undecided map[teos.UUID]bool
+	// seenAt memoises, by penalty txid, that bitcoind's best chain held the penalty at the
+	// height its tracker is confirmed at, above the block being processed (a block processed
+	// again after a restart): asked once, not at every block up to it. Cleared when a block is
+	// disconnected. Only the chain goroutine uses it.
+	seenAt map[chainhash.Hash]uint32
 }
 
 // New returns a responder whose last processed block is at height. Seed its tx index with
@@ -92,7 +117,10 @@ func New(cfg Config, height uint32) *Responder {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Responder{store: cfg.Store, carrier: cfg.Carrier, log: log.With("component", "responder"), index: newTxIndex()}
+	r := &Responder{store: cfg.Store, carrier: cfg.Carrier, chain: cfg.Chain, log: log.With("component", "responder"), index: newTxIndex()}
+	if r.chain == nil {
+		r.chain, _ = cfg.Carrier.(Chain)
+	}
 	r.height.Store(height)
 	return r
 }
@@ -160,6 +188,21 @@ func (r *Responder) HandleBreach(ctx context.Context, id teos.UUID, dispute, pen
 				r.log.Warn("penalty refused for now; tracking it to send again", "uuid", id, "txid", t.PenaltyTxID, "reason", res.Reason)
 				t.Height = height
 			case carrier.StatusRejected:
+				if res.Code == carrier.CodeVerifyError {
+					// The penalty may be in a block bitcoind has and the tower has not
+					// processed yet, its outputs spent: decided when the tower gets there.
+					ahead, err := r.minedAhead(ctx, t.PenaltyTxID, height)
+					if err != nil {
+						return nil, fmt.Errorf("handle breach %s: %w", id, err)
+					}
+					if ahead {
+						r.log.Warn("penalty refused for missing inputs while bitcoind is ahead of the tower; tracking it until the tower catches up",
+							"uuid", id, "txid", t.PenaltyTxID, "height", height)
+						t.Height = height
+						r.markUndecided(id, true)
+						break
+					}
+				}
 				r.log.Warn("penalty rejected", "uuid", id, "txid", t.PenaltyTxID, "code", res.Code)
 				return nil, nil
 			default:
@@ -169,6 +212,16 @@ func (r *Responder) HandleBreach(ctx context.Context, id teos.UUID, dispute, pen
 	}
 	r.log.Info("penalty sent", "uuid", id, "txid", t.PenaltyTxID, "height", t.Height, "confirmed", t.Confirmed)
 	return t, nil
+}
+
+// BlockInChain reports whether bitcoind's best chain holds the block hash; the watcher asks it
+// about a queued hand-over whose penalty was rejected (docs/PROTOCOL.md 8.5). Without a Chain
+// it answers yes, which leaves the rejection standing.
+func (r *Responder) BlockInChain(ctx context.Context, hash chainhash.Hash) (bool, error) {
+	if r.chain == nil {
+		return true, nil
+	}
+	return r.chain.InBestChain(ctx, hash)
 }
 
 // BlockConnected processes the block at height (docs/PROTOCOL.md 8.3): it records the block's
@@ -182,14 +235,15 @@ func (r *Responder) HandleBreach(ctx context.Context, id teos.UUID, dispute, pen
 // dated at this height) while what was not is found again. If the commit itself fails, the
 // redo repeats the re-sends, which is harmless.
 //
-// Reorganised trackers are found from the store rather than kept in memory: when the block at
-// height is connected, every block at or above height that the responder saw before has been
-// disconnected, so a tracker confirmed at or above height whose penalty is not in this block
-// lost its confirmation. The set thus survives retries and restarts.
+// Reorganised trackers are found from the store rather than kept in memory, so the set
+// survives retries and restarts: a tracker confirmed at height whose penalty is not in this
+// block lost its confirmation. One confirmed above height may have lost it (a reorg) or not (the
+// blocks since the persisted tip processed again after a crash); leftChain asks bitcoind.
 func (r *Responder) BlockConnected(ctx context.Context, block *wire.MsgBlock, height uint32) error {
 	defer r.carrier.ClearCache()
 	r.index.add(block, height)
 	r.height.Store(height)
+	r.blockHash = block.BlockHash()
 
 	trackers, err := r.trackers()
 	if err != nil {
@@ -197,8 +251,8 @@ func (r *Responder) BlockConnected(ctx context.Context, block *wire.MsgBlock, he
 	}
 
 	var (
-		changes        store.Changes
-		reorged, stale []*store.Tracker
+		changes                        store.Changes
+		reorged, stale, above, waiting []*store.Tracker
 	)
 	for _, t := range trackers {
 		// The index already holds this block's txids: no second hashing pass.
@@ -211,20 +265,31 @@ func (r *Responder) BlockConnected(ctx context.Context, block *wire.MsgBlock, he
 			}
 			setStatus(&changes, t, height, true)
 			r.log.Info("penalty confirmed", "uuid", t.UUID, "txid", t.PenaltyTxID, "height", height)
-		case t.Confirmed && t.Height >= height:
-			reorged = append(reorged, t)
+		case t.Confirmed && t.Height == height:
+			reorged = append(reorged, t) // this block replaced the one that held the penalty
+		case t.Confirmed && t.Height > height:
+			above = append(above, t)
 		case t.Confirmed:
 			if height-t.Height >= teos.IrrevocablyResolved {
 				changes.Completed = append(changes.Completed, t.UUID)
 			}
 		case t.Height <= height && height-t.Height >= teos.ConfirmationsBeforeRetry:
 			stale = append(stale, t)
+		case r.undecided[t.UUID]:
+			waiting = append(waiting, t)
 		default:
 			r.log.Debug("penalty not confirmed yet", "uuid", t.UUID, "txid", t.PenaltyTxID, "since", t.Height)
 		}
 	}
 
-	err = r.resend(ctx, &changes, reorged, stale, height)
+	r.keepUndecided(trackers)
+	gone, err := r.leftChain(ctx, above, height)
+	if err == nil {
+		var now []*store.Tracker
+		if now, err = r.decideAtTip(ctx, waiting, height); err == nil {
+			err = r.resend(ctx, &changes, append(reorged, gone...), append(stale, now...), height)
+		}
+	}
 	basedOnTrackers(&changes)
 	if cerr := r.store.ApplyChanges(&changes); cerr != nil {
 		return errors.Join(err, fmt.Errorf("responder block %d: %w", height, cerr))
@@ -236,6 +301,105 @@ func (r *Responder) BlockConnected(ctx context.Context, block *wire.MsgBlock, he
 		r.log.Info("tracker completed", "uuid", id, "height", height)
 	}
 	return nil
+}
+
+// leftChain returns the trackers of above (confirmed above height) whose confirmation was
+// reorganised out. The responder may process a block again, below one it processed before,
+// after a reorg or after a restart: the tip is persisted after the trackers, so after a crash
+// the blocks since the persisted tip are processed again. bitcoind tells the two apart: if its
+// best chain still holds the penalty at the tracker's height, the confirmation stands and the
+// block at that height confirms it again when the tower gets there (or, if that block is
+// replaced meanwhile, finds it reorganised out). Otherwise the penalty is re-sent now.
+func (r *Responder) leftChain(ctx context.Context, above []*store.Tracker, height uint32) ([]*store.Tracker, error) {
+	for txid, h := range r.seenAt {
+		if h <= height {
+			delete(r.seenAt, txid)
+		}
+	}
+	if r.chain == nil {
+		return above, nil
+	}
+	var gone []*store.Tracker
+	for _, t := range above {
+		if h, ok := r.seenAt[t.PenaltyTxID]; ok && h == t.Height {
+			continue
+		}
+		in, err := r.chain.InBlockAt(ctx, t.PenaltyTxID, t.Height)
+		if err != nil {
+			return nil, fmt.Errorf("look for the penalty of %s at %d: %w", t.UUID, t.Height, err)
+		}
+		if !in {
+			r.log.Warn("penalty confirmation reorganised out", "uuid", t.UUID, "txid", t.PenaltyTxID, "height", t.Height)
+			gone = append(gone, t)
+			continue
+		}
+		if r.seenAt == nil {
+			r.seenAt = make(map[chainhash.Hash]uint32)
+		}
+		r.seenAt[t.PenaltyTxID] = t.Height
+		r.log.Info("penalty still confirmed in a block processed before; processing the blocks below it again",
+			"uuid", t.UUID, "txid", t.PenaltyTxID, "confirmed_at", t.Height, "height", height)
+	}
+	return gone, nil
+}
+
+// keepUndecided forgets the undecided marks (see rebroadcast) of trackers that are gone or
+// confirmed.
+func (r *Responder) keepUndecided(trackers []*store.Tracker) {
+	if len(r.undecided) == 0 {
+		return
+	}
+	still := make(map[teos.UUID]bool, len(r.undecided))
+	for _, t := range trackers {
+		if r.undecided[t.UUID] && !t.Confirmed {
+			still[t.UUID] = true
+		}
+	}
+	r.undecided = still
+}
+
+// decideAtTip returns the trackers of waiting (left undecided by a -25 while bitcoind was
+// ahead) to send again now, if the tower has reached bitcoind's tip: the -25 is then decided.
+// Otherwise they keep waiting, for the block holding the penalty or for the tip.
+func (r *Responder) decideAtTip(ctx context.Context, waiting []*store.Tracker, height uint32) ([]*store.Tracker, error) {
+	if len(waiting) == 0 {
+		return nil, nil
+	}
+	ahead, err := r.bitcoindAhead(ctx, height, &r.blockHash)
+	if err != nil || ahead {
+		return nil, err
+	}
+	return waiting, nil
+}
+
+// bitcoindAhead reports whether bitcoind's best chain goes past the tower's: past the block at
+// height whose hash is hash, or, hash unknown, above height. Without a Chain it says no.
+func (r *Responder) bitcoindAhead(ctx context.Context, height uint32, hash *chainhash.Hash) (bool, error) {
+	if r.chain == nil {
+		return false, nil
+	}
+	tip, tipHeight, err := r.chain.Tip(ctx)
+	if err != nil {
+		return false, err
+	}
+	if hash != nil {
+		return tip != *hash, nil
+	}
+	return tipHeight > height, nil
+}
+
+// minedAhead reports whether bitcoind may hold txid in a block above height, the responder's
+// last block: its chain goes past the block after height (the watcher's), or that block holds
+// txid (the watcher hands over before the responder indexes the block).
+func (r *Responder) minedAhead(ctx context.Context, txid chainhash.Hash, height uint32) (bool, error) {
+	if r.chain == nil {
+		return false, nil
+	}
+	ahead, err := r.bitcoindAhead(ctx, height+1, nil)
+	if err != nil || ahead {
+		return ahead, err
+	}
+	return r.chain.InBlockAt(ctx, txid, height+1)
 }
 
 // basedOnTrackers marks every change as made on its UUID's tracker: if the appointment was
@@ -279,6 +443,7 @@ func (r *Responder) resend(ctx context.Context, changes *store.Changes, reorged,
 // the chain.
 func (r *Responder) BlockDisconnected(_ context.Context, _ *wire.BlockHeader, height uint32) error {
 	r.index.remove(height)
+	clear(r.seenAt)
 	if height > 0 {
 		r.height.Store(height - 1)
 	}
@@ -358,6 +523,7 @@ func (r *Responder) rebroadcast(ctx context.Context, changes *store.Changes, t *
 	if err != nil {
 		return fmt.Errorf("re-send penalty of %s: %w", t.UUID, err)
 	}
+	r.markUndecided(t.UUID, false) // unless the -25 below is left undecided again
 	switch res.Status {
 	case carrier.StatusInMempool:
 		r.log.Info("penalty re-sent", "uuid", t.UUID, "txid", t.PenaltyTxID, "height", height)
@@ -382,6 +548,22 @@ func (r *Responder) rebroadcast(ctx context.Context, changes *store.Changes, t *
 		setStatus(changes, t, height, false)
 		return nil
 	case carrier.StatusRejected:
+		if res.Code == carrier.CodeVerifyError {
+			// bitcoind may hold the penalty, its outputs spent, in a block past the one
+			// being processed (a catch-up, a reorg that replays it higher): decided once
+			// the tower is at bitcoind's tip, where the block holding it confirms it first.
+			ahead, err := r.bitcoindAhead(ctx, height, &r.blockHash)
+			if err != nil {
+				return fmt.Errorf("re-send penalty of %s: %w", t.UUID, err)
+			}
+			if ahead {
+				r.log.Warn("penalty refused for missing inputs while bitcoind is ahead of the tower; deciding when the tower catches up",
+					"uuid", t.UUID, "txid", t.PenaltyTxID, "height", height)
+				setStatus(changes, t, height, false)
+				r.markUndecided(t.UUID, true)
+				return nil
+			}
+		}
 		if res.Code == carrier.CodeVerifyError && !disputeOnChain {
 			r.log.Warn("penalty's dispute is not on the chain; watching the appointment again", "uuid", t.UUID,
 				"dispute_txid", t.DisputeTxID, "penalty_txid", t.PenaltyTxID, "height", height)
@@ -393,6 +575,17 @@ func (r *Responder) rebroadcast(ctx context.Context, changes *store.Changes, t *
 		return nil
 	}
 	return fmt.Errorf("re-send penalty of %s: carrier returned %v", t.UUID, res.Status)
+}
+
+func (r *Responder) markUndecided(id teos.UUID, undecided bool) {
+	if !undecided {
+		delete(r.undecided, id)
+		return
+	}
+	if r.undecided == nil {
+		r.undecided = make(map[teos.UUID]bool)
+	}
+	r.undecided[id] = true
 }
 
 // setStatus records t as confirmed at, or in the mempool since, height. An appointment

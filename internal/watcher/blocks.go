@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/teos-go/teos/internal/store"
@@ -183,6 +184,18 @@ func (r *run) handOver(ctx context.Context, a *store.Appointment, id teos.UUID, 
 	if err != nil {
 		return fmt.Errorf("hand breach %s to the responder: %w", id, err)
 	}
+	if t == nil && !r.inBlock {
+		gone, err := r.blockGone(ctx, d.block)
+		if err != nil {
+			return fmt.Errorf("hand breach %s to the responder: %w", id, err)
+		}
+		if gone {
+			log.Warn("queued hand-over dropped: its dispute's block left the chain; watching the appointment again",
+				"locator", a.Locator, "uuid", id, "dispute_txid", d.txid, "block_hash", d.block)
+			r.done[id] = true
+			return nil
+		}
+	}
 	r.done[id] = true
 	if t == nil {
 		log.Info("triggered appointment is invalid, deleting it", "locator", a.Locator, "uuid", id,
@@ -193,6 +206,24 @@ func (r *run) handOver(ctx context.Context, a *store.Appointment, id teos.UUID, 
 	r.changes.Trackers = append(r.changes.Trackers, t)
 	r.seen(id, a)
 	return nil
+}
+
+// blockChecker is implemented by the responder: whether a block is in bitcoind's best chain.
+type blockChecker interface {
+	BlockInChain(ctx context.Context, hash chainhash.Hash) (bool, error)
+}
+
+// blockGone reports whether a queued hand-over's block left bitcoind's best chain. A block
+// that left it while teosd was down is never disconnected after the restart if the persisted
+// tip was below it (a crash): its penalty is then refused, the dispute being gone, and the
+// appointment must stay watched rather than be deleted (docs/PROTOCOL.md 8.5).
+func (r *run) blockGone(ctx context.Context, block chainhash.Hash) (bool, error) {
+	c, ok := r.w.responder.(blockChecker)
+	if !ok {
+		return false, nil
+	}
+	in, err := c.BlockInChain(ctx, block)
+	return !in, err
 }
 
 // invalid deletes an appointment whose breach cannot be answered (its blob does not decrypt,
