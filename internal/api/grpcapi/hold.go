@@ -45,7 +45,9 @@ func (p *Public) run(ctx context.Context, write bool, fn func() error) error {
 		needs = append(needs, p.hold.Store)
 	}
 	classify := func(err error) *hold.Condition {
-		if storeFault(err) {
+		// The core takes no context: a context error from it is the store's own timeout (a
+		// database that stopped answering), a fault; but a request whose client left is over.
+		if ctx.Err() == nil && storeFault(err) {
 			return p.hold.Store
 		}
 		return nil
@@ -85,8 +87,7 @@ func storeFault(err error) bool {
 		errors.Is(err, gatekeeper.ErrMaxSlots), errors.As(err, &expired),
 		errors.Is(err, watcher.ErrAlreadyTriggered), errors.Is(err, watcher.ErrInvalidUserID),
 		errors.Is(err, watcher.ErrNotFound),
-		errors.Is(err, store.ErrCorrupt), errors.Is(err, store.ErrUninitialized), errors.Is(err, store.ErrNewerVersion),
-		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		errors.Is(err, store.ErrCorrupt), errors.Is(err, store.ErrUninitialized), errors.Is(err, store.ErrNewerVersion):
 		return false
 	}
 	return true

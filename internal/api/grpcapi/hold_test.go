@@ -36,13 +36,21 @@ type fullDisk struct {
 	writes atomic.Int32 // writes tried while full
 	// lost makes reads fail as with a database connection gone (the PostgreSQL engine).
 	lost atomic.Bool
+	// stalled makes reads fail as when the database stops answering: the PostgreSQL engine's
+	// own operation timeout.
+	stalled atomic.Bool
 }
+
+var errStalled = fmt.Errorf("read user: %w", context.DeadlineExceeded)
 
 var errConnLost = fmt.Errorf("read user: %w", syscall.ECONNRESET)
 
 func (d *fullDisk) User(id teos.UserID) (store.UserInfo, bool, error) {
 	if d.lost.Load() {
 		return store.UserInfo{}, false, errConnLost
+	}
+	if d.stalled.Load() {
+		return store.UserInfo{}, false, errStalled
 	}
 	return d.Store.User(id)
 }
@@ -219,6 +227,38 @@ func TestStoreReadFaultHeldThenServed(t *testing.T) {
 	f.disk.lost.Store(false)
 	if err := <-errs; err != nil {
 		t.Fatalf("get_subscription_info after the store came back: %v", err)
+	}
+}
+
+// A read that times out inside the store (a database that stopped answering) is a fault like
+// a lost connection: held, not answered, and served once the store answers again. Both the
+// single add and a batch.
+func TestStoreTimeoutHeldThenServed(t *testing.T) {
+	f := newHoldFixture(t, time.Hour)
+	ctx := t.Context()
+	userID := teos.UserIDFromPubKey(key("user").PubKey())
+	if _, err := f.client.Register(ctx, &commonv2.RegisterRequest{UserId: userID[:]}); err != nil {
+		t.Fatal(err)
+	}
+	f.disk.stalled.Store(true)
+	errs := make(chan error, 2)
+	go func() {
+		_, err := f.client.AddAppointment(ctx, holdAddRequest(t, "single"))
+		errs <- err
+	}()
+	go func() {
+		resp, err := f.ext.AddAppointments(ctx, &teosv2.AddAppointmentsRequest{Appointments: []*commonv2.AddAppointmentRequest{holdAddRequest(t, "batch")}})
+		if err == nil && resp.GetResults()[0].GetReceipt() == nil {
+			err = fmt.Errorf("batch item: %v", resp.GetResults()[0].GetError())
+		}
+		errs <- err
+	}()
+	f.waitHeld(t, 2)
+	f.disk.stalled.Store(false)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("add after the store answered again: %v", err)
+		}
 	}
 }
 
