@@ -105,7 +105,8 @@ func startShared(ctx context.Context, cfg *config.Config, log *slog.Logger, db *
 	w := watcher.New(watcher.Config{Store: db, Gatekeeper: gk, Responder: resp, TowerKey: key, Logger: log, Wake: pollNow,
 		BlocksFirst: blocksFirst})
 	rc := &roles{cfg: cfg, log: log, db: db, btc: btc, gk: gk, w: w, resp: resp, fes: fes, blocks: blocksFirst, wake: pollNow}
-	rc.el = leader.New(leader.Config{URL: cfg.DatabaseURL, Name: instanceName(cfg), Every: cfg.PollEvery(), Logger: log})
+	rc.el = leader.New(leader.Config{URL: cfg.DatabaseURL, Name: instanceName(cfg), Every: cfg.PollEvery(), Logger: log,
+		NewTerm: pgstore.NewTerm})
 	if cfg.MetricsBind != "" {
 		m := metrics.New(metrics.Config{Counts: db.Counts, Height: rc.Height, Reachable: rc.Reachable,
 			Held: held.Gate.Held, AuthFailures: btc.AuthFailures, Endpoints: httpapi.Endpoints(), Logger: log})
@@ -219,10 +220,16 @@ func (r *roles) Run(ctx context.Context, every time.Duration) error {
 		}()
 		var err error
 		if leading {
+			// The block path's writes commit only in this term: once another instance starts
+			// a newer one, they are refused and the elector steps down (pgstore fence.go).
+			term := r.el.Term()
+			r.db.Fence(term, func() { r.el.StepDown(term) })
 			err = r.lead(rctx, every)
 		} else {
+			r.db.Fence(0, nil)
 			err = r.follow(rctx, every)
 		}
+		r.db.Fence(0, nil)
 		r.leading.Store(false)
 		r.resp.set(nil)
 		if err != nil && rctx.Err() == nil {

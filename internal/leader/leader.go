@@ -2,7 +2,9 @@
 // the instance holding a session-level advisory lock on a dedicated connection leads. The
 // lock goes with the session, so a leader that dies or loses its connection releases it and
 // another instance takes it at its next try; a leader whose connection stops answering steps
-// down itself at its next check.
+// down itself at its next check. Until that check, an old leader may still be acting: with
+// Config.NewTerm each leadership gets a term its writes are fenced with, and a leader told
+// (StepDown) that a write of its term was refused steps down at once.
 package leader
 
 import (
@@ -30,7 +32,14 @@ type Config struct {
 	Logger *slog.Logger
 	// OnChange, if set, is called with the new state each time it changes.
 	OnChange func(leading bool)
+	// NewTerm, if set, starts a leadership term on the lock's session right after the lock is
+	// won, before this instance leads (pgstore.NewTerm); if it fails, the lock is let go.
+	NewTerm func(ctx context.Context, conn *pgx.Conn) (int64, error)
 }
+
+// termTimeout bounds NewTerm: it waits for the previous leader's writes in flight, each
+// bounded by the store's own operation timeout.
+const termTimeout = 35 * time.Second
 
 // Elector runs the election for one instance.
 type Elector struct {
@@ -41,9 +50,12 @@ type Elector struct {
 
 	mu      sync.Mutex
 	leading bool
+	term    int64         // of the current leadership (NewTerm), 0 while following
+	down    bool          // StepDown asked to step down from the current leadership
 	said    bool          // the follower state was logged
 	changed chan struct{} // closed and replaced on every change
 	leader  string        // the leading instance's name (name.go)
+	kick    chan struct{} // wakes Run for StepDown
 }
 
 // New returns an elector; it is a follower until Run wins the lock.
@@ -56,7 +68,7 @@ func New(cfg Config) *Elector {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Elector{cfg: cfg, log: log, changed: make(chan struct{})}
+	e := &Elector{cfg: cfg, log: log, changed: make(chan struct{}), kick: make(chan struct{}, 1)}
 	e.dbOK.Store(true) // the caller has just opened the database; Run's round trips keep it current
 	return e
 }
@@ -72,13 +84,39 @@ func (e *Elector) Leading() (bool, <-chan struct{}) {
 	return e.leading, e.changed
 }
 
-func (e *Elector) set(leading bool) {
+// Term is the term of this instance's leadership (Config.NewTerm), 0 while it follows or
+// without NewTerm.
+func (e *Elector) Term() int64 {
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.term
+}
+
+// StepDown makes the instance give up the leadership of term at once, if it still holds it:
+// for a write of that term refused because another instance started a newer one, which means
+// this instance's lock session is gone though it has not noticed yet. It does not block.
+func (e *Elector) StepDown(term int64) {
+	e.mu.Lock()
+	ask := e.leading && e.term == term
+	e.down = e.down || ask
+	e.mu.Unlock()
+	if ask {
+		select {
+		case e.kick <- struct{}{}:
+		default: // Run is already woken
+		}
+	}
+}
+
+func (e *Elector) set(leading bool, term int64) {
+	e.mu.Lock()
+	e.down = false
 	if e.leading == leading {
 		e.mu.Unlock()
 		return
 	}
 	e.leading = leading
+	e.term = term
 	e.said = !leading
 	e.leader = ""
 	if leading {
@@ -88,7 +126,7 @@ func (e *Elector) set(leading bool) {
 	e.changed = make(chan struct{})
 	e.mu.Unlock()
 	if leading {
-		e.log.Info("leadership acquired: this instance follows the chain")
+		e.log.Info("leadership acquired: this instance follows the chain", "term", term)
 	} else {
 		e.log.Info("following: another instance leads, or the database is unreachable")
 	}
@@ -107,7 +145,7 @@ func (e *Elector) Run(ctx context.Context) error {
 			cancel()
 			conn = nil
 		}
-		e.set(false)
+		e.set(false, 0)
 		e.setLeader("") // unknown until the database answers again
 	}
 	defer drop()
@@ -120,6 +158,14 @@ func (e *Elector) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-e.kick:
+			e.mu.Lock()
+			down := e.down
+			e.mu.Unlock()
+			if down {
+				e.log.Warn("leadership lost: another instance started a newer term; stepping down")
+				drop() // closing the session lets go of the lock, were it still held
+			}
 		}
 	}
 }
@@ -162,7 +208,21 @@ func (e *Elector) step(ctx context.Context, conn **pgx.Conn, drop func(), warned
 	}
 	e.dbOK.Store(true)
 	if got {
-		e.set(true)
+		var term int64
+		if e.cfg.NewTerm != nil {
+			tctx, tcancel := context.WithTimeout(ctx, termTimeout)
+			var err error
+			term, err = e.cfg.NewTerm(tctx, *conn)
+			tcancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					e.log.Warn("leader election: won the lock but could not start a term; letting it go", "err", err)
+				}
+				drop()
+				return
+			}
+		}
+		e.set(true, term)
 		return
 	}
 	// Only shown (get_tower_info): a failure is no reason to drop the connection.

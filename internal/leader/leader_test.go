@@ -2,9 +2,13 @@ package leader
 
 import (
 	"context"
+	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/teos-go/teos/internal/pgtest"
 )
@@ -57,4 +61,54 @@ func TestOneLeaderAndTakeover(t *testing.T) {
 	waitState(t, b, false)
 	srv.Restart()
 	waitState(t, b, true)
+}
+
+// A leadership starts a term (Config.NewTerm) before it counts: an instance that cannot start
+// one lets the lock go and never leads, and the other takes it. StepDown of a past term is
+// ignored; of the current one, it makes the leader let go, and the next leadership has a new term.
+func TestTermsAndStepDown(t *testing.T) {
+	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	url := srv.NewDatabase(t)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	aLed := false
+	a := New(Config{URL: url, Every: 10 * time.Millisecond,
+		NewTerm: func(context.Context, *pgx.Conn) (int64, error) { return 0, errors.New("no term") },
+		OnChange: func(leading bool) {
+			mu.Lock()
+			aLed = aLed || leading
+			mu.Unlock()
+		}})
+	wg.Go(func() { _ = a.Run(ctx) })
+	var terms atomic.Int64
+	b := New(Config{URL: url, Every: 10 * time.Millisecond,
+		NewTerm: func(context.Context, *pgx.Conn) (int64, error) { return terms.Add(1), nil }})
+	wg.Go(func() { _ = b.Run(ctx) })
+	waitState(t, b, true)
+	first := b.Term()
+	if first == 0 {
+		t.Fatal("leading without a term")
+	}
+	b.StepDown(first - 1)
+	b.StepDown(first)
+	for b.Term() == first {
+		_, changed := b.Leading()
+		select {
+		case <-changed:
+		case <-time.After(time.Minute):
+			t.Fatal("StepDown of the current term was ignored")
+		}
+	}
+	waitState(t, b, true)
+	if got := b.Term(); got != first+1 {
+		t.Errorf("term after stepping down once = %d, want %d", got, first+1)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if aLed {
+		t.Error("an instance that could not start a term led")
+	}
 }

@@ -233,14 +233,20 @@ func trackerArgs(t *store.Tracker) []any {
 	return []any{t.UUID[:], nonNil(t.DisputeTx), nonNil(t.PenaltyTx), t.DisputeTxID[:], t.PenaltyTxID[:], int64(t.Height), t.Confirmed}
 }
 
-// PutTracker stores t; its appointment must exist, else ErrNotFound.
+// PutTracker stores t; its appointment must exist, else ErrNotFound. A leader-only write
+// (fence.go).
 func (s *Store) PutTracker(t *store.Tracker) error {
 	if t == nil {
 		return errors.New("put tracker: nil tracker")
 	}
 	ctx, cancel := opCtx()
 	defer cancel()
-	tag, err := s.pool.Exec(ctx, putTrackerSQL, trackerArgs(t)...)
+	var tag pgconn.CommandTag
+	err := s.leaderTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		tag, err = tx.Exec(ctx, putTrackerSQL, trackerArgs(t)...)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("put tracker %s: %w", t.UUID, err)
 	}
@@ -368,11 +374,15 @@ func deleteArgs(ids []teos.UUID, refund bool) []any {
 }
 
 // DeleteAppointments deletes these appointments with their trackers, refunding their owners
-// if refund; UUIDs not stored are skipped.
+// if refund; UUIDs not stored are skipped. A leader-only write (fence.go).
 func (s *Store) DeleteAppointments(ids []teos.UUID, refund bool) error {
 	ctx, cancel := opCtx()
 	defer cancel()
-	if _, err := s.pool.Exec(ctx, deleteSQL, deleteArgs(ids, refund)...); err != nil {
+	err := s.leaderTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, deleteSQL, deleteArgs(ids, refund)...)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("delete %d appointments: %w", len(ids), err)
 	}
 	return nil
@@ -380,7 +390,8 @@ func (s *Store) DeleteAppointments(ids []teos.UUID, refund bool) error {
 
 // ApplyChanges writes c in one transaction: trackers first (skipping those whose appointment
 // is gone), then completed and dropped deletions, then the handed-over queue entries. The
-// UUIDs whose Basis no longer matches are found first and left alone (basisStale).
+// UUIDs whose Basis no longer matches are found first and left alone (basisStale). A
+// leader-only write (fence.go).
 func (s *Store) ApplyChanges(c *store.Changes) error {
 	if c == nil || c.Empty() {
 		return nil
@@ -392,7 +403,7 @@ func (s *Store) ApplyChanges(c *store.Changes) error {
 	}
 	ctx, cancel := opCtx()
 	defer cancel()
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.leaderTx(ctx, func(tx pgx.Tx) error {
 		stale, err := basisStale(ctx, tx, c)
 		if err != nil {
 			return err

@@ -54,11 +54,21 @@ type callbackErr struct{ err error }
 func (c callbackErr) Error() string { return c.err.Error() }
 
 func (s *Store) inTx(what string, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	return s.inTxMaybeLeader(what, false, fn)
+}
+
+// inTxMaybeLeader is inTx, for a leader-only write if leader (fence.go).
+func (s *Store) inTxMaybeLeader(what string, leader bool, fn func(ctx context.Context, tx pgx.Tx) error) error {
 	ctx, cancel := opCtx()
 	defer cancel()
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return fn(ctx, tx) })
+	run := func(tx pgx.Tx) error { return fn(ctx, tx) }
+	begin := func() error { return pgx.BeginFunc(ctx, s.pool, run) }
+	if leader {
+		begin = func() error { return s.leaderTx(ctx, run) }
+	}
+	err := begin()
 	if retryable(err) {
-		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return fn(ctx, tx) })
+		err = begin()
 	}
 	var ce callbackErr
 	if errors.As(err, &ce) {
@@ -218,16 +228,15 @@ const putLndTrackerSQL = `INSERT INTO lnd_trackers VALUES ($1, $2, $3, $4, $5, $
 	dispute_txid = EXCLUDED.dispute_txid, penalty_txid = EXCLUDED.penalty_txid, height = EXCLUDED.height,
 	confirmed = EXCLUDED.confirmed`
 
+// LndPutTracker, LndApplyChanges and LndDeleteTrackers are leader-only writes (fence.go).
 func (s *Store) LndPutTracker(t *store.Tracker) error {
 	if t == nil {
 		return errors.New("put lnd tracker: nil tracker")
 	}
-	ctx, cancel := opCtx()
-	defer cancel()
-	if _, err := s.pool.Exec(ctx, putLndTrackerSQL, trackerArgs(t)...); err != nil {
-		return fmt.Errorf("put lnd tracker %s: %w", t.UUID, err)
-	}
-	return nil
+	return s.inTxMaybeLeader(fmt.Sprintf("put lnd tracker %s", t.UUID), true, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, putLndTrackerSQL, trackerArgs(t)...)
+		return err
+	})
 }
 
 func (s *Store) LndTracker(id teos.UUID) (*store.Tracker, error) {
@@ -252,7 +261,7 @@ func (s *Store) LndApplyChanges(c *store.Changes) error {
 			return fmt.Errorf("apply lnd changes: tracker %d is nil", i)
 		}
 	}
-	return s.inTx("apply lnd changes", func(ctx context.Context, tx pgx.Tx) error {
+	return s.inTxMaybeLeader("apply lnd changes", true, func(ctx context.Context, tx pgx.Tx) error {
 		for _, t := range c.Trackers {
 			if _, err := tx.Exec(ctx, putLndTrackerSQL, trackerArgs(t)...); err != nil {
 				return err
@@ -279,7 +288,7 @@ func (s *Store) LndDeleteTrackers(ids []teos.UUID) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	return s.inTx("delete lnd trackers", func(ctx context.Context, tx pgx.Tx) error {
+	return s.inTxMaybeLeader("delete lnd trackers", true, func(ctx context.Context, tx pgx.Tx) error {
 		return deleteLndTrackers(ctx, tx, ids)
 	})
 }

@@ -2,10 +2,12 @@ package pgstore
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // HandOverChannel is the NOTIFY channel of queued hand-overs: every transaction that queues one
@@ -19,7 +21,9 @@ const notifyHandOverSQL = `SELECT pg_notify('` + HandOverChannel + `', '')`
 // ListenHandOvers calls wake each time any instance commits a queued hand-over, until ctx is
 // done. It listens on a connection of its own; notifications sent while that connection is
 // down are lost, so it also calls wake each time it starts listening, and the caller's poll
-// covers the gap. A lost connection is retried every retry.
+// covers the gap. A lost connection is retried every retry. A connection quiet for retry is
+// checked with an empty query: one dropped silently on the way (a NAT's idle timeout) would
+// otherwise be noticed only by TCP keepalive, many minutes later.
 func (s *Store) ListenHandOvers(ctx context.Context, retry time.Duration, wake func(), log *slog.Logger) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -34,7 +38,7 @@ func (s *Store) ListenHandOvers(ctx context.Context, retry time.Duration, wake f
 		wake() // what was queued while nobody listened
 	}
 	for ctx.Err() == nil {
-		err := s.listen(ctx, listening, wake)
+		err := s.listen(ctx, retry, listening, wake)
 		if ctx.Err() != nil {
 			return
 		}
@@ -50,9 +54,13 @@ func (s *Store) ListenHandOvers(ctx context.Context, retry time.Duration, wake f
 	}
 }
 
+// listenCheckTimeout bounds the check of a quiet LISTEN connection: long enough that a busy
+// database is not taken for a dead connection.
+var listenCheckTimeout = 10 * time.Second
+
 // listen runs one LISTEN session until it fails or ctx is done; listening is called once it
-// listens.
-func (s *Store) listen(ctx context.Context, listening, wake func()) error {
+// listens, and the connection is checked after every quiet period of check.
+func (s *Store) listen(ctx context.Context, check time.Duration, listening, wake func()) error {
 	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig)
 	if err != nil {
 		return err
@@ -67,9 +75,22 @@ func (s *Store) listen(ctx context.Context, listening, wake func()) error {
 	}
 	listening()
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		wctx, cancel := context.WithTimeout(ctx, check)
+		_, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err == nil {
+			wake()
+			continue
+		}
+		if ctx.Err() != nil || !pgconn.Timeout(err) {
 			return err
 		}
-		wake()
+		// A notification arriving meanwhile is kept by the connection for the next wait.
+		pctx, cancel := context.WithTimeout(ctx, listenCheckTimeout)
+		err = conn.Ping(pctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("check the listening connection: %w", err)
+		}
 	}
 }

@@ -2,7 +2,10 @@ package pgstore_test
 
 import (
 	"context"
+	"net"
+	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,6 +13,7 @@ import (
 
 	"github.com/teos-go/teos/internal/pgtest"
 	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/internal/store/pgstore"
 	"github.com/teos-go/teos/pkg/teos"
 )
 
@@ -79,4 +83,142 @@ func TestListenHandOvers(t *testing.T) {
 	wait("listening again")
 	add(3, &store.HandOver{Block: block, Dispute: []byte("d3")})
 	wait("an add queued a hand-over after the connection was lost")
+}
+
+// blackhole is a TCP proxy to a server that can drop, silently, everything its open
+// connections carry, as a NAT that forgot them does; new connections go through.
+type blackhole struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []*holed
+}
+
+type holed struct {
+	dead atomic.Bool
+	a, b net.Conn
+}
+
+func startBlackhole(t *testing.T, target string) *blackhole {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &blackhole{ln: ln, target: target}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		_ = ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			_ = c.a.Close()
+			_ = c.b.Close()
+		}
+		p.mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			a, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = a.Close()
+				continue
+			}
+			c := &holed{a: a, b: b}
+			p.mu.Lock()
+			p.conns = append(p.conns, c)
+			p.mu.Unlock()
+			wg.Go(func() { c.pump(b, a) })
+			wg.Go(func() { c.pump(a, b) })
+		}
+	})
+	return p
+}
+
+func (c *holed) pump(dst, src net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			return
+		}
+		if c.dead.Load() {
+			continue // read and dropped: the sender sees nothing wrong
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+// drop makes every open connection carry nothing from now on.
+func (p *blackhole) drop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.dead.Store(true)
+	}
+}
+
+// TestListenNoticesSilentDrop: the LISTEN connection silently stops carrying anything (no
+// reset, no close: TCP keepalive would see a healthy peer). The listener's check of its quiet
+// connection notices, it listens again on a new one, and is woken by the next hand-over.
+func TestListenNoticesSilentDrop(t *testing.T) {
+	defer pgstore.SetListenCheckTimeout(time.Second)()
+	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	direct := srv.NewDatabase(t)
+	u, err := url.Parse(direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startBlackhole(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	leader, follower := open(t, u.String(), "regtest"), open(t, direct, "regtest")
+	defer leader.Close()
+	defer follower.Close()
+
+	woken := make(chan struct{}, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		leader.ListenHandOvers(ctx, 100*time.Millisecond, func() { woken <- struct{}{} }, nil)
+	})
+	wait := func(what string) {
+		t.Helper()
+		select {
+		case <-woken:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("not woken: %s", what)
+		}
+	}
+	wait("listening")
+	var user teos.UserID
+	user[0] = 4
+	if _, err := follower.UpdateUser(user, func(store.UserInfo, bool) (store.UserInfo, error) {
+		return store.UserInfo{AvailableSlots: 10, SubscriptionExpiry: 1000}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	free := func(u store.UserInfo, _ *store.Appointment, _ bool) (store.UserInfo, error) { return u, nil }
+	add := func(b byte) {
+		t.Helper()
+		a := &store.Appointment{Appointment: teos.Appointment{Locator: teos.Locator{b}, EncryptedBlob: []byte{1}}, UserID: user}
+		res, err := follower.UpsertAppointments([]store.AppointmentUpsert{{Appointment: a, Policy: free,
+			HandOver: func() *store.HandOver { return &store.HandOver{Block: chainhash.Hash{7}, Dispute: []byte{b}} }}})
+		if err != nil || res[0].Err != nil {
+			t.Fatalf("upsert: %v %v", err, res)
+		}
+	}
+	add(1)
+	wait("a hand-over queued while the connection carries")
+	proxy.drop()
+	wait("listening again on a new connection")
+	add(2)
+	wait("a hand-over queued after the silent drop")
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
@@ -35,6 +36,7 @@ type Options struct {
 type Store struct {
 	pool   *pgxpool.Pool
 	writes *committer
+	fence  atomic.Pointer[fenceTerm] // nil: never fenced (fence.go)
 }
 
 var _ store.Engine = (*Store)(nil)
@@ -170,12 +172,15 @@ func (s *Store) LastBlock() (hash chainhash.Hash, height uint32, ok bool, err er
 	return hash, u32(h), true, nil
 }
 
-// SetLastBlock records the last processed block.
+// SetLastBlock records the last processed block (a leader-only write: fence.go).
 func (s *Store) SetLastBlock(hash chainhash.Hash, height uint32) error {
 	ctx, cancel := opCtx()
 	defer cancel()
-	_, err := s.pool.Exec(ctx, `INSERT INTO last_block VALUES (1, $1, $2)
-		ON CONFLICT (id) DO UPDATE SET hash = EXCLUDED.hash, height = EXCLUDED.height`, hash[:], int64(height))
+	err := s.leaderTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO last_block VALUES (1, $1, $2)
+			ON CONFLICT (id) DO UPDATE SET hash = EXCLUDED.hash, height = EXCLUDED.height`, hash[:], int64(height))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("set last block %s: %w", hash, err)
 	}

@@ -10,7 +10,7 @@ import (
 
 // schemaVersion is the schema this binary writes; migrations[i] upgrades version i to i+1
 // (migrations[0] creates the schema on an empty database).
-const schemaVersion = 3
+const schemaVersion = 4
 
 // ErrNewerSchema is returned by Open when a newer teosd wrote the database.
 var ErrNewerSchema = errors.New("pgstore: database schema is newer than this binary")
@@ -61,6 +61,7 @@ var migrations = []string{
 		height bigint NOT NULL);`,
 	migrationAllowlist + migrationLnd, // 1 -> 2: allowlist.go, lnd.go
 	migrationLndCounts,                // 2 -> 3: lnd.go
+	migrationLeaderTerm,               // 3 -> 4: fence.go
 }
 
 // migrate creates or upgrades the schema in one transaction, under an advisory lock so

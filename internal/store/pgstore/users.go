@@ -132,16 +132,22 @@ func (s *Store) UserLocators(id teos.UserID) ([]teos.Locator, error) {
 }
 
 // DeleteOutdatedUsers deletes every user with height >= expiry+expiryDelta; the foreign keys
-// cascade to their appointments, trackers and hand-overs, all in one statement.
+// cascade to their appointments, trackers and hand-overs, all in one statement. A leader-only
+// write (fence.go).
 func (s *Store) DeleteOutdatedUsers(height, expiryDelta uint32) ([]teos.UserID, error) {
 	if height < expiryDelta {
 		return nil, nil
 	}
 	ctx, cancel := opCtx()
 	defer cancel()
-	rows, _ := s.pool.Query(ctx, `DELETE FROM users WHERE subscription_expiry <= $1 RETURNING user_id`,
-		int64(height)-int64(expiryDelta))
-	ids, err := collectBytes(rows, "user id", teos.UserIDLen, userID)
+	var ids []teos.UserID
+	err := s.leaderTx(ctx, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, `DELETE FROM users WHERE subscription_expiry <= $1 RETURNING user_id`,
+			int64(height)-int64(expiryDelta))
+		var err error
+		ids, err = collectBytes(rows, "user id", teos.UserIDLen, userID)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("delete outdated users at height %d: %w", height, err)
 	}
