@@ -42,7 +42,7 @@ test: deps vet fmt-check
 # .bin/lnd is there (make lnd; skipped otherwise unless CI or TEOS_REQUIRE_LND=1), and on
 # PostgreSQL (the front end on a shared database).
 test-lnd: btcd lnd postgres
-	cd lnd && $(GO) vet ./... && TEOS_REQUIRE_BTCD=1 TEOS_REQUIRE_LND=1 $(GO) test -count=1 -timeout 30m ./...
+	cd lnd && $(GO) vet ./... && TEOS_REQUIRE_BTCD=1 TEOS_REQUIRE_LND=1 $(GO) test -race -count=1 -timeout 30m ./...
 
 # The build without cgo (pure-Go secp256k1): everything builds, the crypto packages pass.
 test-purego:
