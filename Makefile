@@ -40,7 +40,7 @@ test: deps vet fmt-check
 
 # The lnd/ module (teosd with lnd's tower protocol): its tests, with real lnd nodes when
 # .bin/lnd is there (make lnd; skipped otherwise unless CI or TEOS_REQUIRE_LND=1), and on
-# PostgreSQL (the front end on a shared database).
+# PostgreSQL (the front end on a shared database). Under -race, teosd included (lnd/e2e).
 test-lnd: btcd lnd postgres
 	cd lnd && $(GO) vet ./... && TEOS_REQUIRE_BTCD=1 TEOS_REQUIRE_LND=1 $(GO) test -race -count=1 -timeout 30m ./...
 
