@@ -40,9 +40,9 @@ test: deps vet fmt-check
 
 # The lnd/ module (teosd with lnd's tower protocol): its tests, with real lnd nodes when
 # .bin/lnd is there (make lnd; skipped otherwise unless CI or TEOS_REQUIRE_LND=1), and on
-# PostgreSQL (the front end on a shared database).
+# PostgreSQL (the front end on a shared database). Under -race, teosd included (lnd/e2e).
 test-lnd: btcd lnd postgres
-	cd lnd && $(GO) vet ./... && TEOS_REQUIRE_BTCD=1 TEOS_REQUIRE_LND=1 $(GO) test -count=1 -timeout 30m ./...
+	cd lnd && $(GO) vet ./... && TEOS_REQUIRE_BTCD=1 TEOS_REQUIRE_LND=1 $(GO) test -race -count=1 -timeout 30m ./...
 
 # The build without cgo (pure-Go secp256k1): everything builds, the crypto packages pass.
 test-purego:

@@ -69,7 +69,8 @@ type LndRecords interface {
 	// LndTrackersChecked is LndTrackers plus the records it skipped.
 	LndTrackersChecked() ([]*Tracker, []UnreadableTracker, error)
 	// LndApplyChanges stores c.Trackers and deletes c.TrackersGone(), in one
-	// transaction; hand-overs are not the front end's and are ignored.
+	// transaction; hand-overs are not the front end's and are ignored, and so is c.Basis
+	// (Store.LndApplyChanges says why none is needed).
 	LndApplyChanges(c *Changes) error
 	// LndDeleteTrackers deletes those trackers; unknown ids are ignored.
 	LndDeleteTrackers(ids []teos.UUID) error
@@ -396,6 +397,15 @@ func (s *Store) LndTrackersChecked() ([]*Tracker, []UnreadableTracker, error) {
 	return out, bad, nil
 }
 
+// LndApplyChanges needs no Changes.Basis, in either engine. The tower's race (a
+// block deletes, by UUID, an appointment its user updated after the block read it) needs a
+// record that both a client's request and a block's commit write. Here there is none: lnd
+// clients write sessions and state updates only (LndPutSession, LndAddUpdate,
+// LndDeleteSession), a block's commit writes trackers only, and untracking or completing a
+// tracker deletes nothing else. Only the chain goroutine (lookout, then responder) writes
+// trackers, so a tracker a decision was made on is still the one stored at its commit.
+// Conformance case LndApplyChangesLeavesClientRecords pins this; a change that made a block
+// delete sessions or updates would need a Basis check as ApplyChanges has.
 func (s *Store) LndApplyChanges(c *Changes) error {
 	if c == nil || len(c.Trackers)+len(c.TrackersGone()) == 0 {
 		return nil

@@ -80,6 +80,14 @@ func startTeosd(t testing.TB, node *btcdtest.Node, extraToml string) *teosd {
 			once.Do(func() { ids <- id })
 		}
 	})
+	// Registered after startProc's cleanup, so it runs first: stop, then read everything
+	// teosd wrote. A race-built teosd reports a race on stderr (and exits 66).
+	t.Cleanup(func() {
+		tw.p.stop(t)
+		if raceEnabled && strings.Contains(tw.p.logs(), "WARNING: DATA RACE") {
+			t.Errorf("teosd reported a data race (exit: %v):\n%s", tw.p.err, raceReports(tw.p.logs()))
+		}
+	})
 	select {
 	case tw.id = <-ids:
 	case <-time.After(60 * time.Second):
@@ -92,6 +100,17 @@ func startTeosd(t testing.TB, node *btcdtest.Node, extraToml string) *teosd {
 		return strings.Contains(tw.p.logs(), "lnd tower ready"), nil
 	})
 	return tw
+}
+
+// raceReports cuts the race detector's reports out of a log.
+func raceReports(log string) string {
+	var out []string
+	for _, r := range strings.Split(log, "==================\n")[1:] {
+		if strings.HasPrefix(r, "WARNING: DATA RACE") {
+			out = append(out, r)
+		}
+	}
+	return strings.Join(out, "==================\n")
 }
 
 func portOf(addr string) string {

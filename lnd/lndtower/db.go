@@ -214,7 +214,9 @@ func (d *DB) TrackersChecked() ([]*store.Tracker, []store.UnreadableTracker, err
 
 // ApplyChanges commits a block's tracker changes from the responder in one transaction:
 // trackers stored first, then those Changes.TrackersGone lists deleted (nothing to refund here);
-// hand-overs are the watcher's and do not concern lnd's trackers.
+// hand-overs are the watcher's and do not concern lnd's trackers. Nothing a client stored is
+// touched, so a session or state update stored while the block ran cannot be lost to its
+// commit (store.Store.LndApplyChanges; TestClientWritesDuringABlock).
 func (d *DB) ApplyChanges(c *store.Changes) error { return d.s.LndApplyChanges(c) }
 
 // DeleteAppointments deletes the trackers ids (the responder calls it when a justice

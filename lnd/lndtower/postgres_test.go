@@ -23,6 +23,7 @@ func TestOnPostgres(t *testing.T) {
 		{"LookoutJusticePerKitType", TestLookoutJusticePerKitType},
 		{"LookoutBadKits", TestLookoutBadKits},
 		{"TrackerCodec", TestTrackerCodec},
+		{"ClientWritesDuringABlock", TestClientWritesDuringABlock},
 	} {
 		t.Run(c.name, c.fn)
 	}

@@ -252,6 +252,9 @@ func (s *Store) LndTrackersChecked() ([]*store.Tracker, []store.UnreadableTracke
 	return s.trackersIn("lnd_trackers")
 }
 
+// LndApplyChanges ignores c.Basis, as the bbolt engine: a block's commit writes no record an
+// lnd client writes (store.Store.LndApplyChanges says why). Each instance's lookout and
+// responder write lnd_trackers from its chain goroutine, and only the leader runs them.
 func (s *Store) LndApplyChanges(c *store.Changes) error {
 	if c == nil || len(c.Trackers)+len(c.TrackersGone()) == 0 {
 		return nil

@@ -451,3 +451,75 @@ func testLndTrackers(t *testing.T, d *db) {
 		t.Fatalf("LndTrackers after an Invalid = %v, %v; want none", trs, err)
 	}
 }
+
+// testLndApplyChangesLeavesClientRecords: a block's commit (LndApplyChanges, every kind of
+// change, and LndDeleteTrackers) writes trackers only, never an lnd client's sessions or state
+// updates, even for trackers whose ids share bytes with them. That is why the front end needs
+// no Changes.Basis: nothing a client was answered for can be deleted by a block that read
+// the store before the client's request. Basis is ignored, the same on both engines.
+func testLndApplyChangesLeavesClientRecords(t *testing.T, d *db) {
+	s1, s2 := lndID(1), lndID(2)
+	h1, h2 := lndHint(1), lndHint(2)
+	addLndSession := func(id store.LndSessionID, rec string) {
+		t.Helper()
+		if err := d.LndPutSession(id, []byte(rec), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addLndSession(s1, "s1-v0")
+	addLndSession(s2, "s2-v0")
+	addLnd(t, d, s1, h1, "s1-v1", "u1-h1")
+	addLnd(t, d, s1, h2, "s1-v2", "u1-h2")
+	addLnd(t, d, s2, h1, "s2-v1", "u2-h1")
+	// Tracker ids made of a session id's and a hint's bytes, and others.
+	var fromSession, fromHint teos.UUID
+	copy(fromSession[:], s1[:])
+	copy(fromHint[:], h1[:])
+	ids := []teos.UUID{fromSession, fromHint, {1}, {2}, {3}, {4}, {5}}
+	for i, id := range ids[:6] {
+		if err := d.LndPutTracker(tracker(id, uint32(10+i), false)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	basis := map[teos.UUID]store.Basis{}
+	for _, id := range ids {
+		basis[id] = store.Basis{Tracked: true, UserSignature: "not an lnd record"}
+	}
+	err := d.LndApplyChanges(&store.Changes{
+		Trackers:  []*store.Tracker{tracker(ids[6], 30, false), tracker(ids[5], 31, true)},
+		Completed: []teos.UUID{fromSession}, Dropped: []teos.UUID{fromHint}, Invalid: []teos.UUID{ids[2]},
+		Untracked: []teos.UUID{ids[3]}, HandedOver: []teos.UUID{ids[4]}, Basis: basis,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.LndDeleteTrackers([]teos.UUID{ids[4]}); err != nil {
+		t.Fatal(err)
+	}
+	d.reopen()
+	lndCounts(t, d, 2, 3)
+	lndSession(t, d, s1, "s1-v2")
+	lndSession(t, d, s2, "s2-v1")
+	got, err := d.LndMatches([]store.LndHint{h1, h2})
+	if err != nil || len(got) != 3 {
+		t.Fatalf("LndMatches = %v, %v; want the 3 updates", got, err)
+	}
+	for _, m := range got {
+		want := map[store.LndSessionID]string{s1: "s1-v2", s2: "s2-v1"}[m.Session]
+		if string(m.SessionRecord) != want || len(m.UpdateRecord) == 0 {
+			t.Fatalf("LndMatches gave %x/%x with session %q, update %q", m.Session, m.Hint, m.SessionRecord, m.UpdateRecord)
+		}
+	}
+	// The trackers: those deleted are gone, the stored ones stored despite a Basis naming
+	// a tracker (ids[6]) that was not there.
+	trs, err := d.LndTrackers()
+	if err != nil || len(trs) != 2 {
+		t.Fatalf("LndTrackers = %v, %v; want 2", trs, err)
+	}
+	byID := map[teos.UUID]*store.Tracker{trs[0].UUID: trs[0], trs[1].UUID: trs[1]}
+	if byID[ids[5]] == nil || byID[ids[6]] == nil {
+		t.Fatalf("LndTrackers = %v; want %s and %s", trs, ids[5], ids[6])
+	}
+	sameTracker(t, byID[ids[5]], tracker(ids[5], 31, true))
+	sameTracker(t, byID[ids[6]], tracker(ids[6], 30, false))
+}

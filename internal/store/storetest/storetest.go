@@ -51,6 +51,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"LndConcurrentUpdates", testLndConcurrentUpdates},
 		{"LndCountsFollowWrites", testLndCountsFollowWrites},
 		{"LndTrackers", testLndTrackers},
+		{"LndApplyChangesLeavesClientRecords", testLndApplyChangesLeavesClientRecords},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			open := newDB(t)
