@@ -77,6 +77,10 @@ type acceptingResponder struct {
 	badPenalty int // penalties that do not spend their dispute: the decryption went wrong
 }
 
+func (*acceptingResponder) BlockInChain(context.Context, chainhash.Hash) (bool, error) {
+	return true, nil
+}
+
 func (r *acceptingResponder) HandleBreach(_ context.Context, id teos.UUID, dispute, penalty *wire.MsgTx) (*store.Tracker, error) {
 	if len(penalty.TxIn) == 0 || penalty.TxIn[0].PreviousOutPoint.Hash != dispute.TxHash() {
 		r.badPenalty++

@@ -157,6 +157,18 @@ func (s *swapResponder) HandleBreach(ctx context.Context, id teos.UUID, dispute,
 	return r.HandleBreach(ctx, id, dispute, penalty)
 }
 
+// BlockInChain forwards to the current term's responder (the watcher asks it about a queued
+// hand-over whose penalty was rejected); without one the entry stays queued, undecided.
+func (s *swapResponder) BlockInChain(ctx context.Context, hash chainhash.Hash) (bool, error) {
+	s.mu.Lock()
+	r := s.cur
+	s.mu.Unlock()
+	if r == nil {
+		return false, errNotLeading
+	}
+	return r.BlockInChain(ctx, hash)
+}
+
 // roles switches the instance between leading and following as the election goes.
 type roles struct {
 	cfg     *config.Config

@@ -13,6 +13,7 @@ import (
 	"github.com/teos-go/teos/internal/blockfirst"
 	"github.com/teos-go/teos/internal/chain"
 	"github.com/teos-go/teos/internal/frontend"
+	"github.com/teos-go/teos/internal/responder"
 	"github.com/teos-go/teos/internal/watcher"
 )
 
@@ -93,3 +94,27 @@ func TestSharedBlocksFirstOnlyWhileLeading(t *testing.T) {
 		}
 	}
 }
+
+// The shared watcher's responder answers the queued hand-over's block check through the
+// current term's responder; between terms it answers an error, so the entry stays queued
+// rather than being decided (before, shared mode skipped the check and deleted it).
+func TestSwapResponderBlockInChain(t *testing.T) {
+	var s swapResponder
+	if _, err := s.BlockInChain(t.Context(), chainhash.Hash{1}); !errors.Is(err, errNotLeading) {
+		t.Fatalf("no term: %v, want errNotLeading", err)
+	}
+	s.set(responder.New(responder.Config{Carrier: inChain{}}, 100))
+	in, err := s.BlockInChain(t.Context(), chainhash.Hash{1})
+	if err != nil || in {
+		t.Fatalf("with a responder: %v, %v; want its chain's answer (not in the chain)", in, err)
+	}
+}
+
+// inChain is a carrier whose chain holds no block: only the chain look-ups are used.
+type inChain struct{ responder.Carrier }
+
+func (inChain) Tip(context.Context) (chainhash.Hash, uint32, error) { return chainhash.Hash{}, 0, nil }
+func (inChain) InBlockAt(context.Context, chainhash.Hash, uint32) (bool, error) {
+	return false, nil
+}
+func (inChain) InBestChain(context.Context, chainhash.Hash) (bool, error) { return false, nil }

@@ -59,6 +59,8 @@ const (
 // acceptAll is a responder that takes every breach; these tests mine no block.
 type acceptAll struct{}
 
+func (acceptAll) BlockInChain(context.Context, chainhash.Hash) (bool, error) { return true, nil }
+
 func (acceptAll) HandleBreach(_ context.Context, id teos.UUID, _, _ *wire.MsgTx) (*store.Tracker, error) {
 	return &store.Tracker{UUID: id}, nil
 }

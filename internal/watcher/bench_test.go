@@ -20,6 +20,8 @@ import (
 // trackAll accepts every breach.
 type trackAll struct{ calls atomic.Int64 }
 
+func (*trackAll) BlockInChain(context.Context, chainhash.Hash) (bool, error) { return true, nil }
+
 func (r *trackAll) HandleBreach(_ context.Context, id teos.UUID, _, _ *wire.MsgTx) (*store.Tracker, error) {
 	r.calls.Add(1)
 	return &store.Tracker{UUID: id}, nil

@@ -208,21 +208,13 @@ func (r *run) handOver(ctx context.Context, a *store.Appointment, id teos.UUID, 
 	return nil
 }
 
-// blockChecker is implemented by the responder: whether a block is in bitcoind's best chain.
-type blockChecker interface {
-	BlockInChain(ctx context.Context, hash chainhash.Hash) (bool, error)
-}
-
 // blockGone reports whether a queued hand-over's block left bitcoind's best chain. A block
 // that left it while teosd was down is never disconnected after the restart if the persisted
-// tip was below it (a crash): its penalty is then refused, the dispute being gone, and the
-// appointment must stay watched rather than be deleted (docs/PROTOCOL.md 8.5).
+// tip was below it (a crash, or a new PostgreSQL leader): its penalty is then refused, the
+// dispute being gone, and the appointment must stay watched rather than be deleted
+// (docs/PROTOCOL.md 8.5).
 func (r *run) blockGone(ctx context.Context, block chainhash.Hash) (bool, error) {
-	c, ok := r.w.responder.(blockChecker)
-	if !ok {
-		return false, nil
-	}
-	in, err := c.BlockInChain(ctx, block)
+	in, err := r.w.responder.BlockInChain(ctx, block)
 	return !in, err
 }
 

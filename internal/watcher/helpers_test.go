@@ -51,6 +51,9 @@ func newFakeResponder() *fakeResponder {
 	}
 }
 
+// BlockInChain says every block is in the chain: a rejected hand-over's rejection stands.
+func (*fakeResponder) BlockInChain(context.Context, chainhash.Hash) (bool, error) { return true, nil }
+
 func (r *fakeResponder) HandleBreach(_ context.Context, id teos.UUID, dispute, penalty *wire.MsgTx) (*store.Tracker, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

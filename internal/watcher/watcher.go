@@ -42,6 +42,9 @@ type Responder interface {
 	// (the watcher then deletes the appointment without refund). It is only called for a UUID
 	// without a tracker. err is transient (bitcoind unreachable): retry later.
 	HandleBreach(ctx context.Context, id teos.UUID, dispute, penalty *wire.MsgTx) (*store.Tracker, error)
+	// BlockInChain reports whether bitcoind's best chain holds the block hash: asked about a
+	// queued hand-over whose penalty was rejected (docs/PROTOCOL.md 8.5). err: ask again later.
+	BlockInChain(ctx context.Context, hash chainhash.Hash) (bool, error)
 }
 
 // Config wires the watcher to its collaborators.

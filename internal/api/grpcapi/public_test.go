@@ -43,6 +43,8 @@ const (
 
 type acceptAll struct{}
 
+func (acceptAll) BlockInChain(context.Context, chainhash.Hash) (bool, error) { return true, nil }
+
 func (acceptAll) HandleBreach(_ context.Context, id teos.UUID, _, _ *wire.MsgTx) (*store.Tracker, error) {
 	return &store.Tracker{UUID: id}, nil
 }
