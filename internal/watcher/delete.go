@@ -23,6 +23,12 @@ type Deleted struct {
 	SubscriptionExpiry uint32
 }
 
+// CanDelete reports whether DeleteAppointment is served: the store can delete appointments.
+func (w *Watcher) CanDelete() bool {
+	_, ok := w.store.(deleteStore)
+	return ok
+}
+
 // DeleteAppointment deletes the caller's appointment for loc and refunds its slots (the
 // BOLT13 draft's delete_appointment). Only an appointment that is still watched can go: once
 // its dispute is mined (tracked, or in a recent block and so being handed over) the penalty is
@@ -33,7 +39,7 @@ type Deleted struct {
 func (w *Watcher) DeleteAppointment(loc teos.Locator, userSig string) (*Deleted, error) {
 	ds, ok := w.store.(deleteStore)
 	if !ok {
-		return nil, errors.New("the store cannot delete appointments")
+		return nil, ErrDeleteUnsupported
 	}
 	w.blocks.Wait()
 	user, info, err := w.gk.Authenticate(teos.DeleteAppointmentMessage(loc), userSig)

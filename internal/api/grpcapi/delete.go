@@ -15,11 +15,18 @@ import (
 // msgDeleteTriggered refuses to delete an appointment whose penalty is in flight.
 const msgDeleteTriggered = "The provided appointment has already been triggered and cannot be deleted"
 
+// msgDeleteUnsupported answers delete_appointment on a tower whose store cannot delete (the
+// PostgreSQL engine): an answer, never a fault to hold.
+const msgDeleteUnsupported = "This tower does not serve delete_appointment"
+
 // DeleteAppointment deletes the caller's watched appointment and signs a deletion receipt.
 // Errors are get_appointment's (a deletion signed by another user is not found), plus
 // AlreadyExists once the appointment's dispute is mined.
 func (e *Extensions) DeleteAppointment(ctx context.Context, req *teosv2.DeleteAppointmentRequest) (*teosv2.DeleteAppointmentResponse, error) {
 	p := e.public
+	if !p.watcher.CanDelete() { // not advertised in /info either
+		return nil, status.Error(codes.Unimplemented, msgDeleteUnsupported)
+	}
 	loc, err := teos.LocatorFromBytes(req.GetLocator())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, msgInvalidLocator)

@@ -175,7 +175,7 @@ func (e *Extensions) GetInfo(context.Context, *emptypb.Empty) (*teosv2.GetInfoRe
 	return &teosv2.GetInfoResponse{
 		TowerId:    id[:],
 		Version:    teos.Version,
-		Extensions: served,
+		Extensions: served(e.public.watcher.CanDelete()),
 	}, nil
 }
 

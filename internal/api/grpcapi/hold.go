@@ -86,7 +86,7 @@ func storeFault(err error) bool {
 	case errors.As(err, &refused), errors.Is(err, gatekeeper.ErrAuthenticationFailed), errors.Is(err, gatekeeper.ErrNotEnoughSlots),
 		errors.Is(err, gatekeeper.ErrMaxSlots), errors.As(err, &expired),
 		errors.Is(err, watcher.ErrAlreadyTriggered), errors.Is(err, watcher.ErrInvalidUserID),
-		errors.Is(err, watcher.ErrNotFound),
+		errors.Is(err, watcher.ErrNotFound), errors.Is(err, watcher.ErrDeleteUnsupported),
 		errors.Is(err, store.ErrCorrupt), errors.Is(err, store.ErrUninitialized), errors.Is(err, store.ErrNewerVersion):
 		return false
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -356,5 +357,44 @@ func TestNoHoldBatchNotHeld(t *testing.T) {
 	}
 	if locs, err := f.disk.UserLocators(userID); err != nil || len(locs) != 2 {
 		t.Errorf("%d locators stored (%v), want 2", len(locs), err)
+	}
+}
+
+// noDeleteStore is a store without DeleteUserAppointment, as the PostgreSQL engine.
+type noDeleteStore struct{ watcher.Store }
+
+// On a store that cannot delete (PostgreSQL), delete_appointment is answered at once as not
+// served, is not held as a store fault (which would mark the store down and hold every write),
+// and is not advertised.
+func TestDeleteUnsupportedIsAnAnswer(t *testing.T) {
+	db, err := store.Open(filepath.Join(t.TempDir(), "teos.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	gk := gatekeeper.New(gatekeeper.Config{Store: db, SubscriptionSlots: 10, SubscriptionDuration: 100, ExpiryDelta: 6}, testHeight)
+	w := watcher.New(watcher.Config{Store: noDeleteStore{db}, Gatekeeper: gk, Responder: acceptAll{}, TowerKey: key("tower")})
+	gate, storeCond := hold.New(hold.Config{Bound: time.Hour}), hold.NewCondition("store", time.Millisecond)
+	public := grpcapi.NewPublic(w, func() bool { return true }, nil)
+	public.SetHold(grpcapi.Hold{Gate: gate, Bitcoind: hold.NewCondition("bitcoind", 0), Store: storeCond})
+	ext := grpcapi.NewExtensions(public)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second) // a held request would end here
+	defer cancel()
+	a := holdAddRequest(t, "x")
+	_, err = ext.DeleteAppointment(ctx, &teosv2.DeleteAppointmentRequest{Locator: a.GetAppointment().GetLocator(),
+		Signature: wtcrypto.SignMessage(teos.DeleteAppointmentMessage(teos.Locator(a.GetAppointment().GetLocator())), key("user"))})
+	if status.Code(err) != codes.Unimplemented {
+		t.Fatalf("delete_appointment on a store that cannot delete: %v, want Unimplemented at once", err)
+	}
+	if !storeCond.IsUp() || gate.Held() != 0 {
+		t.Errorf("store condition up %v, %d held: the answer was taken for a fault", storeCond.IsUp(), gate.Held())
+	}
+	info, err := ext.GetInfo(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(info.GetExtensions(), teos.ExtensionDeleteAppointment) {
+		t.Errorf("/info advertises %s on a store that cannot delete: %v", teos.ExtensionDeleteAppointment, info.GetExtensions())
 	}
 }

@@ -30,6 +30,7 @@ func TestDomainErrorsAreNotStoreFaults(t *testing.T) {
 		"watcher.ErrAlreadyTriggered":         watcher.ErrAlreadyTriggered,
 		"watcher.ErrNotFound":                 watcher.ErrNotFound,
 		"watcher.ErrInvalidUserID":            watcher.ErrInvalidUserID,
+		"watcher.ErrDeleteUnsupported":        watcher.ErrDeleteUnsupported,
 		"store.ErrCorrupt":                    store.ErrCorrupt,
 		"store.ErrNewerVersion":               store.ErrNewerVersion,
 		"store.ErrUninitialized":              store.ErrUninitialized,

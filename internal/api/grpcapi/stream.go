@@ -42,6 +42,11 @@ func (e *Extensions) AddAppointmentsStream(req *teosv2.AddAppointmentsStreamRequ
 }
 
 // served lists the extensions GET /info names (the HTTP ones, compression and streaming, are
-// served by httpapi on top of these RPCs).
-var served = []string{teos.ExtensionAddAppointments, teos.ExtensionDeleteAppointment,
-	teos.ExtensionCompressedUploads, teos.ExtensionStreamedUploads}
+// served by httpapi on top of these RPCs); delete_appointment only where the store can delete.
+func served(canDelete bool) []string {
+	ext := []string{teos.ExtensionAddAppointments}
+	if canDelete {
+		ext = append(ext, teos.ExtensionDeleteAppointment)
+	}
+	return append(ext, teos.ExtensionCompressedUploads, teos.ExtensionStreamedUploads)
+}
