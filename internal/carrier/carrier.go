@@ -107,6 +107,18 @@ type Carrier struct {
 
 	mu    sync.Mutex
 	cache map[chainhash.Hash]Result // guarded by mu
+	// blocks holds the txids of the last blocks InBlockAt fetched, by block hash (a block's
+	// content never changes): a block in which many penalties get -25 is fetched once, not
+	// once per penalty. Guarded by mu.
+	blocks []cachedBlock
+}
+
+// cachedBlocks is how many fetched blocks InBlockAt keeps.
+const cachedBlocks = 4
+
+type cachedBlock struct {
+	hash  chainhash.Hash
+	txids map[chainhash.Hash]struct{}
 }
 
 // New returns a carrier that talks to bitcoind through c. A nil log discards messages.
@@ -286,16 +298,40 @@ func (c *Carrier) InBlockAt(ctx context.Context, txid chainhash.Hash, height uin
 		}
 		return false, fmt.Errorf("block at %d: %w", height, err)
 	}
-	block, err := c.client.Block(ctx, hash)
+	txids, err := c.blockTxids(ctx, hash)
 	if err != nil {
 		return false, fmt.Errorf("block %s at %d: %w", hash, height, err)
 	}
-	for _, tx := range block.Transactions {
-		if tx.TxHash() == txid {
-			return true, nil
+	_, in := txids[txid]
+	return in, nil
+}
+
+// blockTxids returns the txids of the block hash, fetched once while it stays among the last
+// cachedBlocks asked about.
+func (c *Carrier) blockTxids(ctx context.Context, hash chainhash.Hash) (map[chainhash.Hash]struct{}, error) {
+	c.mu.Lock()
+	for _, b := range c.blocks {
+		if b.hash == hash {
+			c.mu.Unlock()
+			return b.txids, nil
 		}
 	}
-	return false, nil
+	c.mu.Unlock()
+	block, err := c.client.Block(ctx, hash)
+	if err != nil {
+		return nil, err
+	}
+	txids := make(map[chainhash.Hash]struct{}, len(block.Transactions))
+	for _, tx := range block.Transactions {
+		txids[tx.TxHash()] = struct{}{}
+	}
+	c.mu.Lock()
+	if len(c.blocks) == cachedBlocks {
+		c.blocks = append(c.blocks[:0], c.blocks[1:]...)
+	}
+	c.blocks = append(c.blocks, cachedBlock{hash: hash, txids: txids})
+	c.mu.Unlock()
+	return txids, nil
 }
 
 // InBestChain reports whether the block hash is in bitcoind's best chain: its height, and the

@@ -1,9 +1,12 @@
 package carrier
 
 import (
+	"bytes"
+	"encoding/hex"
 	"testing"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
 )
 
 // The chain questions the responder asks: an RPC error is an answer (no such block in the best
@@ -47,5 +50,38 @@ func TestChainLookups(t *testing.T) {
 	}
 	if _, _, err := c.Tip(ctx); err == nil {
 		t.Fatal("Tip with bitcoind down: no error")
+	}
+}
+
+// Many look-ups in one block (a block whose many penalties get -25) fetch it once: its txids
+// are kept by block hash, which names its content.
+func TestInBlockAtFetchesABlockOnce(t *testing.T) {
+	n, srv := newNode(t)
+	c := New(clientFor(t, srv), nil)
+	block := wire.NewMsgBlock(wire.NewBlockHeader(1, &chainhash.Hash{}, &chainhash.Hash{}, 0, 7))
+	var txids []chainhash.Hash
+	for i := range 3 {
+		tx := wire.NewMsgTx(2)
+		tx.AddTxIn(wire.NewTxIn(wire.NewOutPoint(&chainhash.Hash{byte(i + 1)}, 0), nil, nil))
+		tx.AddTxOut(wire.NewTxOut(1000, []byte{0x51}))
+		block.AddTransaction(tx)
+		txids = append(txids, tx.TxHash())
+	}
+	var raw bytes.Buffer
+	if err := block.Serialize(&raw); err != nil {
+		t.Fatal(err)
+	}
+	n.set("getblockhash", ok(block.BlockHash().String()))
+	n.set("getblock", ok(hex.EncodeToString(raw.Bytes())))
+	for round := range 2 {
+		for _, id := range append(txids, chainhash.Hash{9}) {
+			in, err := c.InBlockAt(t.Context(), id, 100)
+			if err != nil || in != (id != chainhash.Hash{9}) {
+				t.Fatalf("round %d: InBlockAt(%s) = %v, %v", round, id, in, err)
+			}
+		}
+	}
+	if got := n.count("getblock"); got != 1 {
+		t.Errorf("%d getblock calls for 8 look-ups in one block, want 1", got)
 	}
 }
