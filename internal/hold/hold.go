@@ -13,6 +13,7 @@ package hold
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -238,6 +239,27 @@ func (g *Gate) Do(ctx context.Context, needs []*Condition, classify Classifier, 
 			}
 		}
 	}
+}
+
+// Try is Do for a request that must not be held: it runs fn at once if every condition in
+// needs is up, and never waits. If one is down it returns ErrUnavailable without running fn;
+// if fn fails with an error classify maps to a condition, that condition goes down (the
+// requests after it wait on it) and Try returns ErrUnavailable wrapping the error. fn's
+// other errors come back unchanged.
+func (g *Gate) Try(needs []*Condition, classify Classifier, fn func() error) error {
+	for _, c := range needs {
+		if !c.IsUp() {
+			return ErrUnavailable
+		}
+	}
+	err := fn()
+	if err != nil && classify != nil {
+		if down := classify(err); down != nil {
+			down.Down(err)
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	}
+	return err
 }
 
 // holding is one held request.

@@ -265,3 +265,36 @@ func TestOnChangeEveryObserver(t *testing.T) {
 		t.Errorf("observers saw %v and %v, want [false true] each", a, b)
 	}
 }
+
+// Try never waits: a condition down is ErrUnavailable without running fn; a fault fn reports
+// marks its condition down and is ErrUnavailable; fn's answers come back unchanged.
+func TestTryNeverWaits(t *testing.T) {
+	g := New(Config{Bound: time.Hour})
+	store := NewCondition("store", time.Millisecond)
+	fault, answer := errors.New("disk full"), errors.New("not enough slots")
+	classify := func(err error) *Condition {
+		if err == fault {
+			return store
+		}
+		return nil
+	}
+	ran := 0
+	if err := g.Try([]*Condition{store}, classify, func() error { ran++; return nil }); err != nil || ran != 1 {
+		t.Fatalf("all up: %v, ran %d", err, ran)
+	}
+	if err := g.Try([]*Condition{store}, classify, func() error { return answer }); err != answer {
+		t.Fatalf("an answer: %v, want it unchanged", err)
+	}
+	if err := g.Try([]*Condition{store}, classify, func() error { return fault }); !errors.Is(err, ErrUnavailable) || !errors.Is(err, fault) {
+		t.Fatalf("a fault: %v, want ErrUnavailable wrapping it", err)
+	}
+	if store.IsUp() || store.Cause() != fault {
+		t.Fatalf("after the fault the condition is up %v, cause %v", store.IsUp(), store.Cause())
+	}
+	if err := g.Try([]*Condition{store}, classify, func() error { ran++; return nil }); !errors.Is(err, ErrUnavailable) || ran != 1 {
+		t.Fatalf("condition down: %v, ran %d more; want ErrUnavailable without running", err, ran-1)
+	}
+	if g.Held() != 0 {
+		t.Errorf("%d held by Try", g.Held())
+	}
+}

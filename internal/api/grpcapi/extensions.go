@@ -9,7 +9,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/teos-go/teos/internal/hold"
 	"github.com/teos-go/teos/internal/watcher"
 	"github.com/teos-go/teos/pkg/teos"
 	teosv2 "github.com/teos-go/teos/proto/teos/v2"
@@ -39,15 +38,14 @@ func NewExtensions(public *Public) *Extensions {
 func (e *Extensions) AddAppointments(ctx context.Context, req *teosv2.AddAppointmentsRequest) (*teosv2.AddAppointmentsResponse, error) {
 	var resp *teosv2.AddAppointmentsResponse
 	b := newBatch(req) // once: a held batch's tries share its decoded items and recovered signers
-	var err error
-	if e.public.hold.Gate != nil && notHeld(ctx) {
-		resp, err = e.addAppointmentsNow(b)
-	} else {
-		err = e.public.run(ctx, true, func() (err error) {
-			resp, err = e.addAppointments(b)
-			return err
-		})
+	run := e.public.run
+	if notHeld(ctx) {
+		run = e.public.runNow
 	}
+	err := run(ctx, true, func() (err error) {
+		resp, err = e.addAppointments(b)
+		return err
+	})
 	if nw, ok := errors.AsType[*nothingWritten](err); ok {
 		return nw.resp, nil
 	}
@@ -68,26 +66,6 @@ const NoHoldHeader = "teos-no-hold"
 func notHeld(ctx context.Context) bool {
 	md, _ := metadata.FromIncomingContext(ctx)
 	return len(md.Get(NoHoldHeader)) > 0
-}
-
-// addAppointmentsNow is one try of AddAppointments through the hold's conditions without
-// waiting on them: Unavailable if one is down or the store fails the write.
-func (e *Extensions) addAppointmentsNow(b *batch) (*teosv2.AddAppointmentsResponse, error) {
-	p := e.public
-	for _, c := range []*hold.Condition{p.hold.Bitcoind, p.hold.Store} {
-		if c != nil && !c.IsUp() {
-			return nil, status.Error(codes.Unavailable, msgUnavailable)
-		}
-	}
-	resp, err := e.addAppointments(b)
-	if storeFault(err) {
-		if p.hold.Store != nil {
-			p.hold.Store.Down(err) // as a held request's fault would: the requests after it wait
-		}
-		p.log.Warn("add_appointments not held: the store failed the write", "err", err)
-		return nil, status.Error(codes.Unavailable, msgUnavailable)
-	}
-	return resp, err
 }
 
 // nothingWritten carries the answer of a batch none of whose items was written (all refused):

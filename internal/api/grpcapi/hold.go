@@ -32,6 +32,16 @@ func (p *Public) SetHold(h Hold) { p.hold = h }
 // run runs fn, the core's part of a request, once the tower can serve it. write says fn
 // writes to the store. A fault that outlasts the hold is Unavailable (503 / 32).
 func (p *Public) run(ctx context.Context, write bool, fn func() error) error {
+	return p.runHeld(ctx, write, true, fn)
+}
+
+// runNow is run for a request that asks not to be held (NoHoldHeader): if the tower cannot
+// serve it at once it is Unavailable at once, with nothing written.
+func (p *Public) runNow(ctx context.Context, write bool, fn func() error) error {
+	return p.runHeld(ctx, write, false, fn)
+}
+
+func (p *Public) runHeld(ctx context.Context, write, wait bool, fn func() error) error {
 	if p.hold.Gate == nil {
 		if !p.reachable() {
 			return status.Error(codes.Unavailable, msgUnavailable)
@@ -52,7 +62,12 @@ func (p *Public) run(ctx context.Context, write bool, fn func() error) error {
 		}
 		return nil
 	}
-	err := p.hold.Gate.Do(ctx, needs, classify, fn)
+	var err error
+	if wait {
+		err = p.hold.Gate.Do(ctx, needs, classify, fn)
+	} else {
+		err = p.hold.Gate.Try(needs, classify, fn)
+	}
 	switch {
 	case errors.Is(err, hold.ErrUnavailable):
 		if c := p.hold.Store.Cause(); write && c != nil {
