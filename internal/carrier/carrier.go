@@ -234,6 +234,9 @@ var passingReasons = []string{
 	// the free-relay rate limit decays over minutes.
 	"insufficient priority",
 	"rejected by the rate limiter",
+	// btcd's words for bitcoind's non-BIP68-final and non-final (mempool/mempool.go, policy.go).
+	"sequence locks on inputs not met",
+	"transaction is not finalized",
 }
 
 // Passing reports whether a -26 reject reason passes by itself (passingReasons), so the
