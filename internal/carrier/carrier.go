@@ -355,7 +355,8 @@ func (c *Carrier) InBestChain(ctx context.Context, hash chainhash.Hash) (bool, e
 	return false, fmt.Errorf("look up block %s: %w", hash, err)
 }
 
-// ClearCache forgets every cached Send result; the responder calls it after each block.
+// ClearCache forgets every cached Send result; the responder calls it after each block and
+// before each hand-over.
 func (c *Carrier) ClearCache() {
 	c.mu.Lock()
 	clear(c.cache)
