@@ -35,7 +35,15 @@ type Breach struct {
 // coinbase is mature yet. Nothing is broadcast.
 func (n *Node) NewBreach(t testing.TB) *Breach {
 	t.Helper()
-	return n.newBreach(t, breachFee)
+	return n.newBreach(t, breachFee, wire.MaxTxInSequenceNum)
+}
+
+// NewBreachRelativeLock is NewBreach with a penalty whose inputs have a BIP68 relative lock of
+// blocks: it is refused until the commitment has been confirmed that many blocks (as an
+// anchor channel's justice transaction, whose to_remote input waits one block).
+func (n *Node) NewBreachRelativeLock(t testing.TB, blocks uint16) *Breach {
+	t.Helper()
+	return n.newBreach(t, breachFee, uint32(blocks))
 }
 
 // NewBreachPenaltyFee is NewBreach with a penalty paying penaltyFee sat. A free penalty is
@@ -43,10 +51,10 @@ func (n *Node) NewBreach(t testing.TB) *Breach {
 // old (its priority grows with their age).
 func (n *Node) NewBreachPenaltyFee(t testing.TB, penaltyFee int64) *Breach {
 	t.Helper()
-	return n.newBreach(t, penaltyFee)
+	return n.newBreach(t, penaltyFee, wire.MaxTxInSequenceNum)
 }
 
-func (n *Node) newBreach(t testing.TB, penaltyFee int64) *Breach {
+func (n *Node) newBreach(t testing.TB, penaltyFee int64, penaltySequence uint32) *Breach {
 	t.Helper()
 	n.breachMu.Lock()
 	defer n.breachMu.Unlock()
@@ -77,7 +85,9 @@ func (n *Node) newBreach(t testing.TB, penaltyFee int64) *Breach {
 	prevOuts := make(map[wire.OutPoint]*wire.TxOut, 2)
 	for i, out := range commitment.TxOut {
 		op := wire.OutPoint{Hash: commitTxid, Index: uint32(i)}
-		penalty.AddTxIn(wire.NewTxIn(&op, nil, nil))
+		in := wire.NewTxIn(&op, nil, nil)
+		in.Sequence = penaltySequence
+		penalty.AddTxIn(in)
 		prevOuts[op] = out
 	}
 	penalty.AddTxOut(wire.NewTxOut(spendable-penaltyFee, p2wpkh(t, sweepKey.PubKey())))

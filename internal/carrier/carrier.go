@@ -234,6 +234,9 @@ var passingReasons = []string{
 	// the free-relay rate limit decays over minutes.
 	"insufficient priority",
 	"rejected by the rate limiter",
+	// btcd's words for bitcoind's non-BIP68-final and non-final (mempool/mempool.go, policy.go).
+	"sequence locks on inputs not met",
+	"transaction is not finalized",
 }
 
 // Passing reports whether a -26 reject reason passes by itself (passingReasons), so the
@@ -352,7 +355,8 @@ func (c *Carrier) InBestChain(ctx context.Context, hash chainhash.Hash) (bool, e
 	return false, fmt.Errorf("look up block %s: %w", hash, err)
 }
 
-// ClearCache forgets every cached Send result; the responder calls it after each block.
+// ClearCache forgets every cached Send result; the responder calls it after each block and
+// before each hand-over.
 func (c *Carrier) ClearCache() {
 	c.mu.Lock()
 	clear(c.cache)

@@ -358,6 +358,8 @@ func TestSendClassifiesRejectReasons(t *testing.T) {
 		{"non-final", true},
 		{"TX rejected: rejected transaction 1234: transaction 1234 has insufficient priority (12 <= 57600000)", true},
 		{"TX rejected: rejected transaction 1234: transaction 1234 has been rejected by the rate limiter due to low fees", true},
+		{"TX rejected: transaction's sequence locks on inputs not met", true},
+		{"TX rejected: transaction 1234 is not standard: transaction is not finalized", true},
 		{"min relay fee not met, 0 < 110", false},
 		{"bad-txns-inputs-missingorspent", false},
 		{"txn-mempool-conflict", false},

@@ -156,6 +156,10 @@ func (r *Responder) HandleBreach(ctx context.Context, id teos.UUID, dispute, pen
 	if dispute == nil || penalty == nil {
 		return nil, fmt.Errorf("handle breach %s: missing dispute or penalty", id)
 	}
+	// A broadcast result cached before this call may predate the block being handled: a
+	// queued hand-over drained after the last block got -25 for a dispute that this block
+	// now holds. Only bitcoind's answer now decides.
+	r.carrier.ClearCache()
 	height := r.Height()
 	t := &store.Tracker{UUID: id, DisputeTxID: dispute.TxHash(), PenaltyTxID: penalty.TxHash()}
 	var err error

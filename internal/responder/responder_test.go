@@ -460,8 +460,8 @@ func TestConfirmationThenCompletion(t *testing.T) {
 	if e.r.Height() != mined+teos.IrrevocablyResolved {
 		t.Fatalf("Height = %d", e.r.Height())
 	}
-	if e.carrier.clears != teos.IrrevocablyResolved+1 {
-		t.Fatalf("cache cleared %d times, want once per block (%d)", e.carrier.clears, teos.IrrevocablyResolved+1)
+	if e.carrier.clears != teos.IrrevocablyResolved+2 {
+		t.Fatalf("cache cleared %d times, want once per block and once per hand-over (%d)", e.carrier.clears, teos.IrrevocablyResolved+2)
 	}
 }
 
