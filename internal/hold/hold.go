@@ -69,6 +69,16 @@ func New(cfg Config) *Gate {
 // ErrUnavailable at once: the tower is shutting down.
 func (g *Gate) Close() { g.closeOnce.Do(func() { close(g.closing) }) }
 
+// Closed reports whether Close was called: the tower is stopping.
+func (g *Gate) Closed() bool {
+	select {
+	case <-g.closing:
+		return true
+	default:
+		return false
+	}
+}
+
 // Bound is the longest a request is held.
 func (g *Gate) Bound() time.Duration { return g.cfg.Bound }
 

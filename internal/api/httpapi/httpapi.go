@@ -336,6 +336,15 @@ func (h *handler) writeStatus(w http.ResponseWriter, r *http.Request, err error)
 		return
 	}
 	status, body := StatusToHTTP(err)
+	if status == http.StatusServiceUnavailable && h.cfg.Stopping != nil && h.cfg.Stopping() {
+		// Not served because the tower is stopping: a cut connection, unlike 503 / 32,
+		// leaves the appointment pending in the CLN plugin's retrier (Config.Stopping).
+		h.logger.Debug("tower stopping: connection closed without an answer", "endpoint", truncate(firstSegment(r.URL.EscapedPath())), "err", err)
+		if rec, ok := w.(*recorder); ok && rec.status == 0 {
+			rec.status = StatusNoResponse
+		}
+		panic(http.ErrAbortHandler) // net/http closes the connection, logging nothing
+	}
 	level := slog.LevelDebug
 	if body.Code == teos.ErrCodeUnexpectedError {
 		level = slog.LevelWarn
