@@ -124,6 +124,7 @@ func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterf
 	}
 	if held.Gate != nil {
 		hcfg.Stopping = held.Gate.Closed // closed first at shutdown (main.go)
+		hcfg.HoldBound = held.Gate.Bound()
 	}
 	if cfg.Registration == config.RegistrationOpen { // the allowlist decides in allowlist mode
 		hcfg.Registrations = httpapi.NewRegistrationLimit(cfg.RegistrationRate, nil)

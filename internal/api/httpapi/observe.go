@@ -47,6 +47,8 @@ type Config struct {
 	// closed. The CLN plugin files an add answered 503 / 32 as invalid for good, but its
 	// retrier keeps one whose connection was cut pending, and sends it again.
 	Stopping func() bool
+	// HoldBound is the longest the core may hold one call through a fault (api_hold_timeout).
+	HoldBound time.Duration
 }
 
 // Admission is what a Gate learns about a request.
