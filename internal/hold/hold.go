@@ -30,6 +30,7 @@ const (
 	OutcomeTimeout = "timeout" // the bound passed first
 	OutcomeGone    = "gone"    // the client went away (context cancelled)
 	OutcomeFull    = "full"    // refused at once: MaxHeld requests were already held
+	OutcomeStopped = "stopped" // released unserved by Close: the tower is stopping
 )
 
 // Config bounds holding.
@@ -367,6 +368,7 @@ func (h *holding) wait(ctx context.Context, closing, up <-chan struct{}, due tim
 	case <-h.deadline.C:
 		return ErrUnavailable
 	case <-closing:
+		h.outcome = OutcomeStopped
 		return ErrUnavailable
 	case <-ctx.Done():
 		h.outcome = OutcomeGone
