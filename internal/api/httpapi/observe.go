@@ -43,8 +43,8 @@ type Config struct {
 	// Registrations, if set, limits successful registrations per client.
 	Registrations *RegistrationLimit
 	// Stopping, if set, reports whether the tower is shutting down. A request the core or
-	// the internal hop then answers Unavailable gets no answer at all: its connection is
-	// closed. The CLN plugin files an add answered 503 / 32 as invalid for good, but its
+	// the internal hop then answers Unavailable (or Canceled: the hop closed) gets no answer
+	// at all: its connection is closed. The CLN plugin files an add answered 503 / 32 as invalid for good, but its
 	// retrier keeps one whose connection was cut pending, and sends it again.
 	Stopping func() bool
 	// HoldBound is the longest the core may hold one call through a fault (api_hold_timeout).
