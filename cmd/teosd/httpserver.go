@@ -122,6 +122,10 @@ func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterf
 		MaxDelay: rateMaxDelay(cfg.HoldTimeout())}); rate != nil {
 		hcfg.Gate = rate
 	}
+	if held.Gate != nil {
+		hcfg.Stopping = held.Gate.Closed // closed first at shutdown (main.go)
+		hcfg.HoldBound = held.Gate.Bound()
+	}
 	if cfg.Registration == config.RegistrationOpen { // the allowlist decides in allowlist mode
 		hcfg.Registrations = httpapi.NewRegistrationLimit(cfg.RegistrationRate, nil)
 	}

@@ -349,7 +349,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	}
 	g.Go(func() error {
 		<-ctx.Done()
-		held.Gate.Close() // held requests are answered 503 now rather than cut off
+		held.Gate.Close() // held requests are released now; the HTTP edge closes their connections unanswered (httpapi Config.Stopping)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		err := errors.Join(httpSrv.Shutdown(sctx), onion.shutdownAPI(sctx)) // front doors first: HTTP forwards to gRPC

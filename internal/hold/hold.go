@@ -30,6 +30,7 @@ const (
 	OutcomeTimeout = "timeout" // the bound passed first
 	OutcomeGone    = "gone"    // the client went away (context cancelled)
 	OutcomeFull    = "full"    // refused at once: MaxHeld requests were already held
+	OutcomeStopped = "stopped" // released unserved by Close: the tower is stopping
 )
 
 // Config bounds holding.
@@ -68,6 +69,16 @@ func New(cfg Config) *Gate {
 // Close answers every held request, and every request that would wait from now on,
 // ErrUnavailable at once: the tower is shutting down.
 func (g *Gate) Close() { g.closeOnce.Do(func() { close(g.closing) }) }
+
+// Closed reports whether Close was called: the tower is stopping.
+func (g *Gate) Closed() bool {
+	select {
+	case <-g.closing:
+		return true
+	default:
+		return false
+	}
+}
 
 // Bound is the longest a request is held.
 func (g *Gate) Bound() time.Duration { return g.cfg.Bound }
@@ -357,6 +368,7 @@ func (h *holding) wait(ctx context.Context, closing, up <-chan struct{}, due tim
 	case <-h.deadline.C:
 		return ErrUnavailable
 	case <-closing:
+		h.outcome = OutcomeStopped
 		return ErrUnavailable
 	case <-ctx.Done():
 		h.outcome = OutcomeGone

@@ -199,7 +199,7 @@ func TestOwnErrorReturned(t *testing.T) {
 }
 
 func TestCloseReleasesHeld(t *testing.T) {
-	g, _ := newGate(time.Hour, 0)
+	g, releases := newGate(time.Hour, 0)
 	btc := NewCondition("bitcoind", 0)
 	btc.Down(errors.New("connection refused"))
 	done := make(chan error)
@@ -208,6 +208,10 @@ func TestCloseReleasesHeld(t *testing.T) {
 	g.Close()
 	if err := <-done; !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err %v", err)
+	}
+	// Released by the shutdown, not by the bound: the metrics must not count a timeout.
+	if got := releases(); len(got) != 1 || got[0] != (release{"bitcoind", OutcomeStopped}) {
+		t.Fatalf("releases %v", got)
 	}
 	if err := g.Do(context.Background(), []*Condition{btc}, nil, func() error { return nil }); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("after Close: %v", err)

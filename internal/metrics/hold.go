@@ -22,7 +22,7 @@ func newHoldMetrics(reg *prometheus.Registry, cfg Config) *holdMetrics {
 			Name:      "api_held_requests_total",
 			Help: "Public API requests held while a transient fault lasted, by the condition that held them " +
 				"(bitcoind, store) and outcome (served; timeout: answered 503 past the bound; gone: the client left; " +
-				"full: too many held already, answered 503 at once).",
+				"full: too many held already, answered 503 at once; stopped: released unserved as the tower stopped).",
 		}, []string{"condition", "outcome"}),
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace,

@@ -11,7 +11,7 @@ import (
 type HTTPRequest struct {
 	// Endpoint is a route's name or "other"; the HTTP layer bounds the set.
 	Endpoint string
-	// Status is the HTTP status sent (499 when the client left first).
+	// Status is the HTTP status sent (499 when the client left first, 444 when the stopping tower closed the connection unanswered).
 	Status int
 	// ErrorCode is the teos error_code sent, 0 when the reply had none.
 	ErrorCode int

@@ -17,6 +17,9 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
+
 	"github.com/teos-go/teos/internal/inspector"
 	"github.com/teos-go/teos/pkg/teos"
 	commonv2 "github.com/teos-go/teos/proto/common/teos/v2"
@@ -336,6 +339,15 @@ func (h *handler) writeStatus(w http.ResponseWriter, r *http.Request, err error)
 		return
 	}
 	status, body := StatusToHTTP(err)
+	if notServed(err) && h.cfg.Stopping != nil && h.cfg.Stopping() {
+		// Not served because the tower is stopping: a cut connection, unlike 503 / 32,
+		// leaves the appointment pending in the CLN plugin's retrier (Config.Stopping).
+		h.logger.Debug("tower stopping: connection closed without an answer", "endpoint", truncate(firstSegment(r.URL.EscapedPath())), "err", err)
+		if rec, ok := w.(*recorder); ok && rec.status == 0 {
+			rec.status = StatusNoResponse
+		}
+		panic(http.ErrAbortHandler) // net/http closes the connection, logging nothing
+	}
 	level := slog.LevelDebug
 	if body.Code == teos.ErrCodeUnexpectedError {
 		level = slog.LevelWarn
@@ -343,6 +355,17 @@ func (h *handler) writeStatus(w http.ResponseWriter, r *http.Request, err error)
 	h.logger.Log(r.Context(), level, "request failed", "endpoint", truncate(firstSegment(r.URL.EscapedPath())),
 		"error_code", body.Code, "err", err)
 	h.writeError(w, status, body)
+}
+
+// notServed reports whether err says the core did not serve the request, rather than answer
+// it: Unavailable (a fault past the hold, the hop's transport), or Canceled while the client is
+// still there (grpc-go's "the client connection is closing": teosd closed the hop).
+func notServed(err error) bool {
+	switch grpcstatus.Code(err) {
+	case codes.Unavailable, codes.Canceled:
+		return true
+	}
+	return false
 }
 
 // writeUnavailable answers 503 / 32 for a passing condition of the tower's own.

@@ -20,8 +20,8 @@ import (
 )
 
 // streamWriteWindow is how long a streamed answer may go without a flush before the server's
-// write deadline ends it.
-const streamWriteWindow = 30 * time.Second
+// write deadline ends it, on top of the hold bound (Config.HoldBound).
+var streamWriteWindow = 30 * time.Second
 
 // ndjson is the media type of streamed /add_appointments answers.
 const ndjson = "application/x-ndjson"
@@ -72,7 +72,8 @@ func (h *handler) addAppointmentsStream(w http.ResponseWriter, r *http.Request, 
 		h.writeRejection(w, r, err)
 		return
 	}
-	sw := &lineWriter{w: w}
+	// The next group may be held through a fault for up to the hold bound before it commits.
+	sw := &lineWriter{w: w, window: streamWriteWindow + h.cfg.HoldBound}
 	req := &teosv2.AddAppointmentsStreamRequest{}
 	var index []int // req.Appointments[j] is items[index[j]]
 	for i, it := range items {
@@ -132,6 +133,7 @@ type lineWriter struct {
 	w       http.ResponseWriter
 	buf     bytes.Buffer
 	started bool
+	window  time.Duration // the write deadline after each flush
 }
 
 func (l *lineWriter) line(v any) {
@@ -158,6 +160,6 @@ func (l *lineWriter) flush() {
 	rc := http.NewResponseController(l.w) // reaches through wrappers that Unwrap
 	_ = rc.Flush()
 	// A stream that keeps making progress may outlive the server's write timeout, which is
-	// meant for one answer: each flush grants another streamWriteWindow.
-	_ = rc.SetWriteDeadline(time.Now().Add(streamWriteWindow))
+	// meant for one answer: each flush grants another window.
+	_ = rc.SetWriteDeadline(time.Now().Add(l.window))
 }
