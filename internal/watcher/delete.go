@@ -51,20 +51,20 @@ func (w *Watcher) DeleteAppointment(loc teos.Locator, userSig string) (*Deleted,
 	}
 	id := teos.NewUUID(loc, user)
 	height := w.gk.Height()
-	// The locator cache is read inside the store's write, as an add's hand-over check is, and
+	// The locator cache is read inside the store's write, as an add's hand-over check is, with
 	// the locator marked in flight: either this deletion sees the dispute and refuses, or the
 	// block's lookup finds the appointment gone (inflight.go).
-	var marked bool
+	iw := w.beginWrite([]teos.Locator{loc})
 	next, err := ds.DeleteUserAppointment(user, id, func(u store.UserInfo) error {
 		if err := w.gk.CheckExpiryAt(u, height); err != nil {
 			return err
 		}
-		if _, mined := w.inflightCheck(loc, &marked); mined {
+		if _, mined := w.cachedDispute(loc); mined {
 			return ErrAlreadyTriggered
 		}
 		return nil
 	})
-	w.inflightDone(loc, &marked)
+	w.endWrite(iw)
 	switch {
 	case err == nil:
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrUserNotFound): // the latter: outdated since Authenticate
