@@ -77,16 +77,8 @@ func (w *Watcher) cacheBlock(hash chainhash.Hash, txs map[teos.Locator]disputeTx
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.cache.add(hash, txs)
-	var racing []*inflightWrite
-	seen := make(map[*inflightWrite]bool)
-	add := func(list []*inflightWrite) {
-		for _, iw := range list {
-			if !seen[iw] {
-				seen[iw] = true
-				racing = append(racing, iw)
-			}
-		}
-	}
+	var racing []*inflightWrite // a write listed twice is waited for twice: harmless
+	add := func(list []*inflightWrite) { racing = append(racing, list...) }
 	// Walk the smaller of the two maps.
 	if len(txs) < len(w.inflight) {
 		for loc := range txs {
