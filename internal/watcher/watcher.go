@@ -168,8 +168,7 @@ func (w *Watcher) AddAppointment(a teos.Appointment, userSig string) (*Accepted,
 	start := w.gk.Height()
 	rec := &store.Appointment{Appointment: a, UserID: user, UserSignature: userSig, StartBlock: start}
 	var queued bool
-	res, err := w.store.UpsertAppointments([]store.AppointmentUpsert{w.upsert(rec, &queued)})
-	w.endWrite(iw)
+	res, err := w.upsertAll(iw, []store.AppointmentUpsert{w.upsert(rec, &queued)})
 	if err != nil {
 		return nil, addError(err)
 	}
@@ -188,6 +187,13 @@ func (w *Watcher) AddAppointment(a teos.Appointment, userSig string) (*Accepted,
 // whether it queued a hand-over.
 func (w *Watcher) upsert(rec *store.Appointment, queued *bool) store.AppointmentUpsert {
 	return store.AppointmentUpsert{Appointment: rec, Policy: w.addPolicy(rec), HandOver: w.handOverFor(rec.Locator, queued)}
+}
+
+// upsertAll stores items and then ends iw, the in-flight write marking their locators, also
+// if the store panics: a mark left behind would hold up every block holding its locator.
+func (w *Watcher) upsertAll(iw *inflightWrite, items []store.AppointmentUpsert) ([]store.UpsertResult, error) {
+	defer w.endWrite(iw)
+	return w.store.UpsertAppointments(items)
 }
 
 // handOverFor looks loc's dispute up in the locator cache from inside the store's write
@@ -323,8 +329,7 @@ func (w *Watcher) AddAppointmentsUnless(items []Item, fault func(error) bool) ([
 		rec := &store.Appointment{Appointment: it.Appointment, UserID: users[i], UserSignature: it.Signature, StartBlock: start}
 		upserts = append(upserts, w.upsert(rec, &queued[j]))
 	}
-	stored, err := w.store.UpsertAppointments(upserts)
-	w.endWrite(iw)
+	stored, err := w.upsertAll(iw, upserts)
 	if err != nil {
 		for _, i := range index {
 			results[i].Err = err
