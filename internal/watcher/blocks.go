@@ -34,15 +34,13 @@ const maxHandOversPerRun = 100
 func (w *Watcher) BlockConnected(ctx context.Context, block *wire.MsgBlock, height uint32) error {
 	hash := block.BlockHash()
 	txs, locs := indexBlock(block, hash)
-	// An add that looked at the cache before this block was in it queued nothing; if it has
-	// not finished, its locator is marked in flight, and if that locator is in this block its
-	// write transaction commits before WaitWrites returns, so the lookup below finds it. An
-	// add that looks later finds the block and queues the hand-over (inflight.go). Waiting only
-	// then keeps a block from waiting for an add batch's commit under load.
-	if w.cacheBlock(hash, txs) {
-		if err := w.store.WaitWrites(); err != nil {
-			return fmt.Errorf("watcher at height %d: %w", height, err)
-		}
+	// An add in flight whose locator is in this block may not find the block in the cache (it
+	// may look after the block left it): the lookup below must then find the appointment, so it
+	// waits for that add's write. An add that marked its locator later checks the cache in its
+	// transaction (inflight.go). Waiting only then keeps a block from waiting for an add
+	// batch's commit under load.
+	if err := waitWrites(ctx, w.cacheBlock(hash, txs)); err != nil {
+		return fmt.Errorf("watcher at height %d: wait for adds of its locators: %w", height, err)
 	}
 	r := w.newRun()
 	r.inBlock = true

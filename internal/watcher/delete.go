@@ -51,20 +51,21 @@ func (w *Watcher) DeleteAppointment(loc teos.Locator, userSig string) (*Deleted,
 	}
 	id := teos.NewUUID(loc, user)
 	height := w.gk.Height()
-	// The locator cache is read inside the store's write, as an add's hand-over check is, and
+	// The locator cache is read inside the store's write, as an add's hand-over check is, with
 	// the locator marked in flight: either this deletion sees the dispute and refuses, or the
 	// block's lookup finds the appointment gone (inflight.go).
-	var marked bool
-	next, err := ds.DeleteUserAppointment(user, id, func(u store.UserInfo) error {
-		if err := w.gk.CheckExpiryAt(u, height); err != nil {
-			return err
-		}
-		if _, mined := w.inflightCheck(loc, &marked); mined {
-			return ErrAlreadyTriggered
-		}
-		return nil
-	})
-	w.inflightDone(loc, &marked)
+	next, err := func() (store.UserInfo, error) {
+		defer w.endWrite(w.beginWrite([]teos.Locator{loc}))
+		return ds.DeleteUserAppointment(user, id, func(u store.UserInfo) error {
+			if err := w.gk.CheckExpiryAt(u, height); err != nil {
+				return err
+			}
+			if _, mined := w.cachedDispute(loc); mined {
+				return ErrAlreadyTriggered
+			}
+			return nil
+		})
+	}()
 	switch {
 	case err == nil:
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrUserNotFound): // the latter: outdated since Authenticate

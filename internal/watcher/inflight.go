@@ -1,66 +1,107 @@
 package watcher
 
 import (
+	"context"
+
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 
 	"github.com/teos-go/teos/pkg/teos"
 )
 
-// A block's lookup must see every add (and deletion) that checked the locator cache before
-// the block was in it: such a write neither queued a hand-over nor refused, so the lookup is
-// the only thing that can find it. Rather than wait for every write in flight
-// (Store.WaitWrites, which under load means waiting for an add batch's commit and fsync on
-// every block), the watcher keeps the locators of the writes that have checked the cache and
-// not yet finished; a block waits for the store only if one of them is in the block, which
-// is rare (docs/PERFORMANCE.md, issue 13).
+// A block's lookup must see every add (and deletion) that was in flight when the block was
+// cached: such a write may check the locator cache only once the block has left it, so the
+// lookup is the only thing that can find it. Rather than wait for every write in flight
+// (under load, an add batch's commit and fsync on every block), the watcher keeps the
+// locators of the writes in flight; a block waits only for the writes holding one of its
+// locators, which is rare (docs/PERFORMANCE.md, issue 13).
 //
-// A write marks its locator and checks the cache under w.mu in one step, inside its store
-// transaction; the block is cached and the marks are read under w.mu in one step too. So
-// either the write saw the block, or its mark was there when the block read the marks and
-// the block waits for the write's transaction; or the mark was already gone, and then the
-// write had committed (or rolled back) before the block's lookup began.
+// A write marks its locators before it reads its start height and clears them once the store
+// call is over (committed or failed); the block is cached and the marks are read under w.mu in
+// one step. So either the mark was there and the block waits for that write to be over before
+// its lookup, or the mark came later: the write then reads a start height at or above the
+// block's (the gatekeeper moves first) and checks the cache inside its transaction. Marking
+// inside the transaction would not do: a write queued behind others while a catch-up connects
+// CacheBlocks blocks past its dispute's finds the block neither in the cache nor marked.
 
-// inflightCheck returns the transaction with locator loc if it was mined in a cached block,
-// for a write that has not finished: it also marks loc as in flight (once per write, whatever
-// the number of attempts; *marked remembers it).
-func (w *Watcher) inflightCheck(loc teos.Locator, marked *bool) (disputeTx, bool) {
+// inflightWrite is one store write in flight: an add, an add batch or a deletion.
+type inflightWrite struct {
+	locs []teos.Locator
+	done chan struct{} // closed by endWrite
+}
+
+// beginWrite marks locs in flight; endWrite must follow once the store call is over.
+func (w *Watcher) beginWrite(locs []teos.Locator) *inflightWrite {
+	iw := &inflightWrite{locs: locs, done: make(chan struct{})}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !*marked {
-		if w.inflight == nil {
-			w.inflight = make(map[teos.Locator]int)
-		}
-		w.inflight[loc]++
-		*marked = true
+	if w.inflight == nil {
+		w.inflight = make(map[teos.Locator][]*inflightWrite)
 	}
+	for _, loc := range locs {
+		w.inflight[loc] = append(w.inflight[loc], iw)
+	}
+	return iw
+}
+
+// endWrite clears iw's marks and releases the blocks waiting for it.
+func (w *Watcher) endWrite(iw *inflightWrite) {
+	w.mu.Lock()
+	for _, loc := range iw.locs {
+		list := w.inflight[loc]
+		for i, x := range list {
+			if x == iw {
+				list = append(list[:i], list[i+1:]...)
+				break
+			}
+		}
+		if len(list) == 0 {
+			delete(w.inflight, loc)
+		} else {
+			w.inflight[loc] = list
+		}
+	}
+	w.mu.Unlock()
+	close(iw.done)
+}
+
+// cachedDispute returns the transaction with locator loc if it was mined in a cached block.
+func (w *Watcher) cachedDispute(loc teos.Locator) (disputeTx, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	return w.cache.get(loc)
 }
 
-// inflightDone removes the mark inflightCheck set, once the write's transaction is over.
-func (w *Watcher) inflightDone(loc teos.Locator, marked *bool) {
-	if !*marked {
-		return
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.inflight[loc] <= 1 {
-		delete(w.inflight, loc)
-	} else {
-		w.inflight[loc]--
-	}
-	*marked = false
-}
-
-// cacheBlock caches a block's transactions and reports whether a write in flight checked one
-// of its locators, in which case the block's lookup must wait for the writes in flight.
-func (w *Watcher) cacheBlock(hash chainhash.Hash, txs map[teos.Locator]disputeTx) (racing bool) {
+// cacheBlock caches a block's transactions and returns the writes in flight that hold one of
+// its locators: the block's lookup must wait for them (waitWrites).
+func (w *Watcher) cacheBlock(hash chainhash.Hash, txs map[teos.Locator]disputeTx) []*inflightWrite {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.cache.add(hash, txs)
-	for loc := range w.inflight {
+	var racing []*inflightWrite // a write listed twice is waited for twice: harmless
+	add := func(list []*inflightWrite) { racing = append(racing, list...) }
+	// Walk the smaller of the two maps.
+	if len(txs) < len(w.inflight) {
+		for loc := range txs {
+			add(w.inflight[loc])
+		}
+		return racing
+	}
+	for loc, list := range w.inflight {
 		if _, ok := txs[loc]; ok {
-			return true
+			add(list)
 		}
 	}
-	return false
+	return racing
+}
+
+// waitWrites returns once every write of list is over, or with ctx's error.
+func waitWrites(ctx context.Context, list []*inflightWrite) error {
+	for _, iw := range list {
+		select {
+		case <-iw.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }

@@ -31,7 +31,6 @@ type Store interface {
 	QueuedHandOversFrom(from teos.UUID, limit int) ([]store.QueuedHandOver, error)
 	DropHandOvers(block chainhash.Hash) (int, error)
 	ApplyChanges(c *store.Changes) error
-	WaitWrites() error
 }
 
 // Responder takes over breaches: it broadcasts the penalty and tracks it. The watcher calls
@@ -76,7 +75,7 @@ type Watcher struct {
 	// mu guards the cache and inflight; it is never held across store or responder calls.
 	mu       sync.Mutex
 	cache    locatorCache
-	inflight map[teos.Locator]int // writes that checked the cache and are not over (inflight.go)
+	inflight map[teos.Locator][]*inflightWrite // writes not over yet, by locator (inflight.go)
 }
 
 // New returns a watcher.
@@ -165,11 +164,11 @@ func (w *Watcher) AddAppointment(a teos.Appointment, userSig string) (*Accepted,
 	if err != nil {
 		return nil, err
 	}
+	iw := w.beginWrite([]teos.Locator{a.Locator}) // before the start height: see inflight.go
 	start := w.gk.Height()
 	rec := &store.Appointment{Appointment: a, UserID: user, UserSignature: userSig, StartBlock: start}
-	var queued, marked bool
-	res, err := w.store.UpsertAppointments([]store.AppointmentUpsert{w.upsert(rec, &queued, &marked)})
-	w.inflightDone(rec.Locator, &marked)
+	var queued bool
+	res, err := w.upsertAll(iw, []store.AppointmentUpsert{w.upsert(rec, &queued)})
 	if err != nil {
 		return nil, addError(err)
 	}
@@ -183,21 +182,26 @@ func (w *Watcher) AddAppointment(a teos.Appointment, userSig string) (*Accepted,
 	return w.accepted(rec, res[0].User, queued), nil
 }
 
-// upsert is AddAppointment's store write for rec. *queued tells, once the write is done,
-// whether it queued a hand-over; *marked whether rec's locator is marked in flight, which the
-// caller clears with inflightDone once the write is over.
-func (w *Watcher) upsert(rec *store.Appointment, queued, marked *bool) store.AppointmentUpsert {
-	return store.AppointmentUpsert{Appointment: rec, Policy: w.addPolicy(rec), HandOver: w.handOverFor(rec.Locator, queued, marked)}
+// upsert is AddAppointment's store write for rec, whose locator the caller marked in flight
+// (beginWrite) before it read rec's start height. *queued tells, once the write is done,
+// whether it queued a hand-over.
+func (w *Watcher) upsert(rec *store.Appointment, queued *bool) store.AppointmentUpsert {
+	return store.AppointmentUpsert{Appointment: rec, Policy: w.addPolicy(rec), HandOver: w.handOverFor(rec.Locator, queued)}
+}
+
+// upsertAll stores items and then ends iw, the in-flight write marking their locators, also
+// if the store panics: a mark left behind would hold up every block holding its locator.
+func (w *Watcher) upsertAll(iw *inflightWrite, items []store.AppointmentUpsert) ([]store.UpsertResult, error) {
+	defer w.endWrite(iw)
+	return w.store.UpsertAppointments(items)
 }
 
 // handOverFor looks loc's dispute up in the locator cache from inside the store's write
-// transaction, marking loc in flight: BlockConnected, which caches a block and then, if a
-// write in flight checked one of its locators, waits for the writes in flight
-// (Store.WaitWrites) before it looks the block's locators up, either finds the appointment
-// or the appointment finds the block (inflight.go).
-func (w *Watcher) handOverFor(loc teos.Locator, queued, marked *bool) func() *store.HandOver {
+// transaction. With loc marked in flight, either this finds the block mining the dispute or
+// that block's lookup, which waits for the write, finds the appointment (inflight.go).
+func (w *Watcher) handOverFor(loc teos.Locator, queued *bool) func() *store.HandOver {
 	return func() *store.HandOver {
-		d, ok := w.inflightCheck(loc, marked)
+		d, ok := w.cachedDispute(loc)
 		*queued = ok
 		if !ok {
 			return nil
@@ -302,32 +306,30 @@ func (w *Watcher) AddAppointmentsUnless(items []Item, fault func(error) bool) ([
 			}
 		}
 	}
-	start := w.gk.Height()
 	var (
 		upserts []store.AppointmentUpsert
 		index   []int  // upserts[j] is items[index[j]]
 		queued  []bool // queued[j]: upserts[j] queued a hand-over
-		marked  []bool // marked[j]: upserts[j]'s locator is marked in flight
+		locs    []teos.Locator
 	)
 	for i := range items {
 		if results[i].Err == nil {
 			index = append(index, i)
+			locs = append(locs, items[i].Appointment.Locator)
 		}
 	}
+	if len(index) == 0 {
+		return results, nil
+	}
+	iw := w.beginWrite(locs) // before the start height: see inflight.go
+	start := w.gk.Height()
 	queued = make([]bool, len(index))
-	marked = make([]bool, len(index))
 	for j, i := range index {
 		it := items[i]
 		rec := &store.Appointment{Appointment: it.Appointment, UserID: users[i], UserSignature: it.Signature, StartBlock: start}
-		upserts = append(upserts, w.upsert(rec, &queued[j], &marked[j]))
+		upserts = append(upserts, w.upsert(rec, &queued[j]))
 	}
-	if len(upserts) == 0 {
-		return results, nil
-	}
-	stored, err := w.store.UpsertAppointments(upserts)
-	for j := range upserts {
-		w.inflightDone(upserts[j].Appointment.Locator, &marked[j])
-	}
+	stored, err := w.upsertAll(iw, upserts)
 	if err != nil {
 		for _, i := range index {
 			results[i].Err = err
