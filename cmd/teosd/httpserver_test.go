@@ -2,12 +2,16 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/teos-go/teos/internal/api/httpapi"
 )
 
 var shortTimeouts = apiTimeouts{readHeader: 200 * time.Millisecond, read: 400 * time.Millisecond,
@@ -197,5 +201,63 @@ func TestRateDelayWithoutHold(t *testing.T) {
 	srv := newHTTPServer(http.NotFoundHandler(), apiTimeoutsFor(0))
 	if srv.WriteTimeout <= rateMaxDelay(0)+srv.ReadTimeout {
 		t.Fatalf("write timeout %v does not cover the rate limit's delay %v plus the body's read", srv.WriteTimeout, rateMaxDelay(0))
+	}
+}
+
+// TestLargeSlowBodyGetsItsTime: a body larger than the read timeout allows at uploadRate (a
+// batch upload over Tor) gets the time it needs at that rate and its answer; a small body, or
+// one declared past maxBody, is still cut at the read timeout.
+func TestLargeSlowBodyGetsItsTime(t *testing.T) {
+	to := shortTimeouts
+	to.uploadRate, to.maxBody = 4<<10, 8<<10 // 4 KiB needs 1 s, over the 400 ms read timeout
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			return // cut off: the client sees no answer
+		}
+		_, _ = io.WriteString(w, "read "+strconv.FormatInt(n, 10))
+	}), to)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	// send declares length bytes and sends size of them in 16 chunks 50 ms apart (800 ms in
+	// all, about 5 KiB/s for 4 KiB), then reads what the server answers.
+	send := func(length, size int) string {
+		c := dialAPI(t, ln.Addr().String())
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := fmt.Fprintf(c, "POST /add_appointments HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", length); err != nil {
+			t.Fatal(err)
+		}
+		chunk := strings.Repeat("x", size/16)
+		for range 16 {
+			time.Sleep(50 * time.Millisecond)
+			if _, err := io.WriteString(c, chunk); err != nil {
+				break // the server closed the connection
+			}
+		}
+		got, _ := io.ReadAll(io.LimitReader(c, 4096))
+		return string(got)
+	}
+	if got := send(4<<10, 4<<10); !strings.Contains(got, "200 OK") || !strings.Contains(got, "read 4096") {
+		t.Fatalf("a 4 KiB body at ~5 KiB/s was cut off; answer %q", got)
+	}
+	if got := send(1<<10, 1<<10); strings.Contains(got, "read ") {
+		t.Fatalf("a 1 KiB body (needs 250 ms at the upload rate) trickled over 800 ms was served: %q", got)
+	}
+	if got := send(16<<10, 4<<10); strings.Contains(got, "read ") {
+		t.Fatalf("a body declared past maxBody got more time: %q", got)
+	}
+}
+
+// TestDefaultUploadRateCoversBatches: the defaults extend the read deadline for every body
+// size the API takes, up to the batch limit.
+func TestDefaultUploadRateCoversBatches(t *testing.T) {
+	to := defaultAPITimeouts
+	if to.uploadRate <= 0 || to.maxBody < httpapi.MaxBodyBytes {
+		t.Fatalf("default upload rate %d B/s up to %d B, want > 0 up to %d", to.uploadRate, to.maxBody, httpapi.MaxBodyBytes)
 	}
 }

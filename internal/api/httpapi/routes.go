@@ -33,6 +33,10 @@ const (
 	addAppointmentsBodyLimit = 2_200_000
 )
 
+// MaxBodyBytes is the largest body any route takes; the server sizes a large body's read
+// deadline up to it.
+const MaxBodyBytes = addAppointmentsBodyLimit
+
 var routes = []route{
 	// The teos v0.2 endpoints.
 	{name: "register", method: http.MethodPost, bodyLimit: registerBodyLimit, serve: (*handler).register},
