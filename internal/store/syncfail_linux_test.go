@@ -155,3 +155,23 @@ func TestFailedMetaSyncStopsWrites(t *testing.T) {
 	s = mustOpen(t, path, nil)
 	mustUpsert(t, s, a)
 }
+
+// A commit whose data pages' flush fails is rolled back before its meta page is written: the
+// caller gets the error, nothing of it is read back, and later writes go on (a full disk that
+// gets space again, a flush error that passes).
+func TestFailedDataSyncRollsBackCleanly(t *testing.T) {
+	s := mustOpen(t, filepath.Join(t.TempDir(), "teos.db"), nil)
+	t.Cleanup(func() { _ = s.Close() })
+	var allowErr error
+	failNthFdatasync(t, 1, func() { _, allowErr = s.AllowUser(testUser(2)) })
+	if allowErr == nil {
+		t.Fatal("AllowUser with a failed fsync succeeded")
+	}
+	if ok, err := s.UserAllowed(testUser(2)); err != nil || ok {
+		t.Fatalf("UserAllowed after the failed commit = %v, %v; want false", ok, err)
+	}
+	if _, err := s.AllowUser(testUser(2)); err != nil {
+		t.Fatalf("AllowUser after a clean rollback: %v", err)
+	}
+	register(t, s, testUser(1), 10, 1000)
+}
