@@ -40,6 +40,10 @@ type committer struct {
 	wg     sync.WaitGroup
 
 	unsynced atomic.Pointer[error] // set by txUpdate: every later write fails with it
+	// txMu serialises txUpdate, so that no other commit lands between a failed commit and
+	// the check of its transaction id (the next commit would reuse that id). bbolt admits
+	// one writer at a time anyway.
+	txMu sync.Mutex
 }
 
 func newCommitter(db *bolt.DB, maxBatch int) *committer {
@@ -223,6 +227,8 @@ func (c *committer) broken() error {
 // outcome became uncertain (ErrUnsynced), and detects that case: fn succeeded, the commit
 // failed, and yet the file's transaction id moved on.
 func (c *committer) txUpdate(fn func(tx *bolt.Tx) error) error {
+	c.txMu.Lock()
+	defer c.txMu.Unlock()
 	if err := c.broken(); err != nil {
 		return err
 	}
