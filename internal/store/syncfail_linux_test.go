@@ -4,6 +4,7 @@ import (
 	"errors"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"syscall"
 	"testing"
 	"unsafe"
@@ -84,7 +85,11 @@ func failNthFdatasync(t *testing.T, n int, fn func()) {
 		<-ran
 		t.Skip("cannot install a seccomp user-notification filter here")
 	}
-	defer unix.Close(fd)
+	// Closing the listener fails the calls it would answer (ENOSYS), so the thread cannot hang
+	// on a kernel that refuses an answer (SECCOMP_USER_NOTIF_FLAG_CONTINUE needs Linux 5.5).
+	var closeOnce sync.Once
+	closeFd := func() { closeOnce.Do(func() { unix.Close(fd) }) }
+	defer closeFd()
 	// The supervisor answers the filtered thread's fdatasync calls until the thread is gone.
 	go func() {
 		for i := 1; ; i++ {
@@ -100,7 +105,10 @@ func failNthFdatasync(t *testing.T, n int, fn func()) {
 			if i == n {
 				resp = seccompNotifResp{id: req.id, error: -int32(unix.EIO)}
 			}
-			_, _, _ = unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SECCOMP_IOCTL_NOTIF_SEND, uintptr(unsafe.Pointer(&resp)))
+			if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SECCOMP_IOCTL_NOTIF_SEND, uintptr(unsafe.Pointer(&resp))); errno != 0 {
+				closeFd()
+				return
+			}
 		}
 	}()
 	<-ran
