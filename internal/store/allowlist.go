@@ -15,7 +15,7 @@ var bktAllowedUsers = []byte("allowed_users")
 
 // AllowUser adds id to the registration allowlist; changed is false if it was there.
 func (s *Store) AllowUser(id teos.UserID) (changed bool, err error) {
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.writes.txUpdate(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bktAllowedUsers)
 		if err != nil {
 			return err
@@ -35,7 +35,7 @@ func (s *Store) AllowUser(id teos.UserID) (changed bool, err error) {
 // DisallowUser removes id from the registration allowlist; changed is false if it was not
 // there. The user's subscription, if any, is left alone.
 func (s *Store) DisallowUser(id teos.UserID) (changed bool, err error) {
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.writes.txUpdate(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bktAllowedUsers)
 		if b == nil || b.Get(id[:]) == nil {
 			return nil

@@ -98,8 +98,9 @@ type AppointmentPolicy func(user UserInfo, prev *Appointment, triggered bool) (U
 // pure, as it may run more than once; its error aborts everything and is returned unchanged.
 // a must not be modified until UpsertAppointment returns.
 func (s *Store) UpsertAppointment(a *Appointment, fn func(user UserInfo, prev *Appointment, triggered bool) (UserInfo, error)) (UserInfo, error) {
-	if a == nil {
-		return UserInfo{}, errors.New("upsert appointment: nil appointment")
+	// A nil policy would panic in the group commit's goroutine, stopping every write.
+	if a == nil || fn == nil {
+		return UserInfo{}, errors.New("upsert appointment: nil appointment or policy")
 	}
 	record := encodeAppointment(a)
 	var out UserInfo

@@ -2,7 +2,9 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -36,6 +38,12 @@ type committer struct {
 	queue  chan *writeCall
 	urgent chan *writeCall // block-path writes: each committed alone, before the next batch
 	wg     sync.WaitGroup
+
+	unsynced atomic.Pointer[error] // set by txUpdate: every later write fails with it
+	// txMu serialises txUpdate, so that no other commit lands between a failed commit and
+	// the check of its transaction id (the next commit would reuse that id). bbolt admits
+	// one writer at a time anyway.
+	txMu sync.Mutex
 }
 
 func newCommitter(db *bolt.DB, maxBatch int) *committer {
@@ -53,6 +61,9 @@ func newCommitter(db *bolt.DB, maxBatch int) *committer {
 // rolls the whole batch back, after which each call is retried in a transaction of its own,
 // so fn may run twice and must have no effects outside the transaction.
 func (c *committer) write(fn func(b *buckets) error) error {
+	if err := c.broken(); err != nil {
+		return err
+	}
 	call := &writeCall{fn: fn, done: make(chan struct{})}
 	c.mu.RLock()
 	if c.closed {
@@ -73,6 +84,9 @@ func (c *committer) write(fn func(b *buckets) error) error {
 // once it is committed (or fn's error). It is for the block path and other rare writes:
 // blocks first, adds wait at most for the commit in progress.
 func (c *committer) writeFirst(fn func(b *buckets) error) error {
+	if err := c.broken(); err != nil {
+		return err
+	}
 	call := &writeCall{fn: fn, done: make(chan struct{})}
 	c.mu.RLock()
 	if c.closed {
@@ -133,7 +147,7 @@ func (c *committer) loop() {
 }
 
 func (c *committer) commitAlone(call *writeCall) {
-	call.err = c.db.Update(func(tx *bolt.Tx) error {
+	call.err = c.txUpdate(func(tx *bolt.Tx) error {
 		b, err := openBuckets(tx)
 		if err != nil {
 			return err
@@ -171,7 +185,7 @@ var errAllRefused = errors.New("every write refused")
 
 // update runs calls in one transaction; a refusal fails only its own call.
 func (c *committer) update(calls []*writeCall) error {
-	err := c.db.Update(func(tx *bolt.Tx) error {
+	err := c.txUpdate(func(tx *bolt.Tx) error {
 		b, err := openBuckets(tx)
 		if err != nil {
 			return err
@@ -194,6 +208,51 @@ func (c *committer) update(calls []*writeCall) error {
 		return nil
 	}
 	return err
+}
+
+// ErrUnsynced is returned by every write after a commit failed once its meta page was
+// written: bbolt then reads that commit back as done, though its flush failed and the disk
+// may not hold it (and Linux reports the next flushes as successful). Writes built on it could
+// be acknowledged and lost in a crash, so none is made until the store is reopened.
+var ErrUnsynced = errors.New("store: a commit's flush to disk failed after it was written; writes are refused until teosd restarts")
+
+func (c *committer) broken() error {
+	if p := c.unsynced.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// txUpdate is db.Update for every write of the store: it refuses to run once a commit's
+// outcome became uncertain (ErrUnsynced), and detects that case: fn succeeded, the commit
+// failed, and yet the file's transaction id moved on.
+func (c *committer) txUpdate(fn func(tx *bolt.Tx) error) error {
+	c.txMu.Lock()
+	defer c.txMu.Unlock()
+	if err := c.broken(); err != nil {
+		return err
+	}
+	var id int
+	fnOK := false
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		id = tx.ID()
+		if err := fn(tx); err != nil {
+			return err
+		}
+		fnOK = true
+		return nil
+	})
+	if err == nil || !fnOK {
+		return err
+	}
+	visible := false
+	_ = c.db.View(func(tx *bolt.Tx) error { visible = tx.ID() >= id; return nil })
+	if !visible { // rolled back cleanly (a full disk, a read-only file): later writes may succeed
+		return err
+	}
+	uerr := fmt.Errorf("%w: %v", ErrUnsynced, err)
+	c.unsynced.CompareAndSwap(nil, &uerr)
+	return c.broken()
 }
 
 // close stops accepting writes and waits for the queued ones to commit.

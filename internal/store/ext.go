@@ -40,7 +40,7 @@ func (s *Store) ExtUpdate(name string, fn func(b *bolt.Bucket) error) error {
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.writes.txUpdate(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bn)
 		if err != nil {
 			return fmt.Errorf("extension bucket %s: %w", name, err)

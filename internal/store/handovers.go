@@ -107,7 +107,7 @@ var errNothingToDrop = errors.New("no hand-over to drop")
 // it also waits for the writes in flight (see WaitWrites).
 func (s *Store) DropHandOvers(block chainhash.Hash) (int, error) {
 	var n int
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.writes.txUpdate(func(tx *bolt.Tx) error {
 		n = 0
 		b, err := openBuckets(tx)
 		if err != nil {

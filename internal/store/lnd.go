@@ -197,6 +197,9 @@ func (s *Store) LndPutSession(id LndSessionID, rec []byte, check func(prev []byt
 }
 
 func (s *Store) LndAddUpdate(id LndSessionID, hint LndHint, fn func(session []byte) (newSession, update []byte, err error)) error {
+	if fn == nil {
+		return fmt.Errorf("store lnd state update of %x: nil function", id)
+	}
 	err := s.lndUpdate(func(b *lndBuckets) error {
 		prev := b.sessions.Get(id[:])
 		sess, upd, err := fn(prev)

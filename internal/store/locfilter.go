@@ -351,9 +351,9 @@ func (lf *locatorFilters) stats() LocatorFilterStats {
 	return s
 }
 
-// close stops a build and, if the filter is complete, saves it and puts its epoch in meta.
-// It runs after the last write.
-func (lf *locatorFilters) close() error {
+// close stops a build and, if save and the filter is complete, saves it and puts its epoch in
+// meta. It runs after the last write.
+func (lf *locatorFilters) close(save bool) error {
 	if lf == nil {
 		return nil
 	}
@@ -368,7 +368,7 @@ func (lf *locatorFilters) close() error {
 	lf.wg.Wait()
 	defer filterRegistry.Delete(lf.db)
 	c := lf.current.Load()
-	if c == nil {
+	if c == nil || !save {
 		return nil
 	}
 	// The epoch goes in first and the file names it and that transaction's id: a crash in

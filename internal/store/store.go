@@ -182,7 +182,8 @@ func putVersion(meta *bolt.Bucket, v uint32) error {
 // finish.
 func (s *Store) Close() error {
 	s.writes.close()
-	ferr := s.filters.close()
+	// After an unsynced commit (ErrUnsynced) nothing more is written, not even the filter's save.
+	ferr := s.filters.close(s.writes.broken() == nil)
 	if err := s.db.Close(); err != nil {
 		return err
 	}

@@ -74,6 +74,9 @@ func (s *Store) User(id teos.UserID) (UserInfo, bool, error) {
 // fn must be pure: it may run more than once. An error from fn aborts the transaction and is
 // returned unchanged.
 func (s *Store) UpdateUser(id teos.UserID, fn func(prev UserInfo, exists bool) (UserInfo, error)) (UserInfo, error) {
+	if fn == nil { // it would panic in the group commit's goroutine
+		return UserInfo{}, fmt.Errorf("update user %s: nil function", id)
+	}
 	var out UserInfo
 	err := s.batch(func(b *buckets) error {
 		out = UserInfo{}

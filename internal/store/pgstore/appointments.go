@@ -486,6 +486,11 @@ func basisStale(ctx context.Context, tx pgx.Tx, c *store.Changes) (map[teos.UUID
 // BulkLoad writes users and appointments in one transaction (see store.Store.BulkLoad): for
 // fixtures and benchmarks, no slots are charged.
 func (s *Store) BulkLoad(users map[teos.UserID]store.UserInfo, appts []*store.Appointment) error {
+	for i, a := range appts {
+		if a == nil {
+			return fmt.Errorf("bulk load: appointment %d is nil", i)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*opTimeout)
 	defer cancel()
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {

@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -100,8 +101,14 @@ func (c *committer) commit(calls []*writeCall) {
 		err = c.update(calls)
 	}
 	if err != nil {
-		if len(calls) == 1 {
-			calls[0].err = err
+		if len(calls) == 1 || errors.Is(err, errCommitUnknown) {
+			// One call, or a batch that may have committed: running its calls again would
+			// apply them twice, so each fails with the error (refusals stay as they are).
+			for _, call := range calls {
+				if !errors.As(call.err, new(refusal)) {
+					call.err = err
+				}
+			}
 		} else {
 			for _, call := range calls {
 				if err := c.update([]*writeCall{call}); err != nil {
@@ -120,36 +127,59 @@ func retryable(err error) bool {
 	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }
 
+// errCommitUnknown is a COMMIT that got no answer (the connection failed or timed out): the
+// transaction may have committed.
+var errCommitUnknown = errors.New("pgstore: no answer to COMMIT, the write may or may not be stored")
+
 func (c *committer) update(calls []*writeCall) error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	return pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
-		// Other writes first, then every upsert together: a serial order of concurrent calls.
-		var upserts []*upsertCall
-		for _, call := range calls {
-			if call.upsert != nil {
-				call.err = nil
-				upserts = append(upserts, call.upsert)
-				continue
-			}
-			call.err = call.fn(ctx, tx)
-			if call.err != nil && !errors.As(call.err, new(refusal)) {
-				return call.err
-			}
-		}
-		if len(upserts) == 0 {
-			return nil
-		}
-		if err := runUpserts(ctx, tx, upserts); err != nil {
-			for _, call := range calls {
-				if call.upsert != nil {
-					call.err = err
-				}
-			}
+	tx, err := c.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(ctx) }() // a no-op once committed
+	if err := runCalls(ctx, tx, calls); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		// An answer from the server (an error, or ROLLBACK for an aborted transaction) means
+		// nothing was committed; without one, the outcome is unknown.
+		if _, ok := errors.AsType[*pgconn.PgError](err); ok || errors.Is(err, pgx.ErrTxCommitRollback) {
 			return err
 		}
+		return fmt.Errorf("%w: %w", errCommitUnknown, err)
+	}
+	return nil
+}
+
+// runCalls runs a batch's calls in tx.
+func runCalls(ctx context.Context, tx pgx.Tx, calls []*writeCall) error {
+	// Other writes first, then every upsert together: a serial order of concurrent calls.
+	var upserts []*upsertCall
+	for _, call := range calls {
+		if call.upsert != nil {
+			call.err = nil
+			upserts = append(upserts, call.upsert)
+			continue
+		}
+		call.err = call.fn(ctx, tx)
+		if call.err != nil && !errors.As(call.err, new(refusal)) {
+			return call.err
+		}
+	}
+	if len(upserts) == 0 {
 		return nil
-	})
+	}
+	if err := runUpserts(ctx, tx, upserts); err != nil {
+		for _, call := range calls {
+			if call.upsert != nil {
+				call.err = err
+			}
+		}
+		return err
+	}
+	return nil
 }
 
 func (c *committer) close() {

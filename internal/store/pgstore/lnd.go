@@ -135,6 +135,9 @@ func (s *Store) LndPutSession(id store.LndSessionID, rec []byte, check func(prev
 }
 
 func (s *Store) LndAddUpdate(id store.LndSessionID, hint store.LndHint, fn func(session []byte) (newSession, update []byte, err error)) error {
+	if fn == nil {
+		return fmt.Errorf("store lnd state update of %x: nil function", id)
+	}
 	return s.inTx(fmt.Sprintf("store lnd state update of %x", id), func(ctx context.Context, tx pgx.Tx) error {
 		prev, err := lockSession(ctx, tx, id)
 		if err != nil {

@@ -53,6 +53,9 @@ func (s *Store) User(id teos.UserID) (store.UserInfo, bool, error) {
 
 // UpdateUser runs fn on the user's record and stores what it returns, in the group commit.
 func (s *Store) UpdateUser(id teos.UserID, fn func(prev store.UserInfo, exists bool) (store.UserInfo, error)) (store.UserInfo, error) {
+	if fn == nil { // it would panic in the group commit's goroutine
+		return store.UserInfo{}, fmt.Errorf("update user %s: nil function", id)
+	}
 	var out store.UserInfo
 	err := s.writes.write(func(ctx context.Context, tx pgx.Tx) error {
 		out = store.UserInfo{}

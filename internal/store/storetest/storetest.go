@@ -44,6 +44,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"ForEachAppointment", testForEach},
 		{"ConcurrentUpserts", testConcurrent},
 		{"BulkLoad", testBulkLoad},
+		{"NilInputsAreErrors", testNilInputs},
 		// extras.go
 		{"Allowlist", testAllowlist},
 		{"StoredBytes", testStoredBytes},
@@ -875,4 +876,51 @@ func testApplyChangesUntracked(t *testing.T, d *db) {
 		t.Fatalf("Trackers = %v, %v", tr, err)
 	}
 	counts(t, d, 1, 2, 0)
+}
+
+// A missing appointment, tracker or callback is an error of the call, never a panic (which
+// in the group commit's goroutine would stop the daemon), and nothing is written.
+func testNilInputs(t *testing.T, d *db) {
+	alice := user(1)
+	register(t, d, alice, 10, 1000)
+	a := appt(alice, locator(1), 100)
+	checks := []struct {
+		name string
+		call func() error
+	}{
+		{"UpsertAppointment(nil, policy)", func() error { _, err := d.UpsertAppointment(nil, pay(a)); return err }},
+		{"UpsertAppointment(a, nil)", func() error { _, err := d.UpsertAppointment(a, nil); return err }},
+		{"UpsertAppointments(nil policy)", func() error {
+			_, err := d.UpsertAppointments([]store.AppointmentUpsert{{Appointment: a, Policy: pay(a)}, {Appointment: a}})
+			return err
+		}},
+		{"UpdateUser(id, nil)", func() error { _, err := d.UpdateUser(user(2), nil); return err }},
+		{"PutTracker(nil)", func() error { return d.PutTracker(nil) }},
+		{"ApplyChanges(nil tracker)", func() error { return d.ApplyChanges(&store.Changes{Trackers: []*store.Tracker{nil}}) }},
+		{"BulkLoad(nil appointment)", func() error {
+			return d.BulkLoad(map[teos.UserID]store.UserInfo{user(3): {AvailableSlots: 1}}, []*store.Appointment{a, nil})
+		}},
+		{"LndAddUpdate(nil)", func() error { return d.LndAddUpdate(store.LndSessionID{1}, store.LndHint{1}, nil) }},
+		{"LndPutTracker(nil)", func() error { return d.LndPutTracker(nil) }},
+		{"LndApplyChanges(nil tracker)", func() error { return d.LndApplyChanges(&store.Changes{Trackers: []*store.Tracker{nil}}) }},
+	}
+	for _, c := range checks {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("%s panicked: %v", c.name, r)
+				}
+			}()
+			if err := c.call(); err == nil {
+				t.Errorf("%s succeeded", c.name)
+			}
+		}()
+	}
+	counts(t, d, 1, 0, 0)
+	if u := userInfo(t, d, alice); u.AvailableSlots != 10 {
+		t.Fatalf("slots = %d after refused calls", u.AvailableSlots)
+	}
+	if n, m, err := d.LndCounts(); err != nil || n != 0 || m != 0 {
+		t.Fatalf("LndCounts = %d, %d, %v", n, m, err)
+	}
 }

@@ -1,0 +1,195 @@
+package pgstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/teos-go/teos/internal/pgtest"
+	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/pkg/teos"
+)
+
+// commitCutter forwards PostgreSQL connections and, when armed, cuts the connection that sent
+// COMMIT as soon as the server has answered it, without passing the answer on: the server
+// committed, the client cannot tell.
+type commitCutter struct {
+	ln     net.Listener
+	target string
+	armed  atomic.Bool
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func startCommitCutter(t *testing.T, target string) *commitCutter {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &commitCutter{ln: ln, target: target}
+	p.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			var cut atomic.Bool // this connection sent an armed COMMIT
+			p.wg.Go(func() { p.clientToServer(c, s, &cut) })
+			p.wg.Go(func() { p.serverToClient(s, c, &cut) })
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+// readMsg reads one protocol message: a type byte (unless untyped, as the startup message)
+// and an int32 length that counts itself.
+func readMsg(r io.Reader, typed bool) ([]byte, error) {
+	n := 4
+	if typed {
+		n = 5
+	}
+	head := make([]byte, n)
+	if _, err := io.ReadFull(r, head); err != nil {
+		return nil, err
+	}
+	size := int(binary.BigEndian.Uint32(head[n-4:]))
+	if size < 4 || size > 1<<26 {
+		return nil, io.ErrUnexpectedEOF
+	}
+	body := make([]byte, size-4)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return nil, err
+	}
+	return append(head, body...), nil
+}
+
+func (p *commitCutter) clientToServer(c, s net.Conn, cut *atomic.Bool) {
+	defer s.Close()
+	typed := false // the startup message has no type byte (sslmode=disable: no SSL request)
+	for {
+		m, err := readMsg(c, typed)
+		if err != nil {
+			return
+		}
+		if typed && m[0] == 'Q' && bytes.EqualFold(bytes.TrimRight(m[5:], "\x00"), []byte("commit")) && p.armed.CompareAndSwap(true, false) {
+			cut.Store(true)
+		}
+		typed = true
+		if _, err := s.Write(m); err != nil {
+			return
+		}
+	}
+}
+
+func (p *commitCutter) serverToClient(s, c net.Conn, cut *atomic.Bool) {
+	defer c.Close()
+	for {
+		m, err := readMsg(s, true)
+		if err != nil {
+			return
+		}
+		if cut.Load() && m[0] == 'C' && bytes.HasPrefix(m[5:], []byte("COMMIT")) {
+			s.Close() // committed; the client never hears it
+			return
+		}
+		if _, err := c.Write(m); err != nil {
+			return
+		}
+	}
+}
+
+// A batch whose COMMIT's answer is lost may have committed: running its calls again one by one
+// would apply them twice (a registration credits its slots twice) and report success. Its
+// calls fail instead, and each is applied at most once.
+func TestLostCommitAnswerIsNotRetried(t *testing.T) {
+	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	direct := srv.NewDatabase(t)
+	s, err := Open(context.Background(), direct, &Options{Network: "regtest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	users := []teos.UserID{{2, 1}, {2, 2}}
+	for _, id := range users {
+		if _, err := s.UpdateUser(id, func(store.UserInfo, bool) (store.UserInfo, error) {
+			return store.UserInfo{AvailableSlots: 10, SubscriptionExpiry: 1000}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	u, err := url.Parse(direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startCommitCutter(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	q := u.Query()
+	q.Set("sslmode", "disable")
+	u.RawQuery = q.Encode()
+	pool, err := pgxpool.New(context.Background(), u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	c := &committer{pool: pool, maxBatch: 10}
+
+	// Two registrations' renewals (+5 slots each) in one batch, as the group commit runs them.
+	var calls []*writeCall
+	for _, id := range users {
+		calls = append(calls, &writeCall{done: make(chan struct{}), fn: func(ctx context.Context, tx pgx.Tx) error {
+			prev, _, err := getUser(ctx, tx, id, true)
+			if err != nil {
+				return err
+			}
+			prev.AvailableSlots += 5
+			_, err = tx.Exec(ctx, putUserSQL, userArgs(id, prev)...)
+			return err
+		}})
+	}
+	proxy.armed.Store(true)
+	c.commit(calls)
+	if proxy.armed.Load() {
+		t.Fatal("the batch sent no COMMIT through the proxy")
+	}
+	for i, id := range users {
+		got, _, err := s.User(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case got.AvailableSlots != 10 && got.AvailableSlots != 15:
+			t.Errorf("user %d: %d slots after one +5 renewal of 10", i, got.AvailableSlots)
+		case calls[i].err == nil && got.AvailableSlots != 15:
+			t.Errorf("user %d: renewal reported done, %d slots", i, got.AvailableSlots)
+		}
+		t.Logf("user %d: %d slots, call error %v", i, got.AvailableSlots, calls[i].err)
+	}
+}
