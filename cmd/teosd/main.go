@@ -316,6 +316,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	serving = true
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mon.Run(ctx, cfg.PollEvery()) })
+	if s, ok := db.(*store.Store); ok {
+		g.Go(func() error { return stopWhenUnsynced(ctx, s.Unsynced()) })
+	}
 	g.Go(func() error { onion.run(ctx); return nil })
 	g.Go(onion.serveAPI)
 	for _, fe := range fes {
@@ -369,6 +372,20 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	err = g.Wait()
 	log.Info("shutting down")
 	return err
+}
+
+// stopWhenUnsynced ends teosd with an error once the store refuses every write after a failed
+// flush (store.ErrUnsynced), which only reopening the file clears. A running tower would answer
+// each add 503 once its hold runs out, which the CLN plugin files as a refusal; a stopped one is
+// unreachable, and the plugin keeps the appointment and retries. The service manager
+// (Restart=on-failure in contrib/init/teosd.service) starts it again.
+func stopWhenUnsynced(ctx context.Context, unsynced <-chan struct{}) error {
+	select {
+	case <-unsynced:
+		return fmt.Errorf("database: %w; stopping so that a restart reopens it", store.ErrUnsynced)
+	case <-ctx.Done():
+		return nil
+	}
 }
 
 // stopGRPC lets in-flight calls finish, for at most 10 s.

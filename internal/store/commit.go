@@ -39,7 +39,8 @@ type committer struct {
 	urgent chan *writeCall // block-path writes: each committed alone, before the next batch
 	wg     sync.WaitGroup
 
-	unsynced atomic.Pointer[error] // set by txUpdate: every later write fails with it
+	unsynced   atomic.Pointer[error] // set by txUpdate: every later write fails with it
+	unsyncedCh chan struct{}         // closed when unsynced is set
 	// txMu serialises txUpdate, so that no other commit lands between a failed commit and
 	// the check of its transaction id (the next commit would reuse that id). bbolt admits
 	// one writer at a time anyway.
@@ -50,7 +51,8 @@ func newCommitter(db *bolt.DB, maxBatch int) *committer {
 	if maxBatch <= 0 {
 		maxBatch = defaultMaxBatch
 	}
-	c := &committer{db: db, maxBatch: maxBatch, queue: make(chan *writeCall, maxBatch), urgent: make(chan *writeCall, 64)}
+	c := &committer{db: db, maxBatch: maxBatch, queue: make(chan *writeCall, maxBatch), urgent: make(chan *writeCall, 64),
+		unsyncedCh: make(chan struct{})}
 	c.wg.Add(1)
 	go c.loop()
 	return c
@@ -251,7 +253,9 @@ func (c *committer) txUpdate(fn func(tx *bolt.Tx) error) error {
 		return err
 	}
 	uerr := fmt.Errorf("%w: %v", ErrUnsynced, err)
-	c.unsynced.CompareAndSwap(nil, &uerr)
+	if c.unsynced.CompareAndSwap(nil, &uerr) {
+		close(c.unsyncedCh)
+	}
 	return c.broken()
 }
 

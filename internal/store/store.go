@@ -125,6 +125,10 @@ func Open(path string, opts *Options) (*Store, error) {
 	return s, nil
 }
 
+// Unsynced is closed once the store refuses every write after a failed flush (ErrUnsynced):
+// only reopening the file clears that, so teosd stops and lets its service manager restart it.
+func (s *Store) Unsynced() <-chan struct{} { return s.writes.unsyncedCh }
+
 // boltOptions are the bbolt settings; none of them changes the file format.
 func boltOptions(opts *Options) *bolt.Options {
 	return &bolt.Options{

@@ -135,6 +135,12 @@ func TestFailedMetaSyncStopsWrites(t *testing.T) {
 		t.Skipf("the failed commit is not visible here (%v, %v): nothing to check", ok, err)
 	}
 
+	select {
+	case <-s.Unsynced():
+	default:
+		t.Error("Unsynced not closed after a failed meta fsync")
+	}
+
 	// Every kind of write is refused now: the group commit, the block path, the direct ones.
 	a := testAppointment(alice, testLocator(1), 100)
 	if _, err := s.UpsertAppointment(a, charge(a)); !errors.Is(err, ErrUnsynced) {
