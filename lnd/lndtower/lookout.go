@@ -78,6 +78,12 @@ func (l *Lookout) BlockConnected(ctx context.Context, block *wire.MsgBlock, heig
 		id := trackerUUID(m.ID, m.Hint)
 		if _, err := l.db.Tracker(id); err == nil {
 			continue // already handed over when this block was run before
+		} else if errors.Is(err, store.ErrCorrupt) {
+			// A damaged tracker record is still a tracker (as the watcher takes it): failing
+			// here would fail the block for ever and stall the whole tower.
+			l.log.Error("justice transaction has a tracker record that cannot be read; not handing it over again",
+				"session", m.ID, "uuid", id, "err", err)
+			continue
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("lnd lookout block %d: %w", height, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/lightningnetwork/lnd/watchtower/blob"
 	"github.com/lightningnetwork/lnd/watchtower/wtdb"
 	"github.com/lightningnetwork/lnd/watchtower/wtpolicy"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/teos-go/teos/internal/store"
 	"github.com/teos-go/teos/pkg/teos"
@@ -447,4 +449,45 @@ func TestTrackerCodec(t *testing.T) {
 func newTracker(id teos.UUID) *store.Tracker {
 	return &store.Tracker{UUID: id, DisputeTx: []byte{1, 2, 3}, PenaltyTx: []byte{4, 5}, Height: 7, Confirmed: true,
 		PenaltyTxID: chainhash.Hash{9}}
+}
+
+// A breach whose tracker record is damaged (a block run again after a restart, or the dispute
+// mined again after a reorg) is taken as handed over, as the watcher does for the tower's
+// appointments: failing the block would make the chain monitor retry it for ever and stall
+// the whole tower.
+func TestLookoutDamagedTracker(t *testing.T) {
+	s, err := store.Open(filepath.Join(t.TempDir(), "teos.db"), &store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	db := NewDB(s, nil)
+	bc := newBreachFor(t, blob.TypeAltruistAnchorCommit)
+	sid := addSession(t, db, bc.policy)
+	txid := bc.commit.TxHash()
+	hint := blob.NewBreachHintFromHash(&txid)
+	if _, err := db.InsertStateUpdate(&wtdb.SessionStateUpdate{ID: sid, SeqNum: 1, Hint: hint, EncryptedBlob: bc.blob}); err != nil {
+		t.Fatal(err)
+	}
+	id := trackerUUID(sid, hint)
+	if err := db.PutTracker(newTracker(id)); err != nil {
+		t.Fatal(err)
+	}
+	// Damage the record in place (an unknown record version).
+	if err := s.ExtUpdate("lnd", func(root *bolt.Bucket) error {
+		return root.Bucket([]byte("trackers")).Put(id[:], []byte{0xee, 1, 2})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Tracker(id); !errors.Is(err, store.ErrCorrupt) {
+		t.Fatalf("damaged tracker read: %v, want ErrCorrupt", err)
+	}
+	var got breacher
+	l := NewLookout(db, &got, nil)
+	if err := l.BlockConnected(context.Background(), blockWith(bc.commit), 201); err != nil {
+		t.Fatalf("block with the breach of a damaged tracker: %v", err)
+	}
+	if len(got.txs) != 0 {
+		t.Fatal("justice handed over again for a breach that has a tracker")
+	}
 }
