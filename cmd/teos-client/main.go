@@ -344,9 +344,10 @@ func (a *app) connect(ctx context.Context, discover bool) (*client.Tower, string
 	}
 	if saved != nil && saved.TowerID == id.String() && saved.Registration != nil {
 		r := saved.Registration
+		// Only the expiry: the saved slot count is what register got, and a renewal adds to
+		// what is left since, which may be less (the slots were used).
 		opts = append(opts, client.WithRegistration(teos.RegistrationReceipt{
 			UserID:             teos.UserIDFromPubKey(key.PubKey()),
-			AvailableSlots:     r.AvailableSlots,
 			SubscriptionStart:  r.SubscriptionStart,
 			SubscriptionExpiry: r.SubscriptionExpiry,
 		}))

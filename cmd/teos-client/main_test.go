@@ -267,3 +267,37 @@ func snapshot(t *testing.T, d string) string {
 	}
 	return b.String()
 }
+
+// A user who used every slot renews: the tower adds its slots to the none left, so the
+// renewal has no more slots than the saved registration. That is an honest tower.
+func TestRenewAfterSlotsUsed(t *testing.T) {
+	key, _ := btcec.NewPrivateKey()
+	var n uint32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			UserID string `json:"user_id"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		b, _ := hex.DecodeString(req.UserID)
+		n++
+		rec := teos.RegistrationReceipt{AvailableSlots: 10, SubscriptionStart: 1, SubscriptionExpiry: 100 * n}
+		copy(rec.UserID[:], b)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"user_id": req.UserID, "available_slots": rec.AvailableSlots,
+			"subscription_start": 1, "subscription_expiry": rec.SubscriptionExpiry,
+			"subscription_signature": wtcrypto.SignMessage(rec.SignedBytes(), key)})
+	}))
+	t.Cleanup(srv.Close)
+	dir := filepath.Join(t.TempDir(), "c")
+	towerID := teos.UserIDFromPubKey(key.PubKey()).String()
+	if code, _, stderr := runCLI(t, false, "--datadir", dir, "--tower", srv.URL, "--towerid", towerID, "register"); code != 0 {
+		t.Fatalf("register: %d %s", code, stderr)
+	}
+	code, stdout, stderr := runCLI(t, false, "--datadir", dir, "register")
+	if code != 0 {
+		t.Fatalf("renewal: %d %s", code, stderr)
+	}
+	if !strings.Contains(stdout, `"subscription_expiry": 200`) {
+		t.Fatalf("renewal output %s", stdout)
+	}
+}

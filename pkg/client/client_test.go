@@ -499,3 +499,33 @@ func TestSendManyNilTower(t *testing.T) {
 		t.Fatalf("results %+v", res)
 	}
 }
+
+// A renewal adds slots to what is left, so once the user has used slots it may give fewer than
+// the previous registration did: an honest tower, not a misbehaving one.
+func TestRenewalAfterSlotsUsed(t *testing.T) {
+	f := newFakeTower(t)
+	c := f.client(t)
+	if _, err := c.Register(t.Context()); err != nil { // 100 slots
+		t.Fatal(err)
+	}
+	f.set(func(f *fakeTower) { f.slots = 0 }) // every slot used up
+	if _, err := c.AddAppointment(t.Context(), randomAppointment(t, 100)); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := c.Register(t.Context()) // 0 + 100 slots
+	if err != nil {
+		t.Fatalf("renewal after the slots were used: %v", err)
+	}
+	if sub.AvailableSlots != 100 || c.Misbehaving() != nil {
+		t.Fatalf("renewal %+v, misbehaving %v", sub, c.Misbehaving())
+	}
+	// Below what the last receipt said is still refused.
+	f.set(func(f *fakeTower) { f.slots = 500 })
+	if _, err := c.AddAppointment(t.Context(), randomAppointment(t, 100)); err != nil {
+		t.Fatal(err)
+	}
+	f.set(func(f *fakeTower) { f.slots = 300 })
+	if _, err := c.Register(t.Context()); !errors.Is(err, ErrMisbehaving) {
+		t.Fatalf("renewal to 400 slots after a receipt said 500: %v, want ErrMisbehaving", err)
+	}
+}

@@ -43,8 +43,11 @@ type Tower struct {
 	// maxBatchItems is MaxBatchItems; tests lower it.
 	maxBatchItems int
 
-	mu          sync.Mutex
-	reg         *teos.RegistrationReceipt
+	mu  sync.Mutex
+	reg *teos.RegistrationReceipt
+	// slots is the user's available slots as last reported (registration or any verified
+	// receipt): a renewal adds to what is left, not to what the last registration gave.
+	slots       uint32
 	misbehaving error
 	batch       batchSupport
 	extensions  []string // from GET /info, once supportsBatch probed it
@@ -66,7 +69,7 @@ func WithRetry(maxRetries int, base time.Duration) Option {
 // WithRegistration tells the Tower about a registration receipt obtained earlier, so that
 // Register can check a renewal against it.
 func WithRegistration(r teos.RegistrationReceipt) Option {
-	return func(t *Tower) { t.reg = &r }
+	return func(t *Tower) { t.reg, t.slots = &r, r.AvailableSlots }
 }
 
 // New returns a client for the tower at baseURL ("http://host:port"; "http://" is added if
@@ -231,15 +234,15 @@ func (t *Tower) Register(ctx context.Context) (*Subscription, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if prev := t.reg; prev != nil && (rec.AvailableSlots <= prev.AvailableSlots || rec.SubscriptionExpiry <= prev.SubscriptionExpiry) {
+	if prev := t.reg; prev != nil && (rec.AvailableSlots <= t.slots || rec.SubscriptionExpiry <= prev.SubscriptionExpiry) {
 		err := fmt.Errorf("%w: tower %s: renewal to %d slots / expiry %d does not extend %d slots / expiry %d",
-			ErrMisbehaving, t.id, rec.AvailableSlots, rec.SubscriptionExpiry, prev.AvailableSlots, prev.SubscriptionExpiry)
+			ErrMisbehaving, t.id, rec.AvailableSlots, rec.SubscriptionExpiry, t.slots, prev.SubscriptionExpiry)
 		if t.misbehaving == nil {
 			t.misbehaving = err
 		}
 		return nil, err
 	}
-	t.reg = &rec
+	t.reg, t.slots = &rec, rec.AvailableSlots
 	return &Subscription{RegistrationReceipt: rec, Signature: r.SubscriptionSignature}, nil
 }
 
@@ -309,6 +312,7 @@ func (t *Tower) verifyAdd(req *addRequest, r *addResponse) (*AppointmentReceipt,
 	var loc teos.Locator
 	b, _ := hex.DecodeString(r.Locator) // equal to what we sent, so valid
 	copy(loc[:], b)
+	t.noteSlots(r.AvailableSlots)
 	return &AppointmentReceipt{
 		Locator:            loc,
 		StartBlock:         r.StartBlock,
@@ -317,6 +321,13 @@ func (t *Tower) verifyAdd(req *addRequest, r *addResponse) (*AppointmentReceipt,
 		AvailableSlots:     r.AvailableSlots,
 		SubscriptionExpiry: r.SubscriptionExpiry,
 	}, nil
+}
+
+// noteSlots records the available slots a verified receipt reports.
+func (t *Tower) noteSlots(n uint32) {
+	t.mu.Lock()
+	t.slots = n
+	t.mu.Unlock()
 }
 
 // AddAppointment signs and sends a, and verifies the receipt.

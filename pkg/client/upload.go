@@ -132,6 +132,7 @@ func (t *Tower) DeleteAppointment(ctx context.Context, loc teos.Locator) (*Delet
 	if !wtcrypto.VerifySignature(teos.DeletionReceiptBytes(req.Signature, r.DeletionBlock), r.Signature, t.id) {
 		return nil, t.markMisbehaving("deletion receipt for %s not signed by the tower", loc)
 	}
+	t.noteSlots(r.AvailableSlots)
 	return &DeletionReceipt{
 		Locator:            loc,
 		DeletionBlock:      r.DeletionBlock,
