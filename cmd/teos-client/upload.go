@@ -200,6 +200,9 @@ func (a *app) upload(ctx context.Context, args []string) error {
 		if err == nil {
 			break
 		}
+		if errors.Is(err, client.ErrNoBatchExtension) {
+			return fmt.Errorf("%w (a rust-teos v0.2 tower does not): add_appointment --file sends one request per appointment", err)
+		}
 		if ctx.Err() != nil || errors.Is(err, client.ErrMisbehaving) || !retryable(err) || time.Since(lastProgress) > *retryFor {
 			if bar != nil {
 				bar.finish()
@@ -247,6 +250,9 @@ func (a *app) upload(ctx context.Context, args []string) error {
 // retryable says whether an upload error may go away by itself: anything but a tower's
 // definite refusal of the request (4xx other than 408/429).
 func retryable(err error) bool {
+	if errors.Is(err, client.ErrNoBatchExtension) {
+		return false
+	}
 	var apiErr *client.APIError
 	if errors.As(err, &apiErr) && apiErr.HTTPStatus >= 400 && apiErr.HTTPStatus < 500 {
 		return apiErr.HTTPStatus == 408 || apiErr.HTTPStatus == 429

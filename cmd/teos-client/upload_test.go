@@ -1,9 +1,22 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+
+	"github.com/teos-go/teos/pkg/teos"
 )
 
 // A client killed while writing a receipt leaves a partial last line: it is dropped, and the
@@ -58,5 +71,39 @@ func TestJournalDropsPartialLine(t *testing.T) {
 	defer j2.close()
 	if _, ok := j2.done[7]; ok {
 		t.Fatal("out-of-range index kept")
+	}
+}
+
+// A rust-teos v0.2 tower answers 404 to GET /info: upload says so at once instead of
+// retrying for --retry-for.
+func TestUploadToTowerWithoutExtension(t *testing.T) {
+	key, _ := btcec.NewPrivateKey()
+	towerID := teos.UserIDFromPubKey(key.PubKey()).String()
+	var infos atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/info" {
+			infos.Add(1)
+		}
+		http.NotFound(w, r) // warp's answer for a route it does not have
+	}))
+	t.Cleanup(srv.Close)
+	txid := chainhash.DoubleHashH([]byte{1})
+	file := filepath.Join(t.TempDir(), "appts.json")
+	b, _ := json.Marshal([]map[string]any{{"commitment_txid": txid.String(), "penalty_rawtx": penaltyHex(t, 1)}})
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The deadline only keeps a looping client from hanging the test.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	code := run(ctx, []string{"--datadir", t.TempDir(), "--tower", srv.URL, "--towerid", towerID,
+		"upload", "--file", file, "--retry-for", "1h"}, &out, &errOut, false)
+	if ctx.Err() != nil || code != exitFailure || !strings.Contains(errOut.String(), "add_appointments extension") ||
+		strings.Contains(errOut.String(), "retrying") {
+		t.Fatalf("exit %d, ctx %v, stderr %s", code, ctx.Err(), errOut.String())
+	}
+	if n := infos.Load(); n != 1 {
+		t.Fatalf("%d GET /info, want 1", n)
 	}
 }

@@ -143,6 +143,10 @@ func (t *Tower) DeleteAppointment(ctx context.Context, loc teos.Locator) (*Delet
 	}, nil
 }
 
+// ErrNoBatchExtension is returned by Upload for a tower whose GET /info does not list
+// ExtAddAppointments (a rust-teos tower answers 404): it will not change by retrying.
+var ErrNoBatchExtension = errors.New("the tower does not offer the add_appointments extension")
+
 // UploadResult is the outcome of one item of Upload: a verified Receipt or Err (the tower's
 // refusal of that item).
 type UploadResult struct {
@@ -168,7 +172,14 @@ func (t *Tower) Upload(ctx context.Context, appts []teos.Appointment, idxs []int
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		return errors.New("the tower does not offer the add_appointments extension")
+		t.mu.Lock()
+		known := t.batch == batchNo
+		t.mu.Unlock()
+		if known {
+			return ErrNoBatchExtension
+		}
+		// The probe failed (tower unreachable, 503): worth trying again, unlike the above.
+		return errors.New("GET /info failed: cannot tell whether the tower offers the add_appointments extension")
 	}
 	stream := t.hasExtension(ExtStreamedUploads)
 	for _, chunk := range t.chunk(appts, idxs) {
