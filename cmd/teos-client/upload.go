@@ -63,6 +63,15 @@ func openJournal(path string, n int) (*journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
+	// Two runs writing one journal would write over each other's lines, and the next run
+	// would drop every receipt after the first damaged line.
+	if err := lockFile(f); err != nil {
+		f.Close()
+		if errors.Is(err, errLocked) {
+			return nil, fmt.Errorf("journal %s is in use: another teos-client upload of this file to this tower is running", path)
+		}
+		return nil, err
+	}
 	raw, err := io.ReadAll(f)
 	if err != nil {
 		f.Close()
@@ -95,6 +104,9 @@ func openJournal(path string, n int) (*journal, error) {
 	j.w = bufio.NewWriter(f)
 	return j, nil
 }
+
+// errLocked: another process holds the journal.
+var errLocked = errors.New("locked")
 
 // syncEvery bounds the receipts a power cut can lose (a killed process loses none: each
 // line is written to the file as it comes); lost ones are just sent again.

@@ -59,10 +59,10 @@ func TestJournalDropsPartialLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer j.close()
 	if len(j.done) != 3 {
 		t.Fatalf("after appending past the partial line: %v", j.done)
 	}
+	j.close()
 	// An index past the file's items (another file, same name) is not trusted.
 	j2, err := openJournal(path, 5)
 	if err != nil {
@@ -105,5 +105,42 @@ func TestUploadToTowerWithoutExtension(t *testing.T) {
 	}
 	if n := infos.Load(); n != 1 {
 		t.Fatalf("%d GET /info, want 1", n)
+	}
+}
+
+// Two uploads of one file to one tower at once would write over each other's journal lines;
+// the second is refused while the first runs, and may go once it is done.
+func TestJournalSingleWriter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), uploadsDir, "x.ndjson")
+	j1, err := openJournal(path, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j2, err := openJournal(path, 10)
+	if err == nil {
+		// What the two writers leave behind on main: each writes at its own offset.
+		_ = j1.add(journalLine{Index: 1, Locator: "l", UserSignature: "u", TowerSignature: "s"})
+		_ = j2.add(journalLine{Index: 2, Locator: "l", UserSignature: "u", TowerSignature: "s"})
+		_ = j1.close()
+		_ = j2.close()
+		j, _ := openJournal(path, 10)
+		t.Fatalf("second writer admitted; receipts kept: %v", j.done)
+	}
+	if !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second open: %v", err)
+	}
+	if err := j1.add(journalLine{Index: 1, Locator: "l", UserSignature: "u", TowerSignature: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := j1.close(); err != nil {
+		t.Fatal(err)
+	}
+	j3, err := openJournal(path, 10)
+	if err != nil {
+		t.Fatalf("open after the first closed: %v", err)
+	}
+	defer j3.close()
+	if _, ok := j3.done[1]; !ok || len(j3.done) != 1 {
+		t.Fatalf("journal %v", j3.done)
 	}
 }
