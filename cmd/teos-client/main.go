@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -193,23 +194,19 @@ func loadOrCreateKey(dir string) (*btcec.PrivateKey, error) {
 		if _, err := os.Lstat(filepath.Join(dir, towerFile)); !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("user key %s is missing but %s is there: restore the key or use another --datadir", path, towerFile)
 		}
-		key, err := btcec.NewPrivateKey()
-		if err != nil {
-			return nil, fmt.Errorf("generate user key: %w", err)
+		key, kerr := btcec.NewPrivateKey()
+		if kerr != nil {
+			return nil, fmt.Errorf("generate user key: %w", kerr)
 		}
-		// O_EXCL: never overwrite a key another process wrote meanwhile.
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("create user key: %w", err)
+		created, cerr := createKeyFile(dir, path, []byte(hex.EncodeToString(key.Serialize())+"\n"))
+		if cerr != nil {
+			return nil, cerr
 		}
-		if _, err := f.WriteString(hex.EncodeToString(key.Serialize()) + "\n"); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("write user key: %w", err)
+		if created {
+			return key, nil
 		}
-		if err := f.Close(); err != nil {
-			return nil, fmt.Errorf("write user key: %w", err)
-		}
-		return key, nil
+		// Another run created it first: use that one.
+		raw, err = os.ReadFile(path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read user key: %w", err)
@@ -224,6 +221,46 @@ func loadOrCreateKey(dir string) (*btcec.PrivateKey, error) {
 		return nil, fmt.Errorf("user key %s: not a valid secp256k1 private key", path)
 	}
 	return btcec.PrivKeyFromScalar(&scalar), nil
+}
+
+// createKeyFile writes content to path only if path does not exist, whole and synced or not
+// at all: it is written to a temporary file that is then hard-linked to path, so neither a
+// crash nor a concurrent first run ever sees a partial key. created is false if path existed.
+func createKeyFile(dir, path string, content []byte) (created bool, err error) {
+	f, err := os.CreateTemp(dir, keyFile+".tmp-*") // mode 0600
+	if err != nil {
+		return false, fmt.Errorf("create user key: %w", err)
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(content)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, fmt.Errorf("write user key: %w", err)
+	}
+	if err := os.Link(f.Name(), path); errors.Is(err, os.ErrExist) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("create user key: %w", err)
+	}
+	return true, syncDir(dir)
+}
+
+// syncDir makes a file just created or renamed in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && runtime.GOOS != "windows" {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
 }
 
 // savedTower is <datadir>/tower.json.
@@ -266,6 +303,9 @@ func saveTower(dir string, s *savedTower) error {
 		return fmt.Errorf("save tower: %w", err)
 	}
 	_, werr := f.Write(append(b, '\n'))
+	if werr == nil {
+		werr = f.Sync() // else a crash after the rename may leave an empty tower.json
+	}
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
@@ -276,7 +316,7 @@ func saveTower(dir string, s *savedTower) error {
 		os.Remove(f.Name())
 		return fmt.Errorf("save tower: %w", werr)
 	}
-	return nil
+	return syncDir(dir)
 }
 
 func parseTowerID(s string) (teos.UserID, error) {

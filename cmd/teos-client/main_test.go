@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/btcsuite/btcd/btcec/v2"
@@ -299,5 +300,37 @@ func TestRenewAfterSlotsUsed(t *testing.T) {
 	}
 	if !strings.Contains(stdout, `"subscription_expiry": 200`) {
 		t.Fatalf("renewal output %s", stdout)
+	}
+}
+
+// Runs started together on a fresh data dir all end up with the one key that was created,
+// never an error from reading a key file still being written.
+func TestKeyConcurrentFirstRuns(t *testing.T) {
+	for round := range 30 {
+		dir := filepath.Join(t.TempDir(), fmt.Sprint(round))
+		const n = 8
+		keys := make([]*btcec.PrivateKey, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { keys[i], errs[i] = loadOrCreateKey(dir) })
+		}
+		wg.Wait()
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("round %d run %d: %v", round, i, errs[i])
+			}
+			if !keys[i].Key.Equals(&keys[0].Key) {
+				t.Fatalf("round %d: runs got different keys", round)
+			}
+		}
+		stored, err := loadOrCreateKey(dir)
+		if err != nil || !stored.Key.Equals(&keys[0].Key) {
+			t.Fatalf("round %d: the stored key is not the one the runs used (%v)", round, err)
+		}
+		entries, _ := os.ReadDir(dir)
+		if len(entries) != 1 {
+			t.Fatalf("round %d: data dir holds %d files, want only %s", round, len(entries), keyFile)
+		}
 	}
 }
