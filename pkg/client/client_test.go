@@ -7,7 +7,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
+	"log"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -527,5 +532,36 @@ func TestRenewalAfterSlotsUsed(t *testing.T) {
 	f.set(func(f *fakeTower) { f.slots = 300 })
 	if _, err := c.Register(t.Context()); !errors.Is(err, ErrMisbehaving) {
 		t.Fatalf("renewal to 400 slots after a receipt said 500: %v, want ErrMisbehaving", err)
+	}
+}
+
+// failingTransport fails its first n round trips, as a restarting teosd refuses connections.
+type failingTransport struct{ n atomic.Int32 }
+
+func (f *failingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if f.n.Add(-1) >= 0 {
+		return nil, errors.New("connect: connection refused")
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// Behind a reverse proxy, a tower that restarts is a 502 for a moment (a slow one a 504): a
+// passing fault, retried like a 503, not the refusal of the appointment.
+func TestRetriesThroughReverseProxy(t *testing.T) {
+	f := newFakeTower(t)
+	target, _ := url.Parse(f.srv.URL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	tr := &failingTransport{}
+	tr.n.Store(2)
+	rp.Transport = tr
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	proxy := httptest.NewServer(rp)
+	t.Cleanup(proxy.Close)
+	c := New(proxy.URL, f.id, newUserKey(t), WithRetry(3, time.Millisecond))
+	if _, err := c.AddAppointment(t.Context(), randomAppointment(t, 100)); err != nil {
+		t.Fatalf("AddAppointment through a proxy whose tower restarts: %v", err)
+	}
+	if n := f.count("/add_appointment"); n != 1 {
+		t.Fatalf("tower saw %d requests, want 1", n)
 	}
 }

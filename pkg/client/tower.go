@@ -550,7 +550,9 @@ func (t *Tower) once(ctx context.Context, method, path string, body []byte, hdr 
 	}
 	if resp.StatusCode/100 != 2 {
 		apiErr := decodeAPIError(resp.StatusCode, raw)
-		if resp.StatusCode == http.StatusServiceUnavailable {
+		switch resp.StatusCode {
+		// 502 and 504 are a reverse proxy's answers while teosd behind it restarts or is slow.
+		case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
 			return &transientError{apiErr}
 		}
 		return apiErr
