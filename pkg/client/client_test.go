@@ -565,3 +565,17 @@ func TestRetriesThroughReverseProxy(t *testing.T) {
 		t.Fatalf("tower saw %d requests, want 1", n)
 	}
 }
+
+// A rust-teos tower has neither GET /info nor POST /delete_appointment; its bare 404 must not
+// read as "appointment not found".
+func TestDeleteOnTowerWithoutExtension(t *testing.T) {
+	f := newFakeTower(t) // /info and /delete_appointment unknown
+	c := f.client(t)
+	_, err := c.DeleteAppointment(t.Context(), randomAppointment(t, 10).Locator)
+	if err == nil || !strings.Contains(err.Error(), "delete_appointment extension") {
+		t.Fatalf("DeleteAppointment = %v, want the extension missing", err)
+	}
+	if n := f.count("/delete_appointment"); n != 0 {
+		t.Fatalf("%d POST /delete_appointment sent to a tower without it", n)
+	}
+}

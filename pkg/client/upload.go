@@ -121,6 +121,15 @@ func (t *Tower) DeleteAppointment(ctx context.Context, loc teos.Locator) (*Delet
 	if err := t.Misbehaving(); err != nil {
 		return nil, err
 	}
+	// A tower without the route (rust-teos) would answer a bare 404 "Not Found", which reads
+	// like "no such appointment": ask GET /info first. A failed probe leaves it to the request.
+	t.supportsBatch(ctx, make(chan struct{}, 1))
+	t.mu.Lock()
+	probed := t.batch != batchUnknown
+	t.mu.Unlock()
+	if probed && !t.hasExtension(ExtDeleteAppointment) {
+		return nil, ErrNoDeleteExtension
+	}
 	req := getRequest{loc.String(), wtcrypto.SignMessage(teos.DeleteAppointmentMessage(loc), t.key)}
 	var r deleteResponse
 	if err := t.do(ctx, http.MethodPost, "/delete_appointment", req, &r); err != nil {
@@ -146,6 +155,10 @@ func (t *Tower) DeleteAppointment(ctx context.Context, loc teos.Locator) (*Delet
 // ErrNoBatchExtension is returned by Upload for a tower whose GET /info does not list
 // ExtAddAppointments (a rust-teos tower answers 404): it will not change by retrying.
 var ErrNoBatchExtension = errors.New("the tower does not offer the add_appointments extension")
+
+// ErrNoDeleteExtension is returned by DeleteAppointment for a tower whose GET /info does not
+// list ExtDeleteAppointment (a rust-teos tower has no GET /info).
+var ErrNoDeleteExtension = errors.New("the tower does not offer the delete_appointment extension")
 
 // UploadResult is the outcome of one item of Upload: a verified Receipt or Err (the tower's
 // refusal of that item).
