@@ -245,7 +245,31 @@ func createKeyFile(dir, path string, content []byte) (created bool, err error) {
 	if err := os.Link(f.Name(), path); errors.Is(err, os.ErrExist) {
 		return false, nil
 	} else if err != nil {
+		// A file system without hard links (vfat, some network mounts): create in place.
+		return createKeyFileInPlace(dir, path, content)
+	}
+	return true, syncDir(dir)
+}
+
+// createKeyFileInPlace is createKeyFile without a hard link: O_EXCL keeps another run's key,
+// but a crash may leave a partial file, which loadOrCreateKey then reports.
+func createKeyFileInPlace(dir, path string, content []byte) (bool, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return false, nil
+	}
+	if err != nil {
 		return false, fmt.Errorf("create user key: %w", err)
+	}
+	_, err = f.Write(content)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, fmt.Errorf("write user key: %w", err)
 	}
 	return true, syncDir(dir)
 }
