@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"net/http"
@@ -101,7 +102,7 @@ const (
 // publicEdge builds the public API's handler (routes, trusted proxies, rate limit,
 // metrics) and wraps its listener with the connection caps.
 func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterface, held grpcapi.Hold, met *metrics.Metrics,
-	lis net.Listener) (http.Handler, net.Listener, error) {
+	lis net.Listener, draining context.Context) (http.Handler, net.Listener, error) {
 	proxies, err := clientaddr.ParseProxies(cfg.APITrustedProxies.List())
 	if err != nil {
 		return nil, nil, err
@@ -120,7 +121,7 @@ func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterf
 	if rate := limits.NewRate(limits.RateConfig{Rate: cfg.APIRateLimit, Burst: int(cfg.APIRateBurst),
 		// newHTTPServer's write timeout covers this delay and then the hold bound.
 		MaxDelay: rateMaxDelay(cfg.HoldTimeout())}); rate != nil {
-		hcfg.Gate = rate
+		hcfg.Gate = drainGate{inner: rate, draining: draining}
 	}
 	if cfg.Registration == config.RegistrationOpen { // the allowlist decides in allowlist mode
 		hcfg.Registrations = httpapi.NewRegistrationLimit(cfg.RegistrationRate, nil)
@@ -155,6 +156,33 @@ func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterf
 		})
 	}
 	return httpapi.NewHandler(hcfg), apiLis, nil
+}
+
+// drainGate lets the requests waiting their turn at the rate limit through at once when
+// draining ends (teosd shuts down): their turn may come later than the shutdown's bound, which
+// would cut them off unanswered, and a refusal would make the CLN plugin drop an appointment
+// the tower can still take. A nil draining never ends.
+type drainGate struct {
+	inner    httpapi.Gate
+	draining context.Context
+}
+
+func (g drainGate) Admit(ctx context.Context, a httpapi.Admission) (time.Duration, error) {
+	if g.draining == nil {
+		return g.inner.Admit(ctx, a)
+	}
+	if g.draining.Err() != nil {
+		return 0, nil
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(g.draining, cancel)
+	defer stop()
+	waited, err := g.inner.Admit(wctx, a)
+	if err != nil && ctx.Err() == nil && g.draining.Err() != nil {
+		return waited, nil
+	}
+	return waited, err
 }
 
 // apiConnBudget is api_max_connections, lowered to fit the open files limit nofile (<= 0:

@@ -302,7 +302,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		return fmt.Errorf("dial internal API: %w", err)
 	}
 	defer conn.Close()
-	api, apiLis, err := publicEdge(cfg, log, conn, held, met, httpLis)
+	// Ends as shutdown begins: requests delayed by the rate limit are then served at once.
+	draining, drain := context.WithCancel(context.Background())
+	defer drain()
+	api, apiLis, err := publicEdge(cfg, log, conn, held, met, httpLis, draining)
 	if err != nil {
 		return err
 	}
@@ -350,6 +353,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	g.Go(func() error {
 		<-ctx.Done()
 		held.Gate.Close() // held requests are answered 503 now rather than cut off
+		drain()           // requests delayed by the rate limit are served now (httpserver.go)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		err := errors.Join(httpSrv.Shutdown(sctx), onion.shutdownAPI(sctx)) // front doors first: HTTP forwards to gRPC

@@ -1,0 +1,73 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestShutdownServesRateDelayedAdd: an add_appointment waiting its turn at the rate limit when
+// teosd gets SIGTERM is served (and durable) rather than left waiting past the shutdown
+// bound, cut off, and teosd exits 0. Before, the HTTP server's shutdown timed out on it and
+// teosd exited 1 with "context deadline exceeded".
+func TestShutdownServesRateDelayedAdd(t *testing.T) {
+	node := startNode(t)
+	// One add per 20 s past a burst of one: the second add waits ~20 s, below the 45 s hold
+	// bound (so it is delayed, not refused) and above the 10 s shutdown bound.
+	tw := newTower(t, node, "api_rate_limit = 0.05\napi_rate_burst = 1\n")
+	tw.start()
+	alice := newUser(t)
+	alice.register(t, tw)
+	alice.add(t, tw, randomAppointment(t, 100)) // takes the burst
+
+	delayed := randomAppointment(t, 100)
+	body, err := json.Marshal(alice.addRequest(delayed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		code int
+		raw  []byte
+		err  error
+	}
+	sent := make(chan struct{})
+	done := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { close(sent) }})
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, tw.apiURL+"/add_appointment", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		done <- result{resp.StatusCode, raw, err}
+	}()
+	<-sent
+	// The request is in teosd (waiting at the rate limit, or about to): stop it.
+	_ = tw.cmd.Process.Signal(syscall.SIGTERM)
+	<-tw.done
+	r := <-done
+	if err := tw.exitErr(); err != nil {
+		t.Fatalf("teosd exit on SIGTERM: %v (add answered %d %s, err %v)", err, r.code, r.raw, r.err)
+	}
+	if r.err != nil || r.code != http.StatusOK {
+		t.Fatalf("delayed add at shutdown: %d %s, err %v", r.code, r.raw, r.err)
+	}
+
+	tw.start()
+	if code, out := alice.get(t, tw, delayed.Locator); code != http.StatusOK {
+		t.Fatalf("acknowledged add not kept over the restart: %d %v", code, out)
+	}
+	tw.stop()
+}
