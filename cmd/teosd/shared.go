@@ -15,6 +15,7 @@ import (
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/teos-go/teos/internal/api/grpcapi"
 	"github.com/teos-go/teos/internal/api/httpapi"
@@ -45,7 +46,13 @@ type chainRunner interface {
 // when database_url is set.
 func openStore(ctx context.Context, cfg *config.Config) (store.Engine, error) {
 	if cfg.DatabaseURL == "" {
-		return store.Open(filepath.Join(cfg.NetworkDir(), "teos.db"), nil)
+		path := filepath.Join(cfg.NetworkDir(), "teos.db")
+		st, err := store.Open(path, nil)
+		if errors.Is(err, bolt.ErrTimeout) {
+			// bbolt's own word is just "timeout": say which lock it waited for.
+			return nil, fmt.Errorf("%s is locked by another process (is another teosd running with this data dir?)", path)
+		}
+		return st, err
 	}
 	return pgstore.Open(ctx, cfg.DatabaseURL, &pgstore.Options{Network: cfg.BTCNetwork})
 }
