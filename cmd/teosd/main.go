@@ -83,6 +83,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if err := start(ctx, &cfg, log, stdout); err != nil {
+		if ctx.Err() != nil && !errors.As(err, new(servingError)) {
+			// SIGTERM before the tower was up (the calls under way fail with it): a requested
+			// stop, not a fault to blame on bitcoind or the import.
+			log.Info("stopped before start-up completed", "interrupted", err.Error())
+			return 0
+		}
 		log.Error(err.Error())
 		return 1
 	}
@@ -372,8 +378,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	log.Info("tower ready", ready...)
 	err = g.Wait()
 	log.Info("shutting down")
-	return err
+	if err != nil {
+		return servingError{err}
+	}
+	return nil
 }
+
+// servingError is a failure of the running tower (or of its shutdown), as opposed to one of
+// its start-up, which a stop requested meanwhile explains (run).
+type servingError struct{ error }
+
+func (e servingError) Unwrap() error { return e.error }
 
 // stopGRPC lets in-flight calls finish, for at most 10 s.
 func stopGRPC(srv *grpc.Server) {
