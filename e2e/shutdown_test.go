@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptrace"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -21,7 +21,7 @@ func TestShutdownServesRateDelayedAdd(t *testing.T) {
 	// One add per 20 s past a burst of one: the second add waits ~20 s, below the 45 s hold
 	// bound (so it is delayed, not refused) and above the 10 s shutdown bound.
 	tw := newTower(t, node, "api_rate_limit = 0.05\napi_rate_burst = 1\n")
-	tw.start()
+	tw.start("--debug") // logs each request as its handler starts
 	alice := newUser(t)
 	alice.register(t, tw)
 	alice.add(t, tw, randomAppointment(t, 100)) // takes the burst
@@ -36,12 +36,10 @@ func TestShutdownServesRateDelayedAdd(t *testing.T) {
 		raw  []byte
 		err  error
 	}
-	sent := make(chan struct{})
 	done := make(chan result, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { close(sent) }})
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, tw.apiURL+"/add_appointment", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
@@ -53,8 +51,15 @@ func TestShutdownServesRateDelayedAdd(t *testing.T) {
 		raw, err := io.ReadAll(resp.Body)
 		done <- result{resp.StatusCode, raw, err}
 	}()
-	<-sent
-	// The request is in teosd (waiting at the rate limit, or about to): stop it.
+	// Stop teosd once the delayed add's handler runs (it then waits at the rate limit, or is
+	// about to): a request still on an idle keep-alive connection could be closed unread.
+	for strings.Count(tw.logs(), "msg=request component=httpapi method=POST endpoint=add_appointment") < 2 {
+		select {
+		case r := <-done:
+			t.Fatalf("delayed add answered before the stop: %d %s, err %v", r.code, r.raw, r.err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 	_ = tw.cmd.Process.Signal(syscall.SIGTERM)
 	<-tw.done
 	r := <-done
