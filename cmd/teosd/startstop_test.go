@@ -5,8 +5,14 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/teos-go/teos/internal/config"
 )
 
 // TestStopDuringStartup: SIGTERM while teosd is still starting (here: waiting on a bitcoind
@@ -39,5 +45,28 @@ func TestStopDuringStartup(t *testing.T) {
 		"--btcrpcconnect", "127.0.0.1", "--btcrpcport", fmt.Sprint(l.Addr().(*net.TCPAddr).Port)}, &stdout, &stderr)
 	if code != 0 || strings.Contains(stderr.String(), "level=ERROR") {
 		t.Fatalf("stopped during start-up: exit %d, want 0 and no error\n%s", code, stderr.String())
+	}
+}
+
+// TestOpenStoreLockedSaysWhy: a store another process holds is refused with a reason naming
+// the lock, not bbolt's bare "timeout".
+func TestOpenStoreLockedSaysWhy(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir, cfg.BTCNetwork = t.TempDir(), "regtest"
+	if err := os.MkdirAll(cfg.NetworkDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := bolt.Open(filepath.Join(cfg.NetworkDir(), "teos.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	st, err := openStore(context.Background(), &cfg)
+	if err == nil {
+		st.Close()
+		t.Fatal("opened a store another process holds")
+	}
+	if !strings.Contains(err.Error(), "locked by another process") {
+		t.Fatalf("openStore: %v, want a reason naming the lock", err)
 	}
 }
