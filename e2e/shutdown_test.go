@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"syscall"
@@ -75,4 +76,33 @@ func TestShutdownServesRateDelayedAdd(t *testing.T) {
 		t.Fatalf("acknowledged add not kept over the restart: %d %v", code, out)
 	}
 	tw.stop()
+}
+
+// TestShutdownWithSlowClient: a client still sending its request body when teosd gets
+// SIGTERM does not turn the stop into a failure: teosd closes its connection at the shutdown
+// bound and exits 0. Before, it exited 1 with "context deadline exceeded".
+func TestShutdownWithSlowClient(t *testing.T) {
+	node := startNode(t)
+	tw := newTower(t, node, "")
+	tw.start("--debug") // logs each request as its handler starts
+	c, err := net.Dial("tcp", strings.TrimPrefix(tw.apiURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Headers and the first bytes of a body that never completes (within the read timeout).
+	if _, err := io.WriteString(c, "POST /register HTTP/1.1\r\nHost: tower\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user_id\":"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(tw.logs(), "msg=request component=httpapi method=POST endpoint=register"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the slow request never reached its handler\n%s", tw.logs())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = tw.cmd.Process.Signal(syscall.SIGTERM)
+	<-tw.done
+	if err := tw.exitErr(); err != nil {
+		t.Fatalf("teosd exit on SIGTERM with a slow client: %v\n%s", err, tw.logs())
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -183,6 +184,20 @@ func (g drainGate) Admit(ctx context.Context, a httpapi.Admission) (time.Duratio
 		return waited, nil
 	}
 	return waited, err
+}
+
+// shutdownHTTP stops srv gracefully until ctx's deadline, then closes the connections still
+// open (a client still sending its request, or one still reading its answer): a slow client
+// must not turn a requested stop into a failure. An answer not sent by then was not an
+// acknowledgement, and what was committed for it stays committed.
+func shutdownHTTP(ctx context.Context, srv *http.Server, what string, log *slog.Logger) error {
+	err := srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		log.Warn(what + ": connections still open at the shutdown bound are closed")
+		_ = srv.Close()
+		return nil
+	}
+	return err
 }
 
 // apiConnBudget is api_max_connections, lowered to fit the open files limit nofile (<= 0:

@@ -376,9 +376,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		drain()           // requests delayed by the rate limit are served now (httpserver.go)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		err := errors.Join(httpSrv.Shutdown(sctx), onion.shutdownAPI(sctx)) // front doors first: HTTP forwards to gRPC
+		// Front doors first: HTTP forwards to gRPC.
+		err := errors.Join(shutdownHTTP(sctx, httpSrv, "HTTP API", log), onion.shutdownAPI(sctx))
 		if metricsSrv != nil {
-			err = errors.Join(err, metricsSrv.Shutdown(sctx))
+			err = errors.Join(err, shutdownHTTP(sctx, metricsSrv, "metrics", log))
 		}
 		stopGRPC(grpcSrv)
 		stopGRPC(rpcSrv) // drains the stop call that may have started all this
