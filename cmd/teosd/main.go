@@ -99,7 +99,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	if attrs := cfg.NonDefault(); len(attrs) > 0 {
 		log.LogAttrs(ctx, slog.LevelInfo, "non-default options", attrs...)
 	}
-	unlock, err := lockNetworkDir(cfg) // dirlock.go
+	unlock, err := lockNetworkDir(cfg, log) // dirlock.go
 	if err != nil {
 		return err
 	}
@@ -115,7 +115,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		return fmt.Errorf("create data dir: %w", err)
 	}
 	if unlock == nil { // created just now, by the import or the line above
-		if unlock, err = lockNetworkDir(cfg); err != nil {
+		if unlock, err = lockNetworkDir(cfg, log); err != nil {
 			return err
 		}
 	}
