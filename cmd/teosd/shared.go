@@ -54,7 +54,30 @@ func openStore(ctx context.Context, cfg *config.Config) (store.Engine, error) {
 		}
 		return st, err
 	}
+	if err := noBoltStoreBeside(cfg); err != nil {
+		return nil, err
+	}
 	return pgstore.Open(ctx, cfg.DatabaseURL, &pgstore.Options{Network: cfg.BTCNetwork})
+}
+
+// noBoltStoreBeside refuses database_url while the network dir holds a teos.db with data: a
+// tower on PostgreSQL never reads it, so turning database_url on for a running tower would
+// answer its users with another tower key (as with rust-teos's file, import.go).
+func noBoltStoreBeside(cfg *config.Config) error {
+	path := filepath.Join(cfg.NetworkDir(), storeFileName)
+	if ok, err := exists(path); !ok || err != nil {
+		return err
+	}
+	c, err := store.Inspect(path)
+	if err != nil {
+		return fmt.Errorf("database_url is set and %s is there: %w", path, err)
+	}
+	if c.Empty() {
+		return nil
+	}
+	return fmt.Errorf("found %s (%d tower keys, %d users, %d appointments), but database_url is set and a tower on "+
+		"PostgreSQL does not read it: it would answer those users with another tower key. Start without database_url "+
+		"to keep that tower, or move the file away to start a new tower on PostgreSQL", path, c.TowerKeys, c.Users, c.Appointments)
 }
 
 // sharedTowerKey returns the tower key of a database shared by several instances: the stored
