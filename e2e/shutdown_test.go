@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -104,5 +106,30 @@ func TestShutdownWithSlowClient(t *testing.T) {
 	<-tw.done
 	if err := tw.exitErr(); err != nil {
 		t.Fatalf("teosd exit on SIGTERM with a slow client: %v\n%s", err, tw.logs())
+	}
+}
+
+// TestSecondSignalEndsAtOnce: while teosd waits out its shutdown bound (here for a slow
+// client), a second SIGTERM ends it at once, as the default action does.
+func TestSecondSignalEndsAtOnce(t *testing.T) {
+	node := startNode(t)
+	tw := newTower(t, node, "")
+	tw.start("--debug")
+	c, err := net.Dial("tcp", strings.TrimPrefix(tw.apiURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "POST /register HTTP/1.1\r\nHost: tower\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, tw, "msg=request component=httpapi method=POST endpoint=register", 1)
+	_ = tw.cmd.Process.Signal(syscall.SIGTERM)
+	waitLog(t, tw, "a second SIGTERM or Ctrl-C ends teosd at once", 1)
+	_ = tw.cmd.Process.Signal(syscall.SIGTERM)
+	<-tw.done
+	var exit *exec.ExitError
+	if err := tw.exitErr(); !errors.As(err, &exit) || !exit.Sys().(syscall.WaitStatus).Signaled() {
+		t.Fatalf("teosd after a second SIGTERM: %v, want ended by the signal\n%s", err, tw.logs())
 	}
 }

@@ -49,6 +49,12 @@ const minChainHeight = teos.IrrevocablyResolved
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, func() {
+		// The signals' default action is back: a second one ends teosd at once, which loses
+		// nothing acknowledged (every answer follows its commit) and leaves nothing half-written.
+		stop()
+		slog.New(slog.NewTextHandler(os.Stderr, nil)).Info("stopping; a second SIGTERM or Ctrl-C ends teosd at once")
+	})
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
