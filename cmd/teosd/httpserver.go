@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -132,7 +134,7 @@ const (
 // publicEdge builds the public API's handler (routes, trusted proxies, rate limit,
 // metrics) and wraps its listener with the connection caps.
 func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterface, held grpcapi.Hold, met *metrics.Metrics,
-	lis net.Listener) (http.Handler, net.Listener, error) {
+	lis net.Listener, draining context.Context) (http.Handler, net.Listener, error) {
 	proxies, err := clientaddr.ParseProxies(cfg.APITrustedProxies.List())
 	if err != nil {
 		return nil, nil, err
@@ -151,7 +153,7 @@ func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterf
 	if rate := limits.NewRate(limits.RateConfig{Rate: cfg.APIRateLimit, Burst: int(cfg.APIRateBurst),
 		// newHTTPServer's write timeout covers this delay and then the hold bound.
 		MaxDelay: rateMaxDelay(cfg.HoldTimeout())}); rate != nil {
-		hcfg.Gate = rate
+		hcfg.Gate = drainGate{inner: rate, draining: draining}
 	}
 	if held.Gate != nil {
 		hcfg.Stopping = held.Gate.Closed // closed first at shutdown (main.go)
@@ -190,6 +192,47 @@ func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterf
 		})
 	}
 	return httpapi.NewHandler(hcfg), apiLis, nil
+}
+
+// drainGate lets the requests waiting their turn at the rate limit through at once when
+// draining ends (teosd shuts down): their turn may come later than the shutdown's bound, which
+// would cut them off unanswered, and a refusal would make the CLN plugin drop an appointment
+// the tower can still take. A nil draining never ends.
+type drainGate struct {
+	inner    httpapi.Gate
+	draining context.Context
+}
+
+func (g drainGate) Admit(ctx context.Context, a httpapi.Admission) (time.Duration, error) {
+	if g.draining == nil {
+		return g.inner.Admit(ctx, a)
+	}
+	if g.draining.Err() != nil {
+		return 0, nil
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(g.draining, cancel)
+	defer stop()
+	waited, err := g.inner.Admit(wctx, a)
+	if err != nil && ctx.Err() == nil && g.draining.Err() != nil {
+		return waited, nil
+	}
+	return waited, err
+}
+
+// shutdownHTTP stops srv gracefully until ctx's deadline, then closes the connections still
+// open (a client still sending its request, or one still reading its answer): a slow client
+// must not turn a requested stop into a failure. An answer not sent by then was not an
+// acknowledgement, and what was committed for it stays committed.
+func shutdownHTTP(ctx context.Context, srv *http.Server, what string, log *slog.Logger) error {
+	err := srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		log.Warn(what + ": connections still open at the shutdown bound are closed")
+		_ = srv.Close()
+		return nil
+	}
+	return err
 }
 
 // apiConnBudget is api_max_connections, lowered to fit the open files limit nofile (<= 0:

@@ -49,6 +49,12 @@ const minChainHeight = teos.IrrevocablyResolved
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, func() {
+		// The signals' default action is back: a second one ends teosd at once, which loses
+		// nothing acknowledged (every answer follows its commit) and leaves nothing half-written.
+		stop()
+		slog.New(slog.NewTextHandler(os.Stderr, nil)).Info("stopping; a second SIGTERM or Ctrl-C ends teosd at once")
+	})
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -83,6 +89,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if err := start(ctx, &cfg, log, stdout); err != nil {
+		if ctx.Err() != nil && !errors.As(err, new(servingError)) {
+			// SIGTERM before the tower was up (the calls under way fail with it): a requested
+			// stop, not a fault to blame on bitcoind or the import.
+			log.Info("stopped before start-up completed", "interrupted", err.Error())
+			return 0
+		}
 		log.Error(err.Error())
 		return 1
 	}
@@ -93,11 +105,25 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	if attrs := cfg.NonDefault(); len(attrs) > 0 {
 		log.LogAttrs(ctx, slog.LevelInfo, "non-default options", attrs...)
 	}
+	unlock, err := lockNetworkDir(cfg, log) // dirlock.go
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if unlock != nil {
+			unlock() // last: after the store is closed
+		}
+	}()
 	if err := importRustTeos(ctx, cfg, log); err != nil { // before anything is written
 		return err
 	}
 	if err := os.MkdirAll(cfg.NetworkDir(), 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
+	}
+	if unlock == nil { // created just now, by the import or the line above
+		if unlock, err = lockNetworkDir(cfg, log); err != nil {
+			return err
+		}
 	}
 	onion, err := loadOnion(cfg, log) // nil unless tor_support
 	if err != nil {
@@ -302,7 +328,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		return fmt.Errorf("dial internal API: %w", err)
 	}
 	defer conn.Close()
-	api, apiLis, err := publicEdge(cfg, log, conn, held, met, httpLis)
+	// Ends as shutdown begins: requests delayed by the rate limit are then served at once.
+	draining, drain := context.WithCancel(context.Background())
+	defer drain()
+	api, apiLis, err := publicEdge(cfg, log, conn, held, met, httpLis, draining)
 	if err != nil {
 		return err
 	}
@@ -353,11 +382,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	g.Go(func() error {
 		<-ctx.Done()
 		held.Gate.Close() // held requests are released now; the HTTP edge closes their connections unanswered (httpapi Config.Stopping)
+		drain()           // requests delayed by the rate limit are served now (httpserver.go)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		err := errors.Join(httpSrv.Shutdown(sctx), onion.shutdownAPI(sctx)) // front doors first: HTTP forwards to gRPC
+		// Front doors first: HTTP forwards to gRPC.
+		err := errors.Join(shutdownHTTP(sctx, httpSrv, "HTTP API", log), onion.shutdownAPI(sctx))
 		if metricsSrv != nil {
-			err = errors.Join(err, metricsSrv.Shutdown(sctx))
+			err = errors.Join(err, shutdownHTTP(sctx, metricsSrv, "metrics", log))
 		}
 		stopGRPC(grpcSrv)
 		stopGRPC(rpcSrv) // drains the stop call that may have started all this
@@ -371,7 +402,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	log.Info("tower ready", ready...)
 	err = g.Wait()
 	log.Info("shutting down")
-	return err
+	if err != nil {
+		return servingError{err}
+	}
+	return nil
 }
 
 // stopWhenUnsynced ends teosd with an error once the store refuses every write after a failed
@@ -387,6 +421,12 @@ func stopWhenUnsynced(ctx context.Context, unsynced <-chan struct{}) error {
 		return nil
 	}
 }
+
+// servingError is a failure of the running tower (or of its shutdown), as opposed to one of
+// its start-up, which a stop requested meanwhile explains (run).
+type servingError struct{ error }
+
+func (e servingError) Unwrap() error { return e.error }
 
 // stopGRPC lets in-flight calls finish, for at most 10 s.
 func stopGRPC(srv *grpc.Server) {

@@ -64,5 +64,5 @@ func (o *onionService) shutdownAPI(ctx context.Context) error {
 	if o == nil || o.srv == nil {
 		return nil
 	}
-	return o.srv.Shutdown(ctx)
+	return shutdownHTTP(ctx, o.srv, "onion API", o.log)
 }

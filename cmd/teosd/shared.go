@@ -15,6 +15,7 @@ import (
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/teos-go/teos/internal/api/grpcapi"
 	"github.com/teos-go/teos/internal/api/httpapi"
@@ -45,9 +46,38 @@ type chainRunner interface {
 // when database_url is set.
 func openStore(ctx context.Context, cfg *config.Config) (store.Engine, error) {
 	if cfg.DatabaseURL == "" {
-		return store.Open(filepath.Join(cfg.NetworkDir(), "teos.db"), nil)
+		path := filepath.Join(cfg.NetworkDir(), "teos.db")
+		st, err := store.Open(path, nil)
+		if errors.Is(err, bolt.ErrTimeout) {
+			// bbolt's own word is just "timeout": say which lock it waited for.
+			return nil, fmt.Errorf("%s is locked by another process (is another teosd running with this data dir?)", path)
+		}
+		return st, err
+	}
+	if err := noBoltStoreBeside(cfg); err != nil {
+		return nil, err
 	}
 	return pgstore.Open(ctx, cfg.DatabaseURL, &pgstore.Options{Network: cfg.BTCNetwork})
+}
+
+// noBoltStoreBeside refuses database_url while the network dir holds a teos.db with data: a
+// tower on PostgreSQL never reads it, so turning database_url on for a running tower would
+// answer its users with another tower key (as with rust-teos's file, import.go).
+func noBoltStoreBeside(cfg *config.Config) error {
+	path := filepath.Join(cfg.NetworkDir(), storeFileName)
+	if ok, err := exists(path); !ok || err != nil {
+		return err
+	}
+	c, err := store.Inspect(path)
+	if err != nil {
+		return fmt.Errorf("database_url is set and %s is there: %w", path, err)
+	}
+	if c.Empty() {
+		return nil
+	}
+	return fmt.Errorf("found %s (%d tower keys, %d users, %d appointments), but database_url is set and a tower on "+
+		"PostgreSQL does not read it: it would answer those users with another tower key. Start without database_url "+
+		"to keep that tower, or move the file away to start a new tower on PostgreSQL", path, c.TowerKeys, c.Users, c.Appointments)
 }
 
 // sharedTowerKey returns the tower key of a database shared by several instances: the stored

@@ -203,6 +203,10 @@ func (c *Config) Validate() error {
 	}
 	if c.PollingInterval < 0 {
 		errs = append(errs, fmt.Errorf("polling_interval %s is negative: %w", c.PollingInterval, ErrBadPolling))
+	} else if c.PollingInterval > 0 && c.PollingInterval < MinPollingInterval {
+		// TOML reads a bare number as nanoseconds: `polling_interval = 1` would poll back to back.
+		errs = append(errs, fmt.Errorf("polling_interval %s is below %s (a bare number is nanoseconds; write a duration such as \"200ms\"): %w",
+			c.PollingInterval, MinPollingInterval, ErrBadPolling))
 	}
 	if !(c.APIRateLimit >= 0) || math.IsInf(c.APIRateLimit, 0) { // NaN fails >= too
 		errs = append(errs, fmt.Errorf("api_rate_limit %v: %w", c.APIRateLimit, ErrBadLimit))
@@ -242,6 +246,9 @@ func (c *Config) BitcoindRPCPort() uint16 {
 	}
 	return networks[c.BTCNetwork].port
 }
+
+// MinPollingInterval is the shortest polling_interval accepted.
+const MinPollingInterval = time.Millisecond
 
 // PollEvery is how often to poll bitcoind.
 func (c *Config) PollEvery() time.Duration {

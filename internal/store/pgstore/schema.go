@@ -97,7 +97,7 @@ func migrate(ctx context.Context, conn interface {
 	if version > schemaVersion {
 		return fmt.Errorf("%w: database has schema version %d, binary supports %d", ErrNewerSchema, version, schemaVersion)
 	}
-	if network != "" && dbNet != network {
+	if network != "" && chainName(dbNet) != chainName(network) {
 		return fmt.Errorf("%w: the database holds a %s tower, teosd runs on %s", ErrOtherNetwork, dbNet, network)
 	}
 	for ; version < schemaVersion; version++ {
@@ -109,4 +109,17 @@ func migrate(ctx context.Context, conn interface {
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// chainName folds btc_network's aliases ("mainnet" and "main", "testnet" and "test", which
+// teosd accepts alike, as rust-teos does) so instances of one tower configured with either
+// name share its database.
+func chainName(network string) string {
+	switch network {
+	case "mainnet":
+		return "main"
+	case "testnet":
+		return "test"
+	}
+	return network
 }

@@ -1,0 +1,1 @@
+../../../cmd/teosd/dirlock_other.go
