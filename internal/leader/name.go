@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -92,7 +93,10 @@ func (e *Elector) connect(ctx context.Context) (*pgx.Conn, error) {
 
 // idleTimeout is how long the server lets an election session stay idle: the elector's round
 // trips are at most every apart, and the margin covers a late tick.
-func idleTimeout(every time.Duration) time.Duration { return 2*every + 5*time.Second }
+// PostgreSQL takes at most 2^31-1 ms (about 24 days).
+func idleTimeout(every time.Duration) time.Duration {
+	return min(2*min(every, 24*time.Hour)+5*time.Second, math.MaxInt32*time.Millisecond)
+}
 
 // Name is this instance's name as the other instances see it.
 func (e *Elector) Name() string { return e.cfg.Name }
