@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +22,13 @@ import (
 // opTimeout bounds one operation, so a database that stops answering turns into an error
 // rather than a hang.
 const opTimeout = 30 * time.Second
+
+// idleInTxTimeout is how long the server keeps a transaction its client left idle. A client
+// that is gone (its machine lost, its network cut, its process stopped) leaves its open
+// transaction, and the row locks it holds, until TCP keepalive gives up, hours by default: a
+// lost leader's fenced write would block every new term (fence.go). The client itself gives a
+// transaction up after opTimeout, so none it still wants stays idle that long.
+var idleInTxTimeout = opTimeout
 
 // Options tunes the engine; zero fields keep the defaults.
 type Options struct {
@@ -53,6 +61,9 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok { // the URL's wins
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(idleInTxTimeout.Milliseconds(), 10)
 	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
