@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -63,7 +62,12 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
 	if _, ok := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok { // the URL's wins
-		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(idleInTxTimeout.Milliseconds(), 10)
+		// SET rather than a startup parameter, which a pooler in front may refuse.
+		set := fmt.Sprintf("SET idle_in_transaction_session_timeout = %d", idleInTxTimeout.Milliseconds())
+		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+			_, err := c.Exec(ctx, set)
+			return err
+		}
 	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
