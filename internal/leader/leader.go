@@ -46,7 +46,8 @@ type Elector struct {
 	cfg Config
 	log *slog.Logger
 
-	dbOK atomic.Bool // the last round trip to the database succeeded
+	dbOK      atomic.Bool // the last round trip to the database succeeded
+	oldServer atomic.Bool // the server has no idle_session_timeout (warned once)
 
 	mu      sync.Mutex
 	leading bool

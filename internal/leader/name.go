@@ -3,9 +3,13 @@ package leader
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // maxName is what PostgreSQL keeps of an application_name (NAMEDATALEN-1 bytes).
@@ -52,7 +56,8 @@ func holder(ctx context.Context, conn *pgx.Conn) (string, error) {
 	return name, nil
 }
 
-// connect opens the election's connection, named after the instance.
+// connect opens the election's connection, named after the instance, and has the server end
+// the session once it is idle for longer than idleTimeout.
 func (e *Elector) connect(ctx context.Context) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(e.cfg.URL)
 	if err != nil {
@@ -61,7 +66,36 @@ func (e *Elector) connect(ctx context.Context) (*pgx.Conn, error) {
 	if e.cfg.Name != "" {
 		cfg.RuntimeParams["application_name"] = e.cfg.Name
 	}
-	return pgx.ConnectConfig(ctx, cfg)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	// The lock lives as long as the session, and PostgreSQL ends the session of a leader whose
+	// machine is lost, whose network is cut or whose process is stopped only when TCP keepalive
+	// gives up (hours by default): until then no instance could lead. Every instance uses its
+	// session at least once a period, so one idle for longer is gone.
+	_, err = conn.Exec(ctx, fmt.Sprintf("SET idle_session_timeout = %d", idleTimeout(e.cfg.Every).Milliseconds()))
+	if pe, ok := errors.AsType[*pgconn.PgError](err); ok && pe.Code == "42704" {
+		// PostgreSQL before 14: only TCP keepalive ends a lost leader's session.
+		if !e.oldServer.Swap(true) {
+			e.log.Warn("leader election: PostgreSQL before 14 has no idle_session_timeout; a lost leader's lock is released only when TCP keepalive gives up")
+		}
+		err = nil
+	}
+	if err != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		_ = conn.Close(cctx)
+		cancel()
+		return nil, fmt.Errorf("set idle_session_timeout: %w", err)
+	}
+	return conn, nil
+}
+
+// idleTimeout is how long the server lets an election session stay idle: the elector's round
+// trips are at most every apart, and the margin covers a late tick.
+// PostgreSQL takes at most 2^31-1 ms (about 24 days).
+func idleTimeout(every time.Duration) time.Duration {
+	return min(2*min(every, 24*time.Hour)+5*time.Second, math.MaxInt32*time.Millisecond)
 }
 
 // Name is this instance's name as the other instances see it.

@@ -2,6 +2,7 @@ package leader
 
 import (
 	"context"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -75,6 +76,16 @@ func TestCleanName(t *testing.T) {
 	} {
 		if got := cleanName(in); got != want {
 			t.Errorf("cleanName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// The idle timeout stays within what PostgreSQL accepts, whatever the polling period.
+func TestIdleTimeoutRange(t *testing.T) {
+	for _, every := range []time.Duration{time.Millisecond, time.Second, time.Minute, 30 * 24 * time.Hour, math.MaxInt64} {
+		d := idleTimeout(every)
+		if d <= 2*min(every, time.Hour) || d.Milliseconds() > math.MaxInt32 {
+			t.Errorf("idleTimeout(%v) = %v", every, d)
 		}
 	}
 }

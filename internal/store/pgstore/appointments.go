@@ -491,28 +491,29 @@ func (s *Store) BulkLoad(users map[teos.UserID]store.UserInfo, appts []*store.Ap
 			return fmt.Errorf("bulk load: appointment %d is nil", i)
 		}
 	}
+	// Built before the transaction: the server ends one left idle for long (idleInTxTimeout).
+	b := &pgx.Batch{}
+	ids := make([]teos.UserID, 0, len(users))
+	for id := range users {
+		ids = append(ids, id)
+	}
+	// In key order, so concurrent loads lock users in the same order.
+	slices.SortFunc(ids, func(x, y teos.UserID) int { return bytes.Compare(x[:], y[:]) })
+	for _, id := range ids {
+		b.Queue(putUserSQL, userArgs(id, users[id])...)
+	}
+	rows := make([][]any, len(appts))
+	for i, a := range appts {
+		rows[i] = apptArgs(a)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*opTimeout)
 	defer cancel()
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		ids := make([]teos.UserID, 0, len(users))
-		for id := range users {
-			ids = append(ids, id)
-		}
-		// In key order, so concurrent loads lock users in the same order.
-		slices.SortFunc(ids, func(x, y teos.UserID) int { return bytes.Compare(x[:], y[:]) })
-		for _, id := range ids {
-			b.Queue(putUserSQL, userArgs(id, users[id])...)
-		}
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE bulk_appointments (LIKE appointments) ON COMMIT DROP`); err != nil {
 			return err
-		}
-		rows := make([][]any, len(appts))
-		for i, a := range appts {
-			rows[i] = apptArgs(a)
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"bulk_appointments"},
 			[]string{"uuid", "locator", "user_id", "encrypted_blob", "to_self_delay", "user_signature", "start_block"},

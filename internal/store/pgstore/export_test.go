@@ -9,3 +9,11 @@ func SetListenCheckTimeout(d time.Duration) func() {
 	listenCheckTimeout = d
 	return func() { listenCheckTimeout = old }
 }
+
+// SetIdleInTransactionTimeout shortens, for the stores a test opens next, how long the server
+// keeps a transaction its client left idle; it returns the restore.
+func SetIdleInTransactionTimeout(d time.Duration) func() {
+	old := idleInTxTimeout
+	idleInTxTimeout = d
+	return func() { idleInTxTimeout = old }
+}

@@ -22,6 +22,13 @@ import (
 // rather than a hang.
 const opTimeout = 30 * time.Second
 
+// idleInTxTimeout is how long the server keeps a transaction its client left idle. A client
+// that is gone (its machine lost, its network cut, its process stopped) leaves its open
+// transaction, and the row locks it holds, until TCP keepalive gives up, hours by default: a
+// lost leader's fenced write would block every new term (fence.go). The client itself gives a
+// transaction up after opTimeout, so none it still wants stays idle that long.
+var idleInTxTimeout = opTimeout
+
 // Options tunes the engine; zero fields keep the defaults.
 type Options struct {
 	// Network is the tower's network; Open refuses a database created by another network's
@@ -53,6 +60,14 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok { // the URL's wins
+		// SET rather than a startup parameter, which a pooler in front may refuse.
+		set := fmt.Sprintf("SET idle_in_transaction_session_timeout = %d", idleInTxTimeout.Milliseconds())
+		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+			_, err := c.Exec(ctx, set)
+			return err
+		}
 	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
