@@ -232,14 +232,7 @@ func createKeyFile(dir, path string, content []byte) (created bool, err error) {
 		return false, fmt.Errorf("create user key: %w", err)
 	}
 	defer os.Remove(f.Name())
-	_, err = f.Write(content)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := writeSynced(f, content); err != nil {
 		return false, fmt.Errorf("write user key: %w", err)
 	}
 	if err := os.Link(f.Name(), path); errors.Is(err, os.ErrExist) {
@@ -261,17 +254,19 @@ func createKeyFileInPlace(dir, path string, content []byte) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("create user key: %w", err)
 	}
-	_, err = f.Write(content)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := writeSynced(f, content); err != nil {
 		return false, fmt.Errorf("write user key: %w", err)
 	}
 	return true, syncDir(dir)
+}
+
+// writeSynced writes content to f, flushes it to disk and closes f.
+func writeSynced(f *os.File, content []byte) error {
+	_, err := f.Write(content)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
 }
 
 // syncDir makes a file just created or renamed in dir durable.
