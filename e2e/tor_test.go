@@ -424,11 +424,14 @@ func TestTorPrivateNetworkRoundTrip(t *testing.T) {
 	}
 	dataDir := filepath.Join(t.TempDir(), "client")
 	client := func(args ...string) (string, string, error) {
-		// Above teos-client's own request timeout (2 min), so a slow answer is its error, not a kill.
+		// Requests time out after 30 s, so an attempt made while the young network cannot yet
+		// build circuits (its relays enter the consensus a few voting rounds after start, later
+		// on a loaded machine) ends and the loop below tries again, rather than one attempt
+		// retrying inside teos-client past the whole deadline. The kill is a last resort.
 		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, bin, append([]string{"--datadir", dataDir, "--tower", onionURL,
-			"--towerid", tw.id.String(), "--proxy", pn.SocksAddr}, args...)...)
+			"--towerid", tw.id.String(), "--proxy", pn.SocksAddr, "--timeout", "30s"}, args...)...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
@@ -436,7 +439,7 @@ func TestTorPrivateNetworkRoundTrip(t *testing.T) {
 	}
 	// The descriptor reaches the network's HSDirs some seconds after ADD_ONION.
 	t1 := time.Now()
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(6 * time.Minute)
 	for attempt := 1; ; attempt++ {
 		out, errOut, err := client("register")
 		if err == nil {
