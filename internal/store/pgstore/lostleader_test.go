@@ -28,8 +28,8 @@ func TestLostLeaderTransactionEnds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := startBlackhole(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
+	proxy := pgtest.StartSilentProxy(t, u.Host)
+	u.Host = proxy.Addr()
 	old := open(t, u.String(), "regtest")
 	defer old.Close()
 
@@ -41,7 +41,7 @@ func TestLostLeaderTransactionEnds(t *testing.T) {
 	if _, err := tx.Exec(ctx, `SELECT term FROM leader_term WHERE id = 1 FOR SHARE`); err != nil {
 		t.Fatal(err)
 	}
-	proxy.drop()
+	proxy.Silence()
 	defer func() {
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
@@ -79,8 +79,8 @@ func TestLostFollowerAddEnds(t *testing.T) {
 	// Cleanups run last first: the proxy's connections are closed, then the follower's add
 	// returns and the store closes.
 	t.Cleanup(func() { close(release); wg.Wait() })
-	proxy := startBlackhole(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
+	proxy := pgtest.StartSilentProxy(t, u.Host)
+	u.Host = proxy.Addr()
 	follower := open(t, u.String(), "regtest")
 
 	var user teos.UserID
@@ -110,7 +110,7 @@ func TestLostFollowerAddEnds(t *testing.T) {
 		follower.Close()
 	})
 	<-inPolicy
-	proxy.drop()
+	proxy.Silence()
 
 	id := triggered.UUID()
 	err = leader.ApplyChanges(&store.Changes{

@@ -2,10 +2,8 @@ package pgstore_test
 
 import (
 	"context"
-	"net"
 	"net/url"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,85 +83,6 @@ func TestListenHandOvers(t *testing.T) {
 	wait("an add queued a hand-over after the connection was lost")
 }
 
-// blackhole is a TCP proxy to a server that can drop, silently, everything its open
-// connections carry, as a NAT that forgot them does; new connections go through.
-type blackhole struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	conns  []*holed
-}
-
-type holed struct {
-	dead atomic.Bool
-	a, b net.Conn
-}
-
-func startBlackhole(t *testing.T, target string) *blackhole {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &blackhole{ln: ln, target: target}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			_ = c.a.Close()
-			_ = c.b.Close()
-		}
-		p.mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			a, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = a.Close()
-				continue
-			}
-			c := &holed{a: a, b: b}
-			p.mu.Lock()
-			p.conns = append(p.conns, c)
-			p.mu.Unlock()
-			wg.Go(func() { c.pump(b, a) })
-			wg.Go(func() { c.pump(a, b) })
-		}
-	})
-	return p
-}
-
-func (c *holed) pump(dst, src net.Conn) {
-	defer dst.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if err != nil {
-			return
-		}
-		if c.dead.Load() {
-			continue // read and dropped: the sender sees nothing wrong
-		}
-		if _, err := dst.Write(buf[:n]); err != nil {
-			return
-		}
-	}
-}
-
-// drop makes every open connection carry nothing from now on.
-func (p *blackhole) drop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.dead.Store(true)
-	}
-}
-
 // TestListenNoticesSilentDrop: the LISTEN connection silently stops carrying anything (no
 // reset, no close: TCP keepalive would see a healthy peer). The listener's check of its quiet
 // connection notices, it listens again on a new one, and is woken by the next hand-over.
@@ -175,8 +94,8 @@ func TestListenNoticesSilentDrop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := startBlackhole(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
+	proxy := pgtest.StartSilentProxy(t, u.Host)
+	u.Host = proxy.Addr()
 	leader, follower := open(t, u.String(), "regtest"), open(t, direct, "regtest")
 	defer leader.Close()
 	defer follower.Close()
@@ -217,7 +136,7 @@ func TestListenNoticesSilentDrop(t *testing.T) {
 	}
 	add(1)
 	wait("a hand-over queued while the connection carries")
-	proxy.drop()
+	proxy.Silence()
 	wait("listening again on a new connection")
 	add(2)
 	wait("a hand-over queued after the silent drop")
