@@ -136,7 +136,7 @@ func startShared(ctx context.Context, cfg *config.Config, log *slog.Logger, db *
 		BlocksFirst: blocksFirst})
 	rc := &roles{cfg: cfg, log: log, db: db, btc: btc, gk: gk, w: w, resp: resp, fes: fes, blocks: blocksFirst, wake: pollNow}
 	rc.el = leader.New(leader.Config{URL: cfg.DatabaseURL, Name: instanceName(cfg), Every: cfg.PollEvery(), Logger: log,
-		NewTerm: pgstore.NewTerm})
+		NewTerm: pgstore.NewTerm, CanLead: bitcoindAnswers(btc)})
 	if cfg.MetricsBind != "" {
 		m := metrics.New(metrics.Config{Counts: db.Counts, Height: rc.Height, Reachable: rc.Reachable,
 			Held: held.Gate.Held, AuthFailures: btc.AuthFailures, Endpoints: httpapi.Endpoints(), Logger: log})
@@ -231,6 +231,16 @@ func (r *roles) Height() uint32 {
 		return m.Height()
 	}
 	return r.gk.Height()
+}
+
+// bitcoindAnswers is the elector's CanLead: an instance leads only while its own bitcoind
+// answers, so the instance whose bitcoind is down hands block processing to one whose does.
+// A JSON-RPC error is an answer; a timeout is not.
+func bitcoindAnswers(btc *bitcoind.Client) func(ctx context.Context) bool {
+	return func(ctx context.Context) bool {
+		_, err := btc.BestBlockHash(ctx)
+		return err == nil || (!bitcoind.IsUnreachable(err) && ctx.Err() == nil)
+	}
 }
 
 // Reachable reports whether bitcoind and the database answer: while either does not, the

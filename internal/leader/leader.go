@@ -35,7 +35,16 @@ type Config struct {
 	// NewTerm, if set, starts a leadership term on the lock's session right after the lock is
 	// won, before this instance leads (pgstore.NewTerm); if it fails, the lock is let go.
 	NewTerm func(ctx context.Context, conn *pgx.Conn) (int64, error)
+	// CanLead, if set, is asked once per period (within it, by ctx) whether this instance can
+	// do the leader's work (its bitcoind answers): a follower that cannot does not campaign,
+	// and a leader that cannot for unfitRounds periods in a row lets the lock go, so that an
+	// instance whose own bitcoind is down does not stop block processing for every instance.
+	CanLead func(ctx context.Context) bool
 }
+
+// unfitRounds is how many periods in a row a leader must fail CanLead before it steps down: a
+// single slow answer is no reason to move the leadership.
+const unfitRounds = 3
 
 // termTimeout bounds NewTerm: it waits for the previous leader's writes in flight, each
 // bounded by the store's own operation timeout.
@@ -48,6 +57,8 @@ type Elector struct {
 
 	dbOK      atomic.Bool // the last round trip to the database succeeded
 	oldServer atomic.Bool // the server has no idle_session_timeout (warned once)
+	unfit     int         // periods in a row a leader failed CanLead; Run's goroutine only
+	benched   bool        // a follower not campaigning because CanLead said no; Run's goroutine only
 
 	mu      sync.Mutex
 	leading bool
@@ -171,6 +182,17 @@ func (e *Elector) Run(ctx context.Context) error {
 	}
 }
 
+// canLead asks Config.CanLead within half the period, so that a hung bitcoind leaves the
+// round's database calls their time.
+func (e *Elector) canLead(ctx context.Context) bool {
+	if e.cfg.CanLead == nil {
+		return true
+	}
+	cctx, cancel := context.WithTimeout(ctx, max(e.cfg.Every/2, 500*time.Millisecond))
+	defer cancel()
+	return e.cfg.CanLead(cctx)
+}
+
 func (e *Elector) step(ctx context.Context, conn **pgx.Conn, drop func(), warned *bool) {
 	// Each round trip is bounded well under the period, so a hung database is noticed.
 	octx, cancel := context.WithTimeout(ctx, max(e.cfg.Every, time.Second))
@@ -188,6 +210,17 @@ func (e *Elector) step(ctx context.Context, conn **pgx.Conn, drop func(), warned
 		*conn, *warned = c, false
 	}
 	leading, _ := e.Leading()
+	canLead := e.canLead(octx)
+	if leading && !canLead {
+		if e.unfit++; e.unfit >= unfitRounds {
+			e.log.Warn("leadership given up: this instance cannot lead (its bitcoind does not answer)", "periods", e.unfit)
+			e.unfit = 0
+			drop() // closing the session lets go of the lock
+			return
+		}
+	} else {
+		e.unfit = 0
+	}
 	if leading {
 		// The lock lives as long as the session: check the session still does.
 		if _, err := (*conn).Exec(octx, "SELECT 1"); err != nil {
@@ -201,13 +234,23 @@ func (e *Elector) step(ctx context.Context, conn **pgx.Conn, drop func(), warned
 		e.dbOK.Store(true)
 		return
 	}
-	var got bool
-	if err := (*conn).QueryRow(octx, "SELECT pg_try_advisory_lock($1)", LockKey).Scan(&got); err != nil {
-		e.dbOK.Store(false)
-		drop()
-		return
+	if canLead == e.benched {
+		e.benched = !canLead
+		if e.benched {
+			e.log.Warn("not campaigning for the leadership: this instance cannot lead (its bitcoind does not answer)")
+		} else {
+			e.log.Info("campaigning for the leadership again: this instance's bitcoind answers")
+		}
 	}
-	e.dbOK.Store(true)
+	var got bool // stays false while this instance cannot lead: it follows, and says who leads
+	if canLead {
+		if err := (*conn).QueryRow(octx, "SELECT pg_try_advisory_lock($1)", LockKey).Scan(&got); err != nil {
+			e.dbOK.Store(false)
+			drop()
+			return
+		}
+		e.dbOK.Store(true)
+	}
 	if got {
 		var term int64
 		if e.cfg.NewTerm != nil {

@@ -1,0 +1,81 @@
+package leader
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/teos-go/teos/internal/pgtest"
+)
+
+// An instance that cannot lead (Config.CanLead: its bitcoind does not answer) gives the lock
+// up after unfitRounds periods, the other instance takes it, and while it still cannot lead it
+// does not campaign, even with the lock free. Once it can, it leads again when the lock is free.
+func TestLeaderThatCannotLeadStepsDown(t *testing.T) {
+	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	url := srv.NewDatabase(t)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var aCan, bCan atomic.Bool
+	aCan.Store(true)
+	start := func(can *atomic.Bool) (*Elector, context.CancelFunc) {
+		ctx, cancel := context.WithCancel(context.Background())
+		e := New(Config{URL: url, Every: 50 * time.Millisecond, CanLead: func(context.Context) bool { return can.Load() }})
+		wg.Go(func() { _ = e.Run(ctx) })
+		return e, cancel
+	}
+	a, stopA := start(&aCan)
+	defer stopA()
+	waitState(t, a, true)
+	b, stopB := start(&bCan) // b cannot lead yet: it must not take the lock when a lets it go
+	defer stopB()
+
+	aCan.Store(false)
+	waitState(t, a, false)
+	for range 5 { // the lock is free, and neither can lead
+		time.Sleep(60 * time.Millisecond)
+		if l, _ := b.Leading(); l {
+			t.Fatal("b leads though it cannot")
+		}
+		if l, _ := a.Leading(); l {
+			t.Fatal("a leads again though it cannot")
+		}
+	}
+	bCan.Store(true)
+	waitState(t, b, true)
+	aCan.Store(true)
+	for range 5 { // a can lead again, but b holds the lock
+		time.Sleep(60 * time.Millisecond)
+		if l, _ := a.Leading(); l {
+			t.Fatal("two leaders")
+		}
+	}
+	stopB()
+	waitState(t, a, true)
+}
+
+// A leader whose CanLead fails for fewer than unfitRounds periods in a row keeps the lead.
+func TestLeaderKeepsLeadThroughABriefFailure(t *testing.T) {
+	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	url := srv.NewDatabase(t)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var calls atomic.Int64
+	// Every third answer is "cannot": never unfitRounds (3) in a row.
+	a := New(Config{URL: url, Every: 20 * time.Millisecond, CanLead: func(context.Context) bool { return calls.Add(1)%3 != 0 }})
+	wg.Go(func() { _ = a.Run(ctx) })
+	waitState(t, a, true)
+	_, changed := a.Leading()
+	start := calls.Load()
+	for calls.Load() < start+30 {
+		select {
+		case <-changed:
+			t.Fatal("the leader stepped down after a failure shorter than unfitRounds periods")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
