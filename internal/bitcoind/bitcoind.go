@@ -3,7 +3,7 @@
 // It speaks only the subset of RPCs and parameter forms that both nodes accept (docs/BTCD.md
 // §8): verbosity as an int for getblock and getrawtransaction but a bool for getblockheader
 // (the only forms btcd takes), raw headers and blocks decoded locally, and sendrawtransaction
-// with a single argument.
+// with no fee rate cap, in whichever form the node takes (sendraw.go).
 //
 // Every error is one of two kinds, told apart by behaviour (errors.As on a small interface,
 // as with net.Error) so callers need not import this package. A node that answered with a
@@ -53,6 +53,7 @@ const maxResponseSize = 32 << 20
 // JSON-RPC error codes a caller may want to switch on (bitcoind's rpc/protocol.h).
 const (
 	CodeMisc                 = -1  // btcd: block height out of range, unimplemented command
+	CodeTypeError            = -3  // a parameter of the wrong type
 	CodeInvalidAddressOrKey  = -5  // unknown txid or block
 	CodeInvalidParameter     = -8  // bitcoind: block height out of range
 	CodeDeserializationError = -22 // transaction could not be decoded
@@ -139,6 +140,7 @@ type Client struct {
 	transport *http.Transport
 	nextID    atomic.Uint64
 	reach     reachability
+	sendForm  atomic.Int32 // the sendForm the node last took (sendraw.go)
 }
 
 type credentials struct{ user, pass string }
@@ -447,8 +449,9 @@ func (c *Client) BlockHeight(ctx context.Context, hash chainhash.Hash) (uint32, 
 	return uint32(*hdr.Height), nil
 }
 
-// SendRawTransaction broadcasts tx and returns its txid. Rejections are RPCErrors: see the
-// Code constants; btcd and bitcoind word their messages differently, so switch on the code.
+// SendRawTransaction broadcasts tx, whatever fee rate it pays, and returns its txid. Rejections
+// are RPCErrors: see the Code constants; btcd and bitcoind word their messages differently, so
+// switch on the code.
 func (c *Client) SendRawTransaction(ctx context.Context, tx *wire.MsgTx) (chainhash.Hash, error) {
 	if tx == nil {
 		return chainhash.Hash{}, errors.New("sendrawtransaction: nil transaction")
@@ -458,8 +461,7 @@ func (c *Client) SendRawTransaction(ctx context.Context, tx *wire.MsgTx) (chainh
 	if err := tx.Serialize(&buf); err != nil {
 		return chainhash.Hash{}, fmt.Errorf("sendrawtransaction: encoding tx: %w", err)
 	}
-	// One argument only: the second one means allowhighfees to btcd and maxfeerate to bitcoind.
-	return c.hashCall(ctx, "sendrawtransaction", hex.EncodeToString(buf.Bytes()))
+	return c.sendRaw(ctx, hex.EncodeToString(buf.Bytes()))
 }
 
 // RawTransactionInfo says where the node knows txid from: its mempool (inMempool), or the

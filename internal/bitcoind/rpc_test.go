@@ -310,7 +310,7 @@ func TestRequestForms(t *testing.T) {
 		},
 		{
 			name: "SendRawTransaction", reply: ok(quoted(txid.String())), wantMethod: "sendrawtransaction",
-			wantParams: `[` + quoted(hex.EncodeToString(txBuf.Bytes())) + `]`,
+			wantParams: `[` + quoted(hex.EncodeToString(txBuf.Bytes())) + `,0]`,
 			call: func(ctx context.Context, c *bitcoind.Client) error {
 				got, err := c.SendRawTransaction(ctx, tx)
 				if err == nil && got != txid {
