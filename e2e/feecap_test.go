@@ -156,9 +156,9 @@ func feeRate(tx *wire.MsgTx, in int64) float64 {
 	return float64(in-out) / 1e8 / float64(vsize) * 1000
 }
 
-// TestBreachPenaltyAboveFeeRateCap: the user's penalty pays 1 BTC, over 50 times bitcoind's
-// default sendrawtransaction cap (0.10 BTC/kvB), as a small channel's penalty may after its
-// client gave an output to fees. teosd broadcasts it with maxfeerate 0, bitcoind's "no cap",
+// TestBreachPenaltyAboveFeeRateCap: the user's penalty pays 1 BTC, about 5 BTC/kvB: over 50
+// times bitcoind's default sendrawtransaction cap (0.10 BTC/kvB), as a small channel's penalty
+// may after its client gave an output to fees. teosd broadcasts it with maxfeerate 0, bitcoind's "no cap",
 // and it is mined. Before, teosd sent the hex alone, bitcoind answered -25 and the responder
 // deleted the appointment as invalid. btcd caps nothing, so it runs behind feeCap, bitcoind's
 // cap with btcd's fee rates.

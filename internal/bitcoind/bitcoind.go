@@ -1,7 +1,7 @@
 // Package bitcoind is the tower's JSON-RPC client for bitcoind, or btcd in tests.
 //
 // It speaks only the subset of RPCs and parameter forms that both nodes accept (docs/BTCD.md
-// §8): verbosity as an int for getblock and getrawtransaction but a bool for getblockheader
+// §3): verbosity as an int for getblock and getrawtransaction but a bool for getblockheader
 // (the only forms btcd takes), raw headers and blocks decoded locally, and sendrawtransaction
 // with no fee rate cap, in whichever form the node takes (sendraw.go).
 //

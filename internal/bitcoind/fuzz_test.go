@@ -73,6 +73,7 @@ func FuzzResponse(f *testing.F) {
 		{500, `{"result":null,"error":{"code":-26,"message":"txn-mempool-conflict"}}`},
 		{500, `{"result":null,"error":{"code":-27,"message":"already in chain"}}`},
 		{500, `{"result":null,"error":{"code":-28,"message":"warming up"}}`},
+		{500, `{"result":null,"error":{"code":-3,"message":"Expected type bool, got number"}}`},
 		{404, `{"result":null,"error":{"code":"x"}}`},
 		{401, ``},
 		{200, `{"result":{"pruned":true,"pruneheight":-1},"error":null}`},

@@ -15,7 +15,7 @@ import (
 //	                   refused: -8 (0.19, 0.20) or -3 (later type checks).
 //	bitcoind <  0.19   allowhighfees, a bool, default false; a number is refused with -3.
 //	btcd               either a bool or a number (btcjson.AllowHighFeesOrMaxFeeRate), and
-//	                   ignores it: btcd caps no fee rate. Older btcd took only the bool and
+//	                   ignores it: btcd caps no fee rate. btcd before v0.22 took only the bool and
 //	                   answered -32602 to a number.
 //
 // The client sends maxfeerate 0 first; a parameter error (never an answer about the

@@ -89,7 +89,7 @@ func (n *feeCapNode) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	case "btcd": // either form, and no cap at all
 		answer(0, "")
-	case "btcd before AllowHighFeesOrMaxFeeRate":
+	case "btcd before v0.22":
 		if isNumber {
 			answer(-32602, btcdOldNumber)
 		} else {
@@ -145,7 +145,7 @@ func TestSendRawTransactionHighFee(t *testing.T) {
 		{"bitcoind 0.19", []string{"0"}, []string{"0"}},
 		{"btcd", []string{"0"}, []string{"0"}},
 		{"bitcoind 0.18", []string{"0", "true"}, []string{"true"}},
-		{"btcd before AllowHighFeesOrMaxFeeRate", []string{"0", "true"}, []string{"true"}},
+		{"btcd before v0.22", []string{"0", "true"}, []string{"true"}},
 		// Neither form: sent bare, each time (the node's own cap then applies).
 		{"hex only", []string{"0", "true", "-"}, []string{"0", "true", "-"}},
 	} {
