@@ -392,6 +392,18 @@ func (r *Responder) bitcoindAhead(ctx context.Context, height uint32, hash *chai
 	return tipHeight > height, nil
 }
 
+// belowIndex reports whether a transaction bitcoind calls already in the chain (-27) and that
+// is in no indexed block has at least 100 confirmations: the index holds each of the last 100
+// blocks up to height, and bitcoind's best chain ends at the block being processed, so the
+// transaction's block is below them. Without a Chain it says no, and the tracker waits.
+func (r *Responder) belowIndex(ctx context.Context, height uint32) (bool, error) {
+	if r.chain == nil || !r.index.full(height) {
+		return false, nil
+	}
+	ahead, err := r.bitcoindAhead(ctx, height, &r.blockHash)
+	return !ahead, err
+}
+
 // minedAhead reports whether bitcoind may hold txid in a block above height, the responder's
 // last block: its chain goes past the block after height (the watcher's), or that block holds
 // txid (the watcher hands over before the responder indexes the block).
@@ -512,7 +524,7 @@ func (r *Responder) sendDispute(ctx context.Context, t *store.Tracker, dispute *
 }
 
 // rebroadcast re-sends a tracker's penalty and records the outcome: in the mempool since
-// height, confirmed (already in the chain, docs/PROTOCOL.md 16.8), waiting since height after a
+// height, confirmed or completed (already in the chain, docs/PROTOCOL.md 16.8), waiting since height after a
 // refusal that passes by itself, or deleted with its slots refunded (as rust-teos v0.2 does). A penalty refused for missing
 // inputs (-25) while its dispute is not on the chain (disputeOnChain, see sendDispute) is not
 // invalid: the breach left the chain. Only its tracker is deleted; the appointment is watched
@@ -535,12 +547,23 @@ func (r *Responder) rebroadcast(ctx context.Context, changes *store.Changes, t *
 		return nil
 	case carrier.StatusIrrevocablyResolved:
 		// rust-teos cannot store this status and would fail. In a block we indexed, the penalty
-		// is confirmed there; otherwise bitcoind is ahead of the tower, and the tracker waits,
-		// unconfirmed, for the tower to reach the penalty's block (as in HandleBreach):
-		// confirming it here would start its 100 blocks before the penalty has them.
+		// is confirmed there; below all of them, it is irrevocably resolved (belowIndex);
+		// otherwise bitcoind is ahead of the tower, and the tracker waits, unconfirmed, for the
+		// tower to reach the penalty's block (as in HandleBreach): confirming it here would
+		// start its 100 blocks before the penalty has them.
 		if h, ok := r.index.height(t.PenaltyTxID); ok {
 			r.log.Info("penalty found in the chain", "uuid", t.UUID, "txid", t.PenaltyTxID, "height", h)
 			setStatus(changes, t, h, true)
+			return nil
+		}
+		deep, err := r.belowIndex(ctx, height)
+		if err != nil {
+			return fmt.Errorf("re-send penalty of %s: %w", t.UUID, err)
+		}
+		if deep {
+			// A block the tower skipped (--forceupdate) or never indexed: none it will reach.
+			r.log.Info("penalty confirmed below the last 100 blocks: irrevocably resolved", "uuid", t.UUID, "txid", t.PenaltyTxID, "height", height)
+			changes.Completed = append(changes.Completed, t.UUID)
 			return nil
 		}
 		r.log.Info("penalty in a block the tower has not reached yet", "uuid", t.UUID, "txid", t.PenaltyTxID, "height", height)

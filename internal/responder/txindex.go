@@ -62,6 +62,22 @@ func (x *txIndex) removeLocked(height uint32) {
 	delete(x.byHeight, height)
 }
 
+// full reports whether the index holds every one of the teos.IrrevocablyResolved blocks up to
+// top: a gap (the lowest heights after a reorg to a shorter chain) says nothing of them.
+func (x *txIndex) full(top uint32) bool {
+	if top+1 < teos.IrrevocablyResolved {
+		return false
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for h := top + 1 - teos.IrrevocablyResolved; h <= top; h++ {
+		if _, ok := x.byHeight[h]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // height returns the height of the indexed block holding txid.
 func (x *txIndex) height(txid chainhash.Hash) (uint32, bool) {
 	x.mu.Lock()
