@@ -138,8 +138,8 @@ func (t *Tower) DeleteAppointment(ctx context.Context, loc teos.Locator) (*Delet
 	if r.Locator != req.Locator {
 		return nil, t.markMisbehaving("deletion receipt for locator %q, asked %s", r.Locator, loc)
 	}
-	if !wtcrypto.VerifySignature(teos.DeletionReceiptBytes(req.Signature, r.DeletionBlock), r.Signature, t.id) {
-		return nil, t.markMisbehaving("deletion receipt for %s not signed by the tower", loc)
+	if msg := teos.DeletionReceiptBytes(req.Signature, r.DeletionBlock); !wtcrypto.VerifySignature(msg, r.Signature, t.id) {
+		return nil, t.markMisbehavingProof(signatureProof(req.Locator, r.Signature, msg), "deletion receipt for %s not signed by the tower", loc)
 	}
 	t.noteSlots(r.AvailableSlots)
 	return &DeletionReceipt{
