@@ -332,24 +332,32 @@ func saveTower(dir string, s *savedTower) error {
 	if err != nil {
 		return fmt.Errorf("encode saved tower: %w", err)
 	}
-	// A temporary file of its own: two runs saving at once must not write into one file.
-	f, err := os.CreateTemp(dir, towerFile+".tmp-*")
-	if err != nil {
+	if err := writeFileAtomic(dir, towerFile, append(b, '\n')); err != nil {
 		return fmt.Errorf("save tower: %w", err)
 	}
-	_, werr := f.Write(append(b, '\n'))
+	return nil
+}
+
+// writeFileAtomic replaces dir/name with content, whole and synced or not at all.
+func writeFileAtomic(dir, name string, content []byte) error {
+	// A temporary file of its own: two runs saving at once must not write into one file.
+	f, err := os.CreateTemp(dir, name+".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(content)
 	if werr == nil {
-		werr = f.Sync() // else a crash after the rename may leave an empty tower.json
+		werr = f.Sync() // else a crash after the rename may leave an empty file
 	}
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
 	if werr == nil {
-		werr = os.Rename(f.Name(), filepath.Join(dir, towerFile))
+		werr = os.Rename(f.Name(), filepath.Join(dir, name))
 	}
 	if werr != nil {
 		os.Remove(f.Name())
-		return fmt.Errorf("save tower: %w", werr)
+		return werr
 	}
 	return syncDir(dir)
 }

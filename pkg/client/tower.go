@@ -499,11 +499,19 @@ func (t *Tower) do(ctx context.Context, method, path string, in, out any) error 
 
 // doRaw is do for a body already encoded, sent with the extra headers hdr.
 func (t *Tower) doRaw(ctx context.Context, method, path string, body []byte, hdr http.Header, out any) error {
+	return t.doHooked(ctx, method, path, body, hdr, out, nil)
+}
+
+// doHooked is doRaw calling onTransient with each transient failure it retries or returns.
+func (t *Tower) doHooked(ctx context.Context, method, path string, body []byte, hdr http.Header, out any, onTransient func(error)) error {
 	for attempt := 0; ; attempt++ {
 		err := t.once(ctx, method, path, body, hdr, out)
 		var tr *transientError
 		if !errors.As(err, &tr) {
 			return err
+		}
+		if onTransient != nil {
+			onTransient(tr.err)
 		}
 		if attempt >= t.retries || ctx.Err() != nil {
 			return tr.err

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -131,8 +132,29 @@ func (t *Tower) DeleteAppointment(ctx context.Context, loc teos.Locator) (*Delet
 		return nil, ErrNoDeleteExtension
 	}
 	req := getRequest{loc.String(), wtcrypto.SignMessage(teos.DeleteAppointmentMessage(loc), t.key)}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("encode /delete_appointment: %w", err)
+	}
+	// A try that may have reached the tower but whose answer was lost (connection cut, a
+	// proxy's 502/504) may have deleted the appointment: the retry then finds nothing. Only a
+	// failed dial or the tower's own 503 (refused before doing anything) surely did not.
+	lost := false
 	var r deleteResponse
-	if err := t.do(ctx, http.MethodPost, "/delete_appointment", req, &r); err != nil {
+	err = t.doHooked(ctx, http.MethodPost, "/delete_appointment", body, nil, &r, func(err error) {
+		var apiErr *APIError
+		var opErr *net.OpError
+		if errors.As(err, &apiErr) && apiErr.HTTPStatus == http.StatusServiceUnavailable ||
+			errors.As(err, &opErr) && opErr.Op == "dial" {
+			return
+		}
+		lost = true
+	})
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && apiErr.Code == teos.ErrCodeAppointmentNotFound && lost {
+		return nil, fmt.Errorf("%w: %w", ErrNoDeletionReceipt, err)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if r.Locator != req.Locator {
@@ -155,6 +177,12 @@ func (t *Tower) DeleteAppointment(ctx context.Context, loc teos.Locator) (*Delet
 // ErrNoBatchExtension is returned by Upload for a tower whose GET /info does not list
 // ExtAddAppointments (a rust-teos tower answers 404): it will not change by retrying.
 var ErrNoBatchExtension = errors.New("the tower does not offer the add_appointments extension")
+
+// ErrNoDeletionReceipt is wrapped (with the tower's "not found" *APIError) by
+// DeleteAppointment when a try reached the tower but its answer was lost, and the retry found
+// the appointment gone: that try most likely deleted it. The appointment is not held any more,
+// but there is no deletion receipt.
+var ErrNoDeletionReceipt = errors.New("the appointment is gone, but the answer to an earlier try of the deletion was lost: no deletion receipt")
 
 // ErrNoDeleteExtension is returned by DeleteAppointment for a tower whose GET /info does not
 // list ExtDeleteAppointment (a rust-teos tower has no GET /info).
