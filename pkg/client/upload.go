@@ -117,7 +117,8 @@ type deleteResponse struct {
 // DeleteAppointment asks the tower to delete the user's appointment at loc and give its slots
 // back (extension ExtDeleteAppointment), and verifies the deletion receipt; a receipt not
 // signed by the tower marks it misbehaving. Not found is an *APIError with code
-// teos.ErrCodeAppointmentNotFound; a triggered appointment, teos.ErrCodeAppointmentAlreadyTriggered.
+// teos.ErrCodeAppointmentNotFound, wrapped with ErrNoDeletionReceipt when an earlier try's
+// answer was lost; a triggered appointment, teos.ErrCodeAppointmentAlreadyTriggered.
 func (t *Tower) DeleteAppointment(ctx context.Context, loc teos.Locator) (*DeletionReceipt, error) {
 	if err := t.Misbehaving(); err != nil {
 		return nil, err
