@@ -102,8 +102,12 @@ func (a *app) deleteAppointment(ctx context.Context, args []string) error {
 		}{loc.String(), true, false, "the tower no longer holds this appointment, but the answer to an earlier request to delete it (" +
 			rec.RequestedAt + ") was lost: there is no deletion receipt"})
 	case err != nil:
-		if errors.As(err, &apiErr) && apiErr.HTTPStatus/100 == 4 && !pendingBefore && rec.Receipt == nil {
-			os.Remove(path) // answered, nothing deleted: leave nothing behind
+		// Refused by the tower, or never sent: nothing deleted, so leave nothing behind. Kept
+		// when the outcome is unknown (no answer, a 5xx) for a later run to recognise.
+		refused := errors.As(err, &apiErr) && apiErr.HTTPStatus/100 == 4 || errors.Is(err, client.ErrNoDeleteExtension) ||
+			errors.Is(err, client.ErrOnionNeedsProxy)
+		if refused && !pendingBefore && rec.Receipt == nil {
+			os.Remove(path)
 		}
 		return err
 	}
