@@ -1,7 +1,9 @@
 package client
 
 import (
+	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -23,11 +25,13 @@ func TestDeleteNotFoundAfterLostAnswer(t *testing.T) {
 		{"cut then not found", []string{"cut", "404"}, true},
 		{"503 then not found", []string{"503", "404"}, false},
 		{"not found", []string{"404"}, false},
+		{"dial failed then not found", []string{"dial", "404"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeTower(t) // for its id only
 			var mu sync.Mutex
 			answers := tc.answers
+			dialing := false
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Path == "/info" {
 					writeJSON(w, http.StatusOK, map[string]any{"tower_id": f.id.String(), "version": "fake", "extensions": []string{ExtDeleteAppointment}})
@@ -49,7 +53,30 @@ func TestDeleteNotFoundAfterLostAnswer(t *testing.T) {
 				}
 			}))
 			t.Cleanup(srv.Close)
-			c := New(srv.URL, f.id, newUserKey(t), WithRetry(3, time.Millisecond))
+			// "dial": the connection for that try is refused before anything is sent.
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.DisableKeepAlives = true
+			dial := tr.DialContext
+			tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				mu.Lock()
+				refuse := len(answers) > 0 && answers[0] == "dial" && dialing
+				if refuse {
+					answers = answers[1:]
+				}
+				mu.Unlock()
+				if refuse {
+					return nil, &net.OpError{Op: "dial", Net: network, Err: errors.New("connection refused")}
+				}
+				return dial(ctx, network, addr)
+			}
+			c := New(srv.URL, f.id, newUserKey(t), WithRetry(3, time.Millisecond), WithHTTPClient(&http.Client{Transport: tr}))
+			c.supportsBatch(t.Context(), make(chan struct{}, 1)) // the extension probe, before any scripted answer
+			if !c.hasExtension(ExtDeleteAppointment) {
+				t.Fatal("extension probe failed")
+			}
+			mu.Lock()
+			dialing = true
+			mu.Unlock()
 			_, err := c.DeleteAppointment(t.Context(), randomAppointment(t, 10).Locator)
 			var ae *APIError
 			if !errors.As(err, &ae) || ae.Code != teos.ErrCodeAppointmentNotFound || errors.Is(err, ErrNoDeletionReceipt) != tc.lost {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -139,14 +140,15 @@ func (t *Tower) DeleteAppointment(ctx context.Context, loc teos.Locator) (*Delet
 	}
 	// A try that may have reached the tower but whose answer was lost (connection cut, a
 	// proxy's 502/504) may have deleted the appointment: the retry then finds nothing. Only a
-	// failed dial or the tower's own 503 (refused before doing anything) surely did not.
+	// failed dial (or SOCKS connect) or the tower's own 503 (refused before doing anything)
+	// surely did not.
 	lost := false
 	var r deleteResponse
 	err = t.doHooked(ctx, http.MethodPost, "/delete_appointment", body, nil, &r, func(err error) {
 		var apiErr *APIError
 		var opErr *net.OpError
 		if errors.As(err, &apiErr) && apiErr.HTTPStatus == http.StatusServiceUnavailable ||
-			errors.As(err, &opErr) && opErr.Op == "dial" {
+			errors.As(err, &opErr) && (opErr.Op == "dial" || strings.HasPrefix(opErr.Op, "socks")) {
 			return
 		}
 		lost = true
