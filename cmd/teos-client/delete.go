@@ -103,10 +103,12 @@ func (a *app) deleteAppointment(ctx context.Context, args []string) error {
 			rec.RequestedAt + ") was lost: there is no deletion receipt"})
 	case err != nil:
 		// Refused by the tower, or never sent: nothing deleted, so leave nothing behind. Kept
-		// when the outcome is unknown (no answer, a 5xx) for a later run to recognise.
+		// when the outcome is unknown (no answer, a 5xx) for a later run to recognise. An
+		// appointment refused as triggered is still there: no earlier try deleted it either.
 		refused := errors.As(err, &apiErr) && apiErr.HTTPStatus/100 == 4 || errors.Is(err, client.ErrNoDeleteExtension) ||
 			errors.Is(err, client.ErrOnionNeedsProxy)
-		if refused && !pendingBefore && rec.Receipt == nil {
+		triggered := errors.As(err, &apiErr) && apiErr.Code == teos.ErrCodeAppointmentAlreadyTriggered
+		if rec.Receipt == nil && (refused && !pendingBefore || triggered) {
 			os.Remove(path)
 		}
 		return err
