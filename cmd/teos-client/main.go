@@ -61,6 +61,11 @@ commands:
   get_subscription_info
   delete <locator>
   upload --file APPTS.json [--retry-for D] [--progress]
+  clear_misbehaving
+
+A tower whose receipt does not verify is flagged misbehaving in the data dir: register,
+add_appointment, upload and delete refuse it until clear_misbehaving (for --towerid, else the
+saved tower).
 `
 
 func main() {
@@ -93,9 +98,12 @@ type app struct {
 	stderr   io.Writer
 	progress bool
 
-	dir       string      // set by connect: the data dir
-	connected string      // set by connect: the tower URL
-	reached   atomic.Bool // an HTTP response came back (through --proxy, if given)
+	cmd        string        // the command being run
+	dir        string        // set by connect: the data dir
+	connected  string        // set by connect: the tower URL
+	tower      *client.Tower // set by connect
+	knownTower bool          // set by connect: the tower is the saved, registered one
+	reached    atomic.Bool   // an HTTP response came back (through --proxy, if given)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress bool) int {
@@ -123,7 +131,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress 
 	}
 	// A response seen through the client's transport is what shows a --proxy works.
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotFirstResponseByte: func() { a.reached.Store(true) }})
+	a.cmd = fs.Arg(0)
 	err := a.dispatch(ctx, fs.Arg(0), fs.Args()[1:])
+	if merr := a.recordMisbehaviour(); merr != nil {
+		fmt.Fprintf(stderr, "teos-client: warning: misbehaving tower not saved: %v\n", merr)
+	}
 	if perr := a.rememberProxy(); perr != nil {
 		// The command itself is done: its outcome, not the bookkeeping, sets the exit code.
 		fmt.Fprintf(stderr, "teos-client: warning: --proxy not saved: %v\n", perr)
@@ -157,6 +169,8 @@ func (a *app) dispatch(ctx context.Context, cmd string, args []string) error {
 		return a.deleteAppointment(ctx, args) // delete.go
 	case "upload":
 		return a.upload(ctx, args) // upload.go
+	case "clear_misbehaving":
+		return a.clearMisbehaving(args) // record.go
 	default:
 		return usagef("unknown command %q", cmd)
 	}
@@ -288,6 +302,8 @@ type savedTower struct {
 	TowerID      string        `json:"tower_id"`
 	Proxy        string        `json:"proxy,omitempty"` // SOCKS5 host:port; absent in older files
 	Registration *registration `json:"registration,omitempty"`
+	// Misbehaving: towers, by id, flagged misbehaving (record.go); any tower, not only this one.
+	Misbehaving map[string]*misbehaviour `json:"misbehaving,omitempty"`
 }
 
 type registration struct {
@@ -316,24 +332,32 @@ func saveTower(dir string, s *savedTower) error {
 	if err != nil {
 		return fmt.Errorf("encode saved tower: %w", err)
 	}
-	// A temporary file of its own: two runs saving at once must not write into one file.
-	f, err := os.CreateTemp(dir, towerFile+".tmp-*")
-	if err != nil {
+	if err := writeFileAtomic(dir, towerFile, append(b, '\n')); err != nil {
 		return fmt.Errorf("save tower: %w", err)
 	}
-	_, werr := f.Write(append(b, '\n'))
+	return nil
+}
+
+// writeFileAtomic replaces dir/name with content, whole and synced or not at all.
+func writeFileAtomic(dir, name string, content []byte) error {
+	// A temporary file of its own: two runs saving at once must not write into one file.
+	f, err := os.CreateTemp(dir, name+".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(content)
 	if werr == nil {
-		werr = f.Sync() // else a crash after the rename may leave an empty tower.json
+		werr = f.Sync() // else a crash after the rename may leave an empty file
 	}
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
 	if werr == nil {
-		werr = os.Rename(f.Name(), filepath.Join(dir, towerFile))
+		werr = os.Rename(f.Name(), filepath.Join(dir, name))
 	}
 	if werr != nil {
 		os.Remove(f.Name())
-		return fmt.Errorf("save tower: %w", werr)
+		return werr
 	}
 	return syncDir(dir)
 }
@@ -395,13 +419,21 @@ func (a *app) connect(ctx context.Context, discover bool) (*client.Tower, string
 		if err != nil {
 			return nil, "", nil, fmt.Errorf("discover tower id: %w", err)
 		}
+		if err := a.checkFlagged(saved, t.ID().String()); err != nil {
+			return nil, "", nil, err
+		}
+		a.tower = t
 		return t, dir, saved, nil
 	}
 	id, err := parseTowerID(idHex)
 	if err != nil {
 		return nil, "", nil, err
 	}
+	if err := a.checkFlagged(saved, id.String()); err != nil {
+		return nil, "", nil, err
+	}
 	if saved != nil && saved.TowerID == id.String() && saved.Registration != nil {
+		a.knownTower = saved.URL == url
 		r := saved.Registration
 		// Only the expiry: the saved slot count is what register got, and a renewal adds to
 		// what is left since, which may be less (the slots were used).
@@ -411,7 +443,8 @@ func (a *app) connect(ctx context.Context, discover bool) (*client.Tower, string
 			SubscriptionExpiry: r.SubscriptionExpiry,
 		}))
 	}
-	return client.New(url, id, key, opts...), dir, saved, nil
+	a.tower = client.New(url, id, key, opts...)
+	return a.tower, dir, saved, nil
 }
 
 func (a *app) register(ctx context.Context, args []string) error {
@@ -424,7 +457,7 @@ func (a *app) register(ctx context.Context, args []string) error {
 	if fs.NArg() != 0 {
 		return usagef("register takes no arguments")
 	}
-	t, dir, saved, err := a.connect(ctx, *discover)
+	t, dir, _, err := a.connect(ctx, *discover)
 	if err != nil {
 		return err
 	}
@@ -432,9 +465,16 @@ func (a *app) register(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := saveTower(dir, &savedTower{URL: t.URL(), TowerID: t.ID().String(), Proxy: a.proxyFor(t.URL(), saved), Registration: &registration{
-		AvailableSlots: sub.AvailableSlots, SubscriptionStart: sub.SubscriptionStart, SubscriptionExpiry: sub.SubscriptionExpiry,
-	}}); err != nil {
+	// Read again under the lock: another run may have changed the file since connect read it.
+	err = a.updateTower(dir, func(cur *savedTower) (*savedTower, error) {
+		next := &savedTower{URL: t.URL(), TowerID: t.ID().String(), Proxy: a.proxyFor(t.URL(), cur)}
+		if cur != nil {
+			next.Misbehaving = cur.Misbehaving
+		}
+		next.Registration = &registration{AvailableSlots: sub.AvailableSlots, SubscriptionStart: sub.SubscriptionStart, SubscriptionExpiry: sub.SubscriptionExpiry}
+		return next, nil
+	})
+	if err != nil {
 		return err
 	}
 	return a.printJSON(struct {

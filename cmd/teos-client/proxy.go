@@ -54,11 +54,12 @@ func (a *app) rememberProxy() error {
 	if a.proxy == "" || a.connected == "" || !a.reached.Load() {
 		return nil
 	}
-	// Read again: register has just written the file, or another run may have.
-	saved, err := a.loadSaved(a.dir)
-	if err != nil || saved == nil || saved.URL != a.connected || saved.Proxy == a.proxyFor(a.connected, nil) {
-		return err
-	}
-	saved.Proxy = a.proxyFor(a.connected, nil)
-	return saveTower(a.dir, saved)
+	// Read again, under the lock: register has just written the file, or another run may have.
+	return a.updateTower(a.dir, func(saved *savedTower) (*savedTower, error) {
+		if saved == nil || saved.URL != a.connected || saved.Proxy == a.proxyFor(a.connected, nil) {
+			return nil, nil
+		}
+		saved.Proxy = a.proxyFor(a.connected, nil)
+		return saved, nil
+	})
 }

@@ -170,6 +170,7 @@ func (a *app) upload(ctx context.Context, args []string) error {
 		return err
 	}
 	defer j.close()
+	stale := dropStaleReceipts(t, j)
 	resumed := len(j.done)
 
 	var bar *rateBar
@@ -179,6 +180,7 @@ func (a *app) upload(ctx context.Context, args []string) error {
 	failed := map[int]string{}
 	sent := 0
 	lastProgress := time.Now()
+	checked := len(j.done) == 0
 	for attempt := 0; ; attempt++ {
 		var todo []int
 		for i := range appts {
@@ -187,25 +189,38 @@ func (a *app) upload(ctx context.Context, args []string) error {
 			}
 		}
 		clear(failed)
-		if len(todo) == 0 {
+		var err error
+		if !checked {
+			var ended bool
+			if ended, err = checkStillHeld(ctx, t, j); ended {
+				if bar != nil {
+					bar.finish()
+				}
+				return err
+			}
+			checked = err == nil
+		}
+		if err == nil && len(todo) == 0 {
 			break
 		}
 		var jerr error
-		err := t.Upload(ctx, appts, todo, func(r client.UploadResult) {
-			sent++
-			if r.Err != nil {
-				failed[r.Index] = r.Err.Error()
-			} else if jerr == nil {
-				rc := r.Receipt
-				jerr = j.add(journalLine{Index: r.Index, Locator: rc.Locator.String(), StartBlock: rc.StartBlock,
-					UserSignature: rc.UserSignature, TowerSignature: rc.TowerSignature,
-					AvailableSlots: rc.AvailableSlots, SubscriptionExpiry: rc.SubscriptionExpiry})
-				lastProgress = time.Now()
-			}
-			if bar != nil {
-				bar.update(len(j.done) + len(failed))
-			}
-		})
+		if err == nil {
+			err = t.Upload(ctx, appts, todo, func(r client.UploadResult) {
+				sent++
+				if r.Err != nil {
+					failed[r.Index] = r.Err.Error()
+				} else if jerr == nil {
+					rc := r.Receipt
+					jerr = j.add(journalLine{Index: r.Index, Locator: rc.Locator.String(), StartBlock: rc.StartBlock,
+						UserSignature: rc.UserSignature, TowerSignature: rc.TowerSignature,
+						AvailableSlots: rc.AvailableSlots, SubscriptionExpiry: rc.SubscriptionExpiry})
+					lastProgress = time.Now()
+				}
+				if bar != nil {
+					bar.update(len(j.done) + len(failed))
+				}
+			})
+		}
 		if jerr != nil {
 			return jerr
 		}
@@ -243,10 +258,11 @@ func (a *app) upload(ctx context.Context, args []string) error {
 		Accepted int       `json:"accepted"`
 		Failed   int       `json:"failed"`
 		Resumed  int       `json:"resumed"`
+		Stale    int       `json:"stale,omitempty"` // journaled receipts of an ended subscription, sent again
 		Sent     int       `json:"sent"`
 		Journal  string    `json:"journal"`
 		Failures []failure `json:"failures,omitempty"`
-	}{Accepted: len(j.done), Failed: len(failed), Resumed: resumed, Sent: sent, Journal: j.path}
+	}{Accepted: len(j.done), Failed: len(failed), Resumed: resumed, Stale: stale, Sent: sent, Journal: j.path}
 	for i, msg := range failed {
 		out.Failures = append(out.Failures, failure{i, msg})
 	}
@@ -307,3 +323,62 @@ func (b *rateBar) update(done int) {
 }
 
 func (b *rateBar) finish() { fmt.Fprintln(b.w) }
+
+// dropStaleReceipts forgets the journaled receipts of an earlier subscription period, so
+// their items are sent again: a tower deletes a user (and every appointment) once the
+// subscription ended, and a later register starts a new period. The start height never
+// changes while a subscription is renewed, and every receipt of a period names an expiry past
+// its start, so a receipt whose expiry is not past the saved registration's start is from an
+// earlier period.
+func dropStaleReceipts(t *client.Tower, j *journal) int {
+	reg, ok := t.Registration()
+	if !ok {
+		return 0
+	}
+	n := 0
+	for i, l := range j.done {
+		if l.SubscriptionExpiry <= reg.SubscriptionStart {
+			delete(j.done, i)
+			n++
+		}
+	}
+	return n
+}
+
+// checkStillHeld asks the tower for the latest journaled appointment before the journal is
+// trusted: if the subscription has ended (expired, or the user deleted), none of the
+// journaled appointments is held any more, or will be for long, and ended is true. Other
+// errors are the request's (retried as the upload's).
+func checkStillHeld(ctx context.Context, t *client.Tower, j *journal) (ended bool, err error) {
+	var latest *journalLine
+	for _, l := range j.done {
+		if latest == nil || l.StartBlock > latest.StartBlock || l.StartBlock == latest.StartBlock && l.Index > latest.Index {
+			latest = &l
+		}
+	}
+	if latest == nil {
+		return false, nil
+	}
+	b, err := hex.DecodeString(latest.Locator)
+	if err != nil {
+		return false, nil // not a locator: nothing to ask; the journal line says nothing
+	}
+	loc, err := teos.LocatorFromBytes(b)
+	if err != nil {
+		return false, nil
+	}
+	_, err = t.GetAppointment(ctx, loc)
+	var apiErr *client.APIError
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.As(err, &apiErr) && apiErr.Code == teos.ErrCodeAppointmentNotFound:
+		return false, nil // that one deleted by the user, or its dispute resolved
+	case errors.As(err, &apiErr) && apiErr.Code == teos.ErrCodeInvalidSignatureOrSubscriptionError:
+		// Still the tower's error (printed with its code), with what it means here.
+		return true, &client.APIError{HTTPStatus: apiErr.HTTPStatus, Code: apiErr.Code, Message: fmt.Sprintf("%s: the subscription "+
+			"under which the %d journaled receipts were given has ended, so the tower does not keep those appointments: "+
+			"run register, then upload again to send them", apiErr.Message, len(j.done))}
+	}
+	return false, err
+}

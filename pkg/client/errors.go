@@ -3,6 +3,8 @@ package client
 import (
 	"errors"
 	"fmt"
+
+	"github.com/teos-go/teos/pkg/teos"
 )
 
 // ErrMisbehaving is wrapped by the error returned when a tower's answer fails verification: a
@@ -26,4 +28,29 @@ func (e *APIError) Error() string {
 		return fmt.Sprintf("tower error %d: %s", e.Code, e.Message)
 	}
 	return fmt.Sprintf("tower error (HTTP %d, code %d): %s", e.HTTPStatus, e.Code, e.Message)
+}
+
+// MisbehaviorError is the error, wrapping ErrMisbehaving, that marked a tower misbehaving
+// (Tower.Misbehaving returns it), so a caller can keep the evidence.
+type MisbehaviorError struct {
+	TowerID teos.UserID
+	Reason  string
+	// Proof is set when a signed receipt is the evidence.
+	Proof *MisbehaviorProof
+}
+
+func (e *MisbehaviorError) Error() string {
+	return fmt.Sprintf("%v: tower %s: %s", ErrMisbehaving, e.TowerID, e.Reason)
+}
+
+func (e *MisbehaviorError) Unwrap() error { return ErrMisbehaving }
+
+// MisbehaviorProof is a receipt that does not check out: what the tower signed (Message,
+// hex, e.g. teos.AppointmentReceiptBytes), its Signature, and whom the signature recovers to
+// (RecoveredID, empty if it recovers to no key), as the CLN plugin keeps it.
+type MisbehaviorProof struct {
+	Locator     string `json:"locator"`
+	Message     string `json:"message"`
+	Signature   string `json:"signature"`
+	RecoveredID string `json:"recovered_id,omitempty"`
 }

@@ -115,7 +115,8 @@ func (t *Tower) Registration() (teos.RegistrationReceipt, bool) {
 	return *t.reg, true
 }
 
-// Misbehaving returns the error that marked the tower as misbehaving, or nil.
+// Misbehaving returns the error that marked the tower as misbehaving (a *MisbehaviorError),
+// or nil.
 func (t *Tower) Misbehaving() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -125,13 +126,27 @@ func (t *Tower) Misbehaving() error {
 // markMisbehaving records the first proof of misbehaviour and returns an error wrapping
 // ErrMisbehaving.
 func (t *Tower) markMisbehaving(format string, args ...any) error {
-	err := fmt.Errorf("%w: tower %s: %s", ErrMisbehaving, t.id, fmt.Sprintf(format, args...))
+	return t.markMisbehavingProof(nil, format, args...)
+}
+
+// markMisbehavingProof is markMisbehaving with the receipt that shows it.
+func (t *Tower) markMisbehavingProof(proof *MisbehaviorProof, format string, args ...any) error {
+	err := &MisbehaviorError{TowerID: t.id, Reason: fmt.Sprintf(format, args...), Proof: proof}
 	t.mu.Lock()
 	if t.misbehaving == nil {
 		t.misbehaving = err
 	}
 	t.mu.Unlock()
 	return err
+}
+
+// signatureProof is the evidence of a receipt signature over msg that is not the tower's.
+func signatureProof(loc, sig string, msg []byte) *MisbehaviorProof {
+	p := &MisbehaviorProof{Locator: loc, Message: hex.EncodeToString(msg), Signature: sig}
+	if id, err := wtcrypto.RecoverUserID(msg, sig); err == nil {
+		p.RecoveredID = id.String()
+	}
+	return p
 }
 
 // Info is the answer to GET /info (batch extension).
@@ -230,13 +245,13 @@ func (t *Tower) Register(ctx context.Context) (*Subscription, error) {
 		return nil, t.markMisbehaving("registration receipt for user %q, want %s", r.UserID, t.userID)
 	}
 	if !wtcrypto.VerifySignature(rec.SignedBytes(), r.SubscriptionSignature, t.id) {
-		return nil, t.markMisbehaving("registration receipt not signed by the tower")
+		return nil, t.markMisbehavingProof(signatureProof("", r.SubscriptionSignature, rec.SignedBytes()), "registration receipt not signed by the tower")
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if prev := t.reg; prev != nil && (rec.AvailableSlots <= t.slots || rec.SubscriptionExpiry <= prev.SubscriptionExpiry) {
-		err := fmt.Errorf("%w: tower %s: renewal to %d slots / expiry %d does not extend %d slots / expiry %d",
-			ErrMisbehaving, t.id, rec.AvailableSlots, rec.SubscriptionExpiry, t.slots, prev.SubscriptionExpiry)
+		err := &MisbehaviorError{TowerID: t.id, Reason: fmt.Sprintf("renewal to %d slots / expiry %d does not extend %d slots / expiry %d",
+			rec.AvailableSlots, rec.SubscriptionExpiry, t.slots, prev.SubscriptionExpiry)}
 		if t.misbehaving == nil {
 			t.misbehaving = err
 		}
@@ -306,8 +321,9 @@ func (t *Tower) verifyAdd(req *addRequest, r *addResponse) (*AppointmentReceipt,
 	if r.Locator != req.Appointment.Locator {
 		return nil, t.markMisbehaving("receipt for locator %q, sent %s", r.Locator, req.Appointment.Locator)
 	}
-	if !wtcrypto.VerifySignature(teos.AppointmentReceiptBytes(req.Signature, r.StartBlock), r.Signature, t.id) {
-		return nil, t.markMisbehaving("appointment receipt for %s not signed by the tower", req.Appointment.Locator)
+	if msg := teos.AppointmentReceiptBytes(req.Signature, r.StartBlock); !wtcrypto.VerifySignature(msg, r.Signature, t.id) {
+		return nil, t.markMisbehavingProof(signatureProof(req.Appointment.Locator, r.Signature, msg),
+			"appointment receipt for %s not signed by the tower", req.Appointment.Locator)
 	}
 	var loc teos.Locator
 	b, _ := hex.DecodeString(r.Locator) // equal to what we sent, so valid
@@ -483,11 +499,19 @@ func (t *Tower) do(ctx context.Context, method, path string, in, out any) error 
 
 // doRaw is do for a body already encoded, sent with the extra headers hdr.
 func (t *Tower) doRaw(ctx context.Context, method, path string, body []byte, hdr http.Header, out any) error {
+	return t.doHooked(ctx, method, path, body, hdr, out, nil)
+}
+
+// doHooked is doRaw calling onTransient with each transient failure it retries or returns.
+func (t *Tower) doHooked(ctx context.Context, method, path string, body []byte, hdr http.Header, out any, onTransient func(error)) error {
 	for attempt := 0; ; attempt++ {
 		err := t.once(ctx, method, path, body, hdr, out)
 		var tr *transientError
 		if !errors.As(err, &tr) {
 			return err
+		}
+		if onTransient != nil {
+			onTransient(tr.err)
 		}
 		if attempt >= t.retries || ctx.Err() != nil {
 			return tr.err

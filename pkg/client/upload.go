@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -116,7 +118,8 @@ type deleteResponse struct {
 // DeleteAppointment asks the tower to delete the user's appointment at loc and give its slots
 // back (extension ExtDeleteAppointment), and verifies the deletion receipt; a receipt not
 // signed by the tower marks it misbehaving. Not found is an *APIError with code
-// teos.ErrCodeAppointmentNotFound; a triggered appointment, teos.ErrCodeAppointmentAlreadyTriggered.
+// teos.ErrCodeAppointmentNotFound, wrapped with ErrNoDeletionReceipt when an earlier try's
+// answer was lost; a triggered appointment, teos.ErrCodeAppointmentAlreadyTriggered.
 func (t *Tower) DeleteAppointment(ctx context.Context, loc teos.Locator) (*DeletionReceipt, error) {
 	if err := t.Misbehaving(); err != nil {
 		return nil, err
@@ -131,15 +134,37 @@ func (t *Tower) DeleteAppointment(ctx context.Context, loc teos.Locator) (*Delet
 		return nil, ErrNoDeleteExtension
 	}
 	req := getRequest{loc.String(), wtcrypto.SignMessage(teos.DeleteAppointmentMessage(loc), t.key)}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("encode /delete_appointment: %w", err)
+	}
+	// A try that may have reached the tower but whose answer was lost (connection cut, a
+	// proxy's 502/504) may have deleted the appointment: the retry then finds nothing. Only a
+	// failed dial (or SOCKS connect) or the tower's own 503 (refused before doing anything)
+	// surely did not.
+	lost := false
 	var r deleteResponse
-	if err := t.do(ctx, http.MethodPost, "/delete_appointment", req, &r); err != nil {
+	err = t.doHooked(ctx, http.MethodPost, "/delete_appointment", body, nil, &r, func(err error) {
+		var apiErr *APIError
+		var opErr *net.OpError
+		if errors.As(err, &apiErr) && apiErr.HTTPStatus == http.StatusServiceUnavailable ||
+			errors.As(err, &opErr) && (opErr.Op == "dial" || strings.HasPrefix(opErr.Op, "socks")) {
+			return
+		}
+		lost = true
+	})
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && apiErr.Code == teos.ErrCodeAppointmentNotFound && lost {
+		return nil, fmt.Errorf("%w: %w", ErrNoDeletionReceipt, err)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if r.Locator != req.Locator {
 		return nil, t.markMisbehaving("deletion receipt for locator %q, asked %s", r.Locator, loc)
 	}
-	if !wtcrypto.VerifySignature(teos.DeletionReceiptBytes(req.Signature, r.DeletionBlock), r.Signature, t.id) {
-		return nil, t.markMisbehaving("deletion receipt for %s not signed by the tower", loc)
+	if msg := teos.DeletionReceiptBytes(req.Signature, r.DeletionBlock); !wtcrypto.VerifySignature(msg, r.Signature, t.id) {
+		return nil, t.markMisbehavingProof(signatureProof(req.Locator, r.Signature, msg), "deletion receipt for %s not signed by the tower", loc)
 	}
 	t.noteSlots(r.AvailableSlots)
 	return &DeletionReceipt{
@@ -155,6 +180,12 @@ func (t *Tower) DeleteAppointment(ctx context.Context, loc teos.Locator) (*Delet
 // ErrNoBatchExtension is returned by Upload for a tower whose GET /info does not list
 // ExtAddAppointments (a rust-teos tower answers 404): it will not change by retrying.
 var ErrNoBatchExtension = errors.New("the tower does not offer the add_appointments extension")
+
+// ErrNoDeletionReceipt is wrapped (with the tower's "not found" *APIError) by
+// DeleteAppointment when a try reached the tower but its answer was lost, and the retry found
+// the appointment gone: that try most likely deleted it. The appointment is not held any more,
+// but there is no deletion receipt.
+var ErrNoDeletionReceipt = errors.New("the appointment is gone, but the answer to an earlier try of the deletion was lost: no deletion receipt")
 
 // ErrNoDeleteExtension is returned by DeleteAppointment for a tower whose GET /info does not
 // list ExtDeleteAppointment (a rust-teos tower has no GET /info).
