@@ -54,19 +54,22 @@ func indexBlock(block *wire.MsgBlock, hash chainhash.Hash) (txs map[teos.Locator
 	return txs, locs
 }
 
-// add caches a block's transactions. Adding a block that is already cached replaces it in
-// place, so a block processed again after an error does not evict another one.
-func (c *locatorCache) add(hash chainhash.Hash, txs map[teos.Locator]disputeTx) {
+// add caches a block's transactions and returns the transactions of the block it evicted, if
+// any. Adding a block that is already cached replaces it in place, so a block processed again
+// after an error does not evict another one.
+func (c *locatorCache) add(hash chainhash.Hash, txs map[teos.Locator]disputeTx) (evicted map[teos.Locator]disputeTx) {
 	for i := range c.blocks {
 		if c.blocks[i].hash == hash {
 			c.blocks[i].txs = txs
-			return
+			return nil
 		}
 	}
 	if len(c.blocks) == CacheBlocks {
+		evicted = c.blocks[0].txs
 		c.blocks = slices.Delete(c.blocks, 0, 1) // zeroes the freed slot, so the block can be collected
 	}
 	c.blocks = append(c.blocks, cachedBlock{hash: hash, txs: txs})
+	return evicted
 }
 
 // remove drops a block and returns its transactions; ok is false if it was not cached.

@@ -87,3 +87,36 @@ func TestAddQueuedThroughACatchUpIsHandedOver(t *testing.T) {
 		t.Fatalf("hand-overs left queued: %v", q)
 	}
 }
+
+// An add whose dispute was mined in a cached block before the add began, and which then waited
+// in the store's queue while CacheBlocks more blocks were connected (evicting that block
+// before the add's transaction checked the cache), is still handed over: the block's lookup ran
+// before the add, so the add is the only one that can find the breach.
+func TestAddQueuedWhileItsDisputeBlockIsEvicted(t *testing.T) {
+	f := newFixture(t)
+	u, b := f.newUser(), newBreach(12)
+	f.connect(b.dispute) // mined just before the add: in the locator cache
+	qs := &queueingStore{Store: f.store, queued: make(chan struct{}, 1), release: make(chan struct{})}
+	f.w.store = qs
+
+	added := make(chan error, 1)
+	go func() {
+		a := teos.Appointment{Locator: b.loc, EncryptedBlob: b.blob, ToSelfDelay: 42}
+		_, err := f.w.AddAppointment(a, wtcrypto.SignMessage(a.SignedBytes(), u.sk))
+		added <- err
+	}()
+	<-qs.queued
+	for range CacheBlocks { // none holds the add's locator: none waits for it
+		f.connect()
+	}
+	close(qs.release)
+	if err := <-added; err != nil {
+		t.Fatal(err)
+	}
+	f.handOverQueued()
+	id := uuid(b.loc, u)
+	if !f.hasTracker(id) || f.resp.callCount(id) != 1 {
+		t.Fatalf("acknowledged appointment handed over %d times (tracker stored: %v), want once",
+			f.resp.callCount(id), f.hasTracker(id))
+	}
+}

@@ -55,12 +55,13 @@ func (w *Watcher) DeleteAppointment(loc teos.Locator, userSig string) (*Deleted,
 	// the locator marked in flight: either this deletion sees the dispute and refuses, or the
 	// block's lookup finds the appointment gone (inflight.go).
 	next, err := func() (store.UserInfo, error) {
-		defer w.endWrite(w.beginWrite([]teos.Locator{loc}))
+		iw := w.beginWrite([]teos.Locator{loc})
+		defer w.endWrite(iw)
 		return ds.DeleteUserAppointment(user, id, func(u store.UserInfo) error {
 			if err := w.gk.CheckExpiryAt(u, height); err != nil {
 				return err
 			}
-			if _, mined := w.cachedDispute(loc); mined {
+			if _, mined := w.cachedDispute(iw, loc); mined {
 				return ErrAlreadyTriggered
 			}
 			return nil

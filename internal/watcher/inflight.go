@@ -22,11 +22,17 @@ import (
 // block's (the gatekeeper moves first) and checks the cache inside its transaction. Marking
 // inside the transaction would not do: a write queued behind others while a catch-up connects
 // CacheBlocks blocks past its dispute's finds the block neither in the cache nor marked.
+// Conversely, a write marked after its dispute's block was cached (and looked up) may check the
+// cache only once that block was evicted: the eviction hands the write the block's disputes
+// for its locators (inflightWrite.evicted).
 
 // inflightWrite is one store write in flight: an add, an add batch or a deletion.
 type inflightWrite struct {
 	locs []teos.Locator
 	done chan struct{} // closed by endWrite
+	// evicted holds the disputes of locs mined in blocks that left the locator cache while
+	// the write was in flight; guarded by w.mu.
+	evicted map[teos.Locator]disputeTx
 }
 
 // beginWrite marks locs in flight; endWrite must follow once the store call is over.
@@ -64,11 +70,16 @@ func (w *Watcher) endWrite(iw *inflightWrite) {
 	close(iw.done)
 }
 
-// cachedDispute returns the transaction with locator loc if it was mined in a cached block.
-func (w *Watcher) cachedDispute(loc teos.Locator) (disputeTx, bool) {
+// cachedDispute returns the transaction with locator loc if it was mined in a cached block,
+// or in one evicted from the cache while iw, the write holding loc, was in flight.
+func (w *Watcher) cachedDispute(iw *inflightWrite, loc teos.Locator) (disputeTx, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.cache.get(loc)
+	if d, ok := w.cache.get(loc); ok {
+		return d, true
+	}
+	d, ok := iw.evicted[loc]
+	return d, ok
 }
 
 // cacheBlock caches a block's transactions and returns the writes in flight that hold one of
@@ -76,7 +87,9 @@ func (w *Watcher) cachedDispute(loc teos.Locator) (disputeTx, bool) {
 func (w *Watcher) cacheBlock(hash chainhash.Hash, txs map[teos.Locator]disputeTx) []*inflightWrite {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.cache.add(hash, txs)
+	if old := w.cache.add(hash, txs); old != nil && len(w.inflight) > 0 {
+		w.keepEvicted(old)
+	}
 	var racing []*inflightWrite // a write listed twice is waited for twice: harmless
 	add := func(list []*inflightWrite) { racing = append(racing, list...) }
 	// Walk the smaller of the two maps.
@@ -92,6 +105,33 @@ func (w *Watcher) cacheBlock(hash chainhash.Hash, txs map[teos.Locator]disputeTx
 		}
 	}
 	return racing
+}
+
+// keepEvicted gives the writes in flight the disputes of their locators in txs, a block
+// leaving the locator cache: that block's lookup ran before they were marked, so they alone
+// can find the breach. w.mu must be held.
+func (w *Watcher) keepEvicted(txs map[teos.Locator]disputeTx) {
+	keep := func(loc teos.Locator, d disputeTx, list []*inflightWrite) {
+		for _, iw := range list {
+			if iw.evicted == nil {
+				iw.evicted = make(map[teos.Locator]disputeTx)
+			}
+			iw.evicted[loc] = d
+		}
+	}
+	if len(txs) < len(w.inflight) {
+		for loc, d := range txs {
+			if list, ok := w.inflight[loc]; ok {
+				keep(loc, d, list)
+			}
+		}
+		return
+	}
+	for loc, list := range w.inflight {
+		if d, ok := txs[loc]; ok {
+			keep(loc, d, list)
+		}
+	}
 }
 
 // waitWrites returns once every write of list is over, or with ctx's error.

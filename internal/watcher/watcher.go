@@ -168,7 +168,7 @@ func (w *Watcher) AddAppointment(a teos.Appointment, userSig string) (*Accepted,
 	start := w.gk.Height()
 	rec := &store.Appointment{Appointment: a, UserID: user, UserSignature: userSig, StartBlock: start}
 	var queued bool
-	res, err := w.upsertAll(iw, []store.AppointmentUpsert{w.upsert(rec, &queued)})
+	res, err := w.upsertAll(iw, []store.AppointmentUpsert{w.upsert(iw, rec, &queued)})
 	if err != nil {
 		return nil, addError(err)
 	}
@@ -183,10 +183,10 @@ func (w *Watcher) AddAppointment(a teos.Appointment, userSig string) (*Accepted,
 }
 
 // upsert is AddAppointment's store write for rec, whose locator the caller marked in flight
-// (beginWrite) before it read rec's start height. *queued tells, once the write is done,
-// whether it queued a hand-over.
-func (w *Watcher) upsert(rec *store.Appointment, queued *bool) store.AppointmentUpsert {
-	return store.AppointmentUpsert{Appointment: rec, Policy: w.addPolicy(rec), HandOver: w.handOverFor(rec.Locator, queued)}
+// (iw) before it read rec's start height. *queued tells, once the write is done, whether it
+// queued a hand-over.
+func (w *Watcher) upsert(iw *inflightWrite, rec *store.Appointment, queued *bool) store.AppointmentUpsert {
+	return store.AppointmentUpsert{Appointment: rec, Policy: w.addPolicy(rec), HandOver: w.handOverFor(iw, rec.Locator, queued)}
 }
 
 // upsertAll stores items and then ends iw, the in-flight write marking their locators, also
@@ -199,9 +199,9 @@ func (w *Watcher) upsertAll(iw *inflightWrite, items []store.AppointmentUpsert) 
 // handOverFor looks loc's dispute up in the locator cache from inside the store's write
 // transaction. With loc marked in flight, either this finds the block mining the dispute or
 // that block's lookup, which waits for the write, finds the appointment (inflight.go).
-func (w *Watcher) handOverFor(loc teos.Locator, queued *bool) func() *store.HandOver {
+func (w *Watcher) handOverFor(iw *inflightWrite, loc teos.Locator, queued *bool) func() *store.HandOver {
 	return func() *store.HandOver {
-		d, ok := w.cachedDispute(loc)
+		d, ok := w.cachedDispute(iw, loc)
 		*queued = ok
 		if !ok {
 			return nil
@@ -327,7 +327,7 @@ func (w *Watcher) AddAppointmentsUnless(items []Item, fault func(error) bool) ([
 	for j, i := range index {
 		it := items[i]
 		rec := &store.Appointment{Appointment: it.Appointment, UserID: users[i], UserSignature: it.Signature, StartBlock: start}
-		upserts = append(upserts, w.upsert(rec, &queued[j]))
+		upserts = append(upserts, w.upsert(iw, rec, &queued[j]))
 	}
 	stored, err := w.upsertAll(iw, upserts)
 	if err != nil {
