@@ -261,13 +261,15 @@ func (w *Watcher) BlockDisconnected(_ context.Context, header *wire.BlockHeader,
 }
 
 // SeedBlock caches a block's locators without looking for breaches. At start-up, feed it the
-// newest CacheBlocks blocks, oldest first.
+// newest CacheBlocks blocks, oldest first. (A shared database's follower feeds it each block.)
 func (w *Watcher) SeedBlock(block *wire.MsgBlock) {
 	hash := block.BlockHash()
 	txs, _ := indexBlock(block, hash)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.cache.add(hash, txs)
+	if old := w.cache.add(hash, txs); old != nil && len(w.inflight) > 0 {
+		w.keepEvicted(old) // as cacheBlock: the writes in flight still need the evicted disputes
+	}
 }
 
 // ResetCache empties the locator cache; SeedBlock fills it again. For a new chain monitor that

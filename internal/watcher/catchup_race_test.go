@@ -93,9 +93,24 @@ func TestAddQueuedThroughACatchUpIsHandedOver(t *testing.T) {
 // before the add's transaction checked the cache), is still handed over: the block's lookup ran
 // before the add, so the add is the only one that can find the breach.
 func TestAddQueuedWhileItsDisputeBlockIsEvicted(t *testing.T) {
+	t.Run("connected", func(t *testing.T) { testAddQueuedWhileEvicted(t, false) })
+	// A shared database's follower only seeds its cache with the blocks it sees.
+	t.Run("seeded", func(t *testing.T) { testAddQueuedWhileEvicted(t, true) })
+}
+
+func testAddQueuedWhileEvicted(t *testing.T, seeded bool) {
 	f := newFixture(t)
 	u, b := f.newUser(), newBreach(12)
-	f.connect(b.dispute) // mined just before the add: in the locator cache
+	connect := func(txs ...*wire.MsgTx) {
+		if !seeded {
+			f.connect(txs...)
+			return
+		}
+		blk := f.block(txs...)
+		f.w.SeedBlock(blk)
+		f.tip = blk.BlockHash()
+	}
+	connect(b.dispute) // mined just before the add: in the locator cache
 	qs := &queueingStore{Store: f.store, queued: make(chan struct{}, 1), release: make(chan struct{})}
 	f.w.store = qs
 
@@ -107,7 +122,7 @@ func TestAddQueuedWhileItsDisputeBlockIsEvicted(t *testing.T) {
 	}()
 	<-qs.queued
 	for range CacheBlocks { // none holds the add's locator: none waits for it
-		f.connect()
+		connect()
 	}
 	close(qs.release)
 	if err := <-added; err != nil {
