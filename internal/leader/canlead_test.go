@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/teos-go/teos/internal/pgtest"
 )
 
@@ -77,5 +79,55 @@ func TestLeaderKeepsLeadThroughABriefFailure(t *testing.T) {
 			t.Fatal("the leader stepped down after a failure shorter than unfitRounds periods")
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+}
+
+// A follower that cannot lead replaces a lost database session as any other instance does: it
+// goes on telling which instance leads, and whether the database answers, instead of keeping a
+// dead session (and an unknown leader) until it can lead again.
+func TestBenchedFollowerReconnects(t *testing.T) {
+	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	url := srv.NewDatabase(t)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := New(Config{URL: url, Name: "host-a", Every: 50 * time.Millisecond})
+	wg.Go(func() { _ = a.Run(ctx) })
+	waitState(t, a, true)
+	b := New(Config{URL: url, Name: "host-b", Every: 50 * time.Millisecond, CanLead: func(context.Context) bool { return false }})
+	wg.Go(func() { _ = b.Run(ctx) })
+	waitLeader(t, b, "host-a")
+
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	// The server ends b's session (a restart, an administrator, a pooler).
+	var pid int32
+	if err := conn.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = 'host-b'`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'host-b' AND pid <> $1`, pid).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b never opened a new session (leader %q, database reachable %v)", b.Leader(), b.DatabaseReachable())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitLeader(t, b, "host-a")
+	if !b.DatabaseReachable() {
+		t.Fatal("b says the database does not answer")
 	}
 }

@@ -243,14 +243,19 @@ func (e *Elector) step(ctx context.Context, conn **pgx.Conn, drop func(), warned
 		}
 	}
 	var got bool // stays false while this instance cannot lead: it follows, and says who leads
+	var err error
 	if canLead {
-		if err := (*conn).QueryRow(octx, "SELECT pg_try_advisory_lock($1)", LockKey).Scan(&got); err != nil {
-			e.dbOK.Store(false)
-			drop()
-			return
-		}
-		e.dbOK.Store(true)
+		err = (*conn).QueryRow(octx, "SELECT pg_try_advisory_lock($1)", LockKey).Scan(&got)
+	} else {
+		// Still one round trip a period: a lost session is replaced, and dbOK stays current.
+		err = (*conn).Ping(octx)
 	}
+	if err != nil {
+		e.dbOK.Store(false)
+		drop()
+		return
+	}
+	e.dbOK.Store(true)
 	if got {
 		var term int64
 		if e.cfg.NewTerm != nil {
