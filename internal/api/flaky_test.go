@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -100,9 +101,10 @@ func (f *flakyStore) DeleteUserAppointment(user teos.UserID, id teos.UUID, polic
 	return f.Store.DeleteUserAppointment(user, id, policy)
 }
 
-// Under passing store faults on every call, concurrent clients on every endpoint (adds
-// coalesced by the HTTP edge as in teosd) get only their right answers, never an error, and
-// what they were told is what the store holds: every receipt's appointment, and the slots.
+// Under passing store faults on every call, bitcoind flapping and clients that give up and
+// send again, concurrent clients on every endpoint (adds coalesced by the HTTP edge as in
+// teosd) get only their right answers, never an error, and what they were told is what the
+// store holds: every receipt's appointment, and the slots.
 func TestPassingStoreFaultsNeverAnswered(t *testing.T) {
 	db, err := store.Open(filepath.Join(t.TempDir(), "teos.db"), nil)
 	if err != nil {
@@ -158,6 +160,22 @@ func TestPassingStoreFaultsNeverAnswered(t *testing.T) {
 		renewals uint32
 	}
 	results := make([]told, users)
+	stopFlap := make(chan struct{})
+	flapped := make(chan struct{})
+	go func() {
+		defer close(flapped)
+		for {
+			select {
+			case <-stopFlap:
+				held.Bitcoind.Up()
+				return
+			case <-time.After(3 * time.Millisecond):
+			}
+			held.Bitcoind.Down(fmt.Errorf("flap"))
+			time.Sleep(2 * time.Millisecond)
+			held.Bitcoind.Up()
+		}
+	}()
 	var wg sync.WaitGroup
 	for u := range users {
 		wg.Go(func() {
@@ -183,6 +201,11 @@ func TestPassingStoreFaultsNeverAnswered(t *testing.T) {
 				loc := teos.Locator{byte(u), byte(n)}
 				blob := make([]byte, 1+(i%3)*300) // one slot each: the body limit keeps blobs under 2048 bytes
 				a := teos.Appointment{Locator: loc, EncryptedBlob: blob, ToSelfDelay: 42}
+				if i%4 == 1 { // a client that gives up, then sends it again
+					ctx, cancel := context.WithTimeout(t.Context(), time.Duration(i%3)*time.Millisecond)
+					_, _, _ = s.do(ctx, "/add_appointment", addBody(a, usr.signAdd(a)))
+					cancel()
+				}
 				st, body, err := s.do(t.Context(), "/add_appointment", addBody(a, usr.signAdd(a)))
 				if !check(fmt.Sprintf("add %d", i), st, body, err) {
 					return
@@ -264,6 +287,8 @@ func TestPassingStoreFaultsNeverAnswered(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	close(stopFlap)
+	<-flapped
 	flaky.p = 0
 	t.Logf("%d store calls failed", flaky.faults.Load())
 	if flaky.faults.Load() == 0 {
