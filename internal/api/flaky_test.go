@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -24,7 +25,9 @@ import (
 	"github.com/teos-go/teos/internal/api/httpapi"
 	"github.com/teos-go/teos/internal/gatekeeper"
 	"github.com/teos-go/teos/internal/hold"
+	"github.com/teos-go/teos/internal/pgtest"
 	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/internal/store/pgstore"
 	"github.com/teos-go/teos/internal/watcher"
 	"github.com/teos-go/teos/pkg/teos"
 	teosv2 "github.com/teos-go/teos/proto/teos/v2"
@@ -101,20 +104,27 @@ func (f *flakyStore) DeleteUserAppointment(user teos.UserID, id teos.UUID, polic
 	return f.Store.DeleteUserAppointment(user, id, policy)
 }
 
-// Under passing store faults on every call, bitcoind flapping and clients that give up and
-// send again, concurrent clients on every endpoint (adds coalesced by the HTTP edge as in
-// teosd) get only their right answers, never an error, and what they were told is what the
-// store holds: every receipt's appointment, and the slots.
-func TestPassingStoreFaultsNeverAnswered(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "teos.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	flaky := &flakyStore{Store: db, rng: rand.New(rand.NewPCG(1, 2))}
-	const slots = 1000
-	gk := gatekeeper.New(gatekeeper.Config{Store: flaky, SubscriptionSlots: slots, SubscriptionDuration: 1000, ExpiryDelta: 6}, testHeight)
-	w := watcher.New(watcher.Config{Store: flaky, Gatekeeper: gk, Responder: acceptAll{}, TowerKey: privKey("tower")})
-	held := grpcapi.Hold{Gate: hold.New(hold.Config{Bound: 5 * time.Minute}),
+// faultEngine is what the fault workloads need of a store engine: the core's store, and the
+// reads that check the outcome.
+type faultEngine interface {
+	watcher.Store
+	gatekeeper.Store
+	User(id teos.UserID) (store.UserInfo, bool, error)
+}
+
+// heldStack serves the public API over real HTTP and gRPC on loopback as teosd wires it: the
+// hold (both conditions) and the add coalescer. It returns the client side, the hold and the
+// count of requests held and then served.
+func heldStack(t *testing.T, db faultEngine, slots uint32) (*stack, grpcapi.Hold, *atomic.Int64) {
+	gk := gatekeeper.New(gatekeeper.Config{Store: db, SubscriptionSlots: slots, SubscriptionDuration: 1000, ExpiryDelta: 6}, testHeight)
+	w := watcher.New(watcher.Config{Store: db, Gatekeeper: gk, Responder: acceptAll{}, TowerKey: privKey("tower")})
+	served := new(atomic.Int64)
+	gate := hold.New(hold.Config{Bound: 5 * time.Minute, OnRelease: func(_ string, _ time.Duration, outcome string) {
+		if outcome == hold.OutcomeServed {
+			served.Add(1)
+		}
+	}})
+	held := grpcapi.Hold{Gate: gate,
 		Bitcoind: hold.NewCondition("bitcoind", 0), Store: hold.NewCondition("store", time.Millisecond)}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -148,17 +158,22 @@ func TestPassingStoreFaultsNeverAnswered(t *testing.T) {
 		held.Gate.Close()
 		_ = conn.Close()
 		srv.Stop()
-		_ = db.Close()
 	})
-	s := &stack{url: ts.URL, client: ts.Client()}
+	return &stack{url: ts.URL, client: ts.Client()}, held, served
+}
 
-	const users, adds = 8, 40
-	flaky.p = 0.3
-	type told struct {
-		slots    uint32 // the last answer's available_slots
-		blobs    map[teos.Locator][]byte
-		renewals uint32
-	}
+// told is what the tower told one user: the last answer's available slots, the blob of each
+// appointment acknowledged and not deleted, and how many renewals it granted.
+type told struct {
+	slots    uint32
+	blobs    map[teos.Locator][]byte
+	renewals uint32
+}
+
+// faultWorkload has users clients work concurrently on every endpoint (register, adds,
+// updates, batches, gets, subscription info, a renewal, and deletes if withDelete; some adds
+// given up and sent again) while bitcoind's condition flaps, and reports any answer but 200.
+func faultWorkload(t *testing.T, s *stack, held grpcapi.Hold, users, adds int, withDelete bool) []told {
 	results := make([]told, users)
 	stopFlap := make(chan struct{})
 	flapped := make(chan struct{})
@@ -175,6 +190,10 @@ func TestPassingStoreFaultsNeverAnswered(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 			held.Bitcoind.Up()
 		}
+	}()
+	defer func() {
+		close(stopFlap)
+		<-flapped
 	}()
 	var wg sync.WaitGroup
 	for u := range users {
@@ -220,7 +239,7 @@ func TestPassingStoreFaultsNeverAnswered(t *testing.T) {
 				res.slots, res.blobs[loc] = r.AvailableSlots, blob
 				st, body, err = s.do(t.Context(), "/get_appointment", getBody(loc, usr.signGet(loc)))
 				check(fmt.Sprintf("get %d", i), st, body, err)
-				if i%7 == 6 { // delete the add before: its slot comes back
+				if withDelete && i%7 == 6 { // delete the add before: its slot comes back
 					old := teos.Locator{byte(u), byte(i - 1)}
 					if _, ok := res.blobs[old]; ok {
 						st, body, err = s.do(t.Context(), "/delete_appointment", getBody(old, usr.sign(teos.DeleteAppointmentMessage(old))))
@@ -250,7 +269,6 @@ func TestPassingStoreFaultsNeverAnswered(t *testing.T) {
 					var br struct {
 						Results []struct {
 							AvailableSlots *uint32 `json:"available_slots"`
-							Code           int     `json:"error_code"`
 						} `json:"results"`
 					}
 					if err := json.Unmarshal([]byte(body), &br); err != nil || len(br.Results) != 3 {
@@ -287,13 +305,14 @@ func TestPassingStoreFaultsNeverAnswered(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(stopFlap)
-	<-flapped
-	flaky.p = 0
-	t.Logf("%d store calls failed", flaky.faults.Load())
-	if flaky.faults.Load() == 0 {
-		t.Fatal("no fault injected")
-	}
+	return results
+}
+
+// checkTold checks the store holds what the users were told: every appointment acknowledged
+// and not deleted, with its last acknowledged blob, no other, and the slots of the last answer,
+// which with the slots used make whole subscriptions of slots, at least one per registration
+// told (a renewal whose commit outcome was unknown may have been run again).
+func checkTold(t *testing.T, db faultEngine, results []told, slots uint32) {
 	for u, res := range results {
 		usr := newUser(fmt.Sprint("flaky ", u))
 		info, ok, err := db.User(usr.id)
@@ -310,15 +329,134 @@ func TestPassingStoreFaultsNeverAnswered(t *testing.T) {
 			if string(a.EncryptedBlob) != string(blob) {
 				t.Errorf("user %d: appointment %s holds another blob than the last acknowledged", u, loc)
 			}
-			used += uint32(teos.Slots(len(blob)))
+			used += teos.Slots(len(blob))
 		}
-		want := slots*(1+res.renewals) - used
-		if info.AvailableSlots != want || res.slots != want {
-			t.Errorf("user %d: %d slots stored, %d told, want %d", u, info.AvailableSlots, res.slots, want)
+		if res.slots != info.AvailableSlots {
+			t.Errorf("user %d: %d slots stored, %d told", u, info.AvailableSlots, res.slots)
+		}
+		if granted := info.AvailableSlots + used; granted%slots != 0 || granted < slots*(1+res.renewals) {
+			t.Errorf("user %d: %d slots stored and %d used: not whole subscriptions of %d, at least %d", u,
+				info.AvailableSlots, used, slots, 1+res.renewals)
 		}
 		locs, err := db.UserLocators(usr.id)
 		if err != nil || len(locs) != len(res.blobs) {
 			t.Errorf("user %d: %d appointments stored, %d acknowledged and not deleted (%v)", u, len(locs), len(res.blobs), err)
 		}
 	}
+}
+
+// Under passing store faults on every call, bitcoind flapping and clients that give up and
+// send again, concurrent clients on every endpoint (adds coalesced by the HTTP edge as in
+// teosd) get only their right answers, never an error, and what they were told is what the
+// store holds: every receipt's appointment, and the slots.
+func TestPassingStoreFaultsNeverAnswered(t *testing.T) {
+	db, err := store.Open(filepath.Join(t.TempDir(), "teos.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	flaky := &flakyStore{Store: db, rng: rand.New(rand.NewPCG(1, 2))}
+	const slots = 1000
+	s, held, _ := heldStack(t, flaky, slots)
+	flaky.mu.Lock()
+	flaky.p = 0.3
+	flaky.mu.Unlock()
+	results := faultWorkload(t, s, held, 8, 40, true)
+	flaky.mu.Lock()
+	flaky.p = 0
+	flaky.mu.Unlock()
+	t.Logf("%d store calls failed", flaky.faults.Load())
+	if flaky.faults.Load() == 0 {
+		t.Fatal("no fault injected")
+	}
+	checkTold(t, db, results, slots)
+}
+
+// killProxy forwards TCP connections to a server and closes them all on kill, as a failover
+// or a network blip does to a database's connections.
+type killProxy struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+	kills atomic.Int64
+}
+
+func startKillProxy(t *testing.T, target string) *killProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &killProxy{ln: ln}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		_ = ln.Close()
+		p.kill()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			srv, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, srv)
+			p.mu.Unlock()
+			wg.Go(func() { _, _ = io.Copy(srv, c); _ = srv.Close() })
+			wg.Go(func() { _, _ = io.Copy(c, srv); _ = c.Close() })
+		}
+	})
+	return p
+}
+
+func (p *killProxy) kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	if len(p.conns) > 0 {
+		p.kills.Add(1)
+	}
+	p.conns = nil
+}
+
+// The same on PostgreSQL, whose connections are all cut several times a second: requests in
+// flight on them fail (a COMMIT among them may or may not have committed) and are held and
+// run again on new connections. The engine does not serve delete_appointment.
+func TestSharedConnectionsCutNeverAnswered(t *testing.T) {
+	pg := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	url := pg.NewDatabase(t)
+	proxy := startKillProxy(t, fmt.Sprintf("127.0.0.1:%d", pg.Port()))
+	url = strings.Replace(url, fmt.Sprintf("127.0.0.1:%d", pg.Port()), proxy.ln.Addr().String(), 1)
+	db, err := pgstore.Open(context.Background(), url, &pgstore.Options{Network: "regtest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	const slots = 1000
+	s, held, served := heldStack(t, db, slots)
+	stop := make(chan struct{})
+	killed := make(chan struct{})
+	go func() {
+		defer close(killed)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+			proxy.kill()
+		}
+	}()
+	results := faultWorkload(t, s, held, 4, 16, false)
+	close(stop)
+	<-killed
+	t.Logf("connections cut %d times; %d requests held and served", proxy.kills.Load(), served.Load())
+	checkTold(t, db, results, slots)
 }
