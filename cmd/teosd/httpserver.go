@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -219,6 +220,20 @@ func (g drainGate) Admit(ctx context.Context, a httpapi.Admission) (time.Duratio
 		return waited, nil
 	}
 	return waited, err
+}
+
+// shutdownPublic stops the public API's servers, clearnet and onion, until ctx's deadline,
+// together: both listeners close as the stop begins and each server has the whole bound for
+// its requests in flight. One after the other, a slow clearnet request kept the onion listener
+// accepting until the bound, then cut what it had accepted meanwhile: the CLN plugin keeps an
+// appointment whose connection is refused pending, and drops one cut after it was sent.
+func shutdownPublic(ctx context.Context, srv *http.Server, onion *onionService, log *slog.Logger) error {
+	var onionErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { onionErr = onion.shutdownAPI(ctx) })
+	err := shutdownHTTP(ctx, srv, "HTTP API", log)
+	wg.Wait()
+	return errors.Join(err, onionErr)
 }
 
 // shutdownHTTP stops srv gracefully until ctx's deadline, then closes the connections still

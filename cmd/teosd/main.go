@@ -386,7 +386,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		// Front doors first: HTTP forwards to gRPC.
-		err := errors.Join(shutdownHTTP(sctx, httpSrv, "HTTP API", log), onion.shutdownAPI(sctx))
+		err := shutdownPublic(sctx, httpSrv, onion, log)
 		if metricsSrv != nil {
 			err = errors.Join(err, shutdownHTTP(sctx, metricsSrv, "metrics", log))
 		}
