@@ -14,15 +14,18 @@ import (
 )
 
 // SyncDir flushes dir's entries: a name just created, renamed or linked in it survives a crash.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
+func SyncDir(dir string) error { return Sync(dir) }
+
+// Sync flushes the file or directory at path.
+func Sync(path string) error {
+	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
+		return fmt.Errorf("sync %s: %w", path, err)
 	}
-	defer d.Close()
+	defer f.Close()
 	// Windows cannot flush a directory (and does not need to for NTFS metadata).
-	if err := d.Sync(); err != nil && runtime.GOOS != "windows" {
-		return fmt.Errorf("sync %s: %w", dir, err)
+	if err := f.Sync(); err != nil && runtime.GOOS != "windows" {
+		return fmt.Errorf("sync %s: %w", path, err)
 	}
 	return nil
 }

@@ -6,12 +6,18 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
-	"github.com/teos-go/teos/pkg/teos"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/teos-go/teos/internal/durable"
+	"github.com/teos-go/teos/pkg/teos"
 )
 
 // dbVersion is the layout this binary writes; migrations[i] upgrades a version i+1 file to i+2.
@@ -109,9 +115,18 @@ func Open(path string, opts *Options) (*Store, error) {
 	if opts == nil {
 		opts = &Options{}
 	}
+	_, statErr := os.Stat(path)
 	db, err := bolt.Open(path, 0o600, boltOptions(opts))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if errors.Is(statErr, fs.ErrNotExist) && !opts.NoSync {
+		// bbolt flushed the new file, not its name: without this a power loss could take the
+		// file, and every appointment acknowledged in it, away.
+		if err := durable.SyncDir(filepath.Dir(path)); err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
 	}
 	saved := peekLocatorFilter(db) // before the first write below
 	if err := db.Update(initialise); err != nil {
