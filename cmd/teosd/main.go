@@ -105,25 +105,14 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	if attrs := cfg.NonDefault(); len(attrs) > 0 {
 		log.LogAttrs(ctx, slog.LevelInfo, "non-default options", attrs...)
 	}
-	unlock, err := lockNetworkDir(cfg, log) // dirlock.go
+	netDir, err := lockNetworkDir(cfg, log) // dirlock.go: created and locked before an import
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if unlock != nil {
-			unlock() // last: after the store is closed
-		}
-	}()
-	if err := importRustTeos(ctx, cfg, log); err != nil { // before anything is written
+	defer netDir.unlock() // last: after the store is closed
+	if err := importRustTeos(ctx, cfg, log); err != nil { // before anything else is written
+		netDir.removeCreated()
 		return err
-	}
-	if err := os.MkdirAll(cfg.NetworkDir(), 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
-	}
-	if unlock == nil { // created just now, by the import or the line above
-		if unlock, err = lockNetworkDir(cfg, log); err != nil {
-			return err
-		}
 	}
 	onion, err := loadOnion(cfg, log) // nil unless tor_support
 	if err != nil {
