@@ -27,6 +27,7 @@ import (
 
 	"github.com/teos-go/teos/internal/api/grpcapi"
 	"github.com/teos-go/teos/internal/api/httpapi"
+	"github.com/teos-go/teos/internal/api/msglimit"
 	"github.com/teos-go/teos/internal/bitcoind"
 	"github.com/teos-go/teos/internal/blockfirst"
 	"github.com/teos-go/teos/internal/carrier"
@@ -110,6 +111,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		return err
 	}
 	defer netDir.unlock() // last: after the store is closed
+
 	if err := importRustTeos(ctx, cfg, log); err != nil { // before anything else is written
 		netDir.removeCreated()
 		return err
@@ -288,12 +290,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		}
 	}
 	logRequests := grpc.ChainUnaryInterceptor(grpcapi.LogRequests(log))
-	grpcSrv := grpc.NewServer(logRequests)
+	answerLimit := msglimit.ServerOptions(log) // answers up to msglimit.MaxMessageSize; over it, a clear error
+	grpcSrv := grpc.NewServer(append([]grpc.ServerOption{logRequests}, answerLimit...)...)
 	public := grpcapi.NewPublic(w, held.Bitcoind.IsUp, log)
 	public.SetHold(held)
 	teosv2.RegisterPublicTowerServicesServer(grpcSrv, public)
 	teosv2.RegisterPublicTowerExtensionsServer(grpcSrv, grpcapi.NewExtensions(public))
-	rpcSrv := grpc.NewServer(logRequests, grpc.Creds(credentials.NewTLS(rpcTLS)))
+	rpcSrv := grpc.NewServer(append([]grpc.ServerOption{logRequests, grpc.Creds(credentials.NewTLS(rpcTLS))}, answerLimit...)...)
 	teosv2.RegisterPrivateTowerServicesServer(rpcSrv, grpcapi.NewPrivate(grpcapi.PrivateConfig{
 		Store:     db,
 		TowerID:   towerID,
