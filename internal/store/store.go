@@ -6,10 +6,7 @@ package store
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -115,14 +112,15 @@ func Open(path string, opts *Options) (*Store, error) {
 	if opts == nil {
 		opts = &Options{}
 	}
-	_, statErr := os.Stat(path)
 	db, err := bolt.Open(path, 0o600, boltOptions(opts))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	if errors.Is(statErr, fs.ErrNotExist) && !opts.NoSync {
-		// bbolt flushed the new file, not its name: without this a power loss could take the
-		// file, and every appointment acknowledged in it, away.
+	if !opts.NoSync {
+		// bbolt flushes a new file, not its name: without this a power loss could take the
+		// file, and every appointment acknowledged in it, away. Every time, not only when the
+		// file is new: a crash right after an earlier Open created it may have left the name
+		// in the page cache only.
 		if err := durable.SyncDir(filepath.Dir(path)); err != nil {
 			_ = db.Close()
 			return nil, fmt.Errorf("open %s: %w", path, err)
