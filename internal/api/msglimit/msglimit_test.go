@@ -92,7 +92,9 @@ func BenchmarkAnswers(b *testing.B) {
 		name string
 		call grpc.UnaryServerInterceptor
 	}{
-		{"bare", func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) { return h(ctx, req) }},
+		{"bare", func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			return h(ctx, req)
+		}},
 		{"checked", msglimit.Answers(msglimit.MaxMessageSize, nil)},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
