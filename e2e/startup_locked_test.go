@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -42,7 +43,56 @@ func TestSecondTeosdDuringImport(t *testing.T) {
 	netDir := filepath.Join(tw.dataDir, "regtest")
 	rt.write(t, filepath.Join(netDir, "teos_db.sql3"))
 
-	first := exec.Command(teosdBin, tw.args...)
+	killPausedImport := startPausedImport(t, tw.args...)
+
+	code, out := runToExit(t, tw.args...)
+	if code != 1 || !strings.Contains(out, "in use by another teosd") {
+		t.Fatalf("second teosd during the import: exit %d, want 1 and a reason naming another teosd\n%s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(netDir, "teos.db")); !os.IsNotExist(err) {
+		t.Fatalf("teos.db written while the first import was under way: %v", err)
+	}
+	killPausedImport()
+
+	tw.start()
+	rt.check(t, tw, false)
+	tw.stop()
+}
+
+// TestSecondImportIntoNewDataDir: two teosd --importrustteos into a data dir that has no
+// network dir yet. The first creates the network dir and locks it before it imports, so the
+// second refuses at once. Before, the first's import created the dir without locking it, the
+// second locked it, imported its own copy and renamed it over the first's teos.db.
+func TestSecondImportIntoNewDataDir(t *testing.T) {
+	node := startNode(t)
+	c := newChain(t, node)
+	rt := newRustTower(t, node, c)
+	tw := newTower(t, node, "")
+	netDir := filepath.Join(tw.dataDir, "regtest")
+	elsewhere := filepath.Join(t.TempDir(), "backup.sql3")
+	rt.write(t, elsewhere)
+	args := append(append([]string{}, tw.args...), "--importrustteos", elsewhere)
+
+	killPausedImport := startPausedImport(t, args...)
+	code, out := runToExit(t, args...)
+	if code != 1 || !strings.Contains(out, "in use by another teosd") {
+		t.Fatalf("second import during the first: exit %d, want 1 and a reason naming another teosd\n%s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(netDir, "teos.db")); !os.IsNotExist(err) {
+		t.Fatalf("teos.db written while the first import was under way: %v", err)
+	}
+	killPausedImport()
+
+	tw.start("--importrustteos", elsewhere) // the killed import left nothing in the way
+	rt.check(t, tw, false)
+	tw.stop()
+}
+
+// startPausedImport starts teosd with args and the import pause hook, and returns once its
+// import paused with users and appointments in its temporary file; kill ends it.
+func startPausedImport(t *testing.T, args ...string) (kill func()) {
+	t.Helper()
+	first := exec.Command(teosdBin, args...)
 	first.Env = append(os.Environ(), "TEOSD_TEST_IMPORT_PAUSE=1")
 	stderr, err := first.StderrPipe()
 	if err != nil {
@@ -52,7 +102,8 @@ func TestSecondTeosdDuringImport(t *testing.T) {
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = first.Process.Kill(); _ = first.Wait() }()
+	kill = sync.OnceFunc(func() { _ = first.Process.Kill(); _ = first.Wait() })
+	t.Cleanup(kill)
 	paused := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -70,18 +121,5 @@ func TestSecondTeosdDuringImport(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("the first teosd's import never paused")
 	}
-
-	code, out := runToExit(t, tw.args...)
-	if code != 1 || !strings.Contains(out, "in use by another teosd") {
-		t.Fatalf("second teosd during the import: exit %d, want 1 and a reason naming another teosd\n%s", code, out)
-	}
-	if _, err := os.Stat(filepath.Join(netDir, "teos.db")); !os.IsNotExist(err) {
-		t.Fatalf("teos.db written while the first import was under way: %v", err)
-	}
-	_ = first.Process.Kill()
-	_ = first.Wait()
-
-	tw.start()
-	rt.check(t, tw, false)
-	tw.stop()
+	return kill
 }

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/teos-go/teos/internal/api/msglimit"
 	"github.com/teos-go/teos/internal/config"
 	"github.com/teos-go/teos/internal/tlsgen"
 	"github.com/teos-go/teos/pkg/teos"
@@ -200,7 +201,8 @@ func rpcAddress(dir string, flags *flag.FlagSet, bind string, port uint16, stder
 // connect dials the tower and waits for the TLS handshake to succeed, so an absent tower or a
 // refused certificate is reported before any command runs (rust-teos connects eagerly too).
 func connect(addr string, creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(creds))
+	// get_all_appointments of a big tower is far over grpc-go's default 4 MiB.
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(creds), msglimit.DialOption())
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/teos-go/teos/internal/durable"
 	"github.com/teos-go/teos/pkg/client"
 	"github.com/teos-go/teos/pkg/teos"
 )
@@ -55,7 +56,7 @@ func readDeletion(path string) (*deletionRecord, error) {
 
 func writeDeletion(path string, r *deletionRecord) error {
 	b, _ := json.MarshalIndent(r, "", "  ")
-	if err := writeFileAtomic(filepath.Dir(path), filepath.Base(path), append(b, '\n')); err != nil {
+	if err := durable.WriteFile(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write deletion record: %w", err)
 	}
 	return nil

@@ -23,7 +23,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -32,6 +31,7 @@ import (
 	"github.com/btcsuite/btcd/btcec/v2"
 
 	"github.com/teos-go/teos/internal/config"
+	"github.com/teos-go/teos/internal/durable"
 	"github.com/teos-go/teos/pkg/client"
 	"github.com/teos-go/teos/pkg/teos"
 )
@@ -199,7 +199,7 @@ func (a *app) printJSON(v any) error {
 // first time. A data dir that already holds a saved tower but no key is damaged: a new key
 // there would silently drop the user's subscription, so it is an error.
 func loadOrCreateKey(dir string) (*btcec.PrivateKey, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if _, err := durable.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	path := filepath.Join(dir, keyFile)
@@ -212,9 +212,10 @@ func loadOrCreateKey(dir string) (*btcec.PrivateKey, error) {
 		if kerr != nil {
 			return nil, fmt.Errorf("generate user key: %w", kerr)
 		}
-		created, cerr := createKeyFile(dir, path, []byte(hex.EncodeToString(key.Serialize())+"\n"))
+		// Whole and synced or not at all, and never over a key a concurrent first run made.
+		created, cerr := durable.CreateFile(path, []byte(hex.EncodeToString(key.Serialize())+"\n"), 0o600)
 		if cerr != nil {
-			return nil, cerr
+			return nil, fmt.Errorf("create user key: %w", cerr)
 		}
 		if created {
 			return key, nil
@@ -235,65 +236,6 @@ func loadOrCreateKey(dir string) (*btcec.PrivateKey, error) {
 		return nil, fmt.Errorf("user key %s: not a valid secp256k1 private key", path)
 	}
 	return btcec.PrivKeyFromScalar(&scalar), nil
-}
-
-// createKeyFile writes content to path only if path does not exist, whole and synced or not
-// at all: it is written to a temporary file that is then hard-linked to path, so neither a
-// crash nor a concurrent first run ever sees a partial key. created is false if path existed.
-func createKeyFile(dir, path string, content []byte) (created bool, err error) {
-	f, err := os.CreateTemp(dir, keyFile+".tmp-*") // mode 0600
-	if err != nil {
-		return false, fmt.Errorf("create user key: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if err := writeSynced(f, content); err != nil {
-		return false, fmt.Errorf("write user key: %w", err)
-	}
-	if err := os.Link(f.Name(), path); errors.Is(err, os.ErrExist) {
-		return false, nil
-	} else if err != nil {
-		// A file system without hard links (vfat, some network mounts): create in place.
-		return createKeyFileInPlace(dir, path, content)
-	}
-	return true, syncDir(dir)
-}
-
-// createKeyFileInPlace is createKeyFile without a hard link: O_EXCL keeps another run's key,
-// but a crash may leave a partial file, which loadOrCreateKey then reports.
-func createKeyFileInPlace(dir, path string, content []byte) (bool, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("create user key: %w", err)
-	}
-	if err := writeSynced(f, content); err != nil {
-		return false, fmt.Errorf("write user key: %w", err)
-	}
-	return true, syncDir(dir)
-}
-
-// writeSynced writes content to f, flushes it to disk and closes f.
-func writeSynced(f *os.File, content []byte) error {
-	_, err := f.Write(content)
-	if err == nil {
-		err = f.Sync()
-	}
-	return errors.Join(err, f.Close())
-}
-
-// syncDir makes a file just created or renamed in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && runtime.GOOS != "windows" {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }
 
 // savedTower is <datadir>/tower.json.
@@ -332,34 +274,12 @@ func saveTower(dir string, s *savedTower) error {
 	if err != nil {
 		return fmt.Errorf("encode saved tower: %w", err)
 	}
-	if err := writeFileAtomic(dir, towerFile, append(b, '\n')); err != nil {
+	// A temporary file of its own, synced before the rename: two runs saving at once never
+	// write into one file, and a crash never leaves an empty tower.json.
+	if err := durable.WriteFile(filepath.Join(dir, towerFile), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save tower: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic replaces dir/name with content, whole and synced or not at all.
-func writeFileAtomic(dir, name string, content []byte) error {
-	// A temporary file of its own: two runs saving at once must not write into one file.
-	f, err := os.CreateTemp(dir, name+".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, werr := f.Write(content)
-	if werr == nil {
-		werr = f.Sync() // else a crash after the rename may leave an empty file
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(f.Name(), filepath.Join(dir, name))
-	}
-	if werr != nil {
-		os.Remove(f.Name())
-		return werr
-	}
-	return syncDir(dir)
 }
 
 func parseTowerID(s string) (teos.UserID, error) {

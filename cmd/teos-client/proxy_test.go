@@ -326,7 +326,7 @@ func TestProxySavedOnlyOnceReached(t *testing.T) {
 	if got := savedProxy(t, dir); got != "" {
 		t.Fatalf("after a response, --proxy none left %q saved", got)
 	}
-	if m, _ := filepath.Glob(filepath.Join(dir, towerFile+".tmp*")); len(m) != 0 {
+	if m, _ := filepath.Glob(filepath.Join(dir, "*"+towerFile+".tmp*")); len(m) != 0 {
 		t.Fatalf("temporary files left: %v", m)
 	}
 }

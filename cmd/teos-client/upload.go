@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/teos-go/teos/internal/durable"
 	"github.com/teos-go/teos/pkg/client"
 	"github.com/teos-go/teos/pkg/teos"
 )
@@ -56,12 +57,17 @@ func journalPath(dir string, content []byte, tower teos.UserID) string {
 }
 
 func openJournal(path string, n int) (*journal, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if _, err := durable.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", filepath.Dir(path), err)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
+	}
+	// The receipts it gets are synced as they arrive; its name must survive a crash too.
+	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
+		f.Close()
+		return nil, err
 	}
 	// Two runs writing one journal would write over each other's lines, and the next run
 	// would drop every receipt after the first damaged line.

@@ -7,6 +7,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/teos-go/teos/internal/api/msglimit"
 )
 
 // hopEnv, set to "pipe", makes the HTTP edge reach the internal API through an in-process pipe
@@ -22,11 +24,12 @@ const hopBuffer = 256 << 10
 // with the target and dial options for it: tcpLis itself (lis nil) unless TEOSD_INTERNAL_HOP=pipe,
 // then an in-process pipe serving the same gRPC service, interceptors and messages (the
 // internal_api_port stays open for anything else that connects to it).
+// Either way the client takes answers up to msglimit.MaxMessageSize (a big get_subscription_info).
 func internalHop(tcpLis net.Listener) (lis net.Listener, target string, opts []grpc.DialOption) {
 	if os.Getenv(hopEnv) != "pipe" {
-		return nil, tcpLis.Addr().String(), nil
+		return nil, tcpLis.Addr().String(), []grpc.DialOption{msglimit.DialOption()}
 	}
 	pipe := bufconn.Listen(hopBuffer)
 	dial := func(ctx context.Context, _ string) (net.Conn, error) { return pipe.DialContext(ctx) }
-	return pipe, "passthrough:///internal-api", []grpc.DialOption{grpc.WithContextDialer(dial)}
+	return pipe, "passthrough:///internal-api", []grpc.DialOption{grpc.WithContextDialer(dial), msglimit.DialOption()}
 }

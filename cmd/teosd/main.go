@@ -27,6 +27,7 @@ import (
 
 	"github.com/teos-go/teos/internal/api/grpcapi"
 	"github.com/teos-go/teos/internal/api/httpapi"
+	"github.com/teos-go/teos/internal/api/msglimit"
 	"github.com/teos-go/teos/internal/bitcoind"
 	"github.com/teos-go/teos/internal/blockfirst"
 	"github.com/teos-go/teos/internal/carrier"
@@ -105,25 +106,15 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	if attrs := cfg.NonDefault(); len(attrs) > 0 {
 		log.LogAttrs(ctx, slog.LevelInfo, "non-default options", attrs...)
 	}
-	unlock, err := lockNetworkDir(cfg, log) // dirlock.go
+	netDir, err := lockNetworkDir(cfg, log) // dirlock.go: created and locked before an import
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if unlock != nil {
-			unlock() // last: after the store is closed
-		}
-	}()
-	if err := importRustTeos(ctx, cfg, log); err != nil { // before anything is written
+	defer netDir.unlock() // last: after the store is closed
+
+	if err := importRustTeos(ctx, cfg, log); err != nil { // before anything else is written
+		netDir.removeCreated()
 		return err
-	}
-	if err := os.MkdirAll(cfg.NetworkDir(), 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
-	}
-	if unlock == nil { // created just now, by the import or the line above
-		if unlock, err = lockNetworkDir(cfg, log); err != nil {
-			return err
-		}
 	}
 	onion, err := loadOnion(cfg, log) // nil unless tor_support
 	if err != nil {
@@ -299,12 +290,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 		}
 	}
 	logRequests := grpc.ChainUnaryInterceptor(grpcapi.LogRequests(log))
-	grpcSrv := grpc.NewServer(logRequests)
+	answerLimit := msglimit.ServerOptions(log) // answers up to msglimit.MaxMessageSize; over it, a clear error
+	grpcSrv := grpc.NewServer(append([]grpc.ServerOption{logRequests}, answerLimit...)...)
 	public := grpcapi.NewPublic(w, held.Bitcoind.IsUp, log)
 	public.SetHold(held)
 	teosv2.RegisterPublicTowerServicesServer(grpcSrv, public)
 	teosv2.RegisterPublicTowerExtensionsServer(grpcSrv, grpcapi.NewExtensions(public))
-	rpcSrv := grpc.NewServer(logRequests, grpc.Creds(credentials.NewTLS(rpcTLS)))
+	rpcSrv := grpc.NewServer(append([]grpc.ServerOption{logRequests, grpc.Creds(credentials.NewTLS(rpcTLS))}, answerLimit...)...)
 	teosv2.RegisterPrivateTowerServicesServer(rpcSrv, grpcapi.NewPrivate(grpcapi.PrivateConfig{
 		Store:     db,
 		TowerID:   towerID,

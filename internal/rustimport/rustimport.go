@@ -13,7 +13,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/btcsuite/btcd/wire"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/teos-go/teos/internal/durable"
 	"github.com/teos-go/teos/internal/store"
 	"github.com/teos-go/teos/pkg/teos"
 )
@@ -105,7 +105,7 @@ func Import(ctx context.Context, cfg Config) (Summary, error) {
 		}
 	}
 
-	created, err := mkdirs(filepath.Dir(cfg.Dest))
+	created, err := durable.MkdirAll(filepath.Dir(cfg.Dest), 0o700)
 	if err != nil {
 		return sum, fmt.Errorf("create data dir: %w", err)
 	}
@@ -176,52 +176,17 @@ func Import(ctx context.Context, cfg Config) (Summary, error) {
 	if err != nil {
 		return sum, fmt.Errorf("close temporary store: %w", err)
 	}
-	if err := syncPath(tmp); err != nil {
+	if err := durable.Sync(tmp); err != nil {
 		return sum, err
 	}
 	if err := os.Rename(tmp, cfg.Dest); err != nil {
 		return sum, fmt.Errorf("move the imported store into place: %w", err)
 	}
 	committed = true
-	if err := syncPath(filepath.Dir(cfg.Dest)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(cfg.Dest)); err != nil {
 		return sum, err
 	}
 	return sum, nil
-}
-
-// syncPath fsyncs a file or directory.
-func syncPath(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	return nil
-}
-
-// mkdirs creates dir and its missing parents (0700) and returns the ones it created, deepest
-// first, so that a failed import can remove them again.
-func mkdirs(dir string) ([]string, error) {
-	var created []string
-	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
-		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
-			break
-		}
-		created = append(created, d)
-		if filepath.Dir(d) == d {
-			break
-		}
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	return created, nil
 }
 
 // removeStaleTemps deletes temporary stores left by killed imports. One that another process

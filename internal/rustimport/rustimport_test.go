@@ -19,6 +19,7 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
 
+	"github.com/teos-go/teos/internal/durable/durabletest"
 	"github.com/teos-go/teos/internal/rustimport"
 	"github.com/teos-go/teos/internal/rustimport/rustfixture"
 	"github.com/teos-go/teos/internal/store"
@@ -535,8 +536,23 @@ func TestImportDataDirCreatedOnlyOnSuccess(t *testing.T) {
 			t.Fatalf("%s: %v left behind by the refusal", tc.name, got)
 		}
 	}
-	if _, err := rustimport.Import(t.Context(), rustimport.Config{Source: src, Dest: dest, BlockHeight: heights(db, 3)}); err != nil {
+	var err error
+	syncs := durabletest.Syncs(t, func() {
+		_, err = rustimport.Import(t.Context(), rustimport.Config{Source: src, Dest: dest, BlockHeight: heights(db, 3)})
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	checkImported(t, dest, db, 3)
+	// Each new directory's name is flushed, and the store's after the rename: a power loss
+	// after teosd started on it cannot take the imported tower away.
+	netDir := filepath.Dir(dest)
+	for _, d := range []string{root, filepath.Dir(netDir), netDir} {
+		if !slices.Contains(syncs, d) {
+			t.Fatalf("flushed %v: %s missing", syncs, d)
+		}
+	}
+	if syncs[len(syncs)-1] != netDir {
+		t.Fatalf("flushed %v: want %s last, after the rename", syncs, netDir)
+	}
 }

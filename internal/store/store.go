@@ -7,11 +7,14 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
-	"github.com/teos-go/teos/pkg/teos"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/teos-go/teos/internal/durable"
+	"github.com/teos-go/teos/pkg/teos"
 )
 
 // dbVersion is the layout this binary writes; migrations[i] upgrades a version i+1 file to i+2.
@@ -112,6 +115,16 @@ func Open(path string, opts *Options) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, boltOptions(opts))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if !opts.NoSync {
+		// bbolt flushes a new file, not its name: without this a power loss could take the
+		// file, and every appointment acknowledged in it, away. Every time, not only when the
+		// file is new: a crash right after an earlier Open created it may have left the name
+		// in the page cache only.
+		if err := durable.SyncDir(filepath.Dir(path)); err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
 	}
 	saved := peekLocatorFilter(db) // before the first write below
 	if err := db.Update(initialise); err != nil {

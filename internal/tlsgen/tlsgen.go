@@ -18,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/teos-go/teos/internal/durable"
 )
 
 // File names inside the data dir; teos-cli needs the client pair and the CA certificate.
@@ -118,11 +120,11 @@ func loadOrGenerate(dir string, s spec, ca tls.Certificate) (tls.Certificate, bo
 		return tls.Certificate{}, false, err
 	}
 	// Key first: a crash between the two writes leaves the certificate missing, and the next
-	// start regenerates both.
-	if err := writeAtomic(keyPath, keyPEM, 0o600); err != nil {
+	// start regenerates both. Each file is written whole, then its name flushed.
+	if err := durable.WriteFile(keyPath, keyPEM, 0o600); err != nil {
 		return tls.Certificate{}, false, err
 	}
-	if err := writeAtomic(certPath, certPEM, 0o644); err != nil {
+	if err := durable.WriteFile(certPath, certPEM, 0o644); err != nil {
 		return tls.Certificate{}, false, err
 	}
 	id, err := tls.X509KeyPair(certPEM, keyPEM)
@@ -195,36 +197,6 @@ func exists(path string) (bool, error) {
 	default:
 		return false, fmt.Errorf("stat %s: %w", path, err)
 	}
-}
-
-// writeAtomic writes data to a temporary file in path's directory and renames it over path,
-// so a crash never leaves a truncated key or certificate behind.
-func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
 
 // ServerConfig is teosd's side: it presents server.pem and requires a client certificate

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/teos-go/teos/internal/durable/durabletest"
 )
 
 var allFiles = []string{CACertFile, CAKeyFile, ServerCertFile, ServerKeyFile, ClientCertFile, ClientKeyFile}
@@ -296,4 +298,28 @@ func TestMutualTLS(t *testing.T) {
 	if _, cerr := handshake(t, otherServer, client); !errors.As(cerr, &unknown) {
 		t.Fatalf("server from another CA: client %v", cerr)
 	}
+}
+
+// TestEnsureFlushesNames: every key and certificate written is flushed, then its name in the
+// data dir: after a power loss the tower keeps the identity teos-cli was given.
+func TestEnsureFlushesNames(t *testing.T) {
+	dir := t.TempDir()
+	var err error
+	syncs := durabletest.Syncs(t, func() { _, err = Ensure(dir) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := countOf(syncs, dir); n != len(allFiles) || syncs[len(syncs)-1] != dir {
+		t.Fatalf("flushed %v: want the data dir flushed after each of the %d files", syncs, len(allFiles))
+	}
+}
+
+func countOf(s []string, v string) int {
+	n := 0
+	for _, x := range s {
+		if x == v {
+			n++
+		}
+	}
+	return n
 }

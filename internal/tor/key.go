@@ -17,6 +17,8 @@ import (
 	"strings"
 
 	"filippo.io/edwards25519"
+
+	"github.com/teos-go/teos/internal/durable"
 )
 
 // KeyFileName is the onion key's file in <datadir>/<network>, as rust-teos names it.
@@ -115,8 +117,13 @@ func LoadOrCreateKey(dir string) (key SecretKey, created bool, err error) {
 	if key, err = GenerateKey(); err != nil {
 		return SecretKey{}, false, err
 	}
-	if err := writeNew(path, key[:]); err != nil {
+	// Whole and its name flushed, or not at all; never over a key another process just made.
+	created, err = durable.CreateFile(path, key[:], 0o600)
+	if err != nil {
 		return SecretKey{}, false, fmt.Errorf("store onion key: %w", err)
+	}
+	if !created {
+		return LoadOrCreateKey(dir) // made meanwhile by another process: use that one
 	}
 	return key, true, nil
 }
@@ -130,38 +137,4 @@ func readAtMost(path string, n int64) ([]byte, error) {
 	}
 	defer f.Close()
 	return io.ReadAll(io.LimitReader(f, n))
-}
-
-// writeNew writes path in full or not at all, and never over an existing file: the data goes
-// to a temporary file that is synced and then hard-linked into place.
-func writeNew(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync() // so the new name survives a crash
-		d.Close()
-	}
-	return nil
 }

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/teos-go/teos/internal/durable/durabletest"
 )
 
 // testdata/onion_v3_sk is a key file as rust-teos writes it: torut's TorSecretKeyV3 bytes,
@@ -113,9 +115,17 @@ func TestParseKeyRejects(t *testing.T) {
 
 func TestLoadOrCreateKey(t *testing.T) {
 	dir := t.TempDir()
-	key, created, err := LoadOrCreateKey(dir)
+	var (
+		key     SecretKey
+		created bool
+		err     error
+	)
+	syncs := durabletest.Syncs(t, func() { key, created, err = LoadOrCreateKey(dir) })
 	if err != nil || !created {
 		t.Fatalf("first load: created=%v err=%v", created, err)
+	}
+	if len(syncs) == 0 || syncs[len(syncs)-1] != dir { // the tower's onion address survives a power loss
+		t.Fatalf("flushed %v: want the key's directory last", syncs)
 	}
 	path := filepath.Join(dir, KeyFileName)
 	st, err := os.Stat(path)

@@ -1,0 +1,11 @@
+//go:build !linux
+
+package durabletest
+
+import "testing"
+
+// Syncs needs Linux's seccomp user notifications: the test is skipped elsewhere.
+func Syncs(t testing.TB, fn func()) []string {
+	t.Skip("durabletest.Syncs needs Linux")
+	return nil
+}
