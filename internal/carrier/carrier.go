@@ -192,6 +192,15 @@ func (c *Carrier) send(ctx context.Context, txid chainhash.Hash, tx *wire.MsgTx)
 		return Result{Status: StatusIrrevocablyResolved}, nil
 	case CodeVerifyRejected:
 		in, mined, err := c.lookUp(ctx, txid)
+		if err == nil && mined != nil {
+			// With -txindex, bitcoind still names the block of a transaction whose block left
+			// the chain: only a block of the best chain holds it (e.g. a reorged penalty now
+			// outbid by a conflicting transaction is refused, not in the chain).
+			var inChain bool
+			if inChain, err = c.InBestChain(ctx, *mined); err == nil && !inChain {
+				mined = nil
+			}
+		}
 		if err != nil {
 			return Result{}, fmt.Errorf("send %s: %w", txid, err)
 		}
@@ -199,7 +208,7 @@ func (c *Carrier) send(ctx context.Context, txid chainhash.Hash, tx *wire.MsgTx)
 			c.log.Debug("transaction already in mempool", "txid", txid)
 			return Result{Status: StatusInMempool}, nil
 		}
-		if mined {
+		if mined != nil {
 			// btcd's "already have transaction", and the miner took it from the mempool
 			// before the look-up: the transaction is in the chain, not rejected.
 			c.log.Debug("transaction mined between the broadcast and the look-up", "txid", txid)
@@ -259,20 +268,20 @@ func (c *Carrier) InMempool(ctx context.Context, txid chainhash.Hash) (bool, err
 }
 
 // lookUp says whether bitcoind has txid in its mempool or in a block, as InMempool.
-func (c *Carrier) lookUp(ctx context.Context, txid chainhash.Hash) (inMempool, mined bool, err error) {
+func (c *Carrier) lookUp(ctx context.Context, txid chainhash.Hash) (inMempool bool, block *chainhash.Hash, err error) {
 	in, block, err := c.client.RawTransactionInfo(ctx, txid)
 	if err == nil {
-		return in, block != nil, nil
+		return in, block, nil
 	}
 	var rpcErr rpcError
 	if errors.As(err, &rpcErr) {
-		return false, false, nil
+		return false, nil, nil
 	}
 	if terr := c.transportError(ctx, err); terr != nil {
-		return false, false, fmt.Errorf("look up %s: %w", txid, terr)
+		return false, nil, fmt.Errorf("look up %s: %w", txid, terr)
 	}
 	// Neither an RPC nor a transport error: treat as a node we cannot use, not as "absent".
-	return false, false, fmt.Errorf("look up %s: %w", txid, err)
+	return false, nil, fmt.Errorf("look up %s: %w", txid, err)
 }
 
 // Tip returns the hash and height of bitcoind's best block. Any failure is an error: the

@@ -148,6 +148,9 @@ func TestSendCodeTable(t *testing.T) {
 			n, srv := newNode(t)
 			n.set("sendrawtransaction", tc.send)
 			n.set("getrawtransaction", tc.lookup)
+			// Block 9, at height 5 of the best chain.
+			n.set("getblockheader", ok(map[string]any{"height": 5}))
+			n.set("getblockhash", ok(chainhash.Hash{9}.String()))
 			c := New(clientFor(t, srv), nil)
 			got, err := c.Send(t.Context(), tx)
 			if err != nil {
@@ -159,6 +162,36 @@ func TestSendCodeTable(t *testing.T) {
 			}
 			if n.count("sendrawtransaction") != 1 {
 				t.Fatalf("sendrawtransaction called %d times, want 1", n.count("sendrawtransaction"))
+			}
+		})
+	}
+}
+
+// With -txindex, bitcoind's getrawtransaction names the block of a transaction even after
+// that block left the chain. A reorged-out penalty that a conflicting transaction now outbids
+// (-26) is not in the chain: taking it for "already in the chain" let the responder complete
+// its tracker, refunding the slots, though the penalty was buried nowhere.
+func TestSendRejectedTxInStaleBlockIsNotInChain(t *testing.T) {
+	tx := testTx(1)
+	for _, tc := range []struct {
+		name, reason string
+		want         Result
+	}{
+		{"final", "insufficient fee", Result{Status: StatusRejected, Code: -26, Reason: "insufficient fee"}},
+		{"passing", "mempool min fee not met", Result{Status: StatusRefusedForNow, Code: -26, Reason: "mempool min fee not met"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, srv := newNode(t)
+			n.set("sendrawtransaction", rejectedWith(tc.reason))
+			n.set("getrawtransaction", ok(map[string]any{"blockhash": chainhash.Hash{9}.String()}))
+			n.set("getblockheader", ok(map[string]any{"height": 5}))
+			n.set("getblockhash", ok(chainhash.Hash{8}.String())) // another block at height 5
+			got, err := New(clientFor(t, srv), nil).Send(t.Context(), tx)
+			if err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+			if got != tc.want {
+				t.Fatalf("Send = %+v, want %+v", got, tc.want)
 			}
 		})
 	}
