@@ -318,7 +318,9 @@ func (r *roles) lead(ctx context.Context, every time.Duration) error {
 	}
 	resp := responder.New(responder.Config{Store: r.db, Carrier: carrier.New(r.btc, r.log), Logger: r.log}, height)
 	// The front ends' block processing (the lnd lookout and its responder) is the leader's too.
-	listeners := []chain.Listener{r.gk, r.w, resp}
+	// A block's transactions are published before the watcher looks it up, for the adds of
+	// instances that have not seen it yet (pgstore mined.go).
+	listeners := []chain.Listener{r.db.MinedTxs(watcher.CacheBlocks), r.gk, r.w, resp}
 	var seeders []func(*frontend.SeedBlock)
 	for _, fe := range r.fes {
 		c := fe.NewChain(height)
