@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/btcsuite/btcd/wire"
 	"github.com/jackc/pgx/v5"
@@ -106,6 +107,12 @@ func (m *MinedTxs) BlockDisconnected(ctx context.Context, header *wire.BlockHead
 	return nil
 }
 
+// publishLockWait bounds the publication's wait for the adds in flight. New adds, on every
+// instance, queue behind it meanwhile: an add whose instance vanished mid-transaction would
+// otherwise hold them all until the server ends its session (idleInTxTimeout). The block
+// then fails and is processed again at the next poll.
+var publishLockWait = 5 * time.Second
+
 // publish runs fn in a leader-only transaction that takes the adds' lock exclusively last,
 // so it commits only once every add in flight has.
 func (m *MinedTxs) publish(ctx context.Context, fn func(tx pgx.Tx) error) error {
@@ -115,7 +122,11 @@ func (m *MinedTxs) publish(ctx context.Context, fn func(tx pgx.Tx) error) error 
 		if err := fn(tx); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, minedLockKey)
-		return err
+		_, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d; SELECT pg_advisory_xact_lock(%d)`,
+			publishLockWait.Milliseconds(), minedLockKey))
+		if err != nil {
+			return fmt.Errorf("wait for the adds in flight: %w", err)
+		}
+		return nil
 	})
 }

@@ -3,10 +3,13 @@ package pgstore_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/btcsuite/btcd/wire"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/teos-go/teos/internal/pgtest"
 	"github.com/teos-go/teos/internal/store"
@@ -230,5 +233,52 @@ func waitLockWaiters(t *testing.T, s *pgstore.Store, n int) {
 			t.Fatalf("%d sessions wait for the advisory lock, want %d", got, n)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestPublicationGivesUpOnAStuckAdd: an add transaction that stays open (its instance gone
+// silent mid-transaction) does not hold the leader's block, nor every other instance's adds
+// queued behind the publication, until the server ends that session: the publication gives
+// up after publishLockWait, the adds go on, and the block's next try publishes it.
+func TestPublicationGivesUpOnAStuckAdd(t *testing.T) {
+	defer pgstore.SetPublishLockWait(300 * time.Millisecond)()
+	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	url := srv.NewDatabase(t)
+	leader, follower := open(t, url, "regtest"), open(t, url, "regtest")
+	defer leader.Close()
+	defer follower.Close()
+	ctx := context.Background()
+	user := newUserIn(t, follower, 1)
+	stuck, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close(ctx)
+	tx, err := stuck.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, pgstore.MinedLockKey); err != nil {
+		t.Fatal(err)
+	}
+	block := minedBlock(nil, 1, 2)
+	mined := leader.MinedTxs(6)
+	// Given up on the lock (55P03), not after the operation's own 30 s bound.
+	if err := mined.BlockConnected(ctx, block, 101); err == nil {
+		t.Fatal("the block was published while an add transaction was open")
+	} else if pe, ok := errors.AsType[*pgconn.PgError](err); !ok || pe.Code != "55P03" {
+		t.Fatalf("publication with an add stuck: %v; want a lock timeout", err)
+	}
+	if _, res := addLate(t, follower, user, locatorOf(block.Transactions[0])); res.Queued {
+		t.Fatal("the publication that gave up left its rows")
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := mined.BlockConnected(ctx, block, 101); err != nil {
+		t.Fatalf("the next try: %v", err)
+	}
+	if _, res := addLate(t, follower, user, locatorOf(block.Transactions[1])); !res.Queued {
+		t.Fatal("no hand-over after the block was published")
 	}
 }
