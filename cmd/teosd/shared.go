@@ -240,6 +240,7 @@ func (r *roles) canLead(bitcoind func(context.Context) bool) func(context.Contex
 				r.log.Warn("block processing keeps failing: this instance cannot lead")
 				return false
 			}
+			r.benchedUntil.Store(0) // it recovered before the elector gave the lock up
 		} else if now.UnixNano() < r.benchedUntil.Load() {
 			return false
 		}
