@@ -122,8 +122,11 @@ func (m *MinedTxs) publish(ctx context.Context, fn func(tx pgx.Tx) error) error 
 		if err := fn(tx); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d; SELECT pg_advisory_xact_lock(%d)`,
-			publishLockWait.Milliseconds(), minedLockKey))
+		// No flush of its own at commit: the block's later writes (its tip, trackers) and any
+		// add that read the rows flush the WAL past it; a publication lost in a crash is of a
+		// block whose tip was not stored, which the next leader processes again.
+		_, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL synchronous_commit = off; SET LOCAL lock_timeout = %d;
+			SELECT pg_advisory_xact_lock(%d)`, publishLockWait.Milliseconds(), minedLockKey))
 		if err != nil {
 			return fmt.Errorf("wait for the adds in flight: %w", err)
 		}

@@ -46,4 +46,14 @@ func BenchmarkPublishBlock(b *testing.B) {
 			}
 		}
 	})
+	// A block of a coinbase and one transaction, as in a regtest catch-up.
+	small := minedBlock(nil, 99, 2)
+	b.Run("publish-2tx", func(b *testing.B) {
+		m := s.MinedTxs(6)
+		for i := 0; b.Loop(); i++ {
+			if err := m.BlockConnected(context.Background(), small, uint32(100000+i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
