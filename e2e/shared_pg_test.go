@@ -225,7 +225,8 @@ func instanceName(t *testing.T, tw *tower) string {
 }
 
 // wantRoles checks what `teos-cli gettowerinfo` says of the leadership on both instances:
-// each its role and name, and both the same leader.
+// each its role and name, and both the same leader. An instance that just stepped down learns
+// who leads at its next election round: the check waits for that.
 func wantRoles(t *testing.T, leader, follower *tower) {
 	t.Helper()
 	for _, c := range []struct {
@@ -233,11 +234,19 @@ func wantRoles(t *testing.T, leader, follower *tower) {
 		role string
 	}{{leader, "leader"}, {follower, "follower"}} {
 		var info cliTowerInfo
-		c.tw.cliOK(t, &info, "gettowerinfo")
-		if info.Role != c.role || info.Instance == nil || *info.Instance != instanceName(t, c.tw) ||
-			info.Leader == nil || *info.Leader != instanceName(t, leader) || info.FrontEnds == nil {
-			t.Fatalf("gettowerinfo of the %s: %+v (instance %v, leader %v); want leader %s",
-				c.role, info, deref(info.Instance), deref(info.Leader), instanceName(t, leader))
+		ok := func() bool {
+			info = cliTowerInfo{}
+			c.tw.cliOK(t, &info, "gettowerinfo")
+			return info.Role == c.role && info.Instance != nil && *info.Instance == instanceName(t, c.tw) &&
+				info.Leader != nil && *info.Leader == instanceName(t, leader) && info.FrontEnds != nil
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("gettowerinfo of the %s: %+v (instance %v, leader %v); want leader %s",
+					c.role, info, deref(info.Instance), deref(info.Leader), instanceName(t, leader))
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 }

@@ -136,7 +136,7 @@ func startShared(ctx context.Context, cfg *config.Config, log *slog.Logger, db *
 		BlocksFirst: blocksFirst})
 	rc := &roles{cfg: cfg, log: log, db: db, btc: btc, gk: gk, w: w, resp: resp, fes: fes, blocks: blocksFirst, wake: pollNow}
 	rc.el = leader.New(leader.Config{URL: cfg.DatabaseURL, Name: instanceName(cfg), Every: cfg.PollEvery(), Logger: log,
-		NewTerm: pgstore.NewTerm, CanLead: bitcoindAnswers(btc)})
+		NewTerm: pgstore.NewTerm, CanLead: rc.canLead(bitcoindAnswers(btc))})
 	if cfg.MetricsBind != "" {
 		m := metrics.New(metrics.Config{Counts: db.Counts, Height: rc.Height, Reachable: rc.Reachable,
 			Held: held.Gate.Held, AuthFailures: btc.AuthFailures, Endpoints: httpapi.Endpoints(), Logger: log})
@@ -217,6 +217,45 @@ type roles struct {
 	mu      sync.Mutex
 	cur     *chain.Monitor
 	leading atomic.Bool
+
+	leadFailures atomic.Int64 // lead() failures in a row before its monitor ran
+	benchedUntil atomic.Int64 // unix nanos: no campaigning until then (canLead)
+}
+
+// benchedPeriods is how many election periods an instance that gave the leadership up because
+// its block processing kept failing stays out of the election, so another instance takes it.
+const benchedPeriods = 10
+
+// canLead is the elector's CanLead: this instance's bitcoind answers (bitcoind) and, while it
+// leads, its block processing is not failing for another reason (a write its store refuses,
+// say): a leader failing so keeps the lock, and block processing stops for every instance.
+// The elector gives the lock up once this says no for a few periods in a row; the instance
+// then sits benchedPeriods out. A failure every instance shares moves the leadership round.
+func (r *roles) canLead(bitcoind func(context.Context) bool) func(context.Context) bool {
+	return func(ctx context.Context) bool {
+		now := time.Now()
+		if leading, _ := r.el.Leading(); leading {
+			if r.blocksFailing() {
+				r.benchedUntil.Store(now.Add(benchedPeriods * r.cfg.PollEvery()).UnixNano())
+				r.log.Warn("block processing keeps failing: this instance cannot lead")
+				return false
+			}
+			r.benchedUntil.Store(0) // it recovered before the elector gave the lock up
+		} else if now.UnixNano() < r.benchedUntil.Load() {
+			return false
+		}
+		return bitcoind(ctx)
+	}
+}
+
+// blocksFailing reports whether this instance's last leadership step failed: its last poll
+// other than transiently, or the start of its term.
+func (r *roles) blocksFailing() bool {
+	if r.leadFailures.Load() > 0 {
+		return true
+	}
+	m := r.monitor()
+	return r.leading.Load() && m != nil && m.Failures() > 0
 }
 
 func (r *roles) monitor() *chain.Monitor {
@@ -277,6 +316,9 @@ func (r *roles) Run(ctx context.Context, every time.Duration) error {
 			term := r.el.Term()
 			r.db.Fence(term, func() { r.el.StepDown(term) })
 			err = r.lead(rctx, every)
+			if err != nil && rctx.Err() == nil {
+				r.leadFailures.Add(1)
+			}
 		} else {
 			r.db.Fence(0, nil)
 			err = r.follow(rctx, every)
@@ -318,7 +360,9 @@ func (r *roles) lead(ctx context.Context, every time.Duration) error {
 	}
 	resp := responder.New(responder.Config{Store: r.db, Carrier: carrier.New(r.btc, r.log), Logger: r.log}, height)
 	// The front ends' block processing (the lnd lookout and its responder) is the leader's too.
-	listeners := []chain.Listener{r.gk, r.w, resp}
+	// A block's transactions are published before the watcher looks it up, for the adds of
+	// instances that have not seen it yet (pgstore mined.go).
+	listeners := []chain.Listener{r.db.MinedTxs(watcher.CacheBlocks), r.gk, r.w, resp}
 	var seeders []func(*frontend.SeedBlock)
 	for _, fe := range r.fes {
 		c := fe.NewChain(height)
@@ -359,6 +403,7 @@ func (r *roles) lead(ctx context.Context, every time.Duration) error {
 	r.cur = mon
 	r.mu.Unlock()
 	r.leading.Store(true)
+	r.leadFailures.Store(0)
 	r.log.Info("leading: following the chain from the persisted tip", "height", height)
 	// Followers' late appointments wake the drain at their commit rather than at the next
 	// poll; without the notifications (connection lost) the poll still drains.

@@ -83,6 +83,7 @@ type Monitor struct {
 	chain    []BlockRef // last Window processed blocks, oldest first
 	height   atomic.Uint32
 	lastMove atomic.Int64 // unix nanos when the tip last moved
+	failures atomic.Int64 // Run's polls in a row that failed other than transiently
 	// partial is a block some listeners handled but not all (one failed); guarded by mu. If
 	// it leaves the best chain before it is retried, its listeners are told it is gone.
 	partial *partialBlock
@@ -121,6 +122,10 @@ func New(ctx context.Context, cfg Config, tip chainhash.Hash, height uint32) (*M
 	m.lastMove.Store(time.Now().UnixNano())
 	return m, nil
 }
+
+// Failures is how many of Run's polls in a row failed for a reason other than a transient
+// one (IsTransient): a block whose processing keeps failing.
+func (m *Monitor) Failures() int64 { return m.failures.Load() }
 
 // Height is the height of the last processed block.
 func (m *Monitor) Height() uint32 { return m.height.Load() }
@@ -319,8 +324,11 @@ func (m *Monitor) Run(ctx context.Context, every time.Duration) error {
 		}
 		if err != nil && ctx.Err() == nil {
 			if !m.cfg.IsTransient(err) {
+				m.failures.Add(1)
 				m.log.Error("chain poll failed", "err", err)
 			}
+		} else if err == nil {
+			m.failures.Store(0)
 		}
 		if idle := time.Since(time.Unix(0, m.lastMove.Load())); idle > stale && !warned {
 			m.log.Warn("chain tip has not moved", "for", idle.Round(time.Second), "height", m.Height())

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -378,5 +379,62 @@ func TestBusyCoversEveryBlockOfAPoll(t *testing.T) {
 	want := []string{"begin", fmt.Sprintf("w-10:%s", hs[10]), fmt.Sprintf("w+10:%s", fork[0]), fmt.Sprintf("w+11:%s", fork[1]), "end"}
 	if !slices.Equal(events, want) {
 		t.Fatalf("events\n%v\nwant\n%v", events, want)
+	}
+}
+
+// flaky fails every block until ok, signalling each call.
+type flaky struct {
+	calls chan struct{}
+	ok    atomic.Bool
+}
+
+func (f *flaky) BlockConnected(context.Context, *wire.MsgBlock, uint32) error {
+	f.calls <- struct{}{}
+	if !f.ok.Load() {
+		return errors.New("store refused the write")
+	}
+	return nil
+}
+
+func (f *flaky) BlockDisconnected(context.Context, *wire.BlockHeader, uint32) error { return nil }
+
+// Run counts the polls in a row that fail other than transiently (a leader that cannot
+// process blocks gives up its leadership on it), and a successful poll clears the count.
+func TestRunCountsFailures(t *testing.T) {
+	c, hs := newFakeChain(3)
+	f := &flaky{calls: make(chan struct{})}
+	polled := make(chan int64)
+	wake := make(chan struct{}, 1)
+	var m *Monitor
+	m, err := New(t.Context(), Config{Source: c, Store: &tipStore{}, Listeners: []Listener{f}, Wake: wake,
+		IsTransient: func(err error) bool { return errors.Is(err, errDown) },
+		AfterPoll:   func(context.Context) error { polled <- m.Failures(); return nil }}, hs[3], 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() { _ = m.Run(ctx, time.Hour) }()
+	<-polled // nothing new
+	c.mu.Lock()
+	c.extend(hs[3], 1)
+	c.mu.Unlock()
+	for range 3 {
+		wake <- struct{}{}
+		<-f.calls
+	}
+	// The third try has begun: the first two were counted.
+	if n := m.Failures(); n < 2 {
+		t.Fatalf("Failures = %d after 2 failed polls", n)
+	}
+	f.ok.Store(true)
+	wake <- struct{}{}
+	<-f.calls
+	if n := <-polled; n < 3 {
+		t.Fatalf("Failures = %d after 3 failed polls", n)
+	}
+	wake <- struct{}{}
+	if n := <-polled; n != 0 {
+		t.Fatalf("Failures = %d after a successful poll", n)
 	}
 }

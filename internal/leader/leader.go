@@ -36,9 +36,9 @@ type Config struct {
 	// won, before this instance leads (pgstore.NewTerm); if it fails, the lock is let go.
 	NewTerm func(ctx context.Context, conn *pgx.Conn) (int64, error)
 	// CanLead, if set, is asked once per period (within it, by ctx) whether this instance can
-	// do the leader's work (its bitcoind answers): a follower that cannot does not campaign,
-	// and a leader that cannot for unfitRounds periods in a row lets the lock go, so that an
-	// instance whose own bitcoind is down does not stop block processing for every instance.
+	// do the leader's work (its bitcoind answers, its blocks do not keep failing): a follower
+	// that cannot does not campaign, and a leader that cannot for unfitRounds periods in a row
+	// lets the lock go, so that one instance's fault does not stop block processing for all.
 	CanLead func(ctx context.Context) bool
 }
 
@@ -213,7 +213,7 @@ func (e *Elector) step(ctx context.Context, conn **pgx.Conn, drop func(), warned
 	canLead := e.canLead(octx)
 	if leading && !canLead {
 		if e.unfit++; e.unfit >= unfitRounds {
-			e.log.Warn("leadership given up: this instance cannot lead (its bitcoind does not answer)", "periods", e.unfit)
+			e.log.Warn("leadership given up: this instance cannot lead (its bitcoind does not answer, or its block processing keeps failing)", "periods", e.unfit)
 			e.unfit = 0
 			drop() // closing the session lets go of the lock
 			return
@@ -237,9 +237,9 @@ func (e *Elector) step(ctx context.Context, conn **pgx.Conn, drop func(), warned
 	if canLead == e.benched {
 		e.benched = !canLead
 		if e.benched {
-			e.log.Warn("not campaigning for the leadership: this instance cannot lead (its bitcoind does not answer)")
+			e.log.Warn("not campaigning for the leadership: this instance cannot lead (its bitcoind does not answer, or it just gave the leadership up)")
 		} else {
-			e.log.Info("campaigning for the leadership again: this instance's bitcoind answers")
+			e.log.Info("campaigning for the leadership again: this instance can lead")
 		}
 	}
 	var got bool // stays false while this instance cannot lead: it follows, and says who leads

@@ -131,6 +131,9 @@ type AppointmentUpsert struct {
 type UpsertResult struct {
 	User UserInfo
 	Err  error
+	// Queued: the store queued a hand-over the item's HandOver did not give, having found its
+	// dispute mined itself (PostgreSQL: in a block the leading instance processed).
+	Queued bool
 }
 
 // errNoneAccepted turns a batch whose items were all refused into a refusal, so the group

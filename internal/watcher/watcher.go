@@ -175,6 +175,7 @@ func (w *Watcher) AddAppointment(a teos.Appointment, userSig string) (*Accepted,
 	if res[0].Err != nil {
 		return nil, addError(res[0].Err)
 	}
+	queued = queued || res[0].Queued // the store found the dispute mined itself
 	if queued {
 		w.wake()
 	}
@@ -344,6 +345,7 @@ func (w *Watcher) AddAppointmentsUnless(items []Item, fault func(error) bool) ([
 			results[i].Err = addError(stored[j].Err)
 			return
 		}
+		queued[j] = queued[j] || stored[j].Queued
 		results[i].Accepted = w.accepted(upserts[j].Appointment, stored[j].User, queued[j])
 	})
 	for j := range index {

@@ -17,3 +17,14 @@ func SetIdleInTransactionTimeout(d time.Duration) func() {
 	idleInTxTimeout = d
 	return func() { idleInTxTimeout = old }
 }
+
+// SetPublishLockWait shortens how long a block's publication waits for the adds in flight;
+// it returns the restore.
+func SetPublishLockWait(d time.Duration) func() {
+	old := publishLockWait
+	publishLockWait = d
+	return func() { publishLockWait = old }
+}
+
+// MinedLockKey is the advisory lock between adds and block publications.
+const MinedLockKey = minedLockKey

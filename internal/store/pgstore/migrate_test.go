@@ -28,7 +28,7 @@ func TestMigrateFromV1(t *testing.T) {
 	}
 	ctx := context.Background()
 	// Back to what version 1 created.
-	if _, err := s.Pool().Exec(ctx, `DROP TABLE allowed_users, lnd_updates, lnd_sessions, lnd_trackers, leader_term;
+	if _, err := s.Pool().Exec(ctx, `DROP TABLE allowed_users, lnd_updates, lnd_sessions, lnd_trackers, leader_term, recent_txs;
 		UPDATE teos_schema SET version = 1`); err != nil {
 		t.Fatal(err)
 	}
@@ -40,8 +40,8 @@ func TestMigrateFromV1(t *testing.T) {
 	s = open(t, url, "regtest")
 	defer s.Close()
 	var version int
-	if err := s.Pool().QueryRow(ctx, `SELECT version FROM teos_schema`).Scan(&version); err != nil || version != 4 {
-		t.Fatalf("schema version = %d, %v; want 4", version, err)
+	if err := s.Pool().QueryRow(ctx, `SELECT version FROM teos_schema`).Scan(&version); err != nil || version != 5 {
+		t.Fatalf("schema version = %d, %v; want 5", version, err)
 	}
 	if info, ok, err := s.User(u); err != nil || !ok || info.AvailableSlots != 7 {
 		t.Fatalf("user after the migration = %+v, %v, %v", info, ok, err)
@@ -96,7 +96,7 @@ func TestMigrateFromV2(t *testing.T) {
 	}
 	ctx := context.Background()
 	// Back to what version 2 created.
-	if _, err := s.Pool().Exec(ctx, `ALTER TABLE lnd_sessions DROP COLUMN n_updates; DROP TABLE leader_term;
+	if _, err := s.Pool().Exec(ctx, `ALTER TABLE lnd_sessions DROP COLUMN n_updates; DROP TABLE leader_term, recent_txs;
 		UPDATE teos_schema SET version = 2`); err != nil {
 		t.Fatal(err)
 	}
@@ -108,8 +108,8 @@ func TestMigrateFromV2(t *testing.T) {
 	s = open(t, url, "regtest")
 	defer s.Close()
 	var version int
-	if err := s.Pool().QueryRow(ctx, `SELECT version FROM teos_schema`).Scan(&version); err != nil || version != 4 {
-		t.Fatalf("schema version = %d, %v; want 4", version, err)
+	if err := s.Pool().QueryRow(ctx, `SELECT version FROM teos_schema`).Scan(&version); err != nil || version != 5 {
+		t.Fatalf("schema version = %d, %v; want 5", version, err)
 	}
 	rows, _ := s.Pool().Query(ctx, `SELECT n_updates FROM lnd_sessions ORDER BY session_id`)
 	got, err := pgx.CollectRows(rows, pgx.RowTo[int64])

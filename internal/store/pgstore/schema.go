@@ -10,7 +10,7 @@ import (
 
 // schemaVersion is the schema this binary writes; migrations[i] upgrades version i to i+1
 // (migrations[0] creates the schema on an empty database).
-const schemaVersion = 4
+const schemaVersion = 5
 
 // ErrNewerSchema is returned by Open when a newer teosd wrote the database.
 var ErrNewerSchema = errors.New("pgstore: database schema is newer than this binary")
@@ -62,6 +62,7 @@ var migrations = []string{
 	migrationAllowlist + migrationLnd, // 1 -> 2: allowlist.go, lnd.go
 	migrationLndCounts,                // 2 -> 3: lnd.go
 	migrationLeaderTerm,               // 3 -> 4: fence.go
+	migrationRecentTxs,                // 4 -> 5: mined.go
 }
 
 // migrate creates or upgrades the schema in one transaction, under an advisory lock so

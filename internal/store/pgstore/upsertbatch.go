@@ -47,6 +47,7 @@ func runUpserts(ctx context.Context, tx pgx.Tx, calls []*upsertCall) error {
 	owner := make(map[teos.UserID]store.UserInfo, len(users))
 	prev := make(map[teos.UUID]apptState, len(ids))
 	rb := &pgx.Batch{}
+	rb.Queue(addsLockSQL, minedLockKey) // before queueLateSQL's snapshot (mined.go)
 	rb.Queue(`SELECT user_id, available_slots, subscription_start, subscription_expiry FROM users
 		WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE`, users).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
@@ -80,6 +81,8 @@ func runUpserts(ctx context.Context, tx pgx.Tx, calls []*upsertCall) error {
 	}
 	wb := &pgx.Batch{}
 	notify := false
+	var lateIDs, lateLocs [][]byte // accepted items without a hand-over from the instance's cache
+	late := map[teos.UUID][]*store.UpsertResult{}
 	for _, c := range calls {
 		for i, it := range c.items {
 			a := it.Appointment
@@ -99,13 +102,20 @@ func runUpserts(ctx context.Context, tx pgx.Tx, calls []*upsertCall) error {
 			prev[id] = apptState{a, p.triggered}
 			wb.Queue(putUserSQL, userArgs(a.UserID, next)...)
 			wb.Queue(upsertApptSQL, apptArgs(a)...)
-			if it.HandOver != nil {
-				if h := it.HandOver(); h != nil {
-					wb.Queue(putHandOverSQL, id[:], h.Block[:], nonNil(h.Dispute))
-					notify = true
-				}
-			}
 			c.results[i] = store.UpsertResult{User: next}
+			var h *store.HandOver
+			if it.HandOver != nil {
+				h = it.HandOver()
+			}
+			if h != nil {
+				wb.Queue(putHandOverSQL, id[:], h.Block[:], nonNil(h.Dispute))
+				notify = true
+			} else {
+				if late[id] == nil {
+					lateIDs, lateLocs = append(lateIDs, id[:]), append(lateLocs, a.Locator[:])
+				}
+				late[id] = append(late[id], &c.results[i])
+			}
 		}
 	}
 	if wb.Len() == 0 {
@@ -113,6 +123,23 @@ func runUpserts(ctx context.Context, tx pgx.Tx, calls []*upsertCall) error {
 	}
 	if notify {
 		wb.Queue(notifyHandOverSQL) // delivered at commit (notify.go)
+	}
+	if len(lateIDs) > 0 {
+		wb.Queue(queueLateSQL, lateIDs, lateLocs).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id []byte
+				if err := rows.Scan(&id, nil); err != nil {
+					return err
+				}
+				if len(id) != teos.UUIDLen {
+					return fmt.Errorf("%w: queued hand-over of a %d-byte UUID", store.ErrCorrupt, len(id))
+				}
+				for _, r := range late[teos.UUID(id)] {
+					r.Queued = true
+				}
+			}
+			return rows.Err()
+		})
 	}
 	if err := tx.SendBatch(ctx, wb).Close(); err != nil {
 		return fmt.Errorf("upsert appointments: %w", err)
