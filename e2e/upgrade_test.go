@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,13 +9,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/teos-go/teos/internal/pgtest"
 	"github.com/teos-go/teos/pkg/teos"
 )
 
-// oldRelease is the teosd the upgrade test starts from: the last commit whose bbolt file is
-// layout version 2 (before the hand-over queue), so the upgrade runs a real migration and the
-// downgrade meets a newer file. Moving the pin is fine as long as it stays an older layout.
-const oldRelease = "04b77af777eea1877523984fde50fca755bfbe69"
+// The teosd builds the upgrade tests start from. Moving a pin is fine as long as it stays an
+// older layout, so the upgrade runs a real migration and the downgrade meets a newer file.
+const (
+	// oldRelease is the last commit whose bbolt file is layout version 2 (before the hand-over
+	// queue).
+	oldRelease = "04b77af777eea1877523984fde50fca755bfbe69"
+	// oldPostgresRelease is the first with the PostgreSQL store: schema version 1 (no
+	// allowlist, lnd records, lnd counts or leadership terms).
+	oldPostgresRelease = "9af6fce667642e94eb10c07cdaf4dff248b993b9"
+)
 
 // buildOldTeosd builds teosd at commit from this repository's history with git archive, or
 // skips when there is no history to build it from (a source tarball, a shallow clone).
@@ -84,10 +92,22 @@ func runBinToExit(t *testing.T, bin string, args ...string) (int, string) {
 // processed, and a new breach is answered. Then the old binary must refuse the upgraded file,
 // and leave it intact.
 func TestUpgradeFromOldRelease(t *testing.T) {
-	oldBin := buildOldTeosd(t, oldRelease)
+	testUpgrade(t, buildOldTeosd(t, oldRelease), "")
+}
+
+// TestUpgradePostgresFromOldRelease is TestUpgradeFromOldRelease on a PostgreSQL database
+// created by the first teosd that had that store: its schema is migrated from version 1.
+func TestUpgradePostgresFromOldRelease(t *testing.T) {
+	oldBin := buildOldTeosd(t, oldPostgresRelease)
+	pg := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	testUpgrade(t, oldBin, fmt.Sprintf("database_url = %q\n", pg.NewDatabase(t)))
+}
+
+func testUpgrade(t *testing.T, oldBin, toml string) {
+	shared := toml != ""
 	node := startNode(t)
 	c := newChain(t, node)
-	old := newTower(t, node, "")
+	old := newTower(t, node, toml)
 	old.bin = oldBin
 	old.start()
 
@@ -126,13 +146,16 @@ func TestUpgradeFromOldRelease(t *testing.T) {
 	}
 	tip := c.tip(t)
 
-	tw := newTower(t, node, "")
+	tw := newTower(t, node, toml)
 	tw.dataDir, tw.args, tw.apiURL = old.dataDir, old.args, old.apiURL
 	tw.start()
 	if tw.id != old.id {
 		t.Fatalf("tower id %s after the upgrade, was %s", tw.id, old.id)
 	}
-	if h := towerHeight(t, tw); h != tip {
+	if shared {
+		// With a shared database the API opens before this instance leads and catches up.
+		waitTowerAt(t, tw, tip)
+	} else if h := towerHeight(t, tw); h != tip {
 		t.Fatalf("tower at height %d after the upgrade, tip %d", h, tip)
 	}
 	for _, x := range []struct {
