@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -190,11 +191,16 @@ func testUpgrade(t *testing.T, oldBin, toml string) {
 	tw.stop()
 
 	// The old binary refuses the upgraded file, with a reason, and leaves it as it was.
+	dbFile := filepath.Join(old.dataDir, "regtest", "teos.db")
+	before, _ := os.ReadFile(dbFile) // nil with a shared database
 	code, out := runBinToExit(t, oldBin, old.args...)
 	if code == 0 || !strings.Contains(out, "newer than this binary") {
 		t.Fatalf("old teosd on the upgraded file: exit %d, want a refusal naming the version\n%s", code, out)
 	}
 	t.Logf("old teosd on the upgraded file: exit %d: %s", code, strings.TrimSpace(out))
+	if after, _ := os.ReadFile(dbFile); !bytes.Equal(after, before) {
+		t.Fatal("the old teosd's refusal changed teos.db")
+	}
 	tw.start()
 	alice.wantResponded(t, tw, confirmed)
 	bob.wantResponded(t, tw, later)
