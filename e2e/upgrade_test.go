@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +30,11 @@ const (
 // skips when there is no history to build it from (a source tarball, a shallow clone).
 func buildOldTeosd(t *testing.T, commit string) string {
 	t.Helper()
+	oldBuilds.Lock()
+	defer oldBuilds.Unlock()
+	if bin, ok := oldBuilds.bin[commit]; ok {
+		return bin
+	}
 	git := func(args ...string) (string, error) {
 		out, err := exec.Command("git", args...).Output()
 		return strings.TrimSpace(string(out)), err
@@ -43,7 +49,11 @@ func buildOldTeosd(t *testing.T, commit string) string {
 		}
 		t.Fatalf("commit %s not in the repository's history: %v", commit, err)
 	}
-	dir := t.TempDir()
+	// Next to this tree's teosd, removed with it by TestMain: built once per run.
+	dir := filepath.Join(filepath.Dir(teosdBin), "old-"+commit[:12])
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	tarball := filepath.Join(dir, "src.tar")
 	src := filepath.Join(dir, "src")
 	if err := os.Mkdir(src, 0o755); err != nil {
@@ -62,8 +72,14 @@ func buildOldTeosd(t *testing.T, commit string) string {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build teosd at %s: %v\n%s", commit, err, out)
 	}
+	oldBuilds.bin[commit] = bin
 	return bin
 }
+
+var oldBuilds = struct {
+	sync.Mutex
+	bin map[string]string
+}{bin: map[string]string{}}
 
 // runBinToExit runs bin until it exits and returns its exit code and stderr.
 func runBinToExit(t *testing.T, bin string, args ...string) (int, string) {
@@ -93,18 +109,26 @@ func runBinToExit(t *testing.T, bin string, args ...string) (int, string) {
 // processed, and a new breach is answered. Then the old binary must refuse the upgraded file,
 // and leave it intact.
 func TestUpgradeFromOldRelease(t *testing.T) {
-	testUpgrade(t, buildOldTeosd(t, oldRelease), "")
+	testUpgrade(t, buildOldTeosd(t, oldRelease), "", true)
+}
+
+// TestUpgradeSameLayout upgrades from oldPostgresRelease's teosd on bbolt: a build with the
+// same layout version (3) and no migration. That one must then read the newer build's file as
+// it is (nothing it stores changed meaning since), so going back works too.
+func TestUpgradeSameLayout(t *testing.T) {
+	testUpgrade(t, buildOldTeosd(t, oldPostgresRelease), "", false)
 }
 
 // TestUpgradePostgresFromOldRelease is TestUpgradeFromOldRelease on a PostgreSQL database
 // created by the first teosd that had that store: its schema is migrated from version 1.
 func TestUpgradePostgresFromOldRelease(t *testing.T) {
+	pg := pgtest.Start(t, &pgtest.Options{NoFsync: true}) // skips without PostgreSQL
 	oldBin := buildOldTeosd(t, oldPostgresRelease)
-	pg := pgtest.Start(t, &pgtest.Options{NoFsync: true})
-	testUpgrade(t, oldBin, fmt.Sprintf("database_url = %q\n", pg.NewDatabase(t)))
+	testUpgrade(t, oldBin, fmt.Sprintf("database_url = %q\n", pg.NewDatabase(t)), true)
 }
 
-func testUpgrade(t *testing.T, oldBin, toml string) {
+// testUpgrade runs the upgrade; refused says whether oldBin must then refuse the data.
+func testUpgrade(t *testing.T, oldBin, toml string, refused bool) {
 	shared := toml != ""
 	node := startNode(t)
 	c := newChain(t, node)
@@ -190,6 +214,18 @@ func testUpgrade(t *testing.T, oldBin, toml string) {
 	}
 	tw.stop()
 
+	if !refused {
+		// Back to the old binary: it reads everything the new one wrote.
+		old.start()
+		alice.wantResponded(t, old, confirmed)
+		bob.wantResponded(t, old, later)
+		alice.wantSubscription(t, old, aliceSub.AvailableSlots-1, locatorOf(confirmed), locatorOf(inMempool), watched.Locator, extra.Locator)
+		old.stop()
+		tw.start()
+		alice.wantSubscription(t, tw, aliceSub.AvailableSlots-1, locatorOf(confirmed), locatorOf(inMempool), watched.Locator, extra.Locator)
+		tw.stop()
+		return
+	}
 	// The old binary refuses the upgraded file, with a reason, and leaves it as it was.
 	dbFile := filepath.Join(old.dataDir, "regtest", "teos.db")
 	before, _ := os.ReadFile(dbFile) // nil with a shared database
