@@ -75,6 +75,7 @@ type tower struct {
 	args    []string
 	apiURL  string
 	id      teos.UserID
+	bin     string // the teosd binary; empty means the one built from this tree
 
 	cmd    *exec.Cmd
 	done   chan struct{}
@@ -117,7 +118,11 @@ func newTower(t testing.TB, node *btcdtest.Node, extraToml string) *tower {
 func (tw *tower) start(extraArgs ...string) {
 	t := tw.t
 	t.Helper()
-	cmd := exec.Command(teosdBin, append(append([]string{}, tw.args...), extraArgs...)...)
+	bin := teosdBin
+	if tw.bin != "" {
+		bin = tw.bin
+	}
+	cmd := exec.Command(bin, append(append([]string{}, tw.args...), extraArgs...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -158,9 +163,12 @@ func (tw *tower) start(extraArgs ...string) {
 		t.Fatalf("teosd printed no tower id\n%s", tw.logs())
 	}
 	deadline := time.Now().Add(30 * time.Second)
+	var lastPing string
 	for {
 		resp, err := http.Get(tw.apiURL + "/ping")
+		lastPing = fmt.Sprint(err)
 		if err == nil {
+			lastPing = resp.Status
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return
@@ -172,7 +180,7 @@ func (tw *tower) start(extraArgs ...string) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("teosd API not ready\n%s", tw.logs())
+			t.Fatalf("teosd API not ready (last /ping: %s)\n%s", lastPing, tw.logs())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
