@@ -33,6 +33,9 @@ import (
 // At a clean Close the filter is saved next to the database (<db>.locfilter) and an epoch
 // naming that save is put in meta; Open loads the file only if the epochs agree and removes
 // the epoch before any write, so a file left by a crash or an older state is never trusted.
+// The file also names the database's transaction id, modification time and size then: a
+// program unaware of the filter (an older teosd) leaves the epoch in place when it writes,
+// and a compaction restarts the ids, so the id alone does not prove the same contents.
 // Otherwise Open starts a build from the index in the background; until it is ready every
 // locator is looked up in the index, as without a filter.
 
@@ -40,9 +43,9 @@ const (
 	filterBitsPerKey   = 16
 	filterWordsPerBlk  = 8
 	filterMinCapacity  = 1 << 16
-	filterFileMagic    = "TEOSLF01"
+	filterFileMagic    = "TEOSLF02"
 	filterFileSuffix   = ".locfilter"
-	filterHeaderLen    = 8 + 16 + 8*6 // magic, epoch, txid, k0, k1, capacity, added, words
+	filterHeaderLen    = 8 + 16 + 8*8 // magic, epoch, txid, mtime, size, k0, k1, capacity, added, words
 	filterEpochLen     = 16
 	filterRebuildFull  = 2 // rebuild when added > capacity * this
 	filterRebuildStale = 2 // rebuild when deleted > added / this
@@ -197,11 +200,28 @@ func (lf *locatorFilters) mayContain(loc *teos.Locator) bool {
 type savedFilter struct {
 	epoch []byte
 	txid  int
+	file  fileStamp
 }
 
-// peekLocatorFilter reads the saved filter's epoch and the file's last transaction id.
+// fileStamp is the database file's modification time and size: any write moves them on.
+type fileStamp struct{ mtime, size int64 }
+
+func stampFile(path string) (fileStamp, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{mtime: st.ModTime().UnixNano(), size: st.Size()}, nil
+}
+
+// peekLocatorFilter reads the saved filter's epoch and the file's last transaction id and
+// stamp.
 func peekLocatorFilter(db *bolt.DB) savedFilter {
 	var sf savedFilter
+	var err error
+	if sf.file, err = stampFile(db.Path()); err != nil {
+		return savedFilter{}
+	}
 	_ = db.View(func(tx *bolt.Tx) error {
 		sf.txid = tx.ID()
 		if meta := tx.Bucket(bktMeta); meta != nil {
@@ -229,10 +249,6 @@ func (lf *locatorFilters) maybeStored(locs []teos.Locator) []teos.Locator {
 func openLocatorFilter(db *bolt.DB, saved savedFilter) *locatorFilters {
 	lf := &locatorFilters{db: db, ready: make(chan struct{}), stop: make(chan struct{})}
 	filterRegistry.Store(db, lf)
-	if saved.epoch != nil {
-		// The key only names a save; while the store is open it has no meaning.
-		_ = db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bktMeta).Delete(keyLocatorFilter) })
-	}
 	t0 := time.Now()
 	if f, err := readFilterFile(db.Path()+filterFileSuffix, saved); err == nil {
 		lf.current.Store(f)
@@ -381,6 +397,9 @@ func (lf *locatorFilters) close(save bool) error {
 		saved.txid = tx.ID()
 		return tx.Bucket(bktMeta).Put(keyLocatorFilter, saved.epoch)
 	})
+	if err == nil {
+		saved.file, err = stampFile(lf.db.Path()) // after the last write to the file
+	}
 	if err != nil {
 		return fmt.Errorf("save locator filter: %w", err)
 	}
@@ -399,7 +418,7 @@ func writeFilterFile(path string, f *locFilter, saved savedFilter) error {
 	hdr := make([]byte, 0, filterHeaderLen)
 	hdr = append(hdr, filterFileMagic...)
 	hdr = append(hdr, saved.epoch...)
-	for _, v := range []uint64{uint64(saved.txid), f.k0, f.k1, f.capacity, f.added.Load(), uint64(len(f.words))} {
+	for _, v := range []uint64{uint64(saved.txid), uint64(saved.file.mtime), uint64(saved.file.size), f.k0, f.k1, f.capacity, f.added.Load(), uint64(len(f.words))} {
 		hdr = binary.LittleEndian.AppendUint64(hdr, v)
 	}
 	crc := crc32.Checksum(hdr, crcTable)
@@ -456,15 +475,16 @@ func readFilterFile(path string, saved savedFilter) (*locFilter, error) {
 		return nil, err
 	}
 	u := func(i int) uint64 { return binary.LittleEndian.Uint64(hdr[24+8*i:]) }
-	if string(hdr[:8]) != filterFileMagic || !bytes.Equal(hdr[8:24], saved.epoch) || u(0) != uint64(saved.txid) {
+	if string(hdr[:8]) != filterFileMagic || !bytes.Equal(hdr[8:24], saved.epoch) || u(0) != uint64(saved.txid) ||
+		u(1) != uint64(saved.file.mtime) || u(2) != uint64(saved.file.size) {
 		return nil, errFilterFile
 	}
-	f := &locFilter{k0: u(1), k1: u(2), capacity: u(3)}
-	nwords := u(5)
+	f := &locFilter{k0: u(3), k1: u(4), capacity: u(5)}
+	nwords := u(7)
 	if nwords == 0 || nwords%filterWordsPerBlk != 0 || st.Size() != int64(filterHeaderLen)+int64(nwords)*8+4 {
 		return nil, errFilterFile
 	}
-	f.added.Store(u(4))
+	f.added.Store(u(6))
 	f.nblocks = nwords / filterWordsPerBlk
 	data := make([]byte, nwords*8+4)
 	if _, err := io.ReadFull(in, data); err != nil {

@@ -127,7 +127,14 @@ func Open(path string, opts *Options) (*Store, error) {
 		}
 	}
 	saved := peekLocatorFilter(db) // before the first write below
-	if err := db.Update(initialise); err != nil {
+	if err := db.Update(func(tx *bolt.Tx) error {
+		if err := initialise(tx); err != nil {
+			return err
+		}
+		// A saved locator filter names the file as it was at Close; from this write on it is
+		// stale, also for a store opened without the filter (locfilter.go).
+		return tx.Bucket(bktMeta).Delete(keyLocatorFilter)
+	}); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
