@@ -27,7 +27,7 @@ func TestLocatorFilterFileRefusedAfterCompactionAndForeignWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	var savedID int
-	compactInPlace(t, path, &savedID)
+	compactInPlace(t, path, &savedID, true)
 
 	// A writer unaware of the filter adds appointments until the id is the saved one again.
 	s = mustOpen(t, path, &Options{NoSync: true, NoLocatorFilter: true})
@@ -55,7 +55,8 @@ func TestLocatorFilterFileRefusedAfterCompactionAndForeignWrites(t *testing.T) {
 
 // compactInPlace replaces the file at path by a bbolt compaction of it, as `bbolt compact`
 // and teos-scale do, and returns in *savedID the transaction id the original ended at.
-func compactInPlace(t *testing.T, path string, savedID *int) {
+// With room, it checks that the copy's id is well below the original's.
+func compactInPlace(t *testing.T, path string, savedID *int, room bool) {
 	t.Helper()
 	src, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
 	if err != nil {
@@ -80,7 +81,7 @@ func compactInPlace(t *testing.T, path string, savedID *int) {
 	if err := renameFile(path+".compact", path); err != nil {
 		t.Fatal(err)
 	}
-	if newID >= *savedID-2 {
+	if room && newID >= *savedID-2 {
 		t.Fatalf("compacted id %d, original %d: no room for the scenario", newID, *savedID)
 	}
 }
@@ -102,7 +103,7 @@ func TestLocatorFilterFileRefusedAfterCompactionAndOlderBinaryWrites(t *testing.
 		t.Fatal(err)
 	}
 	var savedID int
-	compactInPlace(t, path, &savedID)
+	compactInPlace(t, path, &savedID, true)
 
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
