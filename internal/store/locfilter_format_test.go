@@ -28,7 +28,7 @@ func TestLocFilterFormatPinned(t *testing.T) {
 		_ = binary.Write(h, binary.LittleEndian, w)
 	}
 	const want = "1ab2adbe2b1667d423e5d56a9ebd923f9fe8e257be1895e3bd3b0488266f7c2c"
-	if got := hex.EncodeToString(h.Sum(nil)); got != want || filterFileMagic != "TEOSLF01" {
-		t.Fatalf("filter layout %s (magic %s), pinned %s (TEOSLF01): a changed layout needs a new filterFileMagic", got, filterFileMagic, want)
+	if got := hex.EncodeToString(h.Sum(nil)); got != want || filterFileMagic != "TEOSLF02" {
+		t.Fatalf("filter layout %s (magic %s), pinned %s (TEOSLF02): a changed layout needs a new filterFileMagic", got, filterFileMagic, want)
 	}
 }
