@@ -1,4 +1,5 @@
-// Package durabletest tells a test which files and directories the code under test flushed.
+// Package durabletest tells a test which files and directories the code under test flushed,
+// and can make a chosen flush fail.
 package durabletest
 
 import (
@@ -33,11 +34,48 @@ type seccompNotifResp struct {
 }
 
 // Syncs runs fn on an OS thread of its own and returns the paths that thread flushed (fsync or
-// fdatasync), in order; every call runs as usual. A seccomp filter on that thread only (it ends
-// with fn) stops each call until this process has read which file its descriptor names, so
-// fn must do its work on its own goroutine. The test is skipped where such a filter cannot be
-// installed.
+// fdatasync), in order; every call runs as usual. fn must do its work on its own goroutine
+// (see intercept). The test is skipped where such a filter cannot be installed.
 func Syncs(t testing.TB, fn func()) []string {
+	t.Helper()
+	var (
+		mu    sync.Mutex
+		paths []string
+	)
+	intercept(t, []uint32{unix.SYS_FSYNC, unix.SYS_FDATASYNC}, func(_ int32, args [6]uint64) syscall.Errno {
+		// The caller shares this process's descriptor table and waits in the call.
+		p, err := os.Readlink("/proc/self/fd/" + strconv.FormatUint(args[0]&0xffffffff, 10))
+		if err != nil {
+			p = "?" + err.Error()
+		}
+		mu.Lock()
+		paths = append(paths, p)
+		mu.Unlock()
+		return 0
+	}, fn)
+	mu.Lock() // each call was recorded before it was let through
+	defer mu.Unlock()
+	return paths
+}
+
+// FailNthFdatasync runs fn on an OS thread of its own on which the n-th fdatasync fails with
+// EIO and every other one runs as usual: a disk that loses one flush.
+func FailNthFdatasync(t testing.TB, n int, fn func()) {
+	t.Helper()
+	i := 0
+	intercept(t, []uint32{unix.SYS_FDATASYNC}, func(int32, [6]uint64) syscall.Errno {
+		if i++; i == n {
+			return unix.EIO
+		}
+		return 0
+	}, fn)
+}
+
+// intercept runs fn on an OS thread of its own and stops each of that thread's calls numbered
+// in nrs until answer says how it ends: 0 lets it run, an errno fails it. Only that thread is
+// filtered (it ends with fn), so the rest of the test process is untouched; answer runs on one
+// goroutine, one call at a time. The test is skipped where the filter cannot be installed.
+func intercept(t testing.TB, nrs []uint32, answer func(nr int32, args [6]uint64) syscall.Errno, fn func()) {
 	t.Helper()
 	var arch uint32
 	switch runtime.GOARCH {
@@ -53,15 +91,20 @@ func Syncs(t testing.TB, fn func()) []string {
 		jeqK = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
 		retK = unix.BPF_RET | unix.BPF_K
 	)
+	// arch check; then one jump per number to the notify return, which sits after the allow.
+	k := uint8(len(nrs))
 	prog := []unix.SockFilter{
 		{Code: ldW, K: 4}, // seccomp_data.arch
-		{Code: jeqK, Jt: 0, Jf: 4, K: arch},
+		{Code: jeqK, Jt: 0, Jf: k + 1, K: arch},
 		{Code: ldW, K: 0}, // seccomp_data.nr
-		{Code: jeqK, Jt: 1, Jf: 0, K: unix.SYS_FSYNC},
-		{Code: jeqK, Jt: 0, Jf: 1, K: unix.SYS_FDATASYNC},
-		{Code: retK, K: unix.SECCOMP_RET_USER_NOTIF},
-		{Code: retK, K: unix.SECCOMP_RET_ALLOW},
 	}
+	for i, nr := range nrs {
+		prog = append(prog, unix.SockFilter{Code: jeqK, Jt: k - uint8(i), Jf: 0, K: nr})
+	}
+	prog = append(prog,
+		unix.SockFilter{Code: retK, K: unix.SECCOMP_RET_ALLOW},
+		unix.SockFilter{Code: retK, K: unix.SECCOMP_RET_USER_NOTIF},
+	)
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
 
 	listener := make(chan int, 1)
@@ -92,10 +135,6 @@ func Syncs(t testing.TB, fn func()) []string {
 	var closeOnce sync.Once
 	closeFd := func() { closeOnce.Do(func() { unix.Close(fd) }) }
 	defer closeFd()
-	var (
-		mu    sync.Mutex
-		paths []string
-	)
 	// The supervisor answers the filtered thread's calls until the thread is gone.
 	go func() {
 		for {
@@ -106,23 +145,15 @@ func Syncs(t testing.TB, fn func()) []string {
 				}
 				return // the thread exited
 			}
-			// The caller shares this process's descriptor table and waits in the call.
-			p, err := os.Readlink("/proc/self/fd/" + strconv.FormatUint(req.args[0]&0xffffffff, 10))
-			if err != nil {
-				p = "?" + err.Error()
-			}
-			mu.Lock()
-			paths = append(paths, p)
-			mu.Unlock()
 			resp := seccompNotifResp{id: req.id, flags: unix.SECCOMP_USER_NOTIF_FLAG_CONTINUE}
+			if errno := answer(req.nr, req.args); errno != 0 {
+				resp = seccompNotifResp{id: req.id, error: -int32(errno)}
+			}
 			if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SECCOMP_IOCTL_NOTIF_SEND, uintptr(unsafe.Pointer(&resp))); errno != 0 {
 				closeFd()
 				return
 			}
 		}
 	}()
-	<-ran // each call was recorded before it was let through
-	mu.Lock()
-	defer mu.Unlock()
-	return paths
+	<-ran
 }

@@ -9,3 +9,8 @@ func Syncs(t testing.TB, fn func()) []string {
 	t.Skip("durabletest.Syncs needs Linux")
 	return nil
 }
+
+// FailNthFdatasync needs Linux's seccomp user notifications: the test is skipped elsewhere.
+func FailNthFdatasync(t testing.TB, n int, fn func()) {
+	t.Skip("durabletest.FailNthFdatasync needs Linux")
+}
