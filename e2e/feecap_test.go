@@ -5,11 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"slices"
 	"strconv"
 	"sync"
@@ -28,7 +24,7 @@ const coreFeeExceeded = "Fee exceeds maximum configured by user (e.g. -maxtxfee,
 // rate is btcd's own, from testmempoolaccept with that cap ("max-fee-exceeded"); a
 // transaction within the cap, and every other call, goes to btcd unchanged.
 type feeCap struct {
-	srv    *httptest.Server
+	*rpcProxy
 	target string
 	mu     sync.Mutex
 	sends  []capSend
@@ -38,31 +34,20 @@ type feeCap struct {
 func startFeeCap(t *testing.T, target string) *feeCap {
 	t.Helper()
 	f := &feeCap{target: target}
-	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target})
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
+	f.rpcProxy = startRPCProxy(t, target, func(w http.ResponseWriter, r *http.Request, call *rpcCall) bool {
+		if call.Method != "sendrawtransaction" || len(call.Params) == 0 {
+			return false
 		}
-		var call struct {
-			ID     json.RawMessage   `json:"id"`
-			Method string            `json:"method"`
-			Params []json.RawMessage `json:"params"`
+		code, msg := f.check(t, r.Header.Get("Authorization"), call.Params)
+		if code == 0 {
+			return false
 		}
-		if json.Unmarshal(body, &call) == nil && call.Method == "sendrawtransaction" && len(call.Params) > 0 {
-			if code, msg := f.check(t, r.Header.Get("Authorization"), call.Params); code != 0 {
-				b, _ := json.Marshal(map[string]any{"result": nil, "error": map[string]any{"code": code, "message": msg}, "id": call.ID})
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusInternalServerError)
-				_, _ = w.Write(b)
-				return
-			}
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(f.srv.Close)
+		b, _ := json.Marshal(map[string]any{"result": nil, "error": map[string]any{"code": code, "message": msg}, "id": call.ID})
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write(b)
+		return true
+	})
 	return f
 }
 
@@ -120,11 +105,6 @@ func (f *feeCap) check(t *testing.T, auth string, params []json.RawMessage) (int
 		return -25, coreFeeExceeded
 	}
 	return 0, "" // within the cap, or refused for another reason: btcd says which
-}
-
-func (f *feeCap) port() string {
-	u, _ := url.Parse(f.srv.URL)
-	return u.Port()
 }
 
 // capSend is one sendrawtransaction: the hex and the second argument ("-" when absent).

@@ -3,11 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -79,7 +75,7 @@ func TestLateAppointment(t *testing.T) {
 // rpcFilter forwards bitcoind JSON-RPC and cuts the connection of the calls whose method is
 // blocked, as a bitcoind that stops answering would.
 type rpcFilter struct {
-	srv     *httptest.Server
+	*rpcProxy
 	mu      sync.Mutex
 	blocked map[string]bool
 	refused atomic.Int64
@@ -88,37 +84,20 @@ type rpcFilter struct {
 func startRPCFilter(t *testing.T, target string) *rpcFilter {
 	t.Helper()
 	f := &rpcFilter{blocked: map[string]bool{}}
-	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target})
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		var call struct {
-			Method string `json:"method"`
-		}
-		_ = json.Unmarshal(body, &call)
+	f.rpcProxy = startRPCProxy(t, target, func(w http.ResponseWriter, _ *http.Request, call *rpcCall) bool {
 		f.mu.Lock()
 		blocked := f.blocked[call.Method]
 		f.mu.Unlock()
-		if blocked {
-			f.refused.Add(1)
-			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
-				conn.Close()
-			}
-			return
+		if !blocked {
+			return false
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(f.srv.Close)
+		f.refused.Add(1)
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Close()
+		}
+		return true
+	})
 	return f
-}
-
-func (f *rpcFilter) port() string {
-	u, _ := url.Parse(f.srv.URL)
-	return u.Port()
 }
 
 func (f *rpcFilter) block(block bool, methods ...string) {

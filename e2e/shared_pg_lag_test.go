@@ -1,13 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,31 +10,21 @@ import (
 	"github.com/teos-go/teos/internal/pgtest"
 )
 
-// rpcCounter is an HTTP proxy to bitcoind's RPC that counts the calls of one method.
+// rpcCounter is a proxy to bitcoind's RPC that counts the calls of one method.
 type rpcCounter struct {
-	port  string
+	*rpcProxy
 	calls atomic.Int64
 }
 
 func countRPC(t *testing.T, target, method string) *rpcCounter {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	c := &rpcCounter{}
-	_, c.port, _ = net.SplitHostPort(ln.Addr().String())
-	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target})
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		if bytes.Contains(body, []byte(`"`+method+`"`)) {
+	c.rpcProxy = startRPCProxy(t, target, func(_ http.ResponseWriter, _ *http.Request, call *rpcCall) bool {
+		if call.Method == method {
 			c.calls.Add(1)
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		proxy.ServeHTTP(w, r)
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
+		return false
+	})
 	return c
 }
 
@@ -63,7 +48,7 @@ func TestSharedPostgresLaggingFollowerKilledAfterLateAdd(t *testing.T) {
 	// The follower asks bitcoind for its best block once to campaign and once for its first
 	// poll, then not for an hour: once both are done it cannot see a new block.
 	rpc := countRPC(t, node.RPCHost, "getbestblockhash")
-	b.args = append(b.args, "--btcrpcport", rpc.port)
+	b.args = append(b.args, "--btcrpcport", rpc.port())
 	b.start("--pollinginterval", "1h")
 	waitLog(t, b, "following: another instance leads", 1)
 	waitFor(t, "the follower's first poll", func() bool { return rpc.calls.Load() >= 2 })
