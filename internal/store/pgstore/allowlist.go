@@ -63,7 +63,8 @@ func (s *Store) AllowedUsers() ([]teos.UserID, error) {
 
 // StoredBytes is what the tower's tables take on disk, indexes and TOAST included, summed
 // over the tables of the connection's current schema, where teosd created them (so every
-// instance's writes count; other tables put in that schema would count too). Space
+// instance's writes count; other tables put in that schema would count too), except the
+// leader's recent blocks' transactions (recent_txs), which are the chain's, not users'. Space
 // PostgreSQL frees when rows are deleted is reused for new rows but stays in the files, so
 // unlike the bbolt figure this one does not drop when users expire: at the cap, registrations
 // stay refused until VACUUM FULL gives the space back or the cap is raised.
@@ -73,7 +74,7 @@ func (s *Store) StoredBytes() (int64, error) {
 	var n int64
 	err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
 		FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace
-		WHERE c.relkind = 'r' AND ns.nspname = current_schema()`).Scan(&n)
+		WHERE c.relkind = 'r' AND ns.nspname = current_schema() AND c.relname <> 'recent_txs'`).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("database size: %w", err)
 	}

@@ -282,3 +282,25 @@ func TestPublicationGivesUpOnAStuckAdd(t *testing.T) {
 		t.Fatal("no hand-over after the block was published")
 	}
 }
+
+// The leader's published block transactions are the chain's, not users' data: they do not
+// count toward max_stored_bytes (a mainnet block would take megabytes of the cap).
+func TestPublishedBlocksNotStoredBytes(t *testing.T) {
+	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	s := open(t, srv.NewDatabase(t), "regtest")
+	defer s.Close()
+	before, err := s.StoredBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MinedTxs(6).BlockConnected(context.Background(), minedBlock(nil, 1, 2000), 200); err != nil {
+		t.Fatal(err)
+	}
+	after, err := s.StoredBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Fatalf("stored bytes %d after publishing a block, %d before", after, before)
+	}
+}
