@@ -44,7 +44,7 @@ type chainRunner interface {
 
 // openStore opens the engine cfg selects: the bbolt file in the network dir, or PostgreSQL
 // when database_url is set.
-func openStore(ctx context.Context, cfg *config.Config) (store.Engine, error) {
+func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Engine, error) {
 	if cfg.DatabaseURL == "" {
 		path := filepath.Join(cfg.NetworkDir(), "teos.db")
 		st, err := store.Open(path, nil)
@@ -57,7 +57,7 @@ func openStore(ctx context.Context, cfg *config.Config) (store.Engine, error) {
 	if err := noBoltStoreBeside(cfg); err != nil {
 		return nil, err
 	}
-	return pgstore.Open(ctx, cfg.DatabaseURL, &pgstore.Options{Network: cfg.BTCNetwork})
+	return pgstore.Open(ctx, cfg.DatabaseURL, &pgstore.Options{Network: cfg.BTCNetwork, Log: log})
 }
 
 // noBoltStoreBeside refuses database_url while the network dir holds a teos.db with data: a

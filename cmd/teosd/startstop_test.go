@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -61,7 +62,7 @@ func TestOpenStoreLockedSaysWhy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer holder.Close()
-	st, err := openStore(context.Background(), &cfg)
+	st, err := openStore(context.Background(), &cfg, slog.New(slog.DiscardHandler))
 	if err == nil {
 		st.Close()
 		t.Fatal("opened a store another process holds")

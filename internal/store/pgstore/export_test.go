@@ -28,3 +28,17 @@ func SetPublishLockWait(d time.Duration) func() {
 
 // MinedLockKey is the advisory lock between adds and block publications.
 const MinedLockKey = minedLockKey
+
+// SetOpTimeout shortens the bound of one operation for a test; it returns the restore.
+func SetOpTimeout(d time.Duration) func() {
+	old := opTimeout
+	opTimeout = d
+	return func() { opTimeout = old }
+}
+
+// SetMigrateLogEvery sets how often a running migration logs; it returns the restore.
+func SetMigrateLogEvery(d time.Duration) func() {
+	old := migrateLogEvery
+	migrateLogEvery = d
+	return func() { migrateLogEvery = old }
+}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -19,8 +20,8 @@ import (
 )
 
 // opTimeout bounds one operation, so a database that stops answering turns into an error
-// rather than a hang.
-const opTimeout = 30 * time.Second
+// rather than a hang (a variable for tests).
+var opTimeout = 30 * time.Second
 
 // idleInTxTimeout is how long the server keeps a transaction its client left idle. A client
 // that is gone (its machine lost, its network cut, its process stopped) leaves its open
@@ -36,6 +37,8 @@ type Options struct {
 	Network      string
 	MaxBatchSize int // writes sharing one commit (1000)
 	MaxConns     int32
+	// Log receives the schema migration's progress; nil discards it.
+	Log *slog.Logger
 }
 
 // Store is the PostgreSQL engine. Its methods are safe for concurrent use, also from several
@@ -78,9 +81,11 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
-	if err := migrate(ctx, pool, opts.Network); err != nil {
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := migrate(ctx, pool, opts.Network, log); err != nil {
 		pool.Close()
 		if errors.Is(err, ErrNewerSchema) || errors.Is(err, ErrOtherNetwork) {
 			return nil, err

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -65,20 +68,37 @@ var migrations = []string{
 	migrationRecentTxs,                // 4 -> 5: mined.go
 }
 
+// migrateLogEvery is how often a running migration says it still runs (a variable for tests).
+var migrateLogEvery = 10 * time.Second
+
 // migrate creates or upgrades the schema in one transaction, under an advisory lock so
-// instances starting together do it once, and checks the database's network.
+// instances starting together do it once, and checks the database's network. The checks are
+// bounded by opTimeout; waiting for another instance's migration and the migration itself are
+// not (a backfill takes as long as the data asks, seconds per million rows), only by ctx: a
+// cancelled one rolls back whole, leaving the schema as it was.
 func migrate(ctx context.Context, conn interface {
 	Begin(context.Context) (pgx.Tx, error)
-}, network string) error {
-	tx, err := conn.Begin(ctx)
+}, network string, log *slog.Logger) error {
+	op, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	tx, err := conn.Begin(op)
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(schemaLockKey)); err != nil {
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	var locked bool
+	if err := tx.QueryRow(op, `SELECT pg_try_advisory_xact_lock($1)`, int64(schemaLockKey)).Scan(&locked); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS teos_schema (
+	if !locked {
+		log.Info("waiting for another teosd instance's schema work on the shared PostgreSQL (a migration can take minutes)")
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(schemaLockKey)); err != nil {
+			return err
+		}
+		op, cancel = context.WithTimeout(ctx, opTimeout)
+		defer cancel()
+	}
+	if _, err := tx.Exec(op, `CREATE TABLE IF NOT EXISTS teos_schema (
 		id int PRIMARY KEY CHECK (id = 1), version int NOT NULL, network text NOT NULL)`); err != nil {
 		return err
 	}
@@ -86,10 +106,10 @@ func migrate(ctx context.Context, conn interface {
 		version int
 		dbNet   string
 	)
-	err = tx.QueryRow(ctx, `SELECT version, network FROM teos_schema`).Scan(&version, &dbNet)
+	err = tx.QueryRow(op, `SELECT version, network FROM teos_schema`).Scan(&version, &dbNet)
 	if errors.Is(err, pgx.ErrNoRows) {
 		version, dbNet = 0, network
-		if _, err := tx.Exec(ctx, `INSERT INTO teos_schema VALUES (1, 0, $1)`, network); err != nil {
+		if _, err := tx.Exec(op, `INSERT INTO teos_schema VALUES (1, 0, $1)`, network); err != nil {
 			return err
 		}
 	} else if err != nil {
@@ -101,6 +121,16 @@ func migrate(ctx context.Context, conn interface {
 	if network != "" && chainName(dbNet) != chainName(network) {
 		return fmt.Errorf("%w: the database holds a %s tower, teosd runs on %s", ErrOtherNetwork, dbNet, network)
 	}
+	if version == schemaVersion {
+		return tx.Commit(op)
+	}
+	from, start := version, time.Now()
+	if from > 0 {
+		log.Info("migrating the PostgreSQL schema; teosd starts once it is done, stopping it leaves the schema as it was",
+			"from", from, "to", schemaVersion)
+		stop := progress(log, from, start)
+		defer stop()
+	}
 	for ; version < schemaVersion; version++ {
 		if _, err := tx.Exec(ctx, migrations[version]); err != nil {
 			return fmt.Errorf("migrate schema from version %d: %w", version, err)
@@ -109,7 +139,33 @@ func migrate(ctx context.Context, conn interface {
 	if _, err := tx.Exec(ctx, `UPDATE teos_schema SET version = $1`, schemaVersion); err != nil {
 		return err
 	}
-	return tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	if from > 0 {
+		log.Info("PostgreSQL schema migrated", "from", from, "to", schemaVersion, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// progress logs every migrateLogEvery that the migration still runs, until stop.
+func progress(log *slog.Logger, from int, start time.Time) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(migrateLogEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				log.Info("still migrating the PostgreSQL schema", "from", from, "to", schemaVersion,
+					"elapsed", time.Since(start).Round(time.Second))
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
 }
 
 // chainName folds btc_network's aliases ("mainnet" and "main", "testnet" and "test", which
