@@ -2,7 +2,6 @@ package leader
 
 import (
 	"context"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -17,17 +16,12 @@ import (
 func TestCutOffLeaderReleasesTheLock(t *testing.T) {
 	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
 	direct := srv.NewDatabase(t)
-	u, err := url.Parse(direct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := pgtest.StartSilentProxy(t, u.Host)
-	u.Host = p.Addr()
+	proxied, p := pgtest.BehindSilentProxy(t, direct)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	a := New(Config{URL: u.String(), Every: 50 * time.Millisecond})
+	a := New(Config{URL: proxied, Every: 50 * time.Millisecond})
 	wg.Go(func() { _ = a.Run(ctx) })
 	waitState(t, a, true)
 	b := New(Config{URL: direct, Every: 50 * time.Millisecond})

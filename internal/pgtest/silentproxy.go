@@ -2,6 +2,7 @@ package pgtest
 
 import (
 	"net"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -64,6 +65,19 @@ func StartSilentProxy(t testing.TB, target string) *SilentProxy {
 		}
 	})
 	return p
+}
+
+// BehindSilentProxy puts a new SilentProxy in front of the database at dbURL (NewDatabase's);
+// it returns the URL through the proxy and the proxy.
+func BehindSilentProxy(t testing.TB, dbURL string) (string, *SilentProxy) {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := StartSilentProxy(t, u.Host)
+	u.Host = p.Addr()
+	return u.String(), p
 }
 
 // Addr is the proxy's address, to put in a connection URL in place of the server's.

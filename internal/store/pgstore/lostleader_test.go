@@ -2,7 +2,6 @@ package pgstore_test
 
 import (
 	"context"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -24,13 +23,8 @@ func TestLostLeaderTransactionEnds(t *testing.T) {
 	defer pgstore.SetIdleInTransactionTimeout(time.Second)()
 	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
 	direct := srv.NewDatabase(t)
-	u, err := url.Parse(direct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := pgtest.StartSilentProxy(t, u.Host)
-	u.Host = proxy.Addr()
-	old := open(t, u.String(), "regtest")
+	proxied, proxy := pgtest.BehindSilentProxy(t, direct)
+	old := open(t, proxied, "regtest")
 	defer old.Close()
 
 	ctx := context.Background()
@@ -68,10 +62,6 @@ func TestLostFollowerAddEnds(t *testing.T) {
 	defer pgstore.SetIdleInTransactionTimeout(time.Second)()
 	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
 	direct := srv.NewDatabase(t)
-	u, err := url.Parse(direct)
-	if err != nil {
-		t.Fatal(err)
-	}
 	leader := open(t, direct, "regtest")
 	defer leader.Close()
 	var wg sync.WaitGroup
@@ -79,9 +69,8 @@ func TestLostFollowerAddEnds(t *testing.T) {
 	// Cleanups run last first: the proxy's connections are closed, then the follower's add
 	// returns and the store closes.
 	t.Cleanup(func() { close(release); wg.Wait() })
-	proxy := pgtest.StartSilentProxy(t, u.Host)
-	u.Host = proxy.Addr()
-	follower := open(t, u.String(), "regtest")
+	proxied, proxy := pgtest.BehindSilentProxy(t, direct)
+	follower := open(t, proxied, "regtest")
 
 	var user teos.UserID
 	user[0] = 6
@@ -113,7 +102,7 @@ func TestLostFollowerAddEnds(t *testing.T) {
 	proxy.Silence()
 
 	id := triggered.UUID()
-	err = leader.ApplyChanges(&store.Changes{
+	err := leader.ApplyChanges(&store.Changes{
 		Trackers: []*store.Tracker{{UUID: id, DisputeTx: []byte("d"), PenaltyTx: []byte("p"),
 			DisputeTxID: chainhash.Hash{1}, PenaltyTxID: chainhash.Hash{2}, Height: 101}},
 		Basis: map[teos.UUID]store.Basis{id: {UserSignature: "sig"}},

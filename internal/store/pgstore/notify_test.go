@@ -2,7 +2,6 @@ package pgstore_test
 
 import (
 	"context"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -90,13 +89,8 @@ func TestListenNoticesSilentDrop(t *testing.T) {
 	defer pgstore.SetListenCheckTimeout(time.Second)()
 	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
 	direct := srv.NewDatabase(t)
-	u, err := url.Parse(direct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := pgtest.StartSilentProxy(t, u.Host)
-	u.Host = proxy.Addr()
-	leader, follower := open(t, u.String(), "regtest"), open(t, direct, "regtest")
+	proxied, proxy := pgtest.BehindSilentProxy(t, direct)
+	leader, follower := open(t, proxied, "regtest"), open(t, direct, "regtest")
 	defer leader.Close()
 	defer follower.Close()
 
