@@ -42,3 +42,11 @@ func SetMigrateLogEvery(d time.Duration) func() {
 	migrateLogEvery = d
 	return func() { migrateLogEvery = old }
 }
+
+// SetLockHoldIdleTimeout sets how long the server keeps an add or a publication holding the
+// adds' lock idle; it returns the restore.
+func SetLockHoldIdleTimeout(d time.Duration) func() {
+	old := lockHoldIdleTimeout
+	lockHoldIdleTimeout = d
+	return func() { lockHoldIdleTimeout = old }
+}

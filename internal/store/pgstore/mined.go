@@ -42,6 +42,19 @@ const minedLockKey int64 = 0x74656f736d696e65
 // addsLockSQL is the first statement of every add transaction (upsertbatch.go).
 const addsLockSQL = `SELECT pg_advisory_xact_lock_shared($1)`
 
+// lockHoldIdleTimeout is how long the server keeps a transaction holding the adds' lock (an
+// add, or a publication past its lock) idle. Both are a few round trips with nothing slow in
+// between, so a longer silence is a client gone (machine lost, network cut, process stopped):
+// it held the lock, and a publication waiting behind it held every instance's new adds,
+// until the session-wide idleInTxTimeout (30 s) ended it. Set LOCAL before the lock is taken,
+// so that it also covers a client that vanished while it waited for the lock.
+var lockHoldIdleTimeout = 2 * time.Second
+
+// lockHoldIdleSQL bounds the current transaction's idle time to lockHoldIdleTimeout.
+func lockHoldIdleSQL() string {
+	return fmt.Sprintf(`SET LOCAL idle_in_transaction_session_timeout = %d`, lockHoldIdleTimeout.Milliseconds())
+}
+
 // queueLateSQL queues, for the appointments ($1 UUIDs, $2 their locators) whose dispute is in a
 // published block, the hand-over the add's own cache could not give, and notifies the leader.
 const queueLateSQL = `WITH q AS (
@@ -108,9 +121,9 @@ func (m *MinedTxs) BlockDisconnected(ctx context.Context, header *wire.BlockHead
 }
 
 // publishLockWait bounds the publication's wait for the adds in flight. New adds, on every
-// instance, queue behind it meanwhile: an add whose instance vanished mid-transaction would
-// otherwise hold them all until the server ends its session (idleInTxTimeout). The block
-// then fails and is processed again at the next poll.
+// instance, queue behind it meanwhile. An add whose instance vanished mid-transaction holds
+// the wait until the server ends its session, after lockHoldIdleTimeout, shorter; a longer
+// wait (an add stuck otherwise) fails the block, processed again at the next poll.
 var publishLockWait = 5 * time.Second
 
 // publish runs fn in a leader-only transaction that takes the adds' lock exclusively last,
@@ -125,8 +138,8 @@ func (m *MinedTxs) publish(ctx context.Context, fn func(tx pgx.Tx) error) error 
 		// No flush of its own at commit: the block's later writes (its tip, trackers) and any
 		// add that read the rows flush the WAL past it; a publication lost in a crash is of a
 		// block whose tip was not stored, which the next leader processes again.
-		_, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL synchronous_commit = off; SET LOCAL lock_timeout = %d;
-			SELECT pg_advisory_xact_lock(%d)`, publishLockWait.Milliseconds(), minedLockKey))
+		_, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL synchronous_commit = off; SET LOCAL lock_timeout = %d; %s;
+			SELECT pg_advisory_xact_lock(%d)`, publishLockWait.Milliseconds(), lockHoldIdleSQL(), minedLockKey))
 		if err != nil {
 			return fmt.Errorf("wait for the adds in flight: %w", err)
 		}

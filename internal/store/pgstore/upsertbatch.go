@@ -47,6 +47,7 @@ func runUpserts(ctx context.Context, tx pgx.Tx, calls []*upsertCall) error {
 	owner := make(map[teos.UserID]store.UserInfo, len(users))
 	prev := make(map[teos.UUID]apptState, len(ids))
 	rb := &pgx.Batch{}
+	rb.Queue(lockHoldIdleSQL())
 	rb.Queue(addsLockSQL, minedLockKey) // before queueLateSQL's snapshot (mined.go)
 	rb.Queue(`SELECT user_id, available_slots, subscription_start, subscription_expiry FROM users
 		WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE`, users).Query(func(rows pgx.Rows) error {

@@ -1,0 +1,119 @@
+package pgstore_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/teos-go/teos/internal/pgtest"
+	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/pkg/teos"
+)
+
+// TestVanishedAdderStallsNoOne: an instance vanishes (machine lost, network cut) in the middle
+// of an add, holding the adds' shared lock. The leader's publication of the next block, which
+// takes that lock exclusively, and every other instance's adds, which queue behind the waiting
+// publication, must not wait for the server's session-wide idle timeout (30 s): the vanished
+// add's own transaction is ended sooner, and the block is published at its first try, within
+// its lock wait. The adds still see the published block afterwards.
+func TestVanishedAdderStallsNoOne(t *testing.T) {
+	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	direct := srv.NewDatabase(t)
+	leader, other := open(t, direct, "regtest"), open(t, direct, "regtest")
+	defer leader.Close()
+	defer other.Close()
+	var wg sync.WaitGroup
+	release := make(chan struct{})
+	// Cleanups run last first: the proxy's connections are closed, then the vanished add
+	// returns and its store closes.
+	t.Cleanup(func() { close(release); wg.Wait() })
+	proxied, proxy := pgtest.BehindSilentProxy(t, direct)
+	gone := open(t, proxied, "regtest")
+	goneUser, user := newUserIn(t, gone, 1), newUserIn(t, other, 2)
+
+	inPolicy := make(chan struct{})
+	wg.Go(func() {
+		a := &store.Appointment{Appointment: teos.Appointment{Locator: teos.Locator{9}, EncryptedBlob: []byte{9}}, UserID: goneUser}
+		_, _ = gone.UpsertAppointment(a, func(u store.UserInfo, _ *store.Appointment, _ bool) (store.UserInfo, error) {
+			close(inPolicy) // the adds' lock is held
+			<-release
+			return u, nil
+		})
+		gone.Close()
+	})
+	<-inPolicy
+	proxy.Silence()
+	vanished := time.Now()
+
+	// Another instance's adds go on meanwhile, each timed.
+	stop := make(chan struct{})
+	var (
+		adds    int
+		slowest time.Duration
+		addErr  error
+		addWG   sync.WaitGroup
+	)
+	addWG.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			var loc teos.Locator
+			loc[0] = 0xee
+			binary.BigEndian.PutUint32(loc[1:], uint32(i))
+			a := &store.Appointment{Appointment: teos.Appointment{Locator: loc, EncryptedBlob: []byte{1}}, UserID: user}
+			start := time.Now()
+			res, err := other.UpsertAppointments([]store.AppointmentUpsert{{Appointment: a, Policy: free,
+				HandOver: func() *store.HandOver { return nil }}})
+			if err == nil {
+				err = res[0].Err
+			}
+			if err != nil {
+				addErr = fmt.Errorf("add %d: %w", i, err)
+				return
+			}
+			adds++
+			slowest = max(slowest, time.Since(start))
+		}
+	})
+
+	// The leader tries the block as its chain polls would, until it is published.
+	block := minedBlock(nil, 1, 2)
+	mined := leader.MinedTxs(6)
+	tries := 0
+	for {
+		tries++
+		err := mined.BlockConnected(context.Background(), block, 101)
+		if err == nil {
+			break
+		}
+		if pe, ok := errors.AsType[*pgconn.PgError](err); !ok || pe.Code != "55P03" {
+			t.Fatalf("publication: %v", err)
+		}
+		if time.Since(vanished) > 2*time.Minute {
+			t.Fatalf("the block is still not published after %d tries", tries)
+		}
+	}
+	published := time.Since(vanished)
+	close(stop)
+	addWG.Wait()
+	t.Logf("an add's instance vanished: block published %v later, at try %d; %d adds of another instance meanwhile, the slowest took %v",
+		published.Round(time.Millisecond), tries, adds, slowest.Round(time.Millisecond))
+	if addErr != nil {
+		t.Fatalf("another instance's add while one vanished: %v", addErr)
+	}
+	if tries != 1 {
+		t.Fatalf("the publication gave up %d times on the vanished add, each time holding every instance's adds", tries-1)
+	}
+	if _, res := addLate(t, other, user, locatorOf(block.Transactions[0])); !res.Queued {
+		t.Fatal("an add after the publication did not see the published block")
+	}
+}
