@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -127,8 +128,8 @@ func retryable(err error) bool {
 	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }
 
-// errCommitUnknown is a COMMIT that got no answer (the connection failed or timed out): the
-// transaction may have committed.
+// errCommitUnknown is a COMMIT that got no answer (the connection failed or timed out) and
+// whose outcome the server could not be asked: the transaction may have committed.
 var errCommitUnknown = errors.New("pgstore: no answer to COMMIT, the write may or may not be stored")
 
 func (c *committer) update(calls []*writeCall) error {
@@ -139,22 +140,75 @@ func (c *committer) update(calls []*writeCall) error {
 		return err
 	}
 	defer func() { _ = tx.Rollback(ctx) }() // a no-op once committed
-	if err := runCalls(ctx, tx, calls); err != nil {
+	// The transaction's id, to ask the server its outcome if the COMMIT gets no answer: read
+	// with the upserts' first statements, else on its own.
+	var xid int64
+	if err := runCalls(ctx, tx, calls, &xid); err != nil {
 		return err
 	}
+	if xid == 0 {
+		if err := tx.QueryRow(ctx, xidSQL).Scan(&xid); err != nil {
+			return err
+		}
+	}
+	pid := tx.Conn().PgConn().PID()
 	if err := tx.Commit(ctx); err != nil {
 		// An answer from the server (an error, or ROLLBACK for an aborted transaction) means
-		// nothing was committed; without one, the outcome is unknown.
+		// nothing was committed; without one, the server is asked.
 		if _, ok := errors.AsType[*pgconn.PgError](err); ok || errors.Is(err, pgx.ErrTxCommitRollback) {
 			return err
 		}
-		return fmt.Errorf("%w: %w", errCommitUnknown, err)
+		committed, rerr := c.outcome(xid, pid)
+		switch {
+		case rerr != nil:
+			return fmt.Errorf("%w: %w (asking the server: %w)", errCommitUnknown, err, rerr)
+		case committed:
+			// Reporting a failure would make the client send it again: a renewal credited twice.
+			return nil
+		}
+		return fmt.Errorf("commit got no answer and was not stored: %w", err)
 	}
 	return nil
 }
 
-// runCalls runs a batch's calls in tx.
-func runCalls(ctx context.Context, tx pgx.Tx, calls []*writeCall) error {
+// xidSQL reads the transaction's id (assigning one if it has none yet).
+const xidSQL = `SELECT txid_current()`
+
+// outcomeSQL ends the backend pid if it still holds transaction $1 (its COMMIT lost on the
+// way, or still on it), after which the transaction's status is final, and reads that status.
+const outcomeSQL = `SELECT (SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+	WHERE pid = $2 AND backend_xid::text::bigint = $1 % 4294967296), txid_status($1)`
+
+// outcome asks the server, on another connection, whether transaction xid of backend pid,
+// whose COMMIT got no answer, committed.
+func (c *committer) outcome(xid int64, pid uint32) (committed bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	for {
+		var ended int
+		var status *string
+		if err := c.pool.QueryRow(ctx, outcomeSQL, xid, int32(pid)).Scan(&ended, &status); err != nil {
+			return false, err
+		}
+		switch {
+		case status == nil:
+			return false, fmt.Errorf("transaction %d is too old for its status to be known", xid)
+		case *status == "committed":
+			return true, nil
+		case *status == "aborted":
+			return false, nil
+		}
+		// In progress: the ended backend has not exited yet.
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// runCalls runs a batch's calls in tx; if it runs upserts, it sets *xid to tx's id.
+func runCalls(ctx context.Context, tx pgx.Tx, calls []*writeCall, xid *int64) error {
 	// Other writes first, then every upsert together: a serial order of concurrent calls.
 	var upserts []*upsertCall
 	for _, call := range calls {
@@ -171,7 +225,7 @@ func runCalls(ctx context.Context, tx pgx.Tx, calls []*writeCall) error {
 	if len(upserts) == 0 {
 		return nil
 	}
-	if err := runUpserts(ctx, tx, upserts); err != nil {
+	if err := runUpserts(ctx, tx, upserts, xid); err != nil {
 		for _, call := range calls {
 			if call.upsert != nil {
 				call.err = err
