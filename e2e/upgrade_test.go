@@ -178,6 +178,10 @@ func testUpgrade(t *testing.T, oldBin, toml string, refused bool) {
 		t.Fatalf("tower id %s after the upgrade, was %s", tw.id, old.id)
 	}
 	if shared {
+		// The operator sees the migration that delayed the start.
+		if l := tw.logs(); !strings.Contains(l, `msg="PostgreSQL schema migrated" from=1 to=`) {
+			t.Errorf("no migration in the newer teosd's log:\n%s", l)
+		}
 		// With a shared database the API opens before this instance leads and catches up.
 		waitTowerAt(t, tw, tip)
 	} else if h := towerHeight(t, tw); h != tip {
