@@ -97,8 +97,9 @@ func (c *committer) loop() {
 
 func (c *committer) commit(calls []*writeCall) {
 	err := c.update(calls)
-	if err != nil && retryable(err) {
-		// Another instance's transaction deadlocked with this one: once more, the same batch.
+	if err != nil && (retryable(err) || errors.Is(err, errCommitLost)) {
+		// Another instance's transaction deadlocked with this one, or the COMMIT was lost and
+		// nothing stored: once more, the same batch.
 		err = c.update(calls)
 	}
 	if err != nil {
@@ -131,6 +132,9 @@ func retryable(err error) bool {
 // errCommitUnknown is a COMMIT that got no answer (the connection failed or timed out) and
 // whose outcome the server could not be asked: the transaction may have committed.
 var errCommitUnknown = errors.New("pgstore: no answer to COMMIT, the write may or may not be stored")
+
+// errCommitLost is a COMMIT that got no answer and, the server says, stored nothing.
+var errCommitLost = errors.New("pgstore: no answer to COMMIT, and nothing was stored")
 
 func (c *committer) update(calls []*writeCall) error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
@@ -166,7 +170,7 @@ func (c *committer) update(calls []*writeCall) error {
 			// Reporting a failure would make the client send it again: a renewal credited twice.
 			return nil
 		}
-		return fmt.Errorf("commit got no answer and was not stored: %w", err)
+		return fmt.Errorf("%w: %w", errCommitLost, err)
 	}
 	return nil
 }

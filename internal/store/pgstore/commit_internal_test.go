@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"net/url"
@@ -135,9 +136,9 @@ func (p *commitCutter) serverToClient(s, c net.Conn, cut *atomic.Bool) {
 	}
 }
 
-// renewals runs, through a commitCutter armed by arm, one group-commit batch of two users'
+// renewals runs, through a commitCutter armed by arm, one group-commit batch of n users'
 // renewals (+5 slots on 10 each), and returns the batch's calls and the users' slots after.
-func renewals(t *testing.T, arm func(*commitCutter) *atomic.Bool) ([]*writeCall, []uint32) {
+func renewals(t *testing.T, n int, arm func(*commitCutter) *atomic.Bool) ([]*writeCall, []uint32) {
 	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
 	direct := srv.NewDatabase(t)
 	s, err := Open(context.Background(), direct, &Options{Network: "regtest"})
@@ -145,7 +146,10 @@ func renewals(t *testing.T, arm func(*commitCutter) *atomic.Bool) ([]*writeCall,
 		t.Fatal(err)
 	}
 	defer s.Close()
-	users := []teos.UserID{{2, 1}, {2, 2}}
+	var users []teos.UserID
+	for i := range n {
+		users = append(users, teos.UserID{2, byte(i)})
+	}
 	for _, id := range users {
 		if _, err := s.UpdateUser(id, func(store.UserInfo, bool) (store.UserInfo, error) {
 			return store.UserInfo{AvailableSlots: 10, SubscriptionExpiry: 1000}, nil
@@ -170,7 +174,7 @@ func renewals(t *testing.T, arm func(*commitCutter) *atomic.Bool) ([]*writeCall,
 	defer pool.Close()
 	c := &committer{pool: pool, maxBatch: 10}
 
-	// Two registrations' renewals (+5 slots each) in one batch, as the group commit runs them.
+	// Registrations' renewals (+5 slots each) in one batch, as the group commit runs them.
 	var calls []*writeCall
 	for _, id := range users {
 		calls = append(calls, &writeCall{done: make(chan struct{}), fn: func(ctx context.Context, tx pgx.Tx) error {
@@ -204,7 +208,7 @@ func renewals(t *testing.T, arm func(*commitCutter) *atomic.Bool) ([]*writeCall,
 // would apply them twice (a registration credits its slots twice). Reporting a failure would
 // as well, through the client sending it again: the server is asked, and the calls succeed.
 func TestLostCommitAnswerIsNotRetried(t *testing.T) {
-	calls, slots := renewals(t, func(p *commitCutter) *atomic.Bool { p.armed.Store(true); return &p.armed })
+	calls, slots := renewals(t, 2, func(p *commitCutter) *atomic.Bool { p.armed.Store(true); return &p.armed })
 	for i := range calls {
 		if calls[i].err != nil || slots[i] != 15 {
 			t.Errorf("user %d: committed renewal reported %v, %d slots; want done, 15", i, calls[i].err, slots[i])
@@ -214,12 +218,16 @@ func TestLostCommitAnswerIsNotRetried(t *testing.T) {
 
 // A batch whose COMMIT is lost on the way left its transaction open, silent, on the server:
 // the server is asked, the transaction ended, and once it is known to have stored nothing the
-// calls run again, each applied once.
+// batch runs again, each call applied once (a batch of one call too).
 func TestLostCommitIsRunAgain(t *testing.T) {
-	calls, slots := renewals(t, func(p *commitCutter) *atomic.Bool { p.drop.Store(true); return &p.drop })
-	for i := range calls {
-		if calls[i].err != nil || slots[i] != 15 {
-			t.Errorf("user %d: renewal whose COMMIT was lost: %v, %d slots; want done, 15", i, calls[i].err, slots[i])
-		}
+	for _, n := range []int{1, 2} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			calls, slots := renewals(t, n, func(p *commitCutter) *atomic.Bool { p.drop.Store(true); return &p.drop })
+			for i := range calls {
+				if calls[i].err != nil || slots[i] != 15 {
+					t.Errorf("user %d: renewal whose COMMIT was lost: %v, %d slots; want done, 15", i, calls[i].err, slots[i])
+				}
+			}
+		})
 	}
 }
