@@ -85,7 +85,11 @@ func migrate(ctx context.Context, conn interface {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = tx.Rollback(context.Background()) }()
+	defer func() { // a no-op once committed; bounded, as ctx may be done
+		rctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
+		_ = tx.Rollback(rctx)
+	}()
 	var locked bool
 	if err := tx.QueryRow(op, `SELECT pg_try_advisory_xact_lock($1)`, int64(schemaLockKey)).Scan(&locked); err != nil {
 		return err
@@ -125,21 +129,23 @@ func migrate(ctx context.Context, conn interface {
 		return tx.Commit(op)
 	}
 	from, start := version, time.Now()
+	mctx := op // creating the tables on an empty database is quick
 	if from > 0 {
+		mctx = ctx
 		log.Info("migrating the PostgreSQL schema; teosd starts once it is done, stopping it leaves the schema as it was",
 			"from", from, "to", schemaVersion)
 		stop := progress(log, from, start)
 		defer stop()
 	}
 	for ; version < schemaVersion; version++ {
-		if _, err := tx.Exec(ctx, migrations[version]); err != nil {
+		if _, err := tx.Exec(mctx, migrations[version]); err != nil {
 			return fmt.Errorf("migrate schema from version %d: %w", version, err)
 		}
 	}
-	if _, err := tx.Exec(ctx, `UPDATE teos_schema SET version = $1`, schemaVersion); err != nil {
+	if _, err := tx.Exec(mctx, `UPDATE teos_schema SET version = $1`, schemaVersion); err != nil {
 		return err
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := tx.Commit(mctx); err != nil {
 		return err
 	}
 	if from > 0 {
