@@ -8,6 +8,7 @@ import (
 	"github.com/lightningnetwork/lnd/watchtower/wtdb"
 
 	"github.com/teos-go/teos/internal/api/httpapi"
+	"github.com/teos-go/teos/internal/store"
 )
 
 // A session is lnd's registration: it is what a client opens before it sends updates, and
@@ -66,9 +67,15 @@ func (d *cappedDB) InsertSessionInfo(s *wtdb.SessionInfo) error {
 		stored, full = n, n >= d.caps.MaxStoredBytes
 	}
 	var addr string
+	charged := false
 	if d.caps.Rate != nil {
-		addr = d.caps.addrOf(s.ID)
-		if !d.caps.Rate.Take(addr) {
+		// Only a new session spends the budget: a stored one is retried or refused as before.
+		_, exists, err := d.DB.s.LndSession(store.LndSessionID(s.ID))
+		if err != nil {
+			return err
+		}
+		addr, charged = d.caps.addrOf(s.ID), !exists
+		if charged && !d.caps.Rate.Take(addr) {
 			d.log.Debug("lnd session refused: registration_rate", "session", s.ID.String(), "remote", addr)
 			return ErrSessionRate
 		}
@@ -79,7 +86,7 @@ func (d *cappedDB) InsertSessionInfo(s *wtdb.SessionInfo) error {
 		}
 		return nil
 	})
-	if d.caps.Rate != nil && !added {
+	if charged && !added {
 		d.caps.Rate.GiveBack(addr) // nothing new was granted
 	}
 	if errors.Is(err, ErrStorageFull) {

@@ -119,6 +119,7 @@ type Server struct {
 	StoredBytes    func() (int64, error)
 	// SessionsPerMinute > 0 limits the new sessions of one client address.
 	SessionsPerMinute uint32
+	clock             func() time.Time // the session rate's clock; nil: time.Now
 }
 
 // errNoReward is what a reward session would ask for; reward sessions are refused before it.
@@ -139,7 +140,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	l := newListener(capped, s.Key, s.HandshakeTimeout, log)
 	var db wtserver.DB = s.DB
 	caps := sessionCaps{MaxStoredBytes: s.MaxStoredBytes, StoredBytes: s.StoredBytes,
-		Rate: httpapi.NewRegistrationLimit(s.SessionsPerMinute, nil), addrOf: l.addrOf}
+		Rate: httpapi.NewRegistrationLimit(s.SessionsPerMinute, s.clock), addrOf: l.addrOf}
 	if caps.any() {
 		db = &cappedDB{DB: s.DB, caps: caps, log: log}
 	}
