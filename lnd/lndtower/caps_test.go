@@ -20,6 +20,9 @@ import (
 	"github.com/lightningnetwork/lnd/watchtower/blob"
 	"github.com/lightningnetwork/lnd/watchtower/wtdb"
 	"github.com/lightningnetwork/lnd/watchtower/wtwire"
+
+	"github.com/teos-go/teos/internal/config"
+	"github.com/teos-go/teos/internal/store"
 )
 
 // dialerFrom dials from the local address from ("" lets the system choose).
@@ -373,5 +376,37 @@ func TestHandshakeDeadline(t *testing.T) {
 	}
 	if !closedByTower(t, halfway, 10*time.Second) {
 		t.Fatal("connection without act three left open past the handshake deadline")
+	}
+}
+
+// The operator's keys reach the server: the lnd port's own connection keys, and the teos API's
+// max_stored_bytes (measured by the tower's store) and registration_rate.
+func TestApplyCaps(t *testing.T) {
+	db := openDB(t)
+	eng, ok := db.s.(store.Engine)
+	if !ok {
+		t.Fatalf("store %T is not an engine", db.s)
+	}
+	cfg := config.Default()
+	cfg.LndTowerMaxConnections, cfg.LndTowerMaxConnectionsPerAddress = 7, 3
+	cfg.MaxStoredBytes, cfg.RegistrationRate = 1<<63, 5
+	var s Server
+	s.applyCaps(&cfg, eng)
+	if s.MaxConnections != 7 || s.MaxConnectionsPerAddress != 3 || s.SessionsPerMinute != 5 || s.MaxStoredBytes != 1<<62 {
+		t.Fatalf("caps %+v", s)
+	}
+	want, err := eng.StoredBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.StoredBytes(); err != nil || got != want {
+		t.Fatalf("StoredBytes() = %d, %v; want the store's %d", got, err, want)
+	}
+	def := config.Default()
+	s = Server{}
+	s.applyCaps(&def, eng)
+	if s.MaxConnections != config.DefaultLndTowerMaxConnections || s.MaxConnectionsPerAddress != config.DefaultLndTowerMaxConnectionsPerAddress ||
+		s.MaxStoredBytes != 0 || s.SessionsPerMinute != 0 {
+		t.Fatalf("default caps %+v", s)
 	}
 }

@@ -163,7 +163,8 @@ func (s *Server) Serve(ctx context.Context) error {
 		l.Close()
 		return fmt.Errorf("start lnd tower server: %w", err)
 	}
-	log.Info("lnd tower ready", "lnd_tower", l.Addr().String(), "pubkey", fmt.Sprintf("%x", s.Key.PubKey().SerializeCompressed()))
+	log.Info("lnd tower ready", "lnd_tower", l.Addr().String(), "pubkey", fmt.Sprintf("%x", s.Key.PubKey().SerializeCompressed()),
+		"max_connections", s.MaxConnections, "max_connections_per_address", s.MaxConnectionsPerAddress)
 	if s.Ready != nil {
 		s.Ready(l.Addr())
 	}
