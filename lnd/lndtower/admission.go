@@ -19,7 +19,7 @@ import (
 // (40). lnd's client (0.21, wtclient's session negotiator) treats every CreateSessionReply
 // code but OK and CreateSessionCodeAlreadyExists alike: the attempt failed, it tries the
 // tower's next address, then backs off (10 s doubling to 5 min) and tries the next tower
-// candidate, this one again in turn. 40 also says what is true: the tower may accept later,
+// candidate, this one again in turn, with the same session key. 40 also says what is true: the tower may accept later,
 // and the client stays free to use it; CodePermanentFailure (50) says the opposite, and
 // CreateSessionCodeAlreadyExists (60) would make the client retry at once with a fresh key.
 var (
