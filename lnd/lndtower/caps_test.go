@@ -410,3 +410,24 @@ func TestApplyCaps(t *testing.T) {
 		t.Fatalf("default caps %+v", s)
 	}
 }
+
+// Silent connections from one address do not hold other clients' handshakes: lnd's listener
+// ran at most 50 handshakes at once, 5 s per act, so 100 silent connections from one address
+// made another client's handshake time out (measured: brontide.Dial failed after 5 s); with
+// the default per-address cap only 32 of them are held.
+func TestSilentConnectionsDoNotHoldOthers(t *testing.T) {
+	tt := startTower(t, func(s *Server) {
+		s.MaxConnections = config.DefaultLndTowerMaxConnections
+		s.MaxConnectionsPerAddress = config.DefaultLndTowerMaxConnectionsPerAddress
+	})
+	for range 100 {
+		if c, err := dialerFrom("127.0.0.1")("tcp", tt.addr.String(), 5*time.Second); err == nil {
+			t.Cleanup(func() { c.Close() })
+		} else if !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatal(err)
+		}
+	}
+	if r := tt.createSessionFrom(t, newClientKey(t), anchorSession(5), "127.0.0.2"); r.Code != wtwire.CodeOK {
+		t.Fatalf("session from another address: code %d", r.Code)
+	}
+}
