@@ -110,6 +110,9 @@ type Config struct {
 	// of the listener for lnd's watchtower clients (brontide, lnd's wtwire protocol), e.g.
 	// "0.0.0.0:9911"; "" (the default) turns it off. Served by the teosd built from lnd/.
 	LndTowerBind string `toml:"lnd_tower_bind"`
+	// Connection caps of the lnd port (teos-go extensions, lnd.go).
+	LndTowerMaxConnections           uint32 `toml:"lnd_tower_max_connections"`
+	LndTowerMaxConnectionsPerAddress uint32 `toml:"lnd_tower_max_connections_per_address"`
 }
 
 // Default returns the rust-teos v0.2 defaults. They do not pass Validate on
@@ -144,6 +147,9 @@ func Default() Config {
 
 		APIMaxParkedConnections:           DefaultAPIMaxParkedConnections,
 		APIMaxParkedConnectionsPerAddress: DefaultAPIMaxParkedConnectionsPerAddress,
+
+		LndTowerMaxConnections:           DefaultLndTowerMaxConnections,
+		LndTowerMaxConnectionsPerAddress: DefaultLndTowerMaxConnectionsPerAddress,
 	}
 }
 

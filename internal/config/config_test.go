@@ -32,6 +32,7 @@ func TestDefaultMatchesTable(t *testing.T) {
 		PollingDelta:    60,
 		InternalAPIBind: "127.0.0.1", InternalAPIPort: 50051,
 		APIMaxConnections: 8192, APIHoldTimeout: 45, APIMaxConnectionsPerAddress: 64, APIMaxParkedConnections: 16384, APIMaxParkedConnectionsPerAddress: 4096,
+		LndTowerMaxConnections: 1024, LndTowerMaxConnectionsPerAddress: 32,
 		Registration: "open",
 	}
 	if got := Default(); got != want {

@@ -67,6 +67,8 @@ func flagSpecs() []flagSpec {
 		{"registrationrate", "teos-go extension: registrations per client address per minute in open mode (0 = off)", func(c *Config) any { return &c.RegistrationRate }, replace},
 		{"maxstoredbytes", "teos-go extension: refuse registrations once the database holds this many bytes (0 = off)", func(c *Config) any { return &c.MaxStoredBytes }, replace},
 		{"lndtowerbind", "teos-go extension: address for lnd's watchtower clients, e.g. 0.0.0.0:9911 (empty = off; teosd built from lnd/)", func(c *Config) any { return &c.LndTowerBind }, replace},
+		{"lndtowermaxconnections", "teos-go extension: most open connections on lnd_tower_bind, handshakes included (0 = unlimited)", func(c *Config) any { return &c.LndTowerMaxConnections }, replace},
+		{"lndtowermaxconnectionsperaddress", "teos-go extension: most open connections on lnd_tower_bind from one address (0 = unlimited)", func(c *Config) any { return &c.LndTowerMaxConnectionsPerAddress }, replace},
 	}
 }
 

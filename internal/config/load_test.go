@@ -266,6 +266,7 @@ func TestRustTeosFileLoadsUnchanged(t *testing.T) {
 		PollingDelta:    5,
 		InternalAPIBind: "127.0.0.2", InternalAPIPort: 50052,
 		APIMaxConnections: 8192, APIHoldTimeout: 45, APIMaxConnectionsPerAddress: 64, APIMaxParkedConnections: 16384, APIMaxParkedConnectionsPerAddress: 4096, // teos-go keys: the defaults
+		LndTowerMaxConnections: 1024, LndTowerMaxConnectionsPerAddress: 32,
 		Registration: "open",
 	}
 	if cfg != want {
@@ -323,7 +324,7 @@ func TestFlagNamesFollowKeys(t *testing.T) {
 	})
 	want := []string{
 		"apibind", "apiholdtimeout", "apimaxconnections", "apimaxconnectionsperaddress", "apimaxparkedconnections", "apimaxparkedconnectionsperaddress", "apiport", "apirateburst", "apiratelimit", "apitrustedproxies", "btcnetwork", "btcrpcconnect", "btcrpccookie", "btcrpcpassword", "btcrpcport",
-		"btcrpcuser", "databaseurl", "datadir", "debug", "depsdebug", "forceupdate", "importrustteos", "lndtowerbind", "maxstoredbytes", "metricsbind", "onionhiddenserviceport",
+		"btcrpcuser", "databaseurl", "datadir", "debug", "depsdebug", "forceupdate", "importrustteos", "lndtowerbind", "lndtowermaxconnections", "lndtowermaxconnectionsperaddress", "maxstoredbytes", "metricsbind", "onionhiddenserviceport",
 		"overwritekey", "pollinginterval", "registration", "registrationrate", "rpcbind", "rpcport", "torcontrolport", "torsupport",
 	}
 	if !reflect.DeepEqual(names, want) {

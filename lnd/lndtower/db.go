@@ -70,15 +70,27 @@ func (d *DB) GetSessionInfo(id *wtdb.SessionID) (*wtdb.SessionInfo, error) {
 // has no update yet (the client retried its CreateSession), refuses one that has
 // (wtdb.ErrSessionAlreadyExists), and refuses a policy that does not validate.
 func (d *DB) InsertSessionInfo(s *wtdb.SessionInfo) error {
+	_, err := d.insertSession(s, nil)
+	return err
+}
+
+// insertSession is InsertSessionInfo with admitNew, if set, asked (inside the store's
+// transaction, so it must have no side effects) before a session that was not stored is
+// added; a replacement is not asked. added reports that a new session was stored.
+func (d *DB) insertSession(s *wtdb.SessionInfo, admitNew func() error) (added bool, err error) {
 	if err := s.Policy.Validate(); err != nil {
-		return err
+		return false, err
 	}
 	rec, err := encodeSession(s)
 	if err != nil {
-		return err
+		return false, err
 	}
-	return d.s.LndPutSession(store.LndSessionID(s.ID), rec, func(prev []byte) error {
+	err = d.s.LndPutSession(store.LndSessionID(s.ID), rec, func(prev []byte) error {
+		added = prev == nil
 		if prev == nil {
+			if admitNew != nil {
+				return admitNew()
+			}
 			return nil
 		}
 		p, err := decodeSession(s.ID[:], prev)
@@ -90,6 +102,7 @@ func (d *DB) InsertSessionInfo(s *wtdb.SessionInfo) error {
 		}
 		return nil
 	})
+	return added && err == nil, err
 }
 
 // InsertStateUpdate validates u against its session (blob size, sequence numbers, the

@@ -24,6 +24,8 @@ func TestOnPostgres(t *testing.T) {
 		{"LookoutBadKits", TestLookoutBadKits},
 		{"TrackerCodec", TestTrackerCodec},
 		{"ClientWritesDuringABlock", TestClientWritesDuringABlock},
+		{"SessionStorageCap", TestSessionStorageCap},
+		{"SessionRate", TestSessionRate},
 	} {
 		t.Run(c.name, c.fn)
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,35 +53,48 @@ type testTower struct {
 	addr net.Addr
 }
 
-// startTower serves a tower on a free loopback port until the test ends.
-func startTower(t *testing.T) *testTower {
+// startTower serves a tower on a free loopback port until the test ends; opts adjust the
+// server before it starts.
+func startTower(t *testing.T, opts ...func(*Server)) *testTower {
 	t.Helper()
 	key, err := btcec.NewPrivateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	tt := &testTower{db: openDB(t), key: key}
+	tt.start(t, opts...)
+	return tt
+}
+
+// start serves tt's database with tt's key on a new loopback port (tt.addr) until stop is
+// called or the test ends.
+func (tt *testTower) start(t *testing.T, opts ...func(*Server)) (stop func()) {
+	t.Helper()
 	ready := make(chan net.Addr, 1)
 	srv := &Server{
-		Bind: "127.0.0.1:0", Key: &keychain.PrivKeyECDH{PrivKey: key},
+		Bind: "127.0.0.1:0", Key: &keychain.PrivKeyECDH{PrivKey: tt.key},
 		ChainHash: *chaincfg.RegressionNetParams.GenesisHash, DB: tt.db,
 		Ready: func(a net.Addr) { ready <- a },
+	}
+	for _, o := range opts {
+		o(srv)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
+	stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
+	t.Cleanup(stop)
 	select {
 	case tt.addr = <-ready:
 	case err := <-done:
 		t.Fatalf("Serve: %v", err)
 	}
-	return tt
+	return stop
 }
 
 // client is one lnd-like client connection; its key is its session id.
@@ -101,8 +115,15 @@ func newClientKey(t *testing.T) *btcec.PrivateKey {
 
 func (tt *testTower) dial(t *testing.T, key *btcec.PrivateKey) *client {
 	t.Helper()
+	return tt.dialFrom(t, key, "")
+}
+
+// dialFrom is dial from the local address from ("" lets the system choose), e.g. 127.0.0.2
+// to be another client address on loopback.
+func (tt *testTower) dialFrom(t *testing.T, key *btcec.PrivateKey, from string) *client {
+	t.Helper()
 	conn, err := brontide.Dial(&keychain.PrivKeyECDH{PrivKey: key},
-		&lnwire.NetAddress{IdentityKey: tt.key.PubKey(), Address: tt.addr}, 5*time.Second, net.DialTimeout)
+		&lnwire.NetAddress{IdentityKey: tt.key.PubKey(), Address: tt.addr}, 5*time.Second, dialerFrom(from))
 	if err != nil {
 		t.Fatalf("dial tower: %v", err)
 	}

@@ -20,10 +20,11 @@ import (
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btclog/v2"
-	"github.com/lightningnetwork/lnd/brontide"
 	"github.com/lightningnetwork/lnd/keychain"
 	"github.com/lightningnetwork/lnd/watchtower/wtserver"
 
+	"github.com/teos-go/teos/internal/api/httpapi"
+	"github.com/teos-go/teos/internal/api/limits"
 	"github.com/teos-go/teos/internal/chain"
 	"github.com/teos-go/teos/internal/config"
 	"github.com/teos-go/teos/internal/frontend"
@@ -66,6 +67,7 @@ func (frontEnd) Open(_ context.Context, env frontend.Env) (*frontend.Instance, e
 		Bind: env.Config.LndTowerBind, Key: &keychain.PrivKeyECDH{PrivKey: env.TowerKey},
 		ChainHash: hash, DB: db, Logger: env.Logger,
 	}
+	srv.applyCaps(env.Config, env.Store)
 	c := newChain(env.Height)
 	inf := newInfo(srv, db, justiceTxs)
 	return &frontend.Instance{
@@ -99,10 +101,25 @@ type Server struct {
 	Bind      string
 	Key       keychain.SingleKeyECDH
 	ChainHash chainhash.Hash
-	DB        wtserver.DB
+	DB        *DB
 	Logger    *slog.Logger
 	// Ready, if set, is called with the bound address once the listener is open.
 	Ready func(addr net.Addr)
+
+	// The operator's caps (teos-go's; caps.go). Zero values cap nothing.
+	// MaxConnections bounds the connections open at once, handshakes included: past it the
+	// listener stops accepting and clients wait in the kernel's queue.
+	// MaxConnectionsPerAddress bounds those of one address (an IPv6 /64): past it a new
+	// connection is closed at once, before any handshake work.
+	MaxConnections, MaxConnectionsPerAddress int
+	// HandshakeTimeout bounds brontide's three acts (0: DefaultHandshakeTimeout).
+	HandshakeTimeout time.Duration
+	// MaxStoredBytes > 0 refuses new sessions once StoredBytes reaches it.
+	MaxStoredBytes int64
+	StoredBytes    func() (int64, error)
+	// SessionsPerMinute > 0 limits the new sessions of one client address.
+	SessionsPerMinute uint32
+	clock             func() time.Time // the session rate's clock; nil: time.Now
 }
 
 // errNoReward is what a reward session would ask for; reward sessions are refused before it.
@@ -115,12 +132,20 @@ func (s *Server) Serve(ctx context.Context) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l, err := brontide.NewListener(s.Key, s.Bind, brontide.DisabledBanClosure)
+	tcp, err := net.Listen("tcp", s.Bind)
 	if err != nil {
 		return fmt.Errorf("listen lnd tower (lnd_tower_bind) on %s: %w", s.Bind, err)
 	}
+	capped := limits.NewListener(tcp, limits.ListenerConfig{Max: s.MaxConnections, MaxPerAddress: s.MaxConnectionsPerAddress})
+	l := newListener(capped, s.Key, s.HandshakeTimeout, log)
+	var db wtserver.DB = s.DB
+	caps := sessionCaps{MaxStoredBytes: s.MaxStoredBytes, StoredBytes: s.StoredBytes,
+		Rate: httpapi.NewRegistrationLimit(s.SessionsPerMinute, s.clock), addrOf: l.addrOf}
+	if caps.any() {
+		db = &cappedDB{DB: s.DB, caps: caps, log: log}
+	}
 	srv, err := wtserver.New(&wtserver.Config{
-		DB:           s.DB,
+		DB:           db,
 		NodeKeyECDH:  s.Key,
 		Listeners:    []net.Listener{l},
 		ReadTimeout:  readTimeout,
@@ -138,7 +163,8 @@ func (s *Server) Serve(ctx context.Context) error {
 		l.Close()
 		return fmt.Errorf("start lnd tower server: %w", err)
 	}
-	log.Info("lnd tower ready", "lnd_tower", l.Addr().String(), "pubkey", fmt.Sprintf("%x", s.Key.PubKey().SerializeCompressed()))
+	log.Info("lnd tower ready", "lnd_tower", l.Addr().String(), "pubkey", fmt.Sprintf("%x", s.Key.PubKey().SerializeCompressed()),
+		"max_connections", s.MaxConnections, "max_connections_per_address", s.MaxConnectionsPerAddress)
 	if s.Ready != nil {
 		s.Ready(l.Addr())
 	}

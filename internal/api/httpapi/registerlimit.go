@@ -85,3 +85,10 @@ func (l *RegistrationLimit) sweep(now time.Time) {
 		}
 	}
 }
+
+// Take spends one of addr's registrations, reporting false when none is left; another front
+// end (lnd's new sessions) applies registration_rate with its own limit through it.
+func (l *RegistrationLimit) Take(addr string) bool { return l.take(addr) }
+
+// GiveBack returns what Take spent for a registration that granted nothing.
+func (l *RegistrationLimit) GiveBack(addr string) { l.giveBack(addr) }
