@@ -82,6 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	grpclog.SetLoggerV2(newGRPCLogger(stderr, cfg.DepsDebug))
 	tuneGC(log) // gctune.go
+	cfg.LogFile(log)
 	for _, w := range warnings {
 		log.Warn(w)
 	}
