@@ -152,6 +152,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		return err
 	}
 	defer btc.Close()
+	warnIfSyncing(ctx, btc, log) // ibd.go
 	if pg, ok := db.(*pgstore.Store); ok {
 		return startShared(ctx, cfg, log, pg, key, btc, rpcTLS, held, pollNow, onion, &met)
 	}
