@@ -111,7 +111,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	if err != nil {
 		return err
 	}
-	defer netDir.unlock() // last: after the store is closed
+	defer netDir.unlock()             // last: after the store is closed
 	warnOpenDataDir(cfg.DataDir, log) // datadirperms.go
 
 	if err := importRustTeos(ctx, cfg, log); err != nil { // before anything else is written
