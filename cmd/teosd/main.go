@@ -111,8 +111,8 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	if err != nil {
 		return err
 	}
-	defer netDir.unlock()             // last: after the store is closed
-	warnOpenDataDir(cfg.DataDir, log) // datadirperms.go
+	defer netDir.unlock() // last: after the store is closed
+	warnOpenDataDir(cfg.DataDir, log)
 
 	if err := importRustTeos(ctx, cfg, log); err != nil { // before anything else is written
 		netDir.removeCreated()
