@@ -5,47 +5,96 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/teos-go/teos/internal/config"
 )
 
-func TestWarnOpenDataDir(t *testing.T) {
-	root := t.TempDir()
-	// As /var/lib: others may pass (t.TempDir's own parent is 0700).
-	for _, d := range []string{filepath.Dir(root), root} {
-		if err := os.Chmod(d, 0o755); err != nil {
+// writeAs writes data at path with mode (whatever the umask).
+func writeAs(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("secret"), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func chmod(t *testing.T, mode os.FileMode, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		if err := os.Chmod(p, mode); err != nil {
 			t.Fatal(err)
 		}
 	}
-	closedParent := filepath.Join(root, "home")
-	for _, tc := range []struct {
-		name string
-		dir  string
-		mode os.FileMode
-		warn bool
-	}{
-		{"rust-teos's 0755", filepath.Join(root, "rust"), 0o755, true},
-		{"teosd's 0700", filepath.Join(root, "go"), 0o700, false},
-		{"group only", filepath.Join(root, "group"), 0o750, false},
-		{"0755 under a 0700 home", filepath.Join(closedParent, ".teos"), 0o755, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if err := os.MkdirAll(tc.dir, 0o700); err != nil {
-				t.Fatal(err)
+}
+
+func TestWarnOpenSecrets(t *testing.T) {
+	// A data dir as rust-teos leaves it: 0755, its keys and database 0644; teos.toml 0644.
+	rustLike := func(t *testing.T) *config.Config {
+		root := t.TempDir()
+		dir := filepath.Join(root, ".teos")
+		cfg := config.Default()
+		cfg.DataDir, cfg.BTCNetwork = dir, "regtest"
+		writeAs(t, cfg.ConfigPath(), 0o644)
+		writeAs(t, filepath.Join(dir, "ca-key.pem"), 0o644)
+		writeAs(t, filepath.Join(dir, "ca.pem"), 0o644) // a certificate: public
+		writeAs(t, filepath.Join(dir, "regtest", "teos_db.sql3"), 0o644)
+		writeAs(t, filepath.Join(dir, "regtest", "teos.db"), 0o600)
+		// t.TempDir's parent is 0700: open the way as /var/lib or a 0755 home would.
+		chmod(t, 0o755, filepath.Dir(root), root, dir, filepath.Join(dir, "regtest"))
+		return &cfg
+	}
+	warned := func(cfg *config.Config) string {
+		var logs bytes.Buffer
+		noTime := func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
 			}
-			if err := os.Chmod(tc.dir, tc.mode); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Chmod(closedParent, 0o700); err != nil && !os.IsNotExist(err) {
-				t.Fatal(err)
-			}
-			var logs bytes.Buffer
-			warnOpenDataDir(tc.dir, slog.New(slog.NewTextHandler(&logs, nil)))
-			got := strings.Contains(logs.String(), `level=WARN msg="the data dir is readable by other users`) &&
-				strings.Contains(logs.String(), "datadir="+tc.dir+" mode=0755")
-			if got != tc.warn || (!tc.warn && logs.Len() != 0) {
-				t.Fatalf("warned %v, want %v:\n%s", got, tc.warn, logs.String())
-			}
-		})
+			return a
+		}
+		warnOpenSecrets(cfg, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{ReplaceAttr: noTime})))
+		return logs.String()
+	}
+
+	cfg := rustLike(t)
+	logs := warned(cfg)
+	want := `level=WARN msg="files holding the tower's secrets are readable by other users of this host; chmod -R go= the data dir" datadir=` +
+		cfg.DataDir + " files=\"[" + cfg.ConfigPath() + " " + filepath.Join(cfg.DataDir, "ca-key.pem") + " " +
+		filepath.Join(cfg.DataDir, "regtest", "teos_db.sql3") + "]\"\n"
+	if logs != want {
+		t.Fatalf("rust-teos's modes: logged\n%s\nwant\n%s", logs, want)
+	}
+
+	// The operator's fix, the README's chmod -R go=: nothing to say.
+	cfg = rustLike(t)
+	if err := filepath.Walk(cfg.DataDir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chmod(p, fi.Mode().Perm()&0o700)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if logs := warned(cfg); logs != "" {
+		t.Fatalf("after chmod -R go=: %s", logs)
+	}
+
+	// A data dir others cannot enter protects the files in it.
+	cfg = rustLike(t)
+	chmod(t, 0o700, cfg.DataDir)
+	if logs := warned(cfg); logs != "" {
+		t.Fatalf("0700 data dir: %s", logs)
+	}
+
+	// So does a 0700 parent (a home directory).
+	cfg = rustLike(t)
+	chmod(t, 0o700, filepath.Dir(cfg.DataDir))
+	if logs := warned(cfg); logs != "" {
+		t.Fatalf("0700 home: %s", logs)
 	}
 }

@@ -112,7 +112,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		return err
 	}
 	defer netDir.unlock() // last: after the store is closed
-	warnOpenDataDir(cfg.DataDir, log)
+	warnOpenSecrets(cfg, log)
 
 	if err := importRustTeos(ctx, cfg, log); err != nil { // before anything else is written
 		netDir.removeCreated()
