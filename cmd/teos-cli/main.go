@@ -103,6 +103,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rpcBind := flags.String("rpcbind", "", "address the teosd admin RPC is bound to (default "+defaultRPCBind+", or rpc_bind in teos.toml)")
 	rpcPort := flags.Uint("rpcport", 0, "port of the teosd admin RPC (default "+strconv.Itoa(defaultRPCPort)+", or rpc_port in teos.toml)")
 	dataDir := flags.String("datadir", defaultDataDir, "data directory: teos.toml, ca.pem, client.pem, client-key.pem")
+	version := flags.Bool("version", false, "print the version, then exit")
+	flags.BoolVar(version, "V", false, "same as --version")
 	flags.Usage = func() {
 		fmt.Fprint(flags.Output(), "Usage: teos-cli [options] <command> [argument]\n\nThe Eye of Satoshi - CLI.\n\n"+usageCommands+usageExtensions+"\nOptions:\n")
 		flags.PrintDefaults()
@@ -112,6 +114,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		}
 		return exitUsage
+	}
+	if *version {
+		// rust-teos's teos-cli answers -V/--version with "<name> <version>".
+		fmt.Fprintf(stdout, "teos-cli %s\n", teos.Version)
+		return 0
+	}
+	if flags.NArg() == 1 && flags.Arg(0) == "help" {
+		// rust-teos's teos-cli (clap) has a help subcommand.
+		flags.SetOutput(stdout)
+		flags.Usage()
+		return 0
 	}
 	if flags.NArg() == 0 {
 		fmt.Fprintln(stderr, "teos-cli: missing command")

@@ -82,6 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	grpclog.SetLoggerV2(newGRPCLogger(stderr, cfg.DepsDebug))
 	tuneGC(log) // gctune.go
+	cfg.LogFile(log)
 	for _, w := range warnings {
 		log.Warn(w)
 	}
@@ -111,6 +112,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		return err
 	}
 	defer netDir.unlock() // last: after the store is closed
+	warnOpenSecrets(cfg, log)
 
 	if err := importRustTeos(ctx, cfg, log); err != nil { // before anything else is written
 		netDir.removeCreated()
@@ -151,6 +153,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		return err
 	}
 	defer btc.Close()
+	warnIfSyncing(ctx, btc, log) // ibd.go
 	if pg, ok := db.(*pgstore.Store); ok {
 		return startShared(ctx, cfg, log, pg, key, btc, rpcTLS, held, pollNow, onion, &met)
 	}

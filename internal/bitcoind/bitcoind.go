@@ -72,15 +72,24 @@ var (
 	// ErrUnauthorized means the node refused the RPC credentials (HTTP 401 or 403). Such
 	// errors also wrap ErrUnreachable.
 	ErrUnauthorized error = &kindError{msg: "bitcoind refused the RPC credentials", auth: true}
+	// ErrForbidden is bitcoind's HTTP 403, which is not about the credentials: the client's
+	// address is outside its rpcallowip, or the method outside the user's rpcwhitelist. It
+	// is also an ErrUnauthorized (errors.Is): the operator must act, the tower stays unreachable.
+	ErrForbidden error = &kindError{msg: "bitcoind refused the call (HTTP 403): teosd's address is not allowed by " +
+		"bitcoind's rpcallowip (with rpcbind), or the method by its rpcwhitelist", auth: true, forbidden: true}
 )
 
 // kindError is a sentinel with the behaviour methods callers check with errors.As.
 type kindError struct {
-	msg  string
-	auth bool
+	msg       string
+	auth      bool
+	forbidden bool
 }
 
 func (e *kindError) Error() string { return e.msg }
+
+// Is makes ErrForbidden an ErrUnauthorized too.
+func (e *kindError) Is(target error) bool { return e.forbidden && target == ErrUnauthorized }
 
 // Unreachable is true: the node could not be used.
 func (e *kindError) Unreachable() bool { return true }
@@ -241,8 +250,11 @@ func (c *Client) do(ctx context.Context, out any, method string, body []byte, cr
 	if err != nil {
 		return c.transportError(ctx, method, err)
 	}
-	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		return fmt.Errorf("%w: %s: %w (HTTP %d)", ErrUnreachable, method, ErrUnauthorized, resp.StatusCode)
+	if resp.StatusCode == http.StatusForbidden {
+		return fmt.Errorf("%w: %s: %w", ErrUnreachable, method, ErrForbidden)
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		return fmt.Errorf("%w: %s: %w (HTTP 401)", ErrUnreachable, method, ErrUnauthorized)
 	}
 	if len(raw) > maxResponseSize {
 		return fmt.Errorf("%w: %s: response larger than %d bytes", ErrUnreachable, method, maxResponseSize)

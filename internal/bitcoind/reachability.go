@@ -85,6 +85,12 @@ func (r *reachability) set(state int, cause error) {
 	case stateUnreachable:
 		r.log.Warn("bitcoind unreachable", "err", cause)
 	case stateUnauthorized:
+		if errors.Is(cause, ErrForbidden) {
+			r.log.Error("bitcoind REFUSED TEOSD'S CALLS (HTTP 403): the tower is blind until it allows them; "+
+				"add teosd's address to bitcoind's rpcallowip (and rpcbind), or the methods teosd calls to its rpcwhitelist",
+				"err", cause)
+			break
+		}
 		r.log.Error("bitcoind REFUSED THE RPC CREDENTIALS: the tower is blind until they match; "+
 			"check btc_rpc_user/btc_rpc_password, or that btc_rpc_cookie is the file bitcoind writes (it is re-read on every refusal)",
 			"err", cause)

@@ -2,8 +2,8 @@ package config
 
 import _ "embed"
 
-// Template is a commented teos.toml holding every key at its default;
-// teosd writes it into a new data dir.
+// Template is a commented teos.toml holding every key at its default (the
+// README points operators to it; teosd does not write it anywhere).
 //
 //go:embed teos.toml.example
 var Template string
