@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -374,4 +375,35 @@ func TestSubscriptionAnswerCutIsRetried(t *testing.T) {
 	if len(info.Locators) != len(locs) || calls() != 2 {
 		t.Fatalf("%d locators after %d requests, want %d after 2", len(info.Locators), calls(), len(locs))
 	}
+}
+
+// FuzzSubscriptionDecoder: no input panics the decoder or gets past its bound, what it accepts
+// is JSON, and what it returns is what the answer says (encoding it again decodes the same).
+func FuzzSubscriptionDecoder(f *testing.F) {
+	f.Add([]byte(`{"available_slots":1,"subscription_expiry":2,"locators":["00112233445566778899aabbccddeeff"]}`))
+	f.Add([]byte(`{"locators":[],"x":{"a":[1,-2e3,"\u00e9",null]},"subscription_expiry":0,"available_slots":4294967295}`))
+	f.Add([]byte(" {\"av\\u0061ilable_slots\" : 7 , \"subscription_expiry\":8,\"locators\":[\"00112233445566778899AABBCCDDEEFF\" ]}\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		const bound = 8
+		d := &subscriptionDecoder{maxLocators: bound}
+		if err := d.decodeStream(bytes.NewReader(in), int64(len(in))); err != nil {
+			if d.info != nil || !errors.Is(err, ErrBadResponse) {
+				t.Fatalf("err %v with info %v: want ErrBadResponse and nothing", err, d.info != nil)
+			}
+			return
+		}
+		if !json.Valid(in) {
+			t.Fatalf("accepted %q, which is not JSON", in)
+		}
+		if len(d.info.Locators) > bound {
+			t.Fatalf("%d locators past the bound %d", len(d.info.Locators), bound)
+		}
+		again := &subscriptionDecoder{maxLocators: bound}
+		out := rustAnswer(d.info.AvailableSlots, d.info.SubscriptionExpiry, d.info.Locators)
+		if err := again.decodeStream(bytes.NewReader(out), -1); err != nil ||
+			again.info.AvailableSlots != d.info.AvailableSlots || again.info.SubscriptionExpiry != d.info.SubscriptionExpiry ||
+			!slices.Equal(again.info.Locators, d.info.Locators) {
+			t.Fatalf("%q decoded as %+v, which encodes to %q and decodes as %+v, %v", in, d.info, out, again.info, err)
+		}
+	})
 }
