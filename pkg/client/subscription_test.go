@@ -209,8 +209,9 @@ func TestSubscriptionDecoderMemory(t *testing.T) {
 	}{
 		// 9.6 MB of whitespace read through; a buffered read would hold all of it.
 		{"whitespace", &endlessReader{prefix: []byte(head), repeat: []byte("    ")}, 1 << 20},
-		// 200,000 locators held (3.2 MB) in blocks of 1 MiB; no result is built.
-		{"locators", &endlessReader{prefix: []byte(head + `"locators":[`), repeat: []byte(`"00112233445566778899aabbccddeeff",`)}, 16*bound + 2<<20},
+		// 200,000 locators held (3.2 MB) in blocks of 1 MiB; no result is built. Reading the 7 MB
+		// into a buffer first, or growing one slice by append (16 MB in all), would fail.
+		{"locators", &endlessReader{prefix: []byte(head + `"locators":[`), repeat: []byte(`"00112233445566778899aabbccddeeff",`)}, 16*bound + 3<<20},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
