@@ -4,15 +4,21 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"maps"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/btcsuite/btcd/btcec/v2"
+
 	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/pkg/client"
 	"github.com/teos-go/teos/pkg/teos"
 	"github.com/teos-go/teos/pkg/wtcrypto"
 )
@@ -21,14 +27,19 @@ import (
 // from get_subscription_info over real HTTP and the internal gRPC hop, and teos-cli getuser
 // lists all their appointments over the admin RPC. Both answers are over grpc-go's default
 // 4 MiB receive limit (18 and 22 bytes an entry on the wire: 4.5 and 5.4 MiB here); before,
-// the first failed with 400 / 65 and the second with ResourceExhausted.
+// the first failed with 400 / 65 and the second with ResourceExhausted. The user's own
+// clients, teos-client and pkg/client, read the whole answer too: 9.1 MB of JSON, past the
+// 8 MiB they hold any other answer to (before, both failed with a malformed answer).
 func TestSubscriptionInfoPastFourMiB(t *testing.T) {
 	const n = 260_000
 	node := startNode(t)
 	tw := newTower(t, node, "")
 	tw.start()
-	alice := newUser(t)
-	alice.register(t, tw)
+	cli := newClientCLI(t, tw)
+	if reg := cli.run("--towerid", tw.id.String(), "register"); reg["user_id"] == nil {
+		t.Fatalf("teos-client register printed %v", reg)
+	}
+	alice := cliUserKey(t, cli)
 	tw.stop()
 
 	// Filled straight into the store (BulkLoad, as a rust-teos import does): 260,000 signed
@@ -73,6 +84,37 @@ func TestSubscriptionInfoPastFourMiB(t *testing.T) {
 		t.Fatalf("get_subscription_info: %d locators (%d distinct), want the %d stored", len(info.Locators), len(got), n)
 	}
 
+	// teos-client, as a user runs it (the key and tower saved in its data dir by register).
+	began = time.Now()
+	out := cli.run("--timeout", "5m", "get_subscription_info")
+	locs, _ := out["locators"].([]any)
+	got := make(map[string]struct{}, len(locs))
+	for _, l := range locs {
+		s, _ := l.(string)
+		got[s] = struct{}{}
+	}
+	t.Logf("teos-client get_subscription_info: %d locators in %v", len(locs), time.Since(began))
+	if len(locs) != n || !maps.Equal(got, locators) {
+		t.Fatalf("teos-client get_subscription_info: %d locators (%d distinct), want the %d stored", len(locs), len(got), n)
+	}
+
+	// pkg/client, with the same key.
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	began = time.Now()
+	sub, err := client.New(tw.apiURL, tw.id, alice.key).GetSubscriptionInfo(ctx)
+	if err != nil {
+		t.Fatalf("pkg/client GetSubscriptionInfo: %v", err)
+	}
+	t.Logf("pkg/client GetSubscriptionInfo: %d locators in %v", len(sub.Locators), time.Since(began))
+	clear(got)
+	for _, l := range sub.Locators {
+		got[l.String()] = struct{}{}
+	}
+	if len(sub.Locators) != n || !maps.Equal(got, locators) {
+		t.Fatalf("pkg/client GetSubscriptionInfo: %d locators (%d distinct), want the %d stored", len(sub.Locators), len(got), n)
+	}
+
 	var u cliUser
 	tw.cliOK(t, &u, "getuser", alice.id.String())
 	if got := setOf(u.Appointments); len(u.Appointments) != n || !maps.Equal(got, uuids) {
@@ -106,6 +148,21 @@ func bigSubscription(t *testing.T, tw *tower, u *user) (int, subscriptionResp, [
 		}
 	}
 	return resp.StatusCode, r, raw
+}
+
+// cliUserKey is the user whose key teos-client keeps in its data dir.
+func cliUserKey(t *testing.T, cli *clientCLI) *user {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(cli.dataDir, "user_sk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(sk) != 32 {
+		t.Fatalf("teos-client user_sk %q: %v", b, err)
+	}
+	k, _ := btcec.PrivKeyFromBytes(sk)
+	return &user{key: k, id: teos.UserIDFromPubKey(k.PubKey())}
 }
 
 func setOf(list []string) map[string]struct{} {

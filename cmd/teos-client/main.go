@@ -58,7 +58,7 @@ commands:
   add_appointment --commitment-txid TXID --penalty RAWTX [--to-self-delay N]
   add_appointment --file APPTS.json [--concurrency N]
   get_appointment <locator>
-  get_subscription_info
+  get_subscription_info [--max-locators N]
   delete <locator>
   upload --file APPTS.json [--retry-for D] [--progress]
   clear_misbehaving
@@ -104,6 +104,8 @@ type app struct {
 	tower      *client.Tower // set by connect
 	knownTower bool          // set by connect: the tower is the saved, registered one
 	reached    atomic.Bool   // an HTTP response came back (through --proxy, if given)
+
+	clientOpts []client.Option // a command's own options for the client, used by connect
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress bool) int {
@@ -318,7 +320,7 @@ func (a *app) connect(ctx context.Context, discover bool) (*client.Tower, string
 	}
 	url = normalizeURL(url)
 	a.dir, a.connected = dir, url
-	opts := []client.Option{client.WithHTTPClient(&http.Client{Timeout: a.timeout})}
+	opts := append([]client.Option{client.WithHTTPClient(&http.Client{Timeout: a.timeout})}, a.clientOpts...)
 	if p := a.proxyFor(url, saved); p != "" {
 		if a.proxy == "" { // the saved one: checked only when used, so --proxy can replace it
 			if err := checkProxy(p, false); err != nil {
@@ -593,29 +595,6 @@ func (a *app) getAppointment(ctx context.Context, args []string) error {
 		Appointment any    `json:"appointment"`
 		Status      string `json:"status"`
 	}{appt, st.Status})
-}
-
-func (a *app) getSubscriptionInfo(ctx context.Context, args []string) error {
-	if len(args) != 0 {
-		return usagef("get_subscription_info takes no arguments")
-	}
-	t, _, _, err := a.connect(ctx, false)
-	if err != nil {
-		return err
-	}
-	info, err := t.GetSubscriptionInfo(ctx)
-	if err != nil {
-		return err
-	}
-	locs := make([]string, len(info.Locators))
-	for i, l := range info.Locators {
-		locs[i] = l.String()
-	}
-	return a.printJSON(struct {
-		AvailableSlots     uint32   `json:"available_slots"`
-		SubscriptionExpiry uint32   `json:"subscription_expiry"`
-		Locators           []string `json:"locators"`
-	}{info.AvailableSlots, info.SubscriptionExpiry, locs})
 }
 
 // progressBar redraws one line on a terminal.

@@ -15,6 +15,10 @@
 // jitter; every other answer, in particular a 4xx, is returned at once as an *APIError.
 // Deadlines and cancellation come from the context passed to each call.
 //
+// Answers are read up to 8 MiB, except get_subscription_info's, which lists every locator of
+// the user: it is decoded as it streams in, bounded by WithMaxLocators (DefaultMaxLocators,
+// all a teos-go tower sends); past a bound a call fails with ErrResponseTooLarge.
+//
 // SendMany sends many appointments to many towers with bounded concurrency and one result
 // per (tower, appointment). It uses the tower's "add_appointments" batch extension when
 // GET /info advertises it and falls back to one request per appointment otherwise.

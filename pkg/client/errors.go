@@ -15,6 +15,10 @@ var ErrMisbehaving = errors.New("tower misbehaving")
 // ErrBadResponse is wrapped when a tower answers 200 with a body that cannot be decoded.
 var ErrBadResponse = errors.New("malformed tower response")
 
+// ErrResponseTooLarge (which wraps ErrBadResponse) is returned for an answer over the client's
+// bound: 8 MiB, or for get_subscription_info the locators of WithMaxLocators.
+var ErrResponseTooLarge = fmt.Errorf("%w: answer too large", ErrBadResponse)
+
 // APIError is an error answer from the tower. For a per-item error in a batch, HTTPStatus is 0.
 type APIError struct {
 	HTTPStatus int

@@ -26,7 +26,8 @@ const (
 	defaultRetryBase = 500 * time.Millisecond
 	maxBackoff       = 30 * time.Second
 	// maxResponseBytes bounds what we read from a tower; a batch answer of 1000 receipts is
-	// well under it.
+	// well under it. get_subscription_info, which grows with the user's appointments, has its
+	// own bound (WithMaxLocators).
 	maxResponseBytes = 8 << 20
 )
 
@@ -42,6 +43,7 @@ type Tower struct {
 	base    time.Duration
 	// maxBatchItems is MaxBatchItems; tests lower it.
 	maxBatchItems int
+	maxLocators   int // WithMaxLocators
 
 	mu  sync.Mutex
 	reg *teos.RegistrationReceipt
@@ -88,6 +90,7 @@ func New(baseURL string, towerID teos.UserID, key *btcec.PrivateKey, opts ...Opt
 		base:    defaultRetryBase,
 
 		maxBatchItems: MaxBatchItems,
+		maxLocators:   DefaultMaxLocators,
 	}
 	for _, o := range opts {
 		o(t)
@@ -440,43 +443,11 @@ func (t *Tower) GetAppointment(ctx context.Context, loc teos.Locator) (*Appointm
 	return st, nil
 }
 
-// SubscriptionInfo is the answer to get_subscription_info.
-type SubscriptionInfo struct {
-	AvailableSlots     uint32
-	SubscriptionExpiry uint32
-	Locators           []teos.Locator
-}
-
-type subscriptionRequest struct {
-	Signature string `json:"signature"`
-}
-
-type subscriptionResponse struct {
-	AvailableSlots     uint32   `json:"available_slots"`
-	SubscriptionExpiry uint32   `json:"subscription_expiry"`
-	Locators           []string `json:"locators"`
-}
-
-// GetSubscriptionInfo returns the user's slots, expiry and stored locators.
-func (t *Tower) GetSubscriptionInfo(ctx context.Context) (*SubscriptionInfo, error) {
-	req := subscriptionRequest{wtcrypto.SignMessage(teos.GetSubscriptionInfoMessage, t.key)}
-	var r subscriptionResponse
-	if err := t.do(ctx, http.MethodPost, "/get_subscription_info", req, &r); err != nil {
-		return nil, err
-	}
-	info := &SubscriptionInfo{AvailableSlots: r.AvailableSlots, SubscriptionExpiry: r.SubscriptionExpiry, Locators: []teos.Locator{}}
-	for _, s := range r.Locators {
-		b, err := hex.DecodeString(s)
-		if err != nil {
-			return nil, fmt.Errorf("%w: locator %q: %w", ErrBadResponse, s, err)
-		}
-		loc, err := teos.LocatorFromBytes(b)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrBadResponse, err)
-		}
-		info.Locators = append(info.Locators, loc)
-	}
-	return info, nil
+// streamDecoder is an answer that reads the body itself, as it arrives, rather than from a
+// buffer of at most maxResponseBytes. Failures of the transport under it come back as
+// *readError, so that they are retried like any other.
+type streamDecoder interface {
+	decodeStream(body io.Reader, contentLength int64) error
 }
 
 // transientError marks a failure worth retrying.
@@ -564,7 +535,22 @@ func (t *Tower) once(ctx context.Context, method, path string, body []byte, hdr 
 		return &transientError{err}
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if sd, ok := out.(streamDecoder); ok && resp.StatusCode/100 == 2 {
+		err := sd.decodeStream(resp.Body, resp.ContentLength)
+		var re *readError
+		if errors.As(err, &re) {
+			err = fmt.Errorf("%s %s: read reply: %w", method, path, re.err)
+			if ctx.Err() != nil {
+				return err
+			}
+			return &transientError{err}
+		}
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", method, path, err)
+		}
+		return nil
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	if err != nil {
 		err = fmt.Errorf("%s %s: read reply: %w", method, path, err)
 		if ctx.Err() != nil {
@@ -583,6 +569,9 @@ func (t *Tower) once(ctx context.Context, method, path string, body []byte, hdr 
 	}
 	if out == nil {
 		return nil
+	}
+	if len(raw) > maxResponseBytes {
+		return fmt.Errorf("%w: %s %s: answer over %d bytes", ErrResponseTooLarge, method, path, maxResponseBytes)
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
 		return fmt.Errorf("%w: %s %s: %w", ErrBadResponse, method, path, err)
