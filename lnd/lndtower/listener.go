@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -37,9 +38,12 @@ type listener struct {
 	once  sync.Once
 	wg    sync.WaitGroup // the accept loop and the handshakes
 
-	mu    sync.Mutex
-	live  map[net.Conn]struct{}        // handshaking or served: closed with the listener
-	byKey map[wtdb.SessionID]*peerConn // the latest served connection of each client key
+	mu   sync.Mutex
+	live map[net.Conn]struct{} // handshaking or served: closed with the listener
+	// The served connections of each client key, oldest first. All of them: wtserver serves
+	// one and closes any other with the same key, whose close must not hide the address of
+	// the one served (addrOf) and so move its sessions to another rate budget.
+	byKey map[wtdb.SessionID][]*peerConn
 	shut  bool
 }
 
@@ -49,7 +53,7 @@ func newListener(inner net.Listener, key keychain.SingleKeyECDH, timeout time.Du
 	}
 	l := &listener{inner: inner, key: key, timeout: timeout, log: log,
 		conns: make(chan *peerConn), done: make(chan struct{}),
-		live: make(map[net.Conn]struct{}), byKey: make(map[wtdb.SessionID]*peerConn)}
+		live: make(map[net.Conn]struct{}), byKey: make(map[wtdb.SessionID][]*peerConn)}
 	l.wg.Add(1)
 	go l.acceptLoop()
 	return l
@@ -89,13 +93,14 @@ func (l *listener) Close() error {
 
 func (l *listener) Addr() net.Addr { return l.inner.Addr() }
 
-// addrOf names the address of the latest connection of the client with key id, grouped as
-// the per-address caps count it (an IPv6 /64); "unknown" if none is open.
+// addrOf names the address of the oldest open connection of the client with key id (only
+// the key's holder can open one), grouped as the per-address caps count it (an IPv6 /64);
+// "unknown" if none is open.
 func (l *listener) addrOf(id wtdb.SessionID) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if p, ok := l.byKey[id]; ok {
-		return p.addr
+	if ps := l.byKey[id]; len(ps) > 0 {
+		return ps[0].addr
 	}
 	return "unknown"
 }
@@ -154,7 +159,7 @@ func (l *listener) handshake(c net.Conn) {
 		l.drop(c)
 		return
 	}
-	l.byKey[p.id] = p
+	l.byKey[p.id] = append(l.byKey[p.id], p)
 	l.mu.Unlock()
 	select {
 	case l.conns <- p:
@@ -271,8 +276,11 @@ func (p *peerConn) Close() error {
 	p.once.Do(func() {
 		p.l.mu.Lock()
 		delete(p.l.live, p.Conn)
-		if p.l.byKey[p.id] == p {
+		ps := slices.DeleteFunc(p.l.byKey[p.id], func(q *peerConn) bool { return q == p })
+		if len(ps) == 0 {
 			delete(p.l.byKey, p.id)
+		} else {
+			p.l.byKey[p.id] = ps
 		}
 		p.l.mu.Unlock()
 	})
