@@ -257,7 +257,10 @@ func (p *subParser) answer(maxLocators, hint int) (*SubscriptionInfo, error) {
 // key reads a field name (the opening quote read). A name longer than any field this client
 // knows is read through but not kept.
 func (p *subParser) key() (string, error) {
-	var buf [64]byte
+	// The buffer holds the name as written: room for the longest known name
+	// ("subscription_expiry", 19) with every character a 6-byte \u escape, which is valid
+	// JSON for the same name.
+	var buf [128]byte
 	n, escaped, long := 0, false, false
 	for {
 		c, err := p.byte()

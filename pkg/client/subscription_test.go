@@ -252,6 +252,8 @@ func TestSubscriptionAnswersAgreeWithEncodingJSON(t *testing.T) {
 		fmt.Sprintf(" \r\n{ \"available_slots\" : 1 ,\n\t\"subscription_expiry\":2, \"locators\" : [ \"%s\" , \"%s\" ] } \n", hexes[1], hexes[2]),
 		fmt.Sprintf(`{"available_slots":1,"extra":{"a":[1,-2.5e3,true,false,null,"x\"\\\u00e9"],"b":{}},"more":[],"subscription_expiry":2,"locators":["%s"],"n":0}`, hexes[3]),
 		`{"av\u0061ilable_slots":3,"subscription_expiry":4,"locators":[]}`, // an escaped field name
+		// Every character escaped: 114 bytes on the wire for a 19-byte name.
+		`{"available_slots":3,"` + escapeAll("subscription_expiry") + `":4,"locators":[]}`,
 	}
 	// encoding/json's own indented output too.
 	indented, _ := json.MarshalIndent(map[string]any{"available_slots": 9, "subscription_expiry": 10, "locators": hexes}, "", "    ")
@@ -279,6 +281,15 @@ func TestSubscriptionAnswersAgreeWithEncodingJSON(t *testing.T) {
 			}
 		}
 	}
+}
+
+// escapeAll writes s with every character as a \u escape.
+func escapeAll(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		fmt.Fprintf(&b, `\u%04x`, r)
+	}
+	return b.String()
 }
 
 // TestMalformedSubscriptionAnswers: each answer that is not the teos one gets ErrBadResponse
