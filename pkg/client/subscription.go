@@ -389,7 +389,8 @@ func (p *subParser) locators(max, hint int) ([]teos.Locator, error) {
 	}
 	var locs locatorList
 	if hint > 0 {
-		locs.cur = make([]teos.Locator, 0, hint)
+		// Content-Length is the tower's word: reserve at most one block before the data comes.
+		locs.cur = make([]teos.Locator, 0, min(hint, locatorBlock))
 	}
 	if c, err = p.next(); err != nil {
 		return nil, err

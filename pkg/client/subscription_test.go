@@ -419,3 +419,21 @@ func FuzzSubscriptionDecoder(f *testing.F) {
 		}
 	})
 }
+
+// TestSubscriptionContentLengthIsNotTrusted: a tower announcing a huge body and sending none
+// of it makes the client reserve at most one block of locators, not what it announced.
+func TestSubscriptionContentLengthIsNotTrusted(t *testing.T) {
+	body := strings.NewReader(`{"available_slots":1,"subscription_expiry":2,"locators":["00112233445566778899aabbccddeeff"`)
+	d := &subscriptionDecoder{maxLocators: DefaultMaxLocators}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	err := d.decodeStream(body, 35*int64(DefaultMaxLocators))
+	runtime.ReadMemStats(&after)
+	if err == nil || d.info != nil {
+		t.Fatalf("err = %v, info %v; want an error for the cut answer and nothing", err, d.info != nil)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
+		t.Fatalf("allocated %d bytes for a 90-byte answer announcing %d", alloc, 35*int64(DefaultMaxLocators))
+	}
+}
