@@ -159,7 +159,7 @@ func (c *committer) update(calls []*writeCall) error {
 	if err := tx.Commit(ctx); err != nil {
 		// An answer from the server (an error, or ROLLBACK for an aborted transaction) means
 		// nothing was committed; without one, the server is asked.
-		if _, ok := errors.AsType[*pgconn.PgError](err); ok || errors.Is(err, pgx.ErrTxCommitRollback) {
+		if commitRefused(err) {
 			return err
 		}
 		committed, rerr := c.outcome(xid, pid)
@@ -173,6 +173,25 @@ func (c *committer) update(calls []*writeCall) error {
 		return fmt.Errorf("%w: %w", errCommitLost, err)
 	}
 	return nil
+}
+
+// commitRefused tells whether COMMIT's error is the server's answer that nothing was
+// committed: an ERROR, or ROLLBACK. A FATAL (or PANIC) ends the session, possibly after the
+// commit: PgBouncer's "server conn crashed?" when its link to the server fails with the
+// COMMIT on it, a shutdown's 57P01. That is no answer: the server is asked.
+func commitRefused(err error) bool {
+	if errors.Is(err, pgx.ErrTxCommitRollback) {
+		return true
+	}
+	pe, ok := errors.AsType[*pgconn.PgError](err)
+	if !ok {
+		return false
+	}
+	sev := pe.SeverityUnlocalized // absent before PostgreSQL 9.6 and from poolers
+	if sev == "" {
+		sev = pe.Severity
+	}
+	return sev == "ERROR"
 }
 
 // xidSQL reads the transaction's id (assigning one if it has none yet).

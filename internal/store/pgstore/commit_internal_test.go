@@ -24,11 +24,15 @@ import (
 // COMMIT as soon as the server has answered it, without passing the answer on: the server
 // committed, the client cannot tell. When drop is armed instead, the COMMIT itself is lost:
 // the client's side is closed, the server's stays open and silent, its transaction open.
+// When fatal is armed, the server's answer to COMMIT is replaced by the FATAL error PgBouncer
+// sends its client when its own connection to the server fails mid-query ("server conn
+// crashed?", 08P01): the server committed, the client hears an error.
 type commitCutter struct {
 	ln     net.Listener
 	target string
 	armed  atomic.Bool
 	drop   atomic.Bool
+	fatal  atomic.Bool
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	mu     sync.Mutex
@@ -55,9 +59,9 @@ func startCommitCutter(t *testing.T, target string) *commitCutter {
 			p.mu.Lock()
 			p.conns = append(p.conns, c, s)
 			p.mu.Unlock()
-			var cut atomic.Bool // this connection sent an armed COMMIT
-			p.wg.Go(func() { p.clientToServer(c, s, &cut) })
-			p.wg.Go(func() { p.serverToClient(s, c, &cut) })
+			var cut, fatal atomic.Bool // this connection sent an armed COMMIT (fatal: answer with an error)
+			p.wg.Go(func() { p.clientToServer(c, s, &cut, &fatal) })
+			p.wg.Go(func() { p.serverToClient(s, c, &cut, &fatal) })
 		}
 	})
 	t.Cleanup(func() {
@@ -95,7 +99,7 @@ func readMsg(r io.Reader, typed bool) ([]byte, error) {
 	return append(head, body...), nil
 }
 
-func (p *commitCutter) clientToServer(c, s net.Conn, cut *atomic.Bool) {
+func (p *commitCutter) clientToServer(c, s net.Conn, cut, fatal *atomic.Bool) {
 	defer s.Close()
 	typed := false // the startup message has no type byte (sslmode=disable: no SSL request)
 	for {
@@ -112,6 +116,10 @@ func (p *commitCutter) clientToServer(c, s net.Conn, cut *atomic.Bool) {
 		if isCommit && p.armed.CompareAndSwap(true, false) {
 			cut.Store(true)
 		}
+		if isCommit && p.fatal.CompareAndSwap(true, false) {
+			fatal.Store(true)
+			cut.Store(true)
+		}
 		typed = true
 		if _, err := s.Write(m); err != nil {
 			return
@@ -119,7 +127,7 @@ func (p *commitCutter) clientToServer(c, s net.Conn, cut *atomic.Bool) {
 	}
 }
 
-func (p *commitCutter) serverToClient(s, c net.Conn, cut *atomic.Bool) {
+func (p *commitCutter) serverToClient(s, c net.Conn, cut, fatal *atomic.Bool) {
 	defer c.Close()
 	for {
 		m, err := readMsg(s, true)
@@ -128,12 +136,30 @@ func (p *commitCutter) serverToClient(s, c net.Conn, cut *atomic.Bool) {
 		}
 		if cut.Load() && m[0] == 'C' && bytes.HasPrefix(m[5:], []byte("COMMIT")) {
 			s.Close() // committed; the client never hears it
+			if fatal.Load() {
+				_, _ = c.Write(errorResponse("FATAL", "08P01", "server conn crashed?"))
+			}
 			return
 		}
 		if _, err := c.Write(m); err != nil {
 			return
 		}
 	}
+}
+
+// errorResponse is a protocol ErrorResponse message.
+func errorResponse(severity, code, msg string) []byte {
+	var body []byte
+	for _, f := range []struct {
+		t byte
+		v string
+	}{{'S', severity}, {'V', severity}, {'C', code}, {'M', msg}} {
+		body = append(append(append(body, f.t), f.v...), 0)
+	}
+	body = append(body, 0)
+	m := []byte{'E', 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(m[1:], uint32(len(body)+4))
+	return append(m, body...)
 }
 
 // renewals runs, through a commitCutter armed by arm, one group-commit batch of n users'
@@ -226,6 +252,24 @@ func TestLostCommitIsRunAgain(t *testing.T) {
 			for i := range calls {
 				if calls[i].err != nil || slots[i] != 15 {
 					t.Errorf("user %d: renewal whose COMMIT was lost: %v, %d slots; want done, 15", i, calls[i].err, slots[i])
+				}
+			}
+		})
+	}
+}
+
+// A COMMIT answered by a FATAL error is no answer: the session ended, maybe after the commit.
+// PgBouncer answers so when its connection to the server fails while the COMMIT is on it
+// (the answer lost between the two), as does a server shut down (57P01) right after a commit.
+// Taken for a refusal, the batch's renewals ran again one by one (credited twice), or the one
+// call failed though stored (the client sends it again).
+func TestFatalCommitAnswerIsAsked(t *testing.T) {
+	for _, n := range []int{1, 2} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			calls, slots := renewals(t, n, func(p *commitCutter) *atomic.Bool { p.fatal.Store(true); return &p.fatal })
+			for i := range calls {
+				if calls[i].err != nil || slots[i] != 15 {
+					t.Errorf("user %d: committed renewal answered FATAL: %v, %d slots; want done, 15", i, calls[i].err, slots[i])
 				}
 			}
 		})
