@@ -202,6 +202,10 @@ const xidSQL = `SELECT txid_current()`
 const outcomeSQL = `SELECT (SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
 	WHERE pid = $2 AND backend_xid::text::bigint = $1 % 4294967296), txid_status($1)`
 
+// syncBarrierSQL writes WAL (a commit without any waits for no standby), on a row every
+// instance has and only the schema's migration locks for long.
+const syncBarrierSQL = `UPDATE teos_schema SET version = version`
+
 // outcome asks the server, on another connection, whether transaction xid of backend pid,
 // whose COMMIT got no answer, committed.
 func (c *committer) outcome(xid int64, pid uint32) (committed bool, err error) {
@@ -217,6 +221,16 @@ func (c *committer) outcome(xid int64, pid uint32) (committed bool, err error) {
 		case status == nil:
 			return false, fmt.Errorf("transaction %d is too old for its status to be known", xid)
 		case *status == "committed":
+			// Under synchronous replication a COMMIT is answered once the standby has it; this
+			// one's wait may have been cut short (the client's cancel on its timeout, the
+			// termination above), which commits locally, unreplicated. A commit of our own,
+			// later in the WAL, returns once the standby has everything before it.
+			if err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+				_, err := tx.Exec(ctx, syncBarrierSQL)
+				return err
+			}); err != nil {
+				return false, fmt.Errorf("transaction %d committed here, not known to be on the synchronous standbys: %w", xid, err)
+			}
 			return true, nil
 		case *status == "aborted":
 			return false, nil

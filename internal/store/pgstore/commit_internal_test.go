@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -273,5 +275,86 @@ func TestFatalCommitAnswerIsAsked(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// requireSyncStandby makes every commit on the database at url wait for a synchronous standby
+// that never connects, and returns once it does.
+func requireSyncStandby(t *testing.T, url string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `ALTER SYSTEM SET synchronous_standby_names = 'absent_standby'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_reload_conf()`); err != nil {
+		t.Fatal(err)
+	}
+	// The reload reaches the server's processes in their own time: probe until a commit waits.
+	// (The bound only keeps a failing test from hanging.)
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		err := pgx.BeginFunc(pctx, conn, func(tx pgx.Tx) error {
+			_, err := tx.Exec(pctx, `UPDATE teos_schema SET version = version`)
+			return err
+		})
+		cancel()
+		if err != nil && pctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("commits do not wait for the synchronous standby")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Under synchronous replication a COMMIT is answered once the standby has it. One whose answer
+// did not come in time was cut short (the client's cancel on its timeout, or the outcome's
+// termination of the backend): the server then commits locally, unreplicated. Reporting it
+// done acknowledged a renewal that a failover to the standby loses.
+func TestUnreplicatedCommitIsNotDone(t *testing.T) {
+	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	direct := srv.NewDatabase(t)
+	s, err := Open(context.Background(), direct, &Options{Network: "regtest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	user := teos.UserID{2, 1}
+	if _, err := s.UpdateUser(user, func(store.UserInfo, bool) (store.UserInfo, error) {
+		return store.UserInfo{AvailableSlots: 10, SubscriptionExpiry: 1000}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	requireSyncStandby(t, direct)
+	defer func(old time.Duration) { opTimeout = old }(opTimeout)
+	opTimeout = 2 * time.Second
+
+	c := &committer{pool: s.pool, maxBatch: 10}
+	call := &writeCall{done: make(chan struct{}), fn: func(ctx context.Context, tx pgx.Tx) error {
+		prev, _, err := getUser(ctx, tx, user, true)
+		if err != nil {
+			return err
+		}
+		prev.AvailableSlots += 5
+		_, err = tx.Exec(ctx, putUserSQL, userArgs(user, prev)...)
+		return err
+	}}
+	c.commit([]*writeCall{call})
+	got, _, err := s.User(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("renewal: %v; %d slots on the primary", call.err, got.AvailableSlots)
+	if !errors.Is(call.err, errCommitUnknown) {
+		t.Errorf("a renewal the synchronous standby never confirmed: %v; want errCommitUnknown", call.err)
 	}
 }
