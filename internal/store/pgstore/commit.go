@@ -146,23 +146,22 @@ func (c *committer) update(calls []*writeCall) error {
 	defer func() { _ = tx.Rollback(ctx) }() // a no-op once committed
 	// The transaction's id, to ask the server its outcome if the COMMIT gets no answer: read
 	// with the upserts' first statements, else on its own.
-	var xid int64
-	if err := runCalls(ctx, tx, calls, &xid); err != nil {
+	var ref txRef
+	if err := runCalls(ctx, tx, calls, &ref); err != nil {
 		return err
 	}
-	if xid == 0 {
-		if err := tx.QueryRow(ctx, xidSQL).Scan(&xid); err != nil {
+	if ref.xid == 0 {
+		if err := ref.scan(tx.QueryRow(ctx, xidSQL)); err != nil {
 			return err
 		}
 	}
-	pid := tx.Conn().PgConn().PID()
 	if err := tx.Commit(ctx); err != nil {
 		// An answer from the server (an error, or ROLLBACK for an aborted transaction) means
 		// nothing was committed; without one, the server is asked.
 		if commitRefused(err) {
 			return err
 		}
-		committed, rerr := c.outcome(xid, pid)
+		committed, rerr := c.outcome(ref.xid, ref.pid)
 		switch {
 		case rerr != nil:
 			return fmt.Errorf("%w: %w (asking the server: %w)", errCommitUnknown, err, rerr)
@@ -194,8 +193,17 @@ func commitRefused(err error) bool {
 	return sev == "ERROR"
 }
 
-// xidSQL reads the transaction's id (assigning one if it has none yet).
-const xidSQL = `SELECT txid_current()`
+// xidSQL reads the transaction's id (assigning one if it has none yet) and its backend's
+// process id: the server's own, as the protocol's is a pooler's behind one (PgBouncer).
+const xidSQL = `SELECT txid_current(), pg_backend_pid()`
+
+// txRef is a transaction's id and its backend's process id (xidSQL).
+type txRef struct {
+	xid int64
+	pid int32
+}
+
+func (r *txRef) scan(row pgx.Row) error { return row.Scan(&r.xid, &r.pid) }
 
 // outcomeSQL ends the backend pid if it still holds transaction $1 (its COMMIT lost on the
 // way, or still on it), after which the transaction's status is final, and reads that status.
@@ -208,13 +216,13 @@ const syncBarrierSQL = `UPDATE teos_schema SET version = version`
 
 // outcome asks the server, on another connection, whether transaction xid of backend pid,
 // whose COMMIT got no answer, committed.
-func (c *committer) outcome(xid int64, pid uint32) (committed bool, err error) {
+func (c *committer) outcome(xid int64, pid int32) (committed bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	for {
 		var ended int
 		var status *string
-		if err := c.pool.QueryRow(ctx, outcomeSQL, xid, int32(pid)).Scan(&ended, &status); err != nil {
+		if err := c.pool.QueryRow(ctx, outcomeSQL, xid, pid).Scan(&ended, &status); err != nil {
 			return false, err
 		}
 		switch {
@@ -244,8 +252,8 @@ func (c *committer) outcome(xid int64, pid uint32) (committed bool, err error) {
 	}
 }
 
-// runCalls runs a batch's calls in tx; if it runs upserts, it sets *xid to tx's id.
-func runCalls(ctx context.Context, tx pgx.Tx, calls []*writeCall, xid *int64) error {
+// runCalls runs a batch's calls in tx; if it runs upserts, it sets *ref to tx's (xidSQL).
+func runCalls(ctx context.Context, tx pgx.Tx, calls []*writeCall, ref *txRef) error {
 	// Other writes first, then every upsert together: a serial order of concurrent calls.
 	var upserts []*upsertCall
 	for _, call := range calls {
@@ -262,7 +270,7 @@ func runCalls(ctx context.Context, tx pgx.Tx, calls []*writeCall, xid *int64) er
 	if len(upserts) == 0 {
 		return nil
 	}
-	if err := runUpserts(ctx, tx, upserts, xid); err != nil {
+	if err := runUpserts(ctx, tx, upserts, ref); err != nil {
 		for _, call := range calls {
 			if call.upsert != nil {
 				call.err = err

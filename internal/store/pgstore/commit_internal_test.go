@@ -35,10 +35,13 @@ type commitCutter struct {
 	armed  atomic.Bool
 	drop   atomic.Bool
 	fatal  atomic.Bool
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  []net.Conn
+	// fakeKeys replaces the backend's process id in its cancellation key with another, as
+	// PgBouncer does (its clients' keys are its own).
+	fakeKeys atomic.Bool
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    []net.Conn
 }
 
 func startCommitCutter(t *testing.T, target string) *commitCutter {
@@ -142,6 +145,9 @@ func (p *commitCutter) serverToClient(s, c net.Conn, cut, fatal *atomic.Bool) {
 				_, _ = c.Write(errorResponse("FATAL", "08P01", "server conn crashed?"))
 			}
 			return
+		}
+		if m[0] == 'K' && len(m) >= 13 && p.fakeKeys.Load() {
+			binary.BigEndian.PutUint32(m[5:9], 0x7ffffff0)
 		}
 		if _, err := c.Write(m); err != nil {
 			return
@@ -356,5 +362,22 @@ func TestUnreplicatedCommitIsNotDone(t *testing.T) {
 	t.Logf("renewal: %v; %d slots on the primary", call.err, got.AvailableSlots)
 	if !errors.Is(call.err, errCommitUnknown) {
 		t.Errorf("a renewal the synchronous standby never confirmed: %v; want errCommitUnknown", call.err)
+	}
+}
+
+// Behind PgBouncer the protocol's process id is PgBouncer's, not the backend's: the outcome
+// must end the backend holding the lost COMMIT's transaction by its own pid (pg_backend_pid),
+// else that transaction stays open until the server's idle timeout (none here) and the
+// renewal fails with its outcome unknown.
+func TestLostCommitBehindPooler(t *testing.T) {
+	defer func(old time.Duration) { opTimeout = old }(opTimeout)
+	opTimeout = 3 * time.Second // bounds the failing run
+	calls, slots := renewals(t, 1, func(p *commitCutter) *atomic.Bool {
+		p.fakeKeys.Store(true)
+		p.drop.Store(true)
+		return &p.drop
+	})
+	if calls[0].err != nil || slots[0] != 15 {
+		t.Errorf("renewal whose COMMIT was lost behind a pooler: %v, %d slots; want done, 15", calls[0].err, slots[0])
 	}
 }
