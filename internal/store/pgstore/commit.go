@@ -139,7 +139,9 @@ var errCommitLost = errors.New("pgstore: no answer to COMMIT, and nothing was st
 func (c *committer) update(calls []*writeCall) error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	tx, err := c.pool.Begin(ctx)
+	// Bounded idle from the start, as an add's (mined.go): a registration's transaction holds
+	// a user's row, which an add for that user waits for holding the adds' lock.
+	tx, err := c.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: "BEGIN; " + lockHoldIdleSQL()})
 	if err != nil {
 		return err
 	}

@@ -47,7 +47,6 @@ func runUpserts(ctx context.Context, tx pgx.Tx, calls []*upsertCall, ref *txRef)
 	owner := make(map[teos.UserID]store.UserInfo, len(users))
 	prev := make(map[teos.UUID]apptState, len(ids))
 	rb := &pgx.Batch{}
-	rb.Queue(lockHoldIdleSQL())
 	rb.Queue(addsLockSQL, minedLockKey) // before queueLateSQL's snapshot (mined.go)
 	rb.Queue(xidSQL).QueryRow(func(r pgx.Row) error { return ref.scan(r) })
 	rb.Queue(`SELECT user_id, available_slots, subscription_start, subscription_expiry FROM users
