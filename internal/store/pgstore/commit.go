@@ -139,30 +139,31 @@ var errCommitLost = errors.New("pgstore: no answer to COMMIT, and nothing was st
 func (c *committer) update(calls []*writeCall) error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	tx, err := c.pool.Begin(ctx)
+	// Bounded idle from the start, as an add's (mined.go): a registration's transaction holds
+	// a user's row, which an add for that user waits for holding the adds' lock.
+	tx, err := c.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: "BEGIN; " + lockHoldIdleSQL()})
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback(ctx) }() // a no-op once committed
 	// The transaction's id, to ask the server its outcome if the COMMIT gets no answer: read
 	// with the upserts' first statements, else on its own.
-	var xid int64
-	if err := runCalls(ctx, tx, calls, &xid); err != nil {
+	var ref txRef
+	if err := runCalls(ctx, tx, calls, &ref); err != nil {
 		return err
 	}
-	if xid == 0 {
-		if err := tx.QueryRow(ctx, xidSQL).Scan(&xid); err != nil {
+	if ref.xid == 0 {
+		if err := ref.scan(tx.QueryRow(ctx, xidSQL)); err != nil {
 			return err
 		}
 	}
-	pid := tx.Conn().PgConn().PID()
 	if err := tx.Commit(ctx); err != nil {
 		// An answer from the server (an error, or ROLLBACK for an aborted transaction) means
 		// nothing was committed; without one, the server is asked.
-		if _, ok := errors.AsType[*pgconn.PgError](err); ok || errors.Is(err, pgx.ErrTxCommitRollback) {
+		if commitRefused(err) {
 			return err
 		}
-		committed, rerr := c.outcome(xid, pid)
+		committed, rerr := c.outcome(ref.xid, ref.pid)
 		switch {
 		case rerr != nil:
 			return fmt.Errorf("%w: %w (asking the server: %w)", errCommitUnknown, err, rerr)
@@ -175,29 +176,71 @@ func (c *committer) update(calls []*writeCall) error {
 	return nil
 }
 
-// xidSQL reads the transaction's id (assigning one if it has none yet).
-const xidSQL = `SELECT txid_current()`
+// commitRefused tells whether COMMIT's error is the server's answer that nothing was
+// committed: an ERROR, or ROLLBACK. A FATAL (or PANIC) ends the session, possibly after the
+// commit: PgBouncer's "server conn crashed?" when its link to the server fails with the
+// COMMIT on it, a shutdown's 57P01. That is no answer: the server is asked.
+func commitRefused(err error) bool {
+	if errors.Is(err, pgx.ErrTxCommitRollback) {
+		return true
+	}
+	pe, ok := errors.AsType[*pgconn.PgError](err)
+	if !ok {
+		return false
+	}
+	sev := pe.SeverityUnlocalized // absent before PostgreSQL 9.6 and from poolers
+	if sev == "" {
+		sev = pe.Severity
+	}
+	return sev == "ERROR"
+}
+
+// xidSQL reads the transaction's id (assigning one if it has none yet) and its backend's
+// process id: the server's own, as the protocol's is a pooler's behind one (PgBouncer).
+const xidSQL = `SELECT txid_current(), pg_backend_pid()`
+
+// txRef is a transaction's id and its backend's process id (xidSQL).
+type txRef struct {
+	xid int64
+	pid int32
+}
+
+func (r *txRef) scan(row pgx.Row) error { return row.Scan(&r.xid, &r.pid) }
 
 // outcomeSQL ends the backend pid if it still holds transaction $1 (its COMMIT lost on the
 // way, or still on it), after which the transaction's status is final, and reads that status.
 const outcomeSQL = `SELECT (SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
 	WHERE pid = $2 AND backend_xid::text::bigint = $1 % 4294967296), txid_status($1)`
 
+// syncBarrierSQL writes WAL (a commit without any waits for no standby), on a row every
+// instance has and only the schema's migration locks for long.
+const syncBarrierSQL = `UPDATE teos_schema SET version = version`
+
 // outcome asks the server, on another connection, whether transaction xid of backend pid,
 // whose COMMIT got no answer, committed.
-func (c *committer) outcome(xid int64, pid uint32) (committed bool, err error) {
+func (c *committer) outcome(xid int64, pid int32) (committed bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	for {
 		var ended int
 		var status *string
-		if err := c.pool.QueryRow(ctx, outcomeSQL, xid, int32(pid)).Scan(&ended, &status); err != nil {
+		if err := c.pool.QueryRow(ctx, outcomeSQL, xid, pid).Scan(&ended, &status); err != nil {
 			return false, err
 		}
 		switch {
 		case status == nil:
 			return false, fmt.Errorf("transaction %d is too old for its status to be known", xid)
 		case *status == "committed":
+			// Under synchronous replication a COMMIT is answered once the standby has it; this
+			// one's wait may have been cut short (the client's cancel on its timeout, the
+			// termination above), which commits locally, unreplicated. A commit of our own,
+			// later in the WAL, returns once the standby has everything before it.
+			if err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+				_, err := tx.Exec(ctx, syncBarrierSQL)
+				return err
+			}); err != nil {
+				return false, fmt.Errorf("transaction %d committed here, not known to be on the synchronous standbys: %w", xid, err)
+			}
 			return true, nil
 		case *status == "aborted":
 			return false, nil
@@ -211,8 +254,8 @@ func (c *committer) outcome(xid int64, pid uint32) (committed bool, err error) {
 	}
 }
 
-// runCalls runs a batch's calls in tx; if it runs upserts, it sets *xid to tx's id.
-func runCalls(ctx context.Context, tx pgx.Tx, calls []*writeCall, xid *int64) error {
+// runCalls runs a batch's calls in tx; if it runs upserts, it sets *ref to tx's (xidSQL).
+func runCalls(ctx context.Context, tx pgx.Tx, calls []*writeCall, ref *txRef) error {
 	// Other writes first, then every upsert together: a serial order of concurrent calls.
 	var upserts []*upsertCall
 	for _, call := range calls {
@@ -229,7 +272,7 @@ func runCalls(ctx context.Context, tx pgx.Tx, calls []*writeCall, xid *int64) er
 	if len(upserts) == 0 {
 		return nil
 	}
-	if err := runUpserts(ctx, tx, upserts, xid); err != nil {
+	if err := runUpserts(ctx, tx, upserts, ref); err != nil {
 		for _, call := range calls {
 			if call.upsert != nil {
 				call.err = err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -24,15 +26,22 @@ import (
 // COMMIT as soon as the server has answered it, without passing the answer on: the server
 // committed, the client cannot tell. When drop is armed instead, the COMMIT itself is lost:
 // the client's side is closed, the server's stays open and silent, its transaction open.
+// When fatal is armed, the server's answer to COMMIT is replaced by the FATAL error PgBouncer
+// sends its client when its own connection to the server fails mid-query ("server conn
+// crashed?", 08P01): the server committed, the client hears an error.
 type commitCutter struct {
 	ln     net.Listener
 	target string
 	armed  atomic.Bool
 	drop   atomic.Bool
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  []net.Conn
+	fatal  atomic.Bool
+	// fakeKeys replaces the backend's process id in its cancellation key with another, as
+	// PgBouncer does (its clients' keys are its own).
+	fakeKeys atomic.Bool
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    []net.Conn
 }
 
 func startCommitCutter(t *testing.T, target string) *commitCutter {
@@ -55,9 +64,9 @@ func startCommitCutter(t *testing.T, target string) *commitCutter {
 			p.mu.Lock()
 			p.conns = append(p.conns, c, s)
 			p.mu.Unlock()
-			var cut atomic.Bool // this connection sent an armed COMMIT
-			p.wg.Go(func() { p.clientToServer(c, s, &cut) })
-			p.wg.Go(func() { p.serverToClient(s, c, &cut) })
+			var cut, fatal atomic.Bool // this connection sent an armed COMMIT (fatal: answer with an error)
+			p.wg.Go(func() { p.clientToServer(c, s, &cut, &fatal) })
+			p.wg.Go(func() { p.serverToClient(s, c, &cut, &fatal) })
 		}
 	})
 	t.Cleanup(func() {
@@ -95,7 +104,7 @@ func readMsg(r io.Reader, typed bool) ([]byte, error) {
 	return append(head, body...), nil
 }
 
-func (p *commitCutter) clientToServer(c, s net.Conn, cut *atomic.Bool) {
+func (p *commitCutter) clientToServer(c, s net.Conn, cut, fatal *atomic.Bool) {
 	defer s.Close()
 	typed := false // the startup message has no type byte (sslmode=disable: no SSL request)
 	for {
@@ -112,6 +121,10 @@ func (p *commitCutter) clientToServer(c, s net.Conn, cut *atomic.Bool) {
 		if isCommit && p.armed.CompareAndSwap(true, false) {
 			cut.Store(true)
 		}
+		if isCommit && p.fatal.CompareAndSwap(true, false) {
+			fatal.Store(true)
+			cut.Store(true)
+		}
 		typed = true
 		if _, err := s.Write(m); err != nil {
 			return
@@ -119,7 +132,7 @@ func (p *commitCutter) clientToServer(c, s net.Conn, cut *atomic.Bool) {
 	}
 }
 
-func (p *commitCutter) serverToClient(s, c net.Conn, cut *atomic.Bool) {
+func (p *commitCutter) serverToClient(s, c net.Conn, cut, fatal *atomic.Bool) {
 	defer c.Close()
 	for {
 		m, err := readMsg(s, true)
@@ -128,12 +141,33 @@ func (p *commitCutter) serverToClient(s, c net.Conn, cut *atomic.Bool) {
 		}
 		if cut.Load() && m[0] == 'C' && bytes.HasPrefix(m[5:], []byte("COMMIT")) {
 			s.Close() // committed; the client never hears it
+			if fatal.Load() {
+				_, _ = c.Write(errorResponse("FATAL", "08P01", "server conn crashed?"))
+			}
 			return
+		}
+		if m[0] == 'K' && len(m) >= 13 && p.fakeKeys.Load() {
+			binary.BigEndian.PutUint32(m[5:9], 0x7ffffff0)
 		}
 		if _, err := c.Write(m); err != nil {
 			return
 		}
 	}
+}
+
+// errorResponse is a protocol ErrorResponse message.
+func errorResponse(severity, code, msg string) []byte {
+	var body []byte
+	for _, f := range []struct {
+		t byte
+		v string
+	}{{'S', severity}, {'V', severity}, {'C', code}, {'M', msg}} {
+		body = append(append(append(body, f.t), f.v...), 0)
+	}
+	body = append(body, 0)
+	m := []byte{'E', 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(m[1:], uint32(len(body)+4))
+	return append(m, body...)
 }
 
 // renewals runs, through a commitCutter armed by arm, one group-commit batch of n users'
@@ -229,5 +263,121 @@ func TestLostCommitIsRunAgain(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A COMMIT answered by a FATAL error is no answer: the session ended, maybe after the commit.
+// PgBouncer answers so when its connection to the server fails while the COMMIT is on it
+// (the answer lost between the two), as does a server shut down (57P01) right after a commit.
+// Taken for a refusal, the batch's renewals ran again one by one (credited twice), or the one
+// call failed though stored (the client sends it again).
+func TestFatalCommitAnswerIsAsked(t *testing.T) {
+	for _, n := range []int{1, 2} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			calls, slots := renewals(t, n, func(p *commitCutter) *atomic.Bool { p.fatal.Store(true); return &p.fatal })
+			for i := range calls {
+				if calls[i].err != nil || slots[i] != 15 {
+					t.Errorf("user %d: committed renewal answered FATAL: %v, %d slots; want done, 15", i, calls[i].err, slots[i])
+				}
+			}
+		})
+	}
+}
+
+// requireSyncStandby makes every commit on the database at url wait for a synchronous standby
+// that never connects, and returns once it does.
+func requireSyncStandby(t *testing.T, url string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `ALTER SYSTEM SET synchronous_standby_names = 'absent_standby'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_reload_conf()`); err != nil {
+		t.Fatal(err)
+	}
+	// The reload reaches the server's processes in their own time: probe until a commit waits.
+	// (The bound only keeps a failing test from hanging.)
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		err := pgx.BeginFunc(pctx, conn, func(tx pgx.Tx) error {
+			_, err := tx.Exec(pctx, `UPDATE teos_schema SET version = version`)
+			return err
+		})
+		cancel()
+		if err != nil && pctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("commits do not wait for the synchronous standby")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Under synchronous replication a COMMIT is answered once the standby has it. One whose answer
+// did not come in time was cut short (the client's cancel on its timeout, or the outcome's
+// termination of the backend): the server then commits locally, unreplicated. Reporting it
+// done acknowledged a renewal that a failover to the standby loses.
+func TestUnreplicatedCommitIsNotDone(t *testing.T) {
+	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	direct := srv.NewDatabase(t)
+	s, err := Open(context.Background(), direct, &Options{Network: "regtest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	user := teos.UserID{2, 1}
+	if _, err := s.UpdateUser(user, func(store.UserInfo, bool) (store.UserInfo, error) {
+		return store.UserInfo{AvailableSlots: 10, SubscriptionExpiry: 1000}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	requireSyncStandby(t, direct)
+	defer func(old time.Duration) { opTimeout = old }(opTimeout)
+	opTimeout = 2 * time.Second
+
+	c := &committer{pool: s.pool, maxBatch: 10}
+	call := &writeCall{done: make(chan struct{}), fn: func(ctx context.Context, tx pgx.Tx) error {
+		prev, _, err := getUser(ctx, tx, user, true)
+		if err != nil {
+			return err
+		}
+		prev.AvailableSlots += 5
+		_, err = tx.Exec(ctx, putUserSQL, userArgs(user, prev)...)
+		return err
+	}}
+	c.commit([]*writeCall{call})
+	got, _, err := s.User(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("renewal: %v; %d slots on the primary", call.err, got.AvailableSlots)
+	if !errors.Is(call.err, errCommitUnknown) {
+		t.Errorf("a renewal the synchronous standby never confirmed: %v; want errCommitUnknown", call.err)
+	}
+}
+
+// Behind PgBouncer the protocol's process id is PgBouncer's, not the backend's: the outcome
+// must end the backend holding the lost COMMIT's transaction by its own pid (pg_backend_pid),
+// else that transaction stays open until the server's idle timeout (none here) and the
+// renewal fails with its outcome unknown.
+func TestLostCommitBehindPooler(t *testing.T) {
+	defer func(old time.Duration) { opTimeout = old }(opTimeout)
+	opTimeout = 3 * time.Second // bounds the failing run
+	calls, slots := renewals(t, 1, func(p *commitCutter) *atomic.Bool {
+		p.fakeKeys.Store(true)
+		p.drop.Store(true)
+		return &p.drop
+	})
+	if calls[0].err != nil || slots[0] != 15 {
+		t.Errorf("renewal whose COMMIT was lost behind a pooler: %v, %d slots; want done, 15", calls[0].err, slots[0])
 	}
 }

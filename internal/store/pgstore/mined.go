@@ -47,7 +47,9 @@ const addsLockSQL = `SELECT pg_advisory_xact_lock_shared($1)`
 // between, so a longer silence is a client gone (machine lost, network cut, process stopped):
 // it held the lock, and a publication waiting behind it held every instance's new adds,
 // until the session-wide idleInTxTimeout (30 s) ended it. Set LOCAL before the lock is taken,
-// so that it also covers a client that vanished while it waited for the lock.
+// so that it also covers a client that vanished while it waited for the lock: the group
+// commit's BEGIN sets it (commit.go), also for a registration, whose user's row an add waits
+// for while holding the adds' lock.
 var lockHoldIdleTimeout = 2 * time.Second
 
 // lockHoldIdleSQL bounds the current transaction's idle time to lockHoldIdleTimeout.

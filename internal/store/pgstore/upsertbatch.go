@@ -25,8 +25,8 @@ type apptState struct {
 	triggered bool
 }
 
-// runUpserts applies the calls' items in order inside tx, and sets *xid to tx's id (commit.go).
-func runUpserts(ctx context.Context, tx pgx.Tx, calls []*upsertCall, xid *int64) error {
+// runUpserts applies the calls' items in order inside tx, and sets *ref to tx's (commit.go).
+func runUpserts(ctx context.Context, tx pgx.Tx, calls []*upsertCall, ref *txRef) error {
 	var users, ids [][]byte
 	seenUser := map[teos.UserID]bool{}
 	seenID := map[teos.UUID]bool{}
@@ -47,9 +47,8 @@ func runUpserts(ctx context.Context, tx pgx.Tx, calls []*upsertCall, xid *int64)
 	owner := make(map[teos.UserID]store.UserInfo, len(users))
 	prev := make(map[teos.UUID]apptState, len(ids))
 	rb := &pgx.Batch{}
-	rb.Queue(lockHoldIdleSQL())
 	rb.Queue(addsLockSQL, minedLockKey) // before queueLateSQL's snapshot (mined.go)
-	rb.Queue(xidSQL).QueryRow(func(r pgx.Row) error { return r.Scan(xid) })
+	rb.Queue(xidSQL).QueryRow(func(r pgx.Row) error { return ref.scan(r) })
 	rb.Queue(`SELECT user_id, available_slots, subscription_start, subscription_expiry FROM users
 		WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE`, users).Query(func(rows pgx.Rows) error {
 		for rows.Next() {

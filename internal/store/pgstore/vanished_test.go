@@ -117,3 +117,82 @@ func TestVanishedAdderStallsNoOne(t *testing.T) {
 		t.Fatal("an add after the publication did not see the published block")
 	}
 }
+
+// TestVanishedRegistrationStallsNoOne: an instance vanishes in the middle of a registration
+// (UpdateUser), holding the user's row lock. Another instance's add for that user waits for
+// the row holding the adds' shared lock, so the leader's publication, and every add queued
+// behind it, waited for the vanished session's end: the session-wide idle timeout (30 s), as
+// the vanished add did. The registration's transaction is ended as soon: the block is
+// published at its first try and the add goes through.
+func TestVanishedRegistrationStallsNoOne(t *testing.T) {
+	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	direct := srv.NewDatabase(t)
+	leader, other := open(t, direct, "regtest"), open(t, direct, "regtest")
+	defer leader.Close()
+	defer other.Close()
+	var wg sync.WaitGroup
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release); wg.Wait() })
+	proxied, proxy := pgtest.BehindSilentProxy(t, direct)
+	gone := open(t, proxied, "regtest")
+	user := newUserIn(t, other, 1)
+
+	inPolicy := make(chan struct{})
+	wg.Go(func() {
+		_, _ = gone.UpdateUser(user, func(u store.UserInfo, _ bool) (store.UserInfo, error) {
+			close(inPolicy) // the user's row is locked
+			<-release
+			return u, nil
+		})
+		gone.Close()
+	})
+	<-inPolicy
+	proxy.Silence()
+
+	addDone := make(chan error, 1)
+	go func() {
+		a := &store.Appointment{Appointment: teos.Appointment{Locator: teos.Locator{7}, EncryptedBlob: []byte{1}}, UserID: user}
+		res, err := other.UpsertAppointments([]store.AppointmentUpsert{{Appointment: a, Policy: free,
+			HandOver: func() *store.HandOver { return nil }}})
+		if err == nil {
+			err = res[0].Err
+		}
+		addDone <- err
+	}()
+	// The add waits for the user's row (or has already gone through, once the fix ended the
+	// registration); the bound only keeps a failing test from hanging.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		var waiting int
+		if err := leader.Pool().QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 || len(addDone) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	block := minedBlock(nil, 1, 2)
+	mined := leader.MinedTxs(6)
+	tries := 0
+	for {
+		tries++
+		err := mined.BlockConnected(context.Background(), block, 101)
+		if err == nil {
+			break
+		}
+		if pe, ok := errors.AsType[*pgconn.PgError](err); !ok || pe.Code != "55P03" {
+			t.Fatalf("publication: %v", err)
+		}
+		if tries > 20 {
+			t.Fatalf("the block is still not published after %d tries", tries)
+		}
+	}
+	if err := <-addDone; err != nil {
+		t.Fatalf("add for the user whose registration vanished: %v", err)
+	}
+	if tries != 1 {
+		t.Fatalf("the publication gave up %d times on the add waiting for the vanished registration", tries-1)
+	}
+}
