@@ -36,11 +36,11 @@ import (
 	teosv2 "github.com/teos-go/teos/proto/teos/v2"
 )
 
-// Exit codes: 1 for anything that went wrong talking to the tower (as rust-teos), 2 for a
-// command line that could not be understood (Go's flag convention; rust's structopt uses 1).
+// Exit codes are rust-teos's (structopt on clap 2), so operators' scripts keep working: 1 for
+// anything that went wrong, a command line that could not be understood included.
 const (
 	exitFailure = 1
-	exitUsage   = 2
+	exitUsage   = 1
 )
 
 // Messages other tools may match; they are rust-teos's.

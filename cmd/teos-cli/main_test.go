@@ -268,10 +268,10 @@ func TestErrors(t *testing.T) {
 		{"user id short", []string{"getuser", "02abcd"}, 1, "Provided public key does not match expected format (33-byte hex string)\n", false},
 		{"user id off curve", []string{"getuser", "02" + strings.Repeat("ff", 32)}, 1, "Provided public key does not match expected format (33-byte hex string)\n", false},
 		{"user unknown", []string{"getuser", hex.EncodeToString(stranger.PubKey().SerializeCompressed())}, 1, "User not found\n", false},
-		{"unknown command", []string{"frobnicate"}, 2, "teos-cli: unknown command \"frobnicate\"\nUsage: teos-cli", true},
-		{"no command", nil, 2, "teos-cli: missing command\nUsage:", true},
-		{"missing argument", []string{"getuser"}, 2, "teos-cli: getuser takes 1 argument(s), got 0\n", true},
-		{"extra argument", []string{"gettowerinfo", "x"}, 2, "teos-cli: gettowerinfo takes 0 argument(s), got 1\n", true},
+		{"unknown command", []string{"frobnicate"}, 1, "teos-cli: unknown command \"frobnicate\"\nUsage: teos-cli", true},
+		{"no command", nil, 1, "teos-cli: missing command\nUsage:", true},
+		{"missing argument", []string{"getuser"}, 1, "teos-cli: getuser takes 1 argument(s), got 0\n", true},
+		{"extra argument", []string{"gettowerinfo", "x"}, 1, "teos-cli: gettowerinfo takes 0 argument(s), got 1\n", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errOut := runCLI(append(common, tc.args...)...)

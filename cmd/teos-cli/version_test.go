@@ -22,3 +22,20 @@ func TestVersionAndHelp(t *testing.T) {
 		t.Fatalf("help: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
+
+// rust-teos's teos-cli exits 1 on a command line it cannot understand, as on any other failure.
+func TestUsageErrorsExitOne(t *testing.T) {
+	none := t.TempDir() + "/none"
+	for _, args := range [][]string{
+		{"--no-such-flag"},
+		{},
+		{"no_such_command"},
+		{"getappointments"},
+		{"--rpcport", "70000", "gettowerinfo"},
+	} {
+		code, _, errOut := runCLI(append([]string{"--datadir", none}, args...)...)
+		if code != 1 || errOut == "" {
+			t.Errorf("%q: exit %d, stderr %q; want exit 1 and a message", args, code, errOut)
+		}
+	}
+}
