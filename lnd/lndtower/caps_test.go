@@ -322,9 +322,11 @@ func TestConnectionsPerAddress(t *testing.T) {
 // no more (a new client waits in the kernel's queue, its act one unanswered) until one closes;
 // then the waiting client's handshake goes on.
 func TestConnectionsTowerWide(t *testing.T) {
+	var scrape func() map[string]float64
 	tt := startTower(t, func(s *Server) {
 		s.MaxConnections = 2
 		s.HandshakeTimeout = time.Hour
+		scrape = scraper(t, s)
 	})
 	holders := []net.Conn{tt.rawConn(t, "127.0.0.1"), tt.rawConn(t, "127.0.0.2")}
 	waiting := tt.rawConn(t, "127.0.0.3")
@@ -340,6 +342,12 @@ func TestConnectionsTowerWide(t *testing.T) {
 	waiting.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 	if _, err := io.ReadFull(waiting, act2[:]); err == nil {
 		t.Fatal("act two answered with every place taken")
+	}
+	// The operator sees the port full and both places taken.
+	got := scrape()
+	if got["teos_lnd_connections_full_total"] < 1 || got["teos_lnd_connections"] != 2 || got["teos_lnd_connections_max"] != 2 {
+		t.Fatalf("full_total %v, connections %v, max %v; want >= 1, 2, 2", got["teos_lnd_connections_full_total"],
+			got["teos_lnd_connections"], got["teos_lnd_connections_max"])
 	}
 	holders[0].Close()
 	waiting.SetReadDeadline(time.Now().Add(10 * time.Second))

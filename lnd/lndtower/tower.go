@@ -22,6 +22,7 @@ import (
 	"github.com/btcsuite/btclog/v2"
 	"github.com/lightningnetwork/lnd/keychain"
 	"github.com/lightningnetwork/lnd/watchtower/wtserver"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/teos-go/teos/internal/api/httpapi"
 	"github.com/teos-go/teos/internal/api/limits"
@@ -74,7 +75,7 @@ func (frontEnd) Open(_ context.Context, env frontend.Env) (*frontend.Instance, e
 		Listeners:  c.Listeners,
 		Serve:      srv.Serve,
 		Seed:       c.Seed,
-		Collectors: collectors(db, justiceTxs),
+		Collectors: append(collectors(db, justiceTxs), srv.Collectors()...),
 		NewChain:   newChain,
 		Info:       inf,
 	}, nil
@@ -120,6 +121,19 @@ type Server struct {
 	// SessionsPerMinute > 0 limits the new sessions of one client address.
 	SessionsPerMinute uint32
 	clock             func() time.Time // the session rate's clock; nil: time.Now
+
+	met *portMetrics // made by the first of Collectors and Serve
+}
+
+// Collectors are the port's metrics (portmetrics.go): connections, handshakes, sessions and
+// updates answered. They read zero until Serve runs. Call it before Serve, not during.
+func (s *Server) Collectors() []prometheus.Collector { return s.metrics().collectors() }
+
+func (s *Server) metrics() *portMetrics {
+	if s.met == nil {
+		s.met = newPortMetrics()
+	}
+	return s.met
 }
 
 // errNoReward is what a reward session would ask for; reward sessions are refused before it.
@@ -137,13 +151,17 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("listen lnd tower (lnd_tower_bind) on %s: %w", s.Bind, err)
 	}
 	capped := limits.NewListener(tcp, limits.ListenerConfig{Max: s.MaxConnections, MaxPerAddress: s.MaxConnectionsPerAddress})
-	l := newListener(capped, s.Key, s.HandshakeTimeout, log)
+	met := s.metrics()
+	met.lis.Store(capped)
+	met.max.Store(int64(max(s.MaxConnections, 0)))
+	l := newListener(capped, s.Key, s.HandshakeTimeout, log, met)
 	var db wtserver.DB = s.DB
 	caps := sessionCaps{MaxStoredBytes: s.MaxStoredBytes, StoredBytes: s.StoredBytes,
 		Rate: httpapi.NewRegistrationLimit(s.SessionsPerMinute, s.clock), addrOf: l.addrOf}
 	if caps.any() {
 		db = &cappedDB{DB: s.DB, caps: caps, log: log}
 	}
+	db = observedDB{DB: db, m: met}
 	srv, err := wtserver.New(&wtserver.Config{
 		DB:           db,
 		NodeKeyECDH:  s.Key,
