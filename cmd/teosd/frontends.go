@@ -26,6 +26,7 @@ var frontEndKeys = map[string]func(*config.Config) (key string, on bool){
 // that cfg turns on. Their chain listeners run after teosd's own.
 func openFrontEnds(ctx context.Context, cfg *config.Config, db store.Engine, key *btcec.PrivateKey,
 	btc *bitcoind.Client, height uint32, log *slog.Logger) ([]*frontend.Instance, error) {
+	cfg = fitFrontEndConns(cfg, fdLimit(), log) // fdbudget.go
 	for name, on := range frontEndKeys {
 		if k, want := on(cfg); want {
 			if _, ok := frontend.Get(name); !ok {
