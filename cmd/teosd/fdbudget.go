@@ -63,6 +63,9 @@ func fitFrontEndConns(cfg *config.Config, nofile int, log *slog.Logger) *config.
 	if cfg.LndTowerBind == "" || lnd == int(cfg.LndTowerMaxConnections) {
 		return cfg
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	log.Warn("lnd_tower_max_connections lowered to fit the open files limit", "configured", cfg.LndTowerMaxConnections,
 		"used", lnd, "nofile", nofile, "api_max_connections", cfg.APIMaxConnections)
 	fitted := *cfg

@@ -135,7 +135,7 @@ const (
 // publicEdge builds the public API's handler (routes, trusted proxies, rate limit,
 // metrics) and wraps its listener with the connection caps.
 func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterface, held grpcapi.Hold, met *metrics.Metrics,
-	lis net.Listener, draining context.Context) (http.Handler, net.Listener, error) {
+	lis net.Listener, draining context.Context, regs *httpapi.RegistrationLimit) (http.Handler, net.Listener, error) {
 	proxies, err := clientaddr.ParseProxies(cfg.APITrustedProxies.List())
 	if err != nil {
 		return nil, nil, err
@@ -161,7 +161,7 @@ func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterf
 		hcfg.HoldBound = held.Gate.Bound()
 	}
 	if cfg.Registration == config.RegistrationOpen { // the allowlist decides in allowlist mode
-		hcfg.Registrations = httpapi.NewRegistrationLimit(cfg.RegistrationRate, nil)
+		hcfg.Registrations = regs // registration_rate's, shared with the front ends (regbudget.go)
 	}
 	if met != nil {
 		hcfg.Observer = httpapi.ObserverFunc(func(e httpapi.Exchange) {

@@ -69,6 +69,7 @@ func (frontEnd) Open(_ context.Context, env frontend.Env) (*frontend.Instance, e
 		ChainHash: hash, DB: db, Logger: env.Logger,
 	}
 	srv.applyCaps(env.Config, env.Store)
+	srv.Registrations = env.Registrations // one budget per address with the public API's
 	c := newChain(env.Height)
 	inf := newInfo(srv, db, justiceTxs)
 	return &frontend.Instance{
@@ -118,9 +119,13 @@ type Server struct {
 	// MaxStoredBytes > 0 refuses new sessions once StoredBytes reaches it.
 	MaxStoredBytes int64
 	StoredBytes    func() (int64, error)
-	// SessionsPerMinute > 0 limits the new sessions of one client address.
+	// SessionsPerMinute > 0 limits the new sessions of one client address, with a budget of
+	// the port's own unless Registrations is set.
 	SessionsPerMinute uint32
 	clock             func() time.Time // the session rate's clock; nil: time.Now
+	// Registrations, if set, is the budget new sessions spend in place of SessionsPerMinute's:
+	// teosd's registration_rate budget, which the public API's registrations spend too.
+	Registrations frontend.RegistrationBudget
 
 	met *portMetrics // made by the first of Collectors and Serve
 }
@@ -156,8 +161,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	met.max.Store(int64(max(s.MaxConnections, 0)))
 	l := newListener(capped, s.Key, s.HandshakeTimeout, log, met)
 	var db wtserver.DB = s.DB
-	caps := sessionCaps{MaxStoredBytes: s.MaxStoredBytes, StoredBytes: s.StoredBytes,
-		Rate: httpapi.NewRegistrationLimit(s.SessionsPerMinute, s.clock), addrOf: l.addrOf}
+	caps := sessionCaps{MaxStoredBytes: s.MaxStoredBytes, StoredBytes: s.StoredBytes, Rate: s.Registrations, addrOf: l.addrOf}
+	if caps.Rate == nil {
+		if own := httpapi.NewRegistrationLimit(s.SessionsPerMinute, s.clock); own != nil {
+			caps.Rate = own
+		}
+	}
 	if caps.any() {
 		db = &cappedDB{DB: s.DB, caps: caps, log: log}
 	}
