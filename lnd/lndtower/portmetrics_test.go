@@ -2,6 +2,7 @@ package lndtower
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lightningnetwork/lnd/watchtower/blob"
+	"github.com/lightningnetwork/lnd/watchtower/wtdb"
 	"github.com/lightningnetwork/lnd/watchtower/wtwire"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -65,6 +67,14 @@ func scraper(t *testing.T, srv *Server) func() map[string]float64 {
 			t.Fatal(err)
 		}
 		return out
+	}
+}
+
+// hungUp waits for the tower to close c, as it does after its last reply on a connection.
+func hungUp(t *testing.T, c *client) {
+	t.Helper()
+	if !c.closed() {
+		t.Fatal("connection left open after the tower's last reply")
 	}
 }
 
@@ -162,11 +172,13 @@ func TestPortMetrics(t *testing.T) {
 	if r := c.stateUpdate(update(t, 4, 2, size)); r.Code != wtwire.StateUpdateCodeSeqNumOutOfOrder {
 		t.Fatalf("update out of order: code %d", r.Code)
 	}
+	hungUp(t, c) // lnd's tower serves one connection per client key
 	c = tt.dialFrom(t, a, "127.0.0.1")
 	handshakes++
 	if r := c.stateUpdate(update(t, 3, 2, size+1)); r.Code != wtwire.CodeTemporaryFailure {
 		t.Fatalf("update of the wrong size: code %d", r.Code)
 	}
+	hungUp(t, c)
 	c = tt.dialFrom(t, a, "127.0.0.1")
 	handshakes++
 	for seq := uint16(3); seq <= 4; seq++ {
@@ -177,6 +189,7 @@ func TestPortMetrics(t *testing.T) {
 	if r := c.stateUpdate(update(t, 5, 4, size)); r.Code != wtwire.StateUpdateCodeMaxUpdatesExceeded {
 		t.Fatalf("update past the session's maximum: code %d", r.Code)
 	}
+	hungUp(t, c)
 	// A CreateSession of a session with updates (60), then its deletion, then an update of
 	// the deleted session (50) and its deletion again.
 	if r := tt.createSessionFrom(t, a, anchorSession(4), "127.0.0.1"); r.Code != wtwire.CreateSessionCodeAlreadyExists {
@@ -190,12 +203,14 @@ func TestPortMetrics(t *testing.T) {
 		if r, ok := c.recv().(*wtwire.DeleteSessionReply); !ok || r.Code != code {
 			t.Fatalf("delete session: %+v, want code %d", r, code)
 		}
+		hungUp(t, c)
 		if code == wtwire.CodeOK {
 			c = tt.dialFrom(t, a, "127.0.0.1")
 			handshakes++
 			if r := c.stateUpdate(update(t, 5, 4, size)); r.Code != wtwire.CodePermanentFailure {
 				t.Fatalf("update of a deleted session: code %d", r.Code)
 			}
+			hungUp(t, c)
 		}
 	}
 
@@ -280,5 +295,28 @@ func TestPortMetricsStorageRefusals(t *testing.T) {
 		`teos_lnd_sessions_accepted_total`:                           0,
 		`teos_lnd_sessions_refused_total{reason="max_stored_bytes"}`: 1,
 		`teos_lnd_sessions_refused_total{reason="store"}`:            1,
+	})
+}
+
+// BenchmarkReplyCount: counting one StateUpdateReply for the metrics (decoding the bytes
+// wtserver writes), against wtserver's own encoding of it (the baseline).
+func BenchmarkReplyCount(b *testing.B) {
+	msg := &wtwire.StateUpdateReply{Code: wtwire.CodeOK, LastApplied: 7}
+	var buf bytes.Buffer
+	b.Run("wtserver encodes", func(b *testing.B) {
+		for b.Loop() {
+			buf.Reset()
+			if _, err := wtwire.WriteMessage(&buf, msg, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	m := newPortMetrics()
+	raw := bytes.Clone(buf.Bytes())
+	var id wtdb.SessionID
+	b.Run("counted", func(b *testing.B) {
+		for b.Loop() {
+			m.reply(id, raw)
+		}
 	})
 }
