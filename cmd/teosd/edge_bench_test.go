@@ -47,7 +47,7 @@ func BenchmarkPublicEdgeAdd(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	api, apiLis, err := publicEdge(&cfg, log, conn, grpcapi.Hold{}, nil, httpLis, nil)
+	api, apiLis, err := publicEdge(&cfg, log, conn, grpcapi.Hold{}, nil, httpLis, nil, registrationBudget(&cfg))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/btcsuite/btcd/btcec/v2"
 
+	"github.com/teos-go/teos/internal/api/httpapi"
 	"github.com/teos-go/teos/internal/bitcoind"
 	"github.com/teos-go/teos/internal/carrier"
 	"github.com/teos-go/teos/internal/chain"
@@ -25,7 +26,8 @@ var frontEndKeys = map[string]func(*config.Config) (key string, on bool){
 // openFrontEnds opens the extra front ends compiled into this binary (see internal/frontend)
 // that cfg turns on. Their chain listeners run after teosd's own.
 func openFrontEnds(ctx context.Context, cfg *config.Config, db store.Engine, key *btcec.PrivateKey,
-	btc *bitcoind.Client, height uint32, log *slog.Logger) ([]*frontend.Instance, error) {
+	btc *bitcoind.Client, height uint32, regs *httpapi.RegistrationLimit, log *slog.Logger) ([]*frontend.Instance, error) {
+	cfg = fitFrontEndConns(cfg, fdLimit(), log) // fdbudget.go
 	for name, on := range frontEndKeys {
 		if k, want := on(cfg); want {
 			if _, ok := frontend.Get(name); !ok {
@@ -42,6 +44,7 @@ func openFrontEnds(ctx context.Context, cfg *config.Config, db store.Engine, key
 		flog := log.With("front_end", name)
 		inst, err := fe.Open(ctx, frontend.Env{
 			Config: cfg, Store: db, TowerKey: key, Carrier: carrier.New(btc, flog), Height: height, Logger: flog,
+			Registrations: sharedBudget(regs),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("open %s front end: %w", name, err)

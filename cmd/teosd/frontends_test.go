@@ -13,12 +13,12 @@ import (
 func TestFrontEndNotCompiledIn(t *testing.T) {
 	cfg := config.Default()
 	cfg.LndTowerBind = "127.0.0.1:9911"
-	_, err := openFrontEnds(context.Background(), &cfg, nil, nil, nil, 0, nil)
+	_, err := openFrontEnds(context.Background(), &cfg, nil, nil, nil, 0, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "lnd_tower_bind") {
 		t.Fatalf("err = %v, want a refusal naming lnd_tower_bind", err)
 	}
 	cfg.LndTowerBind = ""
-	fes, err := openFrontEnds(context.Background(), &cfg, nil, nil, nil, 0, nil)
+	fes, err := openFrontEnds(context.Background(), &cfg, nil, nil, nil, 0, nil, nil)
 	if err != nil || len(fes) != 0 {
 		t.Fatalf("no front end asked for: %d, %v", len(fes), err)
 	}

@@ -135,7 +135,7 @@ const (
 // publicEdge builds the public API's handler (routes, trusted proxies, rate limit,
 // metrics) and wraps its listener with the connection caps.
 func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterface, held grpcapi.Hold, met *metrics.Metrics,
-	lis net.Listener, draining context.Context) (http.Handler, net.Listener, error) {
+	lis net.Listener, draining context.Context, regs *httpapi.RegistrationLimit) (http.Handler, net.Listener, error) {
 	proxies, err := clientaddr.ParseProxies(cfg.APITrustedProxies.List())
 	if err != nil {
 		return nil, nil, err
@@ -161,7 +161,7 @@ func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterf
 		hcfg.HoldBound = held.Gate.Bound()
 	}
 	if cfg.Registration == config.RegistrationOpen { // the allowlist decides in allowlist mode
-		hcfg.Registrations = httpapi.NewRegistrationLimit(cfg.RegistrationRate, nil)
+		hcfg.Registrations = regs // registration_rate's, shared with the front ends (regbudget.go)
 	}
 	if met != nil {
 		hcfg.Observer = httpapi.ObserverFunc(func(e httpapi.Exchange) {
@@ -173,8 +173,8 @@ func publicEdge(cfg *config.Config, log *slog.Logger, conn grpc.ClientConnInterf
 		log.Warn("api_max_connections lowered to fit the open files limit", "configured", cfg.APIMaxConnections, "used", maxConns, "nofile", fdLimit())
 	}
 	// The parked connections fit beside both listeners' served ones (the onion listener takes
-	// its share of maxConns), so the budget before the split.
-	parked, parkedPerAddress := parkedBudget(cfg, maxConns, fdLimit(), log)
+	// its share of maxConns), so the budget before the split, and the lnd port's.
+	parked, parkedPerAddress := parkedBudget(cfg, maxConns+lndConnBudget(cfg, fdLimit()), fdLimit(), log)
 	maxConns, _ = splitConns(maxConns, cfg.TorSupport) // onionedge.go
 	apiLis := limits.NewListener(lis, limits.ListenerConfig{
 		Max:                 maxConns,
@@ -251,13 +251,10 @@ func shutdownHTTP(ctx context.Context, srv *http.Server, what string, log *slog.
 }
 
 // apiConnBudget is api_max_connections, lowered to fit the open files limit nofile (<= 0:
-// unknown) with fdReserve to spare.
+// unknown) with fdReserve to spare, and the lnd port's connections beside it (fdbudget.go).
 func apiConnBudget(cfg *config.Config, nofile int) int {
-	maxConns := int(cfg.APIMaxConnections)
-	if nofile > 0 && (maxConns == 0 || maxConns > nofile-fdReserve) {
-		maxConns = max(nofile-fdReserve, 1)
-	}
-	return maxConns
+	api, _ := connBudgets(cfg, nofile)
+	return api
 }
 
 // parkTimeout is how long a connection past its address's cap waits parked for a place

@@ -177,7 +177,8 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	blocksFirst := blockfirst.New(blockFirstBound)
 	w := watcher.New(watcher.Config{Store: db, Gatekeeper: gk, Responder: resp, TowerKey: key, Logger: log, Wake: pollNow,
 		BlocksFirst: blocksFirst})
-	fes, err := openFrontEnds(ctx, cfg, bolt, key, btc, height, log)
+	regs := registrationBudget(cfg) // regbudget.go: the public API's and the front ends'
+	fes, err := openFrontEnds(ctx, cfg, bolt, key, btc, height, regs, log)
 	if err != nil {
 		return err
 	}
@@ -221,7 +222,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	}
 	log.Info("bootstrap completed", "height", mon.Height())
 
-	return serve(ctx, cfg, log, w, mon, db, towerID, rpcTLS, met, held, blocksFirst, onion, fes)
+	return serve(ctx, cfg, log, w, mon, db, towerID, rpcTLS, met, held, blocksFirst, onion, fes, regs)
 }
 
 // adminTLS makes sure the admin RPC's certificates exist in the data dir (docs/PROTOCOL.md §13) and
@@ -247,7 +248,7 @@ func adminTLS(dataDir string, log *slog.Logger) (*tls.Config, error) {
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher.Watcher, mon chainRunner,
 	db store.Engine, towerID teos.UserID, rpcTLS *tls.Config, met *metrics.Metrics, held grpcapi.Hold, blocks *blockfirst.Gate,
-	onion *onionService, fes []*frontend.Instance) error {
+	onion *onionService, fes []*frontend.Instance, regs *httpapi.RegistrationLimit) error {
 	// The admin stop RPC cancels this context, like SIGTERM cancels the parent.
 	ctx, shutdown := context.WithCancel(ctx)
 	defer shutdown()
@@ -326,7 +327,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	// Ends as shutdown begins: requests delayed by the rate limit are then served at once.
 	draining, drain := context.WithCancel(context.Background())
 	defer drain()
-	api, apiLis, err := publicEdge(cfg, log, conn, held, met, httpLis, draining)
+	api, apiLis, err := publicEdge(cfg, log, conn, held, met, httpLis, draining, regs)
 	if err != nil {
 		return err
 	}

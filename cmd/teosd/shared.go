@@ -121,7 +121,8 @@ func startShared(ctx context.Context, cfg *config.Config, log *slog.Logger, db *
 		Admission:            admission(cfg, db), // registration.go: read from the database on every registration
 		Logger:               log,
 	}, height)
-	fes, err := openFrontEnds(ctx, cfg, db, key, btc, height, log)
+	regs := registrationBudget(cfg) // regbudget.go: the public API's and the front ends'
+	fes, err := openFrontEnds(ctx, cfg, db, key, btc, height, regs, log)
 	if err != nil {
 		return err
 	}
@@ -148,7 +149,7 @@ func startShared(ctx context.Context, cfg *config.Config, log *slog.Logger, db *
 		*met = m
 	}
 	log.Info("shared database: block processing runs on the instance holding the leadership")
-	return serve(ctx, cfg, log, w, rc, db, towerID, rpcTLS, *met, held, blocksFirst, onion, fes)
+	return serve(ctx, cfg, log, w, rc, db, towerID, rpcTLS, *met, held, blocksFirst, onion, fes, regs)
 }
 
 // sharedFrontEnds refuses a front end that cannot redo its block processing per leadership

@@ -31,6 +31,19 @@ type Env struct {
 	// Height is the last block the tower processed.
 	Height uint32
 	Logger *slog.Logger
+	// Registrations, if set, is registration_rate's budget per client address, the one the
+	// public API's registrations spend: a front end's registrations spend it too, so one
+	// address gets one budget across the tower's ports.
+	Registrations RegistrationBudget
+}
+
+// RegistrationBudget is a per-address budget of registrations (addresses as
+// clientaddr.Client.Key names them: an IPv6 address by its /64).
+type RegistrationBudget interface {
+	// Take spends one of addr's registrations; false if none is left.
+	Take(addr string) bool
+	// GiveBack returns one taken for a registration that granted nothing.
+	GiveBack(addr string)
 }
 
 // SeedBlock is one of the recent blocks up to the tip, given at start-up, oldest first.

@@ -60,6 +60,13 @@ func (tw *teosd) metric(t testing.TB, name string) float64 {
 // startTeosd starts the lnd-enabled teosd; extraToml is added to its teos.toml.
 func startTeosd(t testing.TB, node *btcdtest.Node, extraToml string) *teosd {
 	t.Helper()
+	return startTeosdUnder(t, node, extraToml, nil)
+}
+
+// startTeosdUnder is startTeosd with teosd run by the command wrap (e.g. prlimit), which
+// must exec it (stop signals the pid started).
+func startTeosdUnder(t testing.TB, node *btcdtest.Node, extraToml string, wrap []string) *teosd {
+	t.Helper()
 	dataDir := t.TempDir()
 	host, port, _ := strings.Cut(node.RPCHost, ":")
 	toml := fmt.Sprintf("internal_api_port = %s\npolling_interval = \"100ms\"\n%s", portOf(freeAddr(t)), extraToml)
@@ -69,13 +76,18 @@ func startTeosd(t testing.TB, node *btcdtest.Node, extraToml string) *teosd {
 	tw := &teosd{lndAddr: freeAddr(t), metrics: freeAddr(t), api: freeAddr(t), dataDir: dataDir, rpcPort: portOf(freeAddr(t))}
 	ids := make(chan string, 1)
 	var once sync.Once
-	tw.p = startProc(t, "teosd", teosdBin, []string{
+	args := []string{
 		"--datadir", dataDir, "--btcnetwork", "regtest",
 		"--btcrpcuser", node.User, "--btcrpcpassword", node.Pass,
 		"--btcrpcconnect", host, "--btcrpcport", port,
 		"--apibind", "127.0.0.1", "--apiport", portOf(tw.api), "--rpcport", tw.rpcPort,
 		"--lndtowerbind", tw.lndAddr, "--metricsbind", tw.metrics, "--debug",
-	}, func(line string) {
+	}
+	bin := teosdBin
+	if len(wrap) > 0 {
+		bin, args = wrap[0], append(append(wrap[1:len(wrap):len(wrap)], teosdBin), args...)
+	}
+	tw.p = startProc(t, "teosd", bin, args, func(line string) {
 		if id, ok := strings.CutPrefix(line, "tower_id: "); ok {
 			once.Do(func() { ids <- id })
 		}
@@ -222,6 +234,13 @@ func lndBreach(t *testing.T, node *btcdtest.Node, client, leader *teosd, k chanK
 		float64(u) != tw.metric(t, "teos_lnd_state_updates") || s < 1 || u < 4 || j != 0 {
 		t.Fatalf("gettowerinfo: %d sessions, %d updates, %d justice txs; metrics %v, %v", s, u, j,
 			tw.metric(t, "teos_lnd_sessions"), tw.metric(t, "teos_lnd_state_updates"))
+	}
+	// The port's own counts: every stored update was answered OK on it.
+	if _, u, _ := tw.lndFrontEnd(t); tw.metric(t, "teos_lnd_state_updates_accepted_total") != float64(u) ||
+		tw.metric(t, "teos_lnd_sessions_accepted_total") < 1 || tw.metric(t, `teos_lnd_handshakes_total{outcome="completed"}`) < 1 {
+		t.Fatalf("lnd port metrics: %v updates accepted (%d stored), %v sessions accepted, %v handshakes",
+			tw.metric(t, "teos_lnd_state_updates_accepted_total"), u, tw.metric(t, "teos_lnd_sessions_accepted_total"),
+			tw.metric(t, `teos_lnd_handshakes_total{outcome="completed"}`))
 	}
 	t.Logf("revoked commitment %s broadcast (%v)", closingTxid, time.Since(began))
 

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -38,6 +39,17 @@ func TestLndSessionRefusedAtStorageCap(t *testing.T) {
 		return false, nil
 	})
 	t.Logf("session %s refused twice within %v", retried, time.Since(began))
+	// The operator sees the refusals, under their reason, on the metrics endpoint.
+	waitFor(t, 10*time.Second, "the refusals counted", func() (bool, error) {
+		n := tw.metric(t, `teos_lnd_sessions_refused_total{reason="max_stored_bytes"}`)
+		return n >= 2, fmt.Errorf("%v refused", n)
+	})
+	if n, logged := tw.metric(t, `teos_lnd_sessions_refused_total{reason="max_stored_bytes"}`), len(refusedRe.FindAllString(tw.p.logs(), -1)); n > float64(logged) {
+		t.Fatalf("%v refusals counted, %d logged", n, logged)
+	}
+	if a, h := tw.metric(t, "teos_lnd_sessions_accepted_total"), tw.metric(t, `teos_lnd_handshakes_total{outcome="completed"}`); a != 0 || h < 2 {
+		t.Fatalf("%v sessions accepted at the cap, %v handshakes completed", a, h)
+	}
 	if s, u, _ := tw.lndFrontEnd(t); s != 0 || u != 0 {
 		t.Fatalf("stored at the cap: %d sessions, %d updates", s, u)
 	}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/lightningnetwork/lnd/watchtower/wtdb"
 
-	"github.com/teos-go/teos/internal/api/httpapi"
+	"github.com/teos-go/teos/internal/frontend"
 	"github.com/teos-go/teos/internal/store"
 )
 
@@ -36,7 +36,7 @@ type sessionCaps struct {
 	StoredBytes    func() (int64, error)
 	// Rate, if set, limits new sessions per client address (registration_rate); addrOf names
 	// the address of the connection serving a session id.
-	Rate   *httpapi.RegistrationLimit
+	Rate   frontend.RegistrationBudget
 	addrOf func(wtdb.SessionID) string
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/lightningnetwork/lnd/watchtower/wtdb"
 	"github.com/lightningnetwork/lnd/watchtower/wtwire"
 
+	"github.com/teos-go/teos/internal/api/httpapi"
 	"github.com/teos-go/teos/internal/config"
 	"github.com/teos-go/teos/internal/store"
 )
@@ -322,9 +323,11 @@ func TestConnectionsPerAddress(t *testing.T) {
 // no more (a new client waits in the kernel's queue, its act one unanswered) until one closes;
 // then the waiting client's handshake goes on.
 func TestConnectionsTowerWide(t *testing.T) {
+	var scrape func() map[string]float64
 	tt := startTower(t, func(s *Server) {
 		s.MaxConnections = 2
 		s.HandshakeTimeout = time.Hour
+		scrape = scraper(t, s)
 	})
 	holders := []net.Conn{tt.rawConn(t, "127.0.0.1"), tt.rawConn(t, "127.0.0.2")}
 	waiting := tt.rawConn(t, "127.0.0.3")
@@ -340,6 +343,12 @@ func TestConnectionsTowerWide(t *testing.T) {
 	waiting.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 	if _, err := io.ReadFull(waiting, act2[:]); err == nil {
 		t.Fatal("act two answered with every place taken")
+	}
+	// The operator sees the port full and both places taken.
+	got := scrape()
+	if got["teos_lnd_connections_full_total"] < 1 || got["teos_lnd_connections"] != 2 || got["teos_lnd_connections_max"] != 2 {
+		t.Fatalf("full_total %v, connections %v, max %v; want >= 1, 2, 2", got["teos_lnd_connections_full_total"],
+			got["teos_lnd_connections"], got["teos_lnd_connections_max"])
 	}
 	holders[0].Close()
 	waiting.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -430,4 +439,38 @@ func TestSilentConnectionsDoNotHoldOthers(t *testing.T) {
 	if r := tt.createSessionFrom(t, newClientKey(t), anchorSession(5), "127.0.0.2"); r.Code != wtwire.CodeOK {
 		t.Fatalf("session from another address: code %d", r.Code)
 	}
+}
+
+// Under teosd the session rate spends the public API's registration_rate budget
+// (Server.Registrations): an address that registered over HTTP has that much less for new
+// sessions, and the other way round; other addresses keep theirs.
+func TestSessionRateSharedBudget(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0) // a fixed clock: nothing refills here
+	shared := httpapi.NewRegistrationLimit(1, func() time.Time { return now })
+	var scrape func() map[string]float64
+	tt := startTower(t, func(s *Server) {
+		s.Registrations = shared
+		s.SessionsPerMinute = 5 // the port's own budget, unused when the shared one is set
+		scrape = scraper(t, s)
+	})
+	if !shared.Take("127.0.0.1") { // a registration over HTTP from 127.0.0.1
+		t.Fatal("first registration refused")
+	}
+	refused := newClientKey(t)
+	if r := tt.createSessionFrom(t, refused, anchorSession(5), "127.0.0.1"); r.Code != wtwire.CodeTemporaryFailure {
+		t.Fatalf("session after the address's HTTP registration: code %d, want %d", r.Code, wtwire.CodeTemporaryFailure)
+	}
+	if tt.hasSession(t, refused) {
+		t.Fatal("refused session stored")
+	}
+	if r := tt.createSessionFrom(t, newClientKey(t), anchorSession(5), "127.0.0.2"); r.Code != wtwire.CodeOK {
+		t.Fatalf("session from another address: code %d", r.Code)
+	}
+	if shared.Take("127.0.0.2") {
+		t.Fatal("127.0.0.2 registered over HTTP after spending its budget on a session")
+	}
+	want(t, scrape(), map[string]float64{
+		`teos_lnd_sessions_accepted_total`:                            1,
+		`teos_lnd_sessions_refused_total{reason="registration_rate"}`: 1,
+	})
 }

@@ -2,6 +2,7 @@ package lndtower
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -16,6 +17,9 @@ import (
 // ErrInvalidBlobSize is returned for a state update whose blob is not the size of the
 // session's justice kit; lnd's tower refuses it the same way (it answers a temporary failure).
 var ErrInvalidBlobSize = wtdb.ErrInvalidBlobSize
+
+// errInvalidPolicy marks a CreateSession whose policy lnd's wtpolicy does not accept.
+var errInvalidPolicy = errors.New("invalid session policy")
 
 // DB keeps lnd clients' sessions and state updates, and the justice transactions being
 // tracked, in the tower's store (either engine: store.LndRecords keeps lnd's encodings as
@@ -79,7 +83,7 @@ func (d *DB) InsertSessionInfo(s *wtdb.SessionInfo) error {
 // added; a replacement is not asked. added reports that a new session was stored.
 func (d *DB) insertSession(s *wtdb.SessionInfo, admitNew func() error) (added bool, err error) {
 	if err := s.Policy.Validate(); err != nil {
-		return false, err
+		return false, fmt.Errorf("%w: %w", errInvalidPolicy, err)
 	}
 	rec, err := encodeSession(s)
 	if err != nil {

@@ -32,6 +32,7 @@ type listener struct {
 	key     keychain.SingleKeyECDH
 	timeout time.Duration
 	log     *slog.Logger
+	met     *portMetrics
 
 	conns chan *peerConn
 	done  chan struct{}
@@ -47,11 +48,14 @@ type listener struct {
 	shut  bool
 }
 
-func newListener(inner net.Listener, key keychain.SingleKeyECDH, timeout time.Duration, log *slog.Logger) *listener {
+func newListener(inner net.Listener, key keychain.SingleKeyECDH, timeout time.Duration, log *slog.Logger, met *portMetrics) *listener {
 	if timeout <= 0 {
 		timeout = DefaultHandshakeTimeout
 	}
-	l := &listener{inner: inner, key: key, timeout: timeout, log: log,
+	if met == nil {
+		met = newPortMetrics()
+	}
+	l := &listener{inner: inner, key: key, timeout: timeout, log: log, met: met,
 		conns: make(chan *peerConn), done: make(chan struct{}),
 		live: make(map[net.Conn]struct{}), byKey: make(map[wtdb.SessionID][]*peerConn)}
 	l.wg.Add(1)
@@ -147,7 +151,10 @@ func (l *listener) acceptLoop() {
 // them in time, or fails them, is closed.
 func (l *listener) handshake(c net.Conn) {
 	defer l.wg.Done()
+	l.met.handshaking.Add(1)
 	p, err := l.respond(c)
+	l.met.handshaking.Add(-1)
+	l.met.handshake(err)
 	if err != nil {
 		l.drop(c)
 		l.log.Debug("lnd client handshake failed", "remote", c.RemoteAddr().String(), "err", err)
@@ -252,7 +259,9 @@ func (p *peerConn) Read([]byte) (int, error) {
 }
 
 // Write encrypts b and sends it, in frames of at most 65535 bytes as brontide allows.
+// wtserver writes one whole message per call: its replies are counted for the metrics.
 func (p *peerConn) Write(b []byte) (int, error) {
+	p.l.met.reply(p.id, b)
 	n := 0
 	for len(b) > 0 {
 		chunk := b[:min(len(b), math.MaxUint16)]
@@ -279,6 +288,7 @@ func (p *peerConn) Close() error {
 		ps := slices.DeleteFunc(p.l.byKey[p.id], func(q *peerConn) bool { return q == p })
 		if len(ps) == 0 {
 			delete(p.l.byKey, p.id)
+			p.l.met.forget(p.id)
 		} else {
 			p.l.byKey[p.id] = ps
 		}

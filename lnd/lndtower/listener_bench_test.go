@@ -39,7 +39,7 @@ func BenchmarkHandshake(b *testing.B) {
 				return nil, err
 			}
 			capped := limits.NewListener(tcp, limits.ListenerConfig{Max: 1024, MaxPerAddress: 32})
-			return newListener(capped, key, 0, slog.New(slog.DiscardHandler)), nil
+			return newListener(capped, key, 0, slog.New(slog.DiscardHandler), nil), nil
 		}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

@@ -22,6 +22,7 @@ import (
 	"github.com/btcsuite/btclog/v2"
 	"github.com/lightningnetwork/lnd/keychain"
 	"github.com/lightningnetwork/lnd/watchtower/wtserver"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/teos-go/teos/internal/api/httpapi"
 	"github.com/teos-go/teos/internal/api/limits"
@@ -68,13 +69,14 @@ func (frontEnd) Open(_ context.Context, env frontend.Env) (*frontend.Instance, e
 		ChainHash: hash, DB: db, Logger: env.Logger,
 	}
 	srv.applyCaps(env.Config, env.Store)
+	srv.Registrations = env.Registrations // one budget per address with the public API's
 	c := newChain(env.Height)
 	inf := newInfo(srv, db, justiceTxs)
 	return &frontend.Instance{
 		Listeners:  c.Listeners,
 		Serve:      srv.Serve,
 		Seed:       c.Seed,
-		Collectors: collectors(db, justiceTxs),
+		Collectors: append(collectors(db, justiceTxs), srv.Collectors()...),
 		NewChain:   newChain,
 		Info:       inf,
 	}, nil
@@ -117,9 +119,26 @@ type Server struct {
 	// MaxStoredBytes > 0 refuses new sessions once StoredBytes reaches it.
 	MaxStoredBytes int64
 	StoredBytes    func() (int64, error)
-	// SessionsPerMinute > 0 limits the new sessions of one client address.
+	// SessionsPerMinute > 0 limits the new sessions of one client address, with a budget of
+	// the port's own unless Registrations is set.
 	SessionsPerMinute uint32
 	clock             func() time.Time // the session rate's clock; nil: time.Now
+	// Registrations, if set, is the budget new sessions spend in place of SessionsPerMinute's:
+	// teosd's registration_rate budget, which the public API's registrations spend too.
+	Registrations frontend.RegistrationBudget
+
+	met *portMetrics // made by the first of Collectors and Serve
+}
+
+// Collectors are the port's metrics (portmetrics.go): connections, handshakes, sessions and
+// updates answered. They read zero until Serve runs. Call it before Serve, not during.
+func (s *Server) Collectors() []prometheus.Collector { return s.metrics().collectors() }
+
+func (s *Server) metrics() *portMetrics {
+	if s.met == nil {
+		s.met = newPortMetrics()
+	}
+	return s.met
 }
 
 // errNoReward is what a reward session would ask for; reward sessions are refused before it.
@@ -137,13 +156,21 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("listen lnd tower (lnd_tower_bind) on %s: %w", s.Bind, err)
 	}
 	capped := limits.NewListener(tcp, limits.ListenerConfig{Max: s.MaxConnections, MaxPerAddress: s.MaxConnectionsPerAddress})
-	l := newListener(capped, s.Key, s.HandshakeTimeout, log)
+	met := s.metrics()
+	met.lis.Store(capped)
+	met.max.Store(int64(max(s.MaxConnections, 0)))
+	l := newListener(capped, s.Key, s.HandshakeTimeout, log, met)
 	var db wtserver.DB = s.DB
-	caps := sessionCaps{MaxStoredBytes: s.MaxStoredBytes, StoredBytes: s.StoredBytes,
-		Rate: httpapi.NewRegistrationLimit(s.SessionsPerMinute, s.clock), addrOf: l.addrOf}
+	caps := sessionCaps{MaxStoredBytes: s.MaxStoredBytes, StoredBytes: s.StoredBytes, Rate: s.Registrations, addrOf: l.addrOf}
+	if caps.Rate == nil {
+		if own := httpapi.NewRegistrationLimit(s.SessionsPerMinute, s.clock); own != nil {
+			caps.Rate = own
+		}
+	}
 	if caps.any() {
 		db = &cappedDB{DB: s.DB, caps: caps, log: log}
 	}
+	db = observedDB{DB: db, m: met}
 	srv, err := wtserver.New(&wtserver.Config{
 		DB:           db,
 		NodeKeyECDH:  s.Key,

@@ -1,0 +1,1 @@
+../../../cmd/teosd/fdbudget.go
