@@ -222,7 +222,7 @@ func (s *Store) Counts() (users, watcherAppointments, trackers int, err error) {
 
 // WaitWrites returns once every write queued before the call has committed.
 func (s *Store) WaitWrites() error {
-	if err := s.writes.write(func(context.Context, pgx.Tx) error { return nil }); err != nil {
+	if err := s.writes.wait(); err != nil {
 		return fmt.Errorf("wait for writes: %w", err)
 	}
 	return nil
