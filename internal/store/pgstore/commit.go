@@ -30,8 +30,9 @@ type writeCall struct {
 // while the previous transaction was committing in one transaction, so concurrent adds share
 // one commit (one WAL flush).
 type committer struct {
-	pool     *pgxpool.Pool
-	maxBatch int
+	pool      *pgxpool.Pool
+	maxBatch  int
+	sendBound bool // lockHoldSQL's
 
 	mu     sync.RWMutex
 	closed bool
@@ -41,11 +42,11 @@ type committer struct {
 
 var errClosed = errors.New("pgstore: store closed")
 
-func newCommitter(pool *pgxpool.Pool, maxBatch int) *committer {
+func newCommitter(pool *pgxpool.Pool, maxBatch int, sendBound bool) *committer {
 	if maxBatch <= 0 {
 		maxBatch = 1000
 	}
-	c := &committer{pool: pool, maxBatch: maxBatch, queue: make(chan *writeCall, maxBatch)}
+	c := &committer{pool: pool, maxBatch: maxBatch, sendBound: sendBound, queue: make(chan *writeCall, maxBatch)}
 	c.wg.Add(1)
 	go c.loop()
 	return c
@@ -148,8 +149,9 @@ func (c *committer) update(calls []*writeCall) error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	// Bounded idle from the start, as an add's (mined.go): a registration's transaction holds
-	// a user's row, which an add for that user waits for holding the adds' lock.
-	tx, err := c.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: "BEGIN; " + lockHoldIdleSQL()})
+	// a user's row, which an add for that user waits for holding the adds' lock. Likewise its
+	// wait for a gone client to take a large result (sendbound.go).
+	tx, err := c.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: "BEGIN; " + lockHoldSQL(c.sendBound)})
 	if err != nil {
 		return err
 	}

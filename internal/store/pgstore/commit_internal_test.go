@@ -35,6 +35,11 @@ type commitCutter struct {
 	armed  atomic.Bool
 	drop   atomic.Bool
 	fatal  atomic.Bool
+	// stall, when armed, stops reading the server's side of the connection that carries the
+	// next data row over 64 KiB, as a stopped client does, and closes stalled (once): the
+	// server's sends block once the sockets' buffers are full, and nothing is closed.
+	stall   atomic.Bool
+	stalled chan struct{}
 	// fakeKeys replaces the backend's process id in its cancellation key with another, as
 	// PgBouncer does (its clients' keys are its own).
 	fakeKeys atomic.Bool
@@ -49,7 +54,7 @@ func startCommitCutter(t *testing.T, target string) *commitCutter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &commitCutter{ln: ln, target: target, stop: make(chan struct{})}
+	p := &commitCutter{ln: ln, target: target, stop: make(chan struct{}), stalled: make(chan struct{})}
 	p.wg.Go(func() {
 		for {
 			c, err := ln.Accept()
@@ -65,8 +70,9 @@ func startCommitCutter(t *testing.T, target string) *commitCutter {
 			p.conns = append(p.conns, c, s)
 			p.mu.Unlock()
 			var cut, fatal atomic.Bool // this connection sent an armed COMMIT (fatal: answer with an error)
-			p.wg.Go(func() { p.clientToServer(c, s, &cut, &fatal) })
-			p.wg.Go(func() { p.serverToClient(s, c, &cut, &fatal) })
+			var stalled atomic.Bool
+			p.wg.Go(func() { p.clientToServer(c, s, &cut, &fatal, &stalled) })
+			p.wg.Go(func() { p.serverToClient(s, c, &cut, &fatal, &stalled) })
 		}
 	})
 	t.Cleanup(func() {
@@ -104,12 +110,15 @@ func readMsg(r io.Reader, typed bool) ([]byte, error) {
 	return append(head, body...), nil
 }
 
-func (p *commitCutter) clientToServer(c, s net.Conn, cut, fatal *atomic.Bool) {
+func (p *commitCutter) clientToServer(c, s net.Conn, cut, fatal, stalled *atomic.Bool) {
 	defer s.Close()
 	typed := false // the startup message has no type byte (sslmode=disable: no SSL request)
 	for {
 		m, err := readMsg(c, typed)
 		if err != nil {
+			if stalled.Load() { // a stopped client closes nothing
+				<-p.stop
+			}
 			return
 		}
 		isCommit := typed && m[0] == 'Q' && bytes.EqualFold(bytes.TrimRight(m[5:], "\x00"), []byte("commit"))
@@ -132,11 +141,17 @@ func (p *commitCutter) clientToServer(c, s net.Conn, cut, fatal *atomic.Bool) {
 	}
 }
 
-func (p *commitCutter) serverToClient(s, c net.Conn, cut, fatal *atomic.Bool) {
+func (p *commitCutter) serverToClient(s, c net.Conn, cut, fatal, stalled *atomic.Bool) {
 	defer c.Close()
 	for {
 		m, err := readMsg(s, true)
 		if err != nil {
+			return
+		}
+		if m[0] == 'D' && len(m) > 64<<10 && p.stall.CompareAndSwap(true, false) {
+			stalled.Store(true)
+			close(p.stalled)
+			<-p.stop
 			return
 		}
 		if cut.Load() && m[0] == 'C' && bytes.HasPrefix(m[5:], []byte("COMMIT")) {
