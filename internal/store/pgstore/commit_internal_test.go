@@ -8,14 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/teos-go/teos/internal/pgtest"
 	"github.com/teos-go/teos/internal/store"
@@ -49,7 +47,7 @@ type commitCutter struct {
 	conns    []net.Conn
 }
 
-func startCommitCutter(t *testing.T, target string) *commitCutter {
+func startCommitCutter(t testing.TB, target string) *commitCutter {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -188,13 +186,9 @@ func errorResponse(severity, code, msg string) []byte {
 // renewals runs, through a commitCutter armed by arm, one group-commit batch of n users'
 // renewals (+5 slots on 10 each), and returns the batch's calls and the users' slots after.
 func renewals(t *testing.T, n int, arm func(*commitCutter) *atomic.Bool) ([]*writeCall, []uint32) {
-	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
-	direct := srv.NewDatabase(t)
-	s, err := Open(context.Background(), direct, &Options{Network: "regtest"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	var proxy *commitCutter
+	f := newVanishedFixture(t, withCommitCutter(&proxy))
+	s := f.Other
 	var users []teos.UserID
 	for i := range n {
 		users = append(users, teos.UserID{2, byte(i)})
@@ -206,22 +200,7 @@ func renewals(t *testing.T, n int, arm func(*commitCutter) *atomic.Bool) ([]*wri
 			t.Fatal(err)
 		}
 	}
-
-	u, err := url.Parse(direct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := startCommitCutter(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
-	q := u.Query()
-	q.Set("sslmode", "disable")
-	u.RawQuery = q.Encode()
-	pool, err := pgxpool.New(context.Background(), u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	c := &committer{pool: pool, maxBatch: 10}
+	c := &committer{pool: f.Gone.pool, maxBatch: 10}
 
 	// Registrations' renewals (+5 slots each) in one batch, as the group commit runs them.
 	var calls []*writeCall
@@ -382,7 +361,7 @@ func TestUnreplicatedCommitIsNotDone(t *testing.T) {
 
 // Behind PgBouncer the protocol's process id is PgBouncer's, not the backend's: the outcome
 // must end the backend holding the lost COMMIT's transaction by its own pid (pg_backend_pid),
-// else that transaction stays open until the server's idle timeout (none here) and the
+// else that transaction stays open until the server's idle timeout and the
 // renewal fails with its outcome unknown.
 func TestLostCommitBehindPooler(t *testing.T) {
 	defer func(old time.Duration) { opTimeout = old }(opTimeout)

@@ -1,15 +1,12 @@
 package pgstore
 
 import (
-	"context"
 	"fmt"
-	"net/url"
 	"testing"
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 
-	"github.com/teos-go/teos/internal/pgtest"
 	"github.com/teos-go/teos/internal/store"
 	"github.com/teos-go/teos/pkg/teos"
 )
@@ -47,14 +44,9 @@ func TestVanishedLeaderUserWritesStallNoOne(t *testing.T) {
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
-			direct := srv.NewDatabase(t)
-			ctx := context.Background()
-			other, err := Open(ctx, direct, &Options{Network: "regtest"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer other.Close()
+			var proxy *commitCutter
+			f := newVanishedFixture(t, withCommitCutter(&proxy))
+			other, leader := f.Other, f.Gone
 			user := teos.UserID{2, 1}
 			if _, err := other.UpdateUser(user, func(store.UserInfo, bool) (store.UserInfo, error) {
 				return store.UserInfo{AvailableSlots: 10, SubscriptionExpiry: 1000}, nil
@@ -64,18 +56,6 @@ func TestVanishedLeaderUserWritesStallNoOne(t *testing.T) {
 			if _, err := other.UpsertAppointment(appt(user, 1), free); err != nil {
 				t.Fatal(err)
 			}
-
-			u, err := url.Parse(direct)
-			if err != nil {
-				t.Fatal(err)
-			}
-			proxy := startCommitCutter(t, u.Host)
-			u.Host = proxy.ln.Addr().String()
-			leader, err := Open(ctx, u.String(), &Options{Network: "regtest"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer leader.Close()
 			proxy.drop.Store(true)
 			if err := c.write(leader, user); err == nil {
 				t.Fatal("a write whose COMMIT was lost reported done")

@@ -3,8 +3,6 @@ package pgstore
 import (
 	"context"
 	"errors"
-	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,14 +22,10 @@ import (
 // adds behind it. tcp_user_timeout ends the stopped add's connection (lockHoldIdleTimeout in
 // an add), so the block is published at its first try.
 func TestStoppedAdderStallsNoOne(t *testing.T) {
-	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
-	direct := srv.NewDatabase(t)
+	var proxy *commitCutter
+	f := newVanishedFixture(t, withCommitCutter(&proxy))
 	ctx := context.Background()
-	leader, err := Open(ctx, direct, &Options{Network: "regtest"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer leader.Close()
+	leader, stopped := f.Leader, f.Gone
 	user := teos.UserID{2, 1}
 	users := map[teos.UserID]store.UserInfo{user: {AvailableSlots: 1 << 20, SubscriptionExpiry: 1000}}
 	// More than the sockets' buffers hold between the server and a client that stopped reading.
@@ -48,23 +42,9 @@ func TestStoppedAdderStallsNoOne(t *testing.T) {
 	if err := leader.BulkLoad(users, appts); err != nil {
 		t.Fatal(err)
 	}
-
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait) // after the proxy's cleanup has closed its connections
-	u, err := url.Parse(direct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := startCommitCutter(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
-	stopped, err := Open(ctx, u.String(), &Options{Network: "regtest"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	proxy.stall.Store(true)
-	wg.Go(func() {
+	f.Go(func() {
 		_, _ = stopped.UpsertAppointments(items) // the same appointments again: their versions are read
-		stopped.Close()
 	})
 	<-proxy.stalled
 	// The server blocks sending once the sockets' buffers are full; the bound only keeps a
