@@ -16,8 +16,10 @@ import (
 
 // TestWriteFreeBatchCommitsNothing: a group-commit transaction that wrote nothing (a block's
 // wait for the writes, a batch made only of refusals) must not commit: taking a transaction id
-// for the lost-COMMIT check made each one a commit record, which the server flushes to disk
-// (and waits for a synchronous standby to have) before it answers. The WAL the call wrote is
+// for the lost-COMMIT check made each one a commit record, and one that locked rows (a
+// refusal locks its user's row) was flushed to disk, and waited for a synchronous standby,
+// before the server answered (1.6 ms against 0.8 ms per refused add, fsync on, on the shared
+// test machine). The WAL the call wrote is
 // read back (pg_walinspect): no commit record, and none at all for a call that locked no row
 // (a refusal that locked its user's row logs the lock and, unflushed, its rollback). The
 // server's own background writes (a checkpoint, a standby snapshot) may fall in between, so
