@@ -20,8 +20,8 @@ func (r refusal) Error() string { return r.err.Error() }
 func (r refusal) Unwrap() error { return r.err }
 
 type writeCall struct {
-	fn     func(ctx context.Context, tx pgx.Tx) error
-	upsert *upsertCall // set instead of fn for appointment upserts
+	fn     func(ctx context.Context, tx pgx.Tx) error // nil (and no upsert): a wait
+	upsert *upsertCall                                // set instead of fn for appointment upserts
 	err    error
 	done   chan struct{}
 }
@@ -30,8 +30,9 @@ type writeCall struct {
 // while the previous transaction was committing in one transaction, so concurrent adds share
 // one commit (one WAL flush).
 type committer struct {
-	pool     *pgxpool.Pool
-	maxBatch int
+	pool      *pgxpool.Pool
+	maxBatch  int
+	sendBound bool // lockHoldSQL's
 
 	mu     sync.RWMutex
 	closed bool
@@ -41,18 +42,26 @@ type committer struct {
 
 var errClosed = errors.New("pgstore: store closed")
 
-func newCommitter(pool *pgxpool.Pool, maxBatch int) *committer {
+func newCommitter(pool *pgxpool.Pool, maxBatch int, sendBound bool) *committer {
 	if maxBatch <= 0 {
 		maxBatch = 1000
 	}
-	c := &committer{pool: pool, maxBatch: maxBatch, queue: make(chan *writeCall, maxBatch)}
+	c := &committer{pool: pool, maxBatch: maxBatch, sendBound: sendBound, queue: make(chan *writeCall, maxBatch)}
 	c.wg.Add(1)
 	go c.loop()
 	return c
 }
 
 func (c *committer) write(fn func(ctx context.Context, tx pgx.Tx) error) error {
+	if fn == nil {
+		return errors.New("pgstore: nil write")
+	}
 	return c.enqueue(&writeCall{fn: fn, done: make(chan struct{})})
+}
+
+// wait returns once every write queued before it has committed; it writes nothing.
+func (c *committer) wait() error {
+	return c.enqueue(&writeCall{done: make(chan struct{})})
 }
 
 // writeUpserts runs u in the group commit; its per-item outcomes are in u.results.
@@ -140,22 +149,30 @@ func (c *committer) update(calls []*writeCall) error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	// Bounded idle from the start, as an add's (mined.go): a registration's transaction holds
-	// a user's row, which an add for that user waits for holding the adds' lock.
-	tx, err := c.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: "BEGIN; " + lockHoldIdleSQL()})
+	// a user's row, which an add for that user waits for holding the adds' lock. Likewise its
+	// wait for a gone client to take a large result (sendbound.go).
+	tx, err := c.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: "BEGIN; " + lockHoldSQL(c.sendBound)})
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback(ctx) }() // a no-op once committed
 	// The transaction's id, to ask the server its outcome if the COMMIT gets no answer: read
-	// with the upserts' first statements, else on its own.
+	// after the writes, with the upserts' last statements, else on its own.
 	var ref txRef
-	if err := runCalls(ctx, tx, calls, &ref); err != nil {
+	wrote, err := runCalls(ctx, tx, calls, &ref)
+	if err != nil {
 		return err
 	}
-	if ref.xid == 0 {
+	if wrote && ref.xid == 0 {
 		if err := ref.scan(tx.QueryRow(ctx, xidSQL)); err != nil {
 			return err
 		}
+	}
+	if ref.xid == 0 {
+		// Nothing written (a wait, refusals; an id only from locking rows for them): the
+		// deferred ROLLBACK ends it without the COMMIT's WAL record and flush, and no answer
+		// to it can leave anything in doubt.
+		return nil
 	}
 	if err := tx.Commit(ctx); err != nil {
 		// An answer from the server (an error, or ROLLBACK for an aborted transaction) means
@@ -195,17 +212,28 @@ func commitRefused(err error) bool {
 	return sev == "ERROR"
 }
 
-// xidSQL reads the transaction's id (assigning one if it has none yet) and its backend's
-// process id: the server's own, as the protocol's is a pooler's behind one (PgBouncer).
-const xidSQL = `SELECT txid_current(), pg_backend_pid()`
+// xidSQL reads the transaction's id, NULL if it has none (it wrote nothing: assigning one
+// would make its COMMIT write WAL), and its backend's process id: the server's own, as the
+// protocol's is a pooler's behind one (PgBouncer).
+const xidSQL = `SELECT txid_current_if_assigned(), pg_backend_pid()`
 
-// txRef is a transaction's id and its backend's process id (xidSQL).
+// txRef is a transaction's id (0: none) and its backend's process id (xidSQL).
 type txRef struct {
 	xid int64
 	pid int32
 }
 
-func (r *txRef) scan(row pgx.Row) error { return row.Scan(&r.xid, &r.pid) }
+func (r *txRef) scan(row pgx.Row) error {
+	var xid *int64
+	if err := row.Scan(&xid, &r.pid); err != nil {
+		return err
+	}
+	r.xid = 0
+	if xid != nil {
+		r.xid = *xid
+	}
+	return nil
+}
 
 // outcomeSQL ends the backend pid if it still holds transaction $1 (its COMMIT lost on the
 // way, or still on it), after which the transaction's status is final, and reads that status.
@@ -254,33 +282,40 @@ func (c *committer) outcome(xid int64, pid int32) (committed bool, err error) {
 	}
 }
 
-// runCalls runs a batch's calls in tx; if it runs upserts, it sets *ref to tx's (xidSQL).
-func runCalls(ctx context.Context, tx pgx.Tx, calls []*writeCall, ref *txRef) error {
+// runCalls runs a batch's calls in tx and tells whether any wrote (a refusal, by its
+// contract, did not; nor does a wait); if its upserts wrote, it sets *ref to tx's (xidSQL).
+func runCalls(ctx context.Context, tx pgx.Tx, calls []*writeCall, ref *txRef) (wrote bool, err error) {
 	// Other writes first, then every upsert together: a serial order of concurrent calls.
 	var upserts []*upsertCall
 	for _, call := range calls {
-		if call.upsert != nil {
+		switch {
+		case call.upsert != nil:
 			call.err = nil
 			upserts = append(upserts, call.upsert)
+			continue
+		case call.fn == nil: // a wait (Store.WaitWrites)
+			call.err = nil
 			continue
 		}
 		call.err = call.fn(ctx, tx)
 		if call.err != nil && !errors.As(call.err, new(refusal)) {
-			return call.err
+			return false, call.err
 		}
+		wrote = wrote || call.err == nil
 	}
 	if len(upserts) == 0 {
-		return nil
+		return wrote, nil
 	}
-	if err := runUpserts(ctx, tx, upserts, ref); err != nil {
+	upserted, err := runUpserts(ctx, tx, upserts, ref)
+	if err != nil {
 		for _, call := range calls {
 			if call.upsert != nil {
 				call.err = err
 			}
 		}
-		return err
+		return false, err
 	}
-	return nil
+	return wrote || upserted, nil
 }
 
 func (c *committer) close() {

@@ -8,14 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/teos-go/teos/internal/pgtest"
 	"github.com/teos-go/teos/internal/store"
@@ -35,6 +33,11 @@ type commitCutter struct {
 	armed  atomic.Bool
 	drop   atomic.Bool
 	fatal  atomic.Bool
+	// stall, when armed, stops reading the server's side of the connection that carries the
+	// next data row over 64 KiB, as a stopped client does, and closes stalled (once): the
+	// server's sends block once the sockets' buffers are full, and nothing is closed.
+	stall   atomic.Bool
+	stalled chan struct{}
 	// fakeKeys replaces the backend's process id in its cancellation key with another, as
 	// PgBouncer does (its clients' keys are its own).
 	fakeKeys atomic.Bool
@@ -44,12 +47,12 @@ type commitCutter struct {
 	conns    []net.Conn
 }
 
-func startCommitCutter(t *testing.T, target string) *commitCutter {
+func startCommitCutter(t testing.TB, target string) *commitCutter {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &commitCutter{ln: ln, target: target, stop: make(chan struct{})}
+	p := &commitCutter{ln: ln, target: target, stop: make(chan struct{}), stalled: make(chan struct{})}
 	p.wg.Go(func() {
 		for {
 			c, err := ln.Accept()
@@ -65,8 +68,9 @@ func startCommitCutter(t *testing.T, target string) *commitCutter {
 			p.conns = append(p.conns, c, s)
 			p.mu.Unlock()
 			var cut, fatal atomic.Bool // this connection sent an armed COMMIT (fatal: answer with an error)
-			p.wg.Go(func() { p.clientToServer(c, s, &cut, &fatal) })
-			p.wg.Go(func() { p.serverToClient(s, c, &cut, &fatal) })
+			var stalled atomic.Bool
+			p.wg.Go(func() { p.clientToServer(c, s, &cut, &fatal, &stalled) })
+			p.wg.Go(func() { p.serverToClient(s, c, &cut, &fatal, &stalled) })
 		}
 	})
 	t.Cleanup(func() {
@@ -104,12 +108,15 @@ func readMsg(r io.Reader, typed bool) ([]byte, error) {
 	return append(head, body...), nil
 }
 
-func (p *commitCutter) clientToServer(c, s net.Conn, cut, fatal *atomic.Bool) {
+func (p *commitCutter) clientToServer(c, s net.Conn, cut, fatal, stalled *atomic.Bool) {
 	defer s.Close()
 	typed := false // the startup message has no type byte (sslmode=disable: no SSL request)
 	for {
 		m, err := readMsg(c, typed)
 		if err != nil {
+			if stalled.Load() { // a stopped client closes nothing
+				<-p.stop
+			}
 			return
 		}
 		isCommit := typed && m[0] == 'Q' && bytes.EqualFold(bytes.TrimRight(m[5:], "\x00"), []byte("commit"))
@@ -132,11 +139,17 @@ func (p *commitCutter) clientToServer(c, s net.Conn, cut, fatal *atomic.Bool) {
 	}
 }
 
-func (p *commitCutter) serverToClient(s, c net.Conn, cut, fatal *atomic.Bool) {
+func (p *commitCutter) serverToClient(s, c net.Conn, cut, fatal, stalled *atomic.Bool) {
 	defer c.Close()
 	for {
 		m, err := readMsg(s, true)
 		if err != nil {
+			return
+		}
+		if m[0] == 'D' && len(m) > 64<<10 && p.stall.CompareAndSwap(true, false) {
+			stalled.Store(true)
+			close(p.stalled)
+			<-p.stop
 			return
 		}
 		if cut.Load() && m[0] == 'C' && bytes.HasPrefix(m[5:], []byte("COMMIT")) {
@@ -173,13 +186,9 @@ func errorResponse(severity, code, msg string) []byte {
 // renewals runs, through a commitCutter armed by arm, one group-commit batch of n users'
 // renewals (+5 slots on 10 each), and returns the batch's calls and the users' slots after.
 func renewals(t *testing.T, n int, arm func(*commitCutter) *atomic.Bool) ([]*writeCall, []uint32) {
-	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
-	direct := srv.NewDatabase(t)
-	s, err := Open(context.Background(), direct, &Options{Network: "regtest"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	var proxy *commitCutter
+	f := newVanishedFixture(t, withCommitCutter(&proxy))
+	s := f.Other
 	var users []teos.UserID
 	for i := range n {
 		users = append(users, teos.UserID{2, byte(i)})
@@ -191,22 +200,7 @@ func renewals(t *testing.T, n int, arm func(*commitCutter) *atomic.Bool) ([]*wri
 			t.Fatal(err)
 		}
 	}
-
-	u, err := url.Parse(direct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := startCommitCutter(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
-	q := u.Query()
-	q.Set("sslmode", "disable")
-	u.RawQuery = q.Encode()
-	pool, err := pgxpool.New(context.Background(), u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	c := &committer{pool: pool, maxBatch: 10}
+	c := &committer{pool: f.Gone.pool, maxBatch: 10}
 
 	// Registrations' renewals (+5 slots each) in one batch, as the group commit runs them.
 	var calls []*writeCall
@@ -221,6 +215,8 @@ func renewals(t *testing.T, n int, arm func(*commitCutter) *atomic.Bool) ([]*wri
 			return err
 		}})
 	}
+	// New connections, made once armed: fakeKeys rewrites a connection's key as it is made.
+	f.Gone.pool.Reset()
 	armed := arm(proxy)
 	c.commit(calls)
 	if armed.Load() {
@@ -367,11 +363,14 @@ func TestUnreplicatedCommitIsNotDone(t *testing.T) {
 
 // Behind PgBouncer the protocol's process id is PgBouncer's, not the backend's: the outcome
 // must end the backend holding the lost COMMIT's transaction by its own pid (pg_backend_pid),
-// else that transaction stays open until the server's idle timeout (none here) and the
+// else that transaction stays open until the server's idle timeout and the
 // renewal fails with its outcome unknown.
 func TestLostCommitBehindPooler(t *testing.T) {
 	defer func(old time.Duration) { opTimeout = old }(opTimeout)
 	opTimeout = 3 * time.Second // bounds the failing run
+	// The server's own end of an idle transaction (2 s in the group commit's) would end it
+	// too, without the outcome's termination.
+	defer SetLockHoldIdleTimeout(time.Minute)()
 	calls, slots := renewals(t, 1, func(p *commitCutter) *atomic.Bool {
 		p.fakeKeys.Store(true)
 		p.drop.Store(true)

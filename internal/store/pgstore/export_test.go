@@ -50,3 +50,9 @@ func SetLockHoldIdleTimeout(d time.Duration) func() {
 	lockHoldIdleTimeout = d
 	return func() { lockHoldIdleTimeout = old }
 }
+
+// VanishedFixture and NewVanishedFixture are the vanished-instance tests' set-up
+// (vanished_fixture_test.go).
+type VanishedFixture = vanishedFixture
+
+var NewVanishedFixture = newVanishedFixture

@@ -76,9 +76,12 @@ func (s *Store) checkLeader(ctx context.Context, tx pgx.Tx) error {
 }
 
 // leaderTx runs fn in a transaction that commits only if this instance holds the leadership
-// (checkLeader).
+// (checkLeader). Its idle time is bounded as an add's (lockHoldSQL): it holds the term's row,
+// which the next leader's term waits for, and some hold users' rows (a stale basis's owners,
+// expired users), which an add waits for holding the adds' lock.
 func (s *Store) leaderTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	opts := pgx.TxOptions{BeginQuery: "BEGIN; " + lockHoldSQL(s.sendBound)}
+	return pgx.BeginTxFunc(ctx, s.pool, opts, func(tx pgx.Tx) error {
 		if err := s.checkLeader(ctx, tx); err != nil {
 			return err
 		}

@@ -2,7 +2,6 @@ package pgstore_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -60,17 +59,8 @@ func TestLostLeaderTransactionEnds(t *testing.T) {
 // transaction, rather than fail at every try until TCP keepalive gives up, hours later.
 func TestLostFollowerAddEnds(t *testing.T) {
 	defer pgstore.SetIdleInTransactionTimeout(time.Second)()
-	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
-	direct := srv.NewDatabase(t)
-	leader := open(t, direct, "regtest")
-	defer leader.Close()
-	var wg sync.WaitGroup
-	release := make(chan struct{})
-	// Cleanups run last first: the proxy's connections are closed, then the follower's add
-	// returns and the store closes.
-	t.Cleanup(func() { close(release); wg.Wait() })
-	proxied, proxy := pgtest.BehindSilentProxy(t, direct)
-	follower := open(t, proxied, "regtest")
+	f, proxy := vanishedFixture(t)
+	leader, follower := f.Leader, f.Gone
 
 	var user teos.UserID
 	user[0] = 6
@@ -90,13 +80,12 @@ func TestLostFollowerAddEnds(t *testing.T) {
 	}
 
 	inPolicy := make(chan struct{})
-	wg.Go(func() {
+	f.Go(func() {
 		_, _ = follower.UpsertAppointment(appt(2), func(u store.UserInfo, _ *store.Appointment, _ bool) (store.UserInfo, error) {
 			close(inPolicy) // the user's row is locked
-			<-release
+			<-f.Release
 			return u, nil
 		})
-		follower.Close()
 	})
 	<-inPolicy
 	proxy.Silence()

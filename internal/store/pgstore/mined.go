@@ -49,7 +49,8 @@ const addsLockSQL = `SELECT pg_advisory_xact_lock_shared($1)`
 // until the session-wide idleInTxTimeout (30 s) ended it. Set LOCAL before the lock is taken,
 // so that it also covers a client that vanished while it waited for the lock: the group
 // commit's BEGIN sets it (commit.go), also for a registration, whose user's row an add waits
-// for while holding the adds' lock.
+// for while holding the adds' lock, and so does every leader-only write's (leaderTx), the
+// publication's and those holding users' rows.
 var lockHoldIdleTimeout = 2 * time.Second
 
 // lockHoldIdleSQL bounds the current transaction's idle time to lockHoldIdleTimeout.
@@ -140,8 +141,9 @@ func (m *MinedTxs) publish(ctx context.Context, fn func(tx pgx.Tx) error) error 
 		// No flush of its own at commit: the block's later writes (its tip, trackers) and any
 		// add that read the rows flush the WAL past it; a publication lost in a crash is of a
 		// block whose tip was not stored, which the next leader processes again.
-		_, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL synchronous_commit = off; SET LOCAL lock_timeout = %d; %s;
-			SELECT pg_advisory_xact_lock(%d)`, publishLockWait.Milliseconds(), lockHoldIdleSQL(), minedLockKey))
+		// (Its idle time is bounded from its BEGIN: leaderTx.)
+		_, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL synchronous_commit = off; SET LOCAL lock_timeout = %d;
+			SELECT pg_advisory_xact_lock(%d)`, publishLockWait.Milliseconds(), minedLockKey))
 		if err != nil {
 			return fmt.Errorf("wait for the adds in flight: %w", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,8 @@ type Store struct {
 	pool   *pgxpool.Pool
 	writes *committer
 	fence  atomic.Pointer[fenceTerm] // nil: never fenced (fence.go)
+	// sendBound: the server has tcp_user_timeout (sendbound.go).
+	sendBound bool
 }
 
 var _ store.Engine = (*Store)(nil)
@@ -64,13 +67,22 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
-	if _, ok := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok { // the URL's wins
-		// SET rather than a startup parameter, which a pooler in front may refuse.
-		set := fmt.Sprintf("SET idle_in_transaction_session_timeout = %d", idleInTxTimeout.Milliseconds())
-		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-			_, err := c.Exec(ctx, set)
-			return err
+	_, idleSet := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] // the URL's wins
+	_, sendSet := cfg.ConnConfig.RuntimeParams["tcp_user_timeout"]
+	// SET rather than a startup parameter, which a pooler in front may refuse.
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		var set []string
+		if !idleSet {
+			set = append(set, fmt.Sprintf("SET idle_in_transaction_session_timeout = %d", idleInTxTimeout.Milliseconds()))
 		}
+		if !sendSet && sendBounded(c.PgConn()) { // sendbound.go
+			set = append(set, tcpUserTimeoutSQL(false, idleInTxTimeout))
+		}
+		if len(set) == 0 {
+			return nil
+		}
+		_, err := c.Exec(ctx, strings.Join(set, "; "))
+		return err
 	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
@@ -92,7 +104,14 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("PostgreSQL at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, oneLine(err))
 	}
-	return &Store{pool: pool, writes: newCommitter(pool, opts.MaxBatchSize)}, nil
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("PostgreSQL at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, oneLine(err))
+	}
+	sendBound := sendBounded(conn.Conn().PgConn())
+	conn.Release()
+	return &Store{pool: pool, sendBound: sendBound, writes: newCommitter(pool, opts.MaxBatchSize, sendBound)}, nil
 }
 
 // oneLine keeps the reason of a connection failure short.
@@ -222,7 +241,7 @@ func (s *Store) Counts() (users, watcherAppointments, trackers int, err error) {
 
 // WaitWrites returns once every write queued before the call has committed.
 func (s *Store) WaitWrites() error {
-	if err := s.writes.write(func(context.Context, pgx.Tx) error { return nil }); err != nil {
+	if err := s.writes.wait(); err != nil {
 		return fmt.Errorf("wait for writes: %w", err)
 	}
 	return nil

@@ -25,8 +25,9 @@ type apptState struct {
 	triggered bool
 }
 
-// runUpserts applies the calls' items in order inside tx, and sets *ref to tx's (commit.go).
-func runUpserts(ctx context.Context, tx pgx.Tx, calls []*upsertCall, ref *txRef) error {
+// runUpserts applies the calls' items in order inside tx and tells whether it wrote; if it
+// did, it sets *ref to tx's, read after its writes (commit.go).
+func runUpserts(ctx context.Context, tx pgx.Tx, calls []*upsertCall, ref *txRef) (wrote bool, err error) {
 	var users, ids [][]byte
 	seenUser := map[teos.UserID]bool{}
 	seenID := map[teos.UUID]bool{}
@@ -48,7 +49,6 @@ func runUpserts(ctx context.Context, tx pgx.Tx, calls []*upsertCall, ref *txRef)
 	prev := make(map[teos.UUID]apptState, len(ids))
 	rb := &pgx.Batch{}
 	rb.Queue(addsLockSQL, minedLockKey) // before queueLateSQL's snapshot (mined.go)
-	rb.Queue(xidSQL).QueryRow(func(r pgx.Row) error { return ref.scan(r) })
 	rb.Queue(`SELECT user_id, available_slots, subscription_start, subscription_expiry FROM users
 		WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE`, users).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
@@ -78,7 +78,7 @@ func runUpserts(ctx context.Context, tx pgx.Tx, calls []*upsertCall, ref *txRef)
 		return rows.Err()
 	})
 	if err := tx.SendBatch(ctx, rb).Close(); err != nil {
-		return fmt.Errorf("upsert appointments: read owners: %w", err)
+		return false, fmt.Errorf("upsert appointments: read owners: %w", err)
 	}
 	wb := &pgx.Batch{}
 	notify := false
@@ -120,7 +120,7 @@ func runUpserts(ctx context.Context, tx pgx.Tx, calls []*upsertCall, ref *txRef)
 		}
 	}
 	if wb.Len() == 0 {
-		return nil
+		return false, nil // refusals only: the rows it locked are all it did
 	}
 	if notify {
 		wb.Queue(notifyHandOverSQL) // delivered at commit (notify.go)
@@ -142,8 +142,9 @@ func runUpserts(ctx context.Context, tx pgx.Tx, calls []*upsertCall, ref *txRef)
 			return rows.Err()
 		})
 	}
+	wb.Queue(xidSQL).QueryRow(func(r pgx.Row) error { return ref.scan(r) }) // after the writes
 	if err := tx.SendBatch(ctx, wb).Close(); err != nil {
-		return fmt.Errorf("upsert appointments: %w", err)
+		return false, fmt.Errorf("upsert appointments: %w", err)
 	}
-	return nil
+	return true, nil
 }

@@ -2,13 +2,11 @@ package pgstore
 
 import (
 	"context"
-	"net/url"
 	"testing"
 	"time"
 
 	"github.com/btcsuite/btcd/wire"
 
-	"github.com/teos-go/teos/internal/pgtest"
 	"github.com/teos-go/teos/internal/store"
 	"github.com/teos-go/teos/pkg/teos"
 )
@@ -21,35 +19,16 @@ import (
 func TestVanishedPublisherStallsNoOne(t *testing.T) {
 	defer func(old time.Duration) { idleInTxTimeout = old }(idleInTxTimeout)
 	idleInTxTimeout = 10 * time.Minute
-	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
-	direct := srv.NewDatabase(t)
+	var proxy *commitCutter
+	f := newVanishedFixture(t, withCommitCutter(&proxy))
 	ctx := context.Background()
-	other, err := Open(ctx, direct, &Options{Network: "regtest"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other, leader := f.Other, f.Gone
 	user := teos.UserID{2, 1}
 	if _, err := other.UpdateUser(user, func(store.UserInfo, bool) (store.UserInfo, error) {
 		return store.UserInfo{AvailableSlots: 10, SubscriptionExpiry: 1000}, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-
-	u, err := url.Parse(direct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := startCommitCutter(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
-	q := u.Query()
-	q.Set("sslmode", "disable")
-	u.RawQuery = q.Encode()
-	leader, err := Open(ctx, u.String(), &Options{Network: "regtest"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer leader.Close()
 	block := wire.NewMsgBlock(&wire.BlockHeader{})
 	tx := wire.NewMsgTx(2)
 	tx.AddTxIn(&wire.TxIn{})

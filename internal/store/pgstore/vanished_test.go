@@ -13,8 +13,20 @@ import (
 
 	"github.com/teos-go/teos/internal/pgtest"
 	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/internal/store/pgstore"
 	"github.com/teos-go/teos/pkg/teos"
 )
+
+// vanishedFixture is pgstore's, its Gone instance behind a pgtest.SilentProxy.
+func vanishedFixture(t *testing.T) (*pgstore.VanishedFixture, *pgtest.SilentProxy) {
+	var proxy *pgtest.SilentProxy
+	f := pgstore.NewVanishedFixture(t, func(t testing.TB, direct string) string {
+		var u string
+		u, proxy = pgtest.BehindSilentProxy(t, direct)
+		return u
+	})
+	return f, proxy
+}
 
 // TestVanishedAdderStallsNoOne: an instance vanishes (machine lost, network cut) in the middle
 // of an add, holding the adds' shared lock. The leader's publication of the next block, which
@@ -23,29 +35,18 @@ import (
 // add's own transaction is ended sooner, and the block is published at its first try, within
 // its lock wait. The adds still see the published block afterwards.
 func TestVanishedAdderStallsNoOne(t *testing.T) {
-	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
-	direct := srv.NewDatabase(t)
-	leader, other := open(t, direct, "regtest"), open(t, direct, "regtest")
-	defer leader.Close()
-	defer other.Close()
-	var wg sync.WaitGroup
-	release := make(chan struct{})
-	// Cleanups run last first: the proxy's connections are closed, then the vanished add
-	// returns and its store closes.
-	t.Cleanup(func() { close(release); wg.Wait() })
-	proxied, proxy := pgtest.BehindSilentProxy(t, direct)
-	gone := open(t, proxied, "regtest")
+	f, proxy := vanishedFixture(t)
+	leader, other, gone := f.Leader, f.Other, f.Gone
 	goneUser, user := newUserIn(t, gone, 1), newUserIn(t, other, 2)
 
 	inPolicy := make(chan struct{})
-	wg.Go(func() {
+	f.Go(func() {
 		a := &store.Appointment{Appointment: teos.Appointment{Locator: teos.Locator{9}, EncryptedBlob: []byte{9}}, UserID: goneUser}
 		_, _ = gone.UpsertAppointment(a, func(u store.UserInfo, _ *store.Appointment, _ bool) (store.UserInfo, error) {
 			close(inPolicy) // the adds' lock is held
-			<-release
+			<-f.Release
 			return u, nil
 		})
-		gone.Close()
 	})
 	<-inPolicy
 	proxy.Silence()
@@ -125,26 +126,17 @@ func TestVanishedAdderStallsNoOne(t *testing.T) {
 // the vanished add did. The registration's transaction is ended as soon: the block is
 // published at its first try and the add goes through.
 func TestVanishedRegistrationStallsNoOne(t *testing.T) {
-	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
-	direct := srv.NewDatabase(t)
-	leader, other := open(t, direct, "regtest"), open(t, direct, "regtest")
-	defer leader.Close()
-	defer other.Close()
-	var wg sync.WaitGroup
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release); wg.Wait() })
-	proxied, proxy := pgtest.BehindSilentProxy(t, direct)
-	gone := open(t, proxied, "regtest")
+	f, proxy := vanishedFixture(t)
+	leader, other, gone := f.Leader, f.Other, f.Gone
 	user := newUserIn(t, other, 1)
 
 	inPolicy := make(chan struct{})
-	wg.Go(func() {
+	f.Go(func() {
 		_, _ = gone.UpdateUser(user, func(u store.UserInfo, _ bool) (store.UserInfo, error) {
 			close(inPolicy) // the user's row is locked
-			<-release
+			<-f.Release
 			return u, nil
 		})
-		gone.Close()
 	})
 	<-inPolicy
 	proxy.Silence()

@@ -1,0 +1,47 @@
+package pgstore
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// A client gone while the server sends it a result larger than the sockets' buffers (a batch
+// of large appointments, a mass expiry's user ids) leaves its backend blocked in send, which
+// is not "idle in transaction": it keeps its transaction and locks until the kernel gives the
+// connection up, about 15 minutes of retransmissions for a lost machine and never for a
+// stopped process, whose kernel keeps acknowledging with a zero window. tcp_user_timeout
+// (PostgreSQL 12 or later) ends the connection once sent data has waited that long for room
+// at the client: the session-wide idleInTxTimeout, and lockHoldIdleTimeout in the
+// transactions that hold the adds' lock or user rows (lockHoldSQL).
+
+// sendBounded tells whether the server of pc has tcp_user_timeout.
+func sendBounded(pc *pgconn.PgConn) bool {
+	v := pc.ParameterStatus("server_version") // "15.18 (Debian 15.18-0+deb12u1)"
+	end := strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' })
+	if end < 0 {
+		end = len(v)
+	}
+	major, err := strconv.Atoi(v[:end])
+	return err == nil && major >= 12
+}
+
+func tcpUserTimeoutSQL(local bool, d time.Duration) string {
+	set := "SET"
+	if local {
+		set = "SET LOCAL"
+	}
+	return fmt.Sprintf(`%s tcp_user_timeout = %d`, set, d.Milliseconds())
+}
+
+// lockHoldSQL bounds the current transaction's idle time, and its wait for a client to take
+// what it sends if sendBound, to lockHoldIdleTimeout.
+func lockHoldSQL(sendBound bool) string {
+	if !sendBound {
+		return lockHoldIdleSQL()
+	}
+	return lockHoldIdleSQL() + "; " + tcpUserTimeoutSQL(true, lockHoldIdleTimeout)
+}
