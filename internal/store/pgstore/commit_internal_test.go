@@ -250,6 +250,10 @@ func TestLostCommitAnswerIsNotRetried(t *testing.T) {
 // the server is asked, the transaction ended, and once it is known to have stored nothing the
 // batch runs again, each call applied once (a batch of one call too).
 func TestLostCommitIsRunAgain(t *testing.T) {
+	defer SetOpTimeout(5 * time.Second)() // bounds the failing run
+	// The server's own end of an idle transaction (2 s in the group commit's) would end it
+	// too, without the outcome's termination.
+	defer SetLockHoldIdleTimeout(time.Minute)()
 	for _, n := range []int{1, 2} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			calls, slots := renewals(t, n, func(p *commitCutter) *atomic.Bool { p.drop.Store(true); return &p.drop })
