@@ -28,6 +28,11 @@ func connBudgets(cfg *config.Config, nofile int) (api, lnd int) {
 		}
 		return api, 0
 	}
+	if room < 2 {
+		// No room for both: one each, as the public API alone gets. Below, a room of 0 or
+		// less would come out as caps of 0 or less, which the listeners read as no cap.
+		return 1, 1
+	}
 	askAPI, askLnd := api, lnd
 	if askAPI == 0 {
 		askAPI = room

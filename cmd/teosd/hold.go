@@ -15,14 +15,20 @@ import (
 // answered 503 rather than piling up.
 const maxHeldRequests = 1024
 
-// maxHeld is maxHeldRequests, and at most three quarters of api_max_connections: the other
-// connections stay free, so a request past the bound is answered 503 at once instead of
-// waiting in the kernel's accept queue, and /ping keeps answering.
-func maxHeld(cfg *config.Config) int {
-	if cfg.APIMaxConnections == 0 {
+// maxHeld is maxHeldRequests, and at most three quarters of the public listener's
+// connections: the other connections stay free, so a request past the bound is answered 503
+// at once instead of waiting in the kernel's accept queue, and /ping keeps answering.
+func maxHeld(cfg *config.Config) int { return maxHeldFor(cfg, fdLimit()) }
+
+// maxHeldFor is maxHeld under the open files limit nofile (<= 0: unknown). The listener's cap
+// is taken as used, not as configured: fitted to the limit beside the lnd port (fdbudget.go)
+// and less the onion listener's share, it can be far below api_max_connections.
+func maxHeldFor(cfg *config.Config, nofile int) int {
+	conns, _ := splitConns(apiConnBudget(cfg, nofile), cfg.TorSupport)
+	if conns <= 0 {
 		return maxHeldRequests
 	}
-	return max(1, min(maxHeldRequests, int(cfg.APIMaxConnections)*3/4))
+	return max(1, min(maxHeldRequests, conns*3/4))
 }
 
 // blockFirstBound is the longest a request waits at each of its steps for a block being

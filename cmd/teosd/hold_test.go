@@ -15,7 +15,7 @@ func TestMaxHeldLeavesConnections(t *testing.T) {
 	}{{0, maxHeldRequests}, {1024, 768}, {10000, maxHeldRequests}, {2, 1}, {1, 1}} {
 		cfg := config.Default()
 		cfg.APIMaxConnections = tc.conns
-		if got := maxHeld(&cfg); got != tc.want {
+		if got := maxHeldFor(&cfg, 0); got != tc.want { // no known open files limit
 			t.Errorf("api_max_connections %d: max held %d, want %d", tc.conns, got, tc.want)
 		}
 	}
