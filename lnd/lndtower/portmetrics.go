@@ -26,7 +26,7 @@ const (
 	refusedStoredBytes = "max_stored_bytes"  // 40: the store holds max_stored_bytes
 	refusedRate        = "registration_rate" // 40: the address's new sessions per minute
 	refusedPolicy      = "invalid_policy"    // 40: a policy lnd's wtpolicy does not accept
-	refusedStore       = "store"             // 40: a fault of the tower's store
+	refusedStore       = "store"             // 40: a fault of the tower's store, or a shared database's race
 	refusedExists      = "already_exists"    // 60: the session has updates already
 	refusedBlobType    = "blob_type"         // 64: a reward or unknown blob type
 	refusedOther       = "other"             // any other code (none in lnd 0.21's wtserver)
@@ -234,11 +234,11 @@ func sessionRefusal(err error) string {
 		return refusedStoredBytes
 	case errors.Is(err, ErrSessionRate):
 		return refusedRate
-	case errors.Is(err, wtdb.ErrSessionAlreadyExists):
-		return refusedExists
 	case errors.Is(err, errInvalidPolicy):
 		return refusedPolicy
 	}
+	// Anything else, a session another instance of a shared database stored first included,
+	// wtserver answers with 40 (its code 60 comes from its own read, before any insert).
 	return refusedStore
 }
 

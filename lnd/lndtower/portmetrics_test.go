@@ -15,6 +15,7 @@ import (
 
 	"github.com/lightningnetwork/lnd/watchtower/blob"
 	"github.com/lightningnetwork/lnd/watchtower/wtdb"
+	"github.com/lightningnetwork/lnd/watchtower/wtserver"
 	"github.com/lightningnetwork/lnd/watchtower/wtwire"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -319,4 +320,31 @@ func BenchmarkReplyCount(b *testing.B) {
 			m.reply(id, raw)
 		}
 	})
+}
+
+// insertRaced is a store where another instance of a shared database stored the session first.
+type insertRaced struct{ wtserver.DB }
+
+func (insertRaced) InsertSessionInfo(*wtdb.SessionInfo) error { return wtdb.ErrSessionAlreadyExists }
+
+// wtserver answers a failed insert with 40, never 60, so the race counts under a 40's reason.
+func TestPortMetricsInsertRaceIsNotCode60(t *testing.T) {
+	m := newPortMetrics()
+	db := observedDB{DB: insertRaced{}, m: m}
+	var id wtdb.SessionID
+	id[0] = 2
+	if err := db.InsertSessionInfo(&wtdb.SessionInfo{ID: id}); !errors.Is(err, wtdb.ErrSessionAlreadyExists) {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if _, err := wtwire.WriteMessage(&b, &wtwire.CreateSessionReply{Code: wtwire.CodeTemporaryFailure}, 0); err != nil {
+		t.Fatal(err)
+	}
+	m.reply(id, b.Bytes())
+	if got := testutil.ToFloat64(m.sessionsRefused.WithLabelValues(refusedExists)); got != 0 {
+		t.Errorf("already_exists (code 60) = %v, want 0", got)
+	}
+	if got := testutil.ToFloat64(m.sessionsRefused.WithLabelValues(refusedStore)); got != 1 {
+		t.Errorf("store (code 40) = %v, want 1", got)
+	}
 }
