@@ -400,39 +400,7 @@ func TestHoldFloodBounded(t *testing.T) {
 	alice := newUser(t)
 	alice.register(t, tw)
 
-	proxy.down()
-	waitFor(t, "teos_bitcoind_reachable 0", func() bool {
-		return scrapeMetrics(t, metricsURL).value(t, "teos_bitcoind_reachable") == 0
-	})
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	const bound = 6
-	verdicts := make(chan pluginVerdict, bound)
-	for range bound {
-		go func() {
-			v, _ := pluginSend(ctx, tw.apiURL, tw.id, alice, randomAppointment(t, 100))
-			verdicts <- v
-		}()
-	}
-	waitFor(t, "6 requests held", func() bool {
-		return scrapeMetrics(t, metricsURL).value(t, "teos_api_held_requests") == bound
-	})
-	start := time.Now()
-	if !unavailable(t, tw, "/add_appointment", alice.addRequest(randomAppointment(t, 100))) {
-		t.Fatal("a request past the held bound was not answered 503 / 32")
-	}
-	if took := time.Since(start); took > 10*time.Second {
-		t.Errorf("refused after %v: held instead of refused at once", took)
-	}
-	if code := ping(t, tw); code != http.StatusOK {
-		t.Errorf("/ping %d with the held bound reached", code)
-	}
-	proxy.up(t)
-	for range bound {
-		if v := <-verdicts; v != verdictAccepted {
-			t.Errorf("held request: %s", v)
-		}
-	}
+	fillHoldThenRefuse(t, tw, proxy, metricsURL, alice)
 	m := scrapeMetrics(t, metricsURL)
 	if full := m.lookup(`teos_api_held_requests_total{condition="bitcoind",outcome="full"}`); full != 1 {
 		t.Errorf("refused for a full hold: %v, want 1", full)
@@ -489,4 +457,44 @@ func TestNoHoldBaseline(t *testing.T) {
 	count("disk full")
 	free()
 	tw.stop()
+}
+
+// fillHoldThenRefuse cuts bitcoind off, holds 6 adds (the bound for 8 connections), checks that
+// the next one is answered 503 / 32 at once and /ping still answers, then brings bitcoind back
+// and checks the held ones are accepted.
+func fillHoldThenRefuse(t *testing.T, tw *tower, proxy *linkProxy, metricsURL string, alice *user) {
+	t.Helper()
+	proxy.down()
+	waitFor(t, "teos_bitcoind_reachable 0", func() bool {
+		return scrapeMetrics(t, metricsURL).value(t, "teos_bitcoind_reachable") == 0
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	const bound = 6
+	verdicts := make(chan pluginVerdict, bound)
+	for range bound {
+		go func() {
+			v, _ := pluginSend(ctx, tw.apiURL, tw.id, alice, randomAppointment(t, 100))
+			verdicts <- v
+		}()
+	}
+	waitFor(t, "6 requests held", func() bool {
+		return scrapeMetrics(t, metricsURL).value(t, "teos_api_held_requests") == bound
+	})
+	start := time.Now()
+	if !unavailable(t, tw, "/add_appointment", alice.addRequest(randomAppointment(t, 100))) {
+		t.Fatal("a request past the held bound was not answered 503 / 32")
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("refused after %v: held instead of refused at once", took)
+	}
+	if code := ping(t, tw); code != http.StatusOK {
+		t.Errorf("/ping %d with the held bound reached", code)
+	}
+	proxy.up(t)
+	for range bound {
+		if v := <-verdicts; v != verdictAccepted {
+			t.Errorf("held request: %s", v)
+		}
+	}
 }
