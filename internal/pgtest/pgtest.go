@@ -205,6 +205,11 @@ func (s *Server) URL(db string) string {
 	return fmt.Sprintf("postgres://teos@127.0.0.1:%d/%s?sslmode=disable", s.port, db)
 }
 
+// SocketURL is the connection URL of database db over the server's Unix socket.
+func (s *Server) SocketURL(db string) string {
+	return fmt.Sprintf("postgres://teos@/%s?host=%s&port=%d&sslmode=disable", db, s.dir, s.port)
+}
+
 // NewDatabase creates an empty database and returns its URL.
 func (s *Server) NewDatabase(t testing.TB) string {
 	t.Helper()

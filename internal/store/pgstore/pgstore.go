@@ -109,7 +109,7 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("PostgreSQL at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, oneLine(err))
 	}
-	sendBound := sendBounded(conn.Conn().PgConn())
+	sendBound := sendBounded(conn.Conn().PgConn()) && sendBoundApplies(ctx, conn.Conn()) // sendbound.go
 	conn.Release()
 	return &Store{pool: pool, sendBound: sendBound, writes: newCommitter(pool, opts.MaxBatchSize, sendBound)}, nil
 }

@@ -1,11 +1,13 @@
 package pgstore
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -27,6 +29,26 @@ func sendBounded(pc *pgconn.PgConn) bool {
 	}
 	major, err := strconv.Atoi(v[:end])
 	return err == nil && major >= 12
+}
+
+// sendBoundApplies tells whether tcp_user_timeout takes effect on c's server connection: the
+// server shows 0 over a Unix socket and on a platform without the socket option (where each SET
+// logs a line); the transactions then do not set it. Asked in one transaction, so that behind a
+// transaction-mode pooler the answer is about the server connection that ran the SET.
+func sendBoundApplies(ctx context.Context, c *pgx.Conn) bool {
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		return true // the SET LOCAL is harmless where it is not needed
+	}
+	defer tx.Rollback(ctx)
+	var v string
+	if _, err := tx.Exec(ctx, tcpUserTimeoutSQL(true, lockHoldIdleTimeout)); err != nil {
+		return true
+	}
+	if err := tx.QueryRow(ctx, `SHOW tcp_user_timeout`).Scan(&v); err != nil {
+		return true
+	}
+	return v != "0"
 }
 
 func tcpUserTimeoutSQL(local bool, d time.Duration) string {

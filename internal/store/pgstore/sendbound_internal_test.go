@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,9 +97,17 @@ func TestStoppedAdderStallsNoOne(t *testing.T) {
 func TestSessionSendBound(t *testing.T) {
 	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
 	direct := srv.NewDatabase(t)
-	for _, c := range []struct{ url, want string }{
-		{direct, "30000"},
-		{direct + "&tcp_user_timeout=5000", "5000"},
+	db := direct[strings.LastIndexByte(direct, '/')+1 : strings.IndexByte(direct, '?')]
+	for _, c := range []struct {
+		url, want string
+		sendBound bool // the transactions set it too
+	}{
+		{direct, "30000", true},
+		{direct + "&tcp_user_timeout=5000", "5000", true},
+		{direct + "&tcp_user_timeout=0", "0", true},
+		// Not in force over a Unix socket: the transactions leave it alone (as on a server
+		// without the socket option, where every SET would log a line).
+		{srv.SocketURL(db), "0", false},
 	} {
 		s, err := Open(context.Background(), c.url, &Options{Network: "regtest"})
 		if err != nil {
@@ -106,12 +115,19 @@ func TestSessionSendBound(t *testing.T) {
 		}
 		var got string
 		err = s.pool.QueryRow(context.Background(), `SHOW tcp_user_timeout`).Scan(&got)
+		sendBound := s.sendBound
+		if err == nil {
+			// A group commit over this connection still works.
+			_, err = s.UpdateUser(teos.UserID{2, byte(len(c.url))}, func(store.UserInfo, bool) (store.UserInfo, error) {
+				return store.UserInfo{AvailableSlots: 1, SubscriptionExpiry: 200}, nil
+			})
+		}
 		s.Close()
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", c.url, err)
 		}
-		if got != c.want {
-			t.Errorf("%s: tcp_user_timeout = %s, want %s", c.url, got, c.want)
+		if got != c.want || sendBound != c.sendBound {
+			t.Errorf("%s: tcp_user_timeout = %s, in the transactions %v; want %s, %v", c.url, got, sendBound, c.want, c.sendBound)
 		}
 	}
 }
