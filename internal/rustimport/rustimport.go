@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
@@ -192,8 +193,15 @@ func Import(ctx context.Context, cfg Config) (Summary, error) {
 // removeStaleTemps deletes temporary stores left by killed imports. One that another process
 // holds open (an import running right now) is locked and left alone.
 func removeStaleTemps(dest string) {
-	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(dest), tempPattern(dest)))
-	for _, m := range matches {
+	// Listed and matched by prefix, not globbed: a data dir whose path holds "[", "*" or "?"
+	// would be read as a pattern, and nothing would ever be removed.
+	dir, prefix := filepath.Dir(dest), strings.TrimSuffix(tempPattern(dest), "*")
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), prefix) {
+			continue
+		}
+		m := filepath.Join(dir, e.Name())
 		db, err := bolt.Open(m, 0o600, &bolt.Options{ReadOnly: true, Timeout: 100 * time.Millisecond})
 		if errors.Is(err, bolt.ErrTimeout) {
 			continue

@@ -556,3 +556,30 @@ func TestImportDataDirCreatedOnlyOnSuccess(t *testing.T) {
 		t.Fatalf("flushed %v: want %s last, after the rename", syncs, netDir)
 	}
 }
+
+// TestImportStaleTempInDirWithGlobCharacters: a temporary store left by a killed import is
+// removed by the next import wherever the data dir is, also when its path holds characters
+// that are special in a glob pattern ("[", "*", "?"); they once made the leftover (as big as
+// the imported store) stay there for good, one more at each killed import.
+func TestImportStaleTempInDirWithGlobCharacters(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "teos [main]*?")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db := fixture(t)
+	src := writeFixture(t, dir, db)
+	dest := filepath.Join(dir, "teos.db")
+	stale := filepath.Join(dir, "teos.db.import-123")
+	st, err := store.Open(stale, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if _, err := rustimport.Import(t.Context(), rustimport.Config{Source: src, Dest: dest, BlockHeight: heights(db, 9)}); err != nil {
+		t.Fatal(err)
+	}
+	checkImported(t, dest, db, 9)
+	if got := dirNames(t, dir); !slices.Equal(got, []string{"teos.db", "teos_db.sql3"}) {
+		t.Fatalf("files after the import: %v, want the stale temporary store removed", got)
+	}
+}
