@@ -454,15 +454,18 @@ func TestBusyCoversEveryBlockOfAPoll(t *testing.T) {
 	}
 }
 
-// flaky fails every block until ok, signalling each call.
+// flaky fails every block until ok, signalling each call. A call decides before it signals,
+// so the test's ok.Store after a signal cannot turn that call into a success (which hung the
+// test: its AfterPoll waited to report while the test waited for a fourth call).
 type flaky struct {
 	calls chan struct{}
 	ok    atomic.Bool
 }
 
 func (f *flaky) BlockConnected(context.Context, *wire.MsgBlock, uint32) error {
+	ok := f.ok.Load()
 	f.calls <- struct{}{}
-	if !f.ok.Load() {
+	if !ok {
 		return errors.New("store refused the write")
 	}
 	return nil
