@@ -87,6 +87,15 @@ type Monitor struct {
 	// partial is a block some listeners handled but not all (one failed); guarded by mu. If
 	// it leaves the best chain before it is retried, its listeners are told it is gone.
 	partial *partialBlock
+	// undone is the tip some listeners were told was disconnected but not all (one failed);
+	// guarded by mu. If it is back on the best chain at the next poll, those listeners are
+	// told it is connected again.
+	undone *undoneBlock
+}
+
+type undoneBlock struct {
+	ref  BlockRef
+	upTo int // listeners[0..upTo] handled (or may have half handled) the disconnection
 }
 
 type partialBlock struct {
@@ -157,6 +166,9 @@ func (m *Monitor) Poll(ctx context.Context) error {
 		return fmt.Errorf("get best block hash: %w", err)
 	}
 	if best == m.chain[len(m.chain)-1].Hash {
+		if err := m.redoUndone(ctx); err != nil {
+			return err
+		}
 		return m.unwindPartial(ctx, nil)
 	}
 	if m.cfg.Busy != nil {
@@ -189,6 +201,11 @@ func (m *Monitor) Poll(ctx context.Context) error {
 	}
 	if err := m.unwindPartial(ctx, branch); err != nil {
 		return err
+	}
+	if fork == len(m.chain)-1 {
+		if err := m.redoUndone(ctx); err != nil {
+			return err
+		}
 	}
 	for len(m.chain)-1 > fork {
 		top := m.chain[len(m.chain)-1]
@@ -239,6 +256,34 @@ func (m *Monitor) unwindPartial(ctx context.Context, branch []chainhash.Hash) er
 	return nil
 }
 
+// redoUndone tells the listeners that handled the tip's failed disconnection that the tip,
+// which stays, is connected. Without this, a block that came back to the best chain before the
+// retry would stay missing from their state (the watcher's locator cache, the gatekeeper's
+// height) although the monitor keeps it as processed. Every listener's connect is idempotent.
+func (m *Monitor) redoUndone(ctx context.Context) error {
+	u := m.undone
+	if u == nil {
+		return nil
+	}
+	top := m.chain[len(m.chain)-1]
+	if u.ref != top { // cannot happen: the tip changes only once every listener disconnected it
+		m.undone = nil
+		return nil
+	}
+	block, err := m.cfg.Source.Block(ctx, top.Hash)
+	if err != nil {
+		return fmt.Errorf("get block %s: %w", top.Hash, err)
+	}
+	for _, l := range m.cfg.Listeners[:u.upTo+1] {
+		if err := l.BlockConnected(ctx, block, top.Height); err != nil {
+			return fmt.Errorf("connect again block %s at %d: %w", top.Hash, top.Height, err)
+		}
+	}
+	m.undone = nil
+	m.log.Warn("a block came back to the chain before its disconnection was fully handled; connected again", "block_hash", top.Hash, "height", top.Height)
+	return nil
+}
+
 func (m *Monitor) indexOf(hash chainhash.Hash) int {
 	for i := len(m.chain) - 1; i >= 0; i-- {
 		if m.chain[i].Hash == hash {
@@ -253,11 +298,16 @@ func (m *Monitor) disconnect(ctx context.Context, top BlockRef) error {
 	if err != nil {
 		return fmt.Errorf("get header %s: %w", top.Hash, err)
 	}
-	for _, l := range m.cfg.Listeners {
+	for i, l := range m.cfg.Listeners {
 		if err := l.BlockDisconnected(ctx, hdr, top.Height); err != nil {
+			if m.undone == nil || m.undone.ref != top {
+				m.undone = &undoneBlock{ref: top}
+			}
+			m.undone.upTo = max(m.undone.upTo, i)
 			return fmt.Errorf("disconnect block %s at %d: %w", top.Hash, top.Height, err)
 		}
 	}
+	m.undone = nil
 	m.chain = m.chain[:len(m.chain)-1]
 	prev := m.chain[len(m.chain)-1]
 	if err := m.cfg.Store.SetLastBlock(prev.Hash, prev.Height); err != nil {

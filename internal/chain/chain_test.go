@@ -104,6 +104,8 @@ type recorder struct {
 	name   string
 	events *[]string
 	failAt uint32
+	// failDisconnectAt makes the next disconnection at that height fail.
+	failDisconnectAt uint32
 }
 
 func (r *recorder) BlockConnected(_ context.Context, b *wire.MsgBlock, h uint32) error {
@@ -116,6 +118,10 @@ func (r *recorder) BlockConnected(_ context.Context, b *wire.MsgBlock, h uint32)
 }
 
 func (r *recorder) BlockDisconnected(_ context.Context, hdr *wire.BlockHeader, h uint32) error {
+	if h == r.failDisconnectAt {
+		r.failDisconnectAt = 0
+		return errors.New("listener failed")
+	}
 	*r.events = append(*r.events, fmt.Sprintf("%s-%d:%s", r.name, h, hdr.BlockHash()))
 	return nil
 }
@@ -331,6 +337,72 @@ func TestPartlyHandledBlockReorgedOutIsUndone(t *testing.T) {
 	}
 }
 
+// A tip whose disconnection the first listener handled and the second failed on, then back on
+// the best chain before the retry (the reorg reversed, or the tip is best again): both are
+// told it is connected again before the blocks above it are connected, so every listener
+// holds what the monitor holds.
+func TestPartlyDisconnectedBlockBackOnTheChainIsConnectedAgain(t *testing.T) {
+	for _, above := range []int{0, 2} {
+		t.Run(fmt.Sprintf("%d blocks above it", above), func(t *testing.T) {
+			c, hs := newFakeChain(10)
+			var events []string
+			first := &recorder{name: "w", events: &events}
+			second := &recorder{name: "r", events: &events, failDisconnectAt: 10}
+			m, _ := newMonitor(t, c, hs[10], 10, first, second)
+			c.extend(hs[9], 2) // a longer branch without hs[10]
+			if err := m.Poll(t.Context()); err == nil {
+				t.Fatal("listener failure not reported")
+			}
+			c.best = hs[10]
+			added := c.extend(hs[10], above)
+			if err := m.Poll(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			// The failed listener too: it may have half handled it (the watcher drops the
+			// block from its cache before the store write that can fail).
+			want := []string{fmt.Sprintf("w-10:%s", hs[10]), fmt.Sprintf("w+10:%s", hs[10]), fmt.Sprintf("r+10:%s", hs[10])}
+			for i, h := range added {
+				want = append(want, fmt.Sprintf("w+%d:%s", 11+i, h), fmt.Sprintf("r+%d:%s", 11+i, h))
+			}
+			if !slices.Equal(events, want) {
+				t.Fatalf("events\n%v\nwant\n%v", events, want)
+			}
+			if m.Height() != uint32(10+above) {
+				t.Fatalf("height %d, want %d", m.Height(), 10+above)
+			}
+			// Nothing is redone once handled.
+			events = nil
+			if err := m.Poll(t.Context()); err != nil || len(events) != 0 {
+				t.Fatalf("poll after: %v %v", events, err)
+			}
+		})
+	}
+}
+
+// A partly disconnected block still off the chain at the retry is disconnected again, and
+// not connected again.
+func TestPartlyDisconnectedBlockRetried(t *testing.T) {
+	c, hs := newFakeChain(10)
+	var events []string
+	m, _ := newMonitor(t, c, hs[10], 10, &recorder{name: "w", events: &events}, &recorder{name: "r", events: &events, failDisconnectAt: 10})
+	fork := c.extend(hs[9], 2)
+	if err := m.Poll(t.Context()); err == nil {
+		t.Fatal("listener failure not reported")
+	}
+	if err := m.Poll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{fmt.Sprintf("w-10:%s", hs[10]), fmt.Sprintf("w-10:%s", hs[10]), fmt.Sprintf("r-10:%s", hs[10]),
+		fmt.Sprintf("w+10:%s", fork[0]), fmt.Sprintf("r+10:%s", fork[0]), fmt.Sprintf("w+11:%s", fork[1]), fmt.Sprintf("r+11:%s", fork[1])}
+	if !slices.Equal(events, want) {
+		t.Fatalf("events\n%v\nwant\n%v", events, want)
+	}
+	events = nil // nothing is connected again once the disconnection completed
+	if err := m.Poll(t.Context()); err != nil || len(events) != 0 {
+		t.Fatalf("poll after: %v %v", events, err)
+	}
+}
+
 // A partly handled block that is retried completes without being undone.
 func TestPartlyHandledBlockRetriedIsNotUndone(t *testing.T) {
 	c, hs := newFakeChain(10)
@@ -382,15 +454,18 @@ func TestBusyCoversEveryBlockOfAPoll(t *testing.T) {
 	}
 }
 
-// flaky fails every block until ok, signalling each call.
+// flaky fails every block until ok, signalling each call. A call decides before it signals,
+// so the test's ok.Store after a signal cannot turn that call into a success (which hung the
+// test: its AfterPoll waited to report while the test waited for a fourth call).
 type flaky struct {
 	calls chan struct{}
 	ok    atomic.Bool
 }
 
 func (f *flaky) BlockConnected(context.Context, *wire.MsgBlock, uint32) error {
+	ok := f.ok.Load()
 	f.calls <- struct{}{}
-	if !f.ok.Load() {
+	if !ok {
 		return errors.New("store refused the write")
 	}
 	return nil

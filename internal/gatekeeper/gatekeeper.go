@@ -133,7 +133,9 @@ func (g *Gatekeeper) ChargeAppointment(blobLen int) func(user store.UserInfo, pr
 		if need > int64(user.AvailableSlots) {
 			return user, ErrNotEnoughSlots
 		}
-		user.AvailableSlots = uint32(int64(user.AvailableSlots) - need)
+		// A refund saturates, as the store's do: renewals since the charge may have filled
+		// the counter, and a wrap would leave the user with almost no slots.
+		user.AvailableSlots = uint32(min(int64(user.AvailableSlots)-need, math.MaxUint32))
 		return user, nil
 	}
 }

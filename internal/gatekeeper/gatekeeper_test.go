@@ -151,6 +151,18 @@ func TestChargeAppointment(t *testing.T) {
 	}
 }
 
+// A shrinking update refunds at most up to the slot counter's top: a user renewed up to
+// math.MaxUint32 slots after a 2-slot appointment was charged must not wrap round to 0.
+func TestChargeAppointmentRefundSaturates(t *testing.T) {
+	g, _ := newGatekeeper(t)
+	for _, avail := range []uint32{math.MaxUint32, math.MaxUint32 - 1} {
+		got, err := g.ChargeAppointment(100)(store.UserInfo{AvailableSlots: avail}, 2*2048, true)
+		if err != nil || got.AvailableSlots != math.MaxUint32 {
+			t.Fatalf("refund of 1 slot to %d: %d %v, want %d", avail, got.AvailableSlots, err, uint32(math.MaxUint32))
+		}
+	}
+}
+
 func TestOutdatedUsersDeletedOnBlock(t *testing.T) {
 	g, db := newGatekeeper(t)
 	_, id := newKey(t)
