@@ -474,19 +474,7 @@ func TestImportInterrupted(t *testing.T) {
 	}
 
 	// What a SIGKILL leaves: a half-written temporary store nobody holds.
-	stale := filepath.Join(dir, "teos.db.import-123")
-	st, err := store.Open(stale, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-	if _, err := rustimport.Import(t.Context(), rustimport.Config{Source: src, Dest: dest, BlockHeight: heights(db, 9)}); err != nil {
-		t.Fatal(err)
-	}
-	checkImported(t, dest, db, 9)
-	if got := dirNames(t, dir); !slices.Equal(got, []string{"teos.db", "teos_db.sql3"}) {
-		t.Fatalf("files after the import: %v", got)
-	}
+	importOverStaleTemp(t, dir, src, dest, db)
 }
 
 func readFile(t testing.TB, path string) []byte {
@@ -569,6 +557,13 @@ func TestImportStaleTempInDirWithGlobCharacters(t *testing.T) {
 	db := fixture(t)
 	src := writeFixture(t, dir, db)
 	dest := filepath.Join(dir, "teos.db")
+	importOverStaleTemp(t, dir, src, dest, db)
+}
+
+// importOverStaleTemp leaves what a SIGKILL leaves in dir (a temporary store nobody holds),
+// imports src into dest and checks the import is whole and the leftover gone.
+func importOverStaleTemp(t *testing.T, dir, src, dest string, db *rustfixture.DB) {
+	t.Helper()
 	stale := filepath.Join(dir, "teos.db.import-123")
 	st, err := store.Open(stale, nil)
 	if err != nil {
