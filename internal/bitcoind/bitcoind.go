@@ -135,7 +135,8 @@ type Config struct {
 	// when the node became unreachable. It must not call the Client.
 	OnReachability func(reachable bool, cause error)
 	// ProbeEvery > 0 makes the client call the node that often while it is unreachable, so
-	// its return is seen even when nothing else calls.
+	// its return is seen even when nothing else calls; backing off up to maxRefusedProbe while
+	// the node refuses the calls (HTTP 401/403).
 	ProbeEvery time.Duration
 }
 
