@@ -13,7 +13,8 @@
 // operator can be told, but stay unreachable: bitcoind rewrites its cookie on every restart,
 // and a tower must keep its trackers rather than treat the refusal as a rejected transaction.
 // A call whose ctx the caller cancels returns an error wrapping ctx.Err() and not
-// ErrUnreachable; the per-call Config.Timeout expiring is ErrUnreachable.
+// ErrUnreachable; Config.Timeout passing without a byte from the node, or a call outlasting
+// ten times it, is ErrUnreachable wrapping context.DeadlineExceeded.
 //
 // The Client is also the one owner of bitcoind's reachability: every call's outcome updates
 // it, each change is logged once, and Config.OnReachability hears of it.
@@ -44,8 +45,13 @@ import (
 	"github.com/btcsuite/btcd/wire"
 )
 
-// DefaultTimeout bounds one call when Config.Timeout is zero.
+// DefaultTimeout is Config.Timeout when it is zero.
 const DefaultTimeout = 30 * time.Second
+
+// maxCallTimeouts bounds a whole call, in Config.Timeouts: a big answer that keeps arriving
+// may outlast one Timeout (a remote node on a slow link; a 4 MB block is 8 MB of hex), but not
+// this many.
+const maxCallTimeouts = 10
 
 // maxResponseSize leaves room for a hex-encoded 4 MWU block plus the JSON envelope.
 const maxResponseSize = 32 << 20
@@ -122,10 +128,12 @@ func IsUnauthorized(err error) bool { return errors.Is(err, ErrUnauthorized) }
 
 // Config says how to reach the node.
 type Config struct {
-	Host    string // host:port
-	User    string // cookie auth: the cookie file's user part
-	Pass    string
-	Timeout time.Duration // per call; zero means DefaultTimeout
+	Host string // host:port
+	User string // cookie auth: the cookie file's user part
+	Pass string
+	// Timeout bounds each wait for the node: connecting, its answer's first byte, and every
+	// gap in the answer; a whole call, maxCallTimeouts times it. Zero means DefaultTimeout.
+	Timeout time.Duration
 	// Credentials, if set, is called on an HTTP 401/403 to read the credentials again (the
 	// cookie file bitcoind rewrites on every start); the call is retried once if they changed.
 	Credentials func() (user, pass string, err error)
@@ -135,7 +143,8 @@ type Config struct {
 	// when the node became unreachable. It must not call the Client.
 	OnReachability func(reachable bool, cause error)
 	// ProbeEvery > 0 makes the client call the node that often while it is unreachable, so
-	// its return is seen even when nothing else calls.
+	// its return is seen even when nothing else calls; backing off up to maxRefusedProbe while
+	// the node refuses the calls (HTTP 401/403).
 	ProbeEvery time.Duration
 }
 
@@ -230,10 +239,19 @@ func (c *Client) call(ctx context.Context, out any, method string, params ...any
 	return err
 }
 
-// do sends one request with the given credentials.
+// errStalled cancels a call whose node sent nothing for Config.Timeout.
+var errStalled = errors.New("no data from the node")
+
+// do sends one request with the given credentials. c.timeout bounds each wait for data rather
+// than the whole call: a big answer arriving steadily but slowly is not a dead node, and
+// bounding it as a whole failed the same block on every poll for ever.
 func (c *Client) do(ctx context.Context, out any, method string, body []byte, creds *credentials) error {
-	callCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	callCtx, cancel := context.WithTimeout(ctx, maxCallTimeouts*c.timeout)
 	defer cancel()
+	callCtx, stall := context.WithCancelCause(callCtx)
+	defer stall(nil)
+	idle := time.AfterFunc(c.timeout, func() { stall(errStalled) })
+	defer idle.Stop()
 	req, err := http.NewRequestWithContext(callCtx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrUnreachable, method, err)
@@ -243,12 +261,13 @@ func (c *Client) do(ctx context.Context, out any, method string, body []byte, cr
 
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return c.transportError(ctx, method, err)
+		return c.transportError(ctx, callCtx, method, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseSize+1))
+	idle.Reset(c.timeout)
+	raw, err := io.ReadAll(io.LimitReader(&progressReader{r: resp.Body, idle: idle, timeout: c.timeout}, maxResponseSize+1))
 	if err != nil {
-		return c.transportError(ctx, method, err)
+		return c.transportError(ctx, callCtx, method, err)
 	}
 	if resp.StatusCode == http.StatusForbidden {
 		return fmt.Errorf("%w: %s: %w", ErrUnreachable, method, ErrForbidden)
@@ -278,11 +297,30 @@ func (c *Client) do(ctx context.Context, out any, method string, body []byte, cr
 	return nil
 }
 
-func (c *Client) transportError(ctx context.Context, method string, err error) error {
+// transportError classifies a failed exchange: ctx is the caller's, callCtx the call's.
+func (c *Client) transportError(ctx, callCtx context.Context, method string, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("%s: %w", method, ctx.Err())
 	}
+	if errors.Is(context.Cause(callCtx), errStalled) {
+		return fmt.Errorf("%w: %s: no data from the node for %v: %w", ErrUnreachable, method, c.timeout, context.DeadlineExceeded)
+	}
 	return fmt.Errorf("%w: %s: %w", ErrUnreachable, method, err)
+}
+
+// progressReader restarts the idle timer whenever data arrives.
+type progressReader struct {
+	r       io.Reader
+	idle    *time.Timer
+	timeout time.Duration
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.idle.Reset(p.timeout)
+	}
+	return n, err
 }
 
 func rpcErrorFrom(method string, raw json.RawMessage) error {

@@ -108,7 +108,14 @@ func (r *reachability) set(state int, cause error) {
 	}
 }
 
-// startProbe calls bitcoind every probeEvery until it answers; r.mu is held.
+// maxRefusedProbe bounds the probe's back-off while bitcoind refuses the credentials (or the
+// address): each refused call costs bitcoind a log line ("incorrect password attempt", which
+// fail2ban rules match) and a 250 ms sleep in one of its RPC threads, and only an operator or
+// a bitcoind restart (a new cookie) ends a refusal. rust-teos polls once a minute.
+const maxRefusedProbe = 30 * time.Second
+
+// startProbe calls bitcoind every probeEvery until it answers; r.mu is held. While it refuses
+// the calls (stateUnauthorized) the wait doubles after each refusal, up to maxRefusedProbe.
 func (r *reachability) startProbe() {
 	if r.probeEvery <= 0 || r.probing || r.closed {
 		return
@@ -117,7 +124,8 @@ func (r *reachability) startProbe() {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		t := time.NewTicker(r.probeEvery)
+		wait := r.probeEvery
+		t := time.NewTimer(wait)
 		defer t.Stop()
 		for {
 			select {
@@ -132,7 +140,14 @@ func (r *reachability) startProbe() {
 				r.mu.Unlock()
 				return
 			}
+			refused := r.state == stateUnauthorized
 			r.mu.Unlock()
+			if refused {
+				wait = max(r.probeEvery, min(2*wait, maxRefusedProbe))
+			} else {
+				wait = r.probeEvery
+			}
+			t.Reset(wait)
 		}
 	}()
 }

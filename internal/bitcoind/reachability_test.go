@@ -142,3 +142,52 @@ func TestProbeSeesReturn(t *testing.T) {
 		t.Fatalf("changes %v", got)
 	}
 }
+
+// A node that keeps refusing the credentials is probed less and less often: every refused
+// call costs bitcoind a log line ("incorrect password attempt", which fail2ban rules match)
+// and a 250 ms sleep in one of its RPC threads, and only an operator or a bitcoind restart
+// (with a new cookie) ends a refusal. Each gap below is a lower bound, which a timer never
+// undercuts however loaded the machine is.
+func TestProbeBacksOffWhileRefused(t *testing.T) {
+	const every = 10 * time.Millisecond
+	var (
+		mu    sync.Mutex
+		times []time.Time
+	)
+	probed := make(chan struct{}, 16)
+	f := newFakeNode(t)
+	f.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		times = append(times, time.Now())
+		mu.Unlock()
+		w.WriteHeader(http.StatusUnauthorized)
+		select {
+		case probed <- struct{}{}:
+		default:
+		}
+	})
+	c, err := bitcoind.New(bitcoind.Config{Host: strings.TrimPrefix(f.srv.URL, "http://"), User: "u", Pass: "p",
+		ProbeEvery: every})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.BestBlockHash(t.Context()); !bitcoind.IsUnauthorized(err) {
+		t.Fatalf("err %v, want a refusal", err)
+	}
+	<-probed // the call's own request
+	const probes = 6
+	for range probes {
+		<-probed
+	}
+	mu.Lock()
+	got := append([]time.Time(nil), times...)
+	mu.Unlock()
+	wait := every
+	for i := 1; i <= probes; i++ {
+		if gap := got[i].Sub(got[i-1]); gap < wait {
+			t.Fatalf("refused probe %d came %v after the last request, want at least %v (requests at %v)", i, gap, wait, got)
+		}
+		wait *= 2
+	}
+}

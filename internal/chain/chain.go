@@ -179,6 +179,13 @@ func (m *Monitor) Poll(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("get height of %s: %w", best, err)
 	}
+	if bestHeight < m.chain[0].Height {
+		// Most likely a reindex or a node still syncing, not a fork: say so, as this is
+		// logged on every poll until bitcoind catches up.
+		return fmt.Errorf("bitcoind's best block %s is at height %d, below the last %d blocks the tower processed (%d to %d): "+
+			"bitcoind is behind the tower (reindexing, or still syncing?) or on a fork deeper than that; waiting for it",
+			best, bestHeight, len(m.chain), m.chain[0].Height, m.chain[len(m.chain)-1].Height)
+	}
 	// Walk back from the new best block until a block we processed. However many blocks were
 	// missed, the walk ends there; it fails only if it passes below the oldest block we know,
 	// i.e. the fork is deeper than Window.

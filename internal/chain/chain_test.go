@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -511,5 +512,29 @@ func TestRunCountsFailures(t *testing.T) {
 	wake <- struct{}{}
 	if n := <-polled; n != 0 {
 		t.Fatalf("Failures = %d after a successful poll", n)
+	}
+}
+
+// bitcoind whose best block is below every block the tower remembers (reindexing, or a node
+// still syncing) is reported as behind, not as a fork: the operator reads this line on every
+// poll until bitcoind catches up, and nothing is disconnected meanwhile.
+func TestBitcoindFarBehindIsReportedAsBehind(t *testing.T) {
+	c, hs := newFakeChain(2 * Window)
+	var events []string
+	m, _ := newMonitor(t, c, hs[2*Window], 2*Window, &recorder{name: "l", events: &events})
+	c.mu.Lock()
+	c.best = hs[Window/2] // on the same chain, Window/2 blocks above genesis
+	c.mu.Unlock()
+	err := m.Poll(t.Context())
+	if err == nil {
+		t.Fatal("poll succeeded with bitcoind far behind")
+	}
+	for _, want := range []string{"behind", fmt.Sprint(Window / 2), fmt.Sprint(2 * Window)} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if len(events) != 0 || m.Height() != 2*Window {
+		t.Fatalf("%d events, height %d", len(events), m.Height())
 	}
 }

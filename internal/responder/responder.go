@@ -207,7 +207,7 @@ func (r *Responder) HandleBreach(ctx context.Context, id teos.UUID, dispute, pen
 						break
 					}
 				}
-				r.log.Warn("penalty rejected", "uuid", id, "txid", t.PenaltyTxID, "code", res.Code)
+				r.log.Warn("penalty rejected", "uuid", id, "txid", t.PenaltyTxID, "code", res.Code, "reason", res.Reason)
 				return nil, nil
 			default:
 				return nil, fmt.Errorf("handle breach %s: carrier returned %v", id, res.Status)
@@ -597,7 +597,7 @@ func (r *Responder) rebroadcast(ctx context.Context, changes *store.Changes, t *
 			changes.Untracked = append(changes.Untracked, t.UUID)
 			return nil
 		}
-		r.log.Warn("penalty rejected on re-send; dropping tracker", "uuid", t.UUID, "txid", t.PenaltyTxID, "code", res.Code)
+		r.log.Warn("penalty rejected on re-send; dropping tracker", "uuid", t.UUID, "txid", t.PenaltyTxID, "code", res.Code, "reason", res.Reason)
 		changes.Invalid = append(changes.Invalid, t.UUID) // refunded, as rust-teos v0.2 does
 		return nil
 	}
