@@ -318,3 +318,38 @@ func genBody(r *rand.Rand, ep string) []byte {
 	}
 	return b
 }
+
+// A KindRawList field keeps the first MaxItems elements, counts them all and checks the syntax
+// of all of them, kept or not.
+func TestRawListMaxItems(t *testing.T) {
+	spec := func(max int) *Struct {
+		return &Struct{Name: "Batch", Fields: []Field{{Name: "items", Kind: KindRawList, MaxItems: max}}}
+	}
+	body := []byte(`{"items": [1, {"a": [2]}, "x" ,null]}`)
+	for _, tc := range []struct {
+		max  int
+		want []string
+	}{
+		{0, []string{`1`, `{"a": [2]}`, `"x"`, `null`}},
+		{2, []string{`1`, `{"a": [2]}`}},
+		{4, []string{`1`, `{"a": [2]}`, `"x"`, `null`}},
+	} {
+		vals, err := Decode(body, spec(tc.max))
+		if err != nil {
+			t.Fatalf("MaxItems %d: %v", tc.max, err)
+		}
+		got := make([]string, len(vals[0].Raw))
+		for i, r := range vals[0].Raw {
+			got[i] = string(r)
+		}
+		if vals[0].Items != 4 || strings.Join(got, "|") != strings.Join(tc.want, "|") {
+			t.Errorf("MaxItems %d: %d items %q, want 4 items %q", tc.max, vals[0].Items, got, tc.want)
+		}
+	}
+	bad := []byte(`{"items": [1, 2, 3, [4,]]}`) // the error is in the 4th item
+	for _, max := range []int{0, 1} {
+		if _, err := Decode(bad, spec(max)); err == nil || err.String() != "expected value at line 1 column 24" {
+			t.Errorf("MaxItems %d: %v, want the syntax error past the kept items", max, err)
+		}
+	}
+}
