@@ -24,7 +24,8 @@ type BatchItem struct {
 }
 
 var addAppointmentsSpec = &serdejson.Struct{Name: "AddAppointmentsRequest", Fields: []serdejson.Field{
-	{Name: "appointments", Kind: serdejson.KindRawList},
+	// One past the most allowed: enough to refuse a longer list without keeping it.
+	{Name: "appointments", Kind: serdejson.KindRawList, MaxItems: MaxBatchItems + 1},
 }}
 
 // InspectAddAppointments checks an /add_appointments body, {"appointments": [item, ...]}
@@ -36,14 +37,14 @@ func InspectAddAppointments(body []byte) ([]BatchItem, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw := vals[0].Raw
+	raw, n := vals[0].Raw, vals[0].Items
 	switch {
-	case len(raw) == 0:
+	case n == 0:
 		return nil, &Error{Code: teos.ErrCodeInvalidRequestFormat, Message: "`appointments` is empty"}
-	case len(raw) > MaxBatchItems:
+	case n > MaxBatchItems:
 		return nil, &Error{
 			Code:    teos.ErrCodeInvalidRequestFormat,
-			Message: fmt.Sprintf("`appointments` holds %d items, at most %d are allowed", len(raw), MaxBatchItems),
+			Message: fmt.Sprintf("`appointments` holds %d items, at most %d are allowed", n, MaxBatchItems),
 		}
 	}
 	items := make([]BatchItem, len(raw))

@@ -64,6 +64,9 @@ type Field struct {
 	Kind     Kind
 	Optional bool // only Option<T> fields may be absent
 	Sub      *Struct
+	// MaxItems, for KindRawList, is how many elements are kept; the rest are checked and
+	// counted only, so a list of a million tiny elements costs no slice of a million. 0 keeps all.
+	MaxItems int
 }
 
 // Struct mirrors one prost message with serde derives: its Rust name (used in
@@ -81,7 +84,8 @@ type Value struct {
 	Str   string
 	U32   uint32
 	Sub   []*Value
-	Raw   [][]byte // KindRawList elements, slices of the body
+	Raw   [][]byte // KindRawList elements, slices of the body: the first Field.MaxItems of them
+	Items int      // KindRawList: how many elements the list holds
 }
 
 // Error is a serde_json error. line 0 means no position yet: serde_json adds the
@@ -109,6 +113,9 @@ type decoder struct {
 	// handful of fields cost two allocations instead of one each.
 	values []Value
 	slots  []*Value
+	// stack is ignoreValue's record of open containers, kept for the next value: a list of
+	// many small containers costs no allocation each.
+	stack []byte
 }
 
 // decodeChunk fits add_appointment, the busiest body: five values in five slots.
@@ -447,12 +454,12 @@ func (d *decoder) decodeField(f Field) (*Value, *Error) {
 		v.U32 = n
 		return v, nil
 	case KindRawList:
-		raw, err := d.decodeRawList()
+		raw, items, err := d.decodeRawList(f.MaxItems)
 		if err != nil {
 			return nil, err
 		}
 		v := d.newValue()
-		v.Raw = raw
+		v.Raw, v.Items = raw, items
 		return v, nil
 	default:
 		if f.Optional {
@@ -478,17 +485,19 @@ func (d *decoder) decodeField(f Field) (*Value, *Error) {
 }
 
 // decodeRawList is deserialize_seq into Vec<Box<RawValue>>: every element's syntax is
-// checked and its bytes kept, so each can be decoded later as a body of its own.
-func (d *decoder) decodeRawList() ([][]byte, *Error) {
+// checked and counted, and the bytes of the first maxItems (all when 0) kept, so each can be
+// decoded later as a body of its own.
+func (d *decoder) decodeRawList(maxItems int) ([][]byte, int, *Error) {
 	c, ok := d.skipWhitespace()
 	if !ok {
-		return nil, d.errPeek(msgEOFValue)
+		return nil, 0, d.errPeek(msgEOFValue)
 	}
 	if c != '[' {
-		return nil, d.fix(d.invalidType(expectSeq))
+		return nil, 0, d.fix(d.invalidType(expectSeq))
 	}
 	d.pos++
 	raw := [][]byte{} // an empty list is not absent
+	items := 0
 	var err *Error
 	for first := true; ; first = false {
 		var more bool
@@ -499,15 +508,17 @@ func (d *decoder) decodeRawList() ([][]byte, *Error) {
 		if err = d.ignoreValue(); err != nil {
 			break
 		}
-		raw = append(raw, d.data[start:d.pos])
+		if items++; maxItems == 0 || len(raw) < maxItems {
+			raw = append(raw, d.data[start:d.pos])
+		}
 	}
 	if endErr := d.endSeq(); err == nil {
 		err = endErr
 	}
 	if err != nil {
-		return nil, d.fix(err)
+		return nil, 0, d.fix(err)
 	}
-	return raw, nil
+	return raw, items, nil
 }
 
 // decodeString is deserialize_str with a visitor that only takes strings.
@@ -1018,7 +1029,8 @@ func (d *decoder) f64FromParts(positive bool, significand uint64, exponent int32
 // ignoreValue is serde_json's ignore_value: it checks the syntax of a value nobody reads.
 // Unlike parsed strings, ignored ones are not checked for UTF-8 or surrogate pairs.
 func (d *decoder) ignoreValue() *Error {
-	var stack []byte // enclosing '[' / '{'
+	stack := d.stack[:0] // enclosing '[' / '{'
+	defer func() { d.stack = stack }()
 	for {
 		c, ok := d.skipWhitespace()
 		if !ok {

@@ -318,3 +318,69 @@ func genBody(r *rand.Rand, ep string) []byte {
 	}
 	return b
 }
+
+// A KindRawList field keeps the first MaxItems elements, counts them all and checks the syntax
+// of all of them, kept or not.
+func TestRawListMaxItems(t *testing.T) {
+	spec := func(max int) *Struct {
+		return &Struct{Name: "Batch", Fields: []Field{{Name: "items", Kind: KindRawList, MaxItems: max}}}
+	}
+	body := []byte(`{"items": [1, {"a": [2]}, "x" ,null]}`)
+	for _, tc := range []struct {
+		max  int
+		want []string
+	}{
+		{0, []string{`1`, `{"a": [2]}`, `"x"`, `null`}},
+		{2, []string{`1`, `{"a": [2]}`}},
+		{4, []string{`1`, `{"a": [2]}`, `"x"`, `null`}},
+	} {
+		vals, err := Decode(body, spec(tc.max))
+		if err != nil {
+			t.Fatalf("MaxItems %d: %v", tc.max, err)
+		}
+		got := make([]string, len(vals[0].Raw))
+		for i, r := range vals[0].Raw {
+			got[i] = string(r)
+		}
+		if vals[0].Items != 4 || strings.Join(got, "|") != strings.Join(tc.want, "|") {
+			t.Errorf("MaxItems %d: %d items %q, want 4 items %q", tc.max, vals[0].Items, got, tc.want)
+		}
+	}
+	bad := []byte(`{"items": [1, 2, 3, [4,]]}`) // the error is in the 4th item
+	for _, max := range []int{0, 1} {
+		if _, err := Decode(bad, spec(max)); err == nil || err.String() != "expected value at line 1 column 24" {
+			t.Errorf("MaxItems %d: %v, want the syntax error past the kept items", max, err)
+		}
+	}
+}
+
+// MaxItems changes only how many elements are kept: the error, the count and the kept
+// elements are those of a decode that keeps them all.
+func FuzzRawListMaxItems(f *testing.F) {
+	for _, s := range []string{`{"items": [1, {"a": [2]}, "x" ,null]}`, `{"items": [1, 2, 3, [4,]]}`, `{"items": []}`,
+		`{"items": [[[]], {}, "\u00e9", -1.5e3, true], "x": [1]}`, `{"items": [1 2]}`, `{"items": [1,`} {
+		f.Add([]byte(s), uint8(2))
+	}
+	f.Fuzz(func(t *testing.T, body []byte, max uint8) {
+		spec := func(max int) *Struct {
+			return &Struct{Name: "Batch", Fields: []Field{{Name: "items", Kind: KindRawList, MaxItems: max}}}
+		}
+		all, errAll := Decode(body, spec(0))
+		some, errSome := Decode(body, spec(int(max)))
+		if (errAll == nil) != (errSome == nil) || (errAll != nil && errAll.String() != errSome.String()) {
+			t.Fatalf("%q: error %v with all kept, %v with MaxItems %d", body, errAll, errSome, max)
+		}
+		if errAll != nil {
+			return
+		}
+		a, s := all[0], some[0]
+		if a.Items != s.Items || a.Items != len(a.Raw) || (max > 0 && len(s.Raw) != min(int(max), a.Items)) {
+			t.Fatalf("%q: %d items (%d kept), %d with MaxItems %d (%d kept)", body, a.Items, len(a.Raw), s.Items, max, len(s.Raw))
+		}
+		for i := range s.Raw {
+			if string(s.Raw[i]) != string(a.Raw[i]) {
+				t.Fatalf("%q: item %d %q, want %q", body, i, s.Raw[i], a.Raw[i])
+			}
+		}
+	})
+}
