@@ -197,7 +197,7 @@ func rpcAddress(dir string, flags *flag.FlagSet, bind string, port uint16, stder
 	path := filepath.Join(dir, config.FileName)
 	// Other keys are teosd's: ignored. An unreadable file falls back to defaults, as in rust-teos.
 	if _, err := toml.DecodeFile(path, &file); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		fmt.Fprintf(stderr, "teos-cli: cannot read %s, using defaults: %v\n", path, err)
+		fmt.Fprintf(stderr, "teos-cli: cannot read %s, using defaults: %s\n", path, config.ParseErrorText(err))
 		file.RPCBind, file.RPCPort = defaultRPCBind, defaultRPCPort
 	}
 	flags.Visit(func(f *flag.Flag) {

@@ -359,4 +359,10 @@ func TestConfigFile(t *testing.T) {
 	if code != 0 || !strings.Contains(errOut, "using defaults") {
 		t.Fatalf("unparsable teos.toml: exit %d, %q", code, errOut)
 	}
+	// teosd's bitcoind password is in the same file: a parse error on it does not show it.
+	write("btc_rpc_password = SuperSecretPassphrase\n")
+	code, _, errOut = runCLI("--datadir", dir, "--rpcport", strconv.Itoa(port), "getusers")
+	if code != 0 || !strings.Contains(errOut, "btc_rpc_password") || strings.Contains(errOut, "SuperSecret") {
+		t.Fatalf("unparsable password in teos.toml: exit %d, %q", code, errOut)
+	}
 }

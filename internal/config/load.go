@@ -143,7 +143,7 @@ func readFile(path string) (Config, []string) {
 	decoded := cfg
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&decoded)
 	if err != nil {
-		return cfg, []string{fmt.Sprintf("cannot parse %s, using defaults: %v", path, err)}
+		return cfg, []string{fmt.Sprintf("cannot parse %s, using defaults: %s", path, ParseErrorText(err))}
 	}
 	var warnings []string
 	// rust-teos ignores unknown keys; refusing them would break its operators' files.
@@ -239,4 +239,16 @@ func (v *uint32Value) Set(s string) error {
 	}
 	*v = uint32Value(n)
 	return nil
+}
+
+// ParseErrorText is a teos.toml decoding error for the log. The parser quotes the text it
+// stumbled on, which for an unquoted btc_rpc_password is the password itself: for a secret
+// key only the key and the line are given.
+func ParseErrorText(err error) string {
+	var pe toml.ParseError
+	if errors.As(err, &pe) && secretKeys[pe.LastKey] {
+		return fmt.Sprintf("toml: line %d: the value of %s is not valid TOML (a string is written in quotes; "+
+			"the parser's message is not shown, it would quote the secret)", pe.Position.Line, pe.LastKey)
+	}
+	return err.Error()
 }

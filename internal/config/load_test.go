@@ -218,6 +218,40 @@ func TestBadFileFallsBackToDefaults(t *testing.T) {
 	}
 }
 
+// TestParseWarningHidesSecrets: the TOML parser quotes the text it stumbled on, and for an
+// unquoted btc_rpc_password that is the password itself; the warning goes to the log, so a
+// secret key's value is left out of it (rust-teos's parser does not quote values either). The
+// warning still names the key and the line.
+func TestParseWarningHidesSecrets(t *testing.T) {
+	withHome(t)
+	for _, tc := range []struct{ name, content, secret, key string }{
+		{"unquoted password", "btc_rpc_user = \"u\"\nbtc_rpc_password = SuperSecretPassphrase\n", "SuperSecret", "btc_rpc_password"},
+		{"unquoted password with digits", "btc_rpc_password = hunter2secret\n", "hunter", "btc_rpc_password"},
+		{"numeric password", "btc_rpc_password = 84735628193746592837465\n", "84735628193746592837465", "btc_rpc_password"},
+		{"unquoted user", "btc_rpc_user = operatorname\n", "operatorname", "btc_rpc_user"},
+		{"unquoted database url", "database_url = teospassword@db\n", "teospassword", "database_url"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, warnings := mustLoad(t, "--datadir", writeConf(t, tc.content))
+			if len(warnings) != 1 {
+				t.Fatalf("warnings = %q, want one parse warning", warnings)
+			}
+			w := warnings[0]
+			if strings.Contains(w, tc.secret) {
+				t.Fatalf("warning shows the secret %q: %s", tc.secret, w)
+			}
+			if !strings.Contains(w, "cannot parse") || !strings.Contains(w, tc.key) || !strings.Contains(w, "line ") {
+				t.Fatalf("warning %q does not say which key and line failed to parse", w)
+			}
+		})
+	}
+	// Other keys' errors keep the parser's own words.
+	_, warnings := mustLoad(t, "--datadir", writeConf(t, "btc_network = regtest\n"))
+	if len(warnings) != 1 || !strings.Contains(warnings[0], `"regtest"`) {
+		t.Fatalf("warnings = %q, want the parser's message quoting the value", warnings)
+	}
+}
+
 func TestUnreadableFileWarns(t *testing.T) {
 	withHome(t)
 	dir := t.TempDir()
