@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"os/user"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -300,7 +301,20 @@ func ExpandHome(path string) (string, error) {
 	}
 	home, err := os.UserHomeDir()
 	if err != nil || home == "" {
-		return "", fmt.Errorf("%q: %w", path, ErrNoHome)
+		// $HOME is not set for a systemd system unit without User=: rust-teos then takes the
+		// home from the user database, and so does teosd.
+		if home, err = userHome(); err != nil || home == "" {
+			return "", fmt.Errorf("%q: %w", path, ErrNoHome)
+		}
 	}
 	return filepath.Join(home, strings.TrimPrefix(path, "~")), nil
+}
+
+// userHome is the current user's home directory in the user database (a test hook).
+var userHome = func() (string, error) {
+	u, err := user.Current()
+	if err != nil {
+		return "", err
+	}
+	return u.HomeDir, nil
 }

@@ -3,8 +3,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -165,8 +167,32 @@ func TestExpandHome(t *testing.T) {
 		}
 	}
 	t.Setenv("HOME", "")
+	saved := userHome
+	t.Cleanup(func() { userHome = saved })
+	userHome = func() (string, error) { return "", errors.New("no such user") }
 	if _, err := ExpandHome("~/x"); !errors.Is(err, ErrNoHome) {
-		t.Errorf("ExpandHome without HOME: err = %v, want ErrNoHome", err)
+		t.Errorf("ExpandHome without HOME nor a user entry: err = %v, want ErrNoHome", err)
+	}
+}
+
+// TestExpandHomeWithoutHOME: where $HOME is not set (a systemd system unit without User=, which
+// rust-teos's own units may be), rust-teos takes the home from the user database (getpwuid),
+// so its default data dir ~/.teos and its template's btc_rpc_cookie "~/.bitcoin/.cookie" work
+// there; teosd did not start ("cannot expand ~").
+func TestExpandHomeWithoutHOME(t *testing.T) {
+	u, err := user.Current()
+	if err != nil || u.HomeDir == "" {
+		t.Skipf("no user database entry for this user (%v)", err)
+	}
+	t.Setenv("HOME", "")
+	os.Unsetenv("HOME")
+	got, err := ExpandHome("~/.teos")
+	if want := filepath.Join(u.HomeDir, ".teos"); err != nil || got != want {
+		t.Fatalf("ExpandHome(~/.teos) without HOME = %q, %v; want %q", got, err, want)
+	}
+	cfg, _, err := Load(nil, io.Discard)
+	if want := filepath.Join(u.HomeDir, ".teos"); err != nil || cfg.DataDir != want {
+		t.Fatalf("Load() without HOME: datadir %q, %v; want %q", cfg.DataDir, err, want)
 	}
 }
 
