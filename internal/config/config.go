@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -189,6 +190,9 @@ func (c *Config) Validate() error {
 	if _, ok := networks[c.BTCNetwork]; !ok {
 		errs = append(errs, fmt.Errorf("%w, got %q", ErrBadNetwork, c.BTCNetwork))
 	}
+	if err := checkRPCConnect(c.BTCRPCConnect); err != nil {
+		errs = append(errs, err)
+	}
 
 	type namedPort struct {
 		key  string
@@ -224,6 +228,19 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateEdge()...)
 	errs = append(errs, c.validateRegistration()...)
 	return errors.Join(errs...)
+}
+
+// checkRPCConnect refuses a btc_rpc_connect that is not a bare host, which teosd would only
+// fail to dial with a garbled address: bitcoin-cli's rpcconnect takes "host:port", a URL is
+// tempting, and rust-teos takes neither.
+func checkRPCConnect(host string) error {
+	if _, port, err := net.SplitHostPort(host); err == nil {
+		return fmt.Errorf("btc_rpc_connect %q holds a port (set btc_rpc_port = %s instead): %w", host, port, ErrBadRPCConnect)
+	}
+	if strings.Contains(host, "/") || strings.HasPrefix(host, "[") {
+		return fmt.Errorf("btc_rpc_connect %q: %w", host, ErrBadRPCConnect)
+	}
+	return nil
 }
 
 // BitcoindNetwork is the chain name bitcoind reports in getblockchaininfo

@@ -76,6 +76,14 @@ func TestValidate(t *testing.T) {
 		{"zero onion port with tor", func(c *Config) { c.TorSupport, c.OnionHiddenServicePort = true, 0 }, ErrZeroPort},
 		{"zero polling delta", func(c *Config) { c.PollingDelta = 0 }, ErrBadPolling},
 		{"negative interval", func(c *Config) { c.PollingInterval = -time.Second }, ErrBadPolling},
+		// btc_rpc_connect is a host: bitcoin-cli's rpcconnect takes host:port, rust-teos does not.
+		{"rpc host name", func(c *Config) { c.BTCRPCConnect = "bitcoind.lan" }, nil},
+		{"rpc IPv4", func(c *Config) { c.BTCRPCConnect = "10.0.0.2" }, nil},
+		{"rpc IPv6", func(c *Config) { c.BTCRPCConnect = "::1" }, nil},
+		{"rpc host with port", func(c *Config) { c.BTCRPCConnect = "127.0.0.1:18443" }, ErrBadRPCConnect},
+		{"rpc IPv6 with port", func(c *Config) { c.BTCRPCConnect = "[::1]:8332" }, ErrBadRPCConnect},
+		{"rpc IPv6 in brackets", func(c *Config) { c.BTCRPCConnect = "[::1]" }, ErrBadRPCConnect},
+		{"rpc URL", func(c *Config) { c.BTCRPCConnect = "http://127.0.0.1" }, ErrBadRPCConnect},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := validConfig()
