@@ -50,6 +50,12 @@ var (
 	notAfter  = time.Date(4096, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
+// How long Ensure waits for another process generating the identities in the same dir, and
+// how often it looks.
+var lockWait = 30 * time.Second // a variable for tests
+
+const lockPoll = 20 * time.Millisecond
+
 // sans are on every certificate, as in rust-teos.
 var sans = []string{"teos", "localhost"}
 
@@ -75,8 +81,15 @@ type Result struct {
 
 // Ensure makes sure dir holds the three identities. An identity whose certificate or key file
 // is missing is generated (both files); the others are loaded and reused unchanged. A file
-// that exists but cannot be parsed is an error: it is never overwritten.
+// that exists but cannot be parsed is an error: it is never overwritten. Processes sharing dir
+// (teosd instances on one PostgreSQL may) take turns, so that they generate one set between
+// them rather than overwrite each other's files with pieces of several.
 func Ensure(dir string) (Result, error) {
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return Result{}, err
+	}
+	defer unlock()
 	var res Result
 	var ca tls.Certificate
 	for _, s := range specs {

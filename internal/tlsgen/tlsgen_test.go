@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -322,4 +323,34 @@ func countOf(s []string, v string) int {
 		}
 	}
 	return n
+}
+
+// TestEnsureConcurrent: teosd instances sharing a data dir (towers on one PostgreSQL may, as
+// with the onion key) start together on a fresh one. Each generating and overwriting the
+// others' files left a CA key that is not ca.pem's (no later start could load it) or leaves
+// signed by a CA that was replaced (teos-cli refused). Every one of them must end with the
+// same consistent set, which a later start loads unchanged.
+func TestEnsureConcurrent(t *testing.T) {
+	for round := range 10 {
+		dir := t.TempDir()
+		results := make([]Result, 4)
+		errs := make([]error, len(results))
+		var wg sync.WaitGroup
+		for i := range results {
+			wg.Go(func() { results[i], errs[i] = Ensure(dir) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: instance %d: %v", round, i, err)
+			}
+			if len(results[i].Unchained) != 0 {
+				t.Fatalf("round %d: instance %d: %+v", round, i, results[i])
+			}
+		}
+		res, err := Ensure(dir)
+		if err != nil || len(res.Generated) != 0 || len(res.Unchained) != 0 {
+			t.Fatalf("round %d: the next start: Ensure = %+v, %v; want the set the instances left, whole", round, res, err)
+		}
+	}
 }
