@@ -77,6 +77,10 @@ type Result struct {
 	// Unchained lists the kept identities whose certificate no longer verifies against ca.pem,
 	// typically because the CA alone was regenerated; the operator must remove them.
 	Unchained []string
+	// Problems says, for each of Unchained in turn, which file is at fault and which files to
+	// remove: an expired certificate (possible only with certificates made by another tool) is
+	// not one signed by another CA, and an expired ca.pem is not cured by new leaves.
+	Problems []string
 }
 
 // Ensure makes sure dir holds the three identities. An identity whose certificate or key file
@@ -104,8 +108,9 @@ func Ensure(dir string) (Result, error) {
 			ca = id
 			continue
 		}
-		if !chainsTo(id.Leaf, ca.Leaf, s.usage) {
+		if problem := chainProblem(s, id.Leaf, ca.Leaf); problem != "" {
 			res.Unchained = append(res.Unchained, s.name)
+			res.Problems = append(res.Problems, problem)
 		}
 	}
 	return res, nil
@@ -190,14 +195,32 @@ func generate(s spec, ca tls.Certificate) (certPEM, keyPEM []byte, err error) {
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), nil
 }
 
-func chainsTo(leaf, ca *x509.Certificate, usage x509.ExtKeyUsage) bool {
+// chainProblem is "" if the leaf of s verifies against ca now, else what is wrong and what to
+// remove so that teosd generates working files.
+func chainProblem(s spec, leaf, ca *x509.Certificate) string {
 	if leaf == nil || ca == nil {
-		return false
+		return fmt.Sprintf("%s: unreadable; remove %s and %s", s.name, s.certFile, s.keyFile)
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)
-	_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{usage}})
-	return err == nil
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{s.usage}})
+	if err == nil {
+		return ""
+	}
+	now := time.Now()
+	leafFix := fmt.Sprintf("remove %s and %s", s.certFile, s.keyFile)
+	caFix := fmt.Sprintf("remove %s, %s and the server and client files", CACertFile, CAKeyFile)
+	switch {
+	case now.After(ca.NotAfter):
+		return fmt.Sprintf("%s: %s expired on %s; %s", s.name, CACertFile, ca.NotAfter.Format(time.DateOnly), caFix)
+	case now.Before(ca.NotBefore):
+		return fmt.Sprintf("%s: %s is not valid before %s; %s", s.name, CACertFile, ca.NotBefore.Format(time.RFC3339), caFix)
+	case now.After(leaf.NotAfter):
+		return fmt.Sprintf("%s: %s expired on %s; %s", s.name, s.certFile, leaf.NotAfter.Format(time.DateOnly), leafFix)
+	case now.Before(leaf.NotBefore):
+		return fmt.Sprintf("%s: %s is not valid before %s; %s", s.name, s.certFile, leaf.NotBefore.Format(time.RFC3339), leafFix)
+	}
+	return fmt.Sprintf("%s: %s does not verify against %s (%v); %s", s.name, s.certFile, CACertFile, err, leafFix)
 }
 
 func exists(path string) (bool, error) {

@@ -172,6 +172,11 @@ func TestEnsureRegeneratesOnlyMissing(t *testing.T) {
 			if !slices.Equal(res.Generated, tc.generated) || !slices.Equal(res.Unchained, tc.unchained) {
 				t.Fatalf("result %+v, want generated %v unchained %v", res, tc.generated, tc.unchained)
 			}
+			for i, name := range res.Unchained {
+				if i >= len(res.Problems) || !strings.HasPrefix(res.Problems[i], name+": "+name+".pem does not verify against ca.pem") {
+					t.Fatalf("problems %q do not say why %s is refused", res.Problems, name)
+				}
+			}
 			after := readAll(t, dir)
 			for _, s := range specs {
 				regenerated := slices.Contains(tc.generated, s.name)
