@@ -84,7 +84,8 @@ type Result struct {
 }
 
 // Ensure makes sure dir holds the three identities. An identity whose certificate or key file
-// is missing is generated (both files); the others are loaded and reused unchanged. A file
+// is missing is generated (both files), except the CA's key while nothing needs signing; the
+// others are loaded and reused unchanged. A file
 // that exists but cannot be parsed is an error: it is never overwritten. Processes sharing dir
 // (teosd instances on one PostgreSQL may) take turns, so that they generate one set between
 // them rather than overwrite each other's files with pieces of several.
@@ -97,7 +98,14 @@ func Ensure(dir string) (Result, error) {
 	var res Result
 	var ca tls.Certificate
 	for _, s := range specs {
-		id, generated, err := loadOrGenerate(dir, s, ca)
+		var id tls.Certificate
+		var generated bool
+		var err error
+		if s.name == CA && caKeyOffline(dir) {
+			id, err = loadCertificate(filepath.Join(dir, CACertFile))
+		} else {
+			id, generated, err = loadOrGenerate(dir, s, ca)
+		}
 		if err != nil {
 			return Result{}, fmt.Errorf("%s identity: %w", s.name, err)
 		}
@@ -114,6 +122,39 @@ func Ensure(dir string) (Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// caKeyOffline reports whether ca.pem is there without ca-key.pem while both leaves are there
+// too. The key is then not needed, nothing being left to sign: an operator may keep it
+// offline (it mints client certificates that can stop the tower), and a new CA would lock
+// out every teos-cli holding the current client certificate.
+func caKeyOffline(dir string) bool {
+	for _, f := range []string{CACertFile, ServerCertFile, ServerKeyFile, ClientCertFile, ClientKeyFile} {
+		if ok, err := exists(filepath.Join(dir, f)); !ok || err != nil {
+			return false
+		}
+	}
+	ok, err := exists(filepath.Join(dir, CAKeyFile))
+	return !ok && err == nil
+}
+
+// loadCertificate loads the first certificate of path, without its key.
+func loadCertificate(path string) (tls.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	for block, rest := pem.Decode(data); block != nil; block, rest = pem.Decode(rest) {
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("load %s: %w", path, err)
+		}
+		return tls.Certificate{Certificate: [][]byte{block.Bytes}, Leaf: cert}, nil
+	}
+	return tls.Certificate{}, fmt.Errorf("load %s: no PEM certificate in it", path)
 }
 
 func loadOrGenerate(dir string, s spec, ca tls.Certificate) (tls.Certificate, bool, error) {

@@ -359,3 +359,43 @@ func TestEnsureConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestEnsureKeepsCAWithoutItsKey: an operator may keep ca-key.pem offline (whoever has it can
+// mint a client certificate that stops the tower). While both leaves are there nothing needs
+// signing and ca.pem alone verifies them: teosd replaced the CA, so every teos-cli holding the
+// current client certificate was refused until new files were made and copied out again.
+func TestEnsureKeepsCAWithoutItsKey(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Ensure(dir); err != nil {
+		t.Fatal(err)
+	}
+	before := readAll(t, dir)
+	if err := os.Remove(filepath.Join(dir, CAKeyFile)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Ensure(dir)
+	if err != nil || len(res.Generated) != 0 || len(res.Unchained) != 0 {
+		t.Fatalf("Ensure without ca-key.pem = %+v, %v; want everything kept", res, err)
+	}
+	for _, f := range allFiles {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		switch {
+		case f == CAKeyFile && !errors.Is(err, os.ErrNotExist):
+			t.Errorf("ca-key.pem written back (%v)", err)
+		case f != CAKeyFile && !bytes.Equal(b, before[f]):
+			t.Errorf("%s changed", f)
+		}
+	}
+	if _, err := ServerConfig(dir); err != nil {
+		t.Fatal(err)
+	}
+
+	// A leaf to sign and no CA key: a new CA, as before (the kept leaf is reported).
+	if err := os.Remove(filepath.Join(dir, ClientCertFile)); err != nil {
+		t.Fatal(err)
+	}
+	res, err = Ensure(dir)
+	if err != nil || !slices.Equal(res.Generated, []string{CA, Client}) || !slices.Equal(res.Unchained, []string{Server}) {
+		t.Fatalf("Ensure without ca-key.pem nor client.pem = %+v, %v; want a new CA and client, server reported", res, err)
+	}
+}
