@@ -24,6 +24,8 @@ func lockDir(dir string) (unlock func(), err error) {
 		switch {
 		case err == nil:
 			return func() { f.Close() }, nil
+		case errors.Is(err, syscall.EINTR):
+			continue
 		case !errors.Is(err, syscall.EWOULDBLOCK):
 			f.Close()
 			return func() {}, nil
