@@ -85,10 +85,10 @@ type Result struct {
 
 // Ensure makes sure dir holds the three identities. An identity whose certificate or key file
 // is missing is generated (both files), except the CA's key while nothing needs signing; the
-// others are loaded and reused unchanged. A file
-// that exists but cannot be parsed is an error: it is never overwritten. Processes sharing dir
-// (teosd instances on one PostgreSQL may) take turns, so that they generate one set between
-// them rather than overwrite each other's files with pieces of several.
+// others are loaded and reused unchanged. A file that exists but cannot be parsed is an error:
+// it is never overwritten. Processes sharing dir (teosd instances on one PostgreSQL may) take
+// turns, so that they generate one set between them rather than overwrite each other's files
+// with pieces of several.
 func Ensure(dir string) (Result, error) {
 	unlock, err := lockDir(dir)
 	if err != nil {
