@@ -252,6 +252,26 @@ func TestParseWarningHidesSecrets(t *testing.T) {
 	}
 }
 
+// TestKeysAreCaseSensitive: rust-teos's serde matches teos.toml keys exactly and ignores
+// API_PORT or Btc_Network; the TOML decoder took them for api_port and btc_network, so a file
+// ran on another network, port or data dir under teosd than under rust-teos, without a word.
+// They are unknown keys now: ignored, with a warning.
+func TestKeysAreCaseSensitive(t *testing.T) {
+	withHome(t)
+	dir := writeConf(t, "API_PORT = 1111\nBtc_Network = \"regtest\"\nrpc_port = 2222\nRPC_PORT = 3333\n")
+	cfg, warnings := mustLoad(t, "--datadir", dir)
+	if cfg.APIPort != 9814 || cfg.BTCNetwork != "mainnet" || cfg.RPCPort != 2222 {
+		t.Fatalf("api_port %d, btc_network %q, rpc_port %d; want the defaults and the exact key's 2222",
+			cfg.APIPort, cfg.BTCNetwork, cfg.RPCPort)
+	}
+	joined := strings.Join(warnings, "\n")
+	for _, key := range []string{`"API_PORT"`, `"Btc_Network"`, `"RPC_PORT"`} {
+		if !strings.Contains(joined, key) {
+			t.Errorf("warnings %q do not mention %s", warnings, key)
+		}
+	}
+}
+
 func TestUnreadableFileWarns(t *testing.T) {
 	withHome(t)
 	dir := t.TempDir()
