@@ -11,12 +11,13 @@ import (
 )
 
 // lockDir takes an exclusive lock on the directory dir itself (no file is created in it),
-// waiting up to lockWait for another holder. A file system that cannot lock (some network
-// mounts) is used unlocked.
+// waiting up to lockWait for another holder. A dir that cannot be opened or locked (a file
+// system without locks, as some network mounts) is used unlocked, as before: what follows
+// reports its own errors.
 func lockDir(dir string) (unlock func(), err error) {
 	f, err := os.Open(dir)
 	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", dir, err)
+		return func() {}, nil
 	}
 	deadline := time.Now().Add(lockWait)
 	for {
