@@ -208,6 +208,13 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %w", p.key, ErrZeroPort))
 		}
 	}
+	for _, b := range []struct{ key, addr string }{
+		{"api_bind", c.APIBind}, {"rpc_bind", c.RPCBind}, {"internal_api_bind", c.InternalAPIBind},
+	} {
+		if strings.TrimSpace(b.addr) == "" {
+			errs = append(errs, fmt.Errorf("%s: %w", b.key, ErrEmptyBind))
+		}
+	}
 
 	if c.PollingDelta == 0 {
 		errs = append(errs, fmt.Errorf("polling_delta must be > 0: %w", ErrBadPolling))

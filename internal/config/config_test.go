@@ -84,6 +84,12 @@ func TestValidate(t *testing.T) {
 		{"rpc IPv6 with port", func(c *Config) { c.BTCRPCConnect = "[::1]:8332" }, ErrBadRPCConnect},
 		{"rpc IPv6 in brackets", func(c *Config) { c.BTCRPCConnect = "[::1]" }, ErrBadRPCConnect},
 		{"rpc URL", func(c *Config) { c.BTCRPCConnect = "http://127.0.0.1" }, ErrBadRPCConnect},
+		// An empty bind address listened on every interface: for internal_api_bind, the
+		// internal API, plaintext, past the HTTP edge's limits. rust-teos refuses to start.
+		{"empty api bind", func(c *Config) { c.APIBind = "" }, ErrEmptyBind},
+		{"empty rpc bind", func(c *Config) { c.RPCBind = "" }, ErrEmptyBind},
+		{"empty internal api bind", func(c *Config) { c.InternalAPIBind = "" }, ErrEmptyBind},
+		{"every interface, said so", func(c *Config) { c.APIBind, c.InternalAPIBind = "0.0.0.0", "::" }, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := validConfig()
