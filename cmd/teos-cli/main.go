@@ -19,7 +19,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	"github.com/btcsuite/btcd/btcec/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -195,9 +194,14 @@ func rpcAddress(dir string, flags *flag.FlagSet, bind string, port uint16, stder
 		RPCPort uint16 `toml:"rpc_port"`
 	}{defaultRPCBind, defaultRPCPort}
 	path := filepath.Join(dir, config.FileName)
-	// Other keys are teosd's: ignored. An unreadable file falls back to defaults, as in rust-teos.
-	if _, err := toml.DecodeFile(path, &file); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		fmt.Fprintf(stderr, "teos-cli: cannot read %s, using defaults: %v\n", path, err)
+	// Other keys are teosd's: ignored, as are RPC_PORT and the like (rust-teos matches keys
+	// exactly). An unreadable file falls back to defaults, as in rust-teos.
+	data, err := os.ReadFile(path)
+	if err == nil {
+		_, err = config.DecodeExact(data, &file)
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(stderr, "teos-cli: cannot read %s, using defaults: %s\n", path, config.ParseErrorText(err))
 		file.RPCBind, file.RPCPort = defaultRPCBind, defaultRPCPort
 	}
 	flags.Visit(func(f *flag.Flag) {

@@ -359,4 +359,16 @@ func TestConfigFile(t *testing.T) {
 	if code != 0 || !strings.Contains(errOut, "using defaults") {
 		t.Fatalf("unparsable teos.toml: exit %d, %q", code, errOut)
 	}
+	// Keys are matched exactly, as by rust-teos's teos-cli: RPC_PORT is not rpc_port, so the
+	// default port is dialled (nothing of ours listens there with this CA).
+	write(fmt.Sprintf("rpc_bind = \"127.0.0.1\"\nRPC_PORT = %d\n", port))
+	if code, _, errOut := runCLI("--datadir", dir, "getusers"); code != 1 {
+		t.Fatalf("RPC_PORT taken for rpc_port: exit %d, %s", code, errOut)
+	}
+	// teosd's bitcoind password is in the same file: a parse error on it does not show it.
+	write("btc_rpc_password = SuperSecretPassphrase\n")
+	code, _, errOut = runCLI("--datadir", dir, "--rpcport", strconv.Itoa(port), "getusers")
+	if code != 0 || !strings.Contains(errOut, "btc_rpc_password") || strings.Contains(errOut, "SuperSecret") {
+		t.Fatalf("unparsable password in teos.toml: exit %d, %q", code, errOut)
+	}
 }

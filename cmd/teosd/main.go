@@ -236,8 +236,8 @@ func adminTLS(dataDir string, log *slog.Logger) (*tls.Config, error) {
 		log.Info("admin RPC certificates generated", "identities", res.Generated, "dir", dataDir)
 	}
 	if len(res.Unchained) > 0 {
-		log.Warn("admin RPC certificates not signed by ca.pem; teos-cli cannot connect until they are removed and regenerated",
-			"identities", res.Unchained, "dir", dataDir)
+		log.Warn("admin RPC certificates teos-cli cannot use; remove the files named and restart teosd to have new ones generated",
+			"identities", res.Unchained, "problems", res.Problems, "dir", dataDir)
 	}
 	serverTLS, err := tlsgen.ServerConfig(dataDir)
 	if err != nil {

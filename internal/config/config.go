@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -188,6 +190,9 @@ func (c *Config) Validate() error {
 	if _, ok := networks[c.BTCNetwork]; !ok {
 		errs = append(errs, fmt.Errorf("%w, got %q", ErrBadNetwork, c.BTCNetwork))
 	}
+	if err := checkRPCConnect(c.BTCRPCConnect); err != nil {
+		errs = append(errs, err)
+	}
 
 	type namedPort struct {
 		key  string
@@ -201,6 +206,13 @@ func (c *Config) Validate() error {
 	for _, p := range ports {
 		if p.port == 0 {
 			errs = append(errs, fmt.Errorf("%s: %w", p.key, ErrZeroPort))
+		}
+	}
+	for _, b := range []struct{ key, addr string }{
+		{"api_bind", c.APIBind}, {"rpc_bind", c.RPCBind}, {"internal_api_bind", c.InternalAPIBind},
+	} {
+		if strings.TrimSpace(b.addr) == "" {
+			errs = append(errs, fmt.Errorf("%s: %w", b.key, ErrEmptyBind))
 		}
 	}
 
@@ -223,6 +235,19 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateEdge()...)
 	errs = append(errs, c.validateRegistration()...)
 	return errors.Join(errs...)
+}
+
+// checkRPCConnect refuses a btc_rpc_connect that is not a bare host, which teosd would only
+// fail to dial with a garbled address: bitcoin-cli's rpcconnect takes "host:port", a URL is
+// tempting, and rust-teos takes neither.
+func checkRPCConnect(host string) error {
+	if _, port, err := net.SplitHostPort(host); err == nil {
+		return fmt.Errorf("btc_rpc_connect %q holds a port (set btc_rpc_port = %s instead): %w", host, port, ErrBadRPCConnect)
+	}
+	if strings.Contains(host, "/") || strings.HasPrefix(host, "[") {
+		return fmt.Errorf("btc_rpc_connect %q: %w", host, ErrBadRPCConnect)
+	}
+	return nil
 }
 
 // BitcoindNetwork is the chain name bitcoind reports in getblockchaininfo
@@ -300,7 +325,20 @@ func ExpandHome(path string) (string, error) {
 	}
 	home, err := os.UserHomeDir()
 	if err != nil || home == "" {
-		return "", fmt.Errorf("%q: %w", path, ErrNoHome)
+		// $HOME is not set for a systemd system unit without User=: rust-teos then takes the
+		// home from the user database, and so does teosd.
+		if home, err = userHome(); err != nil || home == "" {
+			return "", fmt.Errorf("%q: %w", path, ErrNoHome)
+		}
 	}
 	return filepath.Join(home, strings.TrimPrefix(path, "~")), nil
+}
+
+// userHome is the current user's home directory in the user database (a test hook).
+var userHome = func() (string, error) {
+	u, err := user.Current()
+	if err != nil {
+		return "", err
+	}
+	return u.HomeDir, nil
 }

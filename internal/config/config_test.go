@@ -3,8 +3,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -74,6 +76,20 @@ func TestValidate(t *testing.T) {
 		{"zero onion port with tor", func(c *Config) { c.TorSupport, c.OnionHiddenServicePort = true, 0 }, ErrZeroPort},
 		{"zero polling delta", func(c *Config) { c.PollingDelta = 0 }, ErrBadPolling},
 		{"negative interval", func(c *Config) { c.PollingInterval = -time.Second }, ErrBadPolling},
+		// btc_rpc_connect is a host: bitcoin-cli's rpcconnect takes host:port, rust-teos does not.
+		{"rpc host name", func(c *Config) { c.BTCRPCConnect = "bitcoind.lan" }, nil},
+		{"rpc IPv4", func(c *Config) { c.BTCRPCConnect = "10.0.0.2" }, nil},
+		{"rpc IPv6", func(c *Config) { c.BTCRPCConnect = "::1" }, nil},
+		{"rpc host with port", func(c *Config) { c.BTCRPCConnect = "127.0.0.1:18443" }, ErrBadRPCConnect},
+		{"rpc IPv6 with port", func(c *Config) { c.BTCRPCConnect = "[::1]:8332" }, ErrBadRPCConnect},
+		{"rpc IPv6 in brackets", func(c *Config) { c.BTCRPCConnect = "[::1]" }, ErrBadRPCConnect},
+		{"rpc URL", func(c *Config) { c.BTCRPCConnect = "http://127.0.0.1" }, ErrBadRPCConnect},
+		// An empty bind address listened on every interface: for internal_api_bind, the
+		// internal API, plaintext, past the HTTP edge's limits. rust-teos refuses to start.
+		{"empty api bind", func(c *Config) { c.APIBind = "" }, ErrEmptyBind},
+		{"empty rpc bind", func(c *Config) { c.RPCBind = "" }, ErrEmptyBind},
+		{"empty internal api bind", func(c *Config) { c.InternalAPIBind = "" }, ErrEmptyBind},
+		{"every interface, said so", func(c *Config) { c.APIBind, c.InternalAPIBind = "0.0.0.0", "::" }, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := validConfig()
@@ -165,8 +181,32 @@ func TestExpandHome(t *testing.T) {
 		}
 	}
 	t.Setenv("HOME", "")
+	saved := userHome
+	t.Cleanup(func() { userHome = saved })
+	userHome = func() (string, error) { return "", errors.New("no such user") }
 	if _, err := ExpandHome("~/x"); !errors.Is(err, ErrNoHome) {
-		t.Errorf("ExpandHome without HOME: err = %v, want ErrNoHome", err)
+		t.Errorf("ExpandHome without HOME nor a user entry: err = %v, want ErrNoHome", err)
+	}
+}
+
+// TestExpandHomeWithoutHOME: where $HOME is not set (a systemd system unit without User=, which
+// rust-teos's own units may be), rust-teos takes the home from the user database (getpwuid),
+// so its default data dir ~/.teos and its template's btc_rpc_cookie "~/.bitcoin/.cookie" work
+// there; teosd did not start ("cannot expand ~").
+func TestExpandHomeWithoutHOME(t *testing.T) {
+	u, err := user.Current()
+	if err != nil || u.HomeDir == "" {
+		t.Skipf("no user database entry for this user (%v)", err)
+	}
+	t.Setenv("HOME", "")
+	os.Unsetenv("HOME")
+	got, err := ExpandHome("~/.teos")
+	if want := filepath.Join(u.HomeDir, ".teos"); err != nil || got != want {
+		t.Fatalf("ExpandHome(~/.teos) without HOME = %q, %v; want %q", got, err, want)
+	}
+	cfg, _, err := Load(nil, io.Discard)
+	if want := filepath.Join(u.HomeDir, ".teos"); err != nil || cfg.DataDir != want {
+		t.Fatalf("Load() without HOME: datadir %q, %v; want %q", cfg.DataDir, err, want)
 	}
 }
 

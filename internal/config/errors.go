@@ -14,6 +14,13 @@ var (
 	// ErrBadNetwork means btc_network is not one of mainnet, testnet, signet, regtest.
 	ErrBadNetwork = errors.New("btc_network not recognized, expected mainnet, testnet, signet or regtest")
 
+	// ErrBadRPCConnect means btc_rpc_connect is not a bare host name or IP address.
+	ErrBadRPCConnect = errors.New("btc_rpc_connect must be a host name or IP address, without scheme, brackets or port")
+
+	// ErrEmptyBind means api_bind, rpc_bind or internal_api_bind is empty, which would listen on
+	// every interface.
+	ErrEmptyBind = errors.New("bind address is empty (write 0.0.0.0 or :: to listen on every interface)")
+
 	// ErrZeroPort means a port the tower must listen on or dial is 0.
 	ErrZeroPort = errors.New("port must be nonzero")
 

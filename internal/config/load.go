@@ -9,7 +9,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -141,13 +143,13 @@ func readFile(path string) (Config, []string) {
 		return cfg, []string{fmt.Sprintf("cannot read %s, using defaults: %v", path, err)}
 	}
 	decoded := cfg
-	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&decoded)
+	ignored, err := DecodeExact(data, &decoded)
 	if err != nil {
-		return cfg, []string{fmt.Sprintf("cannot parse %s, using defaults: %v", path, err)}
+		return cfg, []string{fmt.Sprintf("cannot parse %s, using defaults: %s", path, ParseErrorText(err))}
 	}
 	var warnings []string
 	// rust-teos ignores unknown keys; refusing them would break its operators' files.
-	for _, key := range md.Undecoded() {
+	for _, key := range ignored {
 		warnings = append(warnings, fmt.Sprintf("%s: unknown key %q ignored", path, key.String()))
 	}
 	return decoded, warnings
@@ -239,4 +241,47 @@ func (v *uint32Value) Set(s string) error {
 	}
 	*v = uint32Value(n)
 	return nil
+}
+
+// ParseErrorText is a teos.toml decoding error for the log. The parser quotes the text it
+// stumbled on, which for an unquoted btc_rpc_password is the password itself: for a secret
+// key only the key and the line are given.
+func ParseErrorText(err error) string {
+	var pe toml.ParseError
+	if errors.As(err, &pe) && secretKeys[pe.LastKey] {
+		return fmt.Sprintf("toml: line %d: the value of %s is not valid TOML (a string is written in quotes; "+
+			"the parser's message is not shown, it would quote the secret)", pe.Position.Line, pe.LastKey)
+	}
+	return err.Error()
+}
+
+// DecodeExact decodes the TOML document data into the struct *v, taking a key only when it is
+// a field's toml tag exactly, as rust-teos's serde does: the TOML decoder on its own also takes
+// a key differing in case (API_PORT for api_port), which rust-teos ignores. It returns the keys
+// it did not take, tables' keys included, in the file's order.
+func DecodeExact(data []byte, v any) (ignored []toml.Key, err error) {
+	var raw map[string]toml.Primitive
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw)
+	if err != nil {
+		return nil, err
+	}
+	taken := make(map[string]bool)
+	rv := reflect.ValueOf(v).Elem()
+	for i := range rv.NumField() {
+		key, _, _ := strings.Cut(rv.Type().Field(i).Tag.Get("toml"), ",")
+		p, ok := raw[key]
+		if key == "" || key == "-" || !ok {
+			continue
+		}
+		if err := md.PrimitiveDecode(p, rv.Field(i).Addr().Interface()); err != nil {
+			return nil, err // names the key and its line
+		}
+		taken[key] = true
+	}
+	for _, k := range md.Keys() {
+		if !taken[k[0]] {
+			ignored = append(ignored, k)
+		}
+	}
+	return ignored, nil
 }

@@ -218,6 +218,60 @@ func TestBadFileFallsBackToDefaults(t *testing.T) {
 	}
 }
 
+// TestParseWarningHidesSecrets: the TOML parser quotes the text it stumbled on, and for an
+// unquoted btc_rpc_password that is the password itself; the warning goes to the log, so a
+// secret key's value is left out of it (rust-teos's parser does not quote values either). The
+// warning still names the key and the line.
+func TestParseWarningHidesSecrets(t *testing.T) {
+	withHome(t)
+	for _, tc := range []struct{ name, content, secret, key string }{
+		{"unquoted password", "btc_rpc_user = \"u\"\nbtc_rpc_password = SuperSecretPassphrase\n", "SuperSecret", "btc_rpc_password"},
+		{"unquoted password with digits", "btc_rpc_password = hunter2secret\n", "hunter", "btc_rpc_password"},
+		{"numeric password", "btc_rpc_password = 84735628193746592837465\n", "84735628193746592837465", "btc_rpc_password"},
+		{"unquoted user", "btc_rpc_user = operatorname\n", "operatorname", "btc_rpc_user"},
+		{"unquoted database url", "database_url = teospassword@db\n", "teospassword", "database_url"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, warnings := mustLoad(t, "--datadir", writeConf(t, tc.content))
+			if len(warnings) != 1 {
+				t.Fatalf("warnings = %q, want one parse warning", warnings)
+			}
+			w := warnings[0]
+			if strings.Contains(w, tc.secret) {
+				t.Fatalf("warning shows the secret %q: %s", tc.secret, w)
+			}
+			if !strings.Contains(w, "cannot parse") || !strings.Contains(w, tc.key) || !strings.Contains(w, "line ") {
+				t.Fatalf("warning %q does not say which key and line failed to parse", w)
+			}
+		})
+	}
+	// Other keys' errors keep the parser's own words.
+	_, warnings := mustLoad(t, "--datadir", writeConf(t, "btc_network = regtest\n"))
+	if len(warnings) != 1 || !strings.Contains(warnings[0], `"regtest"`) {
+		t.Fatalf("warnings = %q, want the parser's message quoting the value", warnings)
+	}
+}
+
+// TestKeysAreCaseSensitive: rust-teos's serde matches teos.toml keys exactly and ignores
+// API_PORT or Btc_Network; the TOML decoder took them for api_port and btc_network, so a file
+// ran on another network, port or data dir under teosd than under rust-teos, without a word.
+// They are unknown keys now: ignored, with a warning.
+func TestKeysAreCaseSensitive(t *testing.T) {
+	withHome(t)
+	dir := writeConf(t, "API_PORT = 1111\nBtc_Network = \"regtest\"\nrpc_port = 2222\nRPC_PORT = 3333\n")
+	cfg, warnings := mustLoad(t, "--datadir", dir)
+	if cfg.APIPort != 9814 || cfg.BTCNetwork != "mainnet" || cfg.RPCPort != 2222 {
+		t.Fatalf("api_port %d, btc_network %q, rpc_port %d; want the defaults and the exact key's 2222",
+			cfg.APIPort, cfg.BTCNetwork, cfg.RPCPort)
+	}
+	joined := strings.Join(warnings, "\n")
+	for _, key := range []string{`"API_PORT"`, `"Btc_Network"`, `"RPC_PORT"`} {
+		if !strings.Contains(joined, key) {
+			t.Errorf("warnings %q do not mention %s", warnings, key)
+		}
+	}
+}
+
 func TestUnreadableFileWarns(t *testing.T) {
 	withHome(t)
 	dir := t.TempDir()

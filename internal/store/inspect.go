@@ -39,6 +39,9 @@ func Inspect(path string) (Contents, error) {
 	if fi.Size() == 0 {
 		return c, nil
 	}
+	if err := checkWhole(path); err != nil {
+		return c, fmt.Errorf("open %s: %w", path, err)
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return c, fmt.Errorf("open %s: locked by another process (is teosd running?)", path)

@@ -112,6 +112,9 @@ func Open(path string, opts *Options) (*Store, error) {
 	if opts == nil {
 		opts = &Options{}
 	}
+	if err := checkWhole(path); err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
 	db, err := bolt.Open(path, 0o600, boltOptions(opts))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)

@@ -50,6 +50,12 @@ var (
 	notAfter  = time.Date(4096, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
+// How long Ensure waits for another process generating the identities in the same dir, and
+// how often it looks.
+var lockWait = 30 * time.Second // a variable for tests
+
+const lockPoll = 20 * time.Millisecond
+
 // sans are on every certificate, as in rust-teos.
 var sans = []string{"teos", "localhost"}
 
@@ -71,16 +77,35 @@ type Result struct {
 	// Unchained lists the kept identities whose certificate no longer verifies against ca.pem,
 	// typically because the CA alone was regenerated; the operator must remove them.
 	Unchained []string
+	// Problems says, for each of Unchained in turn, which file is at fault and which files to
+	// remove: an expired certificate (possible only with certificates made by another tool) is
+	// not one signed by another CA, and an expired ca.pem is not cured by new leaves.
+	Problems []string
 }
 
 // Ensure makes sure dir holds the three identities. An identity whose certificate or key file
-// is missing is generated (both files); the others are loaded and reused unchanged. A file
-// that exists but cannot be parsed is an error: it is never overwritten.
+// is missing is generated (both files), except the CA's key while nothing needs signing; the
+// others are loaded and reused unchanged. A file that exists but cannot be parsed is an error:
+// it is never overwritten. Processes sharing dir (teosd instances on one PostgreSQL may) take
+// turns, so that they generate one set between them rather than overwrite each other's files
+// with pieces of several.
 func Ensure(dir string) (Result, error) {
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return Result{}, err
+	}
+	defer unlock()
 	var res Result
 	var ca tls.Certificate
 	for _, s := range specs {
-		id, generated, err := loadOrGenerate(dir, s, ca)
+		var id tls.Certificate
+		var generated bool
+		var err error
+		if s.name == CA && caKeyOffline(dir) {
+			id, err = loadCertificate(filepath.Join(dir, CACertFile))
+		} else {
+			id, generated, err = loadOrGenerate(dir, s, ca)
+		}
 		if err != nil {
 			return Result{}, fmt.Errorf("%s identity: %w", s.name, err)
 		}
@@ -91,11 +116,45 @@ func Ensure(dir string) (Result, error) {
 			ca = id
 			continue
 		}
-		if !chainsTo(id.Leaf, ca.Leaf, s.usage) {
+		if problem := chainProblem(s, id.Leaf, ca.Leaf); problem != "" {
 			res.Unchained = append(res.Unchained, s.name)
+			res.Problems = append(res.Problems, problem)
 		}
 	}
 	return res, nil
+}
+
+// caKeyOffline reports whether ca.pem is there without ca-key.pem while both leaves are there
+// too. The key is then not needed, nothing being left to sign: an operator may keep it
+// offline (it mints client certificates that can stop the tower), and a new CA would lock
+// out every teos-cli holding the current client certificate.
+func caKeyOffline(dir string) bool {
+	for _, f := range []string{CACertFile, ServerCertFile, ServerKeyFile, ClientCertFile, ClientKeyFile} {
+		if ok, err := exists(filepath.Join(dir, f)); !ok || err != nil {
+			return false
+		}
+	}
+	ok, err := exists(filepath.Join(dir, CAKeyFile))
+	return !ok && err == nil
+}
+
+// loadCertificate loads the first certificate of path, without its key.
+func loadCertificate(path string) (tls.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	for block, rest := pem.Decode(data); block != nil; block, rest = pem.Decode(rest) {
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("load %s: %w", path, err)
+		}
+		return tls.Certificate{Certificate: [][]byte{block.Bytes}, Leaf: cert}, nil
+	}
+	return tls.Certificate{}, fmt.Errorf("load %s: no PEM certificate in it", path)
 }
 
 func loadOrGenerate(dir string, s spec, ca tls.Certificate) (tls.Certificate, bool, error) {
@@ -177,14 +236,32 @@ func generate(s spec, ca tls.Certificate) (certPEM, keyPEM []byte, err error) {
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), nil
 }
 
-func chainsTo(leaf, ca *x509.Certificate, usage x509.ExtKeyUsage) bool {
+// chainProblem is "" if the leaf of s verifies against ca now, else what is wrong and what to
+// remove so that teosd generates working files.
+func chainProblem(s spec, leaf, ca *x509.Certificate) string {
 	if leaf == nil || ca == nil {
-		return false
+		return fmt.Sprintf("%s: unreadable; remove %s and %s", s.name, s.certFile, s.keyFile)
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)
-	_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{usage}})
-	return err == nil
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{s.usage}})
+	if err == nil {
+		return ""
+	}
+	now := time.Now()
+	leafFix := fmt.Sprintf("remove %s and %s", s.certFile, s.keyFile)
+	caFix := fmt.Sprintf("remove %s, %s and the server and client files", CACertFile, CAKeyFile)
+	switch {
+	case now.After(ca.NotAfter):
+		return fmt.Sprintf("%s: %s expired on %s; %s", s.name, CACertFile, ca.NotAfter.Format(time.DateOnly), caFix)
+	case now.Before(ca.NotBefore):
+		return fmt.Sprintf("%s: %s is not valid before %s; %s", s.name, CACertFile, ca.NotBefore.Format(time.RFC3339), caFix)
+	case now.After(leaf.NotAfter):
+		return fmt.Sprintf("%s: %s expired on %s; %s", s.name, s.certFile, leaf.NotAfter.Format(time.DateOnly), leafFix)
+	case now.Before(leaf.NotBefore):
+		return fmt.Sprintf("%s: %s is not valid before %s; %s", s.name, s.certFile, leaf.NotBefore.Format(time.RFC3339), leafFix)
+	}
+	return fmt.Sprintf("%s: %s does not verify against %s (%v); %s", s.name, s.certFile, CACertFile, err, leafFix)
 }
 
 func exists(path string) (bool, error) {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -171,6 +172,11 @@ func TestEnsureRegeneratesOnlyMissing(t *testing.T) {
 			if !slices.Equal(res.Generated, tc.generated) || !slices.Equal(res.Unchained, tc.unchained) {
 				t.Fatalf("result %+v, want generated %v unchained %v", res, tc.generated, tc.unchained)
 			}
+			for i, name := range res.Unchained {
+				if i >= len(res.Problems) || !strings.HasPrefix(res.Problems[i], name+": "+name+".pem does not verify against ca.pem") {
+					t.Fatalf("problems %q do not say why %s is refused", res.Problems, name)
+				}
+			}
 			after := readAll(t, dir)
 			for _, s := range specs {
 				regenerated := slices.Contains(tc.generated, s.name)
@@ -322,4 +328,74 @@ func countOf(s []string, v string) int {
 		}
 	}
 	return n
+}
+
+// TestEnsureConcurrent: teosd instances sharing a data dir (towers on one PostgreSQL may, as
+// with the onion key) start together on a fresh one. Each generating and overwriting the
+// others' files left a CA key that is not ca.pem's (no later start could load it) or leaves
+// signed by a CA that was replaced (teos-cli refused). Every one of them must end with the
+// same consistent set, which a later start loads unchanged.
+func TestEnsureConcurrent(t *testing.T) {
+	for round := range 10 {
+		dir := t.TempDir()
+		results := make([]Result, 4)
+		errs := make([]error, len(results))
+		var wg sync.WaitGroup
+		for i := range results {
+			wg.Go(func() { results[i], errs[i] = Ensure(dir) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: instance %d: %v", round, i, err)
+			}
+			if len(results[i].Unchained) != 0 {
+				t.Fatalf("round %d: instance %d: %+v", round, i, results[i])
+			}
+		}
+		res, err := Ensure(dir)
+		if err != nil || len(res.Generated) != 0 || len(res.Unchained) != 0 {
+			t.Fatalf("round %d: the next start: Ensure = %+v, %v; want the set the instances left, whole", round, res, err)
+		}
+	}
+}
+
+// TestEnsureKeepsCAWithoutItsKey: an operator may keep ca-key.pem offline (whoever has it can
+// mint a client certificate that stops the tower). While both leaves are there nothing needs
+// signing and ca.pem alone verifies them: teosd replaced the CA, so every teos-cli holding the
+// current client certificate was refused until new files were made and copied out again.
+func TestEnsureKeepsCAWithoutItsKey(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Ensure(dir); err != nil {
+		t.Fatal(err)
+	}
+	before := readAll(t, dir)
+	if err := os.Remove(filepath.Join(dir, CAKeyFile)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Ensure(dir)
+	if err != nil || len(res.Generated) != 0 || len(res.Unchained) != 0 {
+		t.Fatalf("Ensure without ca-key.pem = %+v, %v; want everything kept", res, err)
+	}
+	for _, f := range allFiles {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		switch {
+		case f == CAKeyFile && !errors.Is(err, os.ErrNotExist):
+			t.Errorf("ca-key.pem written back (%v)", err)
+		case f != CAKeyFile && !bytes.Equal(b, before[f]):
+			t.Errorf("%s changed", f)
+		}
+	}
+	if _, err := ServerConfig(dir); err != nil {
+		t.Fatal(err)
+	}
+
+	// A leaf to sign and no CA key: a new CA, as before (the kept leaf is reported).
+	if err := os.Remove(filepath.Join(dir, ClientCertFile)); err != nil {
+		t.Fatal(err)
+	}
+	res, err = Ensure(dir)
+	if err != nil || !slices.Equal(res.Generated, []string{CA, Client}) || !slices.Equal(res.Unchained, []string{Server}) {
+		t.Fatalf("Ensure without ca-key.pem nor client.pem = %+v, %v; want a new CA and client, server reported", res, err)
+	}
 }
