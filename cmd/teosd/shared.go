@@ -139,13 +139,10 @@ func startShared(ctx context.Context, cfg *config.Config, log *slog.Logger, db *
 	rc.el = leader.New(leader.Config{URL: cfg.DatabaseURL, Name: instanceName(cfg), Every: cfg.PollEvery(), Logger: log,
 		NewTerm: pgstore.NewTerm, CanLead: rc.canLead(bitcoindAnswers(btc))})
 	if cfg.MetricsBind != "" {
-		m := metrics.New(metrics.Config{Counts: db.Counts, Height: rc.Height, Reachable: rc.Reachable,
-			Held: held.Gate.Held, AuthFailures: btc.AuthFailures, Endpoints: httpapi.Endpoints(), Logger: log})
-		m.RegisterLeader(rc.Leading)
+		m := rc.newMetrics(db.Counts, held)
 		if err := registerFrontEndMetrics(m, fes); err != nil {
 			return err
 		}
-		rc.onBlock = func(_ uint32, took time.Duration) { m.ObserveBlock(took) }
 		*met = m
 	}
 	log.Info("shared database: block processing runs on the instance holding the leadership")
@@ -283,13 +280,15 @@ func bitcoindAnswers(btc *bitcoind.Client) func(ctx context.Context) bool {
 	}
 }
 
-// Reachable reports whether bitcoind and the database answer: while either does not, the
-// public API answers 503 / service unavailable, a transient fault, rather than failing adds.
-func (r *roles) Reachable() bool {
-	if !r.el.DatabaseReachable() {
-		return false
-	}
-	return r.btc.Reachable()
+// newMetrics builds the metrics of an instance sharing the database. bitcoind's and the
+// database's reachability are two gauges: an operator paged for one must not chase the other.
+func (r *roles) newMetrics(counts func() (users, appointments, trackers int, err error), held grpcapi.Hold) *metrics.Metrics {
+	m := metrics.New(metrics.Config{Counts: counts, Height: r.Height, Reachable: r.btc.Reachable,
+		Held: held.Gate.Held, AuthFailures: r.btc.AuthFailures, Endpoints: httpapi.Endpoints(), Logger: r.log})
+	m.RegisterLeader(r.Leading)
+	m.RegisterDatabase(r.el.DatabaseReachable)
+	r.onBlock = func(_ uint32, took time.Duration) { m.ObserveBlock(took) }
+	return m
 }
 
 // Leading reports whether this instance runs block processing.
