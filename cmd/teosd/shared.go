@@ -216,8 +216,10 @@ type roles struct {
 	cur     *chain.Monitor
 	leading atomic.Bool
 
-	leadFailures atomic.Int64 // lead() failures in a row before its monitor ran
-	benchedUntil atomic.Int64 // unix nanos: no campaigning until then (canLead)
+	// leadFailedTerm is the leadership term whose start (lead) failed last, 0 once a start
+	// succeeded: a failure counts only against the term it happened in.
+	leadFailedTerm atomic.Int64
+	benchedUntil   atomic.Int64 // unix nanos: no campaigning until then (canLead)
 }
 
 // benchedPeriods is how many election periods an instance that gave the leadership up because
@@ -247,9 +249,11 @@ func (r *roles) canLead(bitcoind func(context.Context) bool) func(context.Contex
 }
 
 // blocksFailing reports whether this instance's last leadership step failed: its last poll
-// other than transiently, or the start of its term.
+// other than transiently, or the start of its current term. A start that failed in an earlier
+// term does not count: a new term's start still running (loading recent blocks can take
+// several periods) would be taken for a failing leader, given up and benched, over and over.
 func (r *roles) blocksFailing() bool {
-	if r.leadFailures.Load() > 0 {
+	if t := r.leadFailedTerm.Load(); t != 0 && t == r.el.Term() {
 		return true
 	}
 	m := r.monitor()
@@ -317,7 +321,7 @@ func (r *roles) Run(ctx context.Context, every time.Duration) error {
 			r.db.Fence(term, func() { r.el.StepDown(term) })
 			err = r.lead(rctx, every)
 			if err != nil && rctx.Err() == nil {
-				r.leadFailures.Add(1)
+				r.leadFailedTerm.Store(term)
 			}
 		} else {
 			r.db.Fence(0, nil)
@@ -403,7 +407,7 @@ func (r *roles) lead(ctx context.Context, every time.Duration) error {
 	r.cur = mon
 	r.mu.Unlock()
 	r.leading.Store(true)
-	r.leadFailures.Store(0)
+	r.leadFailedTerm.Store(0)
 	r.log.Info("leading: following the chain from the persisted tip", "height", height)
 	// Followers' late appointments wake the drain at their commit rather than at the next
 	// poll; without the notifications (connection lost) the poll still drains.
