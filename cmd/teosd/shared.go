@@ -139,13 +139,10 @@ func startShared(ctx context.Context, cfg *config.Config, log *slog.Logger, db *
 	rc.el = leader.New(leader.Config{URL: cfg.DatabaseURL, Name: instanceName(cfg), Every: cfg.PollEvery(), Logger: log,
 		NewTerm: pgstore.NewTerm, CanLead: rc.canLead(bitcoindAnswers(btc))})
 	if cfg.MetricsBind != "" {
-		m := metrics.New(metrics.Config{Counts: db.Counts, Height: rc.Height, Reachable: rc.Reachable,
-			Held: held.Gate.Held, AuthFailures: btc.AuthFailures, Endpoints: httpapi.Endpoints(), Logger: log})
-		m.RegisterLeader(rc.Leading)
+		m := rc.newMetrics(db.Counts, held)
 		if err := registerFrontEndMetrics(m, fes); err != nil {
 			return err
 		}
-		rc.onBlock = func(_ uint32, took time.Duration) { m.ObserveBlock(took) }
 		*met = m
 	}
 	log.Info("shared database: block processing runs on the instance holding the leadership")
@@ -219,8 +216,10 @@ type roles struct {
 	cur     *chain.Monitor
 	leading atomic.Bool
 
-	leadFailures atomic.Int64 // lead() failures in a row before its monitor ran
-	benchedUntil atomic.Int64 // unix nanos: no campaigning until then (canLead)
+	// leadFailedTerm is the leadership term whose start (lead) failed last, 0 once a start
+	// succeeded: a failure counts only against the term it happened in.
+	leadFailedTerm atomic.Int64
+	benchedUntil   atomic.Int64 // unix nanos: no campaigning until then (canLead)
 }
 
 // benchedPeriods is how many election periods an instance that gave the leadership up because
@@ -250,9 +249,11 @@ func (r *roles) canLead(bitcoind func(context.Context) bool) func(context.Contex
 }
 
 // blocksFailing reports whether this instance's last leadership step failed: its last poll
-// other than transiently, or the start of its term.
+// other than transiently, or the start of its current term. A start that failed in an earlier
+// term does not count: a new term's start still running (loading recent blocks can take
+// several periods) would be taken for a failing leader, given up and benched, over and over.
 func (r *roles) blocksFailing() bool {
-	if r.leadFailures.Load() > 0 {
+	if t := r.leadFailedTerm.Load(); t != 0 && t == r.el.Term() {
 		return true
 	}
 	m := r.monitor()
@@ -283,13 +284,15 @@ func bitcoindAnswers(btc *bitcoind.Client) func(ctx context.Context) bool {
 	}
 }
 
-// Reachable reports whether bitcoind and the database answer: while either does not, the
-// public API answers 503 / service unavailable, a transient fault, rather than failing adds.
-func (r *roles) Reachable() bool {
-	if !r.el.DatabaseReachable() {
-		return false
-	}
-	return r.btc.Reachable()
+// newMetrics builds the metrics of an instance sharing the database. bitcoind's and the
+// database's reachability are two gauges: an operator paged for one must not chase the other.
+func (r *roles) newMetrics(counts func() (users, appointments, trackers int, err error), held grpcapi.Hold) *metrics.Metrics {
+	m := metrics.New(metrics.Config{Counts: counts, Height: r.Height, Reachable: r.btc.Reachable,
+		Held: held.Gate.Held, AuthFailures: r.btc.AuthFailures, Endpoints: httpapi.Endpoints(), Logger: r.log})
+	m.RegisterLeader(r.Leading)
+	m.RegisterDatabase(r.el.DatabaseReachable)
+	r.onBlock = func(_ uint32, took time.Duration) { m.ObserveBlock(took) }
+	return m
 }
 
 // Leading reports whether this instance runs block processing.
@@ -318,7 +321,7 @@ func (r *roles) Run(ctx context.Context, every time.Duration) error {
 			r.db.Fence(term, func() { r.el.StepDown(term) })
 			err = r.lead(rctx, every)
 			if err != nil && rctx.Err() == nil {
-				r.leadFailures.Add(1)
+				r.leadFailedTerm.Store(term)
 			}
 		} else {
 			r.db.Fence(0, nil)
@@ -404,7 +407,7 @@ func (r *roles) lead(ctx context.Context, every time.Duration) error {
 	r.cur = mon
 	r.mu.Unlock()
 	r.leading.Store(true)
-	r.leadFailures.Store(0)
+	r.leadFailedTerm.Store(0)
 	r.log.Info("leading: following the chain from the persisted tip", "height", height)
 	// Followers' late appointments wake the drain at their commit rather than at the next
 	// poll; without the notifications (connection lost) the poll still drains.

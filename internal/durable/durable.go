@@ -96,8 +96,8 @@ func CreateFile(path string, data []byte, perm fs.FileMode) (created bool, err e
 		return false, nil
 	} else if err != nil {
 		// A file system without hard links (vfat, some network mounts): create in place. O_EXCL
-		// keeps another creator's file, but a crash may leave a partial one, which the reader
-		// must then refuse.
+		// keeps another creator's file; a failed write removes its own, but a crash may leave a
+		// partial one, which the reader must then refuse.
 		return createInPlace(path, data, perm)
 	}
 	return true, SyncDir(filepath.Dir(path))
@@ -112,6 +112,8 @@ func createInPlace(path string, data []byte, perm fs.FileMode) (bool, error) {
 		return false, fmt.Errorf("create %s: %w", path, err)
 	}
 	if err := writeSynced(f, data); err != nil {
+		// Ours (O_EXCL): a partial file left would be taken for another creator's at the next try.
+		os.Remove(path)
 		return false, fmt.Errorf("create %s: %w", path, err)
 	}
 	return true, SyncDir(filepath.Dir(path))

@@ -102,3 +102,39 @@ func TestCreateFileKeepsTheFirst(t *testing.T) {
 		t.Fatalf("temporary files left: %v", entries)
 	}
 }
+
+// On a file system without hard links CreateFile writes the file in place. A write that
+// fails there (a full disk) must leave no file behind: the next CreateFile would take a
+// partial one for another process's and keep it, and its reader (the onion key, the user
+// key) refuse it at every start.
+func TestCreateFileInPlaceFailureLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "onion_v3_sk")
+	var created bool
+	var err error
+	durabletest.NoHardLinks(t, 0, func() { created, err = durable.CreateFile(path, []byte("first"), 0o600) })
+	if err != nil || !created {
+		t.Fatalf("without hard links: created %v, %v", created, err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "first" {
+		t.Fatalf("without hard links: read back %q", b)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+
+	// The first write is the temporary file's, the second the file's in place.
+	durabletest.NoHardLinks(t, 2, func() { created, err = durable.CreateFile(path, []byte("second"), 0o600) })
+	if err == nil || created {
+		t.Fatalf("full disk: created %v, %v; want an error", created, err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("left behind after the failed create: %v", entries)
+	}
+	if created, err = durable.CreateFile(path, []byte("third"), 0o600); err != nil || !created {
+		t.Fatalf("create after the failure: %v, %v", created, err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "third" {
+		t.Fatalf("read back %q", b)
+	}
+}

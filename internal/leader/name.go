@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // maxName is what PostgreSQL keeps of an application_name (NAMEDATALEN-1 bytes).
@@ -59,10 +60,13 @@ func holder(ctx context.Context, conn *pgx.Conn) (string, error) {
 // connect opens the election's connection, named after the instance, and has the server end
 // the session once it is idle for longer than idleTimeout.
 func (e *Elector) connect(ctx context.Context) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(e.cfg.URL)
+	// Parsed as the store's pool parses it: a pgx pool parameter (pool_max_conns...) the store
+	// takes would otherwise be sent to the server, which refuses the connection for it.
+	pcfg, err := pgxpool.ParseConfig(e.cfg.URL)
 	if err != nil {
 		return nil, err
 	}
+	cfg := pcfg.ConnConfig
 	if e.cfg.Name != "" {
 		cfg.RuntimeParams["application_name"] = e.cfg.Name
 	}

@@ -89,3 +89,26 @@ func TestIdleTimeoutRange(t *testing.T) {
 		}
 	}
 }
+
+// database_url may carry pgx's pool parameters, which the store's pool takes: the election's
+// own connection must not send them to the server, which refuses a connection for them. It
+// did, so no instance on such a URL ever led (no block processing) while the API served.
+func TestElectionTakesTheStoresURL(t *testing.T) {
+	srv := pgtest.Start(t, &pgtest.Options{NoFsync: true})
+	url := srv.NewDatabase(t) + "&pool_max_conns=4&pool_min_conns=1&pool_health_check_period=30s"
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := New(Config{URL: url, Name: "host-a", Every: 50 * time.Millisecond})
+	conn, err := a.connect(ctx)
+	if err != nil {
+		t.Fatalf("the election cannot connect with the store's URL: %v", err)
+	}
+	_ = conn.Close(ctx)
+	wg.Go(func() { _ = a.Run(ctx) })
+	waitState(t, a, true)
+	b := New(Config{URL: url, Name: "host-b", Every: 50 * time.Millisecond})
+	wg.Go(func() { _ = b.Run(ctx) })
+	waitLeader(t, b, "host-a")
+}

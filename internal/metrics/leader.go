@@ -16,3 +16,19 @@ func (m *Metrics) RegisterLeader(leading func() bool) {
 		return 0
 	}))
 }
+
+// RegisterDatabase adds teos_database_reachable: 1 while the shared database answered the
+// leader election's last round trip (at most one polling period ago), else 0. Only towers on
+// a shared PostgreSQL database have it.
+func (m *Metrics) RegisterDatabase(reachable func() bool) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace,
+		Name:      "database_reachable",
+		Help:      "1 if the database answered the leader election's last round trip, else 0 (database_url only).",
+	}, func() float64 {
+		if reachable() {
+			return 1
+		}
+		return 0
+	}))
+}

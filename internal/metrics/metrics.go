@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,8 +27,12 @@ var heldBuckets = []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 20, 30, 45, 60
 // Config says where the gauges read their values. A nil func leaves its metrics out.
 type Config struct {
 	// Counts returns the registered users, the appointments the watcher holds and the
-	// responder's trackers. It is called once per scrape, never per request.
+	// responder's trackers. It is called once per scrape, never per request, and never twice
+	// at once.
 	Counts func() (users, appointments, trackers int, err error)
+	// CountsWait is the longest a scrape waits for Counts (0: DefaultCountsWait); past it the
+	// scrape is served without the three gauges.
+	CountsWait time.Duration
 	// Height is the height of the last block the tower processed.
 	Height func() uint32
 	// Reachable reports whether bitcoind answered the last call.
@@ -102,7 +107,10 @@ func New(cfg Config) *Metrics {
 	}
 	m.hold = newHoldMetrics(m.reg, cfg)
 	if cfg.Counts != nil {
-		m.reg.MustRegister(newCountsCollector(cfg.Counts))
+		if cfg.CountsWait <= 0 {
+			cfg.CountsWait = DefaultCountsWait
+		}
+		m.reg.MustRegister(newCountsCollector(cfg.Counts, cfg.CountsWait))
 	}
 	if cfg.Height != nil {
 		height := cfg.Height
@@ -151,15 +159,33 @@ type errorLog struct{ log *slog.Logger }
 
 func (l errorLog) Println(v ...any) { l.log.Warn("scrape: " + fmt.Sprint(v...)) }
 
-// countsCollector reads the three store counts in one call per scrape.
+// DefaultCountsWait leaves the rest of a scrape time within Prometheus's default 10 s
+// scrape_timeout when the store does not answer (a database cut off answers only at its
+// operation timeout, 30 s): the whole scrape would fail, and every metric with it.
+const DefaultCountsWait = 5 * time.Second
+
+// countsCollector reads the three store counts in one call per scrape, waiting for it at
+// most wait. A call still running when the next scrape comes is waited for again rather
+// than joined by another.
 type countsCollector struct {
 	counts                        func() (int, int, int, error)
+	wait                          time.Duration
 	users, appointments, trackers *prometheus.Desc
+
+	mu      sync.Mutex
+	running chan struct{} // closed when the call in flight returns; nil when none is
+	last    countsResult  // of the last call that returned
 }
 
-func newCountsCollector(counts func() (int, int, int, error)) *countsCollector {
+type countsResult struct {
+	users, appointments, trackers int
+	err                           error
+}
+
+func newCountsCollector(counts func() (int, int, int, error), wait time.Duration) *countsCollector {
 	return &countsCollector{
 		counts: counts,
+		wait:   wait,
 		users: prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "registered_users"),
 			"Users registered with the tower (expired ones stay until they are cleaned up).", nil, nil),
 		appointments: prometheus.NewDesc(prometheus.BuildFQName(namespace, "watcher", "appointments"),
@@ -175,8 +201,38 @@ func (c *countsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.trackers
 }
 
+// read returns the counts of a call that returned during this scrape, started now unless
+// one is already in flight.
+func (c *countsCollector) read() (users, appointments, trackers int, err error) {
+	c.mu.Lock()
+	if c.running == nil {
+		done := make(chan struct{})
+		c.running = done
+		go func() {
+			var r countsResult
+			r.users, r.appointments, r.trackers, r.err = c.counts()
+			c.mu.Lock()
+			c.last, c.running = r, nil
+			c.mu.Unlock()
+			close(done)
+		}()
+	}
+	done := c.running
+	c.mu.Unlock()
+	t := time.NewTimer(c.wait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		return 0, 0, 0, fmt.Errorf("the store did not answer the counts within %s", c.wait)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last.users, c.last.appointments, c.last.trackers, c.last.err
+}
+
 func (c *countsCollector) Collect(ch chan<- prometheus.Metric) {
-	users, appointments, trackers, err := c.counts()
+	users, appointments, trackers, err := c.read()
 	if err != nil {
 		for _, d := range []*prometheus.Desc{c.users, c.appointments, c.trackers} {
 			ch <- prometheus.NewInvalidMetric(d, err)

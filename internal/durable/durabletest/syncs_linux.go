@@ -71,6 +71,23 @@ func FailNthFdatasync(t testing.TB, n int, fn func()) {
 	}, fn)
 }
 
+// NoHardLinks runs fn on an OS thread of its own on which link(2) fails with EPERM, as on a
+// file system without hard links (vfat), and the n-th write(2) fails with ENOSPC (n <= 0:
+// none): a disk that fills up.
+func NoHardLinks(t testing.TB, failWrite int, fn func()) {
+	t.Helper()
+	writes := 0
+	intercept(t, []uint32{unix.SYS_LINKAT, unix.SYS_WRITE}, func(nr int32, _ [6]uint64) syscall.Errno {
+		if nr == unix.SYS_LINKAT {
+			return unix.EPERM
+		}
+		if writes++; writes == failWrite {
+			return unix.ENOSPC
+		}
+		return 0
+	}, fn)
+}
+
 // intercept runs fn on an OS thread of its own and stops each of that thread's calls numbered
 // in nrs until answer says how it ends: 0 lets it run, an errno fails it. Only that thread is
 // filtered (it ends with fn), so the rest of the test process is untouched; answer runs on one
