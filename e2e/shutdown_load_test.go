@@ -14,8 +14,9 @@ import (
 )
 
 // TestShutdownUnderLoad: plugin-like adds (a fresh connection each) keep arriving while teosd
-// gets SIGTERM on a healthy tower. Every add the plugin model files as accepted is kept over the
-// restart (drained, durable), and none is filed invalid. Adds that reach teosd's listen backlog
+// gets SIGTERM on a healthy tower. Every add teosd read is served to completion with its receipt
+// (none answered "stopping": nothing is held), every one accepted is kept over the restart, and
+// none is filed invalid. Adds that reach teosd's listen backlog
 // (or the connection caps' hand-off) as it closes are reset, which the plugin's first send
 // loses: the test logs how many and when, as the width of that window (docs/PROTOCOL.md §15.4).
 // TEOS_SHUTDOWN_LOAD_RUNS repeats it.
@@ -98,6 +99,9 @@ func TestShutdownUnderLoad(t *testing.T) {
 			switch {
 			case o.v == verdictAccepted:
 				accepted = append(accepted, o.a)
+			case o.v == verdictSubscription:
+				// Nothing is held on a healthy tower: an add it read is served to completion.
+				t.Errorf("run %d: add answered 'stopping' by a healthy tower (sent at %v from SIGTERM)", run, o.start)
 			case o.v == verdictDropped:
 				t.Logf("run %d: add lost on the first send: sent at %+v, failed at %+v from SIGTERM (teosd exited at %v): %v",
 					run, o.start.Round(time.Microsecond), o.end.Round(time.Microsecond), exited.Round(time.Microsecond), o.err)
