@@ -24,44 +24,6 @@ import (
 	"github.com/teos-go/teos/pkg/wtcrypto"
 )
 
-// What the CLN watchtower-client plugin makes of an /add_appointment answer
-// (on_commitment_revocation and net/http.rs in rust-teos's watchtower-plugin): only a 200
-// receipt is accepted; a connection failure or timeout keeps the appointment pending and
-// retries it; an error with error_code 7 (subscription) is retried after re-registering;
-// any other error_code files the appointment as invalid, for good; an answer it cannot
-// parse drops it silently.
-type clnVerdict string
-
-const (
-	clnAccepted clnVerdict = "accepted"
-	clnPending  clnVerdict = "pending"
-	clnInvalid  clnVerdict = "invalid"
-	clnDropped  clnVerdict = "dropped"
-)
-
-func clnJudge(status int, raw []byte, err error) clnVerdict {
-	if err != nil {
-		return clnPending
-	}
-	if status == http.StatusOK {
-		var r addResp
-		if json.Unmarshal(raw, &r) != nil || r.Signature == "" {
-			return clnDropped
-		}
-		return clnAccepted
-	}
-	var e struct {
-		Code *int `json:"error_code"`
-	}
-	if json.Unmarshal(raw, &e) != nil || e.Code == nil {
-		return clnDropped
-	}
-	if *e.Code == teos.ErrCodeInvalidSignatureOrSubscriptionError {
-		return clnPending
-	}
-	return clnInvalid
-}
-
 // edgeClient is an HTTP client whose connections leave from local (a loopback address).
 func edgeClient(local string, keepAlive bool) *http.Client {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 30 * time.Second}
@@ -146,11 +108,11 @@ func TestRateLimitBurstIsDelayedNotRefused(t *testing.T) {
 	wg.Wait()
 	t.Logf("%d appointments at 10x the rate limit (4/s, burst 4) served in %v", n, time.Since(start).Round(time.Millisecond))
 
-	verdicts := map[clnVerdict]int{}
+	verdicts := map[pluginVerdict]int{}
 	for i, a := range answers {
-		v := clnJudge(a.status, a.raw, a.err)
+		v := pluginDecide(tw.id, reqs[i]["signature"].(string), a.raw, a.err)
 		verdicts[v]++
-		if v != clnAccepted {
+		if v != verdictAccepted {
 			t.Errorf("appointment %d: %s (%d %s %v)", i, v, a.status, a.raw, a.err)
 			continue
 		}
@@ -161,7 +123,7 @@ func TestRateLimitBurstIsDelayedNotRefused(t *testing.T) {
 			t.Errorf("appointment %d: receipt %s does not verify", i, a.raw)
 		}
 	}
-	if verdicts[clnAccepted] != n {
+	if verdicts[verdictAccepted] != n {
 		t.Fatalf("CLN plugin verdicts %v, want all %d accepted", verdicts, n)
 	}
 	code, sub, raw := alice.subscription(t, tw)
@@ -396,7 +358,7 @@ func (run edgeRun) attack(t *testing.T, node *btcdtest.Node, rep int, reopen tim
 				slices.SortFunc(slow, func(x, y phases) int { return int(y.total - x.total) })
 				slow = slow[:min(len(slow), 4)]
 			}
-			if v := clnJudge(status, raw, err); v != clnAccepted {
+			if v := pluginDecide(tw.id, body["signature"].(string), raw, err); v != verdictAccepted {
 				failed++
 				t.Logf("%s: honest request %s: %d %s %v", what, v, status, raw, err)
 			}

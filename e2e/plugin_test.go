@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,43 +16,66 @@ import (
 	"github.com/teos-go/teos/pkg/wtcrypto"
 )
 
-// pluginVerdict is what the CLN watchtower-client plugin (rust-teos watchtower-plugin,
-// on_commitment_revocation in src/main.rs, send_appointment/post_request/process_post_response
-// in src/net/http.rs) does with one add_appointment exchange.
+// pluginVerdict is what the CLN watchtower-client plugin (rust-teos watchtower-plugin) does with
+// one add_appointment exchange: on the first send (on_commitment_revocation in src/main.rs) or
+// in its retrier (Retrier::run in src/retrier.rs). net/http.rs request() maps a send error to
+// ConnectionError only when reqwest's is_connect() or is_timeout(); any other send error (the
+// server closing or resetting the connection once it was established) is Unexpected, and a body
+// that is neither a receipt nor an {"error", "error_code"} is a DeserializeError.
 type pluginVerdict string
 
 const (
 	// verdictAccepted: the body is a receipt signed by the tower; the appointment is protected.
 	verdictAccepted pluginVerdict = "accepted"
-	// verdictPending: kept and retried later: the connection failed or timed out, or the
-	// answer was an error with error_code 7 (subscription problem).
+	// verdictPending: ConnectionError (the connect failed; the plugin sets no timeout): kept
+	// pending, the tower marked unreachable, and the retrier sends it again after a backoff.
 	verdictPending pluginVerdict = "pending"
+	// verdictSubscription: an error body with error_code 7: kept pending, the tower's status
+	// becomes SubscriptionError, and the retrier's next run re-registers before sending again.
+	verdictSubscription pluginVerdict = "pending (subscription error)"
 	// verdictInvalid: an error body with any other error_code, HTTP status ignored; filed as
 	// invalid and never sent again.
 	verdictInvalid pluginVerdict = "invalid"
-	// verdictDropped: any other failure (connection cut after the request was sent, a body
-	// that is neither a receipt nor an error): logged and forgotten.
+	// verdictDropped: Unexpected or DeserializeError on the first send: neither pending nor
+	// invalid, the appointment is lost for that tower.
 	verdictDropped pluginVerdict = "dropped"
+	// verdictRetryAgain: Unexpected or DeserializeError in the retrier: left pending, and the
+	// run's loop sends it again.
+	verdictRetryAgain pluginVerdict = "pending (sent again)"
 	// verdictMisbehaving: a receipt not signed by the tower; the tower is flagged.
 	verdictMisbehaving pluginVerdict = "misbehaving"
 )
 
+// keptPending reports whether v leaves the appointment pending, to be sent again.
+func (v pluginVerdict) keptPending() bool {
+	return v == verdictPending || v == verdictSubscription || v == verdictRetryAgain
+}
+
 // The plugin's errors::INVALID_SIGNATURE_OR_SUBSCRIPTION_ERROR.
 const pluginSubscriptionError = 7
 
-// pluginDecide applies the plugin's decision table to an add_appointment exchange: err is the
-// transport's error (nil if a response arrived), body the response body. The HTTP status plays
-// no part: the plugin decodes the body as a receipt, else as {"error", "error_code"}.
+// pluginDecide applies the first send's decision table (on_commitment_revocation) to an
+// add_appointment exchange: err is the transport's error (nil if a response arrived), body the
+// response body. The HTTP status plays no part: the plugin decodes the body as a receipt, else
+// as {"error", "error_code"}.
 func pluginDecide(towerID teos.UserID, userSig string, body []byte, err error) pluginVerdict {
+	return pluginClassify(towerID, userSig, body, err, verdictDropped)
+}
+
+// pluginRetrierDecide is pluginDecide for the retrier (Retrier::run): the same table, except
+// that Unexpected and DeserializeError leave the appointment pending.
+func pluginRetrierDecide(towerID teos.UserID, userSig string, body []byte, err error) pluginVerdict {
+	return pluginClassify(towerID, userSig, body, err, verdictRetryAgain)
+}
+
+// pluginClassify is the table both paths share; otherwise is the verdict for Unexpected and
+// DeserializeError, where they differ.
+func pluginClassify(towerID teos.UserID, userSig string, body []byte, err error, otherwise pluginVerdict) pluginVerdict {
 	if err != nil {
-		// reqwest's is_connect() || is_timeout(): ConnectionError, kept as pending. The plugin
-		// sets no timeout, so only a failed connect counts here; a connection cut afterwards
-		// is Unexpected and dropped.
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
+		if pluginConnectionError(err) {
 			return verdictPending
 		}
-		return verdictDropped
+		return otherwise // Unexpected
 	}
 	// serde untagged: the receipt variant first; its fields are all required.
 	var receipt struct {
@@ -74,36 +98,121 @@ func pluginDecide(towerID teos.UserID, userSig string, body []byte, err error) p
 		ErrorCode *uint8  `json:"error_code"` // u8 in the plugin: anything else does not decode
 	}
 	if json.Unmarshal(body, &apiErr) != nil || apiErr.Error == nil || apiErr.ErrorCode == nil {
-		return verdictDropped // DeserializeError
+		return otherwise // DeserializeError
 	}
 	if *apiErr.ErrorCode == pluginSubscriptionError {
-		return verdictPending
+		return verdictSubscription
 	}
 	return verdictInvalid
 }
 
-// pluginSend sends a as the plugin does (POST, JSON, no client timeout: the test's ctx bounds
-// it) and returns the plugin's verdict and how long the answer took.
+// pluginConnectionError is reqwest's is_connect() || is_timeout() for a Go transport error. The
+// plugin sets no timeout, so only a failed connect counts; a connection closed or reset after
+// it was established is not one.
+func pluginConnectionError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// pluginPost sends body to path as the plugin does: a fresh client per request (no connection
+// reused, hence none retried by the transport), JSON, no client timeout (ctx bounds it).
+func pluginPost(ctx context.Context, url, path string, body []byte) ([]byte, error) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(hreq)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
+
+// pluginSend sends a as the plugin's first send does and returns its verdict and how long the
+// answer took.
 func pluginSend(ctx context.Context, url string, towerID teos.UserID, u *user, a teos.Appointment) (pluginVerdict, time.Duration) {
 	req := u.addRequest(a)
 	b, _ := json.Marshal(req)
 	start := time.Now()
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/add_appointment", bytes.NewReader(b))
-	if err != nil {
-		return verdictDropped, 0
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(hreq)
-	var body []byte
-	if err == nil {
-		body, err = io.ReadAll(resp.Body)
-		resp.Body.Close()
-	}
+	body, err := pluginPost(ctx, url, "/add_appointment", b)
 	return pluginDecide(towerID, req["signature"].(string), body, err), time.Since(start)
 }
 
-// TestPluginDecisionTable pins the decision table on crafted answers, so the fault tests
-// below judge the tower as the plugin would.
+// pluginTower is the plugin's record of one tower, as far as its retrier uses it.
+type pluginTower struct {
+	id                teos.UserID
+	url               string
+	slots, expiry     uint32 // from the last registration receipt (and slots from each add receipt)
+	subscriptionError bool   // TowerStatus::SubscriptionError: the next run re-registers first
+}
+
+// pluginRegistered is the plugin's record of a tower after registertower.
+func pluginRegistered(tw *tower, r registerResp) *pluginTower {
+	return &pluginTower{id: tw.id, url: tw.apiURL, slots: r.AvailableSlots, expiry: r.SubscriptionExpiry}
+}
+
+// note records a first send's verdict in the tower's status.
+func (pt *pluginTower) note(v pluginVerdict) {
+	if v == verdictSubscription {
+		pt.subscriptionError = true
+	}
+}
+
+// errRetrierGaveUp is a permanent failure of a retrier run: the retrier stops for good.
+var errRetrierGaveUp = errors.New("retrier gave up for good")
+
+// retry is one retrier run for a pending appointment (Retrier::run): with the tower in
+// SubscriptionError it re-registers first (http::register, then add_update_tower, which refuses
+// a receipt whose expiry is not higher or whose slots are not more than the stored ones: a
+// permanent failure); a failed registration is transient (verdictPending). Then it sends a and
+// decides as the retrier does.
+func (pt *pluginTower) retry(ctx context.Context, u *user, a teos.Appointment) (pluginVerdict, error) {
+	if pt.subscriptionError {
+		b, _ := json.Marshal(map[string]string{"user_id": u.id.String()})
+		body, err := pluginPost(ctx, pt.url, "/register", b)
+		var r registerResp
+		if err != nil || json.Unmarshal(body, &r) != nil || r.SubscriptionSignature == "" {
+			return verdictPending, nil // "Cannot renew registration with tower": transient
+		}
+		rec := teos.RegistrationReceipt{UserID: u.id, AvailableSlots: r.AvailableSlots, SubscriptionStart: r.SubscriptionStart, SubscriptionExpiry: r.SubscriptionExpiry}
+		if !wtcrypto.VerifySignature(rec.SignedBytes(), r.SubscriptionSignature, pt.id) {
+			return "", fmt.Errorf("%w: registration receipt contains bad signature", errRetrierGaveUp)
+		}
+		if r.SubscriptionExpiry <= pt.expiry {
+			return "", fmt.Errorf("%w: registration expiry %d not higher than %d", errRetrierGaveUp, r.SubscriptionExpiry, pt.expiry)
+		}
+		if r.AvailableSlots <= pt.slots {
+			return "", fmt.Errorf("%w: registration slots %d not more than %d", errRetrierGaveUp, r.AvailableSlots, pt.slots)
+		}
+		// The status stays SubscriptionError until a run succeeds: a run that fails later
+		// re-registers again.
+		pt.slots, pt.expiry = r.AvailableSlots, r.SubscriptionExpiry
+	}
+	req := u.addRequest(a)
+	b, _ := json.Marshal(req)
+	body, err := pluginPost(ctx, pt.url, "/add_appointment", b)
+	v := pluginRetrierDecide(pt.id, req["signature"].(string), body, err)
+	switch v {
+	case verdictAccepted:
+		var r addResp
+		_ = json.Unmarshal(body, &r)
+		pt.slots = r.AvailableSlots
+		pt.subscriptionError = false // the run succeeded: Reachable
+	case verdictSubscription:
+		pt.subscriptionError = true
+	}
+	if v == verdictMisbehaving {
+		return v, fmt.Errorf("%w: tower misbehaving", errRetrierGaveUp)
+	}
+	return v, nil
+}
+
+// TestPluginDecisionTable pins both decision tables on crafted answers, so the fault tests
+// judge the tower as the plugin would.
 func TestPluginDecisionTable(t *testing.T) {
 	tower := newUser(t) // stands in for the tower's key
 	sig := "user signature"
@@ -116,25 +225,29 @@ func TestPluginDecisionTable(t *testing.T) {
 	dialErr := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
 	cutErr := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
 	for _, tc := range []struct {
-		name string
-		body []byte
-		err  error
-		want pluginVerdict
+		name         string
+		body         []byte
+		err          error
+		first, retry pluginVerdict
 	}{
-		{"receipt", receipt(good), nil, verdictAccepted},
-		{"receipt of another key", receipt(wtcrypto.SignMessage(teos.AppointmentReceiptBytes(sig, 120), newUser(t).key)), nil, verdictMisbehaving},
-		{"subscription error", []byte(`{"error":"Invalid signature or user does not have enough slots available","error_code":7}`), nil, verdictPending},
-		{"503 / 32", []byte(`{"error":"Service currently unavailable","error_code":32}`), nil, verdictInvalid},
-		{"400 / 255", []byte(`{"error":"internal error","error_code":255}`), nil, verdictInvalid},
-		{"429 / 8", []byte(`{"error":"rate limited","error_code":8}`), nil, verdictInvalid},
-		{"error_code over u8", []byte(`{"error":"x","error_code":256}`), nil, verdictDropped},
-		{"plain text", []byte("HTTP method not allowed"), nil, verdictDropped},
-		{"empty body", nil, nil, verdictDropped},
-		{"connection refused", nil, dialErr, verdictPending},
-		{"connection cut", nil, cutErr, verdictDropped},
+		{"receipt", receipt(good), nil, verdictAccepted, verdictAccepted},
+		{"receipt of another key", receipt(wtcrypto.SignMessage(teos.AppointmentReceiptBytes(sig, 120), newUser(t).key)), nil, verdictMisbehaving, verdictMisbehaving},
+		{"subscription error", []byte(`{"error":"Invalid signature or user does not have enough slots available","error_code":7}`), nil, verdictSubscription, verdictSubscription},
+		{"503 / 32", []byte(`{"error":"Service currently unavailable","error_code":32}`), nil, verdictInvalid, verdictInvalid},
+		{"400 / 255", []byte(`{"error":"internal error","error_code":255}`), nil, verdictInvalid, verdictInvalid},
+		{"429 / 8", []byte(`{"error":"rate limited","error_code":8}`), nil, verdictInvalid, verdictInvalid},
+		{"error_code over u8", []byte(`{"error":"x","error_code":256}`), nil, verdictDropped, verdictRetryAgain},
+		{"plain text", []byte("HTTP method not allowed"), nil, verdictDropped, verdictRetryAgain},
+		{"empty body", nil, nil, verdictDropped, verdictRetryAgain},
+		{"connection refused", nil, dialErr, verdictPending, verdictPending},
+		{"connection cut", nil, cutErr, verdictDropped, verdictRetryAgain},
+		{"connection closed before the answer", nil, io.ErrUnexpectedEOF, verdictDropped, verdictRetryAgain},
 	} {
-		if got := pluginDecide(tower.id, sig, tc.body, tc.err); got != tc.want {
-			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		if got := pluginDecide(tower.id, sig, tc.body, tc.err); got != tc.first {
+			t.Errorf("%s, first send: %s, want %s", tc.name, got, tc.first)
+		}
+		if got := pluginRetrierDecide(tower.id, sig, tc.body, tc.err); got != tc.retry {
+			t.Errorf("%s, retrier: %s, want %s", tc.name, got, tc.retry)
 		}
 	}
 }

@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/teos-go/teos/pkg/teos"
 )
 
-// TestHeldAddAtShutdownIsNotRefused: an add_appointment held through a bitcoind outage when
-// teosd is told to stop gets no answer (its connection is closed), not 503 / 32. The CLN
-// plugin files an appointment answered with any error_code but 7 as invalid for that tower for
-// good, the one its retrier sends again included; one whose connection is cut stays pending in
-// the retrier (retrier.rs: a request error that is not a connect failure leaves it pending) and
-// is sent again, here to the restarted tower, which accepts it.
+// TestHeldAddAtShutdownIsNotRefused: adds held through a bitcoind outage when teosd is told to
+// stop end pending in the CLN plugin on its first send (on_commitment_revocation), and its
+// retrier gets them accepted by the restarted tower. On the first send the plugin keeps only a
+// failed connect or error_code 7 pending: any other error_code files the appointment as invalid
+// for good, and a connection cut once established (or a body it cannot decode) loses it. So the
+// tower answers 503 with error_code 7; the retrier then re-registers first, as it does for 7,
+// and sends again.
 func TestHeldAddAtShutdownIsNotRefused(t *testing.T) {
 	node := startNode(t)
 	proxy := startProxy(t, node.RPCHost)
@@ -22,7 +25,7 @@ func TestHeldAddAtShutdownIsNotRefused(t *testing.T) {
 	tw.args = append(tw.args, "--btcrpcport", proxy.port())
 	tw.start()
 	alice := newUser(t)
-	alice.register(t, tw)
+	plugin := pluginRegistered(tw, alice.register(t, tw))
 
 	proxy.down()
 	waitFor(t, "teos_bitcoind_reachable 0", func() bool {
@@ -30,25 +33,43 @@ func TestHeldAddAtShutdownIsNotRefused(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	a := randomAppointment(t, 100)
-	verdict := make(chan pluginVerdict, 1)
-	go func() {
-		v, _ := pluginSend(ctx, tw.apiURL, tw.id, alice, a)
-		verdict <- v
-	}()
-	waitFor(t, "the add held", func() bool {
-		return scrapeMetrics(t, metricsURL).value(t, "teos_api_held_requests") == 1
+	const n = 3
+	appts := make([]teos.Appointment, n)
+	verdicts := make(chan pluginVerdict, n)
+	for i := range appts {
+		appts[i] = randomAppointment(t, 100)
+		go func() {
+			v, _ := pluginSend(ctx, tw.apiURL, tw.id, alice, appts[i])
+			verdicts <- v
+		}()
+	}
+	waitFor(t, "the adds held", func() bool {
+		return scrapeMetrics(t, metricsURL).value(t, "teos_api_held_requests") == n
 	})
 	tw.stop()
-	// verdictDropped is the hook's name for a cut connection; to the retrier it is "pending".
-	if v := <-verdict; v != verdictDropped {
-		t.Fatalf("add held at shutdown: plugin verdict %s, want a cut connection (kept pending by the retrier)", v)
+	for range n {
+		v := <-verdicts
+		if !v.keptPending() {
+			t.Fatalf("add held at shutdown: the plugin's first send files it %s, want it kept pending", v)
+		}
+		plugin.note(v)
+	}
+	if !plugin.subscriptionError {
+		t.Fatalf("the plugin's tower status is not SubscriptionError after the stopping answer")
 	}
 
+	// The retrier's first run finds the tower down: registering fails, which is transient.
+	if v, err := plugin.retry(ctx, alice, appts[0]); err != nil || v != verdictPending {
+		t.Fatalf("retrier run with the tower down: %s, %v; want it pending", v, err)
+	}
 	proxy.up(t)
 	tw.start()
-	if v, _ := pluginSend(ctx, tw.apiURL, tw.id, alice, a); v != verdictAccepted {
-		t.Fatalf("the retried add: %s", v)
+	for i, a := range appts {
+		v, err := plugin.retry(ctx, alice, a)
+		if err != nil || v != verdictAccepted {
+			t.Fatalf("retrier, add %d: %s, %v; want a receipt", i, v, err)
+		}
 	}
+	alice.wantSubscription(t, tw, plugin.slots, appts[0].Locator, appts[1].Locator, appts[2].Locator)
 	tw.stop()
 }

@@ -377,7 +377,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	}
 	g.Go(func() error {
 		<-ctx.Done()
-		held.Gate.Close() // held requests are released now; the HTTP edge closes their connections unanswered (httpapi Config.Stopping)
+		held.Gate.Close() // held requests are released now: adds answered 7 to be sent again, others cut (httpapi Config.Stopping)
 		drain()           // requests delayed by the rate limit are served now (httpserver.go)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()

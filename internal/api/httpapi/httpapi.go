@@ -338,10 +338,15 @@ func (h *handler) writeStatus(w http.ResponseWriter, r *http.Request, err error)
 		noteClientGone(w)
 		return
 	}
+	if body, ok := h.stoppingAnswer(r, err); ok {
+		h.logger.Debug("tower stopping: add answered to be sent again", "endpoint", truncate(firstSegment(r.URL.EscapedPath())), "err", err)
+		h.writeError(w, http.StatusServiceUnavailable, body)
+		return
+	}
 	status, body := StatusToHTTP(err)
-	if notServed(err) && h.cfg.Stopping != nil && h.cfg.Stopping() {
-		// Not served because the tower is stopping: a cut connection, unlike 503 / 32,
-		// leaves the appointment pending in the CLN plugin's retrier (Config.Stopping).
+	if notServed(err) && h.stopping() {
+		// Not served because the tower is stopping, and not an add: nothing is lost by a cut,
+		// which no client takes for a refusal (Config.Stopping).
 		h.logger.Debug("tower stopping: connection closed without an answer", "endpoint", truncate(firstSegment(r.URL.EscapedPath())), "err", err)
 		if rec, ok := w.(*recorder); ok && rec.status == 0 {
 			rec.status = StatusNoResponse
@@ -355,6 +360,28 @@ func (h *handler) writeStatus(w http.ResponseWriter, r *http.Request, err error)
 	h.logger.Log(r.Context(), level, "request failed", "endpoint", truncate(firstSegment(r.URL.EscapedPath())),
 		"error_code", body.Code, "err", err)
 	h.writeError(w, status, body)
+}
+
+// MsgStopping is the message of the answer to an add the tower did not serve because it is
+// stopping (Config.Stopping).
+const MsgStopping = msgUnavailable + ": the tower is stopping, send again later"
+
+func (h *handler) stopping() bool { return h.cfg.Stopping != nil && h.cfg.Stopping() }
+
+// stoppingAnswer is the body for an add (/add_appointment, /add_appointments) that err says was
+// not served because the tower is stopping: error_code 7, the one answer the CLN plugin keeps
+// pending both on its first send and in its retrier. It files any other code as invalid for
+// good, and loses on the first send an appointment whose connection was cut.
+func (h *handler) stoppingAnswer(r *http.Request, err error) (ErrorBody, bool) {
+	switch firstSegment(r.URL.EscapedPath()) {
+	case "add_appointment", "add_appointments":
+	default:
+		return ErrorBody{}, false
+	}
+	if !notServed(err) || !h.stopping() {
+		return ErrorBody{}, false
+	}
+	return ErrorBody{Message: MsgStopping, Code: teos.ErrCodeInvalidSignatureOrSubscriptionError}, true
 }
 
 // notServed reports whether err says the core did not serve the request, rather than answer

@@ -19,8 +19,8 @@ const EndpointOther = "other"
 // before it was answered (nginx's 499); nothing is sent.
 const StatusClientClosedRequest = 499
 
-// StatusNoResponse is the Exchange.Status of a request whose connection the tower closed
-// without an answer because it is stopping (Config.Stopping; nginx's 444).
+// StatusNoResponse is the Exchange.Status of a request (not an add) whose connection the tower
+// closed without an answer because it is stopping (Config.Stopping; nginx's 444).
 const StatusNoResponse = 444
 
 // Config is the public API handler's configuration.
@@ -42,10 +42,13 @@ type Config struct {
 	Observer Observer
 	// Registrations, if set, limits successful registrations per client.
 	Registrations *RegistrationLimit
-	// Stopping, if set, reports whether the tower is shutting down. A request the core or
-	// the internal hop then answers Unavailable (or Canceled: the hop closed) gets no answer
-	// at all: its connection is closed. The CLN plugin files an add answered 503 / 32 as invalid for good, but its
-	// retrier keeps one whose connection was cut pending, and sends it again.
+	// Stopping, if set, reports whether the tower is shutting down. An add (/add_appointment,
+	// /add_appointments) the core or the internal hop then answers Unavailable (or Canceled:
+	// the hop closed) is answered 503 with error_code 7 (MsgStopping): the CLN plugin keeps an
+	// appointment answered 7 pending both on its first send and in its retrier (which
+	// re-registers, then sends it again), while it files 503 / 32 as invalid for good and, on
+	// the first send, loses one whose connection was cut. Any other request is cut: nothing is
+	// lost by that.
 	Stopping func() bool
 	// HoldBound is the longest the core may hold one call through a fault (api_hold_timeout).
 	HoldBound time.Duration

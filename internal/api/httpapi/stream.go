@@ -123,6 +123,9 @@ func (h *handler) addAppointmentsStream(w http.ResponseWriter, r *http.Request, 
 		return
 	}
 	st, body2 := StatusToHTTP(err)
+	if stopping, ok := h.stoppingAnswer(r, err); ok {
+		st, body2 = http.StatusServiceUnavailable, stopping
+	}
 	h.logger.Warn("streamed upload ended early", "status", st, "error_code", body2.Code, "err", err)
 	sw.line(body2)
 	sw.flush()
