@@ -186,13 +186,9 @@ func TestTimeoutAndCancel(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(release) })
-	c, err := bitcoind.New(bitcoind.Config{Host: strings.TrimPrefix(srv.URL, "http://"), Timeout: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := serverClient(t, srv, 50*time.Millisecond)
 
-	_, err = c.BestBlockHash(t.Context())
+	_, err := c.BestBlockHash(t.Context())
 	if !bitcoind.IsUnreachable(err) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("hung node: %v, want ErrUnreachable wrapping DeadlineExceeded", err)
 	}

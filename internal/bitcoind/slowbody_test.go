@@ -72,11 +72,7 @@ func TestSlowButSteadyAnswerCompletes(t *testing.T) {
 	chunk := len(body)/400 + 1
 	srv := httptest.NewServer(trickle(body, chunk, 5*time.Millisecond, 0))
 	t.Cleanup(srv.Close)
-	c, err := bitcoind.New(bitcoind.Config{Host: strings.TrimPrefix(srv.URL, "http://"), Timeout: timeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := serverClient(t, srv, timeout)
 	start := time.Now()
 	got, err := c.Block(t.Context(), block.BlockHash())
 	if err != nil {
@@ -96,12 +92,8 @@ func TestAnswerStoppingHalfwayTimesOut(t *testing.T) {
 	block, body := bigBlock(t)
 	srv := httptest.NewServer(trickle(body, 4096, time.Millisecond, len(body)/2))
 	t.Cleanup(srv.Close)
-	c, err := bitcoind.New(bitcoind.Config{Host: strings.TrimPrefix(srv.URL, "http://"), Timeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_, err = c.Block(t.Context(), block.BlockHash())
+	c := serverClient(t, srv, 100*time.Millisecond)
+	_, err := c.Block(t.Context(), block.BlockHash())
 	if !bitcoind.IsUnreachable(err) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("answer stopped halfway: %v, want ErrUnreachable wrapping DeadlineExceeded", err)
 	}
@@ -126,13 +118,20 @@ func TestEndlessAnswerEnds(t *testing.T) {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	c, err := bitcoind.New(bitcoind.Config{Host: strings.TrimPrefix(srv.URL, "http://"), Timeout: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_, err = c.BestBlockHash(t.Context())
+	c := serverClient(t, srv, 50*time.Millisecond)
+	_, err := c.BestBlockHash(t.Context())
 	if !bitcoind.IsUnreachable(err) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("endless answer: %v, want ErrUnreachable wrapping DeadlineExceeded", err)
 	}
+}
+
+// serverClient is a client of the node srv, closed when the test ends.
+func serverClient(t *testing.T, srv *httptest.Server, timeout time.Duration) *bitcoind.Client {
+	t.Helper()
+	c, err := bitcoind.New(bitcoind.Config{Host: strings.TrimPrefix(srv.URL, "http://"), Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
 }

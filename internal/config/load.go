@@ -248,11 +248,18 @@ func (v *uint32Value) Set(s string) error {
 // key only the key and the line are given.
 func ParseErrorText(err error) string {
 	var pe toml.ParseError
-	if errors.As(err, &pe) && secretKeys[pe.LastKey] {
+	if errors.As(err, &pe) && holdsSecret(pe.LastKey) {
 		return fmt.Sprintf("toml: line %d: the value of %s is not valid TOML (a string is written in quotes; "+
 			"the parser's message is not shown, it would quote the secret)", pe.Position.Line, pe.LastKey)
 	}
 	return err.Error()
+}
+
+// holdsSecret reports whether the TOML key path (a.b.c) ends in a secret key's name in any
+// case: such a key is unknown to rust-teos and teosd (keys are matched exactly), but its value
+// is no less a secret.
+func holdsSecret(key string) bool {
+	return secretKeys[strings.ToLower(key[strings.LastIndex(key, ".")+1:])]
 }
 
 // DecodeExact decodes the TOML document data into the struct *v, taking a key only when it is

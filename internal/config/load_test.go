@@ -230,6 +230,11 @@ func TestParseWarningHidesSecrets(t *testing.T) {
 		{"numeric password", "btc_rpc_password = 84735628193746592837465\n", "84735628193746592837465", "btc_rpc_password"},
 		{"unquoted user", "btc_rpc_user = operatorname\n", "operatorname", "btc_rpc_user"},
 		{"unquoted database url", "database_url = teospassword@db\n", "teospassword", "database_url"},
+		// Keys rust-teos ignores (and teos-go took before keys were matched exactly) but whose
+		// value is a secret all the same.
+		{"password key in capitals", "BTC_RPC_PASSWORD = SuperSecretPassphrase\n", "SuperSecret", "BTC_RPC_PASSWORD"},
+		{"password in a table", "[bitcoind]\nbtc_rpc_password = SuperSecretPassphrase\n", "SuperSecret", "btc_rpc_password"},
+		{"password as a dotted key", "bitcoind.Btc_Rpc_Password = SuperSecretPassphrase\n", "SuperSecret", "Btc_Rpc_Password"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, warnings := mustLoad(t, "--datadir", writeConf(t, tc.content))

@@ -121,17 +121,7 @@ func New(cfg Config) *Metrics {
 		}, func() float64 { return float64(height()) }))
 	}
 	if cfg.Reachable != nil {
-		reachable := cfg.Reachable
-		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: namespace,
-			Name:      "bitcoind_reachable",
-			Help:      "1 if the last call to bitcoind succeeded, 0 if not.",
-		}, func() float64 {
-			if reachable() {
-				return 1
-			}
-			return 0
-		}))
+		m.reg.MustRegister(newBoolGauge("bitcoind_reachable", "1 if the last call to bitcoind succeeded, 0 if not.", cfg.Reachable))
 	}
 	return m
 }
