@@ -219,7 +219,21 @@ type roles struct {
 	// leadFailedTerm is the leadership term whose start (lead) failed last, 0 once a start
 	// succeeded: a failure counts only against the term it happened in.
 	leadFailedTerm atomic.Int64
-	benchedUntil   atomic.Int64 // unix nanos: no campaigning until then (canLead)
+	benchedUntil   atomic.Int64 // r.sinceStart's reading in nanoseconds: no campaigning until then (canLead)
+	// sinceStart is the monotonic clock the bench is measured on; nil: since processStart.
+	sinceStart func() time.Duration
+}
+
+// processStart anchors monotonic measures: a time.Time from time.Now keeps its monotonic
+// reading, so time.Since(processStart) ignores steps of the system clock (NTP), which a
+// deadline in Unix time follows.
+var processStart = time.Now()
+
+func (r *roles) elapsed() time.Duration {
+	if r.sinceStart != nil {
+		return r.sinceStart()
+	}
+	return time.Since(processStart)
 }
 
 // benchedPeriods is how many election periods an instance that gave the leadership up because
@@ -233,15 +247,15 @@ const benchedPeriods = 10
 // then sits benchedPeriods out. A failure every instance shares moves the leadership round.
 func (r *roles) canLead(bitcoind func(context.Context) bool) func(context.Context) bool {
 	return func(ctx context.Context) bool {
-		now := time.Now()
+		now := r.elapsed()
 		if leading, _ := r.el.Leading(); leading {
 			if r.blocksFailing() {
-				r.benchedUntil.Store(now.Add(benchedPeriods * r.cfg.PollEvery()).UnixNano())
+				r.benchedUntil.Store(int64(now + benchedPeriods*r.cfg.PollEvery()))
 				r.log.Warn("block processing keeps failing: this instance cannot lead")
 				return false
 			}
 			r.benchedUntil.Store(0) // it recovered before the elector gave the lock up
-		} else if now.UnixNano() < r.benchedUntil.Load() {
+		} else if int64(now) < r.benchedUntil.Load() {
 			return false
 		}
 		return bitcoind(ctx)

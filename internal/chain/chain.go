@@ -82,8 +82,11 @@ type Monitor struct {
 	mu       sync.Mutex // serialises Poll; guards chain
 	chain    []BlockRef // last Window processed blocks, oldest first
 	height   atomic.Uint32
-	lastMove atomic.Int64 // unix nanos when the tip last moved
-	failures atomic.Int64 // Run's polls in a row that failed other than transiently
+	lastMove atomic.Int64 // m.elapsed() in nanoseconds when the tip last moved
+	// sinceStart is the monotonic clock the stale-tip warning is measured on; nil: since
+	// processStart.
+	sinceStart func() time.Duration
+	failures   atomic.Int64 // Run's polls in a row that failed other than transiently
 	// partial is a block some listeners handled but not all (one failed); guarded by mu. If
 	// it leaves the best chain before it is retried, its listeners are told it is gone.
 	partial *partialBlock
@@ -128,8 +131,20 @@ func New(ctx context.Context, cfg Config, tip chainhash.Hash, height uint32) (*M
 	}
 	m.chain = chain
 	m.height.Store(height)
-	m.lastMove.Store(time.Now().UnixNano())
+	m.lastMove.Store(int64(m.elapsed()))
 	return m, nil
+}
+
+// processStart anchors monotonic measures: a time.Time from time.Now keeps its monotonic
+// reading, so time.Since(processStart) ignores steps of the system clock (NTP), which Unix
+// time follows.
+var processStart = time.Now()
+
+func (m *Monitor) elapsed() time.Duration {
+	if m.sinceStart != nil {
+		return m.sinceStart()
+	}
+	return time.Since(processStart)
 }
 
 // Failures is how many of Run's polls in a row failed for a reason other than a transient
@@ -344,7 +359,7 @@ func (m *Monitor) connect(ctx context.Context, hash chainhash.Hash) error {
 		m.chain = append(m.chain[:0], m.chain[len(m.chain)-Window:]...)
 	}
 	m.height.Store(height)
-	m.lastMove.Store(time.Now().UnixNano())
+	m.lastMove.Store(int64(m.elapsed()))
 	m.log.Debug("block connected", "block_hash", hash, "height", height, "txs", len(block.Transactions))
 	if m.cfg.OnBlock != nil {
 		m.cfg.OnBlock(height, time.Since(start))
@@ -387,7 +402,7 @@ func (m *Monitor) Run(ctx context.Context, every time.Duration) error {
 		} else if err == nil {
 			m.failures.Store(0)
 		}
-		if idle := time.Since(time.Unix(0, m.lastMove.Load())); idle > stale && !warned {
+		if idle := m.elapsed() - time.Duration(m.lastMove.Load()); idle > stale && !warned {
 			m.log.Warn("chain tip has not moved", "for", idle.Round(time.Second), "height", m.Height())
 			warned = true
 		} else if idle <= stale {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -536,5 +537,66 @@ func TestBitcoindFarBehindIsReportedAsBehind(t *testing.T) {
 	}
 	if len(events) != 0 || m.Height() != 2*Window {
 		t.Fatalf("%d events, height %d", len(events), m.Height())
+	}
+}
+
+// syncBuffer is a log sink Run's goroutine writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// The stale-tip warning is measured on the monotonic clock: in Unix time, a step of the system
+// clock (NTP) forward warned of a tip that had just moved, and one back silenced the warning
+// for as long as the step. The test steps a fake monotonic clock past the stale bound while
+// the wall clock barely moves.
+func TestStaleTipIsMeasuredOnTheMonotonicClock(t *testing.T) {
+	c, hs := newFakeChain(3)
+	var logs syncBuffer
+	polled := make(chan struct{})
+	wake := make(chan struct{})
+	m, err := New(t.Context(), Config{
+		Source: c, Store: &tipStore{}, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		AfterPoll: func(context.Context) error { polled <- struct{}{}; return nil },
+		Wake:      wake,
+	}, hs[3], 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var step atomic.Int64
+	start := time.Now()
+	m.sinceStart = func() time.Duration { return time.Since(start) + time.Duration(step.Load()) }
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, time.Hour) }() // stale past 60 h
+	<-polled
+	wake <- struct{}{}
+	<-polled // the first poll's stale check is done
+	if strings.Contains(logs.String(), "has not moved") {
+		t.Fatalf("warned of a tip that has just been loaded:\n%s", logs.String())
+	}
+	step.Store(int64(61 * time.Hour))
+	wake <- struct{}{}
+	<-polled
+	wake <- struct{}{}
+	<-polled // the stale check after the step is done
+	if !strings.Contains(logs.String(), "chain tip has not moved") {
+		t.Fatalf("no warning 61 h after the tip last moved on the monotonic clock:\n%s", logs.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -154,82 +153,18 @@ func (l errorLog) Println(v ...any) { l.log.Warn("scrape: " + fmt.Sprint(v...)) 
 // operation timeout, 30 s): the whole scrape would fail, and every metric with it.
 const DefaultCountsWait = 5 * time.Second
 
-// countsCollector reads the three store counts in one call per scrape, waiting for it at
-// most wait. A call still running when the next scrape comes is waited for again rather
-// than joined by another.
-type countsCollector struct {
-	counts                        func() (int, int, int, error)
-	wait                          time.Duration
-	users, appointments, trackers *prometheus.Desc
-
-	mu      sync.Mutex
-	running chan struct{} // closed when the call in flight returns; nil when none is
-	last    countsResult  // of the last call that returned
-}
-
-type countsResult struct {
-	users, appointments, trackers int
-	err                           error
-}
-
-func newCountsCollector(counts func() (int, int, int, error), wait time.Duration) *countsCollector {
-	return &countsCollector{
-		counts: counts,
-		wait:   wait,
-		users: prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "registered_users"),
+// newCountsCollector serves the three store counts, read in one call per scrape.
+func newCountsCollector(counts func() (int, int, int, error), wait time.Duration) prometheus.Collector {
+	read := func() ([]float64, error) {
+		users, appointments, trackers, err := counts()
+		return []float64{float64(users), float64(appointments), float64(trackers)}, err
+	}
+	return NewBoundedGauges(wait, read,
+		prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "registered_users"),
 			"Users registered with the tower (expired ones stay until they are cleaned up).", nil, nil),
-		appointments: prometheus.NewDesc(prometheus.BuildFQName(namespace, "watcher", "appointments"),
+		prometheus.NewDesc(prometheus.BuildFQName(namespace, "watcher", "appointments"),
 			"Appointments the watcher is looking for in new blocks.", nil, nil),
-		trackers: prometheus.NewDesc(prometheus.BuildFQName(namespace, "responder", "trackers"),
+		prometheus.NewDesc(prometheus.BuildFQName(namespace, "responder", "trackers"),
 			"Penalty transactions the responder is tracking.", nil, nil),
-	}
-}
-
-func (c *countsCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.users
-	ch <- c.appointments
-	ch <- c.trackers
-}
-
-// read returns the counts of a call that returned during this scrape, started now unless
-// one is already in flight.
-func (c *countsCollector) read() (users, appointments, trackers int, err error) {
-	c.mu.Lock()
-	if c.running == nil {
-		done := make(chan struct{})
-		c.running = done
-		go func() {
-			var r countsResult
-			r.users, r.appointments, r.trackers, r.err = c.counts()
-			c.mu.Lock()
-			c.last, c.running = r, nil
-			c.mu.Unlock()
-			close(done)
-		}()
-	}
-	done := c.running
-	c.mu.Unlock()
-	t := time.NewTimer(c.wait)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		return 0, 0, 0, fmt.Errorf("the store did not answer the counts within %s", c.wait)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.last.users, c.last.appointments, c.last.trackers, c.last.err
-}
-
-func (c *countsCollector) Collect(ch chan<- prometheus.Metric) {
-	users, appointments, trackers, err := c.read()
-	if err != nil {
-		for _, d := range []*prometheus.Desc{c.users, c.appointments, c.trackers} {
-			ch <- prometheus.NewInvalidMetric(d, err)
-		}
-		return
-	}
-	ch <- prometheus.MustNewConstMetric(c.users, prometheus.GaugeValue, float64(users))
-	ch <- prometheus.MustNewConstMetric(c.appointments, prometheus.GaugeValue, float64(appointments))
-	ch <- prometheus.MustNewConstMetric(c.trackers, prometheus.GaugeValue, float64(trackers))
+	)
 }

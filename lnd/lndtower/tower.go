@@ -76,7 +76,7 @@ func (frontEnd) Open(_ context.Context, env frontend.Env) (*frontend.Instance, e
 		Listeners:  c.Listeners,
 		Serve:      srv.Serve,
 		Seed:       c.Seed,
-		Collectors: append(collectors(db, justiceTxs), srv.Collectors()...),
+		Collectors: append(collectors(db, justiceTxs, 0), srv.Collectors()...),
 		NewChain:   newChain,
 		Info:       inf,
 	}, nil
