@@ -315,7 +315,11 @@ func (lf *locatorFilters) build() error {
 	// in bbolt's remap for it, and every new read behind that commit, freezing the tower.
 	// Entries put between chunks are added to f by their writers; deleted ones only leave
 	// false positives.
-	var prev, resume []byte
+	var (
+		prev   teos.Locator
+		seen   bool
+		resume []byte
+	)
 	for done := false; !done; {
 		err = lf.db.View(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bktLocatorIdx).Cursor()
@@ -333,10 +337,9 @@ func (lf *locatorFilters) build() error {
 				if len(k) < teos.LocatorLen {
 					return fmt.Errorf("%w: locator_idx key is %d bytes", ErrCorrupt, len(k))
 				}
-				if prev == nil || !bytes.Equal(k[:teos.LocatorLen], prev) {
-					loc := teos.Locator(k[:teos.LocatorLen])
+				if loc := teos.Locator(k[:teos.LocatorLen]); !seen || loc != prev {
 					f.add(&loc)
-					prev = append(prev[:0], k[:teos.LocatorLen]...)
+					prev, seen = loc, true
 				}
 				if n++; n == filterBuildChunk {
 					resume = append(resume[:0], k...)
