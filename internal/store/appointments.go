@@ -264,14 +264,7 @@ func (s *Store) Tracker(id teos.UUID) (*Tracker, error) {
 // cursor position k (the result of a Seek to loc or earlier), and returns the first key past them.
 func scanLocator(b *buckets, c interface{ Next() ([]byte, []byte) }, k []byte, loc teos.Locator, fn func(teos.UUID, *Appointment) error) ([]byte, error) {
 	for ; k != nil && bytes.HasPrefix(k, loc[:]); k, _ = c.Next() {
-		if len(k) != teos.LocatorLen+teos.UUIDLen {
-			return nil, fmt.Errorf("%w: locator_idx key is %d bytes", ErrCorrupt, len(k))
-		}
-		id := teos.UUID(k[teos.LocatorLen:])
-		a, err := getAppointment(b, id)
-		if errors.Is(err, ErrNotFound) {
-			return nil, fmt.Errorf("%w: index entry for missing appointment %s", ErrCorrupt, id)
-		}
+		id, a, err := locatorEntry(b, k)
 		if err != nil {
 			return nil, err
 		}
@@ -280,6 +273,22 @@ func scanLocator(b *buckets, c interface{ Next() ([]byte, []byte) }, k []byte, l
 		}
 	}
 	return k, nil
+}
+
+// locatorEntry reads the appointment a locator index key k names.
+func locatorEntry(b *buckets, k []byte) (teos.UUID, *Appointment, error) {
+	if len(k) != teos.LocatorLen+teos.UUIDLen {
+		return teos.UUID{}, nil, fmt.Errorf("%w: locator_idx key is %d bytes", ErrCorrupt, len(k))
+	}
+	id := teos.UUID(k[teos.LocatorLen:])
+	a, err := getAppointment(b, id)
+	if errors.Is(err, ErrNotFound) {
+		return id, nil, fmt.Errorf("%w: index entry for missing appointment %s", ErrCorrupt, id)
+	}
+	if err != nil {
+		return id, nil, err
+	}
+	return id, a, nil
 }
 
 // AppointmentsByLocator returns every user's appointment for loc, ordered by UUID.
@@ -308,10 +317,16 @@ func (s *Store) AppointmentsByLocator(loc teos.Locator) ([]*Appointment, error) 
 // grouped by locator; locators without appointments are absent from the map. The query is
 // sorted and answered by one forward cursor pass over the locator index, so a block's worth
 // of misses costs little more than the seeks.
+//
+// A record that cannot be read is skipped, not allowed to hide the block's other matches:
+// the error then wraps ErrCorrupt and names it, and the map still holds every readable match
+// (a caller that failed the block on it would retry it for ever and watch no later block).
 func (s *Store) AppointmentsByLocators(locs []teos.Locator) (map[teos.Locator][]*Appointment, error) {
 	out := make(map[teos.Locator][]*Appointment)
+	var unreadable []error
 	err := s.view(func(b *buckets) error {
 		clear(out)
+		unreadable = nil
 		sorted := b.filters.maybeStored(locs) // in the transaction: see locfilter.go
 		slices.SortFunc(sorted, func(x, y teos.Locator) int { return bytes.Compare(x[:], y[:]) })
 		sorted = slices.Compact(sorted)
@@ -325,13 +340,16 @@ func (s *Store) AppointmentsByLocators(locs []teos.Locator) (map[teos.Locator][]
 			if k == nil {
 				break // past the last key: no later locator can match
 			}
-			var err error
-			k, err = scanLocator(b, c, k, loc, func(_ teos.UUID, a *Appointment) error {
+			for ; k != nil && bytes.HasPrefix(k, loc[:]); k, _ = c.Next() {
+				_, a, err := locatorEntry(b, k)
+				if errors.Is(err, ErrCorrupt) {
+					unreadable = append(unreadable, err)
+					continue
+				}
+				if err != nil {
+					return err
+				}
 				out[loc] = append(out[loc], a)
-				return nil
-			})
-			if err != nil {
-				return err
 			}
 			if k == nil {
 				break
@@ -341,6 +359,9 @@ func (s *Store) AppointmentsByLocators(locs []teos.Locator) (map[teos.Locator][]
 	})
 	if err != nil {
 		return nil, fmt.Errorf("appointments for %d locators: %w", len(locs), err)
+	}
+	if len(unreadable) > 0 {
+		return out, fmt.Errorf("appointments for %d locators: %d unreadable, skipped: %w", len(locs), len(unreadable), errors.Join(unreadable...))
 	}
 	return out, nil
 }

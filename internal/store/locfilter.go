@@ -281,6 +281,13 @@ func (lf *locatorFilters) startBuild() {
 
 var errFilterStopped = errors.New("store closing")
 
+// filterBuildChunk is how many index keys a build reads per read transaction; a test makes
+// filterBuildPause stop a build between two.
+var (
+	filterBuildChunk = 65536
+	filterBuildPause func()
+)
+
 func (lf *locatorFilters) build() error {
 	t0 := time.Now()
 	var capacity uint64
@@ -303,31 +310,54 @@ func (lf *locatorFilters) build() error {
 	}
 	_ = tx.Rollback()
 	deletedBefore := lf.deleted.Load()
-	err = lf.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bktLocatorIdx).Cursor()
-		var prev teos.Locator
-		n := 0
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			if len(k) < teos.LocatorLen {
-				return fmt.Errorf("%w: locator_idx key is %d bytes", ErrCorrupt, len(k))
+	// The index is read in chunks, each in a read transaction of its own: one transaction
+	// held for the whole scan (18 s at 10M cold) would make a commit that grows the file wait
+	// in bbolt's remap for it, and every new read behind that commit, freezing the tower.
+	// Entries put between chunks are added to f by their writers; deleted ones only leave
+	// false positives.
+	var (
+		prev   teos.Locator
+		seen   bool
+		resume []byte
+	)
+	for done := false; !done; {
+		err = lf.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bktLocatorIdx).Cursor()
+			var k []byte
+			if resume == nil {
+				k, _ = c.First()
+			} else if k, _ = c.Seek(resume); k != nil && bytes.Equal(k, resume) {
+				k, _ = c.Next() // resume was read by the previous chunk
 			}
-			loc := teos.Locator(k[:teos.LocatorLen])
-			if n == 0 || loc != prev {
-				f.add(&loc)
-				prev = loc
-			}
-			if n++; n%65536 == 0 {
-				select {
-				case <-lf.stop:
-					return errFilterStopped
-				default:
+			for n := 0; ; k, _ = c.Next() {
+				if k == nil {
+					done = true
+					return nil
+				}
+				if len(k) < teos.LocatorLen {
+					return fmt.Errorf("%w: locator_idx key is %d bytes", ErrCorrupt, len(k))
+				}
+				if loc := teos.Locator(k[:teos.LocatorLen]); !seen || loc != prev {
+					f.add(&loc)
+					prev, seen = loc, true
+				}
+				if n++; n == filterBuildChunk {
+					resume = append(resume[:0], k...)
+					return nil
 				}
 			}
+		})
+		if err != nil {
+			return err
 		}
-		return nil
-	})
-	if err != nil {
-		return err
+		if filterBuildPause != nil {
+			filterBuildPause()
+		}
+		select {
+		case <-lf.stop:
+			return errFilterStopped
+		default:
+		}
 	}
 	lf.current.Store(f)
 	lf.deleted.Add(-deletedBefore) // deletes seen before the snapshot are not in f

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -865,5 +866,64 @@ func TestConcurrentUpsertsShareCommits(t *testing.T) {
 	t.Logf("%d concurrent upserts took %d commits", n, used)
 	if used >= n {
 		t.Fatalf("%d concurrent upserts took %d commits; batching should need fewer", n, used)
+	}
+}
+
+// One unreadable record under a block's locator must not hide the block's other matches:
+// the watcher would fail the block, retry it for ever and so watch no later block.
+func TestAppointmentsByLocatorsSkipsUnreadableRecords(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "teos.db")
+	s := mustOpen(t, path, nil)
+	register(t, s, testUser(1), 100, 1000)
+	register(t, s, testUser(2), 100, 1000)
+	bad := testAppointment(testUser(1), testLocator(1), 10)
+	shared := testAppointment(testUser(2), testLocator(1), 10) // same locator as bad
+	other := testAppointment(testUser(1), testLocator(2), 10)
+	dangling := testAppointment(testUser(2), testLocator(3), 10)
+	for _, a := range []*Appointment{bad, shared, other, dangling} {
+		mustUpsert(t, s, a)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Damage the file as a bit flip or a lost page would: one record garbled, one index entry
+	// left without its record.
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	badID, danglingID := bad.UUID(), dangling.UUID()
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bktAppointments).Put(badID[:], []byte{appointmentRecordV1, 1, 2}); err != nil {
+			return err
+		}
+		return tx.Bucket(bktAppointments).Delete(danglingID[:])
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, path, nil)
+	t.Cleanup(func() { _ = s.Close() })
+
+	found, err := s.AppointmentsByLocators([]teos.Locator{testLocator(3), testLocator(1), testLocator(2)})
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("AppointmentsByLocators = %v, want ErrCorrupt naming the unreadable records", err)
+	}
+	for _, id := range []teos.UUID{badID, danglingID} {
+		if !strings.Contains(err.Error(), id.String()) {
+			t.Errorf("error %q does not name unreadable appointment %s", err, id)
+		}
+	}
+	if got := found[testLocator(1)]; len(got) != 1 || got[0].UUID() != shared.UUID() {
+		t.Errorf("locator 1: got %d appointments, want only the readable one of user 2", len(got))
+	}
+	if got := found[testLocator(2)]; len(got) != 1 || got[0].UUID() != other.UUID() {
+		t.Errorf("locator 2: got %d appointments, want 1", len(got))
+	}
+	if _, ok := found[testLocator(3)]; ok {
+		t.Errorf("locator 3 (only a dangling index entry) is in the result")
 	}
 }

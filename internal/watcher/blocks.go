@@ -128,7 +128,11 @@ func (r *run) seen(id teos.UUID, a *store.Appointment) {
 // block looks all the block's locators up at once and hands each match over, in block order.
 func (r *run) block(ctx context.Context, txs map[teos.Locator]disputeTx, locs []teos.Locator) error {
 	found, err := r.w.store.AppointmentsByLocators(locs)
-	if err != nil {
+	if errors.Is(err, store.ErrCorrupt) && found != nil {
+		// Failing the block would retry it for ever and watch no later block: the readable
+		// matches are handled, the damaged records reported.
+		r.w.log.Error("appointments matching this block cannot be read; handling the others", "err", err)
+	} else if err != nil {
 		return fmt.Errorf("look up %d locators: %w", len(locs), err)
 	}
 	for _, loc := range locs {

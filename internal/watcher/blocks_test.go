@@ -534,3 +534,48 @@ func TestDamagedTrackerDoesNotFailBlocks(t *testing.T) {
 		t.Error("the other appointment of the block was not handed over")
 	}
 }
+
+// damagedRecordStore answers lookups as the store does when one matching appointment record
+// cannot be read: the readable matches and an error wrapping store.ErrCorrupt.
+type damagedRecordStore struct {
+	*store.Store
+	bad teos.UUID
+}
+
+func (s damagedRecordStore) AppointmentsByLocators(locs []teos.Locator) (map[teos.Locator][]*store.Appointment, error) {
+	found, err := s.Store.AppointmentsByLocators(locs)
+	if err != nil {
+		return nil, err
+	}
+	for loc, appts := range found {
+		appts = slices.DeleteFunc(appts, func(a *store.Appointment) bool { return a.UUID() == s.bad })
+		if len(appts) == 0 {
+			delete(found, loc)
+		} else {
+			found[loc] = appts
+		}
+	}
+	return found, fmt.Errorf("appointments for %d locators: 1 unreadable, skipped: appointment %s: %w", len(locs), s.bad, store.ErrCorrupt)
+}
+
+// TestDamagedAppointmentDoesNotFailBlocks: a block matching an appointment whose record cannot
+// be read still hands the other breaches over and completes; failing it would retry the block
+// for ever and watch no later block.
+func TestDamagedAppointmentDoesNotFailBlocks(t *testing.T) {
+	f := newFixture(t)
+	alice, bob := f.newUser(), f.newUser()
+	b, other := newBreach(1), newBreach(2)
+	f.add(alice, b.loc, b.blob)
+	f.add(bob, b.loc, b.blob)
+	f.add(bob, other.loc, other.blob)
+	f.w.store = damagedRecordStore{Store: f.store, bad: uuid(b.loc, alice)}
+	f.connect(b.dispute, other.dispute) // fails the test if BlockConnected fails
+	for _, id := range []teos.UUID{uuid(b.loc, bob), uuid(other.loc, bob)} {
+		if _, ok := f.resp.breachOf(id); !ok || !f.hasTracker(id) {
+			t.Errorf("readable appointment %s of the block was not handed over", id)
+		}
+	}
+	if n := f.resp.callCount(uuid(b.loc, alice)); n != 0 {
+		t.Errorf("the unreadable appointment was handed over %d times", n)
+	}
+}

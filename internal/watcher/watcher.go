@@ -27,6 +27,8 @@ type Store interface {
 	Appointment(id teos.UUID) (*store.Appointment, error)
 	Tracker(id teos.UUID) (*store.Tracker, error)
 	UserLocators(id teos.UserID) ([]teos.Locator, error)
+	// AppointmentsByLocators may return a map with an error wrapping store.ErrCorrupt: the
+	// readable matches, some records skipped.
 	AppointmentsByLocators(locs []teos.Locator) (map[teos.Locator][]*store.Appointment, error)
 	QueuedHandOversFrom(from teos.UUID, limit int) ([]store.QueuedHandOver, error)
 	DropHandOvers(block chainhash.Hash) (int, error)
