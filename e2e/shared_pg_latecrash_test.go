@@ -12,8 +12,8 @@ import (
 // leader, so it acknowledges late appointments (their disputes mined in blocks the leader has
 // already looked up) before it knows those blocks, and dies right after, for good. The leader
 // must still answer both breaches, one whose block it processed just before the add and one a
-// block earlier, without another block: each add's own transaction found its dispute among the
-// transactions the leader published (recent_txs) and queued the hand-over.
+// block earlier, each without another block: each add's own transaction found its dispute among
+// the transactions the leader published (recent_txs) and queued the hand-over.
 func TestSharedPostgresLateAppointmentFollowerDies(t *testing.T) {
 	pg := pgtest.Start(t, nil)
 	url := pg.NewDatabase(t)
@@ -34,12 +34,17 @@ func TestSharedPostgresLateAppointmentFollowerDies(t *testing.T) {
 	c.mine(t)
 	waitTowerAt(t, a, h+1)
 	alice.add(t, b, breachAppointment(t, early))
+	// Waited for before the next block, which would otherwise mine the penalty out of the
+	// mempool (or, sent after it, prove nothing about "without another block").
+	c.waitInMempool(t, early.Penalty.TxHash(), time.Now())
 	c.send(t, late.Commitment)
 	c.mine(t)
 	waitTowerAt(t, a, h+2)
+	if _, _, ok := c.confirmation(t, early.Penalty.TxHash()); !ok {
+		t.Fatalf("the early penalty was not mined in block %d", h+2)
+	}
 	alice.add(t, b, breachAppointment(t, late))
 	b.kill()
 	c.waitInMempool(t, late.Penalty.TxHash(), time.Now())
-	c.waitInMempool(t, early.Penalty.TxHash(), time.Now())
 	a.stop()
 }
