@@ -511,7 +511,10 @@ func readFilterFile(path string, saved savedFilter) (*locFilter, error) {
 	}
 	f := &locFilter{k0: u(3), k1: u(4), capacity: u(5)}
 	nwords := u(7)
-	if nwords == 0 || nwords%filterWordsPerBlk != 0 || st.Size() != int64(filterHeaderLen)+int64(nwords)*8+4 {
+	// nwords is bounded by the file before it is multiplied: a count whose ·8 wraps must not
+	// pass the size check and reach make.
+	if nwords == 0 || nwords%filterWordsPerBlk != 0 || nwords > uint64(st.Size())/8 ||
+		st.Size() != int64(filterHeaderLen)+int64(nwords)*8+4 {
 		return nil, errFilterFile
 	}
 	f.added.Store(u(6))
