@@ -50,13 +50,16 @@ const minChainHeight = teos.IrrevocablyResolved
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	context.AfterFunc(ctx, func() {
+	onSignal := context.AfterFunc(ctx, func() {
 		// The signals' default action is back: a second one ends teosd at once, which loses
 		// nothing acknowledged (every answer follows its commit) and leaves nothing half-written.
 		stop()
 		slog.New(slog.NewTextHandler(os.Stderr, nil)).Info("stopping; a second SIGTERM or Ctrl-C ends teosd at once")
 	})
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	// Unhooked before stop cancels ctx: teosd ending by itself (a refused start) must not
+	// log "stopping" after its reason, as if it had been signalled.
+	onSignal()
 	stop()
 	os.Exit(code)
 }
