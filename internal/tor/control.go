@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -411,11 +412,22 @@ func readCookie(path string) ([]byte, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%w: tor named no cookie file", ErrAuth)
 	}
-	f, err := os.Open(path)
+	// The peer names the file: a FIFO would block the open for good (and Publish with it), a
+	// device may act on being opened. Checked before the open, and again on what was opened.
+	notRegular := fmt.Errorf("%w: auth cookie %s is not a regular file", ErrAuth, path)
+	if fi, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("%w: cannot read the auth cookie: %w", ErrAuth, err)
+	} else if !fi.Mode().IsRegular() {
+		return nil, notRegular
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%w: cannot read the auth cookie: %w", ErrAuth, err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, notRegular
+	}
 	cookie, err := io.ReadAll(io.LimitReader(f, 33))
 	if err != nil {
 		return nil, fmt.Errorf("%w: cannot read the auth cookie: %w", ErrAuth, err)
