@@ -38,6 +38,8 @@ var (
 	ErrNotTor = errors.New("not a Tor control port")
 	// ErrAuth means tor refused authentication or offers no method teosd can use.
 	ErrAuth = errors.New("Tor control port authentication failed")
+	// ErrNoAnswer means a command got no reply in time: a hung tor as much as a wrong port.
+	ErrNoAnswer = errors.New("no answer from the Tor control port")
 )
 
 // ReplyError is a reply with a status code of 400 or more.
@@ -247,7 +249,7 @@ func (c *Conn) Do(cmd string) (Reply, error) {
 		return Reply{}, fmt.Errorf("%s: %w", verb(cmd), c.err)
 	case <-t.C:
 		c.nc.Close() // a late reply would answer the next command
-		return Reply{}, fmt.Errorf("%w: no answer to %s within %s", ErrNotTor, verb(cmd), timeout)
+		return Reply{}, fmt.Errorf("%w to %s within %s", ErrNoAnswer, verb(cmd), timeout)
 	}
 }
 
