@@ -332,7 +332,8 @@ func TestPublishTransportFaultsNotRefusals(t *testing.T) {
 			done := make(chan struct{})
 			go func() {
 				Publish(ctx, ServiceConfig{ControlAddr: addr, Key: key, VirtualPort: 9814, Target: "127.0.0.1:9814",
-					Logger: slog.New(slog.NewTextHandler(&logs, nil)), Timeout: 100 * time.Millisecond,
+					// Long enough that only the silent ADD_ONION runs into it, even on a loaded machine.
+					Logger: slog.New(slog.NewTextHandler(&logs, nil)), Timeout: 2 * time.Second,
 					MinBackoff: time.Hour})
 				close(done)
 			}()
