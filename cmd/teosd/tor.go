@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -33,8 +34,12 @@ func loadOnion(cfg *config.Config, log *slog.Logger) (*onionService, error) {
 		return nil, nil
 	}
 	key, created, err := tor.LoadOrCreateKey(cfg.NetworkDir())
-	if err != nil {
+	if errors.Is(err, tor.ErrBadKey) {
 		return nil, fmt.Errorf("onion key: %w (move the file away to have teosd make a new key and a new onion address)", err)
+	}
+	if err != nil {
+		// A key teosd cannot read may still be the tower's: never advise giving it up.
+		return nil, fmt.Errorf("onion key: %w (teosd's user must be able to read it; it makes a new key only where there is no file)", err)
 	}
 	if created {
 		log.Info("onion key generated", "file", filepath.Join(cfg.NetworkDir(), tor.KeyFileName))

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -37,6 +38,8 @@ var (
 	ErrNotTor = errors.New("not a Tor control port")
 	// ErrAuth means tor refused authentication or offers no method teosd can use.
 	ErrAuth = errors.New("Tor control port authentication failed")
+	// ErrNoAnswer means a command got no reply in time: a hung tor as much as a wrong port.
+	ErrNoAnswer = errors.New("no answer from the Tor control port")
 )
 
 // ReplyError is a reply with a status code of 400 or more.
@@ -246,7 +249,7 @@ func (c *Conn) Do(cmd string) (Reply, error) {
 		return Reply{}, fmt.Errorf("%s: %w", verb(cmd), c.err)
 	case <-t.C:
 		c.nc.Close() // a late reply would answer the next command
-		return Reply{}, fmt.Errorf("%w: no answer to %s within %s", ErrNotTor, verb(cmd), timeout)
+		return Reply{}, fmt.Errorf("%w to %s within %s", ErrNoAnswer, verb(cmd), timeout)
 	}
 }
 
@@ -411,11 +414,22 @@ func readCookie(path string) ([]byte, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%w: tor named no cookie file", ErrAuth)
 	}
-	f, err := os.Open(path)
+	// The peer names the file: a FIFO would block the open for good (and Publish with it), a
+	// device may act on being opened. Checked before the open, and again on what was opened.
+	notRegular := fmt.Errorf("%w: auth cookie %s is not a regular file", ErrAuth, path)
+	if fi, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("%w: cannot read the auth cookie: %w", ErrAuth, err)
+	} else if !fi.Mode().IsRegular() {
+		return nil, notRegular
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%w: cannot read the auth cookie: %w", ErrAuth, err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, notRegular
+	}
 	cookie, err := io.ReadAll(io.LimitReader(f, 33))
 	if err != nil {
 		return nil, fmt.Errorf("%w: cannot read the auth cookie: %w", ErrAuth, err)

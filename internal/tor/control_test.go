@@ -2,8 +2,10 @@ package tor
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -104,8 +106,8 @@ func TestNotTor(t *testing.T) {
 func TestSilentPeerTimesOut(t *testing.T) {
 	c := fakePeer(t, func(string) string { return "" })
 	c.Timeout = 50 * time.Millisecond
-	if _, err := c.ProtocolInfo(); !errors.Is(err, ErrNotTor) {
-		t.Fatalf("err = %v, want ErrNotTor (no answer)", err)
+	if _, err := c.ProtocolInfo(); !errors.Is(err, ErrNoAnswer) {
+		t.Fatalf("err = %v, want ErrNoAnswer", err)
 	}
 	select {
 	case <-c.Done():
@@ -270,5 +272,80 @@ func TestCookieOnlyPeerGetsNoFile(t *testing.T) {
 		if strings.HasPrefix(cmd, "AUTHENTICATE") {
 			t.Fatalf("sent %q to a peer offering only plain COOKIE", cmd)
 		}
+	}
+}
+
+// stallingControlPort is a control port (no authentication) that answers everything but
+// ADD_ONION, where it does what addOnion says: "silent" (a hung tor) or "hangup".
+func stallingControlPort(t *testing.T, addOnion string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					reply := "250 OK\r\n"
+					switch verb(strings.TrimSpace(line)) {
+					case "PROTOCOLINFO":
+						reply = "250-PROTOCOLINFO 1\r\n250-AUTH METHODS=NULL\r\n250 OK\r\n"
+					case "ADD_ONION":
+						if addOnion == "hangup" {
+							return
+						}
+						io.Copy(io.Discard, r) // silent until teosd gives up
+						return
+					}
+					if _, err := c.Write([]byte(reply)); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// TestPublishTransportFaultsNotRefusals: a tor that authenticated teosd and then does not
+// answer ADD_ONION, or drops the connection, has refused nothing and is a control port; the
+// warning must not send the operator after a wrong port or a refusal.
+func TestPublishTransportFaultsNotRefusals(t *testing.T) {
+	for _, mode := range []string{"silent", "hangup"} {
+		t.Run(mode, func(t *testing.T) {
+			addr := stallingControlPort(t, mode)
+			key, _ := GenerateKey()
+			var logs logBuf
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				Publish(ctx, ServiceConfig{ControlAddr: addr, Key: key, VirtualPort: 9814, Target: "127.0.0.1:9814",
+					// Long enough that only the silent ADD_ONION runs into it, even on a loaded machine.
+					Logger: slog.New(slog.NewTextHandler(&logs, nil)), Timeout: 2 * time.Second,
+					MinBackoff: time.Hour})
+				close(done)
+			}()
+			defer func() { cancel(); <-done }()
+			logs.waitFor(t, "serving clearnet only")
+			msg := logs.String()
+			if strings.Contains(msg, "refused") || strings.Contains(msg, ErrNotTor.Error()) {
+				t.Fatalf("a transport fault on ADD_ONION logged as a refusal or a wrong port:\n%s", msg)
+			}
+			if want := map[string]string{"silent": "no answer from the Tor control port to ADD_ONION", "hangup": "closed the control connection"}[mode]; !strings.Contains(msg, want) {
+				t.Fatalf("warning does not say %q:\n%s", want, msg)
+			}
+		})
 	}
 }

@@ -103,16 +103,9 @@ func ServiceID(pub [32]byte) string {
 // exist. A file that exists but is not a key is an error: it is never replaced.
 func LoadOrCreateKey(dir string) (key SecretKey, created bool, err error) {
 	path := filepath.Join(dir, KeyFileName)
-	b, err := readAtMost(path, KeySize+1)
-	if err == nil {
-		key, err := ParseKey(b)
-		if err != nil {
-			return SecretKey{}, false, fmt.Errorf("%s: %w", path, err)
-		}
-		return key, false, nil
-	}
+	key, err = loadKey(path)
 	if !errors.Is(err, fs.ErrNotExist) {
-		return SecretKey{}, false, fmt.Errorf("read onion key: %w", err)
+		return key, false, err
 	}
 	if key, err = GenerateKey(); err != nil {
 		return SecretKey{}, false, err
@@ -122,10 +115,30 @@ func LoadOrCreateKey(dir string) (key SecretKey, created bool, err error) {
 	if err != nil {
 		return SecretKey{}, false, fmt.Errorf("store onion key: %w", err)
 	}
-	if !created {
-		return LoadOrCreateKey(dir) // made meanwhile by another process: use that one
+	if created {
+		return key, true, nil
 	}
-	return key, true, nil
+	// Made meanwhile by another process: use that one. Read once only: a name that exists
+	// yet reads as missing is a link to nothing, and retrying would never end.
+	key, err = loadKey(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		target, _ := os.Readlink(path)
+		return SecretKey{}, false, fmt.Errorf("read onion key: %s is a link to %s, which does not exist (a volume not mounted?); teosd writes no new key through it", path, target)
+	}
+	return key, false, err
+}
+
+// loadKey reads the key at path; a missing file is an error wrapping fs.ErrNotExist.
+func loadKey(path string) (SecretKey, error) {
+	b, err := readAtMost(path, KeySize+1)
+	if err != nil {
+		return SecretKey{}, fmt.Errorf("read onion key: %w", err)
+	}
+	key, err := ParseKey(b)
+	if err != nil {
+		return SecretKey{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return key, nil
 }
 
 // readAtMost reads up to n bytes of path: enough to tell a key from anything else, without

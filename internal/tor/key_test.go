@@ -6,10 +6,12 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/teos-go/teos/internal/durable/durabletest"
 )
@@ -209,5 +211,39 @@ func TestLoadOrCreateKeyEndlessFile(t *testing.T) {
 	}
 	if _, created, err := LoadOrCreateKey(dir); !errors.Is(err, ErrBadKey) || created {
 		t.Fatalf("created=%v err=%v, want ErrBadKey", created, err)
+	}
+}
+
+// A key file that is a link to a missing file (a backup volume not mounted) cannot be read
+// and must not be replaced either: a clear error, not an endless retry.
+func TestLoadOrCreateKeyDanglingLink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "unmounted", KeyFileName)
+	link := filepath.Join(dir, KeyFileName)
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, created, err := LoadOrCreateKey(dir)
+		if created {
+			err = errors.New("reported a key created")
+		}
+		done <- err
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("LoadOrCreateKey did not return for a dangling link")
+	}
+	if err == nil || !strings.Contains(err.Error(), link) {
+		t.Fatalf("err = %v, want an error naming %s", err, link)
+	}
+	if _, serr := os.Lstat(target); !errors.Is(serr, fs.ErrNotExist) {
+		t.Fatalf("a key was written through the link: %v", serr)
+	}
+	if fi, serr := os.Lstat(link); serr != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		t.Fatalf("the link was replaced: %v", serr)
 	}
 }

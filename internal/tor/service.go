@@ -2,6 +2,7 @@ package tor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -103,7 +104,10 @@ func publishOnce(ctx context.Context, cfg ServiceConfig) (*Conn, error) {
 	}
 	id, err := conn.AddOnion(cfg.Key, cfg.VirtualPort, cfg.Target)
 	if err != nil {
-		return fail(fmt.Errorf("Tor refused the onion service: %w", err))
+		if re := (*ReplyError)(nil); errors.As(err, &re) {
+			return fail(fmt.Errorf("Tor refused the onion service: %w", err))
+		}
+		return fail(fmt.Errorf("add the onion service: %w", err)) // no answer or connection lost: tor refused nothing
 	}
 	if want := cfg.Key.ServiceID(); id != want {
 		return fail(fmt.Errorf("tor published %s.onion for onion_v3_sk, which is %s.onion", id, want))

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/teos-go/teos/internal/freeport"
 	"github.com/teos-go/teos/internal/tortest"
 )
 
@@ -205,12 +206,12 @@ func TestPublishAndRemove(t *testing.T) {
 // tor not up yet, then up: Publish says so once and gets through when tor starts; after tor
 // goes away and comes back, it publishes again.
 func TestPublishRetries(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	// Not a port the kernel picks: tor restarts on it below, and while it is down any outgoing
+	// connection on the host may take it as its source port (internal/freeport).
+	port, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	key, _ := GenerateKey()
 	var logs logBuf

@@ -64,10 +64,10 @@ func StartPrivateNetwork(t testing.TB) *PrivateNetwork {
 		}
 	}
 	// The relay identity fingerprint, made with a placeholder authority (tor insists on one
-	// for a testing network).
+	// for a testing network). -f: without it tor reads the host's /etc/tor/torrc.
 	fingerprint := func(d string) string {
 		t.Helper()
-		run(d, "", bin, "--defaults-torrc", empty, "--list-fingerprint", "--quiet", "--DataDirectory", d, "--ORPort", "1",
+		run(d, "", bin, "-f", empty, "--defaults-torrc", empty, "--list-fingerprint", "--quiet", "--DataDirectory", d, "--ORPort", "1",
 			"--DirAuthority", "placeholder 127.0.0.1:1 "+strings.Repeat("f", 40))
 		b, err := os.ReadFile(filepath.Join(d, "fingerprint"))
 		if err != nil {
