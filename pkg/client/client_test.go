@@ -253,11 +253,36 @@ func TestRenewal(t *testing.T) {
 		t.Fatalf("registration %+v replaced by a bad renewal", reg)
 	}
 
-	// A receipt remembered from an earlier run counts too.
+	// A receipt remembered from an earlier run counts too, for the expiry.
 	f2 := newFakeTower(t)
-	prev := teos.RegistrationReceipt{AvailableSlots: 5000, SubscriptionExpiry: 50}
+	prev := teos.RegistrationReceipt{AvailableSlots: 50, SubscriptionExpiry: 5000}
 	if _, err := f2.client(t, WithRegistration(prev)).Register(t.Context()); !errors.Is(err, ErrMisbehaving) {
-		t.Fatalf("renewal below the remembered slots = %v, want ErrMisbehaving", err)
+		t.Fatalf("renewal to expiry 1000 after a remembered 5000 = %v, want ErrMisbehaving", err)
+	}
+}
+
+// A registration receipt kept from an earlier run says nothing about the slots left now: the
+// user may have used them since, and an honest renewal then holds fewer slots than it did.
+func TestRenewalAfterSlotsUsedInEarlierRun(t *testing.T) {
+	f := newFakeTower(t)
+	key := newUserKey(t)
+	earlier := New(f.srv.URL, f.id, key, WithRetry(0, 0))
+	sub, err := earlier.Register(t.Context()) // 100 slots, expiry 1000
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.set(func(f *fakeTower) { f.slots = 0 }) // that run used every slot
+
+	later := New(f.srv.URL, f.id, key, WithRetry(0, 0), WithRegistration(sub.RegistrationReceipt))
+	renewed, err := later.Register(t.Context()) // 0 + 100 slots, expiry 2000
+	if err != nil {
+		t.Fatalf("honest renewal after the slots of a saved registration were used: %v", err)
+	}
+	if renewed.AvailableSlots != 100 || renewed.SubscriptionExpiry != 2000 || later.Misbehaving() != nil {
+		t.Fatalf("renewal %+v, misbehaving %v", renewed.RegistrationReceipt, later.Misbehaving())
+	}
+	if _, err := later.AddAppointment(t.Context(), randomAppointment(t, 100)); err != nil {
+		t.Fatalf("AddAppointment after the renewal: %v", err)
 	}
 }
 

@@ -47,8 +47,9 @@ type Tower struct {
 
 	mu  sync.Mutex
 	reg *teos.RegistrationReceipt
-	// slots is the user's available slots as last reported (registration or any verified
-	// receipt): a renewal adds to what is left, not to what the last registration gave.
+	// slots is the user's available slots as last reported to this Tower (registration or
+	// any verified receipt; 0 until then): a renewal adds to what is left, not to what the
+	// last registration gave.
 	slots       uint32
 	misbehaving error
 	batch       batchSupport
@@ -69,9 +70,11 @@ func WithRetry(maxRetries int, base time.Duration) Option {
 }
 
 // WithRegistration tells the Tower about a registration receipt obtained earlier, so that
-// Register can check a renewal against it.
+// Register can check a renewal's expiry against it. Its slot count is not a floor: the slots
+// may have been used since, and a renewal adds to what is left (the receipts of this Tower's
+// own calls set the floor).
 func WithRegistration(r teos.RegistrationReceipt) Option {
-	return func(t *Tower) { t.reg, t.slots = &r, r.AvailableSlots }
+	return func(t *Tower) { t.reg = &r }
 }
 
 // New returns a client for the tower at baseURL ("http://host:port"; "http://" is added if
@@ -228,8 +231,8 @@ type Subscription struct {
 }
 
 // Register registers (or renews) the user. The receipt must be signed by the tower id and, for
-// a renewal, raise both the slot count and the expiry; otherwise the tower is marked
-// misbehaving.
+// a renewal, raise the expiry and the slots left as last reported to this Tower; otherwise the
+// tower is marked misbehaving.
 func (t *Tower) Register(ctx context.Context) (*Subscription, error) {
 	if err := t.Misbehaving(); err != nil {
 		return nil, err
