@@ -604,3 +604,39 @@ func TestDeleteOnTowerWithoutExtension(t *testing.T) {
 		t.Fatalf("%d POST /delete_appointment sent to a tower without it", n)
 	}
 }
+
+// IsTransient tells what may pass (the tower unreachable, a cut connection, a 503) from what
+// will not (a refusal, a misbehaving tower), once the retries are spent.
+func TestIsTransient(t *testing.T) {
+	f := newFakeTower(t)
+	c := f.client(t)
+	a := randomAppointment(t, 100)
+	for _, tc := range []struct {
+		name  string
+		setup func(f *fakeTower)
+		want  bool
+	}{
+		{"503", func(f *fakeTower) { f.fail503 = 10 }, true},
+		{"connection cut", func(f *fakeTower) { f.dropConns = 10 }, true},
+		{"refused", func(f *fakeTower) { f.rejectLoc[a.Locator] = true }, false},
+	} {
+		f.set(func(f *fakeTower) { f.fail503, f.dropConns = 0, 0; tc.setup(f) })
+		_, err := c.AddAppointment(t.Context(), a)
+		if err == nil || IsTransient(err) != tc.want {
+			t.Errorf("%s: %v, IsTransient %v, want %v", tc.name, err, IsTransient(err), tc.want)
+		}
+	}
+	var apiErr *APIError
+	f.set(func(f *fakeTower) { f.fail503 = 10 })
+	if _, err := c.AddAppointment(t.Context(), a); !errors.As(err, &apiErr) || apiErr.HTTPStatus != http.StatusServiceUnavailable {
+		t.Errorf("a transient 503 is not an *APIError any more: %v", err)
+	}
+	f.set(func(f *fakeTower) { f.fail503 = 0; delete(f.rejectLoc, a.Locator); f.badAddSig = true })
+	if _, err := c.AddAppointment(t.Context(), a); !errors.Is(err, ErrMisbehaving) || IsTransient(err) {
+		t.Errorf("misbehaving: %v, IsTransient %v", err, IsTransient(err))
+	}
+	f.srv.Close()
+	if _, err := f.client(t).Register(t.Context()); err == nil || !IsTransient(err) {
+		t.Errorf("tower down: %v, IsTransient %v", err, IsTransient(err))
+	}
+}

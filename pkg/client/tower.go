@@ -453,11 +453,23 @@ type streamDecoder interface {
 	decodeStream(body io.Reader, contentLength int64) error
 }
 
-// transientError marks a failure worth retrying.
+// transientError marks a failure worth retrying. It stays on the error a call returns once
+// its retries are spent, for IsTransient.
 type transientError struct{ err error }
 
 func (e *transientError) Error() string { return e.err.Error() }
 func (e *transientError) Unwrap() error { return e.err }
+
+// IsTransient reports whether err, returned by a call of this package, is a failure that says
+// nothing against the request and may pass: the tower could not be reached (through the proxy,
+// if any), the connection was cut or timed out, or the tower (or a reverse proxy before it)
+// answered 503, 502 or 504, as a tower that is stopping or has lost bitcoind does. Whatever it
+// was asked was not refused, and may be sent again later. A refusal (*APIError with a 4xx),
+// a misbehaving tower or a malformed answer is not transient.
+func IsTransient(err error) bool {
+	var tr *transientError
+	return errors.As(err, &tr)
+}
 
 // do sends one request, retrying transient failures, and decodes a 200 body into out.
 func (t *Tower) do(ctx context.Context, method, path string, in, out any) error {
@@ -488,13 +500,13 @@ func (t *Tower) doHooked(ctx context.Context, method, path string, body []byte, 
 			onTransient(tr.err)
 		}
 		if attempt >= t.retries || ctx.Err() != nil {
-			return tr.err
+			return tr
 		}
 		timer := time.NewTimer(t.backoff(attempt))
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return fmt.Errorf("%s %s: %w (last error: %w)", method, path, ctx.Err(), tr.err)
+			return fmt.Errorf("%s %s: %w (last error: %w)", method, path, ctx.Err(), tr)
 		case <-timer.C:
 		}
 	}

@@ -223,7 +223,7 @@ func (t *Tower) Upload(ctx context.Context, appts []teos.Appointment, idxs []int
 			return ErrNoBatchExtension
 		}
 		// The probe failed (tower unreachable, 503): worth trying again, unlike the above.
-		return errors.New("GET /info failed: cannot tell whether the tower offers the add_appointments extension")
+		return &transientError{errors.New("GET /info failed: cannot tell whether the tower offers the add_appointments extension")}
 	}
 	stream := t.hasExtension(ExtStreamedUploads)
 	for _, chunk := range t.chunk(appts, idxs) {
@@ -276,11 +276,11 @@ func (t *Tower) uploadStream(ctx context.Context, appts []teos.Appointment, chun
 	idle := t.http.Timeout
 	hc := *t.http
 	hc.Timeout = 0
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var timer *time.Timer
 	if idle > 0 {
-		timer = time.AfterFunc(idle, cancel)
+		timer = time.AfterFunc(idle, func() { cancel(errIdle) })
 		defer timer.Stop()
 	}
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url+"/add_appointments", bytes.NewReader(body))
@@ -294,12 +294,17 @@ func (t *Tower) uploadStream(ctx context.Context, appts []teos.Appointment, chun
 	}
 	resp, err := hc.Do(hreq)
 	if err != nil {
-		return fmt.Errorf("POST /add_appointments: %w", err)
+		return streamFault(ctx, fmt.Errorf("POST /add_appointments: %w", err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-		return decodeAPIError(resp.StatusCode, raw)
+		apiErr := decodeAPIError(resp.StatusCode, raw)
+		switch resp.StatusCode {
+		case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+			return &transientError{apiErr}
+		}
+		return apiErr
 	}
 	answered := make([]bool, len(chunk))
 	left := len(chunk)
@@ -313,9 +318,9 @@ func (t *Tower) uploadStream(ctx context.Context, appts []teos.Appointment, chun
 		if err := json.Unmarshal(sc.Bytes(), &it); err != nil {
 			return fmt.Errorf("%w: stream line: %w", ErrBadResponse, err)
 		}
-		if it.Index == nil { // the tower ended the request early
+		if it.Index == nil { // the tower ended the request early: a fault of its own (stopping)
 			if it.Error != nil && it.ErrorCode != nil {
-				return &APIError{HTTPStatus: resp.StatusCode, Code: *it.ErrorCode, Message: *it.Error}
+				return &transientError{&APIError{HTTPStatus: resp.StatusCode, Code: *it.ErrorCode, Message: *it.Error}}
 			}
 			return fmt.Errorf("%w: stream line without index", ErrBadResponse)
 		}
@@ -335,10 +340,28 @@ func (t *Tower) uploadStream(ctx context.Context, appts []teos.Appointment, chun
 		onResult(res)
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("POST /add_appointments: read stream: %w", err)
+		if errors.Is(err, bufio.ErrTooLong) {
+			return fmt.Errorf("%w: stream line over %d bytes", ErrBadResponse, maxStreamLine)
+		}
+		return streamFault(ctx, fmt.Errorf("POST /add_appointments: read stream: %w", err))
 	}
 	if left > 0 {
-		return fmt.Errorf("POST /add_appointments: stream ended with %d of %d items unanswered", left, len(chunk))
+		return &transientError{fmt.Errorf("POST /add_appointments: stream ended with %d of %d items unanswered", left, len(chunk))}
 	}
 	return nil
+}
+
+// errIdle ends a stream on which the tower sent nothing for the HTTP client's timeout.
+var errIdle = errors.New("no answer within the HTTP client's timeout")
+
+// streamFault marks a stream's transport failure (or the tower's silence) transient, unless
+// the caller's ctx ended it.
+func streamFault(ctx context.Context, err error) error {
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, errIdle):
+		return &transientError{fmt.Errorf("%w (%w)", err, errIdle)}
+	case cause != nil:
+		return err
+	}
+	return &transientError{err}
 }
