@@ -146,3 +146,32 @@ func TestExitStatusTellsRefusalFromTryAgain(t *testing.T) {
 		t.Errorf("tower down: exit %d, want %d; stderr %s", code, exitTryAgain, stderr)
 	}
 }
+
+// An error of the tower wrapped with what the command knows (an upload's progress, what to do)
+// is printed whole, with the tower's code: before, only the tower's message was printed, and
+// an interrupted upload did not say how far it got or that running it again resumes it.
+func TestTowerErrorKeepsCommandContext(t *testing.T) {
+	tw := newMoodyTower(t)
+	dir := filepath.Join(t.TempDir(), "c")
+	if code, _, stderr := runCLI(t, false, "--datadir", dir, "--tower", tw.URL, "--towerid", tw.id(), "register"); code != 0 {
+		t.Fatalf("register: %d %s", code, stderr)
+	}
+	tw.mode.Store("stopping")
+	code, _, stderr := runCLI(t, false, "--datadir", dir, "upload", "--file", appointmentsFile(t, 2), "--retry-for", "0s")
+	var e struct {
+		Error string `json:"error"`
+		Code  int    `json:"error_code"`
+	}
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if code != exitTryAgain || json.Unmarshal([]byte(lines[len(lines)-1]), &e) != nil || e.Code != teos.ErrCodeInvalidSignatureOrSubscriptionError ||
+		!strings.HasPrefix(e.Error, "upload stopped with 0 of 2 appointments acknowledged (run again to resume): ") ||
+		!strings.HasSuffix(e.Error, ": Service currently unavailable: the tower is stopping, send again later") {
+		t.Fatalf("upload to a stopping tower: exit %d, stderr %s", code, stderr)
+	}
+	// A bare tower error is printed as the tower sent it.
+	tw.mode.Store("refuse")
+	if code, stderr := addOne(t, dir, 1); code != exitFailure ||
+		strings.TrimSpace(stderr) != `{"error":"The provided appointment has already been triggered","error_code":35}` {
+		t.Fatalf("refused add: exit %d, stderr %s", code, stderr)
+	}
+}

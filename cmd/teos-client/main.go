@@ -204,7 +204,13 @@ func (a *app) printError(err error) {
 	out := map[string]any{"error": err.Error()}
 	var apiErr *client.APIError
 	if errors.As(err, &apiErr) {
-		out = map[string]any{"error": apiErr.Message, "error_code": apiErr.Code}
+		// The tower's message as it sent it, after what the command added around it (how far
+		// an upload got, what to do next).
+		msg := err.Error()
+		if context, ok := strings.CutSuffix(msg, apiErr.Error()); ok {
+			msg = context + apiErr.Message
+		}
+		out = map[string]any{"error": msg, "error_code": apiErr.Code}
 	}
 	b, _ := json.Marshal(out)
 	fmt.Fprintln(a.stderr, string(b))
