@@ -271,14 +271,23 @@ func (t *Tower) uploadStream(ctx context.Context, appts []teos.Appointment, chun
 	if err != nil {
 		return err
 	}
-	// The HTTP client's timeout bounds the wait for each line, not the whole stream, which
-	// may rightly take longer than any one request.
+	// The HTTP client's timeout bounds each silence, not the whole stream, which may rightly
+	// take longer than any one request: the wait for each line, and while the body goes out
+	// (a 2 MB batch over a slow Tor circuit may take minutes) the wait for each piece of it.
 	idle := t.http.Timeout
 	hc := *t.http
 	hc.Timeout = 0
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var timer *time.Timer
+	var timerMu sync.Mutex // the transport reads the body in a goroutine of its own
+	rearm := func() {
+		if timer != nil {
+			timerMu.Lock()
+			timer.Reset(idle)
+			timerMu.Unlock()
+		}
+	}
 	if idle > 0 {
 		timer = time.AfterFunc(idle, func() { cancel(errIdle) })
 		defer timer.Stop()
@@ -286,6 +295,10 @@ func (t *Tower) uploadStream(ctx context.Context, appts []teos.Appointment, chun
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url+"/add_appointments", bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("POST /add_appointments: %w", err)
+	}
+	hreq.Body = &progressReader{ReadCloser: hreq.Body, progress: rearm}
+	hreq.GetBody = func() (io.ReadCloser, error) { // a retry on a stale kept-alive connection
+		return &progressReader{ReadCloser: io.NopCloser(bytes.NewReader(body)), progress: rearm}, nil
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	hreq.Header.Set("Accept", "application/x-ndjson")
@@ -311,9 +324,7 @@ func (t *Tower) uploadStream(ctx context.Context, appts []teos.Appointment, chun
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 4096), maxStreamLine)
 	for sc.Scan() {
-		if timer != nil {
-			timer.Reset(idle)
-		}
+		rearm()
 		var it streamItem
 		if err := json.Unmarshal(sc.Bytes(), &it); err != nil {
 			return fmt.Errorf("%w: stream line: %w", ErrBadResponse, err)
@@ -351,15 +362,32 @@ func (t *Tower) uploadStream(ctx context.Context, appts []teos.Appointment, chun
 	return nil
 }
 
-// errIdle ends a stream on which the tower sent nothing for the HTTP client's timeout.
-var errIdle = errors.New("no answer within the HTTP client's timeout")
+// errIdle ends a stream on which nothing moved for the HTTP client's timeout.
+var errIdle = errors.New("nothing sent or received within the HTTP client's timeout")
+
+// progressReader calls progress after each read that returned data: the transport takes the
+// next piece of a request body only once the previous one went out.
+type progressReader struct {
+	io.ReadCloser
+	progress func()
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.ReadCloser.Read(b)
+	if n > 0 {
+		p.progress()
+	}
+	return n, err
+}
 
 // streamFault marks a stream's transport failure (or the tower's silence) transient, unless
 // the caller's ctx ended it.
 func streamFault(ctx context.Context, err error) error {
 	switch cause := context.Cause(ctx); {
-	case errors.Is(cause, errIdle):
+	case errors.Is(cause, errIdle) && !errors.Is(err, errIdle):
 		return &transientError{fmt.Errorf("%w (%w)", err, errIdle)}
+	case errors.Is(cause, errIdle):
+		return &transientError{err}
 	case cause != nil:
 		return err
 	}
