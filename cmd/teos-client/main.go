@@ -71,7 +71,7 @@ saved tower).
 
 Exit status: 0 done; 1 failed (refused by the tower, or a local error); 2 bad command line;
 3 not done, try again later: the tower (or --proxy) could not be reached, cut the connection,
-timed out or answered 502/503/504 (a tower stopping answers 503 with error_code 7), and
+timed out or answered 502/503/504/429/408 (a tower stopping answers 503 with error_code 7), and
 nothing was refused.
 `
 

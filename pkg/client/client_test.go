@@ -640,3 +640,34 @@ func TestIsTransient(t *testing.T) {
 		t.Errorf("tower down: %v, IsTransient %v", err, IsTransient(err))
 	}
 }
+
+// A reverse proxy's 429 (nginx limit_req with limit_req_status 429) and 408 (a slow client
+// body) before a tower are passing faults, not the tower's refusal of the appointment: retried,
+// and transient once the retries are spent.
+func TestRetriesProxyRateLimit(t *testing.T) {
+	for _, status := range []int{http.StatusTooManyRequests, http.StatusRequestTimeout} {
+		f := newFakeTower(t)
+		target, _ := url.Parse(f.srv.URL)
+		rp := httputil.NewSingleHostReverseProxy(target)
+		var limited atomic.Int32
+		limited.Store(2)
+		proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if limited.Add(-1) >= 0 {
+				http.Error(w, http.StatusText(status), status)
+				return
+			}
+			rp.ServeHTTP(w, r)
+		}))
+		t.Cleanup(proxy.Close)
+		c := New(proxy.URL, f.id, newUserKey(t), WithRetry(3, time.Millisecond))
+		if _, err := c.AddAppointment(t.Context(), randomAppointment(t, 100)); err != nil {
+			t.Fatalf("AddAppointment through a proxy answering %d twice: %v", status, err)
+		}
+		limited.Store(10)
+		_, err := c.AddAppointment(t.Context(), randomAppointment(t, 100))
+		var apiErr *APIError
+		if !errors.As(err, &apiErr) || apiErr.HTTPStatus != status || !IsTransient(err) {
+			t.Fatalf("AddAppointment through a proxy answering only %d: %v, IsTransient %v", status, err, IsTransient(err))
+		}
+	}
+}

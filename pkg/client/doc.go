@@ -11,7 +11,7 @@
 // who runs it (trust on first use), so receipt checks then only catch a tower that changes
 // its key afterwards.
 //
-// Transient failures (transport errors, HTTP 503, and a reverse proxy's 502 and 504) are retried with exponential backoff and
+// Transient failures (transport errors, HTTP 503, and a reverse proxy's 502, 504, 429 and 408) are retried with exponential backoff and
 // jitter; every other answer, in particular a 4xx, is returned at once as an *APIError.
 // Deadlines and cancellation come from the context passed to each call.
 //

@@ -463,9 +463,9 @@ func (e *transientError) Unwrap() error { return e.err }
 // IsTransient reports whether err, returned by a call of this package, is a failure that says
 // nothing against the request and may pass: the tower could not be reached (through the proxy,
 // if any), the connection was cut or timed out, or the tower (or a reverse proxy before it)
-// answered 503, 502 or 504, as a tower that is stopping or has lost bitcoind does. Whatever it
-// was asked was not refused, and may be sent again later. A refusal (*APIError with a 4xx),
-// a misbehaving tower or a malformed answer is not transient.
+// answered 503, 502, 504, 429 or 408 (transientStatus), as a tower that is stopping or has lost
+// bitcoind does. Whatever it was asked was not refused, and may be sent again later. A refusal
+// (*APIError with another 4xx), a misbehaving tower or a malformed answer is not transient.
 func IsTransient(err error) bool {
 	var tr *transientError
 	return errors.As(err, &tr)
@@ -575,9 +575,7 @@ func (t *Tower) once(ctx context.Context, method, path string, body []byte, hdr 
 	}
 	if resp.StatusCode/100 != 2 {
 		apiErr := decodeAPIError(resp.StatusCode, raw)
-		switch resp.StatusCode {
-		// 502 and 504 are a reverse proxy's answers while teosd behind it restarts or is slow.
-		case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+		if transientStatus(resp.StatusCode) {
 			return &transientError{apiErr}
 		}
 		return apiErr
@@ -592,6 +590,19 @@ func (t *Tower) once(ctx context.Context, method, path string, body []byte, hdr 
 		return fmt.Errorf("%w: %s %s: %w", ErrBadResponse, method, path, err)
 	}
 	return nil
+}
+
+// transientStatus reports whether an HTTP status says "not now" rather than "no": teosd's 503,
+// and a reverse proxy's while teosd behind it restarts or is slow (502, 504) or while it
+// limits the client's rate or found its body slow (429, 408). teosd itself sends neither 408
+// nor 429.
+func transientStatus(status int) bool {
+	switch status {
+	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout,
+		http.StatusTooManyRequests, http.StatusRequestTimeout:
+		return true
+	}
+	return false
 }
 
 type errorJSON struct {

@@ -140,14 +140,15 @@ func (t *Tower) DeleteAppointment(ctx context.Context, loc teos.Locator) (*Delet
 	}
 	// A try that may have reached the tower but whose answer was lost (connection cut, a
 	// proxy's 502/504) may have deleted the appointment: the retry then finds nothing. Only a
-	// failed dial (or SOCKS connect) or the tower's own 503 (refused before doing anything)
-	// surely did not.
+	// failed dial (or SOCKS connect), the tower's own 503 (refused before doing anything) or a
+	// reverse proxy's 429/408 (refused before passing it on) surely did not.
 	lost := false
 	var r deleteResponse
 	err = t.doHooked(ctx, http.MethodPost, "/delete_appointment", body, nil, &r, func(err error) {
 		var apiErr *APIError
 		var opErr *net.OpError
-		if errors.As(err, &apiErr) && apiErr.HTTPStatus == http.StatusServiceUnavailable ||
+		if errors.As(err, &apiErr) && (apiErr.HTTPStatus == http.StatusServiceUnavailable ||
+			apiErr.HTTPStatus == http.StatusTooManyRequests || apiErr.HTTPStatus == http.StatusRequestTimeout) ||
 			errors.As(err, &opErr) && (opErr.Op == "dial" || strings.HasPrefix(opErr.Op, "socks")) {
 			return
 		}
@@ -313,8 +314,7 @@ func (t *Tower) uploadStream(ctx context.Context, appts []teos.Appointment, chun
 	if resp.StatusCode != http.StatusOK {
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 		apiErr := decodeAPIError(resp.StatusCode, raw)
-		switch resp.StatusCode {
-		case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+		if transientStatus(resp.StatusCode) {
 			return &transientError{apiErr}
 		}
 		return apiErr
