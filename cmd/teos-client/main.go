@@ -126,7 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress 
 	fs.StringVar(&a.proxy, "proxy", "", "SOCKS5 proxy `host:port` to reach the tower through, e.g. Tor's 127.0.0.1:9050 (needed for .onion towers; names are resolved by the proxy); saved with the tower, none to stop using the saved one")
 	// Above what a tower with the default api_hold_timeout (45 s) may take: its rate limit's
 	// delay (up to 45 s) and then a fault of its own held out (45 s) answer late, not with an error.
-	fs.DurationVar(&a.timeout, "timeout", 2*time.Minute, "timeout of each HTTP request (upload: of each silence, sending or receiving)")
+	fs.DurationVar(&a.timeout, "timeout", 2*time.Minute, "timeout of each HTTP request (upload, get_subscription_info: of each silence, sending or receiving)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}

@@ -531,7 +531,29 @@ func (t *Tower) once(ctx context.Context, method, path string, body []byte, hdr 
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, t.url+path, rd)
+	hc, reqCtx := t.http, ctx
+	sd, streamed := out.(streamDecoder)
+	var progress func()
+	if streamed && t.http.Timeout > 0 {
+		// The answer grows with the user's appointments and may rightly take longer than the
+		// timeout over a slow link: the timeout bounds each silence, not the whole answer.
+		idle := t.http.Timeout
+		c := *t.http
+		c.Timeout = 0
+		hc = &c
+		var cancel context.CancelCauseFunc
+		reqCtx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		timer := time.AfterFunc(idle, func() { cancel(errIdle) })
+		defer timer.Stop()
+		var mu sync.Mutex
+		progress = func() {
+			mu.Lock()
+			timer.Reset(idle)
+			mu.Unlock()
+		}
+	}
+	req, err := http.NewRequestWithContext(reqCtx, method, t.url+path, rd)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -541,20 +563,24 @@ func (t *Tower) once(ctx context.Context, method, path string, body []byte, hdr 
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
-	resp, err := t.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		err = fmt.Errorf("%s %s: %w", method, path, err)
 		if ctx.Err() != nil {
 			return err
 		}
-		return &transientError{err}
+		return &transientError{idleCause(reqCtx, err)}
 	}
 	defer resp.Body.Close()
-	if sd, ok := out.(streamDecoder); ok && resp.StatusCode/100 == 2 {
-		err := sd.decodeStream(resp.Body, resp.ContentLength)
+	if streamed && resp.StatusCode/100 == 2 {
+		var body io.Reader = resp.Body
+		if progress != nil {
+			body = &progressReader{ReadCloser: resp.Body, progress: progress}
+		}
+		err := sd.decodeStream(body, resp.ContentLength)
 		var re *readError
 		if errors.As(err, &re) {
-			err = fmt.Errorf("%s %s: read reply: %w", method, path, re.err)
+			err = idleCause(reqCtx, fmt.Errorf("%s %s: read reply: %w", method, path, re.err))
 			if ctx.Err() != nil {
 				return err
 			}
@@ -590,6 +616,14 @@ func (t *Tower) once(ctx context.Context, method, path string, body []byte, hdr 
 		return fmt.Errorf("%w: %s %s: %w", ErrBadResponse, method, path, err)
 	}
 	return nil
+}
+
+// idleCause adds to err that ctx was ended by the idle timer (errIdle), if it was.
+func idleCause(ctx context.Context, err error) error {
+	if errors.Is(context.Cause(ctx), errIdle) && !errors.Is(err, errIdle) {
+		return fmt.Errorf("%w (%w)", err, errIdle)
+	}
+	return err
 }
 
 // transientStatus reports whether an HTTP status says "not now" rather than "no": teosd's 503,

@@ -383,13 +383,8 @@ func (p *progressReader) Read(b []byte) (int, error) {
 // streamFault marks a stream's transport failure (or the tower's silence) transient, unless
 // the caller's ctx ended it.
 func streamFault(ctx context.Context, err error) error {
-	switch cause := context.Cause(ctx); {
-	case errors.Is(cause, errIdle) && !errors.Is(err, errIdle):
-		return &transientError{fmt.Errorf("%w (%w)", err, errIdle)}
-	case errors.Is(cause, errIdle):
-		return &transientError{err}
-	case cause != nil:
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, errIdle) {
 		return err
 	}
-	return &transientError{err}
+	return &transientError{idleCause(ctx, err)}
 }
