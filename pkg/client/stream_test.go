@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -42,13 +43,16 @@ func streamTower(t *testing.T, f *fakeTower) *httptest.Server {
 	return srv
 }
 
-// slowConn sends at most 2 KiB every 20 ms: about 100 KB/s, a slow Tor circuit.
-type slowConn struct{ net.Conn }
+// slowConn sends at most piece bytes every 20 ms.
+type slowConn struct {
+	net.Conn
+	piece int
+}
 
 func (c slowConn) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
-		k := min(len(p), 2048)
+		k := min(len(p), c.piece)
 		time.Sleep(20 * time.Millisecond)
 		w, err := c.Conn.Write(p[:k])
 		n += w
@@ -60,6 +64,19 @@ func (c slowConn) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// slowTransport sends piece bytes every 20 ms on each connection.
+func slowTransport(piece int) *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return slowConn{c, piece}, nil
+	}
+	return tr
+}
+
 // The HTTP client's timeout bounds a streamed upload's silence, not its length: a body that
 // takes longer to send than the timeout, while it is being sent, is not cut. Before, the
 // timer ran from the request's start until the first answer line, so over a slow link every
@@ -68,17 +85,9 @@ func (c slowConn) Write(p []byte) (int, error) {
 func TestStreamedUploadSlowLinkNotCut(t *testing.T) {
 	f := newFakeTower(t)
 	srv := streamTower(t, f)
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return slowConn{c}, nil
-	}
 	const idle = time.Second
-	c := New(srv.URL, f.id, newUserKey(t), WithRetry(0, 0), WithHTTPClient(&http.Client{Transport: tr, Timeout: idle}))
-	appts := randomAppointments(t, 100, 600) // about 150 KB of JSON: 1.5 s on this link
+	c := New(srv.URL, f.id, newUserKey(t), WithRetry(0, 0), WithHTTPClient(&http.Client{Transport: slowTransport(2048), Timeout: idle})) // 100 KB/s
+	appts := randomAppointments(t, 100, 600)                                                                                             // about 150 KB of JSON: 1.5 s on this link
 	idxs := make([]int, len(appts))
 	for i := range idxs {
 		idxs[i] = i
@@ -94,4 +103,25 @@ func TestStreamedUploadSlowLinkNotCut(t *testing.T) {
 		t.Fatalf("upload over a slow link (timeout %v, took %v): %v; %d of %d receipts", idle, time.Since(start), err, got, len(appts))
 	}
 	t.Logf("%d appointments over a slow link in %v with a %v timeout", len(appts), time.Since(start).Round(time.Millisecond), idle)
+}
+
+// A body that trickles (here 20 bytes every 20 ms, 1 KB/s) is still cut by the client's
+// bound, not left to run for minutes: the transport takes the body 32 KB at a time, so each
+// piece is a silence longer than the timeout. (The 8 KiB/s floor on the whole, for pieces that
+// each pass within the timeout, is shown on get_subscription_info: TestSubscriptionTrickleCut.)
+func TestStreamedUploadTrickleCut(t *testing.T) {
+	f := newFakeTower(t)
+	srv := streamTower(t, f)
+	c := New(srv.URL, f.id, newUserKey(t), WithRetry(0, 0), WithHTTPClient(&http.Client{Transport: slowTransport(20), Timeout: 300 * time.Millisecond}))
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second) // 150 KB at 1 KB/s would take minutes
+	defer cancel()
+	appts := randomAppointments(t, 100, 600)
+	idxs := make([]int, len(appts))
+	for i := range idxs {
+		idxs[i] = i
+	}
+	err := c.Upload(ctx, appts, idxs, func(UploadResult) {})
+	if !errors.Is(err, errIdle) || !IsTransient(err) || ctx.Err() != nil {
+		t.Fatalf("trickled upload: %v (ctx %v), want cut by the client's bound", err, ctx.Err())
+	}
 }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -485,5 +486,35 @@ func TestSubscriptionSlowAnswerNotCut(t *testing.T) {
 	t.Logf("stalled: %v", err)
 	if err == nil || !IsTransient(err) {
 		t.Fatalf("stalled answer: %v, IsTransient %v", err, IsTransient(err))
+	}
+}
+
+// TestSubscriptionTrickleCut: an answer that never stops but trickles (10 bytes every 10 ms,
+// 1 KB/s, under the 8 KiB/s floor) is cut once past the timeout, transiently: a hostile tower
+// cannot hold the client forever by always sending a little.
+func TestSubscriptionTrickleCut(t *testing.T) {
+	body := rustAnswer(3, 4, randomLocators(t, 20_000)) // 700 KB: twelve minutes at that rate
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		for b := body; len(b) > 0; b = b[min(10, len(b)):] {
+			if _, err := w.Write(b[:min(10, len(b))]); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-time.After(10 * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c := New(srv.URL, teos.UserID{}, newUserKey(t), WithRetry(0, 0), WithHTTPClient(&http.Client{Timeout: 300 * time.Millisecond}))
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	_, err := c.GetSubscriptionInfo(ctx)
+	if !errors.Is(err, errIdle) || !IsTransient(err) || ctx.Err() != nil {
+		t.Fatalf("trickled answer: %v (ctx %v), want cut by the client's bound", err, ctx.Err())
 	}
 }

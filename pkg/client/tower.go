@@ -533,25 +533,19 @@ func (t *Tower) once(ctx context.Context, method, path string, body []byte, hdr 
 	}
 	hc, reqCtx := t.http, ctx
 	sd, streamed := out.(streamDecoder)
-	var progress func()
+	var dog *watchdog
 	if streamed && t.http.Timeout > 0 {
 		// The answer grows with the user's appointments and may rightly take longer than the
-		// timeout over a slow link: the timeout bounds each silence, not the whole answer.
-		idle := t.http.Timeout
+		// timeout over a slow link: the timeout bounds each silence, and the answer's size
+		// the whole (watchdog).
 		c := *t.http
 		c.Timeout = 0
 		hc = &c
 		var cancel context.CancelCauseFunc
 		reqCtx, cancel = context.WithCancelCause(ctx)
 		defer cancel(nil)
-		timer := time.AfterFunc(idle, func() { cancel(errIdle) })
-		defer timer.Stop()
-		var mu sync.Mutex
-		progress = func() {
-			mu.Lock()
-			timer.Reset(idle)
-			mu.Unlock()
-		}
+		dog = newWatchdog(t.http.Timeout, cancel)
+		defer dog.stop()
 	}
 	req, err := http.NewRequestWithContext(reqCtx, method, t.url+path, rd)
 	if err != nil {
@@ -574,8 +568,8 @@ func (t *Tower) once(ctx context.Context, method, path string, body []byte, hdr 
 	defer resp.Body.Close()
 	if streamed && resp.StatusCode/100 == 2 {
 		var body io.Reader = resp.Body
-		if progress != nil {
-			body = &progressReader{ReadCloser: resp.Body, progress: progress}
+		if dog != nil {
+			body = &watchedBody{resp.Body, dog}
 		}
 		err := sd.decodeStream(body, resp.ContentLength)
 		var re *readError
@@ -616,14 +610,6 @@ func (t *Tower) once(ctx context.Context, method, path string, body []byte, hdr 
 		return fmt.Errorf("%w: %s %s: %w", ErrBadResponse, method, path, err)
 	}
 	return nil
-}
-
-// idleCause adds to err that ctx was ended by the idle timer (errIdle), if it was.
-func idleCause(ctx context.Context, err error) error {
-	if errors.Is(context.Cause(ctx), errIdle) && !errors.Is(err, errIdle) {
-		return fmt.Errorf("%w (%w)", err, errIdle)
-	}
-	return err
 }
 
 // transientStatus reports whether an HTTP status says "not now" rather than "no": teosd's 503,

@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -273,33 +272,27 @@ func (t *Tower) uploadStream(ctx context.Context, appts []teos.Appointment, chun
 		return err
 	}
 	// The HTTP client's timeout bounds each silence, not the whole stream, which may rightly
-	// take longer than any one request: the wait for each line, and while the body goes out
-	// (a 2 MB batch over a slow Tor circuit may take minutes) the wait for each piece of it.
-	idle := t.http.Timeout
+	// take longer than any one request: while the body goes out (a 2 MB batch over a slow Tor
+	// circuit may take minutes) the wait for each piece of it, within the body's size at
+	// minTransferRate, and then the wait for each line.
 	hc := *t.http
 	hc.Timeout = 0
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	var timer *time.Timer
-	var timerMu sync.Mutex // the transport reads the body in a goroutine of its own
-	rearm := func() {
-		if timer != nil {
-			timerMu.Lock()
-			timer.Reset(idle)
-			timerMu.Unlock()
-		}
-	}
-	if idle > 0 {
-		timer = time.AfterFunc(idle, func() { cancel(errIdle) })
-		defer timer.Stop()
+	var dog *watchdog
+	if t.http.Timeout > 0 {
+		dog = newWatchdog(t.http.Timeout, cancel)
+		defer dog.stop()
 	}
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url+"/add_appointments", bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("POST /add_appointments: %w", err)
 	}
-	hreq.Body = &progressReader{ReadCloser: hreq.Body, progress: rearm}
-	hreq.GetBody = func() (io.ReadCloser, error) { // a retry on a stale kept-alive connection
-		return &progressReader{ReadCloser: io.NopCloser(bytes.NewReader(body)), progress: rearm}, nil
+	if dog != nil {
+		hreq.Body = &watchedBody{hreq.Body, dog}
+		hreq.GetBody = func() (io.ReadCloser, error) { // a retry on a stale kept-alive connection
+			return &watchedBody{io.NopCloser(bytes.NewReader(body)), dog}, nil
+		}
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	hreq.Header.Set("Accept", "application/x-ndjson")
@@ -324,7 +317,9 @@ func (t *Tower) uploadStream(ctx context.Context, appts []teos.Appointment, chun
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 4096), maxStreamLine)
 	for sc.Scan() {
-		rearm()
+		if dog != nil {
+			dog.heard()
+		}
 		var it streamItem
 		if err := json.Unmarshal(sc.Bytes(), &it); err != nil {
 			return fmt.Errorf("%w: stream line: %w", ErrBadResponse, err)
@@ -360,24 +355,6 @@ func (t *Tower) uploadStream(ctx context.Context, appts []teos.Appointment, chun
 		return &transientError{fmt.Errorf("POST /add_appointments: stream ended with %d of %d items unanswered", left, len(chunk))}
 	}
 	return nil
-}
-
-// errIdle ends a stream on which nothing moved for the HTTP client's timeout.
-var errIdle = errors.New("nothing sent or received within the HTTP client's timeout")
-
-// progressReader calls progress after each read that returned data: the transport takes the
-// next piece of a request body only once the previous one went out.
-type progressReader struct {
-	io.ReadCloser
-	progress func()
-}
-
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.ReadCloser.Read(b)
-	if n > 0 {
-		p.progress()
-	}
-	return n, err
 }
 
 // streamFault marks a stream's transport failure (or the tower's silence) transient, unless
