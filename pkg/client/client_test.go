@@ -210,8 +210,14 @@ func TestWrongTowerID(t *testing.T) {
 	f := newFakeTower(t)
 	other := teos.UserIDFromPubKey(newUserKey(t).PubKey())
 	c := New(f.srv.URL, other, newUserKey(t))
-	if _, err := c.Register(t.Context()); !errors.Is(err, ErrMisbehaving) {
-		t.Fatalf("Register against the wrong id = %v, want ErrMisbehaving", err)
+	if _, err := c.Register(t.Context()); !errors.Is(err, ErrMisbehaving) || !strings.Contains(err.Error(), "is the tower id right?") {
+		t.Fatalf("Register against the wrong id = %v, want ErrMisbehaving asking whether the id is right", err)
+	}
+	// A tower registered with before that signs with another key has no such excuse.
+	f.set(func(f *fakeTower) { f.badRegSig = true })
+	known := f.client(t, WithRegistration(teos.RegistrationReceipt{SubscriptionExpiry: 1}))
+	if _, err := known.Register(t.Context()); !errors.Is(err, ErrMisbehaving) || strings.Contains(err.Error(), "tower id right") {
+		t.Fatalf("renewal signed by another key = %v, want ErrMisbehaving without the hint", err)
 	}
 }
 

@@ -251,7 +251,12 @@ func (t *Tower) Register(ctx context.Context) (*Subscription, error) {
 		return nil, t.markMisbehaving("registration receipt for user %q, want %s", r.UserID, t.userID)
 	}
 	if !wtcrypto.VerifySignature(rec.SignedBytes(), r.SubscriptionSignature, t.id) {
-		return nil, t.markMisbehavingProof(signatureProof("", r.SubscriptionSignature, rec.SignedBytes()), "registration receipt not signed by the tower")
+		reason := "registration receipt not signed by the tower"
+		if _, known := t.Registration(); !known {
+			// No receipt of this tower verified yet: most likely a wrong id (the CLN plugin asks).
+			reason += ": is the tower id right?"
+		}
+		return nil, t.markMisbehavingProof(signatureProof("", r.SubscriptionSignature, rec.SignedBytes()), "%s", reason)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
