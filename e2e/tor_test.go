@@ -479,13 +479,13 @@ func TestTorPrivateNetworkRoundTrip(t *testing.T) {
 	}
 	t.Logf("%d connections at once, 2 pings each: all answered over the onion, %d of %d on the public port from 127.0.0.1 (cap 2)", n, ok, 2*n)
 	// An onion nobody publishes: tor's SOCKS port refuses it, and the client reports a
-	// transport failure, not a tower's answer.
+	// transport failure, not a tower's answer: exit 3, nothing refused.
 	_, unknown := rustTeosOnionKey(t)
 	onionURL = "http://" + unknown + ":9814"
 	dataDir = filepath.Join(t.TempDir(), "client2")
 	_, errOut, err = client("register")
 	var exitErr *exec.ExitError
-	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 || !strings.Contains(errOut, "socks connect") || strings.Contains(errOut, "error_code") {
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 3 || !strings.Contains(errOut, "socks connect") || strings.Contains(errOut, "error_code") {
 		t.Fatalf("register with an unknown onion: %v\n%s", err, errOut)
 	}
 	t.Logf("unknown onion: %s", strings.TrimSpace(errOut))

@@ -75,7 +75,7 @@ func (a *app) deleteAppointment(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Join(dir, deletionsDir), 0o700); err != nil {
+	if _, err := durable.MkdirAll(filepath.Join(dir, deletionsDir), 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", deletionsDir, err)
 	}
 	path := filepath.Join(dir, deletionsDir, t.ID().String()+"-"+loc.String()+".json")

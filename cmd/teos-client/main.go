@@ -39,6 +39,8 @@ import (
 const (
 	exitFailure = 1
 	exitUsage   = 2
+	// exitTryAgain: nothing was refused, the tower could not be reached or had a passing fault.
+	exitTryAgain = 3
 
 	defaultDataDir     = "~/.teos_client"
 	defaultTowerURL    = "http://localhost:9814"
@@ -66,6 +68,11 @@ commands:
 A tower whose receipt does not verify is flagged misbehaving in the data dir: register,
 add_appointment, upload and delete refuse it until clear_misbehaving (for --towerid, else the
 saved tower).
+
+Exit status: 0 done; 1 failed (refused by the tower, or a local error); 2 bad command line;
+3 not done, try again later: the tower (or --proxy) could not be reached, cut the connection,
+timed out or answered 502/503/504/429/408 (a tower stopping answers 503 with error_code 7), and
+nothing was refused.
 `
 
 func main() {
@@ -119,7 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress 
 	fs.StringVar(&a.proxy, "proxy", "", "SOCKS5 proxy `host:port` to reach the tower through, e.g. Tor's 127.0.0.1:9050 (needed for .onion towers; names are resolved by the proxy); saved with the tower, none to stop using the saved one")
 	// Above what a tower with the default api_hold_timeout (45 s) may take: its rate limit's
 	// delay (up to 45 s) and then a fault of its own held out (45 s) answer late, not with an error.
-	fs.DurationVar(&a.timeout, "timeout", 2*time.Minute, "timeout of each HTTP request")
+	fs.DurationVar(&a.timeout, "timeout", 2*time.Minute, "timeout of each HTTP request (upload, get_subscription_info: of each silence, sending or receiving)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -153,8 +160,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress 
 		return exitUsage
 	default:
 		a.printError(err)
+		if isTryAgain(err) {
+			return exitTryAgain
+		}
 		return exitFailure
 	}
+}
+
+// tryAgainError is a command's own failure that, like client.IsTransient's, refused nothing.
+type tryAgainError struct{ err error }
+
+func (e *tryAgainError) Error() string { return e.err.Error() }
+func (e *tryAgainError) Unwrap() error { return e.err }
+
+// isTryAgain reports whether err left nothing refused and may pass by itself.
+func isTryAgain(err error) bool {
+	var ta *tryAgainError
+	return errors.As(err, &ta) || client.IsTransient(err) && !errors.Is(err, client.ErrMisbehaving)
 }
 
 func (a *app) dispatch(ctx context.Context, cmd string, args []string) error {
@@ -182,7 +204,13 @@ func (a *app) printError(err error) {
 	out := map[string]any{"error": err.Error()}
 	var apiErr *client.APIError
 	if errors.As(err, &apiErr) {
-		out = map[string]any{"error": apiErr.Message, "error_code": apiErr.Code}
+		// The tower's message as it sent it, after what the command added around it (how far
+		// an upload got, what to do next).
+		msg := err.Error()
+		if context, ok := strings.CutSuffix(msg, apiErr.Error()); ok {
+			msg = context + apiErr.Message
+		}
+		out = map[string]any{"error": msg, "error_code": apiErr.Code}
 	}
 	b, _ := json.Marshal(out)
 	fmt.Fprintln(a.stderr, string(b))
@@ -543,7 +571,13 @@ func (a *app) addAppointment(ctx context.Context, args []string) error {
 		return err
 	}
 	if out.Failed > 0 {
-		return fmt.Errorf("%d of %d appointments failed", out.Failed, len(results))
+		err := fmt.Errorf("%d of %d appointments failed", out.Failed, len(results))
+		for _, r := range results {
+			if r.Err != nil && !client.IsTransient(r.Err) {
+				return err // refused
+			}
+		}
+		return &tryAgainError{err}
 	}
 	return nil
 }

@@ -154,11 +154,11 @@ func TestSavedProxy(t *testing.T) {
 		t.Fatalf("after override: exit %d %s; p1 %d, p2 %d CONNECTs", code, stderr, len(p1.Requests()), len(p2.Requests()))
 	}
 
-	// A proxy that is not there: the command fails and the saved proxy stays.
+	// A proxy that is not there: the command is not done (try again) and the saved proxy stays.
 	dead := socks5test.Start(t, route)
 	dead.Close()
 	before := dirFiles(t, dir)
-	if code, _ := addOne(t, dir, 5, "--proxy", dead.Addr); code != exitFailure {
+	if code, _ := addOne(t, dir, 5, "--proxy", dead.Addr); code != exitTryAgain {
 		t.Fatalf("dead proxy: exit %d", code)
 	}
 	if after := dirFiles(t, dir); !maps.Equal(before, after) {

@@ -262,7 +262,7 @@ func TestWrongTowerIDNotFlagged(t *testing.T) {
 	wrong := teos.UserIDFromPubKey(other.PubKey()).String()
 	dir := t.TempDir()
 	code, _, stderr := runCLI(t, false, "--datadir", dir, "--tower", tw.URL, "--towerid", wrong, "register")
-	if code != exitFailure || !strings.Contains(stderr, "misbehaving") {
+	if code != exitFailure || !strings.Contains(stderr, "misbehaving") || !strings.Contains(stderr, "is the tower id right?") {
 		t.Fatalf("register with a wrong id: %d %s", code, stderr)
 	}
 	if _, err := os.Stat(filepath.Join(dir, towerFile)); !os.IsNotExist(err) {

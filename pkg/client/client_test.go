@@ -210,8 +210,14 @@ func TestWrongTowerID(t *testing.T) {
 	f := newFakeTower(t)
 	other := teos.UserIDFromPubKey(newUserKey(t).PubKey())
 	c := New(f.srv.URL, other, newUserKey(t))
-	if _, err := c.Register(t.Context()); !errors.Is(err, ErrMisbehaving) {
-		t.Fatalf("Register against the wrong id = %v, want ErrMisbehaving", err)
+	if _, err := c.Register(t.Context()); !errors.Is(err, ErrMisbehaving) || !strings.Contains(err.Error(), "is the tower id right?") {
+		t.Fatalf("Register against the wrong id = %v, want ErrMisbehaving asking whether the id is right", err)
+	}
+	// A tower registered with before that signs with another key has no such excuse.
+	f.set(func(f *fakeTower) { f.badRegSig = true })
+	known := f.client(t, WithRegistration(teos.RegistrationReceipt{SubscriptionExpiry: 1}))
+	if _, err := known.Register(t.Context()); !errors.Is(err, ErrMisbehaving) || strings.Contains(err.Error(), "tower id right") {
+		t.Fatalf("renewal signed by another key = %v, want ErrMisbehaving without the hint", err)
 	}
 }
 
@@ -253,11 +259,36 @@ func TestRenewal(t *testing.T) {
 		t.Fatalf("registration %+v replaced by a bad renewal", reg)
 	}
 
-	// A receipt remembered from an earlier run counts too.
+	// A receipt remembered from an earlier run counts too, for the expiry.
 	f2 := newFakeTower(t)
-	prev := teos.RegistrationReceipt{AvailableSlots: 5000, SubscriptionExpiry: 50}
+	prev := teos.RegistrationReceipt{AvailableSlots: 50, SubscriptionExpiry: 5000}
 	if _, err := f2.client(t, WithRegistration(prev)).Register(t.Context()); !errors.Is(err, ErrMisbehaving) {
-		t.Fatalf("renewal below the remembered slots = %v, want ErrMisbehaving", err)
+		t.Fatalf("renewal to expiry 1000 after a remembered 5000 = %v, want ErrMisbehaving", err)
+	}
+}
+
+// A registration receipt kept from an earlier run says nothing about the slots left now: the
+// user may have used them since, and an honest renewal then holds fewer slots than it did.
+func TestRenewalAfterSlotsUsedInEarlierRun(t *testing.T) {
+	f := newFakeTower(t)
+	key := newUserKey(t)
+	earlier := New(f.srv.URL, f.id, key, WithRetry(0, 0))
+	sub, err := earlier.Register(t.Context()) // 100 slots, expiry 1000
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.set(func(f *fakeTower) { f.slots = 0 }) // that run used every slot
+
+	later := New(f.srv.URL, f.id, key, WithRetry(0, 0), WithRegistration(sub.RegistrationReceipt))
+	renewed, err := later.Register(t.Context()) // 0 + 100 slots, expiry 2000
+	if err != nil {
+		t.Fatalf("honest renewal after the slots of a saved registration were used: %v", err)
+	}
+	if renewed.AvailableSlots != 100 || renewed.SubscriptionExpiry != 2000 || later.Misbehaving() != nil {
+		t.Fatalf("renewal %+v, misbehaving %v", renewed.RegistrationReceipt, later.Misbehaving())
+	}
+	if _, err := later.AddAppointment(t.Context(), randomAppointment(t, 100)); err != nil {
+		t.Fatalf("AddAppointment after the renewal: %v", err)
 	}
 }
 
@@ -577,5 +608,72 @@ func TestDeleteOnTowerWithoutExtension(t *testing.T) {
 	}
 	if n := f.count("/delete_appointment"); n != 0 {
 		t.Fatalf("%d POST /delete_appointment sent to a tower without it", n)
+	}
+}
+
+// IsTransient tells what may pass (the tower unreachable, a cut connection, a 503) from what
+// will not (a refusal, a misbehaving tower), once the retries are spent.
+func TestIsTransient(t *testing.T) {
+	f := newFakeTower(t)
+	c := f.client(t)
+	a := randomAppointment(t, 100)
+	for _, tc := range []struct {
+		name  string
+		setup func(f *fakeTower)
+		want  bool
+	}{
+		{"503", func(f *fakeTower) { f.fail503 = 10 }, true},
+		{"connection cut", func(f *fakeTower) { f.dropConns = 10 }, true},
+		{"refused", func(f *fakeTower) { f.rejectLoc[a.Locator] = true }, false},
+	} {
+		f.set(func(f *fakeTower) { f.fail503, f.dropConns = 0, 0; tc.setup(f) })
+		_, err := c.AddAppointment(t.Context(), a)
+		if err == nil || IsTransient(err) != tc.want {
+			t.Errorf("%s: %v, IsTransient %v, want %v", tc.name, err, IsTransient(err), tc.want)
+		}
+	}
+	var apiErr *APIError
+	f.set(func(f *fakeTower) { f.fail503 = 10 })
+	if _, err := c.AddAppointment(t.Context(), a); !errors.As(err, &apiErr) || apiErr.HTTPStatus != http.StatusServiceUnavailable {
+		t.Errorf("a transient 503 is not an *APIError any more: %v", err)
+	}
+	f.set(func(f *fakeTower) { f.fail503 = 0; delete(f.rejectLoc, a.Locator); f.badAddSig = true })
+	if _, err := c.AddAppointment(t.Context(), a); !errors.Is(err, ErrMisbehaving) || IsTransient(err) {
+		t.Errorf("misbehaving: %v, IsTransient %v", err, IsTransient(err))
+	}
+	f.srv.Close()
+	if _, err := f.client(t).Register(t.Context()); err == nil || !IsTransient(err) {
+		t.Errorf("tower down: %v, IsTransient %v", err, IsTransient(err))
+	}
+}
+
+// A reverse proxy's 429 (nginx limit_req with limit_req_status 429) and 408 (a slow client
+// body) before a tower are passing faults, not the tower's refusal of the appointment: retried,
+// and transient once the retries are spent.
+func TestRetriesProxyRateLimit(t *testing.T) {
+	for _, status := range []int{http.StatusTooManyRequests, http.StatusRequestTimeout} {
+		f := newFakeTower(t)
+		target, _ := url.Parse(f.srv.URL)
+		rp := httputil.NewSingleHostReverseProxy(target)
+		var limited atomic.Int32
+		limited.Store(2)
+		proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if limited.Add(-1) >= 0 {
+				http.Error(w, http.StatusText(status), status)
+				return
+			}
+			rp.ServeHTTP(w, r)
+		}))
+		t.Cleanup(proxy.Close)
+		c := New(proxy.URL, f.id, newUserKey(t), WithRetry(3, time.Millisecond))
+		if _, err := c.AddAppointment(t.Context(), randomAppointment(t, 100)); err != nil {
+			t.Fatalf("AddAppointment through a proxy answering %d twice: %v", status, err)
+		}
+		limited.Store(10)
+		_, err := c.AddAppointment(t.Context(), randomAppointment(t, 100))
+		var apiErr *APIError
+		if !errors.As(err, &apiErr) || apiErr.HTTPStatus != status || !IsTransient(err) {
+			t.Fatalf("AddAppointment through a proxy answering only %d: %v, IsTransient %v", status, err, IsTransient(err))
+		}
 	}
 }

@@ -26,6 +26,10 @@ func TestDeleteNotFoundAfterLostAnswer(t *testing.T) {
 		{"503 then not found", []string{"503", "404"}, false},
 		{"not found", []string{"404"}, false},
 		{"dial failed then not found", []string{"dial", "404"}, false},
+		// A reverse proxy's rate limit or body timeout: the try never reached the tower.
+		{"429 then not found", []string{"429", "404"}, false},
+		{"408 then not found", []string{"408", "404"}, false},
+		{"502 then not found", []string{"502", "404"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeTower(t) // for its id only
@@ -48,6 +52,9 @@ func TestDeleteNotFoundAfterLostAnswer(t *testing.T) {
 					}
 				case "503":
 					writeJSON(w, http.StatusServiceUnavailable, apiErr(teos.ErrCodeServiceUnavailable, "Service currently unavailable"))
+				case "429", "408", "502":
+					code := map[string]int{"429": http.StatusTooManyRequests, "408": http.StatusRequestTimeout, "502": http.StatusBadGateway}[a]
+					http.Error(w, http.StatusText(code), code)
 				default:
 					writeJSON(w, http.StatusNotFound, apiErr(teos.ErrCodeAppointmentNotFound, "Appointment not found"))
 				}

@@ -11,9 +11,14 @@
 // who runs it (trust on first use), so receipt checks then only catch a tower that changes
 // its key afterwards.
 //
-// Transient failures (transport errors, HTTP 503, and a reverse proxy's 502 and 504) are retried with exponential backoff and
+// Transient failures (transport errors, HTTP 503, and a reverse proxy's 502, 504, 429 and 408) are retried with exponential backoff and
 // jitter; every other answer, in particular a 4xx, is returned at once as an *APIError.
-// Deadlines and cancellation come from the context passed to each call.
+// Deadlines and cancellation come from the context passed to each call. An HTTP client's
+// Timeout (WithHTTPClient) bounds each request, except the two whose size has no fixed bound,
+// get_subscription_info and a streamed Upload: for them it bounds each silence (nothing sent
+// or received), so that a big one over a slow link is not cut on every try, and the whole to
+// the timeout plus the time its bytes take at 8 KiB/s (teosd's own floor for request bodies),
+// so that a tower cannot hold the client forever by trickling.
 //
 // Answers are read up to 8 MiB, except get_subscription_info's, which lists every locator of
 // the user: it is decoded as it streams in, bounded by WithMaxLocators (DefaultMaxLocators,

@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -435,5 +436,85 @@ func TestSubscriptionContentLengthIsNotTrusted(t *testing.T) {
 	}
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
 		t.Fatalf("allocated %d bytes for a 90-byte answer announcing %d", alloc, 35*int64(DefaultMaxLocators))
+	}
+}
+
+// TestSubscriptionSlowAnswerNotCut: get_subscription_info grows with the user's appointments
+// (35 bytes each), so over a slow link a big one takes longer than the HTTP client's timeout
+// to arrive. The timeout bounds each silence of the answer, not its length: before, every try
+// was cut at the timeout and started again from scratch, so such a user could never read it.
+func TestSubscriptionSlowAnswerNotCut(t *testing.T) {
+	locs := randomLocators(t, 20_000)
+	body := rustAnswer(3, 4, locs) // 700 KB: 200 pieces, 10 ms apart, 2 s or more in all
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		piece := len(body)/200 + 1
+		for b := body; len(b) > 0; b = b[min(piece, len(b)):] {
+			if _, err := w.Write(b[:min(piece, len(b))]); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-time.After(10 * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	const idle = time.Second
+	c := New(srv.URL, teos.UserID{}, newUserKey(t), WithRetry(1, time.Millisecond), WithHTTPClient(&http.Client{Timeout: idle}))
+	start := time.Now()
+	info, err := c.GetSubscriptionInfo(t.Context())
+	if err != nil || len(info.Locators) != len(locs) {
+		t.Fatalf("slow answer (timeout %v, took %v): %v", idle, time.Since(start), err)
+	}
+	t.Logf("%d locators in %v with a %v timeout", len(locs), time.Since(start).Round(time.Millisecond), idle)
+
+	// A tower that stops sending is still cut after the timeout, and that is transient.
+	stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		_, _ = w.Write(body[:100])
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(stall.Close)
+	c = New(stall.URL, teos.UserID{}, newUserKey(t), WithRetry(0, 0), WithHTTPClient(&http.Client{Timeout: 200 * time.Millisecond}))
+	_, err = c.GetSubscriptionInfo(t.Context())
+	t.Logf("stalled: %v", err)
+	if err == nil || !IsTransient(err) {
+		t.Fatalf("stalled answer: %v, IsTransient %v", err, IsTransient(err))
+	}
+}
+
+// TestSubscriptionTrickleCut: an answer that never stops but trickles (10 bytes every 10 ms,
+// 1 KB/s, under the 8 KiB/s floor) is cut once past the timeout, transiently: a hostile tower
+// cannot hold the client forever by always sending a little.
+func TestSubscriptionTrickleCut(t *testing.T) {
+	body := rustAnswer(3, 4, randomLocators(t, 20_000)) // 700 KB: twelve minutes at that rate
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		for b := body; len(b) > 0; b = b[min(10, len(b)):] {
+			if _, err := w.Write(b[:min(10, len(b))]); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-time.After(10 * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c := New(srv.URL, teos.UserID{}, newUserKey(t), WithRetry(0, 0), WithHTTPClient(&http.Client{Timeout: 300 * time.Millisecond}))
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	_, err := c.GetSubscriptionInfo(ctx)
+	if !errors.Is(err, errIdle) || !IsTransient(err) || ctx.Err() != nil {
+		t.Fatalf("trickled answer: %v (ctx %v), want cut by the client's bound", err, ctx.Err())
 	}
 }

@@ -47,8 +47,9 @@ type Tower struct {
 
 	mu  sync.Mutex
 	reg *teos.RegistrationReceipt
-	// slots is the user's available slots as last reported (registration or any verified
-	// receipt): a renewal adds to what is left, not to what the last registration gave.
+	// slots is the user's available slots as last reported to this Tower (registration or
+	// any verified receipt; 0 until then): a renewal adds to what is left, not to what the
+	// last registration gave.
 	slots       uint32
 	misbehaving error
 	batch       batchSupport
@@ -69,9 +70,11 @@ func WithRetry(maxRetries int, base time.Duration) Option {
 }
 
 // WithRegistration tells the Tower about a registration receipt obtained earlier, so that
-// Register can check a renewal against it.
+// Register can check a renewal's expiry against it. Its slot count is not a floor: the slots
+// may have been used since, and a renewal adds to what is left (the receipts of this Tower's
+// own calls set the floor).
 func WithRegistration(r teos.RegistrationReceipt) Option {
-	return func(t *Tower) { t.reg, t.slots = &r, r.AvailableSlots }
+	return func(t *Tower) { t.reg = &r }
 }
 
 // New returns a client for the tower at baseURL ("http://host:port"; "http://" is added if
@@ -228,8 +231,8 @@ type Subscription struct {
 }
 
 // Register registers (or renews) the user. The receipt must be signed by the tower id and, for
-// a renewal, raise both the slot count and the expiry; otherwise the tower is marked
-// misbehaving.
+// a renewal, raise the expiry and the slots left as last reported to this Tower; otherwise the
+// tower is marked misbehaving.
 func (t *Tower) Register(ctx context.Context) (*Subscription, error) {
 	if err := t.Misbehaving(); err != nil {
 		return nil, err
@@ -248,7 +251,12 @@ func (t *Tower) Register(ctx context.Context) (*Subscription, error) {
 		return nil, t.markMisbehaving("registration receipt for user %q, want %s", r.UserID, t.userID)
 	}
 	if !wtcrypto.VerifySignature(rec.SignedBytes(), r.SubscriptionSignature, t.id) {
-		return nil, t.markMisbehavingProof(signatureProof("", r.SubscriptionSignature, rec.SignedBytes()), "registration receipt not signed by the tower")
+		reason := "registration receipt not signed by the tower"
+		if _, known := t.Registration(); !known {
+			// No receipt of this tower verified yet: most likely a wrong id (the CLN plugin asks).
+			reason += ": is the tower id right?"
+		}
+		return nil, t.markMisbehavingProof(signatureProof("", r.SubscriptionSignature, rec.SignedBytes()), "%s", reason)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -450,11 +458,23 @@ type streamDecoder interface {
 	decodeStream(body io.Reader, contentLength int64) error
 }
 
-// transientError marks a failure worth retrying.
+// transientError marks a failure worth retrying. It stays on the error a call returns once
+// its retries are spent, for IsTransient.
 type transientError struct{ err error }
 
 func (e *transientError) Error() string { return e.err.Error() }
 func (e *transientError) Unwrap() error { return e.err }
+
+// IsTransient reports whether err, returned by a call of this package, is a failure that says
+// nothing against the request and may pass: the tower could not be reached (through the proxy,
+// if any), the connection was cut or timed out, or the tower (or a reverse proxy before it)
+// answered 503, 502, 504, 429 or 408 (transientStatus), as a tower that is stopping or has lost
+// bitcoind does. Whatever it was asked was not refused, and may be sent again later. A refusal
+// (*APIError with another 4xx), a misbehaving tower or a malformed answer is not transient.
+func IsTransient(err error) bool {
+	var tr *transientError
+	return errors.As(err, &tr)
+}
 
 // do sends one request, retrying transient failures, and decodes a 200 body into out.
 func (t *Tower) do(ctx context.Context, method, path string, in, out any) error {
@@ -485,13 +505,13 @@ func (t *Tower) doHooked(ctx context.Context, method, path string, body []byte, 
 			onTransient(tr.err)
 		}
 		if attempt >= t.retries || ctx.Err() != nil {
-			return tr.err
+			return tr
 		}
 		timer := time.NewTimer(t.backoff(attempt))
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return fmt.Errorf("%s %s: %w (last error: %w)", method, path, ctx.Err(), tr.err)
+			return fmt.Errorf("%s %s: %w (last error: %w)", method, path, ctx.Err(), tr)
 		case <-timer.C:
 		}
 	}
@@ -516,7 +536,23 @@ func (t *Tower) once(ctx context.Context, method, path string, body []byte, hdr 
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, t.url+path, rd)
+	hc, reqCtx := t.http, ctx
+	sd, streamed := out.(streamDecoder)
+	var dog *watchdog
+	if streamed && t.http.Timeout > 0 {
+		// The answer grows with the user's appointments and may rightly take longer than the
+		// timeout over a slow link: the timeout bounds each silence, and the answer's size
+		// the whole (watchdog).
+		c := *t.http
+		c.Timeout = 0
+		hc = &c
+		var cancel context.CancelCauseFunc
+		reqCtx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		dog = newWatchdog(t.http.Timeout, cancel)
+		defer dog.stop()
+	}
+	req, err := http.NewRequestWithContext(reqCtx, method, t.url+path, rd)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -526,20 +562,24 @@ func (t *Tower) once(ctx context.Context, method, path string, body []byte, hdr 
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
-	resp, err := t.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		err = fmt.Errorf("%s %s: %w", method, path, err)
 		if ctx.Err() != nil {
 			return err
 		}
-		return &transientError{err}
+		return &transientError{idleCause(reqCtx, err)}
 	}
 	defer resp.Body.Close()
-	if sd, ok := out.(streamDecoder); ok && resp.StatusCode/100 == 2 {
-		err := sd.decodeStream(resp.Body, resp.ContentLength)
+	if streamed && resp.StatusCode/100 == 2 {
+		var body io.Reader = resp.Body
+		if dog != nil {
+			body = &watchedBody{resp.Body, dog}
+		}
+		err := sd.decodeStream(body, resp.ContentLength)
 		var re *readError
 		if errors.As(err, &re) {
-			err = fmt.Errorf("%s %s: read reply: %w", method, path, re.err)
+			err = idleCause(reqCtx, fmt.Errorf("%s %s: read reply: %w", method, path, re.err))
 			if ctx.Err() != nil {
 				return err
 			}
@@ -560,9 +600,7 @@ func (t *Tower) once(ctx context.Context, method, path string, body []byte, hdr 
 	}
 	if resp.StatusCode/100 != 2 {
 		apiErr := decodeAPIError(resp.StatusCode, raw)
-		switch resp.StatusCode {
-		// 502 and 504 are a reverse proxy's answers while teosd behind it restarts or is slow.
-		case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+		if transientStatus(resp.StatusCode) {
 			return &transientError{apiErr}
 		}
 		return apiErr
@@ -577,6 +615,19 @@ func (t *Tower) once(ctx context.Context, method, path string, body []byte, hdr 
 		return fmt.Errorf("%w: %s %s: %w", ErrBadResponse, method, path, err)
 	}
 	return nil
+}
+
+// transientStatus reports whether an HTTP status says "not now" rather than "no": teosd's 503,
+// and a reverse proxy's while teosd behind it restarts or is slow (502, 504) or while it
+// limits the client's rate or found its body slow (429, 408). teosd itself sends neither 408
+// nor 429.
+func transientStatus(status int) bool {
+	switch status {
+	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout,
+		http.StatusTooManyRequests, http.StatusRequestTimeout:
+		return true
+	}
+	return false
 }
 
 type errorJSON struct {

@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -140,14 +139,15 @@ func (t *Tower) DeleteAppointment(ctx context.Context, loc teos.Locator) (*Delet
 	}
 	// A try that may have reached the tower but whose answer was lost (connection cut, a
 	// proxy's 502/504) may have deleted the appointment: the retry then finds nothing. Only a
-	// failed dial (or SOCKS connect) or the tower's own 503 (refused before doing anything)
-	// surely did not.
+	// failed dial (or SOCKS connect), the tower's own 503 (refused before doing anything) or a
+	// reverse proxy's 429/408 (refused before passing it on) surely did not.
 	lost := false
 	var r deleteResponse
 	err = t.doHooked(ctx, http.MethodPost, "/delete_appointment", body, nil, &r, func(err error) {
 		var apiErr *APIError
 		var opErr *net.OpError
-		if errors.As(err, &apiErr) && apiErr.HTTPStatus == http.StatusServiceUnavailable ||
+		if errors.As(err, &apiErr) && (apiErr.HTTPStatus == http.StatusServiceUnavailable ||
+			apiErr.HTTPStatus == http.StatusTooManyRequests || apiErr.HTTPStatus == http.StatusRequestTimeout) ||
 			errors.As(err, &opErr) && (opErr.Op == "dial" || strings.HasPrefix(opErr.Op, "socks")) {
 			return
 		}
@@ -223,7 +223,7 @@ func (t *Tower) Upload(ctx context.Context, appts []teos.Appointment, idxs []int
 			return ErrNoBatchExtension
 		}
 		// The probe failed (tower unreachable, 503): worth trying again, unlike the above.
-		return errors.New("GET /info failed: cannot tell whether the tower offers the add_appointments extension")
+		return &transientError{errors.New("GET /info failed: cannot tell whether the tower offers the add_appointments extension")}
 	}
 	stream := t.hasExtension(ExtStreamedUploads)
 	for _, chunk := range t.chunk(appts, idxs) {
@@ -271,21 +271,28 @@ func (t *Tower) uploadStream(ctx context.Context, appts []teos.Appointment, chun
 	if err != nil {
 		return err
 	}
-	// The HTTP client's timeout bounds the wait for each line, not the whole stream, which
-	// may rightly take longer than any one request.
-	idle := t.http.Timeout
+	// The HTTP client's timeout bounds each silence, not the whole stream, which may rightly
+	// take longer than any one request: while the body goes out (a 2 MB batch over a slow Tor
+	// circuit may take minutes) the wait for each piece of it, within the body's size at
+	// minTransferRate, and then the wait for each line.
 	hc := *t.http
 	hc.Timeout = 0
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var timer *time.Timer
-	if idle > 0 {
-		timer = time.AfterFunc(idle, cancel)
-		defer timer.Stop()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var dog *watchdog
+	if t.http.Timeout > 0 {
+		dog = newWatchdog(t.http.Timeout, cancel)
+		defer dog.stop()
 	}
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url+"/add_appointments", bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("POST /add_appointments: %w", err)
+	}
+	if dog != nil {
+		hreq.Body = &watchedBody{hreq.Body, dog}
+		hreq.GetBody = func() (io.ReadCloser, error) { // a retry on a stale kept-alive connection
+			return &watchedBody{io.NopCloser(bytes.NewReader(body)), dog}, nil
+		}
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	hreq.Header.Set("Accept", "application/x-ndjson")
@@ -294,28 +301,32 @@ func (t *Tower) uploadStream(ctx context.Context, appts []teos.Appointment, chun
 	}
 	resp, err := hc.Do(hreq)
 	if err != nil {
-		return fmt.Errorf("POST /add_appointments: %w", err)
+		return streamFault(ctx, fmt.Errorf("POST /add_appointments: %w", err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-		return decodeAPIError(resp.StatusCode, raw)
+		apiErr := decodeAPIError(resp.StatusCode, raw)
+		if transientStatus(resp.StatusCode) {
+			return &transientError{apiErr}
+		}
+		return apiErr
 	}
 	answered := make([]bool, len(chunk))
 	left := len(chunk)
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 4096), maxStreamLine)
 	for sc.Scan() {
-		if timer != nil {
-			timer.Reset(idle)
+		if dog != nil {
+			dog.heard()
 		}
 		var it streamItem
 		if err := json.Unmarshal(sc.Bytes(), &it); err != nil {
 			return fmt.Errorf("%w: stream line: %w", ErrBadResponse, err)
 		}
-		if it.Index == nil { // the tower ended the request early
+		if it.Index == nil { // the tower ended the request early: a fault of its own (stopping)
 			if it.Error != nil && it.ErrorCode != nil {
-				return &APIError{HTTPStatus: resp.StatusCode, Code: *it.ErrorCode, Message: *it.Error}
+				return &transientError{&APIError{HTTPStatus: resp.StatusCode, Code: *it.ErrorCode, Message: *it.Error}}
 			}
 			return fmt.Errorf("%w: stream line without index", ErrBadResponse)
 		}
@@ -335,10 +346,22 @@ func (t *Tower) uploadStream(ctx context.Context, appts []teos.Appointment, chun
 		onResult(res)
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("POST /add_appointments: read stream: %w", err)
+		if errors.Is(err, bufio.ErrTooLong) {
+			return fmt.Errorf("%w: stream line over %d bytes", ErrBadResponse, maxStreamLine)
+		}
+		return streamFault(ctx, fmt.Errorf("POST /add_appointments: read stream: %w", err))
 	}
 	if left > 0 {
-		return fmt.Errorf("POST /add_appointments: stream ended with %d of %d items unanswered", left, len(chunk))
+		return &transientError{fmt.Errorf("POST /add_appointments: stream ended with %d of %d items unanswered", left, len(chunk))}
 	}
 	return nil
+}
+
+// streamFault marks a stream's transport failure (or the tower's silence) transient, unless
+// the caller's ctx ended it.
+func streamFault(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, errIdle) {
+		return err
+	}
+	return &transientError{idleCause(ctx, err)}
 }
