@@ -98,20 +98,28 @@ func (e cliError) Error() string { return string(e) }
 
 func run(args []string, stdout, stderr io.Writer) int {
 	flags := flag.NewFlagSet("teos-cli", flag.ContinueOnError)
-	flags.SetOutput(stderr)
+	// The usage goes where clap 2 (rust-teos's teos-cli) puts it: stdout when asked for (exit
+	// 0), stderr after an error (exit 1). Parse errors are printed here, once.
+	flags.SetOutput(io.Discard)
 	rpcBind := flags.String("rpcbind", "", "address the teosd admin RPC is bound to (default "+defaultRPCBind+", or rpc_bind in teos.toml)")
 	rpcPort := flags.Uint("rpcport", 0, "port of the teosd admin RPC (default "+strconv.Itoa(defaultRPCPort)+", or rpc_port in teos.toml)")
 	dataDir := flags.String("datadir", defaultDataDir, "data directory: teos.toml, ca.pem, client.pem, client-key.pem")
 	version := flags.Bool("version", false, "print the version, then exit")
 	flags.BoolVar(version, "V", false, "same as --version")
-	flags.Usage = func() {
-		fmt.Fprint(flags.Output(), "Usage: teos-cli [options] <command> [argument]\n\nThe Eye of Satoshi - CLI.\n\n"+usageCommands+usageExtensions+"\nOptions:\n")
+	usage := func(w io.Writer) {
+		fmt.Fprint(w, "Usage: teos-cli [options] <command> [argument]\n\nThe Eye of Satoshi - CLI.\n\n"+usageCommands+usageExtensions+"\nOptions:\n")
+		flags.SetOutput(w)
 		flags.PrintDefaults()
+		flags.SetOutput(io.Discard)
 	}
+	flags.Usage = func() {}
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
 			return 0
 		}
+		fmt.Fprintln(stderr, "teos-cli:", err)
+		usage(stderr)
 		return exitUsage
 	}
 	if *version {
@@ -119,27 +127,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "teos-cli %s\n", teos.Version)
 		return 0
 	}
-	if flags.NArg() == 1 && flags.Arg(0) == "help" {
-		// rust-teos's teos-cli (clap) has a help subcommand.
-		flags.SetOutput(stdout)
-		flags.Usage()
+	if helpRequested(flags.Args()) {
+		usage(stdout)
 		return 0
 	}
 	if flags.NArg() == 0 {
 		fmt.Fprintln(stderr, "teos-cli: missing command")
-		flags.Usage()
+		usage(stderr)
 		return exitUsage
 	}
 	name, cmdArgs := flags.Arg(0), flags.Args()[1:]
+	if name == "help" && len(cmdArgs) == 1 {
+		name = cmdArgs[0] // not a command, or helpRequested would have said so
+	}
 	cmd, ok := commands[name]
 	if !ok {
 		fmt.Fprintf(stderr, "teos-cli: unknown command %q\n", name)
-		flags.Usage()
+		usage(stderr)
 		return exitUsage
 	}
 	if len(cmdArgs) != cmd.args {
 		fmt.Fprintf(stderr, "teos-cli: %s takes %d argument(s), got %d\n", name, cmd.args, len(cmdArgs))
-		flags.Usage()
+		usage(stderr)
 		return exitUsage
 	}
 	if cmd.check != nil {
@@ -184,6 +193,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	return 0
+}
+
+// helpRequested reports what clap 2 answers with the help (rust-teos's teos-cli): the help
+// subcommand, alone or with a command's name, and -h/--help after a command, as in
+// "teos-cli getuser --help", which would otherwise be taken for a user id.
+func helpRequested(args []string) bool {
+	if len(args) == 0 {
+		return false
+	}
+	if args[0] == "help" {
+		if len(args) == 1 {
+			return true
+		}
+		_, known := commands[args[1]]
+		return len(args) == 2 && known
+	}
+	for _, a := range args[1:] {
+		if a == "-h" || a == "--help" {
+			return true
+		}
+	}
+	return false
 }
 
 // rpcAddress resolves host:port: defaults, then rpc_bind/rpc_port from <dir>/teos.toml, then
