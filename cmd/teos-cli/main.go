@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/hex"
@@ -294,7 +295,7 @@ func getAllAppointments(ctx context.Context, c teosv2.PrivateTowerServicesClient
 	if err != nil {
 		return err
 	}
-	return printJSON(stdout, appointmentsJSON{Appointments: appointmentList(resp.GetAppointments())})
+	return printAppointments(stdout, resp.GetAppointments())
 }
 
 func getAppointments(ctx context.Context, c teosv2.PrivateTowerServicesClient, args []string, stdout io.Writer) error {
@@ -306,7 +307,7 @@ func getAppointments(ctx context.Context, c teosv2.PrivateTowerServicesClient, a
 	if err != nil {
 		return err
 	}
-	return printJSON(stdout, appointmentsJSON{Appointments: appointmentList(resp.GetAppointments())})
+	return printAppointments(stdout, resp.GetAppointments())
 }
 
 func getTowerInfo(ctx context.Context, c teosv2.PrivateTowerServicesClient, _ []string, stdout io.Writer) error {
@@ -388,9 +389,6 @@ func parseUserID(s string) (teos.UserID, error) {
 
 // JSON shapes of rust-teos's serde output; field order matters for byte-equal output.
 type (
-	appointmentsJSON struct {
-		Appointments []any `json:"appointments"`
-	}
 	appointmentJSON struct {
 		Locator       string `json:"locator"`
 		EncryptedBlob string `json:"encrypted_blob"`
@@ -425,31 +423,60 @@ type (
 	}
 )
 
-// appointmentList flattens each AppointmentData into its variant's fields (serde untagged +
-// flatten in rust-teos): an appointment, a tracker, or {} if neither is set.
-func appointmentList(data []*commonv2.AppointmentData) []any {
-	out := make([]any, len(data))
+// printAppointments prints {"appointments": [...]} as printJSON would, one entry at a time:
+// a big tower's get_all_appointments answer (up to 256 MiB, twice that in hex) was otherwise
+// held several times over, as hex strings, JSON and indented JSON, before the first byte
+// went out.
+func printAppointments(w io.Writer, data []*commonv2.AppointmentData) error {
+	if len(data) == 0 {
+		_, err := io.WriteString(w, "{\n  \"appointments\": []\n}\n")
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteString("{\n  \"appointments\": [\n")
+	var entry bytes.Buffer
+	enc := json.NewEncoder(&entry)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("    ", "  ") // the entries' depth in the document
 	for i, d := range data {
-		switch {
-		case d.GetAppointment() != nil:
-			a := d.GetAppointment()
-			out[i] = appointmentJSON{
-				Locator:       hex.EncodeToString(a.GetLocator()),
-				EncryptedBlob: hex.EncodeToString(a.GetEncryptedBlob()),
-				ToSelfDelay:   a.GetToSelfDelay(),
-			}
-		case d.GetTracker() != nil:
-			t := d.GetTracker()
-			out[i] = trackerJSON{
-				DisputeTxid:  reversedHex(t.GetDisputeTxid()),
-				PenaltyTxid:  reversedHex(t.GetPenaltyTxid()),
-				PenaltyRawtx: hex.EncodeToString(t.GetPenaltyRawtx()),
-			}
-		default:
-			out[i] = struct{}{}
+		entry.Reset()
+		if err := enc.Encode(appointmentEntry(d)); err != nil {
+			return fmt.Errorf("encode output: %w", err)
+		}
+		bw.WriteString("    ")
+		bw.Write(bytes.TrimSuffix(entry.Bytes(), []byte("\n")))
+		if i < len(data)-1 {
+			bw.WriteString(",")
+		}
+		if _, err := bw.WriteString("\n"); err != nil {
+			return err // stdout closed: stop encoding
 		}
 	}
-	return out
+	bw.WriteString("  ]\n}\n")
+	return bw.Flush()
+}
+
+// appointmentEntry flattens an AppointmentData into its variant's fields (serde untagged +
+// flatten in rust-teos): an appointment, a tracker, or {} if neither is set.
+func appointmentEntry(d *commonv2.AppointmentData) any {
+	switch {
+	case d.GetAppointment() != nil:
+		a := d.GetAppointment()
+		return appointmentJSON{
+			Locator:       hex.EncodeToString(a.GetLocator()),
+			EncryptedBlob: hex.EncodeToString(a.GetEncryptedBlob()),
+			ToSelfDelay:   a.GetToSelfDelay(),
+		}
+	case d.GetTracker() != nil:
+		t := d.GetTracker()
+		return trackerJSON{
+			DisputeTxid:  reversedHex(t.GetDisputeTxid()),
+			PenaltyTxid:  reversedHex(t.GetPenaltyTxid()),
+			PenaltyRawtx: hex.EncodeToString(t.GetPenaltyRawtx()),
+		}
+	default:
+		return struct{}{}
+	}
 }
 
 // reversedHex prints a txid in display order (gRPC carries internal order).
