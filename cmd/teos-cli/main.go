@@ -177,7 +177,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	conn, err := connect(addr, credentials.NewTLS(tlsCfg))
 	if err != nil {
-		fmt.Fprintln(stderr, msgNoConnection)
+		fmt.Fprintln(stderr, msgNoConnection) // rust-teos's line, which scripts may match
+		var cause error
+		if !errors.Is(err, context.DeadlineExceeded) { // a tower that hangs is not waited for twice
+			cause = handshakeFailure(addr, tlsCfg, connectTimeout)
+		}
+		switch {
+		case errors.As(cause, new(notTLSError)):
+			fmt.Fprintf(stderr, "teos-cli: something listens at %s but does not speak TLS: %v (is it teosd's admin RPC, rpc_bind:rpc_port?)\n", addr, cause)
+		case cause != nil:
+			fmt.Fprintf(stderr, "teos-cli: something listens at %s but the TLS handshake failed: %v (are ca.pem, client.pem and client-key.pem in %s those of this teosd's data dir?)\n", addr, cause, dir)
+		}
 		return exitFailure
 	}
 	defer conn.Close()
