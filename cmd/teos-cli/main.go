@@ -201,6 +201,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, errorMessage(err))
+		if name == "getallappointments" && msglimit.IsOverflow(err) {
+			fmt.Fprintln(stderr, "teos-cli: the tower holds more appointments than one answer carries; getappointments <locator> lists those of one locator")
+		}
 		return exitFailure
 	}
 	return 0

@@ -93,9 +93,9 @@ func seq(n int, start byte) []byte {
 	return b
 }
 
-// serveFake starts the fake tower with mutual TLS from a fresh data dir and returns the dir
-// and the port.
-func serveFake(t *testing.T, f *fakeTower) (string, int) {
+// serveFake starts the fake tower with mutual TLS from a fresh data dir, and opts, and returns
+// the dir and the port.
+func serveFake(t *testing.T, f *fakeTower, opts ...grpc.ServerOption) (string, int) {
 	t.Helper()
 	dir := t.TempDir()
 	if _, err := tlsgen.Ensure(dir); err != nil {
@@ -109,7 +109,7 @@ func serveFake(t *testing.T, f *fakeTower) (string, int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg)))
+	srv := grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(cfg))}, opts...)...)
 	teosv2.RegisterPrivateTowerServicesServer(srv, f)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
