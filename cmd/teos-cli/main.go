@@ -57,8 +57,10 @@ const (
 	defaultRPCPort = 8814
 	defaultDataDir = "~/.teos"
 	connectTimeout = 10 * time.Second
-	rpcTimeout     = 60 * time.Second
 )
+
+// rpcTimeout bounds a command's call (a variable for tests).
+var rpcTimeout = 60 * time.Second
 
 const usageCommands = `Commands:
   getallappointments        all appointments in the tower (watched, then responded)
@@ -297,6 +299,10 @@ func errorMessage(err error) string {
 	if s, ok := status.FromError(err); ok {
 		if s.Code() == codes.Unavailable {
 			return msgNoConnection
+		}
+		if s.Code() == codes.DeadlineExceeded {
+			// grpc-go's own text, "context deadline exceeded", does not say whose deadline.
+			return fmt.Sprintf("teos-cli: the tower did not answer within %s", rpcTimeout)
 		}
 		return s.Message()
 	}

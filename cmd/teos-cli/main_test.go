@@ -97,6 +97,12 @@ func seq(n int, start byte) []byte {
 // the dir and the port.
 func serveFake(t *testing.T, f *fakeTower, opts ...grpc.ServerOption) (string, int) {
 	t.Helper()
+	return serveFakeService(t, f, opts...)
+}
+
+// serveFakeService is serveFake for any implementation of the service.
+func serveFakeService(t *testing.T, f teosv2.PrivateTowerServicesServer, opts ...grpc.ServerOption) (string, int) {
+	t.Helper()
 	dir := t.TempDir()
 	if _, err := tlsgen.Ensure(dir); err != nil {
 		t.Fatal(err)
