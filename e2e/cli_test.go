@@ -338,7 +338,12 @@ func checkCLIRefusals(t *testing.T, tw *tower) {
 		t.Fatal(err)
 	}
 	copyTo(foreign, tlsgen.CACertFile)
-	wantCLIError(t, runCLIIn(t, foreign, "--rpcport", tw.cliRPCPort(), "getusers"), msgCLINoConnection)
+	// rust-teos's line, then teos-go's saying the tower refused the certificate.
+	r := runCLIIn(t, foreign, "--rpcport", tw.cliRPCPort(), "getusers")
+	if r.code != 1 || r.stdout != "" || !strings.HasPrefix(r.stderr, msgCLINoConnection) ||
+		!strings.Contains(r.stderr, "TLS handshake failed: remote error: tls:") || strings.Count(r.stderr, "\n") != 2 {
+		t.Fatalf("foreign client identity: %+v", r)
+	}
 
 	// No client certificate at all.
 	caPEM, err := os.ReadFile(filepath.Join(tw.dataDir, tlsgen.CACertFile))
@@ -359,7 +364,7 @@ func checkCLIRefusals(t *testing.T, tw *tower) {
 	}
 
 	// Missing files: a clear one-line error, no panic.
-	r := runCLIIn(t, t.TempDir(), "--rpcport", tw.cliRPCPort(), "getusers")
+	r = runCLIIn(t, t.TempDir(), "--rpcport", tw.cliRPCPort(), "getusers")
 	if r.code != 1 || r.stdout != "" || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "client.pem") {
 		t.Fatalf("no certificate files: %+v", r)
 	}

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/hex"
@@ -56,8 +57,10 @@ const (
 	defaultRPCPort = 8814
 	defaultDataDir = "~/.teos"
 	connectTimeout = 10 * time.Second
-	rpcTimeout     = 60 * time.Second
 )
+
+// rpcTimeout bounds a command's call (a variable for tests).
+var rpcTimeout = 60 * time.Second
 
 const usageCommands = `Commands:
   getallappointments        all appointments in the tower (watched, then responded)
@@ -98,20 +101,28 @@ func (e cliError) Error() string { return string(e) }
 
 func run(args []string, stdout, stderr io.Writer) int {
 	flags := flag.NewFlagSet("teos-cli", flag.ContinueOnError)
-	flags.SetOutput(stderr)
+	// The usage goes where clap 2 (rust-teos's teos-cli) puts it: stdout when asked for (exit
+	// 0), stderr after an error (exit 1). Parse errors are printed here, once.
+	flags.SetOutput(io.Discard)
 	rpcBind := flags.String("rpcbind", "", "address the teosd admin RPC is bound to (default "+defaultRPCBind+", or rpc_bind in teos.toml)")
 	rpcPort := flags.Uint("rpcport", 0, "port of the teosd admin RPC (default "+strconv.Itoa(defaultRPCPort)+", or rpc_port in teos.toml)")
 	dataDir := flags.String("datadir", defaultDataDir, "data directory: teos.toml, ca.pem, client.pem, client-key.pem")
 	version := flags.Bool("version", false, "print the version, then exit")
 	flags.BoolVar(version, "V", false, "same as --version")
-	flags.Usage = func() {
-		fmt.Fprint(flags.Output(), "Usage: teos-cli [options] <command> [argument]\n\nThe Eye of Satoshi - CLI.\n\n"+usageCommands+usageExtensions+"\nOptions:\n")
+	usage := func(w io.Writer) {
+		fmt.Fprint(w, "Usage: teos-cli [options] <command> [argument]\n\nThe Eye of Satoshi - CLI.\n\n"+usageCommands+usageExtensions+"\nOptions:\n")
+		flags.SetOutput(w)
 		flags.PrintDefaults()
+		flags.SetOutput(io.Discard)
 	}
+	flags.Usage = func() {}
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
 			return 0
 		}
+		fmt.Fprintln(stderr, "teos-cli:", err)
+		usage(stderr)
 		return exitUsage
 	}
 	if *version {
@@ -119,27 +130,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "teos-cli %s\n", teos.Version)
 		return 0
 	}
-	if flags.NArg() == 1 && flags.Arg(0) == "help" {
-		// rust-teos's teos-cli (clap) has a help subcommand.
-		flags.SetOutput(stdout)
-		flags.Usage()
+	if helpRequested(flags.Args()) {
+		usage(stdout)
 		return 0
 	}
 	if flags.NArg() == 0 {
 		fmt.Fprintln(stderr, "teos-cli: missing command")
-		flags.Usage()
+		usage(stderr)
 		return exitUsage
 	}
 	name, cmdArgs := flags.Arg(0), flags.Args()[1:]
+	if name == "help" && len(cmdArgs) == 1 {
+		name = cmdArgs[0] // not a command, or helpRequested would have said so
+	}
 	cmd, ok := commands[name]
 	if !ok {
 		fmt.Fprintf(stderr, "teos-cli: unknown command %q\n", name)
-		flags.Usage()
+		usage(stderr)
 		return exitUsage
 	}
 	if len(cmdArgs) != cmd.args {
 		fmt.Fprintf(stderr, "teos-cli: %s takes %d argument(s), got %d\n", name, cmd.args, len(cmdArgs))
-		flags.Usage()
+		usage(stderr)
 		return exitUsage
 	}
 	if cmd.check != nil {
@@ -167,7 +179,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	conn, err := connect(addr, credentials.NewTLS(tlsCfg))
 	if err != nil {
-		fmt.Fprintln(stderr, msgNoConnection)
+		fmt.Fprintln(stderr, msgNoConnection) // rust-teos's line, which scripts may match
+		var cause error
+		if !errors.Is(err, context.DeadlineExceeded) { // a tower that hangs is not waited for twice
+			cause = handshakeFailure(addr, tlsCfg, connectTimeout)
+		}
+		switch {
+		case errors.As(cause, new(notTLSError)):
+			fmt.Fprintf(stderr, "teos-cli: something listens at %s but does not speak TLS: %v (is it teosd's admin RPC, rpc_bind:rpc_port?)\n", addr, cause)
+		case cause != nil:
+			fmt.Fprintf(stderr, "teos-cli: something listens at %s but the TLS handshake failed: %v (are ca.pem, client.pem and client-key.pem in %s those of this teosd's data dir?)\n", addr, cause, dir)
+		}
 		return exitFailure
 	}
 	defer conn.Close()
@@ -181,9 +203,34 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, errorMessage(err))
+		if name == "getallappointments" && msglimit.IsOverflow(err) {
+			fmt.Fprintln(stderr, "teos-cli: the tower holds more appointments than one answer carries; getappointments <locator> lists those of one locator")
+		}
 		return exitFailure
 	}
 	return 0
+}
+
+// helpRequested reports what clap 2 answers with the help (rust-teos's teos-cli): the help
+// subcommand, alone or with a command's name, and -h/--help after a command, as in
+// "teos-cli getuser --help", which would otherwise be taken for a user id.
+func helpRequested(args []string) bool {
+	if len(args) == 0 {
+		return false
+	}
+	if args[0] == "help" {
+		if len(args) == 1 {
+			return true
+		}
+		_, known := commands[args[1]]
+		return len(args) == 2 && known
+	}
+	for _, a := range args[1:] {
+		if a == "-h" || a == "--help" {
+			return true
+		}
+	}
+	return false
 }
 
 // rpcAddress resolves host:port: defaults, then rpc_bind/rpc_port from <dir>/teos.toml, then
@@ -253,6 +300,10 @@ func errorMessage(err error) string {
 		if s.Code() == codes.Unavailable {
 			return msgNoConnection
 		}
+		if s.Code() == codes.DeadlineExceeded {
+			// grpc-go's own text, "context deadline exceeded", does not say whose deadline.
+			return fmt.Sprintf("teos-cli: the tower did not answer within %s", rpcTimeout)
+		}
 		return s.Message()
 	}
 	return err.Error()
@@ -263,7 +314,7 @@ func getAllAppointments(ctx context.Context, c teosv2.PrivateTowerServicesClient
 	if err != nil {
 		return err
 	}
-	return printJSON(stdout, appointmentsJSON{Appointments: appointmentList(resp.GetAppointments())})
+	return printAppointments(stdout, resp.GetAppointments())
 }
 
 func getAppointments(ctx context.Context, c teosv2.PrivateTowerServicesClient, args []string, stdout io.Writer) error {
@@ -275,7 +326,7 @@ func getAppointments(ctx context.Context, c teosv2.PrivateTowerServicesClient, a
 	if err != nil {
 		return err
 	}
-	return printJSON(stdout, appointmentsJSON{Appointments: appointmentList(resp.GetAppointments())})
+	return printAppointments(stdout, resp.GetAppointments())
 }
 
 func getTowerInfo(ctx context.Context, c teosv2.PrivateTowerServicesClient, _ []string, stdout io.Writer) error {
@@ -357,9 +408,6 @@ func parseUserID(s string) (teos.UserID, error) {
 
 // JSON shapes of rust-teos's serde output; field order matters for byte-equal output.
 type (
-	appointmentsJSON struct {
-		Appointments []any `json:"appointments"`
-	}
 	appointmentJSON struct {
 		Locator       string `json:"locator"`
 		EncryptedBlob string `json:"encrypted_blob"`
@@ -394,31 +442,60 @@ type (
 	}
 )
 
-// appointmentList flattens each AppointmentData into its variant's fields (serde untagged +
-// flatten in rust-teos): an appointment, a tracker, or {} if neither is set.
-func appointmentList(data []*commonv2.AppointmentData) []any {
-	out := make([]any, len(data))
+// printAppointments prints {"appointments": [...]} as printJSON would, one entry at a time:
+// a big tower's get_all_appointments answer (up to 256 MiB, twice that in hex) was otherwise
+// held several times over, as hex strings, JSON and indented JSON, before the first byte
+// went out.
+func printAppointments(w io.Writer, data []*commonv2.AppointmentData) error {
+	if len(data) == 0 {
+		_, err := io.WriteString(w, "{\n  \"appointments\": []\n}\n")
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteString("{\n  \"appointments\": [\n")
+	var entry bytes.Buffer
+	enc := json.NewEncoder(&entry)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("    ", "  ") // the entries' depth in the document
 	for i, d := range data {
-		switch {
-		case d.GetAppointment() != nil:
-			a := d.GetAppointment()
-			out[i] = appointmentJSON{
-				Locator:       hex.EncodeToString(a.GetLocator()),
-				EncryptedBlob: hex.EncodeToString(a.GetEncryptedBlob()),
-				ToSelfDelay:   a.GetToSelfDelay(),
-			}
-		case d.GetTracker() != nil:
-			t := d.GetTracker()
-			out[i] = trackerJSON{
-				DisputeTxid:  reversedHex(t.GetDisputeTxid()),
-				PenaltyTxid:  reversedHex(t.GetPenaltyTxid()),
-				PenaltyRawtx: hex.EncodeToString(t.GetPenaltyRawtx()),
-			}
-		default:
-			out[i] = struct{}{}
+		entry.Reset()
+		if err := enc.Encode(appointmentEntry(d)); err != nil {
+			return fmt.Errorf("encode output: %w", err)
+		}
+		bw.WriteString("    ")
+		bw.Write(bytes.TrimSuffix(entry.Bytes(), []byte("\n")))
+		if i < len(data)-1 {
+			bw.WriteString(",")
+		}
+		if _, err := bw.WriteString("\n"); err != nil {
+			return err // stdout closed: stop encoding
 		}
 	}
-	return out
+	bw.WriteString("  ]\n}\n")
+	return bw.Flush()
+}
+
+// appointmentEntry flattens an AppointmentData into its variant's fields (serde untagged +
+// flatten in rust-teos): an appointment, a tracker, or {} if neither is set.
+func appointmentEntry(d *commonv2.AppointmentData) any {
+	switch {
+	case d.GetAppointment() != nil:
+		a := d.GetAppointment()
+		return appointmentJSON{
+			Locator:       hex.EncodeToString(a.GetLocator()),
+			EncryptedBlob: hex.EncodeToString(a.GetEncryptedBlob()),
+			ToSelfDelay:   a.GetToSelfDelay(),
+		}
+	case d.GetTracker() != nil:
+		t := d.GetTracker()
+		return trackerJSON{
+			DisputeTxid:  reversedHex(t.GetDisputeTxid()),
+			PenaltyTxid:  reversedHex(t.GetPenaltyTxid()),
+			PenaltyRawtx: hex.EncodeToString(t.GetPenaltyRawtx()),
+		}
+	default:
+		return struct{}{}
+	}
 }
 
 // reversedHex prints a txid in display order (gRPC carries internal order).

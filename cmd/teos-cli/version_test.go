@@ -17,9 +17,19 @@ func TestVersionAndHelp(t *testing.T) {
 			t.Fatalf("%s: exit %d, stdout %q, stderr %q", arg, code, out, errOut)
 		}
 	}
-	code, out, errOut := runCLI("--datadir", none, "help")
-	if code != 0 || !strings.HasPrefix(out, "Usage: teos-cli") || !strings.Contains(out, "gettowerinfo") || errOut != "" {
-		t.Fatalf("help: exit %d, stdout %q, stderr %q", code, out, errOut)
+	// clap 2 prints the help on stdout, exit 0, for --help, -h, the help subcommand (with a
+	// command's name or not) and -h/--help after a command.
+	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}, {"help", "getuser"}, {"getuser", "--help"},
+		{"getallappointments", "-h"}, {"getappointments", "--help"}} {
+		code, out, errOut := runCLI(append([]string{"--datadir", none}, args...)...)
+		if code != 0 || !strings.HasPrefix(out, "Usage: teos-cli") || !strings.Contains(out, "gettowerinfo") ||
+			!strings.Contains(out, "-rpcport") || errOut != "" {
+			t.Fatalf("%q: exit %d, stdout %q, stderr %q; want the usage on stdout, exit 0", args, code, out, errOut)
+		}
+	}
+	code, out, errOut := runCLI("--datadir", none, "help", "frobnicate")
+	if code != 1 || out != "" || !strings.HasPrefix(errOut, "teos-cli: unknown command \"frobnicate\"\nUsage: teos-cli") {
+		t.Fatalf("help frobnicate: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
 
@@ -33,8 +43,8 @@ func TestUsageErrorsExitOne(t *testing.T) {
 		{"getappointments"},
 		{"--rpcport", "70000", "gettowerinfo"},
 	} {
-		code, _, errOut := runCLI(append([]string{"--datadir", none}, args...)...)
-		if code != 1 || errOut == "" {
+		code, out, errOut := runCLI(append([]string{"--datadir", none}, args...)...)
+		if code != 1 || out != "" || !strings.HasPrefix(errOut, "teos-cli: ") || strings.Count(errOut, "Usage: teos-cli") > 1 {
 			t.Errorf("%q: exit %d, stderr %q; want exit 1 and a message", args, code, errOut)
 		}
 	}

@@ -66,7 +66,9 @@ func main() {
 
 // run starts the tower and blocks until ctx is done; it returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cfg, warnings, err := config.Load(args, stderr)
+	// Help and version on stdout with exit 0, a bad command line on stderr with exit 1: clap 2's
+	// way, which rust-teos's teosd has.
+	cfg, warnings, err := config.Load(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -76,6 +78,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "teosd:", err)
+		if errors.Is(err, config.ErrCommandLine) {
+			fmt.Fprintln(stderr, "Run teosd --help for the flags.")
+		}
 		return 1
 	}
 	level := slog.LevelInfo

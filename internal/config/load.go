@@ -78,26 +78,28 @@ func flagSpecs() []flagSpec {
 // defaults, then <datadir>/teos.toml if present, then the flags explicitly
 // given. A file that cannot be read or parsed falls back to defaults, as in
 // rust-teos; that and unknown keys come back as warnings. Load does not call
-// Validate. -h/--help prints usage to stderr and returns flag.ErrHelp.
-func Load(args []string, stderr io.Writer) (Config, []string, error) {
+// Validate. -h/--help prints the usage to help (teosd: stdout, as rust-teos's clap does)
+// and returns flag.ErrHelp; a command line it cannot parse is an error, nothing printed.
+func Load(args []string, help io.Writer) (Config, []string, error) {
 	// Parsing everything once gives --datadir before the file is read; the
 	// parsed values are applied afterwards, and only for flags given.
 	fromFlags := Default()
 	fromFlags.DataDir = defaultDataDir
 	specs := flagSpecs()
-	fs := newFlagSet(stderr, &fromFlags, specs)
+	fs := newFlagSet(&fromFlags, specs)
 	addVersionFlag(fs) // not a teos.toml key
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			printUsage(help, fs)
 			return Config{}, nil, err
 		}
-		return Config{}, nil, fmt.Errorf("parse flags: %w", err)
+		return Config{}, nil, commandLineError{fmt.Errorf("parse flags: %w", err)}
 	}
 	if versionRequested(fs) {
 		return Config{}, nil, ErrVersion
 	}
 	if fs.NArg() > 0 {
-		return Config{}, nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return Config{}, nil, commandLineError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	dataDir, err := ExpandHome(fromFlags.DataDir)
 	if err != nil {
@@ -155,14 +157,12 @@ func readFile(path string) (Config, []string) {
 	return decoded, warnings
 }
 
-func newFlagSet(stderr io.Writer, into *Config, specs []flagSpec) *flag.FlagSet {
+func newFlagSet(into *Config, specs []flagSpec) *flag.FlagSet {
 	fs := flag.NewFlagSet("teosd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: teosd [flags]\n\nThe Eye of Satoshi - Lightning watchtower.\n"+
-			"Settings are read from <datadir>/%s; flags override them.\n\nFlags:\n", FileName)
-		fs.PrintDefaults()
-	}
+	// The flag package would print each parse error with the whole usage to stderr; the
+	// caller says the error once instead, and the usage is printed only when asked for.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	fs.StringVar(&into.DataDir, "datadir", into.DataDir, "data directory")
 	fs.StringVar(&into.ImportRustTeos, "importrustteos", into.ImportRustTeos,
 		"teos-go extension: import this rust-teos database (teos_db.sql3) into a new store, then start")
@@ -187,6 +187,23 @@ func newFlagSet(stderr io.Writer, into *Config, specs []flagSpec) *flag.FlagSet 
 		}
 	}
 	return fs
+}
+
+// ErrCommandLine matches Load's errors for a command line it cannot parse, as opposed to a
+// data dir it cannot use: the caller points to --help for those.
+var ErrCommandLine = errors.New("command line not understood")
+
+type commandLineError struct{ error }
+
+func (e commandLineError) Unwrap() error      { return e.error }
+func (commandLineError) Is(target error) bool { return target == ErrCommandLine }
+
+func printUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: teosd [flags]\n\nThe Eye of Satoshi - Lightning watchtower.\n"+
+		"Settings are read from <datadir>/%s; flags override them.\n\nFlags:\n", FileName)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
 }
 
 // apply copies a flag's value (src) into the config field (dst).

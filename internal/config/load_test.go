@@ -373,7 +373,7 @@ func TestFlagNamesFollowKeys(t *testing.T) {
 		key := typ.Field(i).Tag.Get("toml")
 		keyOf[strings.ReplaceAll(key, "_", "")] = key
 	}
-	fs := newFlagSet(io.Discard, new(Config), flagSpecs())
+	fs := newFlagSet(new(Config), flagSpecs())
 	var names []string
 	fs.VisitAll(func(f *flag.Flag) {
 		names = append(names, f.Name)

@@ -2,14 +2,18 @@ package grpcapi
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/teos-go/teos/internal/api/msglimit"
 	"github.com/teos-go/teos/internal/store"
 	"github.com/teos-go/teos/pkg/teos"
 	commonv2 "github.com/teos-go/teos/proto/common/teos/v2"
@@ -51,6 +55,9 @@ type PrivateConfig struct {
 	// Shutdown starts the tower's graceful shutdown; it must not block.
 	Shutdown func()
 	Logger   *slog.Logger
+	// AnswerLimit bounds get_all_appointments' answer in bytes (0: msglimit.MaxMessageSize,
+	// what the server sends at most).
+	AnswerLimit int
 }
 
 // Private implements PrivateTowerServices (the teos-cli admin API) on top of the store.
@@ -74,11 +81,18 @@ func NewPrivate(cfg PrivateConfig) *Private {
 	if cfg.Shutdown == nil {
 		cfg.Shutdown = func() {}
 	}
+	if cfg.AnswerLimit <= 0 {
+		cfg.AnswerLimit = msglimit.MaxMessageSize
+	}
 	return &Private{cfg: cfg, log: logger.With("component", "grpcapi")}
 }
 
 func (p *Private) GetAllAppointments(context.Context, *emptypb.Empty) (*teosv2.GetAllAppointmentsResponse, error) {
 	all, err := p.appointments(nil)
+	if errors.Is(err, errAnswerTooLarge) {
+		p.log.Error("answer too large to send", "method", "get_all_appointments", "limit", p.cfg.AnswerLimit)
+		return nil, msglimit.TooLarge(p.cfg.AnswerLimit)
+	}
 	if err != nil {
 		return nil, p.internal("get_all_appointments", err)
 	}
@@ -91,22 +105,41 @@ func (p *Private) GetAppointments(_ context.Context, req *teosv2.GetAppointments
 		return nil, status.Error(codes.InvalidArgument, msgInvalidLocator)
 	}
 	matching, err := p.appointments(&loc)
+	if errors.Is(err, errAnswerTooLarge) {
+		p.log.Error("answer too large to send", "method", "get_appointments", "limit", p.cfg.AnswerLimit)
+		return nil, msglimit.TooLarge(p.cfg.AnswerLimit)
+	}
 	if err != nil {
 		return nil, p.internal("get_appointments", err)
 	}
 	return &teosv2.GetAppointmentsResponse{Appointments: matching}, nil
 }
 
+// errAnswerTooLarge stops a walk whose answer would exceed AnswerLimit.
+var errAnswerTooLarge = errors.New("answer too large")
+
 // appointments lists the appointments still watched, then the trackers, as rust-teos does
-// (watcher first, then responder); loc filters by locator when not nil.
+// (watcher first, then responder); loc filters by locator when not nil. The walk stops with
+// errAnswerTooLarge as soon as the answer could not be sent: on a big tower the whole list is
+// gigabytes, which teosd would otherwise build (and hold a read transaction for) only to
+// refuse it.
 func (p *Private) appointments(loc *teos.Locator) ([]*commonv2.AppointmentData, error) {
 	watched := []*commonv2.AppointmentData{}
 	var tracked []*commonv2.AppointmentData
+	size := 0
 	err := p.cfg.Store.ForEachAppointment(loc, func(a *store.Appointment, t *store.Tracker) error {
+		var d *commonv2.AppointmentData
 		if t != nil {
-			tracked = append(tracked, TrackerData(t))
+			d = TrackerData(t)
+			tracked = append(tracked, d)
 		} else {
-			watched = append(watched, AppointmentData(a))
+			d = AppointmentData(a)
+			watched = append(watched, d)
+		}
+		// One repeated field 1 entry of the answer: tag, length, message.
+		size += 1 + protowire.SizeBytes(proto.Size(d))
+		if size > p.cfg.AnswerLimit {
+			return errAnswerTooLarge
 		}
 		return nil
 	})

@@ -10,6 +10,7 @@ package msglimit
 import (
 	"context"
 	"log/slog"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -24,7 +25,8 @@ import (
 // the edge holds the answer several times over while it writes the JSON (the message, the
 // decoded locators, their hex and the JSON itself): gigabytes at this bound.
 // get_all_appointments carries whole appointments and can reach it on a big tower: it then fails
-// with Overflow's message, and get_appointments <locator> still answers.
+// with TooLarge's message (grpcapi stops reading there), and get_appointments <locator> still
+// answers.
 const MaxMessageSize = 256 << 20
 
 // ServerOptions are a gRPC server's: answers over MaxMessageSize fail with codes.Internal and a
@@ -65,5 +67,18 @@ func Answers(limit int, log *slog.Logger) grpc.UnaryServerInterceptor {
 // Overflow is the error for an answer of n bytes over limit: codes.Internal, which the HTTP
 // edge answers with rust-teos's unexpected-error code (255), not a code that blames the request.
 func Overflow(n, limit int) error {
-	return status.Errorf(codes.Internal, "the answer (%d bytes) is larger than the tower sends in one message (%d bytes)", n, limit)
+	return status.Errorf(codes.Internal, "the answer (%d bytes) %s (%d bytes)", n, overflowText, limit)
 }
+
+// TooLarge is Overflow for an answer given up before it was complete, its size unknown.
+func TooLarge(limit int) error {
+	return status.Errorf(codes.Internal, "the answer %s (%d bytes)", overflowText, limit)
+}
+
+// IsOverflow reports whether err is Overflow's or TooLarge's error, as a client received it.
+func IsOverflow(err error) bool {
+	s, ok := status.FromError(err)
+	return ok && s.Code() == codes.Internal && strings.Contains(s.Message(), overflowText)
+}
+
+const overflowText = "is larger than the tower sends in one message"
