@@ -28,7 +28,7 @@ func registerEdgeMetrics(met *metrics.Metrics, blocks *blockfirst.Gate, onion *o
 // blocksFirstWaits is s in the metrics' units: seconds, and buckets keyed by their bound.
 func blocksFirstWaits(s blockfirst.WaitStats) metrics.BlocksFirstWaits {
 	w := metrics.BlocksFirstWaits{Waits: uint64(s.Waits), AtBound: uint64(s.Bounded), Seconds: s.Waited.Seconds(),
-		Buckets: make(map[float64]uint64, len(s.Buckets))}
+		Buckets: make(map[float64]uint64, len(s.Buckets)), Waiting: uint64(max(s.Waiting, 0))}
 	for i, n := range s.Buckets {
 		w.Buckets[blockfirst.WaitBuckets[i].Seconds()] = uint64(n)
 	}

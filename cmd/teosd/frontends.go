@@ -9,6 +9,7 @@ import (
 
 	"github.com/teos-go/teos/internal/api/httpapi"
 	"github.com/teos-go/teos/internal/bitcoind"
+	"github.com/teos-go/teos/internal/blockfirst"
 	"github.com/teos-go/teos/internal/carrier"
 	"github.com/teos-go/teos/internal/chain"
 	"github.com/teos-go/teos/internal/config"
@@ -24,9 +25,10 @@ var frontEndKeys = map[string]func(*config.Config) (key string, on bool){
 }
 
 // openFrontEnds opens the extra front ends compiled into this binary (see internal/frontend)
-// that cfg turns on. Their chain listeners run after teosd's own.
+// that cfg turns on. Their chain listeners run after teosd's own; their requests wait at
+// blocks, the gate the public API's requests wait at.
 func openFrontEnds(ctx context.Context, cfg *config.Config, db store.Engine, key *btcec.PrivateKey,
-	btc *bitcoind.Client, height uint32, regs *httpapi.RegistrationLimit, log *slog.Logger) ([]*frontend.Instance, error) {
+	btc *bitcoind.Client, height uint32, regs *httpapi.RegistrationLimit, blocks *blockfirst.Gate, log *slog.Logger) ([]*frontend.Instance, error) {
 	cfg = fitFrontEndConns(cfg, fdLimit(), log) // fdbudget.go
 	for name, on := range frontEndKeys {
 		if k, want := on(cfg); want {
@@ -44,7 +46,7 @@ func openFrontEnds(ctx context.Context, cfg *config.Config, db store.Engine, key
 		flog := log.With("front_end", name)
 		inst, err := fe.Open(ctx, frontend.Env{
 			Config: cfg, Store: db, TowerKey: key, Carrier: carrier.New(btc, flog), Height: height, Logger: flog,
-			Registrations: sharedBudget(regs),
+			Registrations: sharedBudget(regs), BlocksFirst: blocks,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("open %s front end: %w", name, err)

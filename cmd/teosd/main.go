@@ -186,7 +186,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	w := watcher.New(watcher.Config{Store: db, Gatekeeper: gk, Responder: resp, TowerKey: key, Logger: log, Wake: pollNow,
 		BlocksFirst: blocksFirst})
 	regs := registrationBudget(cfg) // regbudget.go: the public API's and the front ends'
-	fes, err := openFrontEnds(ctx, cfg, bolt, key, btc, height, regs, log)
+	fes, err := openFrontEnds(ctx, cfg, bolt, key, btc, height, regs, blocksFirst, log)
 	if err != nil {
 		return err
 	}

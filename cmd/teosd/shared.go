@@ -121,8 +121,11 @@ func startShared(ctx context.Context, cfg *config.Config, log *slog.Logger, db *
 		Admission:            admission(cfg, db), // registration.go: read from the database on every registration
 		Logger:               log,
 	}, height)
+	// Requests step aside while this instance processes a block: only while it leads, as
+	// followers process none (roles.monitorConfig).
+	blocksFirst := blockfirst.New(blockFirstBound)
 	regs := registrationBudget(cfg) // regbudget.go: the public API's and the front ends'
-	fes, err := openFrontEnds(ctx, cfg, db, key, btc, height, regs, log)
+	fes, err := openFrontEnds(ctx, cfg, db, key, btc, height, regs, blocksFirst, log)
 	if err != nil {
 		return err
 	}
@@ -130,9 +133,6 @@ func startShared(ctx context.Context, cfg *config.Config, log *slog.Logger, db *
 		return err
 	}
 	resp := &swapResponder{}
-	// Requests step aside while this instance processes a block: only while it leads, as
-	// followers process none (roles.monitorConfig).
-	blocksFirst := blockfirst.New(blockFirstBound)
 	w := watcher.New(watcher.Config{Store: db, Gatekeeper: gk, Responder: resp, TowerKey: key, Logger: log, Wake: pollNow,
 		BlocksFirst: blocksFirst})
 	rc := &roles{cfg: cfg, log: log, db: db, btc: btc, gk: gk, w: w, resp: resp, fes: fes, blocks: blocksFirst, wake: pollNow}

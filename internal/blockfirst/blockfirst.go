@@ -26,6 +26,7 @@ type Gate struct {
 	buckets [len(WaitBuckets) + 1]atomic.Int64
 	waited  atomic.Int64 // nanoseconds
 	bounded atomic.Int64
+	waiting atomic.Int64 // waits in progress
 }
 
 // WaitBuckets are the upper bounds of Snapshot's wait-time buckets: a small block keeps
@@ -85,24 +86,38 @@ func (g *Gate) End() {
 
 // Wait returns at once unless a block is being processed; then it returns when the block is
 // done or the bound has passed, whichever comes first.
-func (g *Gate) Wait() {
+func (g *Gate) Wait() { g.WaitUntil(time.Time{}, nil) }
+
+// WaitUntil is Wait for a caller with limits of its own: it also returns at deadline (the
+// zero time: none) and once stop is closed, so a connection's deadline or its server's
+// shutdown is not stretched by the bound. It reports false if stop ended the wait.
+func (g *Gate) WaitUntil(deadline time.Time, stop <-chan struct{}) bool {
 	if g == nil {
-		return
+		return true
 	}
 	ch := g.busy.Load()
 	if ch == nil || g.bound == 0 {
-		return
+		return true
 	}
 	start := time.Now()
-	t := time.NewTimer(g.bound)
-	bounded := false
+	limit, bound := g.bound, true
+	if !deadline.IsZero() && deadline.Sub(start) < limit {
+		limit, bound = max(deadline.Sub(start), 0), false
+	}
+	g.waiting.Add(1)
+	t := time.NewTimer(limit)
+	bounded, stopped := false, false
 	select {
 	case <-*ch:
 	case <-t.C:
-		bounded = true
+		bounded = bound
+	case <-stop:
+		stopped = true
 	}
 	t.Stop()
+	g.waiting.Add(-1)
 	g.observe(time.Since(start), bounded)
+	return !stopped
 }
 
 // observe counts one wait: its bucket first, then its time and whether it was bounded, which
@@ -136,6 +151,8 @@ type WaitStats struct {
 	// Buckets[i] is how many waits lasted at most WaitBuckets[i] (cumulative); Waits counts
 	// them all.
 	Buckets [len(WaitBuckets)]int64
+	// Waiting is how many requests are waiting now (counted in Waits once they are done).
+	Waiting int64
 }
 
 // Snapshot returns the waits so far. Waits and Buckets agree with each other, and Waited and
@@ -145,6 +162,7 @@ func (g *Gate) Snapshot() WaitStats {
 	if g == nil {
 		return s
 	}
+	s.Waiting = g.waiting.Load()
 	s.Bounded = g.bounded.Load()
 	s.Waited = time.Duration(g.waited.Load())
 	for i := range g.buckets {

@@ -154,3 +154,43 @@ func TestNilGateSnapshot(t *testing.T) {
 		t.Fatalf("nil gate snapshot %+v", s)
 	}
 }
+
+// A caller's own deadline and stop cut a wait short of the bound; neither is counted as
+// bounded, and only stop says so. Waiting counts the waits in progress.
+func TestWaitUntilDeadlineAndStop(t *testing.T) {
+	g := New(never)
+	g.Begin()
+	defer g.End()
+	if !g.WaitUntil(time.Now().Add(2*time.Millisecond), nil) {
+		t.Fatal("a wait ended by its deadline reported a stop")
+	}
+	if !g.WaitUntil(time.Now().Add(-time.Second), nil) {
+		t.Fatal("a wait past its deadline reported a stop")
+	}
+	stop := make(chan struct{})
+	stopped := make(chan bool, 1)
+	go func() { stopped <- g.WaitUntil(time.Time{}, stop) }()
+	for g.Snapshot().Waiting != 1 {
+		select {
+		case <-stopped:
+			t.Fatal("the wait returned while the block was in progress")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	close(stop)
+	select {
+	case ok := <-stopped:
+		if ok {
+			t.Fatal("a wait ended by stop did not report it")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("WaitUntil did not return when stop was closed")
+	}
+	if s := g.Snapshot(); s.Waits != 3 || s.Bounded != 0 || s.Waiting != 0 {
+		t.Fatalf("after three cut waits: %+v, want 3 waits, none bounded, none waiting", s)
+	}
+	var nilGate *Gate
+	if !nilGate.WaitUntil(time.Time{}, stop) {
+		t.Fatal("a nil gate reported a stop")
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/btcsuite/btcd/wire"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/teos-go/teos/internal/blockfirst"
 	"github.com/teos-go/teos/internal/chain"
 	"github.com/teos-go/teos/internal/config"
 	"github.com/teos-go/teos/internal/responder"
@@ -35,6 +36,10 @@ type Env struct {
 	// public API's registrations spend: a front end's registrations spend it too, so one
 	// address gets one budget across the tower's ports.
 	Registrations RegistrationBudget
+	// BlocksFirst is the gate the chain monitor raises while it processes a block, the one the
+	// public API's requests wait at: a front end's requests wait at it too before their CPU and
+	// store work, so a block goes first whichever port the load comes in on. Nil never waits.
+	BlocksFirst *blockfirst.Gate
 }
 
 // RegistrationBudget is a per-address budget of registrations (addresses as

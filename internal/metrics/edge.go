@@ -51,6 +51,8 @@ type BlocksFirstWaits struct {
 	// Buckets maps each histogram bucket's upper bound, in seconds, to the waits that lasted
 	// at most that long (cumulative).
 	Buckets map[float64]uint64
+	// Waiting is how many requests are waiting now.
+	Waiting uint64
 }
 
 // RegisterBlocksFirst adds the blocks-first gate's metrics, read from read once per scrape.
@@ -58,13 +60,15 @@ func (m *Metrics) RegisterBlocksFirst(read func() BlocksFirstWaits) {
 	m.reg.MustRegister(&blocksFirstCollector{read: read})
 }
 
-var blocksFirstDescs = struct{ waits, atBound, seconds *prometheus.Desc }{
+var blocksFirstDescs = struct{ waits, atBound, seconds, waiting *prometheus.Desc }{
 	waits: prometheus.NewDesc(namespace+"_blocks_first_waits_total",
 		"Waits at the blocks-first gate: a request (an HTTP POST, or a signature or store step of the tower) found a block being processed and waited for it. One request may wait at several steps.", nil, nil),
 	atBound: prometheus.NewDesc(namespace+"_blocks_first_waits_at_bound_total",
 		"Blocks-first waits that reached the bound and went ahead while the block was still being processed.", nil, nil),
 	seconds: prometheus.NewDesc(namespace+"_blocks_first_wait_seconds",
 		"How long requests waited at the blocks-first gate (waits only).", nil, nil),
+	waiting: prometheus.NewDesc(namespace+"_blocks_first_waiting",
+		"Requests waiting at the blocks-first gate now (every front end's: HTTP, the tower's steps, lnd's messages).", nil, nil),
 }
 
 type blocksFirstCollector struct{ read func() BlocksFirstWaits }
@@ -74,6 +78,7 @@ func (c *blocksFirstCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- d.waits
 	ch <- d.atBound
 	ch <- d.seconds
+	ch <- d.waiting
 }
 
 func (c *blocksFirstCollector) Collect(ch chan<- prometheus.Metric) {
@@ -81,4 +86,5 @@ func (c *blocksFirstCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(d.waits, prometheus.CounterValue, float64(s.Waits))
 	ch <- prometheus.MustNewConstMetric(d.atBound, prometheus.CounterValue, float64(s.AtBound))
 	ch <- prometheus.MustNewConstHistogram(d.seconds, s.Waits, s.Seconds, s.Buckets)
+	ch <- prometheus.MustNewConstMetric(d.waiting, prometheus.GaugeValue, float64(s.Waiting))
 }

@@ -41,8 +41,11 @@ func TestBlocksFirstReadAtScrapeTime(t *testing.T) {
 	m := New(Config{})
 	s := BlocksFirstWaits{Waits: 3, AtBound: 1, Seconds: 1.012, Buckets: map[float64]uint64{.001: 1, .01: 2, 1: 2, 2.5: 3}}
 	m.RegisterBlocksFirst(func() BlocksFirstWaits { return s })
-	s.Waits, s.Buckets[2.5] = 4, 4 // read at scrape, not at registration
+	s.Waits, s.Buckets[2.5], s.Waiting = 4, 4, 2 // read at scrape, not at registration
 	fams := families(t, m)
+	if got := fams["teos_blocks_first_waiting"].GetMetric()[0].GetGauge().GetValue(); got != 2 {
+		t.Errorf("teos_blocks_first_waiting = %v, want 2", got)
+	}
 	for name, want := range map[string]float64{
 		"teos_blocks_first_waits_total":          4,
 		"teos_blocks_first_waits_at_bound_total": 1,

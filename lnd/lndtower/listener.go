@@ -1,6 +1,7 @@
 package lndtower
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -9,14 +10,17 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/lightningnetwork/lnd/brontide"
 	"github.com/lightningnetwork/lnd/keychain"
 	"github.com/lightningnetwork/lnd/watchtower/wtdb"
+	"github.com/lightningnetwork/lnd/watchtower/wtwire"
 
 	"github.com/teos-go/teos/internal/api/clientaddr"
+	"github.com/teos-go/teos/internal/blockfirst"
 )
 
 // DefaultHandshakeTimeout bounds brontide's three acts together, from accept to act three:
@@ -33,6 +37,7 @@ type listener struct {
 	timeout time.Duration
 	log     *slog.Logger
 	met     *portMetrics
+	blocks  *blockfirst.Gate // nil: messages never wait for blocks
 
 	conns chan *peerConn
 	done  chan struct{}
@@ -248,10 +253,63 @@ type peerConn struct {
 	addr string // grouped as the per-address caps count it
 	l    *listener
 	once sync.Once
+	// readDeadline is the last read deadline set, in Unix nanoseconds (0: none).
+	readDeadline atomic.Int64
 }
 
-// ReadNextMessage reads and decrypts the next message.
-func (p *peerConn) ReadNextMessage() ([]byte, error) { return p.m.ReadMessage(p.Conn) }
+// ReadNextMessage reads and decrypts the next message. A message whose handling costs store
+// work waits first while a block is processed (blocks first): at most the gate's bound, which
+// lnd's client, reading each reply within 15 s, absorbs. The wait holds no lock, ends at the
+// read deadline wtserver set for the message, and is dropped unanswered if the listener
+// closes meanwhile (the tower is stopping: the client sends it again).
+func (p *peerConn) ReadNextMessage() ([]byte, error) {
+	msg, err := p.m.ReadMessage(p.Conn)
+	if err != nil || p.l.blocks == nil || !waitsForBlocks(msg) {
+		return msg, err
+	}
+	var deadline time.Time
+	if d := p.readDeadline.Load(); d != 0 {
+		deadline = time.Unix(0, d)
+	}
+	if !p.l.blocks.WaitUntil(deadline, p.l.done) {
+		return nil, net.ErrClosed
+	}
+	return msg, nil
+}
+
+// waitsForBlocks reports whether msg is a request wtserver answers with store work: a new
+// session (a read, the caps, a write), a state update or a session's deletion (a write each).
+// Init is answered from memory, and anything else is refused unread.
+func waitsForBlocks(msg []byte) bool {
+	if len(msg) < 2 {
+		return false
+	}
+	switch wtwire.MessageType(binary.BigEndian.Uint16(msg)) {
+	case wtwire.MsgCreateSession, wtwire.MsgStateUpdate, wtwire.MsgDeleteSession:
+		return true
+	}
+	return false
+}
+
+// SetReadDeadline is the connection's, kept for the blocks-first wait too.
+func (p *peerConn) SetReadDeadline(t time.Time) error {
+	p.keepReadDeadline(t)
+	return p.Conn.SetReadDeadline(t)
+}
+
+// SetDeadline is the connection's, kept for the blocks-first wait too.
+func (p *peerConn) SetDeadline(t time.Time) error {
+	p.keepReadDeadline(t)
+	return p.Conn.SetDeadline(t)
+}
+
+func (p *peerConn) keepReadDeadline(t time.Time) {
+	if t.IsZero() {
+		p.readDeadline.Store(0)
+	} else {
+		p.readDeadline.Store(t.UnixNano())
+	}
+}
 
 // Read is not offered: messages are read whole with ReadNextMessage.
 func (p *peerConn) Read([]byte) (int, error) {

@@ -7,6 +7,7 @@
 package lndtower
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/teos-go/teos/internal/api/httpapi"
 	"github.com/teos-go/teos/internal/api/limits"
+	"github.com/teos-go/teos/internal/blockfirst"
 	"github.com/teos-go/teos/internal/chain"
 	"github.com/teos-go/teos/internal/config"
 	"github.com/teos-go/teos/internal/frontend"
@@ -70,6 +72,7 @@ func (frontEnd) Open(_ context.Context, env frontend.Env) (*frontend.Instance, e
 	}
 	srv.applyCaps(env.Config, env.Store)
 	srv.Registrations = env.Registrations // one budget per address with the public API's
+	srv.BlocksFirst = env.BlocksFirst     // one gate with the public API's
 	c := newChain(env.Height)
 	inf := newInfo(srv, db, justiceTxs)
 	return &frontend.Instance{
@@ -126,8 +129,12 @@ type Server struct {
 	// Registrations, if set, is the budget new sessions spend in place of SessionsPerMinute's:
 	// teosd's registration_rate budget, which the public API's registrations spend too.
 	Registrations frontend.RegistrationBudget
+	// BlocksFirst, if set, is waited at by CreateSession, StateUpdate and DeleteSession before
+	// wtserver's store work on them while a block is processed (listener.go, waitsForBlocks).
+	BlocksFirst *blockfirst.Gate
 
-	met *portMetrics // made by the first of Collectors and Serve
+	met         *portMetrics  // made by the first of Collectors and Serve
+	readTimeout time.Duration // wtserver's per message; 0: readTimeout (lnd's)
 }
 
 // Collectors are the port's metrics (portmetrics.go): connections, handshakes, sessions and
@@ -160,6 +167,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	met.lis.Store(capped)
 	met.max.Store(int64(max(s.MaxConnections, 0)))
 	l := newListener(capped, s.Key, s.HandshakeTimeout, log, met)
+	l.blocks = s.BlocksFirst
 	var db wtserver.DB = s.DB
 	caps := sessionCaps{MaxStoredBytes: s.MaxStoredBytes, StoredBytes: s.StoredBytes, Rate: s.Registrations, addrOf: l.addrOf}
 	if caps.Rate == nil {
@@ -175,7 +183,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		DB:           db,
 		NodeKeyECDH:  s.Key,
 		Listeners:    []net.Listener{l},
-		ReadTimeout:  readTimeout,
+		ReadTimeout:  cmp.Or(s.readTimeout, readTimeout),
 		WriteTimeout: writeTimeout,
 		ChainHash:    s.ChainHash,
 		// As lnd's own tower: altruist sessions only (legacy and anchor channels).
