@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -78,7 +79,7 @@ func NewPrivate(cfg PrivateConfig) *Private {
 }
 
 func (p *Private) GetAllAppointments(context.Context, *emptypb.Empty) (*teosv2.GetAllAppointmentsResponse, error) {
-	all, err := p.appointments(nil)
+	all, err := p.appointments("get_all_appointments", nil)
 	if err != nil {
 		return nil, p.internal("get_all_appointments", err)
 	}
@@ -90,7 +91,7 @@ func (p *Private) GetAppointments(_ context.Context, req *teosv2.GetAppointments
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, msgInvalidLocator)
 	}
-	matching, err := p.appointments(&loc)
+	matching, err := p.appointments("get_appointments", &loc)
 	if err != nil {
 		return nil, p.internal("get_appointments", err)
 	}
@@ -98,8 +99,9 @@ func (p *Private) GetAppointments(_ context.Context, req *teosv2.GetAppointments
 }
 
 // appointments lists the appointments still watched, then the trackers, as rust-teos does
-// (watcher first, then responder); loc filters by locator when not nil.
-func (p *Private) appointments(loc *teos.Locator) ([]*commonv2.AppointmentData, error) {
+// (watcher first, then responder); loc filters by locator when not nil. Records the store
+// cannot read are left out and logged: the admin still sees everything else.
+func (p *Private) appointments(method string, loc *teos.Locator) ([]*commonv2.AppointmentData, error) {
 	watched := []*commonv2.AppointmentData{}
 	var tracked []*commonv2.AppointmentData
 	err := p.cfg.Store.ForEachAppointment(loc, func(a *store.Appointment, t *store.Tracker) error {
@@ -110,6 +112,10 @@ func (p *Private) appointments(loc *teos.Locator) ([]*commonv2.AppointmentData, 
 		}
 		return nil
 	})
+	if _, ok := errors.AsType[*store.UnreadableRecords](err); ok {
+		p.log.Error("unreadable records left out of the listing", "method", method, "err", err)
+		err = nil
+	}
 	if err != nil {
 		return nil, err
 	}
