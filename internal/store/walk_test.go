@@ -30,8 +30,8 @@ func writerWaitsForRemap() bool {
 
 var errStalled = errors.New("a commit waits in bbolt's remap for the walk")
 
-// growFile adds appointments until the file is bigger than it was, which makes a commit remap
-// the file (bbolt sizes the file to its mapping while it is small).
+// growFile adds appointments until the file is more than twice as big as it was, which makes a
+// commit remap it: bbolt maps a small file with the next power of two of its size.
 func growFile(s *Store, path string) error {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -46,7 +46,7 @@ func growFile(s *Store, path string) error {
 		if err != nil {
 			return err
 		}
-		if now.Size() > fi.Size() {
+		if now.Size() > 2*fi.Size() {
 			return nil
 		}
 	}
