@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/teos-go/teos/pkg/teos"
 	bolt "go.etcd.io/bbolt"
@@ -106,5 +107,47 @@ func TestDamagedPageWriteRefusesLaterWrites(t *testing.T) {
 	if err := s.SetLastBlock([32]byte{1}, 5); !errors.Is(err, ErrDamaged) {
 		t.Fatalf("SetLastBlock after the damage = %v, want ErrDamaged", err)
 	}
-	_ = bolt.ErrDatabaseNotOpen
+}
+
+// A damaged root page (every bucket hangs off it) makes Open fail with ErrDamaged, a line
+// teosd prints, rather than panic in its first transaction.
+func TestDamagedRootPageFailsOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "teos.db")
+	s := mustOpen(t, path, nil)
+	register(t, s, testUser(0), 10, 100)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root int
+	_ = db.View(func(tx *bolt.Tx) error { root = int(tx.Cursor().Bucket().Root()); return nil })
+	pageSize := db.Info().PageSize
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(raw[root*pageSize : root*pageSize+16])
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path, nil)
+	if err == nil {
+		s.Close()
+		t.Fatal("Open of a file with a damaged root page succeeded")
+	}
+	if !errors.Is(err, ErrDamaged) {
+		t.Fatalf("Open = %v, want ErrDamaged", err)
+	}
+	// The file is released: a repaired or restored file can be opened in the same process.
+	if db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second}); err != nil {
+		t.Fatalf("file still locked after the failed Open: %v", err)
+	} else {
+		db.Close()
+	}
 }
