@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
@@ -48,7 +49,13 @@ func catchDamage(err *error, read bool) {
 	}
 }
 
+// bboltMisuse are bbolt's assertions that catch its caller's mistakes, not damage.
+var bboltMisuse = []string{"managed tx commit not allowed", "managed tx rollback not allowed", "tx closed"}
+
 func fromDamage(r any) bool {
+	if msg, ok := r.(string); ok && slices.ContainsFunc(bboltMisuse, func(m string) bool { return strings.Contains(msg, m) }) {
+		return false
+	}
 	if re, ok := r.(runtime.Error); ok {
 		_, fault := re.(interface{ Addr() uintptr }) // a fault past the nil page (SetPanicOnFault)
 		return fault

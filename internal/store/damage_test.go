@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,4 +151,17 @@ func TestDamagedRootPageFailsOpen(t *testing.T) {
 	} else {
 		db.Close()
 	}
+}
+
+// bbolt's assertions against its caller's mistakes are bugs too, though bbolt raises them.
+func TestBboltMisuseIsNotDamage(t *testing.T) {
+	s := mustOpen(t, filepath.Join(t.TempDir(), "teos.db"), nil)
+	defer s.Close()
+	defer func() {
+		if r, _ := recover().(string); !strings.Contains(r, "managed tx rollback not allowed") {
+			t.Fatalf("recovered %q, want bbolt's misuse assertion", r)
+		}
+	}()
+	_ = viewTx(s.db, func(tx *bolt.Tx) error { return tx.Rollback() })
+	t.Fatal("the misuse panic was swallowed")
 }
