@@ -350,7 +350,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mon.Run(ctx, cfg.PollEvery()) })
 	if s, ok := db.(*store.Store); ok {
-		g.Go(func() error { return stopWhenUnsynced(ctx, s.Unsynced()) })
+		g.Go(func() error { return stopWhenUnsynced(ctx, s.Unsynced(), s.WritesRefused) })
 	}
 	g.Go(func() error { onion.run(ctx); return nil })
 	g.Go(onion.serveAPI)
@@ -413,14 +413,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, w *watcher
 }
 
 // stopWhenUnsynced ends teosd with an error once the store refuses every write after a failed
-// flush (store.ErrUnsynced), which only reopening the file clears. A running tower would answer
+// flush (store.ErrUnsynced) or a write that hit a damaged page (store.ErrDamaged), which only
+// reopening the file clears; cause says which. A running tower would answer
 // each add 503 once its hold runs out, which the CLN plugin files as a refusal; a stopped one is
 // unreachable, and the plugin keeps the appointment and retries. The service manager
 // (Restart=on-failure in contrib/init/teosd.service) starts it again.
-func stopWhenUnsynced(ctx context.Context, unsynced <-chan struct{}) error {
+func stopWhenUnsynced(ctx context.Context, unsynced <-chan struct{}, cause func() error) error {
 	select {
 	case <-unsynced:
-		return fmt.Errorf("database: %w; stopping so that a restart reopens it", store.ErrUnsynced)
+		return fmt.Errorf("database: %w; stopping so that a restart reopens it", cause())
 	case <-ctx.Done():
 		return nil
 	}

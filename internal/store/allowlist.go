@@ -52,7 +52,7 @@ func (s *Store) DisallowUser(id teos.UserID) (changed bool, err error) {
 // UserAllowed reports whether id is on the registration allowlist.
 func (s *Store) UserAllowed(id teos.UserID) (bool, error) {
 	var ok bool
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := viewTx(s.db, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bktAllowedUsers)
 		ok = b != nil && b.Get(id[:]) != nil
 		return nil
@@ -66,7 +66,7 @@ func (s *Store) UserAllowed(id teos.UserID) (bool, error) {
 // AllowedUsers lists the registration allowlist in key order.
 func (s *Store) AllowedUsers() ([]teos.UserID, error) {
 	var ids []teos.UserID
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := viewTx(s.db, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bktAllowedUsers)
 		if b == nil {
 			return nil
@@ -89,7 +89,7 @@ func (s *Store) AllowedUsers() ([]teos.UserID, error) {
 // what the tower's data takes on disk, indexes and page overhead included.
 func (s *Store) StoredBytes() (int64, error) {
 	var size int64
-	if err := s.db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil }); err != nil {
+	if err := viewTx(s.db, func(tx *bolt.Tx) error { size = tx.Size(); return nil }); err != nil {
 		return 0, fmt.Errorf("database size: %w", err)
 	}
 	st := s.db.Stats()

@@ -505,48 +505,96 @@ func (s *Store) Counts() (users, watcherAppointments, trackers int, err error) {
 	return users, watcherAppointments, trackers, nil
 }
 
-// ForEachAppointment calls fn for every appointment with its tracker (nil if none), or only
-// for loc's appointments when loc is not nil. It runs inside one read transaction: fn gets
-// copies it may keep, but must not call the Store's write methods (that can deadlock). An
-// error from fn stops the walk and is returned unchanged.
+// ForEachAppointment calls fn for every appointment with its tracker (nil if none), in UUID
+// order, or only for loc's appointments when loc is not nil. fn runs outside any read
+// transaction, so a slow fn holds up no writer: the whole-store walk reads walkChunk records
+// per transaction (walkBucket), and each record with its tracker as of one moment. A record
+// stored for the whole walk is visited exactly once; one added, deleted or triggered during
+// it may or may not be, or be seen before its change. rust-teos's get_all_appointments gives
+// no more: it reads the appointments and then the trackers in two separate queries.
+//
+// fn gets copies it may keep. An error from fn stops the walk and is returned unchanged. A
+// record that cannot be read is skipped: the walk goes on and ends with an
+// *UnreadableRecords (errors.Is ErrCorrupt) naming it, every readable record visited.
 func (s *Store) ForEachAppointment(loc *teos.Locator, fn func(a *Appointment, t *Tracker) error) error {
-	var fnErr error
-	visit := func(b *buckets, id teos.UUID, a *Appointment) error {
-		t, err := getTracker(b, id)
+	type entry struct {
+		a *Appointment
+		t *Tracker
+	}
+	var (
+		chunk      []entry
+		unreadable UnreadableRecords
+	)
+	// visit reads one appointment and its tracker into chunk, setting unreadable ones apart.
+	visit := func(b *buckets, id teos.UUID, a *Appointment, err error) error {
+		var t *Tracker
+		if err == nil {
+			t, err = getTracker(b, id)
+		}
 		if err != nil {
+			if skippable(err) {
+				unreadable.add(err)
+				return nil
+			}
 			return err
 		}
-		if err := fn(a, t); err != nil {
-			fnErr = err
-			return err
-		}
+		chunk = append(chunk, entry{a, t})
 		return nil
 	}
-	err := s.view(func(b *buckets) error {
-		fnErr = nil
-		if loc != nil {
-			c := b.locatorIdx.Cursor()
-			k, _ := c.Seek(loc[:])
-			_, err := scanLocator(b, c, k, *loc, func(id teos.UUID, a *Appointment) error { return visit(b, id, a) })
-			return err
+	callFn := func() error {
+		for i, e := range chunk {
+			chunk[i] = entry{}
+			if err := fn(e.a, e.t); err != nil {
+				return fnError{err}
+			}
 		}
-		return b.appointments.ForEach(func(k, v []byte) error {
+		chunk = chunk[:0]
+		return nil
+	}
+	var err error
+	if loc != nil {
+		// One locator's appointments (one per user at most) are read in one transaction.
+		err = s.view(func(b *buckets) error {
+			chunk, unreadable = chunk[:0], UnreadableRecords{}
+			c := b.locatorIdx.Cursor()
+			for k, _ := c.Seek(loc[:]); k != nil && bytes.HasPrefix(k, loc[:]); k, _ = c.Next() {
+				id, a, err := locatorEntry(b, k)
+				if err := visit(b, id, a, err); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			err = callFn()
+		}
+	} else {
+		err = s.walkBucket(func(b *buckets) *bolt.Bucket { return b.appointments }, func(b *buckets, k, v []byte) error {
 			if len(k) != teos.UUIDLen {
-				return fmt.Errorf("%w: appointment key is %d bytes", ErrCorrupt, len(k))
+				unreadable.add(fmt.Errorf("%w: appointment key %x is %d bytes", ErrCorrupt, k, len(k)))
+				return nil
 			}
 			id := teos.UUID(k)
 			a, err := decodeAppointment(v)
 			if err != nil {
-				return fmt.Errorf("appointment %s: %w", id, err)
+				err = fmt.Errorf("appointment %s: %w", id, err)
 			}
-			return visit(b, id, a)
-		})
-	})
-	if fnErr != nil {
-		return fnErr
+			return visit(b, id, a, err)
+		}, callFn)
+	}
+	if fe, ok := errors.AsType[fnError](err); ok {
+		return fe.err
 	}
 	if err != nil {
 		return fmt.Errorf("walk appointments: %w", err)
 	}
+	if err := unreadable.orNil(); err != nil {
+		return fmt.Errorf("walk appointments: %w", err)
+	}
 	return nil
 }
+
+// fnError carries a caller's callback error through a walk, to be returned unchanged.
+type fnError struct{ err error }
+
+func (e fnError) Error() string { return e.err.Error() }

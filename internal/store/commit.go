@@ -39,7 +39,7 @@ type committer struct {
 	urgent chan *writeCall // block-path writes: each committed alone, before the next batch
 	wg     sync.WaitGroup
 
-	unsynced   atomic.Pointer[error] // set by txUpdate: every later write fails with it
+	unsynced   atomic.Pointer[error] // set by txUpdate (ErrUnsynced, ErrDamaged): every later write fails with it
 	unsyncedCh chan struct{}         // closed when unsynced is set
 	// txMu serialises txUpdate, so that no other commit lands between a failed commit and
 	// the check of its transaction id (the next commit would reuse that id). bbolt admits
@@ -236,7 +236,7 @@ func (c *committer) txUpdate(fn func(tx *bolt.Tx) error) error {
 	}
 	var id int
 	fnOK := false
-	err := c.db.Update(func(tx *bolt.Tx) error {
+	err := updateTx(c.db, func(tx *bolt.Tx) error {
 		id = tx.ID()
 		if err := fn(tx); err != nil {
 			return err
@@ -244,16 +244,25 @@ func (c *committer) txUpdate(fn func(tx *bolt.Tx) error) error {
 		fnOK = true
 		return nil
 	})
+	if errors.Is(err, ErrDamaged) {
+		// bbolt rolled back, but its freelist and node cache may not match the file now.
+		return c.refuseWrites(fmt.Errorf("%w; writes are refused until teosd restarts", err))
+	}
 	if err == nil || !fnOK {
 		return err
 	}
 	visible := false
-	_ = c.db.View(func(tx *bolt.Tx) error { visible = tx.ID() >= id; return nil })
+	_ = viewTx(c.db, func(tx *bolt.Tx) error { visible = tx.ID() >= id; return nil })
 	if !visible { // rolled back cleanly (a full disk, a read-only file): later writes may succeed
 		return err
 	}
-	uerr := fmt.Errorf("%w: %v", ErrUnsynced, err)
-	if c.unsynced.CompareAndSwap(nil, &uerr) {
+	return c.refuseWrites(fmt.Errorf("%w: %v", ErrUnsynced, err))
+}
+
+// refuseWrites makes every later write fail with err (the first such error wins) and closes
+// unsyncedCh; it returns the error writes now fail with.
+func (c *committer) refuseWrites(err error) error {
+	if c.unsynced.CompareAndSwap(nil, &err) {
 		close(c.unsyncedCh)
 	}
 	return c.broken()

@@ -30,7 +30,7 @@ func (s *Store) ExtView(name string, fn func(b *bolt.Bucket) error) error {
 	if err != nil {
 		return err
 	}
-	return s.db.View(func(tx *bolt.Tx) error { return fn(tx.Bucket(bn)) })
+	return viewTx(s.db, func(tx *bolt.Tx) error { return fn(tx.Bucket(bn)) })
 }
 
 // ExtUpdate runs fn in one write transaction (committed and synced before it returns) on the

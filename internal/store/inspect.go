@@ -50,7 +50,7 @@ func Inspect(path string) (Contents, error) {
 		return c, fmt.Errorf("open %s: %w", path, err)
 	}
 	defer db.Close()
-	err = db.View(func(tx *bolt.Tx) (err error) {
+	err = viewTx(db, func(tx *bolt.Tx) (err error) {
 		// bbolt panics on a damaged page; the caller wants a one-line refusal.
 		defer func() {
 			if r := recover(); r != nil {

@@ -222,7 +222,7 @@ func peekLocatorFilter(db *bolt.DB) savedFilter {
 	if sf.file, err = stampFile(db.Path()); err != nil {
 		return savedFilter{}
 	}
-	_ = db.View(func(tx *bolt.Tx) error {
+	_ = viewTx(db, func(tx *bolt.Tx) error {
 		sf.txid = tx.ID()
 		if meta := tx.Bucket(bktMeta); meta != nil {
 			sf.epoch = bytes.Clone(meta.Get(keyLocatorFilter))
@@ -291,7 +291,7 @@ var (
 func (lf *locatorFilters) build() error {
 	t0 := time.Now()
 	var capacity uint64
-	if err := lf.db.View(func(tx *bolt.Tx) error {
+	if err := viewTx(lf.db, func(tx *bolt.Tx) error {
 		c, err := getCounts(tx.Bucket(bktMeta))
 		capacity = uint64(max(c.appointments, 0))
 		return err
@@ -321,7 +321,7 @@ func (lf *locatorFilters) build() error {
 		resume []byte
 	)
 	for done := false; !done; {
-		err = lf.db.View(func(tx *bolt.Tx) error {
+		err = viewTx(lf.db, func(tx *bolt.Tx) error {
 			c := tx.Bucket(bktLocatorIdx).Cursor()
 			var k []byte
 			if resume == nil {
@@ -423,7 +423,7 @@ func (lf *locatorFilters) close(save bool) error {
 	if _, err := rand.Read(saved.epoch); err != nil {
 		return err
 	}
-	err := lf.db.Update(func(tx *bolt.Tx) error {
+	err := updateTx(lf.db, func(tx *bolt.Tx) error {
 		saved.txid = tx.ID()
 		return tx.Bucket(bktMeta).Put(keyLocatorFilter, saved.epoch)
 	})

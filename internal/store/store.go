@@ -130,7 +130,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		}
 	}
 	saved := peekLocatorFilter(db) // before the first write below
-	if err := db.Update(func(tx *bolt.Tx) error {
+	if err := updateTx(db, func(tx *bolt.Tx) error {
 		if err := initialise(tx); err != nil {
 			return err
 		}
@@ -148,9 +148,13 @@ func Open(path string, opts *Options) (*Store, error) {
 	return s, nil
 }
 
-// Unsynced is closed once the store refuses every write after a failed flush (ErrUnsynced):
-// only reopening the file clears that, so teosd stops and lets its service manager restart it.
+// Unsynced is closed once the store refuses every write, after a failed flush (ErrUnsynced)
+// or a write that hit a damaged page (ErrDamaged): only reopening the file clears that, so
+// teosd stops and lets its service manager restart it. WritesRefused says which.
 func (s *Store) Unsynced() <-chan struct{} { return s.writes.unsyncedCh }
+
+// WritesRefused returns the error every write fails with, or nil while writes go through.
+func (s *Store) WritesRefused() error { return s.writes.broken() }
 
 // boltOptions are the bbolt settings; none of them changes the file format.
 func boltOptions(opts *Options) *bolt.Options {
@@ -247,7 +251,7 @@ func openBuckets(tx *bolt.Tx) (*buckets, error) {
 
 // view and update run fn with the buckets open.
 func (s *Store) view(fn func(b *buckets) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return viewTx(s.db, func(tx *bolt.Tx) error {
 		b, err := openBuckets(tx)
 		if err != nil {
 			return err

@@ -55,7 +55,7 @@ func (s *Store) User(id teos.UserID) (UserInfo, bool, error) {
 	)
 	// Only the users bucket: every authenticated request reads its user, and opening all the
 	// buckets (view) cost several times the lookup itself.
-	err := s.db.View(func(tx *bolt.Tx) (err error) {
+	err := viewTx(s.db, func(tx *bolt.Tx) (err error) {
 		users := tx.Bucket(bktUsers)
 		if users == nil {
 			return fmt.Errorf("%w: %s", ErrUninitialized, bktUsers)

@@ -88,7 +88,7 @@ func NewPrivate(cfg PrivateConfig) *Private {
 }
 
 func (p *Private) GetAllAppointments(context.Context, *emptypb.Empty) (*teosv2.GetAllAppointmentsResponse, error) {
-	all, err := p.appointments(nil)
+	all, err := p.appointments("get_all_appointments", nil)
 	if errors.Is(err, errAnswerTooLarge) {
 		p.log.Error("answer too large to send", "method", "get_all_appointments", "limit", p.cfg.AnswerLimit)
 		return nil, msglimit.TooLarge(p.cfg.AnswerLimit)
@@ -104,7 +104,7 @@ func (p *Private) GetAppointments(_ context.Context, req *teosv2.GetAppointments
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, msgInvalidLocator)
 	}
-	matching, err := p.appointments(&loc)
+	matching, err := p.appointments("get_appointments", &loc)
 	if errors.Is(err, errAnswerTooLarge) {
 		p.log.Error("answer too large to send", "method", "get_appointments", "limit", p.cfg.AnswerLimit)
 		return nil, msglimit.TooLarge(p.cfg.AnswerLimit)
@@ -119,11 +119,11 @@ func (p *Private) GetAppointments(_ context.Context, req *teosv2.GetAppointments
 var errAnswerTooLarge = errors.New("answer too large")
 
 // appointments lists the appointments still watched, then the trackers, as rust-teos does
-// (watcher first, then responder); loc filters by locator when not nil. The walk stops with
-// errAnswerTooLarge as soon as the answer could not be sent: on a big tower the whole list is
-// gigabytes, which teosd would otherwise build (and hold a read transaction for) only to
-// refuse it.
-func (p *Private) appointments(loc *teos.Locator) ([]*commonv2.AppointmentData, error) {
+// (watcher first, then responder); loc filters by locator when not nil. Records the store
+// cannot read are left out and logged: the admin still sees everything else. The walk stops
+// with errAnswerTooLarge as soon as the answer could not be sent: on a big tower the whole
+// list is gigabytes, which teosd would otherwise build only to refuse it.
+func (p *Private) appointments(method string, loc *teos.Locator) ([]*commonv2.AppointmentData, error) {
 	watched := []*commonv2.AppointmentData{}
 	var tracked []*commonv2.AppointmentData
 	size := 0
@@ -143,6 +143,10 @@ func (p *Private) appointments(loc *teos.Locator) ([]*commonv2.AppointmentData, 
 		}
 		return nil
 	})
+	if _, ok := errors.AsType[*store.UnreadableRecords](err); ok {
+		p.log.Error("unreadable records left out of the listing", "method", method, "err", err)
+		err = nil
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -395,3 +395,40 @@ func TestLogRequests(t *testing.T) {
 		t.Errorf("request payload logged:\n%s", logs)
 	}
 }
+
+// skippingStore is the fixture's store reporting, after its listing, one record it could not
+// read, as store.Store does for a damaged record (store's TestAppointmentWalkSkipsUnreadableRecords).
+type skippingStore struct{ grpcapi.PrivateStore }
+
+func (s skippingStore) ForEachAppointment(loc *teos.Locator, fn func(*store.Appointment, *store.Tracker) error) error {
+	if err := s.PrivateStore.ForEachAppointment(loc, fn); err != nil {
+		return err
+	}
+	return fmt.Errorf("walk appointments: %w", &store.UnreadableRecords{Count: 1, First: []error{fmt.Errorf("appointment 00ff: %w", store.ErrCorrupt)}})
+}
+
+// A record the store could not read must not hide every other from the admin: the listing
+// holds the readable ones and the log names the skipped one.
+func TestPrivateListingsLeaveOutUnreadableRecords(t *testing.T) {
+	f := newPrivFixture(t, func(c *grpcapi.PrivateConfig) { c.Store = skippingStore{c.Store} })
+	all, err := f.client.GetAllAppointments(t.Context(), &emptypb.Empty{})
+	if err != nil || len(all.GetAppointments()) != 4 {
+		t.Fatalf("GetAllAppointments = %d appointments, %v; want the 4 readable ones", len(all.GetAppointments()), err)
+	}
+	some, err := f.client.GetAppointments(t.Context(), &teosv2.GetAppointmentsRequest{Locator: f.shared[:]})
+	if err != nil || len(some.GetAppointments()) != 2 {
+		t.Fatalf("GetAppointments = %d appointments, %v; want the 2 readable ones", len(some.GetAppointments()), err)
+	}
+	for _, method := range []string{"get_all_appointments", "get_appointments"} {
+		logged := false
+		for line := range strings.Lines(f.logs.String()) {
+			logged = logged || strings.Contains(line, "unreadable records left out of the listing") && strings.Contains(line, "method="+method)
+		}
+		if !logged {
+			t.Errorf("log does not report the record %s skipped:\n%s", method, f.logs)
+		}
+	}
+	if !strings.Contains(f.logs.String(), "appointment 00ff") {
+		t.Errorf("log does not name the skipped record:\n%s", f.logs)
+	}
+}

@@ -44,6 +44,9 @@ func TestDomainErrorsAreNotStoreFaults(t *testing.T) {
 		// A fault of the store's own (a failed fsync): held like a full disk, then 503, until
 		// teosd restarts; nothing more is written meanwhile.
 		"store.ErrUnsynced": nil,
+		// A write that reached a damaged page: the same, teosd stops. A read that reached one
+		// also wraps ErrCorrupt, an answer (not held: the page will not heal by itself).
+		"store.ErrDamaged": nil,
 	}
 	var declared []string
 	for _, pkg := range []string{"gatekeeper", "watcher", "store"} {
@@ -106,4 +109,18 @@ func declaredErrors(t *testing.T, dir, pkg string) []string {
 		}
 	}
 	return names
+}
+
+// A write the store could not make on a damaged page is held (teosd stops, and a held add is
+// answered 503 with error_code 7, which the CLN plugin keeps pending): it must not reach the
+// client as a rejection of its appointment. A read that reached the damage is answered.
+func TestDamagedStoreWriteIsAFault(t *testing.T) {
+	write := fmt.Errorf("upsert: %w: assertion failed; writes are refused until teosd restarts", store.ErrDamaged)
+	if !storeFault(write) {
+		t.Errorf("storeFault(%v) = false: a damaged page would be answered as a refusal", write)
+	}
+	read := fmt.Errorf("load user: %w: %w: assertion failed", store.ErrCorrupt, store.ErrDamaged)
+	if storeFault(read) {
+		t.Errorf("storeFault(%v) = true: a read that will never succeed would be held", read)
+	}
 }
