@@ -3,8 +3,10 @@ package store
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -164,4 +166,20 @@ func TestBboltMisuseIsNotDamage(t *testing.T) {
 	}()
 	_ = viewTx(s.db, func(tx *bolt.Tx) error { return tx.Rollback() })
 	t.Fatal("the misuse panic was swallowed")
+}
+
+// A nil dereference in a transaction's own code is a bug: it must not pass for a damaged file
+// (only faults at a real address, past the mapped file, are damage).
+func TestNilDereferenceInReadIsNotDamage(t *testing.T) {
+	s := mustOpen(t, filepath.Join(t.TempDir(), "teos.db"), nil)
+	defer s.Close()
+	defer func() {
+		r := recover()
+		if _, ok := r.(runtime.Error); !ok {
+			t.Fatalf("recovered %v, want the nil dereference's runtime error", r)
+		}
+	}()
+	var a *Appointment
+	_ = s.view(func(*buckets) error { return fmt.Errorf("%d", a.ToSelfDelay) })
+	t.Fatal("the panic was swallowed")
 }
