@@ -77,11 +77,16 @@ type tower struct {
 	id      teos.UserID
 	bin     string // the teosd binary; empty means the one built from this tree
 
-	cmd    *exec.Cmd
-	done   chan struct{}
-	mu     sync.Mutex
-	stderr bytes.Buffer
-	exit   error
+	cmd  *exec.Cmd
+	done chan struct{}
+	// teosd's stderr, every run appended: a file rather than a pipe, so a line teosd wrote
+	// before something the test then sees (a broadcast, an answer) is already there to read.
+	// Through a pipe it waited for a copying goroutine of the test process, which could run
+	// after the test had looked.
+	logFile *os.File
+	mu      sync.Mutex
+	stderr  bytes.Buffer // what logs has read of logFile
+	exit    error
 }
 
 // newTower prepares (but does not start) a teosd talking to node, with its own data dir and ports.
@@ -106,6 +111,12 @@ func newTower(t testing.TB, node *btcdtest.Node, extraToml string) *tower {
 			"--rpcport", fmt.Sprint(freePort(t)),
 		},
 	}
+	logFile, err := os.OpenFile(filepath.Join(t.TempDir(), "teosd.log"), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw.logFile = logFile
+	t.Cleanup(func() { logFile.Close() }) // registered first: runs after the one below
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("teosd log:\n%s", tw.logs())
@@ -127,7 +138,7 @@ func (tw *tower) start(extraArgs ...string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = &lockedWriter{mu: &tw.mu, w: &tw.stderr}
+	cmd.Stderr = tw.logFile
 	btcdtest.DieWithParent(cmd, syscall.SIGTERM) // an interrupted run leaves no teosd behind
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -186,9 +197,18 @@ func (tw *tower) start(extraArgs ...string) {
 	}
 }
 
+// logs is everything teosd wrote to stderr so far, in all its runs.
 func (tw *tower) logs() string {
 	tw.mu.Lock()
 	defer tw.mu.Unlock()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := tw.logFile.ReadAt(buf, int64(tw.stderr.Len()))
+		tw.stderr.Write(buf[:n])
+		if err != nil || n == 0 { // io.EOF: all read
+			break
+		}
+	}
 	return tw.stderr.String()
 }
 
@@ -224,17 +244,6 @@ func (tw *tower) stop() {
 	if err := tw.exitErr(); err != nil {
 		tw.t.Fatalf("teosd exit: %v\n%s", err, tw.logs())
 	}
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // user is a tower client with its own key.

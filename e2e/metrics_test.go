@@ -58,9 +58,13 @@ func TestMetrics(t *testing.T) {
 	}
 	node.Generate(t, blocks)
 	var after metricSamples
-	waitFor(t, "teos_chain_height 115", func() bool {
+	// The height moves before the block is counted (chain.Monitor.connect): a scrape between
+	// the two sees the last block processed but not yet counted.
+	waitFor(t, "teos_chain_height 115 and the 5 blocks counted", func() bool {
 		after = scrapeMetrics(t, metricsURL)
-		return after.value(t, "teos_chain_height") == 110+blocks
+		return after.value(t, "teos_chain_height") == 110+blocks &&
+			after.value(t, "teos_blocks_processed_total")-before.lookup("teos_blocks_processed_total") >= blocks &&
+			after.value(t, "teos_block_processing_seconds_count")-before.lookup("teos_block_processing_seconds_count") >= blocks
 	})
 
 	for series, want := range map[string]float64{

@@ -53,8 +53,14 @@ func TestUpdateGoesBeforeQueuedBatches(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	for len(s.writes.urgent) == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+	// The block write must be queued before the writer is released, or the adds may go first:
+	// a deadline of its own (the adds' one may be spent), and no release without it.
+	for urgentBy := time.Now().Add(time.Minute); len(s.writes.urgent) == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(urgentBy) {
+			close(release)
+			wg.Wait()
+			t.Fatal("the block write never reached the urgent queue")
+		}
 	}
 	close(release)
 	wg.Wait()

@@ -297,6 +297,11 @@ func lndBreach(t *testing.T, node *btcdtest.Node, client, leader *teosd, k chanK
 	if justice == nil {
 		t.Fatalf("justice transaction %s not mined in the next block", justiceTxid)
 	}
+	// Counted once the block's trackers are committed, after the log line and the broadcast.
+	waitFor(t, 60*time.Second, "the justice transaction counted", func() (bool, error) {
+		n := leader.metric(t, "teos_lnd_justice_txs_total")
+		return n >= 1, fmt.Errorf("teos_lnd_justice_txs_total = %v", n)
+	})
 	if n := leader.metric(t, "teos_lnd_justice_txs_total"); n != 1 {
 		t.Fatalf("teos_lnd_justice_txs_total = %v, want 1", n)
 	}

@@ -81,8 +81,14 @@ func TestLndPortFitsOpenFiles(t *testing.T) {
 	if _, err := waiting.Write(act1[:]); err != nil {
 		t.Fatal(err)
 	}
-	if n := tw.metric(t, "teos_lnd_connections_accepted_total"); n != 10 {
-		t.Fatalf("%v connections accepted with 10 places", n)
+	// A holder still silent at the handshake timeout (10 s after its accept) is closed, which
+	// frees its place for the waiting client: on a machine that slow the count proves nothing.
+	// Read after the count, the timeouts include any that freed a place before it.
+	accepted := tw.metric(t, "teos_lnd_connections_accepted_total")
+	if timedOut := tw.metric(t, `teos_lnd_handshakes_total{outcome="timeout"}`); timedOut > 0 {
+		t.Logf("%v holders timed out before the check (%v connections accepted): the cap was not checked", timedOut, accepted)
+	} else if accepted != 10 {
+		t.Fatalf("%v connections accepted with 10 places", accepted)
 	}
 	holders[0].Close()
 	var act2 [brontide.ActTwoSize]byte
