@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -489,5 +490,66 @@ func TestLookoutDamagedTracker(t *testing.T) {
 	}
 	if len(got.txs) != 0 {
 		t.Fatal("justice handed over again for a breach that has a tracker")
+	}
+}
+
+// A tracker lookup that reaches a damaged page (a torn header under the trackers bucket) says
+// nothing about whether this breach's tracker exists: the block fails, to be retried with the
+// damage in the log, where taking it as tracked would drop the justice transaction for good.
+func TestLookoutDamagedTrackerPage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "teos.db")
+	s, err := store.Open(path, &store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := NewDB(s, nil)
+	bc := newBreachFor(t, blob.TypeAltruistAnchorCommit)
+	sid := addSession(t, db, bc.policy)
+	txid := bc.commit.TxHash()
+	hint := blob.NewBreachHintFromHash(&txid)
+	if _, err := db.InsertStateUpdate(&wtdb.SessionStateUpdate{ID: sid, SeqNum: 1, Hint: hint, EncryptedBlob: bc.blob}); err != nil {
+		t.Fatal(err)
+	}
+	// Other breaches' trackers fill a leaf page of their own; this breach has none.
+	marker := bytes.Repeat([]byte{0xa5}, 48)
+	for i := range 40 {
+		tr := newTracker(teos.UUID{0xf0, byte(i)})
+		tr.PenaltyTx = append(bytes.Clone(marker), byte(i))
+		if err := db.PutTracker(tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pageSize := os.Getpagesize() // bbolt's default
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := bytes.Index(raw, marker)
+	if off < 0 {
+		t.Fatal("trackers not found in the file")
+	}
+	page := off / pageSize * pageSize
+	clear(raw[page : page+16])
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = store.Open(path, &store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	db = NewDB(s, nil)
+	id := trackerUUID(sid, hint)
+	if _, err := db.Tracker(id); !errors.Is(err, store.ErrDamaged) {
+		t.Fatalf("tracker read through the damaged page: %v, want ErrDamaged", err)
+	}
+	var got breacher
+	l := NewLookout(db, &got, nil)
+	err = l.BlockConnected(context.Background(), blockWith(bc.commit), 201)
+	if !errors.Is(err, store.ErrDamaged) {
+		t.Fatalf("block whose tracker lookup hit a damaged page = %v, want ErrDamaged", err)
 	}
 }
