@@ -1,16 +1,15 @@
 package store
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/teos-go/teos/internal/store/damagetest"
 	"github.com/teos-go/teos/pkg/teos"
 	bolt "go.etcd.io/bbolt"
 )
@@ -31,24 +30,11 @@ func damagedStore(t *testing.T, n, victim int) (*Store, []*Appointment) {
 	if err := s.BulkLoad(nil, as); err != nil {
 		t.Fatal(err)
 	}
-	pageSize := s.db.Info().PageSize
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	off := bytes.Index(raw, as[victim].EncryptedBlob)
-	if off < 0 {
-		t.Fatal("victim's record not found in the file")
-	}
-	page := off / pageSize * pageSize
-	clear(raw[page : page+16]) // id and flags: no longer the page bbolt expects
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s, err = Open(path, &Options{NoLocatorFilter: true})
+	damagetest.ZeroPageHolding(t, path, as[victim].EncryptedBlob)
+	s, err := Open(path, &Options{NoLocatorFilter: true})
 	if err != nil {
 		t.Fatalf("Open of a file with one damaged leaf: %v", err)
 	}
@@ -121,25 +107,8 @@ func TestDamagedRootPageFailsOpen(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var root int
-	_ = db.View(func(tx *bolt.Tx) error { root = int(tx.Cursor().Bucket().Root()); return nil })
-	pageSize := db.Info().PageSize
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clear(raw[root*pageSize : root*pageSize+16])
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s, err = Open(path, nil)
+	damagetest.ZeroRootPage(t, path)
+	s, err := Open(path, nil)
 	if err == nil {
 		s.Close()
 		t.Fatal("Open of a file with a damaged root page succeeded")

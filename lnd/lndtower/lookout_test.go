@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,6 +24,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/internal/store/damagetest"
 	"github.com/teos-go/teos/pkg/teos"
 )
 
@@ -519,23 +519,10 @@ func TestLookoutDamagedTrackerPage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pageSize := os.Getpagesize() // bbolt's default
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	off := bytes.Index(raw, marker)
-	if off < 0 {
-		t.Fatal("trackers not found in the file")
-	}
-	page := off / pageSize * pageSize
-	clear(raw[page : page+16])
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	damagetest.ZeroPageHolding(t, path, marker)
 	s, err = store.Open(path, &store.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
