@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -151,4 +152,38 @@ func TestNilDereferenceInReadIsNotDamage(t *testing.T) {
 	var a *Appointment
 	_ = s.view(func(*buckets) error { return fmt.Errorf("%d", a.ToSelfDelay) })
 	t.Fatal("the panic was swallowed")
+}
+
+// A write that faults on a file cut short under the running store (here to its two meta
+// pages) panics inside bbolt again when its rollback reloads the freelist page, before the
+// transaction releases bbolt's writer lock: Close then waited on that lock for good (itself,
+// or for a locator filter build that takes it), and teosd's shutdown with it. The store now notes the lock held, fails every later transaction
+// at once and leaves the file to the process's exit.
+func TestDamagedWriteDoesNotWedgeClose(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "teos.db")
+	s := mustOpen(t, path, nil)
+	register(t, s, testUser(0), 10, 100)
+	if err := os.Truncate(path, int64(2*s.db.Info().PageSize)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAppointments(nil, false); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("write on the cut file = %v, want ErrDamaged", err)
+	}
+	if _, _, err := s.User(testUser(0)); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("read after it = %v, want ErrDamaged", err)
+	}
+	if err := s.WaitWrites(); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("WaitWrites after it = %v, want ErrDamaged", err)
+	}
+	s.filters.startBuild() // takes the writer lock once: Close waits for the build
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		if !errors.Is(err, ErrDamaged) {
+			t.Fatalf("Close = %v, want ErrDamaged (the file left open)", err)
+		}
+	case <-time.After(30 * time.Second): // a hang, not a timing: Close takes milliseconds
+		t.Fatal("Close still waiting for bbolt's writer lock")
+	}
 }
