@@ -463,13 +463,7 @@ func TestLookoutDamagedTracker(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Close() })
 	db := NewDB(s, nil)
-	bc := newBreachFor(t, blob.TypeAltruistAnchorCommit)
-	sid := addSession(t, db, bc.policy)
-	txid := bc.commit.TxHash()
-	hint := blob.NewBreachHintFromHash(&txid)
-	if _, err := db.InsertStateUpdate(&wtdb.SessionStateUpdate{ID: sid, SeqNum: 1, Hint: hint, EncryptedBlob: bc.blob}); err != nil {
-		t.Fatal(err)
-	}
+	bc, sid, hint := storedBreach(t, db)
 	id := trackerUUID(sid, hint)
 	if err := db.PutTracker(newTracker(id)); err != nil {
 		t.Fatal(err)
@@ -503,13 +497,7 @@ func TestLookoutDamagedTrackerPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := NewDB(s, nil)
-	bc := newBreachFor(t, blob.TypeAltruistAnchorCommit)
-	sid := addSession(t, db, bc.policy)
-	txid := bc.commit.TxHash()
-	hint := blob.NewBreachHintFromHash(&txid)
-	if _, err := db.InsertStateUpdate(&wtdb.SessionStateUpdate{ID: sid, SeqNum: 1, Hint: hint, EncryptedBlob: bc.blob}); err != nil {
-		t.Fatal(err)
-	}
+	bc, sid, hint := storedBreach(t, db)
 	// Other breaches' trackers fill a leaf page of their own; this breach has none.
 	marker := bytes.Repeat([]byte{0xa5}, 48)
 	for i := range 40 {
@@ -539,4 +527,17 @@ func TestLookoutDamagedTrackerPage(t *testing.T) {
 	if !errors.Is(err, store.ErrDamaged) {
 		t.Fatalf("block whose tracker lookup hit a damaged page = %v, want ErrDamaged", err)
 	}
+}
+
+// storedBreach stores an anchor channel's session with the update for one breach of it.
+func storedBreach(t *testing.T, db *DB) (*breachCase, wtdb.SessionID, blob.BreachHint) {
+	t.Helper()
+	bc := newBreachFor(t, blob.TypeAltruistAnchorCommit)
+	sid := addSession(t, db, bc.policy)
+	txid := bc.commit.TxHash()
+	hint := blob.NewBreachHintFromHash(&txid)
+	if _, err := db.InsertStateUpdate(&wtdb.SessionStateUpdate{ID: sid, SeqNum: 1, Hint: hint, EncryptedBlob: bc.blob}); err != nil {
+		t.Fatal(err)
+	}
+	return bc, sid, hint
 }
