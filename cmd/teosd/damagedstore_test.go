@@ -3,12 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/teos-go/teos/internal/store/damagetest"
 )
 
 // TestDamagedStoreRefusedWithReason: a teos.db whose root page is damaged (bbolt panics on
@@ -17,24 +16,7 @@ func TestDamagedStoreRefusedWithReason(t *testing.T) {
 	dataDir := t.TempDir()
 	path := filepath.Join(dataDir, "regtest", "teos.db")
 	newStoreFile(t, path, true)
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var root int
-	_ = db.View(func(tx *bolt.Tx) error { root = int(tx.Cursor().Bucket().Root()); return nil })
-	pageSize := db.Info().PageSize
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clear(raw[root*pageSize : root*pageSize+16])
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	damagetest.ZeroRootPage(t, path)
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), []string{"--datadir", dataDir, "--btcnetwork", "regtest", "--btcrpcuser", "u",
 		"--btcrpcpassword", "p"}, &stdout, &stderr)

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -18,29 +19,63 @@ var ErrDamaged = errors.New("store: the database file is damaged (check it with 
 
 // viewTx is db.View, and updateTx db.Update, turning a panic that a damaged file causes
 // into an error (see damage): bbolt panics on a page that fails its checks, and reading a page
-// id past the mapped file faults, which would otherwise end teosd with a stack trace.
+// id past the mapped file faults, which would otherwise end teosd with a stack trace. Once
+// such a panic has left bbolt's locks held (wedged), they fail at once rather than wait.
 func viewTx(db *bolt.DB, fn func(*bolt.Tx) error) (err error) {
+	if err := wedgedErr(db); err != nil {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	var tx *bolt.Tx
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer catchDamage(&err, true)
-	return db.View(fn)
+	defer catchDamage(db, &tx, &err, true)
+	return db.View(func(t *bolt.Tx) error { tx = t; return fn(t) })
 }
 
 func updateTx(db *bolt.DB, fn func(*bolt.Tx) error) (err error) {
+	if err := wedgedErr(db); err != nil {
+		return err
+	}
+	var tx *bolt.Tx
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer catchDamage(&err, false)
-	return db.Update(fn) // its own deferred rollback runs first
+	defer catchDamage(db, &tx, &err, false)
+	return db.Update(func(t *bolt.Tx) error { tx = t; return fn(t) }) // its own deferred rollback runs first
+}
+
+// wedged holds, per *bolt.DB, the damage that left its locks held: a panic in Begin (reading
+// the meta pages) or in the rollback after fn (reloading the freelist page) escapes before
+// the transaction releases them, and every later transaction, and Close, would wait for good.
+var wedged sync.Map
+
+func wedgedErr(db *bolt.DB) error {
+	if err, ok := wedged.Load(db); ok {
+		return err.(error)
+	}
+	return nil
+}
+
+// closeDB is db.Close, unless damage wedged db's locks: then the file stays open and locked
+// until the process exits, where Close would hang.
+func closeDB(db *bolt.DB) error {
+	if err := wedgedErr(db); err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	return db.Close()
 }
 
 // catchDamage, deferred, recovers a panic raised by bbolt's own code or a memory fault (the
 // mapped file is the only memory a transaction reaches unsafely) and sets *err to ErrDamaged,
 // with ErrCorrupt for a read. Any other panic is a bug, not damage: it goes on, its stack intact.
-func catchDamage(err *error, read bool) {
+// *tx is the transaction fn was given (nil if none): not closed, it still holds bbolt's locks.
+func catchDamage(db *bolt.DB, tx **bolt.Tx, err *error, read bool) {
 	r := recover()
 	if r == nil {
 		return
 	}
 	if !fromDamage(r) {
 		panic(r)
+	}
+	if *tx == nil || (*tx).DB() != nil {
+		wedged.LoadOrStore(db, fmt.Errorf("%w: %v; bbolt's locks are left held, the file is released when teosd exits", ErrDamaged, r))
 	}
 	if read {
 		*err = fmt.Errorf("%w: %w: %v", ErrCorrupt, ErrDamaged, r)

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/teos-go/teos/internal/store/damagetest"
 	"github.com/teos-go/teos/pkg/teos"
 	bolt "go.etcd.io/bbolt"
 )
@@ -31,24 +31,11 @@ func damagedStore(t *testing.T, n, victim int) (*Store, []*Appointment) {
 	if err := s.BulkLoad(nil, as); err != nil {
 		t.Fatal(err)
 	}
-	pageSize := s.db.Info().PageSize
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	off := bytes.Index(raw, as[victim].EncryptedBlob)
-	if off < 0 {
-		t.Fatal("victim's record not found in the file")
-	}
-	page := off / pageSize * pageSize
-	clear(raw[page : page+16]) // id and flags: no longer the page bbolt expects
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s, err = Open(path, &Options{NoLocatorFilter: true})
+	damagetest.ZeroPageHolding(t, path, as[victim].EncryptedBlob)
+	s, err := Open(path, &Options{NoLocatorFilter: true})
 	if err != nil {
 		t.Fatalf("Open of a file with one damaged leaf: %v", err)
 	}
@@ -121,25 +108,8 @@ func TestDamagedRootPageFailsOpen(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var root int
-	_ = db.View(func(tx *bolt.Tx) error { root = int(tx.Cursor().Bucket().Root()); return nil })
-	pageSize := db.Info().PageSize
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clear(raw[root*pageSize : root*pageSize+16])
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s, err = Open(path, nil)
+	damagetest.ZeroRootPage(t, path)
+	s, err := Open(path, nil)
 	if err == nil {
 		s.Close()
 		t.Fatal("Open of a file with a damaged root page succeeded")
@@ -182,4 +152,38 @@ func TestNilDereferenceInReadIsNotDamage(t *testing.T) {
 	var a *Appointment
 	_ = s.view(func(*buckets) error { return fmt.Errorf("%d", a.ToSelfDelay) })
 	t.Fatal("the panic was swallowed")
+}
+
+// A write that faults on a file cut short under the running store (here to its two meta
+// pages) panics inside bbolt again when its rollback reloads the freelist page, before the
+// transaction releases bbolt's writer lock: Close then waited on that lock for good (itself,
+// or for a locator filter build that takes it), and teosd's shutdown with it. The store now notes the lock held, fails every later transaction
+// at once and leaves the file to the process's exit.
+func TestDamagedWriteDoesNotWedgeClose(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "teos.db")
+	s := mustOpen(t, path, nil)
+	register(t, s, testUser(0), 10, 100)
+	if err := os.Truncate(path, int64(2*s.db.Info().PageSize)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAppointments(nil, false); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("write on the cut file = %v, want ErrDamaged", err)
+	}
+	if _, _, err := s.User(testUser(0)); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("read after it = %v, want ErrDamaged", err)
+	}
+	if err := s.WaitWrites(); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("WaitWrites after it = %v, want ErrDamaged", err)
+	}
+	s.filters.startBuild() // takes the writer lock once: Close waits for the build
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		if !errors.Is(err, ErrDamaged) {
+			t.Fatalf("Close = %v, want ErrDamaged (the file left open)", err)
+		}
+	case <-time.After(30 * time.Second): // a hang, not a timing: Close takes milliseconds
+		t.Fatal("Close still waiting for bbolt's writer lock")
+	}
 }

@@ -146,8 +146,12 @@ var errBarrier = errors.New("barrier")
 // WaitWrites returns once every write transaction that began before the call has committed
 // or rolled back: it takes bbolt's writer lock once, writing nothing. A read that follows it
 // sees those writes.
-func (s *Store) WaitWrites() error {
-	err := s.db.Update(func(*bolt.Tx) error { return errBarrier })
+func (s *Store) WaitWrites() error { return waitWrites(s.db) }
+
+// waitWrites is WaitWrites on db. Through updateTx, it fails at once where damage left the
+// writer lock held, rather than wait for it for good.
+func waitWrites(db *bolt.DB) error {
+	err := updateTx(db, func(*bolt.Tx) error { return errBarrier })
 	if err != nil && !errors.Is(err, errBarrier) {
 		return fmt.Errorf("wait for writes: %w", err)
 	}

@@ -304,11 +304,9 @@ func (lf *locatorFilters) build() error {
 	// Wait out a write transaction that started before pending was set and so may have added
 	// its locators to current only: it commits before this takes the writer lock, and the
 	// snapshot below sees it. Every later writer adds to f itself.
-	tx, err := lf.db.Begin(true)
-	if err != nil {
+	if err := waitWrites(lf.db); err != nil {
 		return err
 	}
-	_ = tx.Rollback()
 	deletedBefore := lf.deleted.Load()
 	// The index is read in chunks, each in a read transaction of its own: one transaction
 	// held for the whole scan (18 s at 10M cold) would make a commit that grows the file wait
@@ -321,7 +319,7 @@ func (lf *locatorFilters) build() error {
 		resume []byte
 	)
 	for done := false; !done; {
-		err = viewTx(lf.db, func(tx *bolt.Tx) error {
+		err := viewTx(lf.db, func(tx *bolt.Tx) error {
 			c := tx.Bucket(bktLocatorIdx).Cursor()
 			var k []byte
 			if resume == nil {

@@ -138,7 +138,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		// stale, also for a store opened without the filter (locfilter.go).
 		return tx.Bucket(bktMeta).Delete(keyLocatorFilter)
 	}); err != nil {
-		_ = db.Close()
+		_ = closeDB(db)
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	s := &Store{db: db, writes: newCommitter(db, opts.MaxBatchSize)}
@@ -215,7 +215,7 @@ func (s *Store) Close() error {
 	s.writes.close()
 	// After an unsynced commit (ErrUnsynced) nothing more is written, not even the filter's save.
 	ferr := s.filters.close(s.writes.broken() == nil)
-	if err := s.db.Close(); err != nil {
+	if err := closeDB(s.db); err != nil {
 		return err
 	}
 	return ferr

@@ -160,6 +160,11 @@ func (r *run) handOver(ctx context.Context, a *store.Appointment, id teos.UUID, 
 		return errNoResponder
 	}
 	_, err := r.w.store.Tracker(id)
+	if errors.Is(err, store.ErrDamaged) {
+		// A damaged page, not a record: whether a tracker exists is unknown, and skipping
+		// would lose the breach. The block fails and is retried, the damage in the log.
+		return fmt.Errorf("load tracker %s: %w", id, err)
+	}
 	if err == nil || errors.Is(err, store.ErrCorrupt) {
 		// A damaged tracker record is still a tracker: failing here would fail the block, and
 		// the monitor would retry it for ever (the responder skips and logs the record).

@@ -579,3 +579,40 @@ func TestDamagedAppointmentDoesNotFailBlocks(t *testing.T) {
 		t.Errorf("the unreadable appointment was handed over %d times", n)
 	}
 }
+
+// pageDamagedTrackerStore answers one UUID's tracker lookup as the store does when the read
+// reaches a damaged page: ErrCorrupt and ErrDamaged, nothing known of the record.
+type pageDamagedTrackerStore struct {
+	*store.Store
+	bad teos.UUID
+}
+
+func (s pageDamagedTrackerStore) Tracker(id teos.UUID) (*store.Tracker, error) {
+	if id == s.bad {
+		return nil, fmt.Errorf("load tracker: %w: %w: assertion failed: Page expected to be: 9, but self identifies as 0", store.ErrCorrupt, store.ErrDamaged)
+	}
+	return s.Store.Tracker(id)
+}
+
+// TestDamagedPageTrackerFailsBlock: a tracker lookup that reached a damaged page says nothing
+// about whether the tracker exists; taking it as tracked would skip the breach for good. The
+// block fails (and is retried), and once the read works the breach is handed over.
+func TestDamagedPageTrackerFailsBlock(t *testing.T) {
+	f := newFixture(t)
+	alice := f.newUser()
+	b := newBreach(1)
+	f.add(alice, b.loc, b.blob)
+	id := uuid(b.loc, alice)
+	f.w.store = pageDamagedTrackerStore{Store: f.store, bad: id}
+	blk := f.block(b.dispute)
+	if err := f.w.BlockConnected(t.Context(), blk, testHeight+f.nonce); !errors.Is(err, store.ErrDamaged) {
+		t.Fatalf("BlockConnected with a damaged page under the tracker lookup = %v, want ErrDamaged", err)
+	}
+	f.w.store = f.store
+	if err := f.w.BlockConnected(t.Context(), blk, testHeight+f.nonce); err != nil {
+		t.Fatalf("block run again: %v", err)
+	}
+	if _, ok := f.resp.breachOf(id); !ok || !f.hasTracker(id) {
+		t.Error("the breach was not handed over when the block ran again")
+	}
+}

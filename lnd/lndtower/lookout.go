@@ -78,6 +78,10 @@ func (l *Lookout) BlockConnected(ctx context.Context, block *wire.MsgBlock, heig
 		id := trackerUUID(m.ID, m.Hint)
 		if _, err := l.db.Tracker(id); err == nil {
 			continue // already handed over when this block was run before
+		} else if errors.Is(err, store.ErrDamaged) {
+			// A damaged page, not a record: the tracker may not exist, and skipping would lose
+			// the breach. The block fails and is retried, the damage in the log.
+			return fmt.Errorf("lnd lookout block %d: %w", height, err)
 		} else if errors.Is(err, store.ErrCorrupt) {
 			// A damaged tracker record is still a tracker (as the watcher takes it): failing
 			// here would fail the block for ever and stall the whole tower.

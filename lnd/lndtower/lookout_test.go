@@ -24,6 +24,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/teos-go/teos/internal/store"
+	"github.com/teos-go/teos/internal/store/damagetest"
 	"github.com/teos-go/teos/pkg/teos"
 )
 
@@ -462,13 +463,7 @@ func TestLookoutDamagedTracker(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Close() })
 	db := NewDB(s, nil)
-	bc := newBreachFor(t, blob.TypeAltruistAnchorCommit)
-	sid := addSession(t, db, bc.policy)
-	txid := bc.commit.TxHash()
-	hint := blob.NewBreachHintFromHash(&txid)
-	if _, err := db.InsertStateUpdate(&wtdb.SessionStateUpdate{ID: sid, SeqNum: 1, Hint: hint, EncryptedBlob: bc.blob}); err != nil {
-		t.Fatal(err)
-	}
+	bc, sid, hint := storedBreach(t, db)
 	id := trackerUUID(sid, hint)
 	if err := db.PutTracker(newTracker(id)); err != nil {
 		t.Fatal(err)
@@ -490,4 +485,59 @@ func TestLookoutDamagedTracker(t *testing.T) {
 	if len(got.txs) != 0 {
 		t.Fatal("justice handed over again for a breach that has a tracker")
 	}
+}
+
+// A tracker lookup that reaches a damaged page (a torn header under the trackers bucket) says
+// nothing about whether this breach's tracker exists: the block fails, to be retried with the
+// damage in the log, where taking it as tracked would drop the justice transaction for good.
+func TestLookoutDamagedTrackerPage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "teos.db")
+	s, err := store.Open(path, &store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := NewDB(s, nil)
+	bc, sid, hint := storedBreach(t, db)
+	// Other breaches' trackers fill a leaf page of their own; this breach has none.
+	marker := bytes.Repeat([]byte{0xa5}, 48)
+	for i := range 40 {
+		tr := newTracker(teos.UUID{0xf0, byte(i)})
+		tr.PenaltyTx = append(bytes.Clone(marker), byte(i))
+		if err := db.PutTracker(tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	damagetest.ZeroPageHolding(t, path, marker)
+	s, err = store.Open(path, &store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	db = NewDB(s, nil)
+	id := trackerUUID(sid, hint)
+	if _, err := db.Tracker(id); !errors.Is(err, store.ErrDamaged) {
+		t.Fatalf("tracker read through the damaged page: %v, want ErrDamaged", err)
+	}
+	var got breacher
+	l := NewLookout(db, &got, nil)
+	err = l.BlockConnected(context.Background(), blockWith(bc.commit), 201)
+	if !errors.Is(err, store.ErrDamaged) {
+		t.Fatalf("block whose tracker lookup hit a damaged page = %v, want ErrDamaged", err)
+	}
+}
+
+// storedBreach stores an anchor channel's session with the update for one breach of it.
+func storedBreach(t *testing.T, db *DB) (*breachCase, wtdb.SessionID, blob.BreachHint) {
+	t.Helper()
+	bc := newBreachFor(t, blob.TypeAltruistAnchorCommit)
+	sid := addSession(t, db, bc.policy)
+	txid := bc.commit.TxHash()
+	hint := blob.NewBreachHintFromHash(&txid)
+	if _, err := db.InsertStateUpdate(&wtdb.SessionStateUpdate{ID: sid, SeqNum: 1, Hint: hint, EncryptedBlob: bc.blob}); err != nil {
+		t.Fatal(err)
+	}
+	return bc, sid, hint
 }

@@ -446,24 +446,7 @@ func TestSubscriptionContentLengthIsNotTrusted(t *testing.T) {
 func TestSubscriptionSlowAnswerNotCut(t *testing.T) {
 	locs := randomLocators(t, 20_000)
 	body := rustAnswer(3, 4, locs) // 700 KB: 200 pieces, 10 ms apart, 2 s or more in all
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-		piece := len(body)/200 + 1
-		for b := body; len(b) > 0; b = b[min(piece, len(b)):] {
-			if _, err := w.Write(b[:min(piece, len(b))]); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			select {
-			case <-time.After(10 * time.Millisecond):
-			case <-r.Context().Done():
-				return
-			}
-		}
-	}))
-	t.Cleanup(srv.Close)
+	srv := pacedServer(t, body, len(body)/200+1, 10*time.Millisecond)
 	const idle = time.Second
 	c := New(srv.URL, teos.UserID{}, newUserKey(t), WithRetry(1, time.Millisecond), WithHTTPClient(&http.Client{Timeout: idle}))
 	start := time.Now()
@@ -494,22 +477,7 @@ func TestSubscriptionSlowAnswerNotCut(t *testing.T) {
 // cannot hold the client forever by always sending a little.
 func TestSubscriptionTrickleCut(t *testing.T) {
 	body := rustAnswer(3, 4, randomLocators(t, 20_000)) // 700 KB: twelve minutes at that rate
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-		for b := body; len(b) > 0; b = b[min(10, len(b)):] {
-			if _, err := w.Write(b[:min(10, len(b))]); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			select {
-			case <-time.After(10 * time.Millisecond):
-			case <-r.Context().Done():
-				return
-			}
-		}
-	}))
-	t.Cleanup(srv.Close)
+	srv := pacedServer(t, body, 10, 10*time.Millisecond)
 	c := New(srv.URL, teos.UserID{}, newUserKey(t), WithRetry(0, 0), WithHTTPClient(&http.Client{Timeout: 300 * time.Millisecond}))
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
@@ -517,4 +485,26 @@ func TestSubscriptionTrickleCut(t *testing.T) {
 	if !errors.Is(err, errIdle) || !IsTransient(err) || ctx.Err() != nil {
 		t.Fatalf("trickled answer: %v (ctx %v), want cut by the client's bound", err, ctx.Err())
 	}
+}
+
+// pacedServer answers every request with body (a JSON answer), piece bytes every gap.
+func pacedServer(t *testing.T, body []byte, piece int, gap time.Duration) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		for b := body; len(b) > 0; b = b[min(piece, len(b)):] {
+			if _, err := w.Write(b[:min(piece, len(b))]); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-time.After(gap):
+			case <-r.Context().Done():
+				return
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }
