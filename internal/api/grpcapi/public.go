@@ -31,6 +31,11 @@ const (
 	msgInvalidLocator    = "The provided locator does not match the expected format (16-byte hexadecimal string)"
 	msgMissingAppointent = "The request has no appointment"
 	msgInternal          = "internal error"
+	// MsgDamaged answers an add that reached a damaged page of the tower's database (DataLoss):
+	// the edge turns it into error_code 7, the code the CLN plugin keeps pending, so the
+	// appointment is sent again once the operator has repaired the file instead of being
+	// filed as invalid for a fault of the tower's own.
+	MsgDamaged = msgUnavailable + ": the tower's database needs repair, send again later"
 )
 
 // Public implements PublicTowerServices on top of the watcher.
@@ -132,6 +137,9 @@ func (p *Public) addAppointmentStatus(err error) error {
 		return expiredStatus(expired)
 	case errors.Is(err, watcher.ErrAlreadyTriggered):
 		return status.Error(codes.AlreadyExists, msgAlreadyTriggered)
+	case errors.Is(err, store.ErrDamaged):
+		p.log.Error("request failed", "method", "add_appointment", "err", err)
+		return status.Error(codes.DataLoss, MsgDamaged)
 	default:
 		return p.internal("add_appointment", err)
 	}

@@ -87,6 +87,9 @@ func batchResult(res *teosv2.AddAppointmentResult) any {
 	if e != nil {
 		code = codes.Code(e.GetCode())
 	}
+	if code == codes.DataLoss { // a damaged database: sent again later, as damagedAnswer
+		return ErrorBody{Message: e.GetMessage(), Code: teos.ErrCodeInvalidSignatureOrSubscriptionError}
+	}
 	_, body := StatusToHTTP(status.Error(code, e.GetMessage()))
 	return body
 }

@@ -338,6 +338,11 @@ func (h *handler) writeStatus(w http.ResponseWriter, r *http.Request, err error)
 		noteClientGone(w)
 		return
 	}
+	if body, ok := damagedAnswer(r, err); ok {
+		h.logger.Warn("add not served: the tower's database is damaged", "endpoint", truncate(firstSegment(r.URL.EscapedPath())))
+		h.writeError(w, http.StatusServiceUnavailable, body)
+		return
+	}
 	if body, ok := h.stoppingAnswer(r, err); ok {
 		h.logger.Debug("tower stopping: add answered to be sent again", "endpoint", truncate(firstSegment(r.URL.EscapedPath())), "err", err)
 		h.writeError(w, http.StatusServiceUnavailable, body)
@@ -382,6 +387,22 @@ func (h *handler) stoppingAnswer(r *http.Request, err error) (ErrorBody, bool) {
 		return ErrorBody{}, false
 	}
 	return ErrorBody{Message: MsgStopping, Code: teos.ErrCodeInvalidSignatureOrSubscriptionError}, true
+}
+
+// damagedAnswer is the body for an add the core could not serve because it reached a damaged
+// page of the database (DataLoss, grpcapi.MsgDamaged): error_code 7 like the stopping answer,
+// so the CLN plugin keeps the appointment pending rather than filing it invalid.
+func damagedAnswer(r *http.Request, err error) (ErrorBody, bool) {
+	switch firstSegment(r.URL.EscapedPath()) {
+	case "add_appointment", "add_appointments":
+	default:
+		return ErrorBody{}, false
+	}
+	st, ok := grpcstatus.FromError(err)
+	if !ok || st.Code() != codes.DataLoss {
+		return ErrorBody{}, false
+	}
+	return ErrorBody{Message: st.Message(), Code: teos.ErrCodeInvalidSignatureOrSubscriptionError}, true
 }
 
 // notServed reports whether err says the core did not serve the request, rather than answer

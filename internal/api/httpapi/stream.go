@@ -125,6 +125,8 @@ func (h *handler) addAppointmentsStream(w http.ResponseWriter, r *http.Request, 
 	st, body2 := StatusToHTTP(err)
 	if stopping, ok := h.stoppingAnswer(r, err); ok {
 		st, body2 = http.StatusServiceUnavailable, stopping
+	} else if damaged, ok := damagedAnswer(r, err); ok {
+		st, body2 = http.StatusServiceUnavailable, damaged
 	}
 	h.logger.Warn("streamed upload ended early", "status", st, "error_code", body2.Code, "err", err)
 	sw.line(body2)
