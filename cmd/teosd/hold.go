@@ -33,9 +33,8 @@ func maxHeldFor(cfg *config.Config, nofile int) int {
 
 // blockFirstBound is the longest a request waits at each of its steps for a block being
 // processed (internal/blockfirst): long enough for a big block, short enough that a long
-// catch-up only slows requests down. An add over HTTP has three such steps (before its body is
-// decoded, before its signature recovery, before its receipt), so newHTTPServer budgets three
-// times this.
+// catch-up only slows requests down. An add over HTTP waits once in the handler and twice per
+// run of the core call (a held add runs it twice), so apiTimeoutsFor budgets five times this.
 const blockFirstBound = time.Second
 
 // storeRetry is how often one held write tries the store again while it refuses writes.
