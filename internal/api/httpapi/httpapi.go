@@ -378,9 +378,7 @@ func (h *handler) stopping() bool { return h.cfg.Stopping != nil && h.cfg.Stoppi
 // pending both on its first send and in its retrier. It files any other code as invalid for
 // good, and loses on the first send an appointment whose connection was cut.
 func (h *handler) stoppingAnswer(r *http.Request, err error) (ErrorBody, bool) {
-	switch firstSegment(r.URL.EscapedPath()) {
-	case "add_appointment", "add_appointments":
-	default:
+	if !isAdd(r) {
 		return ErrorBody{}, false
 	}
 	if !notServed(err) || !h.stopping() {
@@ -389,13 +387,21 @@ func (h *handler) stoppingAnswer(r *http.Request, err error) (ErrorBody, bool) {
 	return ErrorBody{Message: MsgStopping, Code: teos.ErrCodeInvalidSignatureOrSubscriptionError}, true
 }
 
+// isAdd reports whether r is an add (/add_appointment, /add_appointments): the requests whose
+// unserved answers the CLN plugin must keep pending.
+func isAdd(r *http.Request) bool {
+	switch firstSegment(r.URL.EscapedPath()) {
+	case "add_appointment", "add_appointments":
+		return true
+	}
+	return false
+}
+
 // damagedAnswer is the body for an add the core could not serve because it reached a damaged
 // page of the database (DataLoss, grpcapi.MsgDamaged): error_code 7 like the stopping answer,
 // so the CLN plugin keeps the appointment pending rather than filing it invalid.
 func damagedAnswer(r *http.Request, err error) (ErrorBody, bool) {
-	switch firstSegment(r.URL.EscapedPath()) {
-	case "add_appointment", "add_appointments":
-	default:
+	if !isAdd(r) {
 		return ErrorBody{}, false
 	}
 	st, ok := grpcstatus.FromError(err)
