@@ -17,7 +17,7 @@ import (
 )
 
 // Window is how many recent blocks the monitor remembers to find fork points; a reorg deeper
-// than this cannot be followed (rust-teos keeps the same 100).
+// than this is followed by loading older headers from bitcoind.
 const Window = 100
 
 // catchUpReport is the backlog above which Poll reports its progress.
@@ -80,7 +80,7 @@ type Monitor struct {
 	cfg      Config
 	log      *slog.Logger
 	mu       sync.Mutex // serialises Poll; guards chain
-	chain    []BlockRef // last Window processed blocks, oldest first
+	chain    []BlockRef // last Window processed blocks (more during a deeper reorg), oldest first
 	height   atomic.Uint32
 	lastMove atomic.Int64 // m.elapsed() in nanoseconds when the tip last moved
 	// sinceStart is the monotonic clock the stale-tip warning is measured on; nil: since
@@ -202,17 +202,21 @@ func (m *Monitor) Poll(ctx context.Context) error {
 			best, bestHeight, len(m.chain), m.chain[0].Height, m.chain[len(m.chain)-1].Height)
 	}
 	// Walk back from the new best block until a block we processed. However many blocks were
-	// missed, the walk ends there; it fails only if it passes below the oldest block we know,
-	// i.e. the fork is deeper than Window.
+	// missed, the walk ends there. A fork below the oldest block remembered (deeper than
+	// Window) is followed too, as rust-teos's block sync does: the processed chain is loaded
+	// further down with raw headers, which bitcoind still serves for blocks that left its best
+	// chain. Refusing it would leave the tower stuck at its tip for good, and unable to start.
 	var branch []chainhash.Hash // newest first
 	fork := -1
 	for hash := best; fork < 0; {
+		for int64(bestHeight)-int64(len(branch)) < int64(m.chain[0].Height) {
+			if err := m.loadOlder(ctx, best); err != nil {
+				return err
+			}
+		}
 		if i := m.indexOf(hash); i >= 0 {
 			fork = i
 			break
-		}
-		if int64(bestHeight)-int64(len(branch)) < int64(m.chain[0].Height) {
-			return fmt.Errorf("new best block %s forks more than %d blocks below the tip", best, Window)
 		}
 		hdr, err := m.cfg.Source.BlockHeader(ctx, hash)
 		if err != nil {
@@ -303,6 +307,24 @@ func (m *Monitor) redoUndone(ctx context.Context) error {
 	}
 	m.undone = nil
 	m.log.Warn("a block came back to the chain before its disconnection was fully handled; connected again", "block_hash", top.Hash, "height", top.Height)
+	return nil
+}
+
+// loadOlder puts the processed block below the oldest one remembered at the front of m.chain,
+// for a walk back to a fork deeper than Window.
+func (m *Monitor) loadOlder(ctx context.Context, best chainhash.Hash) error {
+	oldest := m.chain[0]
+	if oldest.Height == 0 {
+		return fmt.Errorf("new best block %s shares no block with the chain the tower processed", best)
+	}
+	hdr, err := m.cfg.Source.BlockHeader(ctx, oldest.Hash)
+	if err != nil {
+		return fmt.Errorf("get header %s: %w", oldest.Hash, err)
+	}
+	if len(m.chain) == Window {
+		m.log.Warn("following a reorg deeper than the last blocks remembered", "best_block_hash", best, "below", oldest.Height)
+	}
+	m.chain = slices.Insert(m.chain, 0, BlockRef{hdr.PrevBlock, oldest.Height - 1})
 	return nil
 }
 

@@ -254,17 +254,50 @@ func TestCatchesUpFarMoreThanWindow(t *testing.T) {
 	}
 }
 
-// A fork deeper than Window is refused rather than half-applied.
-func TestRefusesForkDeeperThanWindow(t *testing.T) {
+// A fork deeper than Window is followed: every processed block above it is disconnected, tip
+// first, with raw headers for the ones below the window, then the new branch is connected. It
+// was refused on every poll, which kept the tower at its old tip for good.
+func TestFollowsForkDeeperThanWindow(t *testing.T) {
 	c, hs := newFakeChain(2 * Window)
 	var events []string
 	m, st := newMonitor(t, c, hs[2*Window], 2*Window, &recorder{name: "l", events: &events})
-	c.extend(hs[Window-10], Window+20)
-	if err := m.Poll(t.Context()); err == nil {
-		t.Fatal("deep fork accepted")
+	forkHeight := Window - 10
+	added := c.extend(hs[forkHeight], Window+20)
+	if err := m.Poll(t.Context()); err != nil {
+		t.Fatal(err)
 	}
-	if len(events) != 0 || m.Height() != 2*Window || st.height != 0 {
-		t.Fatalf("deep fork applied %d events, height %d", len(events), m.Height())
+	var want []string
+	for h := 2 * Window; h > forkHeight; h-- {
+		want = append(want, fmt.Sprintf("l-%d:%s", h, hs[h]))
+	}
+	for i, h := range added {
+		want = append(want, fmt.Sprintf("l+%d:%s", forkHeight+1+i, h))
+	}
+	if !slices.Equal(events, want) {
+		t.Fatalf("events %v\nwant %v", events, want)
+	}
+	top := uint32(forkHeight + len(added))
+	if m.Height() != top || st.hash != added[len(added)-1] || st.height != top {
+		t.Fatalf("tip %s@%d (monitor at %d), want %s@%d", st.hash, st.height, m.Height(), added[len(added)-1], top)
+	}
+	if r := m.Recent(); len(r) != Window || r[len(r)-1].Hash != added[len(added)-1] {
+		t.Fatalf("%d recent blocks ending at %v, want %d ending at the new tip", len(r), r[len(r)-1], Window)
+	}
+}
+
+// A best chain that shares no block with the processed one, down to its first block, is
+// refused rather than applied.
+func TestRefusesChainWithoutCommonBlock(t *testing.T) {
+	c, hs := newFakeChain(Window + 20)
+	other := c.extend(c.add(chainhash.Hash{}), Window+30) // from a genesis of its own
+	var events []string
+	m, st := newMonitor(t, c, hs[Window+20], Window+20, &recorder{name: "l", events: &events})
+	err := m.Poll(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "shares no block") {
+		t.Fatalf("Poll: %v, want a refusal", err)
+	}
+	if len(events) != 0 || m.Height() != Window+20 || st.height != 0 || c.best != other[len(other)-1] {
+		t.Fatalf("applied %d events, height %d", len(events), m.Height())
 	}
 }
 
