@@ -29,6 +29,9 @@ type Breach struct {
 	// Sweep spends the penalty's only output: once it is mined, nothing of the penalty is
 	// unspent, and bitcoind answers a re-send of the penalty -25, not -27.
 	Sweep *wire.MsgTx
+	// Conflict spends the commitment's output 0 elsewhere: once it is mined, the penalty can
+	// never be (a double spend of one of its inputs).
+	Conflict *wire.MsgTx
 }
 
 // NewBreach builds a breach from a coinbase no earlier call used, mining first if no such
@@ -118,7 +121,19 @@ func (n *Node) newBreach(t testing.TB, penaltyFee int64, penaltySequence uint32)
 	}
 	verify(t, "sweep", sweep, sweepPrev)
 
-	return &Breach{Commitment: commitment, Penalty: penalty, Sweep: sweep}
+	remoteOut := wire.OutPoint{Hash: commitTxid, Index: 0}
+	conflict := wire.NewMsgTx(2)
+	conflict.AddTxIn(wire.NewTxIn(&remoteOut, nil, nil))
+	conflict.AddTxOut(wire.NewTxOut(commitment.TxOut[0].Value-breachFee, p2wpkh(t, newKey(t).PubKey())))
+	conflictPrev := map[wire.OutPoint]*wire.TxOut{remoteOut: commitment.TxOut[0]}
+	conflict.TxIn[0].Witness, err = txscript.WitnessSignature(conflict, txscript.NewTxSigHashes(conflict, txscript.NewMultiPrevOutFetcher(conflictPrev)), 0,
+		commitment.TxOut[0].Value, remotePkScript, txscript.SigHashAll, remoteKey, true)
+	if err != nil {
+		t.Fatalf("btcdtest: signing conflict: %v", err)
+	}
+	verify(t, "conflict", conflict, conflictPrev)
+
+	return &Breach{Commitment: commitment, Penalty: penalty, Sweep: sweep, Conflict: conflict}
 }
 
 // nextMatureCoinbase returns the next unused coinbase paying MiningAddr and the index of that
