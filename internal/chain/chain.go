@@ -209,12 +209,13 @@ func (m *Monitor) Poll(ctx context.Context) error {
 	var branch []chainhash.Hash // newest first
 	fork := -1
 	for hash := best; fork < 0; {
-		for int64(bestHeight)-int64(len(branch)) < int64(m.chain[0].Height) {
-			if err := m.loadOlder(ctx, best); err != nil {
+		height := int64(bestHeight) - int64(len(branch)) // of hash
+		if below := int64(m.chain[0].Height) - height; below > 0 {
+			if err := m.loadOlder(ctx, best, max(below, int64(len(m.chain)))); err != nil {
 				return err
 			}
 		}
-		if i := m.indexOf(hash); i >= 0 {
+		if i := m.indexOf(hash, height); i >= 0 {
 			fork = i
 			break
 		}
@@ -310,26 +311,38 @@ func (m *Monitor) redoUndone(ctx context.Context) error {
 	return nil
 }
 
-// loadOlder puts the processed block below the oldest one remembered at the front of m.chain,
-// for a walk back to a fork deeper than Window.
-func (m *Monitor) loadOlder(ctx context.Context, best chainhash.Hash) error {
+// loadOlder puts up to n processed blocks below the oldest one remembered at the front of
+// m.chain, for a walk back to a fork deeper than Window. Loading at least as many as it holds
+// keeps a very deep walk linear.
+func (m *Monitor) loadOlder(ctx context.Context, best chainhash.Hash, n int64) error {
 	oldest := m.chain[0]
 	if oldest.Height == 0 {
 		return fmt.Errorf("new best block %s shares no block with the chain the tower processed", best)
 	}
-	hdr, err := m.cfg.Source.BlockHeader(ctx, oldest.Hash)
-	if err != nil {
-		return fmt.Errorf("get header %s: %w", oldest.Hash, err)
-	}
-	if len(m.chain) == Window {
+	if len(m.chain) <= Window {
 		m.log.Warn("following a reorg deeper than the last blocks remembered", "best_block_hash", best, "below", oldest.Height)
 	}
-	m.chain = slices.Insert(m.chain, 0, BlockRef{hdr.PrevBlock, oldest.Height - 1})
+	n = min(n, int64(oldest.Height))
+	older := make([]BlockRef, n)
+	for i := n - 1; i >= 0; i-- {
+		hdr, err := m.cfg.Source.BlockHeader(ctx, oldest.Hash)
+		if err != nil {
+			return fmt.Errorf("get header %s: %w", oldest.Hash, err)
+		}
+		oldest = BlockRef{hdr.PrevBlock, oldest.Height - 1}
+		older[i] = oldest
+	}
+	m.chain = append(older, m.chain...)
 	return nil
 }
 
-func (m *Monitor) indexOf(hash chainhash.Hash) int {
-	for i := len(m.chain) - 1; i >= 0; i-- {
+// indexOf returns where hash is in m.chain, or -1. height, where it would be, is looked at
+// first; the scan covers only the newest Window blocks, so a walk far below them stays linear.
+func (m *Monitor) indexOf(hash chainhash.Hash, height int64) int {
+	if i := height - int64(m.chain[0].Height); i >= 0 && i < int64(len(m.chain)) && m.chain[i].Hash == hash {
+		return int(i)
+	}
+	for i := len(m.chain) - 1; i >= max(0, len(m.chain)-Window); i-- {
 		if m.chain[i].Hash == hash {
 			return i
 		}

@@ -258,30 +258,37 @@ func TestCatchesUpFarMoreThanWindow(t *testing.T) {
 // first, with raw headers for the ones below the window, then the new branch is connected. It
 // was refused on every poll, which kept the tower at its old tip for good.
 func TestFollowsForkDeeperThanWindow(t *testing.T) {
-	c, hs := newFakeChain(2 * Window)
+	for _, depth := range []int{Window + 10, 5*Window + 3} {
+		t.Run(fmt.Sprint(depth), func(t *testing.T) { testFollowsDeepFork(t, depth) })
+	}
+}
+
+func testFollowsDeepFork(t *testing.T, depth int) {
+	top := depth + 20
+	c, hs := newFakeChain(top)
 	var events []string
-	m, st := newMonitor(t, c, hs[2*Window], 2*Window, &recorder{name: "l", events: &events})
-	forkHeight := Window - 10
-	added := c.extend(hs[forkHeight], Window+20)
+	m, st := newMonitor(t, c, hs[top], uint32(top), &recorder{name: "l", events: &events})
+	forkHeight := top - depth
+	added := c.extend(hs[forkHeight], depth+10)
 	if err := m.Poll(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	var want []string
-	for h := 2 * Window; h > forkHeight; h-- {
+	for h := top; h > forkHeight; h-- {
 		want = append(want, fmt.Sprintf("l-%d:%s", h, hs[h]))
 	}
 	for i, h := range added {
 		want = append(want, fmt.Sprintf("l+%d:%s", forkHeight+1+i, h))
 	}
 	if !slices.Equal(events, want) {
-		t.Fatalf("events %v\nwant %v", events, want)
+		t.Fatalf("%d events %v\nwant %d %v", len(events), events, len(want), want)
 	}
-	top := uint32(forkHeight + len(added))
-	if m.Height() != top || st.hash != added[len(added)-1] || st.height != top {
-		t.Fatalf("tip %s@%d (monitor at %d), want %s@%d", st.hash, st.height, m.Height(), added[len(added)-1], top)
+	newTop := uint32(forkHeight + len(added))
+	if m.Height() != newTop || st.hash != added[len(added)-1] || st.height != newTop {
+		t.Fatalf("tip %s@%d (monitor at %d), want %s@%d", st.hash, st.height, m.Height(), added[len(added)-1], newTop)
 	}
-	if r := m.Recent(); len(r) != Window || r[len(r)-1].Hash != added[len(added)-1] {
-		t.Fatalf("%d recent blocks ending at %v, want %d ending at the new tip", len(r), r[len(r)-1], Window)
+	if r := m.Recent(); len(r) != Window || r[len(r)-1].Hash != added[len(added)-1] || r[0].Height != newTop-Window+1 {
+		t.Fatalf("%d recent blocks from %v to %v, want %d ending at the new tip", len(r), r[0], r[len(r)-1], Window)
 	}
 }
 
