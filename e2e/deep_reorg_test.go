@@ -14,8 +14,14 @@ import (
 // from teosd's tip: deeper than the 100 blocks the chain monitor remembers. btcd mines the
 // dispute and penalty again in the branch's first block. teosd follows the reorg (it refused
 // it on every poll before, stuck at its old tip for good), and the tracker completes 100
-// blocks after the new confirmation, refunding the slot.
+// blocks after the new confirmation, refunding the slot. Also when the reorg happens while
+// teosd is stopped: it refused to start before (its first catch-up failed the same way).
 func TestReorgDeeperThanWindow(t *testing.T) {
+	t.Run("live", func(t *testing.T) { testReorgDeeperThanWindow(t, false) })
+	t.Run("while down", func(t *testing.T) { testReorgDeeperThanWindow(t, true) })
+}
+
+func testReorgDeeperThanWindow(t *testing.T, whileDown bool) {
 	node := startNode(t)
 	c := newChain(t, node)
 	tw := newTower(t, node, "")
@@ -36,6 +42,9 @@ func TestReorgDeeperThanWindow(t *testing.T) {
 	old := c.tip(t)
 	waitTowerAt(t, tw, old)
 	alice.wantResponded(t, tw, br)
+	if whileDown {
+		tw.stop()
+	}
 
 	if err := c.rpc.InvalidateBlock(&disputeBlock); err != nil {
 		t.Fatalf("invalidateblock: %v", err)
@@ -47,6 +56,9 @@ func TestReorgDeeperThanWindow(t *testing.T) {
 	tip := c.tip(t)
 	if tip-(d-1) <= chainmon.Window {
 		t.Fatalf("reorg %d blocks deep, want more than %d", tip-(d-1), chainmon.Window)
+	}
+	if whileDown {
+		tw.start()
 	}
 	waitTowerAt(t, tw, tip)
 	alice.waitGone(t, tw, locatorOf(br)) // d+100 <= tip: completed during the catch-up
