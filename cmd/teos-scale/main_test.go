@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -36,5 +37,26 @@ func TestFillThenMeasure(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "reused existing fixture") {
 		t.Fatalf("refill output: %s", out.String())
+	}
+}
+
+// TestBadCommandLines: each is refused before anything is filled. A stray argument used to be
+// accepted, and the measure phase's child (this command line plus -phase=measure) then read
+// -phase=measure as an argument too and started another child, without end.
+func TestBadCommandLines(t *testing.T) {
+	for _, args := range [][]string{
+		{"-phase=fill", "extra"},
+		{"-phase=mesure"},
+		{"-phase=fill", "-n=10", "-blocks=3", "-matches=4", "-txs=50"},
+	} {
+		db := filepath.Join(t.TempDir(), "scale.db")
+		var out, errs bytes.Buffer
+		err := run(append([]string{"-db=" + db, "-n=100", "-cold=false"}, args...), &out, &errs)
+		if err == nil {
+			t.Errorf("%q: accepted:\n%s", args, out.String())
+		}
+		if _, serr := os.Stat(db); serr == nil {
+			t.Errorf("%q: filled %s before refusing", args, db)
+		}
 	}
 }
