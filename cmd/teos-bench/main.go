@@ -125,6 +125,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.users < 1 || c.conns < 1 || c.count < 0 || c.blobLen < 1 || c.presign < 0 || c.timeout <= 0 || c.verifyN < 1 {
 		return c, errors.New("need -users, -c, -blob, -verifyevery >= 1, -n, -presign >= 0 and -timeout > 0")
 	}
+	if c.bound < 0 {
+		return c, errors.New("-bound must be >= 0 (0: skip)")
+	}
 	if c.count == 0 && c.duration <= 0 {
 		return c, errors.New("need -duration > 0 or -n > 0")
 	}
