@@ -206,3 +206,15 @@ func TestRefusesNegativeBound(t *testing.T) {
 		t.Error("-bound -1s accepted")
 	}
 }
+
+// TestHelpIsNotAnError: -h printed the usage, then 'teos-bench: flag: help requested' and
+// exit 1.
+func TestHelpIsNotAnError(t *testing.T) {
+	var usage bytes.Buffer
+	if err := run(context.Background(), []string{"-h"}, io.Discard, &usage); err != nil {
+		t.Fatalf("run -h = %v", err)
+	}
+	if !strings.Contains(usage.String(), "-url") {
+		t.Fatalf("no usage printed: %q", usage.String())
+	}
+}

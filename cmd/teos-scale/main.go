@@ -41,7 +41,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	rebuild := fs.Bool("rebuild", false, "refill even if a matching fixture exists")
 	phase := fs.String("phase", "all", "all, fill or measure (all runs measure in a child process)")
 	locFilter := fs.Bool("locfilter", true, "use the store's in-memory locator filter (false: the baseline without it)")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return nil // -h: the usage is printed, as asked
+	} else if err != nil {
 		return err
 	}
 	// The measure phase re-runs this command line with its own flags appended: after a

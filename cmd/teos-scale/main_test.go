@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,5 +80,17 @@ func TestBadCommandLines(t *testing.T) {
 		if _, serr := os.Stat(db); serr == nil {
 			t.Errorf("%q: filled %s before refusing", args, db)
 		}
+	}
+}
+
+// TestHelpIsNotAnError: -h printed the usage, then 'teos-scale: flag: help requested' and
+// exit 1.
+func TestHelpIsNotAnError(t *testing.T) {
+	var usage bytes.Buffer
+	if err := run([]string{"-h"}, io.Discard, &usage); err != nil {
+		t.Fatalf("run -h = %v", err)
+	}
+	if !strings.Contains(usage.String(), "-matches") {
+		t.Fatalf("no usage printed: %q", usage.String())
 	}
 }
