@@ -33,7 +33,7 @@ func TestParseMix(t *testing.T) {
 	if m.has(epInfo) {
 		t.Error("a zero weight must drop the endpoint")
 	}
-	for _, bad := range []string{"", "add", "add=-1", "foo=1", "add=0", "add=1,add=2"} {
+	for _, bad := range []string{"", "add", "add=-1", "foo=1", "add=0", "add=1,add=2", "add=NaN,get=1", "add=Inf,get=1", "add=1e400,get=1"} {
 		if _, err := parseMix(bad); err == nil {
 			t.Errorf("parseMix(%q) accepted", bad)
 		}
@@ -196,5 +196,25 @@ func TestRefusesNonLoopbackUnlessAllowed(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("parseFlags(%v) = %v, want ok=%v", tc.args, err, tc.ok)
 		}
+	}
+}
+
+// TestRefusesNegativeBound: -bound's help says 0 skips the measurement; a negative one was
+// taken as 0 without a word.
+func TestRefusesNegativeBound(t *testing.T) {
+	if _, err := parseFlags([]string{"-bound", "-1s"}, io.Discard); err == nil {
+		t.Error("-bound -1s accepted")
+	}
+}
+
+// TestHelpIsNotAnError: -h printed the usage, then 'teos-bench: flag: help requested' and
+// exit 1.
+func TestHelpIsNotAnError(t *testing.T) {
+	var usage bytes.Buffer
+	if err := run(context.Background(), []string{"-h"}, io.Discard, &usage); err != nil {
+		t.Fatalf("run -h = %v", err)
+	}
+	if !strings.Contains(usage.String(), "-url") {
+		t.Fatalf("no usage printed: %q", usage.String())
 	}
 }

@@ -33,6 +33,9 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // -h: the usage is printed, as asked
+	}
 	if err != nil {
 		return err
 	}
@@ -124,6 +127,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.users < 1 || c.conns < 1 || c.count < 0 || c.blobLen < 1 || c.presign < 0 || c.timeout <= 0 || c.verifyN < 1 {
 		return c, errors.New("need -users, -c, -blob, -verifyevery >= 1, -n, -presign >= 0 and -timeout > 0")
+	}
+	if c.bound < 0 {
+		return c, errors.New("-bound must be >= 0 (0: skip)")
 	}
 	if c.count == 0 && c.duration <= 0 {
 		return c, errors.New("need -duration > 0 or -n > 0")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -33,7 +34,9 @@ func parseMix(s string) (mix, error) {
 			return m, fmt.Errorf("-mix %q: want name=weight with name one of add, get, info, register", part)
 		}
 		w, err := strconv.ParseFloat(weightText, 64)
-		if err != nil || w < 0 {
+		// NaN and Inf would make every cumulative share NaN, and pick would send everything
+		// to the last endpoint.
+		if err != nil || !(w >= 0) || math.IsInf(w, 1) {
 			return m, fmt.Errorf("-mix %q: weight must be a number >= 0", part)
 		}
 		if seen[ep] {

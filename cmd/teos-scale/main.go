@@ -41,11 +41,24 @@ func run(args []string, stdout, stderr io.Writer) error {
 	rebuild := fs.Bool("rebuild", false, "refill even if a matching fixture exists")
 	phase := fs.String("phase", "all", "all, fill or measure (all runs measure in a child process)")
 	locFilter := fs.Bool("locfilter", true, "use the store's in-memory locator filter (false: the baseline without it)")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return nil // -h: the usage is printed, as asked
+	} else if err != nil {
 		return err
+	}
+	// The measure phase re-runs this command line with its own flags appended: after a
+	// stray argument they would be arguments too, and each child would start another.
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q (every option is a flag, e.g. -db %s)", fs.Args(), fs.Arg(0))
+	}
+	if *phase != "all" && *phase != "fill" && *phase != "measure" {
+		return fmt.Errorf("-phase %q: want all, fill or measure", *phase)
 	}
 	if *n <= 0 || *batch <= 0 || *blocks <= 0 || *txs < 1+*matches || *matches < 0 {
 		return errors.New("need n, batch, blocks > 0, matches >= 0 and txs > matches")
+	}
+	if *matches**blocks > *n {
+		return fmt.Errorf("%d matches in %d blocks need as many stored appointments, -n is %d", *matches, *blocks, *n)
 	}
 	if *users <= 0 {
 		*users = max(1, *n/1000)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -36,5 +38,59 @@ func TestFillThenMeasure(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "reused existing fixture") {
 		t.Fatalf("refill output: %s", out.String())
+	}
+}
+
+// TestMeasureAgainOnReusedFixture measures twice on one fixture with the same seed: the first
+// run's breaches left trackers, and the second must draw other appointments, not count those
+// as breaches the responder missed.
+func TestMeasureAgainOnReusedFixture(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "scale.db")
+	common := []string{"-n=600", "-db=" + db, "-batch=1000", "-blocks=3", "-txs=50", "-matches=4", "-cold=false", "-seed=7", "-compact=false"}
+	var out, errs bytes.Buffer
+	if err := run(append(common, "-phase=fill"), &out, &errs); err != nil {
+		t.Fatalf("fill: %v\n%s", err, errs.String())
+	}
+	for round, want := range []string{"588 appointments watched, 12 trackers", "576 appointments watched, 24 trackers"} {
+		out.Reset()
+		if err := run(append(common, "-phase=measure"), &out, &errs); err != nil {
+			t.Fatalf("measure %d: %v\n%s", round+1, err, out.String())
+		}
+		if !strings.Contains(out.String(), want) || !strings.Contains(out.String(), "breaches: 12 handed over") {
+			t.Fatalf("measure %d: output lacks %q or 12 breaches:\n%s", round+1, want, out.String())
+		}
+	}
+}
+
+// TestBadCommandLines: each is refused before anything is filled. A stray argument used to be
+// accepted, and the measure phase's child (this command line plus -phase=measure) then read
+// -phase=measure as an argument too and started another child, without end.
+func TestBadCommandLines(t *testing.T) {
+	for _, args := range [][]string{
+		{"-phase=fill", "extra"},
+		{"-phase=mesure"},
+		{"-phase=fill", "-n=10", "-blocks=3", "-matches=4", "-txs=50"},
+	} {
+		db := filepath.Join(t.TempDir(), "scale.db")
+		var out, errs bytes.Buffer
+		err := run(append([]string{"-db=" + db, "-n=100", "-cold=false"}, args...), &out, &errs)
+		if err == nil {
+			t.Errorf("%q: accepted:\n%s", args, out.String())
+		}
+		if _, serr := os.Stat(db); serr == nil {
+			t.Errorf("%q: filled %s before refusing", args, db)
+		}
+	}
+}
+
+// TestHelpIsNotAnError: -h printed the usage, then 'teos-scale: flag: help requested' and
+// exit 1.
+func TestHelpIsNotAnError(t *testing.T) {
+	var usage bytes.Buffer
+	if err := run([]string{"-h"}, io.Discard, &usage); err != nil {
+		t.Fatalf("run -h = %v", err)
+	}
+	if !strings.Contains(usage.String(), "-matches") {
+		t.Fatalf("no usage printed: %q", usage.String())
 	}
 }

@@ -192,6 +192,26 @@ func measure(cfg measureConfig, out io.Writer) error {
 	w := watcher.New(watcher.Config{Store: s, Gatekeeper: gk, TowerKey: key, Responder: resp})
 	afterOpen := snapshot()
 
+	// An earlier run on this fixture left its breaches tracked and no longer watched: a
+	// dispute of one of those would find nothing, so the draws skip them. Read only when
+	// there are any (the meta count is one page), so a fresh fixture's first block stays cold.
+	triggered := map[teos.UUID]bool{}
+	if _, _, n, err := s.Counts(); err != nil {
+		return err
+	} else if n > 0 {
+		ts, err := s.Trackers()
+		if err != nil {
+			return err
+		}
+		for _, t := range ts {
+			triggered[t.UUID] = true
+		}
+	}
+	if left := cfg.appointments - len(triggered); cfg.matches*cfg.blocks > left {
+		return fmt.Errorf("%d matches in %d blocks need as many watched appointments; earlier runs triggered %d of the %d (refill with -rebuild)",
+			cfg.matches, cfg.blocks, len(triggered), cfg.appointments)
+	}
+
 	rng := rand.NewChaCha8(seed32(cfg.seed))
 	picked := make(map[uint64]bool)
 	var times blockTimes
@@ -215,7 +235,9 @@ func measure(cfg measureConfig, out io.Writer) error {
 			i := rng.Uint64() % uint64(cfg.appointments)
 			if !picked[i] {
 				picked[i] = true
-				disputes = append(disputes, disputeTx(i))
+				if !triggered[appointment(i, cfg.users).UUID()] {
+					disputes = append(disputes, disputeTx(i))
+				}
 			}
 		}
 		blk := makeBlock(rng, prev, uint32(j), cfg.txs, disputes)

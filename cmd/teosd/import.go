@@ -41,11 +41,19 @@ func importRustTeos(ctx context.Context, cfg *config.Config, log *slog.Logger) e
 	src := cfg.ImportRustTeos
 	if src == "" {
 		src = filepath.Join(cfg.NetworkDir(), rustTeosFileName)
-		if ok, err := exists(dest); ok || err != nil {
-			return err
-		}
 		if ok, err := exists(src); !ok || err != nil {
 			return err
+		}
+		if ok, err := exists(dest); err != nil {
+			return err
+		} else if ok && cfg.DatabaseURL == "" {
+			if imported, err := storeIsRustTeos(ctx, dest, src, log); imported || err != nil {
+				return err
+			}
+			// An empty teos.db (a first start that stopped before it stored anything)
+			// is replaced by the import.
+		} else if ok {
+			return nil // database_url: teos.db is refused if it holds data (shared.go)
 		}
 		if cfg.DatabaseURL != "" {
 			// A tower on PostgreSQL never reads teos.db: it would answer rust-teos's users
@@ -101,6 +109,48 @@ func importRustTeos(ctx context.Context, cfg *config.Config, log *slog.Logger) e
 	}
 	log.Info("imported rust-teos database", attrs...)
 	return nil
+}
+
+// storeIsRustTeos tells whether the store at dest is the tower of rust-teos's database at src
+// (imported from it earlier: it holds rust-teos's tower key), or empty, to be imported into.
+// A store with another tower key was made by a teosd started before rust-teos's database was
+// moved in: serving it would answer rust-teos's users with a key their clients do not know,
+// so the start is refused. When rust-teos's key cannot be read, that is only logged.
+func storeIsRustTeos(ctx context.Context, dest, src string, log *slog.Logger) (bool, error) {
+	// A teos.db that cannot be read here (newer, damaged) is left to the store's open, which
+	// says why.
+	c, err := store.Inspect(dest)
+	if err != nil {
+		return true, nil
+	}
+	if c.Empty() {
+		return false, nil
+	}
+	keys, err := store.InspectTowerKeys(dest)
+	if err != nil {
+		return true, nil
+	}
+	rustKey, err := rustimport.TowerKey(ctx, src)
+	if err != nil {
+		log.Warn("rust-teos's database is beside teos.db but its tower key cannot be read; not checking that teos.db is that tower",
+			"path", src, "err", err)
+		return true, nil
+	}
+	for _, k := range keys {
+		if k == rustKey {
+			return true, nil
+		}
+	}
+	rust, _ := btcec.PrivKeyFromBytes(rustKey[:])
+	own := "none"
+	if len(keys) > 0 {
+		k, _ := btcec.PrivKeyFromBytes(keys[len(keys)-1][:])
+		own = teos.UserIDFromPubKey(k.PubKey()).String()
+	}
+	return false, fmt.Errorf("%s (tower id %s) is not the tower of rust-teos's database %s beside it (tower id %s): "+
+		"a teosd started before that file was there made it, and rust-teos's users would find another tower key. "+
+		"Move %s away to import rust-teos's database, or move %s away to keep this tower",
+		dest, own, src, teos.UserIDFromPubKey(rust.PubKey()), storeFileName, rustTeosFileName)
 }
 
 // portsFree refuses to import while rust-teos (same teos.toml, same ports) still runs: its

@@ -192,3 +192,81 @@ func TestImportWithPostgresRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreBesideRustTeosDatabase: rust-teos's database moved into a data dir where a teosd
+// had already started (a trial run made teos.db with a tower key of its own) was ignored, and
+// teosd served rust-teos's users with that other key. Such a start is refused now, with one
+// line and nothing written; a teos.db imported from that database (it holds rust-teos's key,
+// also after --overwritekey) starts as before, and an empty teos.db gets no key of its own
+// minted (the import replaces it; here it stops at the unreachable bitcoind first).
+func TestStoreBesideRustTeosDatabase(t *testing.T) {
+	// Keys with hex letters: an all-digit hex string would be stored as a number (the column's
+	// INT affinity), which rust-teos's keys practically never are.
+	rustKey := [32]byte{0xab, 7}
+	for _, tc := range []struct {
+		name    string
+		keys    [][32]byte // teos.db's; nil: a zero-byte teos.db
+		refused bool
+	}{
+		{"another tower", [][32]byte{{0xab, 1}}, true},
+		{"imported", [][32]byte{rustKey}, false},
+		{"imported, then --overwritekey", [][32]byte{rustKey, {0xab, 3}}, false},
+		{"empty file", nil, false},
+	} {
+		dataDir := t.TempDir()
+		netDir := filepath.Join(dataDir, "regtest")
+		if err := os.MkdirAll(netDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := rustfixture.Write(filepath.Join(netDir, "teos_db.sql3"),
+			&rustfixture.DB{Keys: [][32]byte{{0xab, 5}, rustKey}, Users: map[teos.UserID]store.UserInfo{}}); err != nil {
+			t.Fatal(err)
+		}
+		dbPath := filepath.Join(netDir, "teos.db")
+		if tc.keys == nil {
+			if err := os.WriteFile(dbPath, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			s, err := store.Open(dbPath, &store.Options{NoLocatorFilter: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range tc.keys {
+				if err := s.AddTowerKey(k); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := snapshot(t, dataDir)
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), []string{"--datadir", dataDir, "--btcnetwork", "regtest", "--btcrpcuser", "u",
+			"--btcrpcpassword", "p", "--btcrpcconnect", "127.0.0.1", "--btcrpcport", "1"}, &stdout, &stderr)
+		var errs []string
+		for _, l := range strings.Split(stderr.String(), "\n") {
+			if strings.Contains(l, "level=ERROR") {
+				errs = append(errs, l)
+			}
+		}
+		if code != 1 || len(errs) != 1 {
+			t.Fatalf("%s: exit %d, want 1 with one error line (bitcoind is unreachable):\n%s", tc.name, code, stderr.String())
+		}
+		refused := strings.Contains(errs[0], "is not the tower of rust-teos's database")
+		if refused != tc.refused {
+			t.Fatalf("%s: refused %v, want %v:\n%s", tc.name, refused, tc.refused, stderr.String())
+		}
+		if tc.refused {
+			if after := snapshot(t, dataDir); !maps.Equal(after, before) {
+				t.Fatalf("%s: the refusal changed the data dir: %v, before %v", tc.name, slices.Sorted(maps.Keys(after)), slices.Sorted(maps.Keys(before)))
+			}
+		}
+		if tc.keys == nil {
+			if keys, err := store.InspectTowerKeys(dbPath); err != nil || len(keys) != 0 {
+				t.Fatalf("%s: teos.db now has %d tower keys (%v): a key of its own was minted", tc.name, len(keys), err)
+			}
+		}
+	}
+}

@@ -190,6 +190,23 @@ func Import(ctx context.Context, cfg Config) (Summary, error) {
 	return sum, nil
 }
 
+// TowerKey reads the tower key rust-teos uses from its database at path, read-only. Unlike
+// Import it does not read the whole file: teosd asks at every start whose teos.db sits beside
+// rust-teos's database.
+func TowerKey(ctx context.Context, path string) ([32]byte, error) {
+	if err := checkFile(path); err != nil {
+		return [32]byte{}, err
+	}
+	db, tx, err := openReadOnly(ctx, path)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	defer db.Close()
+	defer tx.Rollback() //nolint:errcheck // read-only
+	_, active, err := readKeys(ctx, tx)
+	return active, err
+}
+
 // removeStaleTemps deletes temporary stores left by killed imports. One that another process
 // holds open (an import running right now) is locked and left alone.
 func removeStaleTemps(dest string) {

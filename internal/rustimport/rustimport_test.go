@@ -290,6 +290,22 @@ func TestImportActiveKey(t *testing.T) {
 	checkImported(t, dest, db, 5)
 }
 
+// TestTowerKey: the key rust-teos uses is the one its AUTOINCREMENT counter names, also when
+// it is not the newest row, and the file is left as it was.
+func TestTowerKey(t *testing.T) {
+	db := fixture(t)
+	src := writeFixture(t, t.TempDir(), db)
+	sqlExec(t, src, "UPDATE sqlite_sequence SET seq = 2 WHERE name = 'keys'")
+	before := fileHash(t, src)
+	key, err := rustimport.TowerKey(t.Context(), src)
+	if err != nil || key != db.Keys[1] {
+		t.Fatalf("TowerKey = %x, %v; want %x", key, err, db.Keys[1])
+	}
+	if fileHash(t, src) != before {
+		t.Fatal("TowerKey changed the file")
+	}
+}
+
 func sqlExec(t testing.TB, path string, stmts ...string) {
 	t.Helper()
 	conn, err := sql.Open("sqlite", rustfixture.URI(path, ""))

@@ -68,17 +68,9 @@ func checkFile(path string) error {
 // it sees one state of the file, holds SQLite's shared lock against writers, and fails at once
 // if a writer holds the file.
 func openSource(ctx context.Context, path string) (*sql.DB, *sql.Tx, error) {
-	// A writer normally holds its lock for milliseconds; 2 s rides one out.
-	uri := (&url.URL{Scheme: "file", Path: path, RawQuery: "mode=ro&_busy_timeout=2000"}).String()
-	db, err := sql.Open("sqlite", uri)
+	db, tx, err := openReadOnly(ctx, path)
 	if err != nil {
-		return nil, nil, sqliteErr(err)
-	}
-	db.SetMaxOpenConns(1)
-	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		db.Close()
-		return nil, nil, sqliteErr(err)
+		return nil, nil, err
 	}
 	// quick_check reads every page: a corrupt file is refused before anything is written.
 	var first string
@@ -91,6 +83,24 @@ func openSource(ctx context.Context, path string) (*sql.DB, *sql.Tx, error) {
 		_ = tx.Rollback()
 		db.Close()
 		return nil, nil, fmt.Errorf("%w: %s", ErrCorrupt, oneLine(first))
+	}
+	return db, tx, nil
+}
+
+// openReadOnly opens path read-only and starts a read transaction, without openSource's
+// whole-file check.
+func openReadOnly(ctx context.Context, path string) (*sql.DB, *sql.Tx, error) {
+	// A writer normally holds its lock for milliseconds; 2 s rides one out.
+	uri := (&url.URL{Scheme: "file", Path: path, RawQuery: "mode=ro&_busy_timeout=2000"}).String()
+	db, err := sql.Open("sqlite", uri)
+	if err != nil {
+		return nil, nil, sqliteErr(err)
+	}
+	db.SetMaxOpenConns(1)
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		db.Close()
+		return nil, nil, sqliteErr(err)
 	}
 	return db, tx, nil
 }

@@ -32,22 +32,52 @@ func (c Contents) Empty() bool {
 // vouch for.
 func Inspect(path string) (Contents, error) {
 	var c Contents
+	if err := readOnly(path, func(tx *bolt.Tx) error { return inspect(tx, &c) }); err != nil {
+		return Contents{}, err
+	}
+	return c, nil
+}
+
+// InspectTowerKeys returns the tower keys in the store file at path, oldest first, reading it
+// as Inspect does (read-only, no upgrade; a zero-byte file has none).
+func InspectTowerKeys(path string) ([][32]byte, error) {
+	var keys [][32]byte
+	err := readOnly(path, func(tx *bolt.Tx) error {
+		var c Contents
+		if err := inspect(tx, &c); err != nil || c.TowerKeys == 0 {
+			return err
+		}
+		cur := tx.Bucket(bktMeta).Cursor()
+		for k, v := cur.Seek(prefixTowerKey); k != nil && hasPrefix(k, prefixTowerKey); k, v = cur.Next() {
+			if len(v) != 32 {
+				return fmt.Errorf("%w: tower key is %d bytes", ErrCorrupt, len(v))
+			}
+			keys = append(keys, [32]byte(v))
+		}
+		return nil
+	})
+	return keys, err
+}
+
+// readOnly runs fn in a read transaction of the store file at path, opened read-only; fn is
+// not called for a zero-byte file.
+func readOnly(path string, fn func(tx *bolt.Tx) error) error {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return c, err
+		return err
 	}
 	if fi.Size() == 0 {
-		return c, nil
+		return nil
 	}
 	if err := checkWhole(path); err != nil {
-		return c, fmt.Errorf("open %s: %w", path, err)
+		return fmt.Errorf("open %s: %w", path, err)
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if errors.Is(err, bolt.ErrTimeout) {
-		return c, fmt.Errorf("open %s: locked by another process (is teosd running?)", path)
+		return fmt.Errorf("open %s: locked by another process (is teosd running?)", path)
 	}
 	if err != nil {
-		return c, fmt.Errorf("open %s: %w", path, err)
+		return fmt.Errorf("open %s: %w", path, err)
 	}
 	defer db.Close()
 	err = viewTx(db, func(tx *bolt.Tx) (err error) {
@@ -57,12 +87,12 @@ func Inspect(path string) (Contents, error) {
 				err = fmt.Errorf("%w: %v", ErrCorrupt, r)
 			}
 		}()
-		return inspect(tx, &c)
+		return fn(tx)
 	})
 	if err != nil {
-		return Contents{}, fmt.Errorf("inspect %s: %w", path, err)
+		return fmt.Errorf("inspect %s: %w", path, err)
 	}
-	return c, nil
+	return nil
 }
 
 func inspect(tx *bolt.Tx, c *Contents) error {
