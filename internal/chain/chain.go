@@ -176,6 +176,7 @@ func (m *Monitor) Recent() []BlockRef {
 func (m *Monitor) Poll(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer m.trim()
 	best, err := m.cfg.Source.BestBlockHash(ctx)
 	if err != nil {
 		return fmt.Errorf("get best block hash: %w", err)
@@ -334,6 +335,15 @@ func (m *Monitor) loadOlder(ctx context.Context, best chainhash.Hash, n int64) e
 	}
 	m.chain = append(older, m.chain...)
 	return nil
+}
+
+// trim forgets the blocks below the newest Window that a deep walk loaded, also when the walk
+// failed: kept, they would lower the bound under which bitcoind is reported behind (so a
+// reindexing node would be followed down), and their room would stay allocated for good.
+func (m *Monitor) trim() {
+	if len(m.chain) > Window || cap(m.chain) > 4*Window {
+		m.chain = slices.Clone(m.chain[max(0, len(m.chain)-Window):])
+	}
 }
 
 // indexOf returns where hash is in m.chain, or -1. height, where it would be, is looked at
