@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,5 +68,56 @@ func testReorgDeeperThanWindow(t *testing.T, whileDown bool) {
 	if !loggedWith(tw.logs(), `msg="following a reorg deeper than the last blocks remembered"`) ||
 		!loggedWith(tw.logs(), `msg="block disconnected"`, "height="+strconv.Itoa(int(d))) {
 		t.Fatalf("teosd did not disconnect the old branch down to the dispute's block\n%s", tw.logs())
+	}
+}
+
+// TestStartWaitsForBitcoindBehind: teosd starts while bitcoind's best block is below every
+// block the tower remembers (here an invalidateblock 110 blocks below teosd's tip, the new
+// branch not mined yet; a reindex looks the same). It waits for bitcoind, ports closed, and
+// follows the branch once it is long enough. Before, it exited ("catch up with bitcoind: ...
+// bitcoind is behind the tower ...; waiting for it"), so it came up only if restarted later.
+func TestStartWaitsForBitcoindBehind(t *testing.T) {
+	node := startNode(t)
+	c := newChain(t, node)
+	node.Generate(t, chainmon.Window)
+	tw := newTower(t, node, "")
+	tw.start()
+	old := c.tip(t)
+	waitTowerAt(t, tw, old)
+	tw.stop()
+	fork := old - chainmon.Window - 10
+	bad := c.blockHash(t, fork+1)
+	if err := c.rpc.InvalidateBlock(&bad); err != nil {
+		t.Fatalf("invalidateblock: %v", err)
+	}
+	// Mine the new branch only once teosd says it waits, so it cannot have caught up first.
+	mined := make(chan error, 1)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		deadline := time.Now().Add(60 * time.Second)
+		for !strings.Contains(tw.logs(), `msg="waiting for bitcoind before opening the ports"`) {
+			if time.Now().After(deadline) {
+				mined <- errors.New("teosd logged no wait for bitcoind")
+				return
+			}
+			select {
+			case <-stop:
+				mined <- errors.New("test ended")
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		_, err := c.rpc.Generate(old - fork + 5)
+		mined <- err
+	}()
+	tw.start()
+	if err := <-mined; err != nil {
+		t.Fatal(err)
+	}
+	tip := c.tip(t)
+	waitTowerAt(t, tw, tip)
+	if !loggedWith(tw.logs(), `msg="block disconnected"`, "height="+strconv.Itoa(int(fork+1))) {
+		t.Fatalf("teosd did not disconnect the old branch down to height %d\n%s", fork+1, tw.logs())
 	}
 }

@@ -225,12 +225,35 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	}
 	// Catch up before opening any port, so receipts carry the real height and breaches mined
 	// while the tower was down are answered first.
-	if err := mon.Poll(ctx); err != nil {
+	if err := catchUp(ctx, mon, cfg.PollEvery(), log); err != nil {
 		return fmt.Errorf("catch up with bitcoind: %w", err)
 	}
 	log.Info("bootstrap completed", "height", mon.Height())
 
 	return serve(ctx, cfg, log, w, mon, db, towerID, rpcTLS, met, held, blocksFirst, onion, fes, regs)
+}
+
+// catchUp polls until the tower has caught up with bitcoind. While bitcoind's best block is
+// below the blocks the tower remembers (a reindex; an operator's invalidateblock deeper than
+// them, until the new branch is long enough) it waits, ports closed, as the error says, rather
+// than exit: teosd then started only once bitcoind was back up. Any other error ends it.
+func catchUp(ctx context.Context, mon *chain.Monitor, every time.Duration, log *slog.Logger) error {
+	var warned time.Time
+	for {
+		err := mon.Poll(ctx)
+		if !errors.Is(err, chain.ErrBehind) || ctx.Err() != nil {
+			return err
+		}
+		if time.Since(warned) >= time.Minute {
+			log.Warn("waiting for bitcoind before opening the ports", "err", err)
+			warned = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(every):
+		}
+	}
 }
 
 // adminTLS makes sure the admin RPC's certificates exist in the data dir (docs/PROTOCOL.md §13) and

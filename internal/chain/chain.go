@@ -20,6 +20,10 @@ import (
 // than this is followed by loading older headers from bitcoind.
 const Window = 100
 
+// ErrBehind is in Poll's error when bitcoind's best block is below every block the monitor
+// remembers: nothing is disconnected, and a later poll follows bitcoind once it is back up.
+var ErrBehind = errors.New("bitcoind is behind the tower")
+
 // catchUpReport is the backlog above which Poll reports its progress.
 const catchUpReport = 10
 
@@ -176,6 +180,7 @@ func (m *Monitor) Recent() []BlockRef {
 func (m *Monitor) Poll(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer m.trim()
 	best, err := m.cfg.Source.BestBlockHash(ctx)
 	if err != nil {
 		return fmt.Errorf("get best block hash: %w", err)
@@ -198,8 +203,8 @@ func (m *Monitor) Poll(ctx context.Context) error {
 		// Most likely a reindex or a node still syncing, not a fork: say so, as this is
 		// logged on every poll until bitcoind catches up.
 		return fmt.Errorf("bitcoind's best block %s is at height %d, below the last %d blocks the tower processed (%d to %d): "+
-			"bitcoind is behind the tower (reindexing, or still syncing?) or on a fork deeper than that; waiting for it",
-			best, bestHeight, len(m.chain), m.chain[0].Height, m.chain[len(m.chain)-1].Height)
+			"%w (reindexing, or still syncing?) or on a fork deeper than that; waiting for it",
+			best, bestHeight, len(m.chain), m.chain[0].Height, m.chain[len(m.chain)-1].Height, ErrBehind)
 	}
 	// Walk back from the new best block until a block we processed. However many blocks were
 	// missed, the walk ends there. A fork below the oldest block remembered (deeper than
@@ -334,6 +339,15 @@ func (m *Monitor) loadOlder(ctx context.Context, best chainhash.Hash, n int64) e
 	}
 	m.chain = append(older, m.chain...)
 	return nil
+}
+
+// trim forgets the blocks below the newest Window that a deep walk loaded, also when the walk
+// failed: kept, they would lower the bound under which bitcoind is reported behind (so a
+// reindexing node would be followed down), and their room would stay allocated for good.
+func (m *Monitor) trim() {
+	if len(m.chain) > Window || cap(m.chain) > 4*Window {
+		m.chain = slices.Clone(m.chain[max(0, len(m.chain)-Window):])
+	}
 }
 
 // indexOf returns where hash is in m.chain, or -1. height, where it would be, is looked at

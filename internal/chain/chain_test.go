@@ -26,6 +26,8 @@ type fakeChain struct {
 	best   chainhash.Hash
 	down   bool
 	nonce  uint32
+	// badHeader, if set, is a block whose header bitcoind fails to give (once).
+	badHeader chainhash.Hash
 }
 
 func newFakeChain(n int) (*fakeChain, []chainhash.Hash) {
@@ -70,6 +72,10 @@ func (c *fakeChain) BlockHeader(_ context.Context, h chainhash.Hash) (*wire.Bloc
 	defer c.mu.Unlock()
 	if c.down {
 		return nil, errDown
+	}
+	if h == c.badHeader {
+		c.badHeader = chainhash.Hash{}
+		return nil, fmt.Errorf("header of %s: internal error", h)
 	}
 	b, ok := c.blocks[h]
 	if !ok {
@@ -289,6 +295,91 @@ func testFollowsDeepFork(t *testing.T, depth int) {
 	}
 	if r := m.Recent(); len(r) != Window || r[len(r)-1].Hash != added[len(added)-1] || r[0].Height != newTop-Window+1 {
 		t.Fatalf("%d recent blocks from %v to %v, want %d ending at the new tip", len(r), r[0], r[len(r)-1], Window)
+	}
+	// The headers loaded for the walk are not kept for the life of the process.
+	if c := cap(m.chain); c > 4*Window {
+		t.Fatalf("the remembered chain keeps room for %d blocks after the reorg", c)
+	}
+}
+
+// A deep walk that fails (bitcoind errs on a header) leaves the monitor remembering only its
+// Window blocks, as a restart would: the headers it loaded below them lowered the bound under
+// which bitcoind counts as behind, so a bitcoind then going back to a block far below (a
+// reindex) had the tower disconnect everything above it, instead of waiting.
+func TestFailedDeepWalkKeepsBehindBound(t *testing.T) {
+	c, hs := newFakeChain(2 * Window)
+	var events []string
+	m, _ := newMonitor(t, c, hs[2*Window], 2*Window, &recorder{name: "l", events: &events})
+	forkHeight := Window / 4
+	added := c.extend(hs[forkHeight], 2*Window) // added[i] is at height forkHeight+1+i
+	c.badHeader = added[Window/2-forkHeight-1]  // at Window/2, below the remembered blocks
+	if err := m.Poll(t.Context()); err == nil || !strings.Contains(err.Error(), "internal error") {
+		t.Fatalf("Poll: %v, want the header error", err)
+	}
+	if r := m.Recent(); len(r) != Window || r[0].Height != Window+1 {
+		t.Fatalf("remembers %d blocks from %d after the failed walk, want %d from %d", len(r), r[0].Height, Window, Window+1)
+	}
+	c.mu.Lock()
+	c.best = hs[Window/2] // bitcoind reindexing: back on the processed chain, far below
+	c.mu.Unlock()
+	if err := m.Poll(t.Context()); err == nil || !strings.Contains(err.Error(), "behind") {
+		t.Fatalf("Poll: %v, want bitcoind reported behind", err)
+	}
+	if len(events) != 0 || m.Height() != 2*Window {
+		t.Fatalf("%d events, height %d: the tower followed bitcoind down", len(events), m.Height())
+	}
+	// Once bitcoind is back on the deep fork, it is followed.
+	c.mu.Lock()
+	c.best = added[len(added)-1]
+	c.mu.Unlock()
+	if err := m.Poll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if want := uint32(forkHeight + len(added)); m.Height() != want || len(events) != 2*Window-forkHeight+len(added) {
+		t.Fatalf("height %d after %d events, want %d after %d", m.Height(), len(events), want, 2*Window-forkHeight+len(added))
+	}
+}
+
+// A deep reorg whose disconnections fail halfway resumes where it stopped, in the same process
+// and after a restart from the persisted tip: every block above the fork is disconnected once,
+// newest first, then the new branch connected.
+func TestDeepReorgInterruptedResumes(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
+			top := 3 * Window
+			c, hs := newFakeChain(top)
+			var events []string
+			rec := &recorder{name: "l", events: &events, failDisconnectAt: uint32(top - Window - 20)}
+			m, st := newMonitor(t, c, hs[top], uint32(top), rec)
+			forkHeight := Window / 2
+			added := c.extend(hs[forkHeight], top)
+			if err := m.Poll(t.Context()); err == nil {
+				t.Fatal("listener failure not reported")
+			}
+			if st.hash != hs[top-Window-20] || st.height != uint32(top-Window-20) {
+				t.Fatalf("persisted tip %s@%d, want the block whose disconnection failed, %s@%d", st.hash, st.height, hs[top-Window-20], top-Window-20)
+			}
+			if restart {
+				m, st = newMonitor(t, c, st.hash, st.height, rec)
+			}
+			if err := m.Poll(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			for h := top; h > forkHeight; h-- {
+				want = append(want, fmt.Sprintf("l-%d:%s", h, hs[h]))
+			}
+			for i, h := range added {
+				want = append(want, fmt.Sprintf("l+%d:%s", forkHeight+1+i, h))
+			}
+			if !slices.Equal(events, want) {
+				t.Fatalf("%d events, want %d:\n%v\nwant\n%v", len(events), len(want), events, want)
+			}
+			newTop := uint32(forkHeight + len(added))
+			if st.hash != added[len(added)-1] || st.height != newTop || m.Height() != newTop {
+				t.Fatalf("tip %s@%d (monitor at %d), want %s@%d", st.hash, st.height, m.Height(), added[len(added)-1], newTop)
+			}
+		})
 	}
 }
 
