@@ -70,3 +70,27 @@ func TestSharedContentTypeStaysIntact(t *testing.T) {
 		t.Fatalf("shared value changed: %q (cap %d)", jsonContentType, cap(jsonContentType))
 	}
 }
+
+// FuzzIsJSON: any Content-Type value gets an answer (no panic), the fast path agrees with the
+// parser, and the answer of an ASCII value does not depend on letter case (the crate parses
+// type, subtype and parameters case-blind).
+func FuzzIsJSON(f *testing.F) {
+	for _, s := range []string{"application/json", "application/json; charset=utf-8", "application/json+x",
+		`application/json; a="b;c"`, `application/json; a=""`, "application/json; a=", "application/json ;a=b",
+		"*/*", "text/plain;;", "application/json;a=b; a=b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, ct string) {
+		got := isJSON(ct)
+		if got != warpJSON(ct) {
+			t.Fatalf("isJSON(%q) = %v, the parser says %v", ct, got, !got)
+		}
+		ascii := true
+		for i := 0; i < len(ct); i++ {
+			ascii = ascii && ct[i] < 0x80
+		}
+		if up := strings.ToUpper(ct); ascii && isJSON(up) != got {
+			t.Fatalf("isJSON(%q) = %v but isJSON(%q) = %v", ct, got, up, !got)
+		}
+	})
+}
