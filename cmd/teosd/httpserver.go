@@ -80,6 +80,9 @@ func newHTTPServer(handler http.Handler, to apiTimeouts) *http.Server {
 		ReadTimeout:       to.read,
 		WriteTimeout:      to.read + to.delay + to.hold + to.blocks + to.write,
 		IdleTimeout:       to.idle,
+		// net/http answers "OPTIONS *" 200 itself; rust-teos's warp answers it 405 like any
+		// other method no route takes, and so does the handler.
+		DisableGeneralOptionsHandler: true,
 	}
 }
 

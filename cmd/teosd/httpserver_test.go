@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -259,5 +260,34 @@ func TestDefaultUploadRateCoversBatches(t *testing.T) {
 	to := defaultAPITimeouts
 	if to.uploadRate <= 0 || to.maxBody < httpapi.MaxBodyBytes {
 		t.Fatalf("default upload rate %d B/s up to %d B, want > 0 up to %d", to.uploadRate, to.maxBody, httpapi.MaxBodyBytes)
+	}
+}
+
+// TestOptionsStarIsNotAllowed: "OPTIONS *" reaches the public API's handler and gets its 405,
+// as rust-teos answers; net/http's own answer to it is an empty 200.
+func TestOptionsStarIsNotAllowed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newHTTPServer(httpapi.NewHandler(httpapi.Config{}), defaultAPITimeouts)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "OPTIONS * HTTP/1.1\r\nHost: tower\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusMethodNotAllowed || string(body) != "HTTP method not allowed" {
+		t.Fatalf("OPTIONS *: %d %q, want 405 %q", resp.StatusCode, body, "HTTP method not allowed")
 	}
 }

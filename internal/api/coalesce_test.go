@@ -347,8 +347,9 @@ func TestCoalescedAnswersEqualOneByOne(t *testing.T) {
 	}
 }
 
-// An internal error of one item (a record the store cannot read) fails its whole batch, one
-// transaction; each item is then sent again alone, so the others still get their receipts.
+// A record the store cannot read, touched by one item, fails its whole batch, one transaction;
+// each item is then sent again alone, so the others still get their receipts, and that one gets
+// the answer it gets alone: 503 / 7, the database needs repair (DataLoss).
 func TestCoalescedInternalErrorEqualsOneByOne(t *testing.T) {
 	alice, bob, mallory := newUser("alice"), newUser("bob"), newUser("mallory")
 	plain, co := both(t, time.Hour, func(tw *eqTower) { tw.disk.broken.Store(&mallory.id) })
@@ -360,7 +361,7 @@ func TestCoalescedInternalErrorEqualsOneByOne(t *testing.T) {
 	a, sig := plugAdd()
 	plain.post(t.Context(), "/add_appointment", addBody(a, sig))
 	want := plain.sendPlain(t, reqs)
-	if want[1].status != http.StatusBadRequest || want[1].body != errorBody("internal error", teos.ErrCodeUnexpectedError) {
+	if want[1].status != http.StatusServiceUnavailable || want[1].body != errorBody(grpcapi.MsgDamaged, teos.ErrCodeInvalidSignatureOrSubscriptionError) {
 		t.Fatalf("one by one, the broken record: %+v", want[1])
 	}
 	answers, plug := co.queueBehindPlug(t, reqs)

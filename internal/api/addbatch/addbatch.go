@@ -110,7 +110,7 @@ type waiter struct {
 	answered bool
 	resp     *commonv2.AddAppointmentResponse
 	err      error
-	alone    bool // the batch refused it as an internal error: the caller sends it alone
+	alone    bool // the batch refused it as an internal error or DataLoss: the caller sends it alone
 }
 
 // batch is one call on behalf of its waiters. Its context is cancelled once every waiter has
@@ -292,8 +292,9 @@ func batchItemSize(req *commonv2.AddAppointmentRequest) int {
 }
 
 // result is one item's answer as add_appointment gives it. An item refused as an internal
-// error was not written, and may have failed for another item (one store transaction), so it
-// is sent again alone to get its own answer (alone).
+// error, or as DataLoss (a damaged page or an unreadable record of the tower's database), was
+// not written, and may have failed for another item (one store transaction), so it is sent
+// again alone to get its own answer (alone).
 func (c *Client) result(req *commonv2.AddAppointmentRequest, r *teosv2.AddAppointmentResult) (resp *commonv2.AddAppointmentResponse, err error, alone bool) {
 	switch x := r.GetResult().(type) {
 	case *teosv2.AddAppointmentResult_Receipt:
@@ -303,7 +304,7 @@ func (c *Client) result(req *commonv2.AddAppointmentRequest, r *teosv2.AddAppoin
 		}
 	case *teosv2.AddAppointmentResult_Error:
 		code := codes.Code(x.Error.GetCode())
-		if code == codes.Internal {
+		if code == codes.Internal || code == codes.DataLoss {
 			return nil, nil, true
 		}
 		if code != codes.OK {

@@ -37,6 +37,9 @@ type fakeTower struct {
 	calls   chan call // every call, as it starts
 	wholeFn func() error
 	count   func(n int) int // how many results a batch answers (nil: n)
+	// oneTx: an item answered DataLoss fails every item of its batch with it, as the one store
+	// transaction of a batch that reached a damaged page does.
+	oneTx bool
 
 	mu    sync.Mutex
 	gotAp int // GetAppointment calls
@@ -50,6 +53,9 @@ func newFake(gated bool) *fakeTower {
 	return f
 }
 
+// msgDamaged is grpcapi.MsgDamaged.
+const msgDamaged = "Service currently unavailable: the tower's database needs repair, send again later"
+
 // answerFor is the tower's answer to one add, by its signature's prefix.
 func answerFor(sig string) (*commonv2.AddAppointmentResponse, error) {
 	switch {
@@ -61,6 +67,8 @@ func answerFor(sig string) (*commonv2.AddAppointmentResponse, error) {
 		return nil, status.Error(codes.AlreadyExists, "The provided appointment has already been triggered")
 	case len(sig) >= 8 && sig[:8] == "internal":
 		return nil, status.Error(codes.Internal, msgInternal)
+	case len(sig) >= 7 && sig[:7] == "damaged":
+		return nil, status.Error(codes.DataLoss, msgDamaged)
 	}
 	return &commonv2.AddAppointmentResponse{Locator: []byte(sig), StartBlock: 7, Signature: "receipt " + sig, AvailableSlots: 3, SubscriptionExpiry: 9}, nil
 }
@@ -104,8 +112,17 @@ func (f *fakeTower) AddAppointments(ctx context.Context, req *teosv2.AddAppointm
 		n = f.count(n)
 	}
 	out := &teosv2.AddAppointmentsResponse{}
+	var txErr error // the batch's DataLoss, with oneTx
+	for _, sig := range c.sigs {
+		if _, err := answerFor(sig); f.oneTx && status.Code(err) == codes.DataLoss {
+			txErr = err
+		}
+	}
 	for i := range n {
 		resp, err := answerFor(c.sigs[i%len(c.sigs)])
+		if txErr != nil {
+			resp, err = nil, txErr
+		}
 		if err != nil {
 			st, _ := status.FromError(err)
 			out.Results = append(out.Results, &teosv2.AddAppointmentResult{Result: &teosv2.AddAppointmentResult_Error{
@@ -265,6 +282,45 @@ func TestInternalItemSentAgainAlone(t *testing.T) {
 	}
 	if got := <-f.calls; got.batch || fmt.Sprint(got.sigs) != "[internal b]" {
 		t.Errorf("internal item resent as %+v, want add_appointment alone", got)
+	}
+}
+
+// A batch that reached a damaged page of the tower's database, or an unreadable record, fails
+// as a whole (one store transaction): every item is answered DataLoss, also those of other
+// users whose records are fine. Each is sent again alone and gets its own answer: a receipt,
+// or DataLoss for the one that reaches the damage.
+func TestDataLossItemsSentAgainAlone(t *testing.T) {
+	f := newFake(true)
+	f.oneTx = true
+	c := New(f, f, Config{MaxItems: 1000, InFlight: 1})
+	out := make(chan outcome, 4)
+	add(t.Context(), c, "first", out)
+	<-f.calls
+	add(t.Context(), c, "ok a", out)
+	add(t.Context(), c, "damaged b", out)
+	waitQueued(t, c, 2)
+	close(f.gate)
+	<-out
+	if got := <-f.calls; !got.batch || len(got.sigs) != 2 {
+		t.Fatalf("not batched: %+v", got)
+	}
+	for range 2 {
+		sameAnswer(t, <-out) // "ok a" its receipt, "damaged b" DataLoss
+	}
+	var resent []string
+	for range 2 {
+		select {
+		case got := <-f.calls:
+			if got.batch {
+				t.Fatalf("resent as a batch: %+v", got)
+			}
+			resent = append(resent, got.sigs...)
+		case <-time.After(30 * time.Second): // at once, unless the items are not resent at all
+			t.Fatalf("resent alone: %v, want both items", resent)
+		}
+	}
+	if got := sorted(resent); !slices.Equal(got, []string{"damaged b", "ok a"}) {
+		t.Errorf("resent alone: %v, want both items", got)
 	}
 }
 

@@ -31,10 +31,10 @@ const (
 	msgInvalidLocator    = "The provided locator does not match the expected format (16-byte hexadecimal string)"
 	msgMissingAppointent = "The request has no appointment"
 	msgInternal          = "internal error"
-	// MsgDamaged answers an add that reached a damaged page of the tower's database (DataLoss):
-	// the edge turns it into error_code 7, the code the CLN plugin keeps pending, so the
-	// appointment is sent again once the operator has repaired the file instead of being
-	// filed as invalid for a fault of the tower's own.
+	// MsgDamaged answers an add that reached a damaged page of the tower's database, or a
+	// record there that no longer decodes (DataLoss): the edge turns it into error_code 7, the
+	// code the CLN plugin keeps pending, so the appointment is sent again once the operator
+	// has repaired the file instead of being filed as invalid for a fault of the tower's own.
 	MsgDamaged = msgUnavailable + ": the tower's database needs repair, send again later"
 )
 
@@ -137,7 +137,9 @@ func (p *Public) addAppointmentStatus(err error) error {
 		return expiredStatus(expired)
 	case errors.Is(err, watcher.ErrAlreadyTriggered):
 		return status.Error(codes.AlreadyExists, msgAlreadyTriggered)
-	case errors.Is(err, store.ErrDamaged):
+	case errors.Is(err, store.ErrDamaged), errors.Is(err, store.ErrCorrupt):
+		// A damaged page, or a record that no longer decodes: the tower's own fault, which
+		// does not heal while it runs; the appointment is fine and must be sent again.
 		p.log.Error("request failed", "method", "add_appointment", "err", err)
 		return status.Error(codes.DataLoss, MsgDamaged)
 	default:

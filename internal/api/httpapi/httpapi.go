@@ -11,7 +11,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -223,17 +222,17 @@ func contentLength(r *http.Request) (uint64, bool) {
 	return 0, false
 }
 
-// isJSON accepts application/json in any case, with any parameters (e.g. charset).
+// isJSON reports whether warp's json filter takes contentType as JSON: application/json in
+// any case, with parameters as the mime crate parses them (mediatype.go).
 func isJSON(contentType string) bool {
 	if asciiEqualFold(contentType, "application/json") { // what clients send; no parsing
 		return true
 	}
-	mediaType, _, err := mime.ParseMediaType(contentType)
-	return err == nil && mediaType == "application/json"
+	return warpJSON(contentType)
 }
 
 // asciiEqualFold is strings.EqualFold for ASCII only: EqualFold also folds U+017F (ſ) to 's'
-// and U+212A (Kelvin) to 'k', which mime.ParseMediaType refuses as non-token bytes.
+// and U+212A (Kelvin) to 'k', which warp refuses (not visible ASCII).
 func asciiEqualFold(s, t string) bool {
 	if len(s) != len(t) {
 		return false

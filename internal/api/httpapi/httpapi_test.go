@@ -293,6 +293,17 @@ func TestContentType(t *testing.T) {
 		{"application/jsonx", http.StatusUnsupportedMediaType},
 		{"application/problem+json", http.StatusUnsupportedMediaType},
 		{"not a media type", http.StatusUnsupportedMediaType},
+		// As warp's mime parser reads them, not as mime.ParseMediaType (mediatype.go).
+		{"application/json;charset=utf-8", http.StatusOK},
+		{"application/json+x", http.StatusOK},         // the subtype ends at the suffix
+		{"application/json; a=b; a=c", http.StatusOK}, // a repeated parameter
+		{"application/json; a=", http.StatusOK},       // an empty value at the end
+		{"application/json ;charset=utf-8", http.StatusUnsupportedMediaType},
+		{"application/json; charset = utf-8", http.StatusUnsupportedMediaType},
+		{"application/json;\tcharset=utf-8", http.StatusUnsupportedMediaType},
+		{`application/json; a=""`, http.StatusUnsupportedMediaType},
+		{`application/json; a="b\"c"`, http.StatusUnsupportedMediaType},
+		{"application/json; a=\"\u00e9\"", http.StatusUnsupportedMediaType}, // not visible ASCII
 	} {
 		t.Run(tc.contentType, func(t *testing.T) {
 			fake := newFake()

@@ -4,6 +4,7 @@ package damagetest
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"testing"
 
@@ -19,7 +20,8 @@ func ZeroRootPage(t testing.TB, path string) {
 }
 
 // ZeroPageHolding zeroes the header of the page of the bbolt file at path that holds the
-// first copy of pattern.
+// first copy of pattern. That may be a page a later commit freed, which nothing reads: a file
+// written by more than one transaction needs ZeroLeafHolding.
 func ZeroPageHolding(t testing.TB, path string, pattern []byte) {
 	t.Helper()
 	pageSize := inspect(t, path, func(*bolt.Tx) {})
@@ -30,6 +32,77 @@ func ZeroPageHolding(t testing.TB, path string, pattern []byte) {
 		}
 		return off / pageSize * pageSize
 	}, pageSize)
+}
+
+// ZeroLeafHolding zeroes the header of the leaf page that holds key in the bucket named
+// bucket (a top-level bucket with pages of its own), found from the bucket's root as bbolt
+// finds it. Unlike ZeroPageHolding it cannot hit a stale copy of the data: the pages a commit
+// freed keep their old contents, and another bucket's keys may hold the same bytes.
+func ZeroLeafHolding(t testing.TB, path string, bucket, key []byte) {
+	t.Helper()
+	var root uint64
+	pageSize := inspect(t, path, func(tx *bolt.Tx) {
+		if b := tx.Bucket(bucket); b != nil {
+			root = uint64(b.Root())
+		}
+	})
+	if root == 0 {
+		t.Fatalf("bucket %q is missing or inline", bucket)
+	}
+	zeroPageAt(t, path, func(raw []byte) int { return leafOf(t, raw, pageSize, root, key) }, pageSize)
+}
+
+// bbolt's page layout (native byte order: little-endian on the machines teos-go runs on): a
+// 16-byte header (id 8, flags 2, count 2, overflow 4), then count 16-byte elements, whose key
+// is at the element's offset plus pos. A branch element is pos 4, ksize 4, child page id 8; a
+// leaf element is flags 4, pos 4, ksize 4, vsize 4.
+const (
+	pageHeaderSize = 16
+	elementSize    = 16
+	branchPageFlag = 0x01
+	leafPageFlag   = 0x02
+)
+
+// leafOf descends from page id to the leaf holding key and returns its offset in raw.
+func leafOf(t testing.TB, raw []byte, pageSize int, id uint64, key []byte) int {
+	t.Helper()
+	le := binary.LittleEndian
+	for depth := 0; depth < 64; depth++ {
+		off := int(id) * pageSize
+		if off+pageHeaderSize > len(raw) {
+			t.Fatalf("page %d is past the file's %d bytes", id, len(raw))
+		}
+		flags, count := le.Uint16(raw[off+8:]), int(le.Uint16(raw[off+10:]))
+		elemKey := func(i int, keyAt int) []byte {
+			e := off + pageHeaderSize + i*elementSize
+			pos, ksize := int(le.Uint32(raw[e+keyAt:])), int(le.Uint32(raw[e+keyAt+4:]))
+			return raw[e+pos : e+pos+ksize]
+		}
+		switch {
+		case flags&leafPageFlag != 0:
+			for i := range count {
+				if bytes.Equal(elemKey(i, 4), key) {
+					return off
+				}
+			}
+			t.Fatalf("key %x is not in the leaf page %d it belongs to", key, id)
+		case flags&branchPageFlag != 0 && count > 0:
+			// As bbolt's cursor: the first element whose key is >= key, or the one before it
+			// when that key is greater.
+			i := 0
+			for i < count && bytes.Compare(elemKey(i, 0), key) < 0 {
+				i++
+			}
+			if i == count || (i > 0 && !bytes.Equal(elemKey(i, 0), key)) {
+				i--
+			}
+			id = le.Uint64(raw[off+pageHeaderSize+i*elementSize+8:])
+		default:
+			t.Fatalf("page %d has flags %#x, not a branch or leaf page", id, flags)
+		}
+	}
+	t.Fatal("no leaf found within 64 levels")
+	return 0
 }
 
 // inspect runs fn in a read transaction of the file and returns its page size.
