@@ -1,0 +1,107 @@
+//go:build perf
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPerfAddCallgrind runs teosd under valgrind's callgrind and counts its user-space
+// instructions while teos-bench adds appointments (issue 13 item 2): timing figures move with
+// the machine's load, instruction counts do not. After a warm-up of PERF_CG_WARMUP (1000) adds,
+// it takes two windows, each a teos-bench run with its counters zeroed before and dumped after:
+// a short one of PERF_CG_SHORT (300) adds and a long one of PERF_CG_ADDS (3000). Both pay the
+// same fixed part (registering the users, teos-bench's connections), so the long window minus
+// the short, divided by the difference in adds, is the instructions of one add. The dumps go to
+// PERF_CG_DIR (kept) for scripts/perf-callgrind.sh to annotate. PERF_CLIENTS (64) connections;
+// under callgrind teosd runs ~50x slower than the client, so its add batches are full.
+// GODEBUG=asyncpreemptoff=1: callgrind 3.19 aborts on Go's preemption signal.
+func TestPerfAddCallgrind(t *testing.T) {
+	if _, err := exec.LookPath("valgrind"); err != nil {
+		t.Skip("no valgrind")
+	}
+	dir := os.Getenv("PERF_CG_DIR")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	clients := strconv.Itoa(envInt(t, "PERF_CLIENTS", 64))
+	warm, short, long := envInt(t, "PERF_CG_WARMUP", 1000), envInt(t, "PERF_CG_SHORT", 300), envInt(t, "PERF_CG_ADDS", 3000)
+	if long <= short {
+		t.Fatalf("PERF_CG_ADDS %d must exceed PERF_CG_SHORT %d", long, short)
+	}
+	node := startNode(t)
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	metricsURL := "http://" + metricsAddr + "/metrics"
+	tw := newTower(t, node, fmt.Sprintf("metrics_bind = %q\napi_max_connections_per_address = 0\n", metricsAddr))
+	// No chain polling inside the windows: its count would depend on how long they take.
+	toml := filepath.Join(tw.dataDir, "teos.toml")
+	raw, err := os.ReadFile(toml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(toml, []byte(strings.Replace(string(raw), `polling_interval = "100ms"`, `polling_interval = "1h"`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The binary goes with the dumps: the analysis maps their instruction addresses to its symbols.
+	bin := filepath.Join(dir, "teosd")
+	raw, err = os.ReadFile(teosdBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, raw, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// --dump-instr: costs by instruction address. Callgrind's own attribution to functions
+	// follows calls and returns, which Go's goroutine switches (jumps between stacks) confuse:
+	// the same build's dumps gave one function's cost to another from run to run.
+	wrap := filepath.Join(t.TempDir(), "teosd-callgrind")
+	script := fmt.Sprintf("#!/bin/sh\nGODEBUG=asyncpreemptoff=1 exec valgrind --tool=callgrind --dump-instr=yes --dump-line=no --callgrind-out-file=%s/callgrind.out.%%p %s \"$@\"\n", dir, bin)
+	if err := os.WriteFile(wrap, []byte(script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	tw.bin = wrap
+	tw.start()
+	pid := strconv.Itoa(tw.cmd.Process.Pid) // valgrind's, which exec'd over the shell
+	control := func(args ...string) {
+		t.Helper()
+		out, err := exec.Command("callgrind_control", append(args, pid)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("callgrind_control %v: %v\n%s", args, err, out)
+		}
+	}
+	bench := func(n int) {
+		t.Helper()
+		// -bound 0: no crypto timing inside teos-bench; -verifyevery 0 is not allowed, so
+		// check one receipt in n (a client cost, outside teosd).
+		runBench(t, tw, "-users", clients, "-c", clients, "-n", strconv.Itoa(n), "-http", "lean",
+			"-bound", "0", "-verifyevery", strconv.Itoa(n))
+	}
+	bench(warm)
+	type window struct {
+		name string
+		adds int
+	}
+	var batches []string
+	for _, w := range []window{{"short", short}, {"long", long}} {
+		h0 := scrapeHistogram(t, metricsURL, "teos_api_add_batch_size")
+		time.Sleep(time.Second) // the scrape's own work done before the zero
+		control("-z")
+		bench(w.adds)
+		control("--dump=" + w.name)
+		h := scrapeHistogram(t, metricsURL, "teos_api_add_batch_size").minus(h0)
+		batches = append(batches, fmt.Sprintf("%s: %d adds in %d internal calls (%.1f per call)", w.name, int(h.sum), h.count, h.sum/float64(max(h.count, 1))))
+	}
+	for _, b := range batches {
+		fmt.Println(b)
+	}
+	fmt.Printf("callgrind dumps of pid %s in %s (short %d adds, long %d adds)\n", pid, dir, short, long)
+	// SIGTERM would trip callgrind 3.19 the same way as the preemption signal; the dumps are written.
+	tw.kill()
+}
