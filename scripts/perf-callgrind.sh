@@ -17,7 +17,7 @@ if [ -z "${PERF_CG_ONLY:-}" ]; then
 	mkdir -p "$dir"
 	rm -f "$dir"/callgrind.out.*
 	echo "commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo ' + uncommitted changes'), $(date -u +%FT%TZ), dumps in $dir"
-	PERF_CG_DIR="$dir" go test -tags perf -run '^TestPerfAddCallgrind$' -v -count 1 -timeout 60m ./e2e | grep -v '^teos-bench:' | tee "$dir/test.log"
+	PERF_CG_DIR="$dir" go test -tags perf -run '^TestPerfAddCallgrind$' -v -count 1 -timeout 60m ./e2e | tee "$dir/test.log"
 else
 	dir=$PERF_CG_ONLY
 fi
