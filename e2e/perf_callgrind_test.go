@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // TestPerfAddCallgrind runs teosd under valgrind's callgrind and counts its user-space
@@ -67,6 +71,7 @@ func TestPerfAddCallgrind(t *testing.T) {
 		t.Fatal(err)
 	}
 	tw.bin = wrap
+	tw.startWait = 10 * time.Minute // valgrind starts teosd slowly on a loaded machine
 	tw.start()
 	pid := strconv.Itoa(tw.cmd.Process.Pid) // valgrind's, which exec'd over the shell
 	control := func(args ...string) {
@@ -89,20 +94,49 @@ func TestPerfAddCallgrind(t *testing.T) {
 		name string
 		adds int
 	}
-	var batches []string
+	// What moves the count from run to run: how the adds fell into batches, and how many
+	// collections a window held (each costs the same whatever the adds did in between).
+	var lines []string
 	for _, w := range []window{{"short", short}, {"long", long}} {
 		h0 := scrapeHistogram(t, metricsURL, "teos_api_add_batch_size")
+		g0 := scrapeGoGC(t, metricsURL)
 		time.Sleep(time.Second) // the scrape's own work done before the zero
 		control("-z")
 		bench(w.adds)
 		control("--dump=" + w.name)
 		h := scrapeHistogram(t, metricsURL, "teos_api_add_batch_size").minus(h0)
-		batches = append(batches, fmt.Sprintf("%s: %d adds in %d internal calls (%.1f per call)", w.name, int(h.sum), h.count, h.sum/float64(max(h.count, 1))))
+		g := scrapeGoGC(t, metricsURL)
+		lines = append(lines, fmt.Sprintf("%s: %d adds in %d internal calls (%.1f per call), %.0f collections, %.0f bytes allocated per add",
+			w.name, int(h.sum), h.count, h.sum/float64(max(h.count, 1)), g.cycles-g0.cycles, (g.allocated-g0.allocated)/float64(w.adds)))
 	}
-	for _, b := range batches {
-		fmt.Println(b)
+	for _, l := range lines {
+		fmt.Println(l)
 	}
 	fmt.Printf("callgrind dumps of pid %s in %s (short %d adds, long %d adds)\n", pid, dir, short, long)
 	// SIGTERM would trip callgrind 3.19 the same way as the preemption signal; the dumps are written.
 	tw.kill()
+}
+
+type goGC struct{ cycles, allocated float64 }
+
+// scrapeGoGC reads the Go collector's cycle count and the bytes allocated so far from teosd's
+// metrics.
+func scrapeGoGC(t *testing.T, url string) goGC {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse scrape: %v", err)
+	}
+	gc, ok1 := fams["go_gc_duration_seconds"]
+	alloc, ok2 := fams["go_memstats_alloc_bytes_total"]
+	if !ok1 || !ok2 || len(gc.GetMetric()) == 0 || len(alloc.GetMetric()) == 0 {
+		t.Fatal("scrape has no go_gc_duration_seconds or go_memstats_alloc_bytes_total")
+	}
+	return goGC{float64(gc.GetMetric()[0].GetSummary().GetSampleCount()), alloc.GetMetric()[0].GetCounter().GetValue()}
 }
