@@ -27,8 +27,12 @@ import (
 // PERF_CG_DIR (kept) for scripts/perf-callgrind.sh to annotate. PERF_CLIENTS (64) connections;
 // under callgrind teosd runs ~50x slower than the client, so its add batches are full.
 // GODEBUG=asyncpreemptoff=1: callgrind 3.19 aborts on Go's preemption signal.
+// PERF_CG_NATIVE=1 runs the same windows without valgrind and prints teosd's user and system
+// CPU per add instead (from /proc, 10 ms ticks: use a large PERF_CG_ADDS), the kernel's share
+// that callgrind cannot see.
 func TestPerfAddCallgrind(t *testing.T) {
-	if _, err := exec.LookPath("valgrind"); err != nil {
+	native := os.Getenv("PERF_CG_NATIVE") != ""
+	if _, err := exec.LookPath("valgrind"); err != nil && !native {
 		t.Skip("no valgrind")
 	}
 	dir := os.Getenv("PERF_CG_DIR")
@@ -70,12 +74,17 @@ func TestPerfAddCallgrind(t *testing.T) {
 	if err := os.WriteFile(wrap, []byte(script), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	tw.bin = wrap
-	tw.startWait = 10 * time.Minute // valgrind starts teosd slowly on a loaded machine
+	if !native {
+		tw.bin = wrap
+		tw.startWait = 10 * time.Minute // valgrind starts teosd slowly on a loaded machine
+	}
 	tw.start()
 	pid := strconv.Itoa(tw.cmd.Process.Pid) // valgrind's, which exec'd over the shell
 	control := func(args ...string) {
 		t.Helper()
+		if native {
+			return
+		}
 		out, err := exec.Command("callgrind_control", append(args, pid)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("callgrind_control %v: %v\n%s", args, err, out)
@@ -97,13 +106,19 @@ func TestPerfAddCallgrind(t *testing.T) {
 	// What moves the count from run to run: how the adds fell into batches, and how many
 	// collections a window held (each costs the same whatever the adds did in between).
 	var lines []string
+	cpu := map[string][2]time.Duration{} // user, system
 	for _, w := range []window{{"short", short}, {"long", long}} {
 		h0 := scrapeHistogram(t, metricsURL, "teos_api_add_batch_size")
 		g0 := scrapeGoGC(t, metricsURL)
 		time.Sleep(time.Second) // the scrape's own work done before the zero
 		control("-z")
+		u0, s0 := userSys(t, tw)
 		bench(w.adds)
+		u1, s1 := userSys(t, tw)
 		control("--dump=" + w.name)
+		if native {
+			cpu[w.name] = [2]time.Duration{u1 - u0, s1 - s0}
+		}
 		h := scrapeHistogram(t, metricsURL, "teos_api_add_batch_size").minus(h0)
 		g := scrapeGoGC(t, metricsURL)
 		lines = append(lines, fmt.Sprintf("%s: %d adds in %d internal calls (%.1f per call), %.0f collections, %.0f bytes allocated per add",
@@ -111,6 +126,13 @@ func TestPerfAddCallgrind(t *testing.T) {
 	}
 	for _, l := range lines {
 		fmt.Println(l)
+	}
+	if native {
+		n := float64(long - short)
+		us := func(d time.Duration) float64 { return float64(d.Microseconds()) / n }
+		fmt.Printf("teosd CPU per add, (long - short) / %d: user %.0f µs, system %.0f µs\n", long-short,
+			us(cpu["long"][0]-cpu["short"][0]), us(cpu["long"][1]-cpu["short"][1]))
+		return
 	}
 	fmt.Printf("callgrind dumps of pid %s in %s (short %d adds, long %d adds)\n", pid, dir, short, long)
 	// SIGTERM would trip callgrind 3.19 the same way as the preemption signal; the dumps are written.
@@ -139,4 +161,18 @@ func scrapeGoGC(t *testing.T, url string) goGC {
 		t.Fatal("scrape has no go_gc_duration_seconds or go_memstats_alloc_bytes_total")
 	}
 	return goGC{float64(gc.GetMetric()[0].GetSummary().GetSampleCount()), alloc.GetMetric()[0].GetCounter().GetValue()}
+}
+
+// userSys is teosd's user and system CPU time so far, from /proc (10 ms ticks).
+func userSys(t *testing.T, tw *tower) (user, sys time.Duration) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", tw.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime) * 10 * time.Millisecond, time.Duration(stime) * 10 * time.Millisecond
 }
