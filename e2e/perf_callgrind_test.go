@@ -70,7 +70,13 @@ func TestPerfAddCallgrind(t *testing.T) {
 	// follows calls and returns, which Go's goroutine switches (jumps between stacks) confuse:
 	// the same build's dumps gave one function's cost to another from run to run.
 	wrap := filepath.Join(t.TempDir(), "teosd-callgrind")
-	script := fmt.Sprintf("#!/bin/sh\nGODEBUG=asyncpreemptoff=1 exec valgrind --tool=callgrind --dump-instr=yes --dump-line=no --callgrind-out-file=%s/callgrind.out.%%p %s \"$@\"\n", dir, bin)
+	// PERF_CG_CACHE=1 adds callgrind's cache simulation (slower): misses by function.
+	cacheSim := "no"
+	if os.Getenv("PERF_CG_CACHE") != "" {
+		cacheSim = "yes"
+	}
+	script := fmt.Sprintf("#!/bin/sh\nGODEBUG=asyncpreemptoff=1 exec valgrind --tool=callgrind --cache-sim=%s --dump-instr=yes --dump-line=no --callgrind-out-file=%s/callgrind.out.%%p %s \"$@\"\n",
+		cacheSim, dir, bin)
 	if err := os.WriteFile(wrap, []byte(script), 0o700); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,9 @@
 # instructions per add by area and the top functions; the dumps stay in PERF_CG_DIR (default a
 # new temporary directory). PERF_CG_BASE=DIR (an earlier run's PERF_CG_DIR) adds a column with
 # that run's figures. PERF_CG_ONLY=DIR analyses an earlier run without running anything.
+# PERF_CG_CACHE=1 adds callgrind's cache simulation (data cache misses per add by area; slower).
+# PERF_CG_NATIVE=1 runs the windows without valgrind and prints teosd's user and system CPU per
+# add instead (from /proc, 10 ms ticks: use e.g. PERF_CG_SHORT=3000 PERF_CG_ADDS=30000).
 #   scripts/perf-callgrind.sh     PERF_CG_DIR=/tmp/cg-after PERF_CG_BASE=/tmp/cg-before scripts/perf-callgrind.sh
 set -eu
 repo=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
@@ -18,6 +21,7 @@ if [ -z "${PERF_CG_ONLY:-}" ]; then
 	rm -f "$dir"/callgrind.out.*
 	echo "commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo ' + uncommitted changes'), $(date -u +%FT%TZ), dumps in $dir"
 	PERF_CG_DIR="$dir" go test -tags perf -run '^TestPerfAddCallgrind$' -v -count 1 -timeout 60m ./e2e | tee "$dir/test.log"
+	[ -z "${PERF_CG_NATIVE:-}" ] || exit 0
 else
 	dir=$PERF_CG_ONLY
 fi
@@ -37,12 +41,14 @@ def symbols(binary):
     return addrs, names
 
 def parse(path, syms):
-    """Self instructions by function of one dump. Callgrind's function contexts follow calls and
-    returns, which goroutine switches confuse, so each cost goes to the symbol holding its
-    instruction address (the dumps come from --dump-instr=yes)."""
+    """Self costs by function of one dump, per event (Ir; with PERF_CG_CACHE also the cache
+    simulation's misses). Callgrind's function contexts follow calls and returns, which
+    goroutine switches confuse, so each cost goes to the symbol holding its instruction
+    address (the dumps come from --dump-instr=yes)."""
     addrs, names = syms
-    costs = defaultdict(int)
-    total, pos, obj, fn, skip = 0, 0, "", "", False
+    events = ["Ir"]
+    costs = defaultdict(lambda: [0] * len(events))
+    pos, obj, fn, skip = 0, "", "", False
     names_ob, names_fn = {}, {}
     for line in open(path, errors="replace"):
         c = line[0]
@@ -58,12 +64,13 @@ def parse(path, syms):
             if skip:  # the inclusive cost of a call
                 skip = False
                 continue
-            n = int(f[1]) if len(f) > 1 else 0
-            total += n
-            if obj.endswith("/teosd"):
-                costs[pos] += n
-            else:
-                costs[(obj.rsplit("/", 1)[-1], fn)] += n
+            key = pos if obj.endswith("/teosd") else (obj.rsplit("/", 1)[-1], fn)
+            row = costs[key]
+            for i, v in enumerate(f[1:len(events) + 1]):
+                row[i] += int(v)
+        elif line.startswith("events:"):
+            events = line.split()[1:]
+            costs = defaultdict(lambda: [0] * len(events))
         elif line.startswith("calls="):
             skip = True
         elif line.startswith("ob=") or line.startswith("fn="):
@@ -79,17 +86,24 @@ def parse(path, syms):
             m = re.match(r"(cob|cfn|cfi|cfl)=\((\d+)\)(?: (.*))?", line.rstrip("\n"))
             if m and m.group(3) is not None:  # a name defined in passing
                 (names_ob if m.group(1) == "cob" else names_fn if m.group(1) == "cfn" else {})[m.group(2)] = m.group(3)
-    fns = defaultdict(int)
-    for k, n in costs.items():
-        if isinstance(k, tuple):
-            fns[k[1] + " (" + k[0] + ")"] += n
-        else:
-            i = bisect.bisect_right(addrs, k) - 1
-            fns[names[i] if i >= 0 else hex(k)] += n
-    return total, fns
+    out = {}
+    for i, ev in enumerate(events):
+        fns = defaultdict(int)
+        for k, row in costs.items():
+            if isinstance(k, tuple):
+                fns[k[1] + " (" + k[0] + ")"] += row[i]
+            else:
+                j = bisect.bisect_right(addrs, k) - 1
+                fns[names[j] if j >= 0 else hex(k)] += row[i]
+        out[ev] = (sum(fns.values()), fns)
+    return out
+
+_dumps = {}
 
 def dumps(d):
-    """The short and long windows' self costs by function."""
+    """The short and long windows' self costs by event and function."""
+    if d in _dumps:
+        return _dumps[d]
     syms = symbols(d + "/teosd")
     out = {}
     for f in glob.glob(d + "/callgrind.out.*.*"):
@@ -97,6 +111,7 @@ def dumps(d):
             name = re.search(r"Trigger: dump (\w+)", fh.read(4096))
         if name:
             out[name.group(1)] = parse(f, syms)
+    _dumps[d] = out
     return out
 
 # The collector's share moves by a few thousand instructions an add from run to run: a window
@@ -121,11 +136,13 @@ AREAS = [  # first match wins
     ("logging, metrics", r"log/slog|prometheus|teos/internal/metrics"),
 ]
 
-def per_add(d, short, long_):
+def per_add(d, short, long_, ev="Ir"):
     w = dumps(d)
     if "short" not in w or "long" not in w:
         sys.exit(f"{d}: no short and long dumps")
-    (ts, fs), (tl, fl) = w["short"], w["long"]
+    if ev not in w["short"]:
+        return None
+    (ts, fs), (tl, fl) = w["short"][ev], w["long"][ev]
     n = long_ - short
     fns = {k: (fl.get(k, 0) - fs.get(k, 0)) / n for k in set(fs) | set(fl)}
     return (tl - ts) / n, fns
@@ -166,4 +183,16 @@ else:
     print(f"\n{'top functions (self instructions per add)':100} {'per add':>9}")
     for k, v in sorted(fns.items(), key=lambda kv: -kv[1])[:40]:
         print(f"{k[:100]:100} {v:9,.0f}")
+
+# With PERF_CG_CACHE=1 the dumps also hold callgrind's cache simulation: misses per add by area
+# (first-level data cache, and last level, i.e. memory), where instruction counts understate
+# memory-bound code such as the collector or bbolt's node copies.
+misses = [per_add(d, short, long_, ev) for ev in ("D1mr", "D1mw", "DLmr", "DLmw")]
+if all(misses):
+    d1 = areas({k: misses[0][1].get(k, 0) + misses[1][1].get(k, 0) for k in set(misses[0][1]) | set(misses[1][1])})
+    ll = areas({k: misses[2][1].get(k, 0) + misses[3][1].get(k, 0) for k in set(misses[2][1]) | set(misses[3][1])})
+    print(f"\ndata cache misses per add: first level {misses[0][0] + misses[1][0]:,.0f}, last level {misses[2][0] + misses[3][0]:,.0f}")
+    print(f"{'by area':60} {'D1 misses':>10} {'LL misses':>10}")
+    for name, v in sorted(d1.items(), key=lambda kv: -kv[1]):
+        print(f"{name:60} {v:10,.0f} {ll.get(name, 0):10,.0f}")
 EOF
