@@ -4,6 +4,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -76,6 +77,8 @@ type tower struct {
 	apiURL  string
 	id      teos.UserID
 	bin     string // the teosd binary; empty means the one built from this tree
+	// startWait bounds start's waits for the tower id and /ping; zero means 30 s.
+	startWait time.Duration
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -144,6 +147,7 @@ func (tw *tower) start(extraArgs ...string) {
 		t.Fatal(err)
 	}
 	tw.cmd, tw.done, tw.exit = cmd, make(chan struct{}), nil
+	wait := cmp.Or(tw.startWait, 30*time.Second)
 	idc := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -170,10 +174,10 @@ func (tw *tower) start(extraArgs ...string) {
 		copy(tw.id[:], b)
 	case <-tw.done:
 		t.Fatalf("teosd exited before printing its tower id: %v\n%s", tw.exitErr(), tw.logs())
-	case <-time.After(30 * time.Second):
+	case <-time.After(wait):
 		t.Fatalf("teosd printed no tower id\n%s", tw.logs())
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(wait)
 	var lastPing string
 	for {
 		resp, err := http.Get(tw.apiURL + "/ping")

@@ -413,15 +413,8 @@ func (h histogram) String() string {
 // cpuTime is teosd's user+system CPU time so far, from /proc (clock ticks of 10 ms).
 func cpuTime(t *testing.T, tw *tower) time.Duration {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", tw.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Fields after the command name, which is in parentheses and may hold spaces.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	user, sys := userSys(t, tw)
+	return user + sys
 }
 
 // procStatus is teosd's resident memory, read from /proc.
