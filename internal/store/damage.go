@@ -46,6 +46,39 @@ func updateTx(db *bolt.DB, fn func(*bolt.Tx) error) (err error) {
 // the transaction releases them, and every later transaction, and Close, would wait for good.
 var wedged sync.Map
 
+// wedgeNews is closed, and replaced, whenever damage wedges a *bolt.DB: a goroutine already
+// waiting for the writer lock then never gets it, and a wait for that goroutine gives up.
+var (
+	wedgeMu   sync.Mutex
+	wedgeNews = make(chan struct{})
+)
+
+func noteWedged(db *bolt.DB, err error) {
+	if _, loaded := wedged.LoadOrStore(db, err); !loaded {
+		wedgeMu.Lock()
+		close(wedgeNews)
+		wedgeNews = make(chan struct{})
+		wedgeMu.Unlock()
+	}
+}
+
+// waitUnlessWedged returns nil once done is closed, or db's wedge error once damage wedged it.
+func waitUnlessWedged(db *bolt.DB, done <-chan struct{}) error {
+	for {
+		wedgeMu.Lock()
+		news := wedgeNews // taken before the check: a wedge after it closes news
+		wedgeMu.Unlock()
+		if err := wedgedErr(db); err != nil {
+			return err
+		}
+		select {
+		case <-done:
+			return nil
+		case <-news:
+		}
+	}
+}
+
 func wedgedErr(db *bolt.DB) error {
 	if err, ok := wedged.Load(db); ok {
 		return err.(error)
@@ -75,7 +108,7 @@ func catchDamage(db *bolt.DB, tx **bolt.Tx, err *error, read bool) {
 		panic(r)
 	}
 	if *tx == nil || (*tx).DB() != nil {
-		wedged.LoadOrStore(db, fmt.Errorf("%w: %v; bbolt's locks are left held, the file is released when teosd exits", ErrDamaged, r))
+		noteWedged(db, fmt.Errorf("%w: %v; bbolt's locks are left held, the file is released when teosd exits", ErrDamaged, r))
 	}
 	if read {
 		*err = fmt.Errorf("%w: %w: %v", ErrCorrupt, ErrDamaged, r)

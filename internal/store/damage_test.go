@@ -187,3 +187,61 @@ func TestDamagedWriteDoesNotWedgeClose(t *testing.T) {
 		t.Fatal("Close still waiting for bbolt's writer lock")
 	}
 }
+
+// A locator filter build that was already waiting for bbolt's writer lock when a write's
+// damage left that lock held never gets it, so Close, which waits for the build, waited for
+// good (TestDamagedWriteDoesNotWedgeClose hung so about once in 50 runs: the build Open starts
+// raced its write). Close now stops waiting for the build once the file is wedged.
+func TestCloseDoesNotWaitForBuildStuckOnWedgedLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "teos.db")
+	s := mustOpen(t, path, nil)
+	register(t, s, testUser(0), 10, 100)
+	waitUntil(t, "Open's filter build done", func() bool {
+		s.filters.mu.Lock()
+		defer s.filters.mu.Unlock()
+		return !s.filters.building
+	})
+	inTx, fault := make(chan struct{}), make(chan struct{})
+	wrote := make(chan error, 1)
+	go func() {
+		wrote <- updateTx(s.db, func(tx *bolt.Tx) error {
+			close(inTx)
+			<-fault
+			tx.Bucket(bktUsers).Get([]byte{1}) // a page past the end of the cut file
+			return errors.New("read a page past the end of the file")
+		})
+	}()
+	<-inTx // the write holds bbolt's writer lock
+	s.filters.startBuild()
+	waitUntil(t, "the build waiting for the writer lock", func() bool {
+		buf := make([]byte, 1<<20)
+		return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "store.waitWrites(")
+	})
+	if err := os.Truncate(path, int64(2*s.db.Info().PageSize)); err != nil {
+		t.Fatal(err)
+	}
+	close(fault)
+	if err := <-wrote; !errors.Is(err, ErrDamaged) {
+		t.Fatalf("write on the cut file = %v, want ErrDamaged", err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		if !errors.Is(err, ErrDamaged) {
+			t.Fatalf("Close = %v, want ErrDamaged (the file left open)", err)
+		}
+	case <-time.After(30 * time.Second): // a hang, not a timing: Close takes milliseconds
+		t.Fatal("Close still waiting for the filter build stuck on bbolt's writer lock")
+	}
+}
+
+// waitUntil polls cond for up to 30 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}

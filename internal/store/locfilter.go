@@ -409,7 +409,13 @@ func (lf *locatorFilters) close(save bool) error {
 	lf.closed = true
 	close(lf.stop)
 	lf.mu.Unlock()
-	lf.wg.Wait()
+	built := make(chan struct{})
+	go func() { lf.wg.Wait(); close(built) }()
+	if waitUnlessWedged(lf.db, built) != nil {
+		// A build waiting for the writer lock damage left held never ends: the file is left
+		// to the process's exit (closeDB says so), and the filter is not saved.
+		return nil
+	}
 	defer filterRegistry.Delete(lf.db)
 	c := lf.current.Load()
 	if c == nil || !save {

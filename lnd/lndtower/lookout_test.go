@@ -498,11 +498,10 @@ func TestLookoutDamagedTrackerPage(t *testing.T) {
 	}
 	db := NewDB(s, nil)
 	bc, sid, hint := storedBreach(t, db)
-	// Other breaches' trackers fill a leaf page of their own; this breach has none.
-	marker := bytes.Repeat([]byte{0xa5}, 48)
+	// Other breaches' trackers give the trackers bucket pages of its own; this breach has none.
 	for i := range 40 {
 		tr := newTracker(teos.UUID{0xf0, byte(i)})
-		tr.PenaltyTx = append(bytes.Clone(marker), byte(i))
+		tr.PenaltyTx = append(bytes.Repeat([]byte{0xa5}, 48), byte(i))
 		if err := db.PutTracker(tr); err != nil {
 			t.Fatal(err)
 		}
@@ -510,14 +509,16 @@ func TestLookoutDamagedTrackerPage(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	damagetest.ZeroPageHolding(t, path, marker)
+	// The leaf this breach's tracker lookup reaches (the first page holding some tracker may
+	// be a stale one, or another leaf than the lookup's).
+	id := trackerUUID(sid, hint)
+	damagetest.ZeroLeafFor(t, path, id[:], []byte("ext/lnd"), []byte("trackers"))
 	s, err = store.Open(path, &store.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	db = NewDB(s, nil)
-	id := trackerUUID(sid, hint)
 	if _, err := db.Tracker(id); !errors.Is(err, store.ErrDamaged) {
 		t.Fatalf("tracker read through the damaged page: %v, want ErrDamaged", err)
 	}

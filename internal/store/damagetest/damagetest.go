@@ -49,7 +49,34 @@ func ZeroLeafHolding(t testing.TB, path string, bucket, key []byte) {
 	if root == 0 {
 		t.Fatalf("bucket %q is missing or inline", bucket)
 	}
-	zeroPageAt(t, path, func(raw []byte) int { return leafOf(t, raw, pageSize, root, key) }, pageSize)
+	zeroPageAt(t, path, func(raw []byte) int { return leafOf(t, raw, pageSize, root, key, true) }, pageSize)
+}
+
+// ZeroLeafFor zeroes the header of the leaf page a lookup of key reaches in the bucket at
+// path (nested bucket names, outermost first; a bucket with pages of its own), whether or not
+// key is stored there: a read of key then meets the damage.
+func ZeroLeafFor(t testing.TB, file string, key []byte, path ...[]byte) {
+	t.Helper()
+	var root uint64
+	pageSize := inspect(t, file, func(tx *bolt.Tx) {
+		if len(path) == 0 {
+			return
+		}
+		b := tx.Bucket(path[0])
+		for _, name := range path[1:] {
+			if b == nil {
+				return
+			}
+			b = b.Bucket(name)
+		}
+		if b != nil {
+			root = uint64(b.Root())
+		}
+	})
+	if root == 0 {
+		t.Fatalf("bucket %q is missing or inline", path)
+	}
+	zeroPageAt(t, file, func(raw []byte) int { return leafOf(t, raw, pageSize, root, key, false) }, pageSize)
 }
 
 // bbolt's page layout (native byte order: little-endian on the machines teos-go runs on): a
@@ -63,8 +90,9 @@ const (
 	leafPageFlag   = 0x02
 )
 
-// leafOf descends from page id to the leaf holding key and returns its offset in raw.
-func leafOf(t testing.TB, raw []byte, pageSize int, id uint64, key []byte) int {
+// leafOf descends from page id to the leaf a lookup of key reaches and returns its offset in
+// raw; with held, key must be in that leaf.
+func leafOf(t testing.TB, raw []byte, pageSize int, id uint64, key []byte, held bool) int {
 	t.Helper()
 	le := binary.LittleEndian
 	for depth := 0; depth < 64; depth++ {
@@ -80,6 +108,9 @@ func leafOf(t testing.TB, raw []byte, pageSize int, id uint64, key []byte) int {
 		}
 		switch {
 		case flags&leafPageFlag != 0:
+			if !held {
+				return off
+			}
 			for i := range count {
 				if bytes.Equal(elemKey(i, 4), key) {
 					return off
