@@ -34,7 +34,7 @@ func damagedStore(t *testing.T, n, victim int) (*Store, []*Appointment) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	damagetest.ZeroPageHolding(t, path, as[victim].EncryptedBlob)
+	damagetest.ZeroPageHolding(t, path, as[victim].EncryptedBlob, "appointments")
 	s, err := Open(path, &Options{NoLocatorFilter: true})
 	if err != nil {
 		t.Fatalf("Open of a file with one damaged leaf: %v", err)

@@ -510,7 +510,7 @@ func TestLookoutDamagedTrackerPage(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	damagetest.ZeroPageHolding(t, path, marker)
+	damagetest.ZeroPageHolding(t, path, marker, "ext/lnd", "trackers")
 	s, err = store.Open(path, &store.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)

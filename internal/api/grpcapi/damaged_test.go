@@ -48,7 +48,7 @@ func TestAddOnDamagedUserPageIsSendAgain(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	damagetest.ZeroPageHolding(t, path, userID[:])
+	damagetest.ZeroPageHolding(t, path, userID[:], "users")
 
 	db, err = store.Open(path, nil)
 	if err != nil {
