@@ -135,7 +135,7 @@ func TestDefaultTimeoutsSet(t *testing.T) {
 // within the hold bound), once its body is in, keeps its context and gets its answer.
 func TestHeldRequestOutlivesReadTimeout(t *testing.T) {
 	to := shortTimeouts
-	to.hold = 3 * to.read
+	to.hold = 50 * to.read // far above the hold below: the answer's margin, on a loaded machine
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +145,7 @@ func TestHeldRequestOutlivesReadTimeout(t *testing.T) {
 		select {
 		case <-r.Context().Done():
 			return // cut off: the client sees no answer
-		case <-time.After(2 * to.read): // held past the read timeout
+		case <-time.After(3 * to.read): // held past the read and write timeouts together
 		}
 		_, _ = io.WriteString(w, "held and served")
 	}), to)
@@ -210,12 +210,15 @@ func TestRateDelayWithoutHold(t *testing.T) {
 // one declared past maxBody, is still cut at the read timeout.
 func TestLargeSlowBodyGetsItsTime(t *testing.T) {
 	to := shortTimeouts
-	to.uploadRate, to.maxBody = 4<<10, 8<<10 // 4 KiB needs 1 s, over the 400 ms read timeout
+	// At 512 B/s 4 KiB need 8 s, far past the 400 ms read timeout; 200 bytes need 390 ms.
+	to.uploadRate, to.maxBody = 512, 8<<10
+	started := make(chan struct{}, 1)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
 		n, err := io.Copy(io.Discard, r.Body)
 		if err != nil {
 			return // cut off: the client sees no answer
@@ -225,32 +228,35 @@ func TestLargeSlowBodyGetsItsTime(t *testing.T) {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 
-	// send declares length bytes and sends size of them in 16 chunks 50 ms apart (800 ms in
-	// all, about 5 KiB/s for 4 KiB), then reads what the server answers.
-	send := func(length, size int) string {
+	// send declares a body of length bytes and sends all of it but the last byte at once. The
+	// last goes once the handler has run for twice the read timeout, which the plain timeout
+	// (set before the handler ran) cannot cover on a machine of any pace. It returns what the
+	// server answered.
+	send := func(length int) string {
 		c := dialAPI(t, ln.Addr().String())
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := fmt.Fprintf(c, "POST /add_appointments HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", length); err != nil {
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		if _, err := fmt.Fprintf(c, "POST /add_appointments HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s",
+			length, strings.Repeat("x", length-1)); err != nil {
 			t.Fatal(err)
 		}
-		chunk := strings.Repeat("x", size/16)
-		for range 16 {
-			time.Sleep(50 * time.Millisecond)
-			if _, err := io.WriteString(c, chunk); err != nil {
-				break // the server closed the connection
-			}
+		select {
+		case <-started:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the handler never ran")
 		}
+		time.Sleep(2 * to.read)
+		_, _ = io.WriteString(c, "x") // an error: the server closed the connection
 		got, _ := io.ReadAll(io.LimitReader(c, 4096))
 		return string(got)
 	}
-	if got := send(4<<10, 4<<10); !strings.Contains(got, "200 OK") || !strings.Contains(got, "read 4096") {
-		t.Fatalf("a 4 KiB body at ~5 KiB/s was cut off; answer %q", got)
+	if got := send(4 << 10); !strings.Contains(got, "200 OK") || !strings.Contains(got, "read 4096") {
+		t.Fatalf("a 4 KiB body (needs 8 s at the upload rate) done after twice the read timeout was cut off; answer %q", got)
 	}
-	if got := send(1<<10, 1<<10); strings.Contains(got, "read ") {
-		t.Fatalf("a 1 KiB body (needs 250 ms at the upload rate) trickled over 800 ms was served: %q", got)
+	if got := send(200); !strings.HasPrefix(got, "HTTP/1.1 ") || strings.Contains(got, "read ") {
+		t.Fatalf("a 200-byte body (needs 390 ms at the upload rate) done after twice the read timeout was not cut off: answer %q", got)
 	}
-	if got := send(16<<10, 4<<10); strings.Contains(got, "read ") {
-		t.Fatalf("a body declared past maxBody got more time: %q", got)
+	if got := send(16 << 10); !strings.HasPrefix(got, "HTTP/1.1 ") || strings.Contains(got, "read ") {
+		t.Fatalf("a body past maxBody done after twice the read timeout got more time: answer %q", got)
 	}
 }
 
