@@ -35,15 +35,12 @@ func TestRefusalNotesAreNotKept(t *testing.T) {
 	if r := tt.createSession(t, used, anchorSession(2)); r.Code != wtwire.CodeOK {
 		t.Fatalf("create session: code %d", r.Code)
 	}
-	bad := anchorSession(2)
-	bad.SweepFeeRate = 0 // refused by wtpolicy
 	for i := 0; i < 20; i++ {
 		for _, m := range []struct {
 			msg wtwire.Message
 			own bool // the used session's key
 		}{
 			{msg: anchorSession(2)},                   // past registration_rate
-			{msg: bad},                                // invalid policy
 			{msg: update(t, 1, 0, size)},              // unknown session
 			{msg: update(t, 2, 0, size), own: true},   // out of order
 			{msg: update(t, 1, 0, size-1), own: true}, // blob size
