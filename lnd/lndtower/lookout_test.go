@@ -498,11 +498,19 @@ func TestLookoutDamagedTrackerPage(t *testing.T) {
 	}
 	db := NewDB(s, nil)
 	bc, sid, hint := storedBreach(t, db)
-	// Other breaches' trackers fill a leaf page of their own; this breach has none.
+	id := trackerUUID(sid, hint)
+	// Other breaches' trackers fill leaf pages; this breach has none. Their UUIDs follow this
+	// breach's, so its lookup reaches the leftmost leaf, and only the lowest of them, written
+	// last so that no page freed earlier holds it, carries the marker: the page zeroed is the
+	// one the lookup reaches. (With UUIDs of their own and the marker in each, the first page
+	// holding it was at times a freed copy or another leaf, and the lookup found nothing.)
 	marker := bytes.Repeat([]byte{0xa5}, 48)
-	for i := range 40 {
-		tr := newTracker(teos.UUID{0xf0, byte(i)})
-		tr.PenaltyTx = append(bytes.Clone(marker), byte(i))
+	for i := 40; i >= 1; i-- {
+		tr := newTracker(uuidAfter(id, i))
+		tr.PenaltyTx = bytes.Repeat([]byte{0x5a}, 49)
+		if i == 1 {
+			tr.PenaltyTx = append(bytes.Clone(marker), 1)
+		}
 		if err := db.PutTracker(tr); err != nil {
 			t.Fatal(err)
 		}
@@ -517,7 +525,6 @@ func TestLookoutDamagedTrackerPage(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Close() })
 	db = NewDB(s, nil)
-	id := trackerUUID(sid, hint)
 	if _, err := db.Tracker(id); !errors.Is(err, store.ErrDamaged) {
 		t.Fatalf("tracker read through the damaged page: %v, want ErrDamaged", err)
 	}
@@ -527,6 +534,16 @@ func TestLookoutDamagedTrackerPage(t *testing.T) {
 	if !errors.Is(err, store.ErrDamaged) {
 		t.Fatalf("block whose tracker lookup hit a damaged page = %v, want ErrDamaged", err)
 	}
+}
+
+// uuidAfter is u plus n, the UUID read as a big-endian number.
+func uuidAfter(u teos.UUID, n int) teos.UUID {
+	carry := n
+	for i := len(u) - 1; i >= 0 && carry > 0; i-- {
+		sum := int(u[i]) + carry
+		u[i], carry = byte(sum), sum>>8
+	}
+	return u
 }
 
 // storedBreach stores an anchor channel's session with the update for one breach of it.
