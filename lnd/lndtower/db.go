@@ -113,7 +113,35 @@ func (d *DB) insertSession(s *wtdb.SessionInfo, admitNew func() error) (added bo
 // session's maximum) and stores it with the session's new last applied number, all in one
 // transaction: a refused update leaves nothing behind. The errors are wtdb's, which wtserver
 // turns into lnd's reply codes.
+//
+// The sequence number last applied may come again (lnd's client resends a committed update
+// whose reply it lost), and is accepted as lnd's tower does, but only with the hint it was
+// stored with: lnd's client never changes a committed update's hint (wtdb.ErrUpdateAlreadyCommitted),
+// and a new hint would be stored beside the old one, so resending without end would fill the
+// store through one session, past its maximum and past max_stored_bytes (checked for new
+// sessions only). Such a resend is refused as a number already applied (code 50).
 func (d *DB) InsertStateUpdate(u *wtdb.SessionStateUpdate) (uint16, error) {
+	lastApplied, err := d.insertUpdate(u, false)
+	if errors.Is(err, errResent) {
+		// Rare: look the hint up, then try again. Only DeleteSession removes an update, and
+		// with it the session, so what the lookup finds is still there for the retry.
+		held, herr := d.holds(u.ID, u.Hint)
+		if herr != nil {
+			return 0, herr
+		}
+		if !held {
+			return 0, wtdb.ErrSeqNumAlreadyApplied
+		}
+		lastApplied, err = d.insertUpdate(u, true)
+	}
+	return lastApplied, err
+}
+
+// errResent stops an update carrying the sequence number last applied until its hint is
+// known to be the stored one (InsertStateUpdate).
+var errResent = errors.New("sequence number last applied sent again")
+
+func (d *DB) insertUpdate(u *wtdb.SessionStateUpdate, resendHeld bool) (uint16, error) {
 	var lastApplied uint16
 	err := d.s.LndAddUpdate(store.LndSessionID(u.ID), store.LndHint(u.Hint), func(rec []byte) ([]byte, []byte, error) {
 		if rec == nil {
@@ -134,8 +162,12 @@ func (d *DB) InsertStateUpdate(u *wtdb.SessionStateUpdate) (uint16, error) {
 		if len(u.EncryptedBlob) != blob.Size(kit) {
 			return nil, nil, ErrInvalidBlobSize
 		}
+		prev := s.LastApplied
 		if err := s.AcceptUpdateSequence(u.SeqNum, u.LastApplied); err != nil {
 			return nil, nil, err
+		}
+		if u.SeqNum == prev && !resendHeld {
+			return nil, nil, errResent
 		}
 		lastApplied = s.LastApplied
 		sess, err := encodeSession(s)
@@ -152,6 +184,20 @@ func (d *DB) InsertStateUpdate(u *wtdb.SessionStateUpdate) (uint16, error) {
 		return 0, err
 	}
 	return lastApplied, nil
+}
+
+// holds reports whether session id has an update stored under hint.
+func (d *DB) holds(id wtdb.SessionID, hint blob.BreachHint) (bool, error) {
+	found, err := d.s.LndMatches([]store.LndHint{store.LndHint(hint)})
+	if err != nil {
+		return false, err
+	}
+	for _, f := range found {
+		if f.Session == store.LndSessionID(id) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // DeleteSession removes a session and all its updates.

@@ -19,6 +19,7 @@ func TestOnPostgres(t *testing.T) {
 	}{
 		{"CreateSessionPolicies", TestCreateSessionPolicies},
 		{"StateUpdates", TestStateUpdates},
+		{"ResentUpdateDoesNotGrowTheSession", TestResentUpdateDoesNotGrowTheSession},
 		{"BadMessages", TestBadMessages},
 		{"LookoutJusticePerKitType", TestLookoutJusticePerKitType},
 		{"LookoutBadKits", TestLookoutBadKits},
