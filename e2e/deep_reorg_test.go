@@ -60,6 +60,7 @@ func testReorgDeeperThanWindow(t *testing.T, whileDown bool) {
 		t.Fatalf("reorg %d blocks deep, want more than %d", tip-(d-1), chainmon.Window)
 	}
 	if whileDown {
+		tw.startWait = 2 * time.Minute // its start includes the deep reorg's catch-up
 		tw.start()
 	}
 	waitTowerAt(t, tw, tip)
@@ -111,6 +112,7 @@ func TestStartWaitsForBitcoindBehind(t *testing.T) {
 		_, err := c.rpc.Generate(old - fork + 5)
 		mined <- err
 	}()
+	tw.startWait = 2 * time.Minute // its start includes the wait and a ~115-block catch-up (17 s seen at load ~9)
 	tw.start()
 	if err := <-mined; err != nil {
 		t.Fatal(err)
