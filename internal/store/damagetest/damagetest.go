@@ -40,15 +40,7 @@ func ZeroPageHolding(t testing.TB, path string, pattern []byte) {
 // freed keep their old contents, and another bucket's keys may hold the same bytes.
 func ZeroLeafHolding(t testing.TB, path string, bucket, key []byte) {
 	t.Helper()
-	var root uint64
-	pageSize := inspect(t, path, func(tx *bolt.Tx) {
-		if b := tx.Bucket(bucket); b != nil {
-			root = uint64(b.Root())
-		}
-	})
-	if root == 0 {
-		t.Fatalf("bucket %q is missing or inline", bucket)
-	}
+	pageSize, root := bucketRoot(t, path, bucket)
 	zeroPageAt(t, path, func(raw []byte) int { return leafOf(t, raw, pageSize, root, key, true) }, pageSize)
 }
 
@@ -57,8 +49,14 @@ func ZeroLeafHolding(t testing.TB, path string, bucket, key []byte) {
 // key is stored there: a read of key then meets the damage.
 func ZeroLeafFor(t testing.TB, file string, key []byte, path ...[]byte) {
 	t.Helper()
-	var root uint64
-	pageSize := inspect(t, file, func(tx *bolt.Tx) {
+	pageSize, root := bucketRoot(t, file, path...)
+	zeroPageAt(t, file, func(raw []byte) int { return leafOf(t, raw, pageSize, root, key, false) }, pageSize)
+}
+
+// bucketRoot returns the file's page size and the root page of the bucket at path.
+func bucketRoot(t testing.TB, file string, path ...[]byte) (pageSize int, root uint64) {
+	t.Helper()
+	pageSize = inspect(t, file, func(tx *bolt.Tx) {
 		if len(path) == 0 {
 			return
 		}
@@ -76,7 +74,7 @@ func ZeroLeafFor(t testing.TB, file string, key []byte, path ...[]byte) {
 	if root == 0 {
 		t.Fatalf("bucket %q is missing or inline", path)
 	}
-	zeroPageAt(t, file, func(raw []byte) int { return leafOf(t, raw, pageSize, root, key, false) }, pageSize)
+	return pageSize, root
 }
 
 // bbolt's page layout (native byte order: little-endian on the machines teos-go runs on): a
