@@ -234,9 +234,10 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 }
 
 // catchUp polls until the tower has caught up with bitcoind. While bitcoind's best block is
-// below the blocks the tower remembers (a reindex; an operator's invalidateblock deeper than
-// them, until the new branch is long enough) it waits, ports closed, as the error says, rather
-// than exit: teosd then started only once bitcoind was back up. Any other error ends it.
+// below the blocks the tower remembers (an operator's invalidateblock deeper than them, until
+// the new branch is long enough) it waits, ports closed, as the error says, rather than exit:
+// teosd then started only once bitcoind was back up. Any other error ends it, as does a
+// reindexing bitcoind that cannot serve those blocks yet (start-up loads them first).
 func catchUp(ctx context.Context, mon *chain.Monitor, every time.Duration, log *slog.Logger) error {
 	var warned time.Time
 	for {
