@@ -28,29 +28,9 @@ func TestCrashBeforeTipThenReorgWhileDown(t *testing.T) {
 }
 
 func testCrashBeforeTipThenReorg(t *testing.T, penaltiesMined bool) {
-	a := startNode(t)
-	ca := newChain(t, a)
-	b := btcdtest.Start(t)
-	cb := newChain(t, b)
-	tw := newTower(t, a, "")
-	tw.start()
-	alice := newUser(t)
-	slots := alice.register(t, tw).AvailableSlots
-	kept, replaced := a.NewBreach(t), a.NewBreach(t)
-	alice.add(t, tw, breachAppointment(t, kept))
-	alice.add(t, tw, breachAppointment(t, replaced))
-
-	fork := ca.tip(t)
-	copyBlocks(t, ca, cb, 1, fork)
-	cb.send(t, spendCoinbase(t, a, cb, replaced.Commitment.TxIn[0].PreviousOutPoint, b.MiningAddr))
-
-	ca.send(t, kept.Commitment)
-	ca.send(t, replaced.Commitment)
-	if block, _ := ca.mine(t); !blockHas(block, kept.Commitment, replaced.Commitment) {
-		t.Fatal("commitments not mined")
-	}
-	ca.waitInMempool(t, kept.Penalty.TxHash(), time.Now())
-	ca.waitInMempool(t, replaced.Penalty.TxHash(), time.Now())
+	two := startTwoBranches(t)
+	ca, b, cb, tw, alice := two.ca, two.b, two.cb, two.tw, two.alice
+	slots, kept, replaced, fork := two.slots, two.kept, two.replaced, two.fork
 	if penaltiesMined {
 		if block, _ := ca.mine(t); !blockHas(block, kept.Penalty, replaced.Penalty) {
 			t.Fatal("penalties not mined")

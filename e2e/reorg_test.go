@@ -81,29 +81,9 @@ func TestReorgRemined(t *testing.T) {
 // syncs from a peer it does not update its mempool for connected blocks, so A would keep the
 // replaced dispute in its mempool, and accept its re-send, although its input is spent.
 func TestReorgToOtherBranch(t *testing.T) {
-	a := startNode(t)
-	ca := newChain(t, a)
-	b := btcdtest.Start(t)
-	cb := newChain(t, b)
-	tw := newTower(t, a, "")
-	tw.start()
-	alice := newUser(t)
-	slots := alice.register(t, tw).AvailableSlots
-	kept, replaced := a.NewBreach(t), a.NewBreach(t)
-	alice.add(t, tw, breachAppointment(t, kept))
-	alice.add(t, tw, breachAppointment(t, replaced))
-
-	fork := ca.tip(t)
-	copyBlocks(t, ca, cb, 1, fork)
-	cb.send(t, spendCoinbase(t, a, cb, replaced.Commitment.TxIn[0].PreviousOutPoint, b.MiningAddr))
-
-	ca.send(t, kept.Commitment)
-	ca.send(t, replaced.Commitment)
-	if block, _ := ca.mine(t); !blockHas(block, kept.Commitment, replaced.Commitment) {
-		t.Fatal("commitments not mined")
-	}
-	ca.waitInMempool(t, kept.Penalty.TxHash(), time.Now())
-	ca.waitInMempool(t, replaced.Penalty.TxHash(), time.Now())
+	two := startTwoBranches(t)
+	a, ca, b, cb, tw, alice := two.a, two.ca, two.b, two.cb, two.tw, two.alice
+	slots, kept, replaced, fork := two.slots, two.kept, two.replaced, two.fork
 	if block, _ := ca.mine(t); !blockHas(block, kept.Penalty, replaced.Penalty) {
 		t.Fatal("penalties not mined")
 	}
@@ -159,6 +139,44 @@ func TestReorgToOtherBranch(t *testing.T) {
 	a.Generate(t, 1)
 	alice.waitGone(t, tw, locatorOf(kept))
 	alice.wantSubscription(t, tw, slots-1, locatorOf(replaced)) // only the completed appointment is refunded
+}
+
+// twoBranches is the set-up of the tests that reorganise a breach away: node A mines two
+// disputes, both answered by the tower (penalties in A's mempool); node B holds A's chain up to
+// fork and, in its mempool, a transaction spending the replaced dispute's input.
+type twoBranches struct {
+	a, b           *btcdtest.Node
+	ca, cb         *chain
+	tw             *tower
+	alice          *user
+	slots          uint32
+	kept, replaced *btcdtest.Breach
+	fork           uint32
+}
+
+func startTwoBranches(t *testing.T) *twoBranches {
+	s := &twoBranches{a: startNode(t), b: btcdtest.Start(t)}
+	s.ca, s.cb = newChain(t, s.a), newChain(t, s.b)
+	s.tw = newTower(t, s.a, "")
+	s.tw.start()
+	s.alice = newUser(t)
+	s.slots = s.alice.register(t, s.tw).AvailableSlots
+	s.kept, s.replaced = s.a.NewBreach(t), s.a.NewBreach(t)
+	s.alice.add(t, s.tw, breachAppointment(t, s.kept))
+	s.alice.add(t, s.tw, breachAppointment(t, s.replaced))
+
+	s.fork = s.ca.tip(t)
+	copyBlocks(t, s.ca, s.cb, 1, s.fork)
+	s.cb.send(t, spendCoinbase(t, s.a, s.cb, s.replaced.Commitment.TxIn[0].PreviousOutPoint, s.b.MiningAddr))
+
+	s.ca.send(t, s.kept.Commitment)
+	s.ca.send(t, s.replaced.Commitment)
+	if block, _ := s.ca.mine(t); !blockHas(block, s.kept.Commitment, s.replaced.Commitment) {
+		t.Fatal("commitments not mined")
+	}
+	s.ca.waitInMempool(t, s.kept.Penalty.TxHash(), time.Now())
+	s.ca.waitInMempool(t, s.replaced.Penalty.TxHash(), time.Now())
+	return s
 }
 
 // copyBlocks hands the blocks at heights first..last of from's main chain to to's node.
